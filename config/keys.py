@@ -1,0 +1,51 @@
+"""Every Redis key workyard writes, in one place.
+
+Keys are built from stable identifiers only (idempotence key, mutex scope), so a worker on any
+host computes the same key for the same step.
+"""
+
+from __future__ import annotations
+
+PREFIX = "wy:"
+
+ORCHESTRATOR_QUEUE = "workyard.orchestrator"
+STEP_EXCHANGE = "workyard.steps"
+CAPABILITY_QUEUE_PREFIX = "cap."
+STEP_TASK = "workyard.step"
+
+
+def capability_queue(capability: str) -> str:
+    return f"{CAPABILITY_QUEUE_PREFIX}{capability}"
+
+
+def step_result(idempotence_key: str) -> str:
+    """A step's stored success result, shared by every attempt with this key."""
+    return f"{PREFIX}result:{idempotence_key}"
+
+
+def attempt_report(idempotence_key: str, attempt: int) -> str:
+    """The final report of one attempt, replayed if its dispatch is delivered again."""
+    return f"{PREFIX}report:{idempotence_key}:{attempt}"
+
+
+def attempt_seen(idempotence_key: str, attempt: int) -> str:
+    """Set when an attempt's dispatch first reaches a worker; a second delivery finds it."""
+    return f"{PREFIX}seen:{idempotence_key}:{attempt}"
+
+
+def run_claim(idempotence_key: str) -> str:
+    """Held (and renewed) while a handler runs for this key; keeps duplicates from running."""
+    return f"{PREFIX}run:{idempotence_key}"
+
+
+def mutex_lease(scope: str) -> str:
+    return f"{PREFIX}lease:{scope}"
+
+
+def fence(scope: str) -> str:
+    """The highest fencing token granted a lease on this scope."""
+    return f"{PREFIX}fence:{scope}"
+
+
+# Patterns an operator (or a test) may scan to inspect or drop lease state.
+LEASE_PATTERNS = (f"{PREFIX}lease:*", f"{PREFIX}fence:*")

@@ -1,0 +1,104 @@
+"""Settings read from ``WORKYARD_*`` environment variables.
+
+With nothing set, workyard runs on the embedded default: SQLite and a Redis server that workyard
+starts itself, both inside the data dir, so any ``workyard`` command run with the same data dir
+finds the stack that ``workyard up`` started there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# A Unix socket path must fit in sockaddr_un.sun_path (108 bytes on Linux, NUL included).
+_MAX_SOCKET_PATH = 100
+
+
+class Settings(BaseSettings):
+    """Everything workyard reads from its environment (prefix ``WORKYARD_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="WORKYARD_", extra="ignore")
+
+    data_dir: Path = Field(default=Path(".workyard"), description="Where the embedded default keeps its state.")
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in the data dir.")
+    broker_url: str | None = Field(default=None, description="Celery broker (Redis or RabbitMQ); default embedded Redis.")
+    redis_url: str | None = Field(default=None, description="Redis for leases and dedup; default embedded Redis.")
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8700
+    flower_port: int = 5555
+
+    visibility_timeout_s: int = Field(default=3600, ge=1, description="Broker and result visibility timeout.")
+    dedup_ttl_s: int = Field(default=7 * 24 * 3600, ge=60, description="How long a step's stored result dedups.")
+    run_claim_ttl_ms: int = Field(default=5000, ge=500, description="TTL of a running step's claim; renewed while it runs.")
+    lease_ttl_ms: int = Field(default=10_000, ge=500, description="TTL of a mutex lease; renewed while the handler runs.")
+    lease_wait_ms: int = Field(default=30_000, ge=0, description="How long a step waits for a busy mutex before deferring.")
+    step_watchdog_s: int = Field(default=3600, ge=1, description="Deadline of a step attempt without a timeout_ms.")
+    watchdog_grace_s: int = Field(default=30, ge=0, description="Added to a step's hard time limit before it counts as lost.")
+
+    coordinator_batch: int = Field(default=200, ge=1, description="Reports the coordinator handles per transaction.")
+    outbox_sweep_after_s: float = Field(default=2.0, ge=0.1, description="Age of an unpublished outbox row before the sweep re-publishes it.")
+    timer_poll_s: float = Field(default=0.2, gt=0)
+
+    # Fault injection for the test suite and for trying failures by hand: every message that
+    # workyard publishes (dispatches and reports) is published twice.
+    fault_duplicate_delivery: bool = False
+
+    @property
+    def data_path(self) -> Path:
+        return self.data_dir.expanduser().resolve()
+
+    @property
+    def embedded_redis(self) -> bool:
+        """True when workyard must start (or find) its own Redis in the data dir."""
+        return self.broker_url is None or self.redis_url is None
+
+    @property
+    def redis_socket(self) -> Path:
+        path = self.data_path / "redis.sock"
+        if len(str(path)) <= _MAX_SOCKET_PATH:
+            return path
+        # Too long for a Unix socket: use a stable short path derived from the data dir.
+        digest = hashlib.sha256(str(self.data_path).encode()).hexdigest()[:16]
+        return Path("/tmp") / f"workyard-{digest}.sock"
+
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_path / 'workyard.db'}"
+
+    def effective_redis_url(self) -> str:
+        if self.redis_url:
+            return self.redis_url
+        return f"unix://{self.redis_socket}?db=0"
+
+    def effective_broker_url(self) -> str:
+        if self.broker_url:
+            return self.broker_url
+        return f"redis+socket://{self.redis_socket}?virtual_host=1"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.api_host}:{self.api_port}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """Environment that makes a child process see the same settings as this one."""
+    env = dict(os.environ)
+    env["WORKYARD_DATA_DIR"] = str(settings.data_path)
+    for name in ("database_url", "broker_url", "redis_url"):
+        value = getattr(settings, name)
+        if value:
+            env[f"WORKYARD_{name.upper()}"] = value
+    return env

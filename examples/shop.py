@@ -1,0 +1,75 @@
+"""The shop demo: reserve stock, charge the card, ship; refund and release on failure.
+
+``fail_at`` (a step name) makes that step fail for good; ``delay_ms`` makes every step take that
+long, which leaves time to kill a worker or watch Flower.
+"""
+
+from __future__ import annotations
+
+import time
+
+from pydantic import BaseModel
+
+from workers import StepContext, StepFailed, step
+
+
+class Order(BaseModel):
+    order_id: str
+    amount: float
+    fail_at: str | None = None
+    delay_ms: int = 0
+
+
+class StockReserved(BaseModel):
+    reservation_id: str
+
+
+class CardCharged(BaseModel):
+    charge_id: str
+    amount: float
+
+
+class Shipped(BaseModel):
+    tracking_id: str
+
+
+class Undone(BaseModel):
+    undone: str
+
+
+def _work(ctx: StepContext, order: Order) -> None:
+    if order.delay_ms:
+        time.sleep(order.delay_ms / 1000)
+    if order.fail_at == ctx.step and ctx.phase == "forward":
+        raise StepFailed(f"{ctx.step} failed for order {order.order_id} (fail_at)", retryable=False)
+
+
+@step("reserve_stock", capability="inventory")
+def reserve_stock(ctx: StepContext, order: Order) -> StockReserved:
+    _work(ctx, order)
+    # A real inventory service would take ctx.idempotence_key, so a repeat reserves nothing twice.
+    return StockReserved(reservation_id=f"res-{ctx.idempotence_key}")
+
+
+@step("release_stock", capability="inventory")
+def release_stock(ctx: StepContext, order: Order) -> Undone:
+    _work(ctx, order)
+    return Undone(undone=ctx.results["reserve_stock"]["reservation_id"])
+
+
+@step("charge_card", capability="payments")
+def charge_card(ctx: StepContext, order: Order) -> CardCharged:
+    _work(ctx, order)
+    return CardCharged(charge_id=f"ch-{ctx.idempotence_key}", amount=order.amount)
+
+
+@step("refund_card", capability="payments")
+def refund_card(ctx: StepContext, order: Order) -> Undone:
+    _work(ctx, order)
+    return Undone(undone=ctx.results["charge_card"]["charge_id"])
+
+
+@step("ship", capability="shipping")
+def ship(ctx: StepContext, order: Order) -> Shipped:
+    _work(ctx, order)
+    return Shipped(tracking_id=f"trk-{order.order_id}")

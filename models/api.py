@@ -1,0 +1,102 @@
+"""Request and response bodies of the HTTP API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from models.enums import Outcome, Phase, SagaState, StepState
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    details: Any = None
+
+
+class ErrorBody(BaseModel):
+    """Every error the API returns has this one shape."""
+
+    error: ErrorDetail
+
+
+class SagaCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    template: str = Field(min_length=1, max_length=200)
+    version: str | None = Field(default=None, description="Semantic version; the highest if omitted.")
+    input: dict[str, Any] = Field(default_factory=dict)
+    idempotence_key: str | None = Field(
+        default=None, min_length=1, max_length=255,
+        description="Retries with the same key return the first saga; or send an Idempotency-Key header.",
+    )
+
+
+class AttemptRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    step_index: int
+    step_name: str
+    phase: Phase
+    attempt: int
+    outcome: Outcome
+    worker: str | None
+    fencing_token: int | None
+    error: str | None
+    dispatched_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @property
+    def duration_ms(self) -> float | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds() * 1000
+
+
+class StepRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    index: int
+    name: str
+    state: StepState
+    attempts: int
+    compensation_attempts: int
+    error: str | None
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class SagaSummary(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    template_name: str
+    template_version: str
+    state: SagaState
+    idempotence_key: str | None
+    error: str | None
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+
+
+class SagaRead(SagaSummary):
+    input: dict[str, Any]
+    results: dict[str, Any]
+    steps: list[StepRead]
+    attempts: list[AttemptRead]
+
+
+class SagaPage(BaseModel):
+    items: list[SagaSummary]
+    next_cursor: str | None = Field(description="Pass as ?cursor= for the next page; null at the end.")
+
+
+class TemplateRead(BaseModel):
+    name: str
+    version: str
+    spec: dict[str, Any]
+    created_at: datetime

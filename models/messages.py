@@ -1,0 +1,78 @@
+"""Messages between the orchestrator and the workers.
+
+A dispatch goes to ``cap.<capability>`` as the one argument of the Celery task ``workyard.step``;
+a report comes back to ``workyard.orchestrator`` as a plain JSON message. Fields may be added;
+none may change meaning, because messages already queued must still be understood.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from models.enums import Outcome, Phase
+
+
+class StepDispatch(BaseModel):
+    """Run one attempt of one step (forward or compensating) of one saga."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    v: Literal[1] = 1
+    saga_id: str
+    template: str
+    version: str
+    step_index: int = Field(ge=0)
+    step: str
+    handler: str
+    capability: str
+    phase: Phase
+    attempt: int = Field(ge=1)
+    idempotence_key: str
+    mutex_scope: str | None = None
+    fencing_token: int | None = None
+    input: dict[str, Any]
+    results: dict[str, Any] = Field(default_factory=dict)
+    timeout_ms: int | None = None
+    dispatched_at: datetime
+
+
+class ErrorInfo(BaseModel):
+    type: str
+    message: str
+
+
+class StepReport(BaseModel):
+    """What became of one attempt, sent by the worker that handled its dispatch."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    kind: Literal["step_report"] = "step_report"
+    v: Literal[1] = 1
+    saga_id: str
+    step_index: int = Field(ge=0)
+    phase: Phase
+    attempt: int = Field(ge=1)
+    outcome: Literal[Outcome.succeeded, Outcome.failed, Outcome.lost, Outcome.deferred]
+    retryable: bool = True
+    retry_after_ms: int | None = Field(default=None, ge=0)
+    error: ErrorInfo | None = None
+    result: Any = None
+    worker: str | None = None
+    fencing_token: int | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class DeadLetterReport(BaseModel):
+    """A worker got a message it cannot act on; the orchestrator keeps it with the reason."""
+
+    kind: Literal["dead_letter"] = "dead_letter"
+    source: str
+    reason: str
+    body: str
+
+
+OrchestratorMessage = Annotated[StepReport | DeadLetterReport, Field(discriminator="kind")]

@@ -1,0 +1,144 @@
+"""SQLAlchemy tables for templates, saga runs, step runs, attempts, outbox, timers, dead letters."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from models.base import Base, utcnow
+from models.enums import Outcome, Phase, SagaState, StepState
+
+# Portable auto-increment primary key: BIGINT on PostgreSQL, INTEGER (rowid) on SQLite.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class TemplateRow(Base):
+    """A registered saga template version; immutable once written."""
+
+    __tablename__ = "templates"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    spec: Mapped[dict[str, Any]]
+    spec_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SagaRun(Base):
+    __tablename__ = "saga_runs"
+    __table_args__ = (
+        Index("ix_saga_runs_state_created", "state", "created_at"),
+        Index("ix_saga_runs_template_created", "template_name", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    template_name: Mapped[str] = mapped_column(String(200))
+    template_version: Mapped[str] = mapped_column(String(64))
+    state: Mapped[SagaState] = mapped_column(String(32))
+    input: Mapped[dict[str, Any]]
+    input_hash: Mapped[str] = mapped_column(String(64))
+    idempotence_key: Mapped[str | None] = mapped_column(String(255), unique=True)
+    # Outputs of the steps that succeeded, by step name; handlers of later steps read them.
+    results: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+
+    steps: Mapped[list[StepRun]] = relationship(
+        order_by="StepRun.index", back_populates="saga", lazy="selectin"
+    )
+
+
+class StepRun(Base):
+    __tablename__ = "step_runs"
+
+    saga_id: Mapped[str] = mapped_column(ForeignKey("saga_runs.id"), primary_key=True)
+    index: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    state: Mapped[StepState] = mapped_column(String(32), default=StepState.pending)
+    # Counted attempts (deferrals excluded) of the forward and the compensating phase.
+    attempts: Mapped[int] = mapped_column(default=0)
+    compensation_attempts: Mapped[int] = mapped_column(default=0)
+    # Highest attempt number dispatched in the step's current phase (deferrals included).
+    current_attempt: Mapped[int] = mapped_column(default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+    saga: Mapped[SagaRun] = relationship(back_populates="steps")
+
+
+class StepAttempt(Base):
+    """One dispatch of one step: the rows of a saga's timeline."""
+
+    __tablename__ = "step_attempts"
+    __table_args__ = (UniqueConstraint("saga_id", "step_index", "phase", "attempt"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    saga_id: Mapped[str] = mapped_column(ForeignKey("saga_runs.id"), index=True)
+    step_index: Mapped[int]
+    step_name: Mapped[str] = mapped_column(String(200))
+    phase: Mapped[Phase] = mapped_column(String(16))
+    attempt: Mapped[int]
+    outcome: Mapped[Outcome] = mapped_column(String(16), default=Outcome.running)
+    worker: Mapped[str | None] = mapped_column(String(255))
+    fencing_token: Mapped[int | None] = mapped_column(BigInteger)
+    error: Mapped[str | None] = mapped_column(Text)
+    dispatched_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+
+class OutboxMessage(Base):
+    """A message to publish once the transaction that wrote it has committed.
+
+    Rows are deleted when the broker has taken them; a row that stays is re-published.
+    """
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    queue: Mapped[str] = mapped_column(String(200))
+    payload: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    publish_count: Mapped[int] = mapped_column(default=0)
+
+
+class Timer(Base):
+    """Something that must happen later (a retry, a deadline), durable across restarts."""
+
+    __tablename__ = "timers"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    # Unique so that scheduling the same thing twice keeps one timer, and cancelling finds it.
+    key: Mapped[str] = mapped_column(String(400), unique=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    saga_id: Mapped[str | None] = mapped_column(String(36))
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    due_at: Mapped[datetime] = mapped_column(index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class FencingCounter(Base):
+    """Last fencing token issued per mutex scope; survives a Redis that lost its data."""
+
+    __tablename__ = "fencing_counters"
+
+    scope: Mapped[str] = mapped_column(String(400), primary_key=True)
+    last_token: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class DeadLetter(Base):
+    """A message nobody could act on, kept with the reason instead of retried forever."""
+
+    __tablename__ = "dead_letters"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(String(200))
+    reason: Mapped[str] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

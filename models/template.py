@@ -1,0 +1,142 @@
+"""Saga templates as data: steps, retry policies, key templates; validated before they are stored."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Any, Literal
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from models.keytemplate import placeholders
+
+SEMVER = re.compile(
+    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+    r"(?:-([0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?$"
+)
+NAME = r"^[A-Za-z][A-Za-z0-9_.\-]{0,199}$"
+CAPABILITY = r"^[a-z0-9][a-z0-9_\-]{0,99}$"
+
+
+def semver_key(version: str) -> tuple[Any, ...]:
+    """Sort key for semantic versions: pre-releases sort before their release."""
+    match = SEMVER.match(version)
+    if match is None:
+        raise ValueError(f"not a semantic version: {version!r}")
+    major, minor, patch, pre = match.groups()
+    pre_key: tuple[Any, ...] = (1,)
+    if pre:
+        pre_key = (0, *((0, int(p), "") if p.isdigit() else (1, 0, p) for p in pre.split(".")))
+    return (int(major), int(minor), int(patch), pre_key)
+
+
+class RetryPolicy(BaseModel):
+    """How often a step is tried and how long to wait between tries."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_attempts: int = Field(default=3, ge=1, le=1000)
+    initial_ms: int = Field(default=200, ge=0, le=86_400_000)
+    max_ms: int = Field(default=30_000, ge=0, le=86_400_000)
+    multiplier: float = Field(default=2.0, ge=1.0, le=100.0)
+    jitter: float = Field(default=0.1, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _max_not_below_initial(self) -> RetryPolicy:
+        if self.max_ms < self.initial_ms:
+            raise ValueError("max_ms must be at least initial_ms")
+        return self
+
+    def delay_ms(self, attempt: int, rand: float = 0.5) -> int:
+        """Backoff before the try after ``attempt`` (1-based); ``rand`` in [0, 1) spreads it."""
+        base = min(float(self.max_ms), self.initial_ms * self.multiplier ** max(attempt - 1, 0))
+        spread = base * self.jitter * (2.0 * rand - 1.0)
+        return max(0, round(base + spread))
+
+
+KEY_ROOTS = ("input", "saga_id", "step", "template", "version")
+
+
+class StepSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=NAME)
+    # Room for other kinds (work items, parallel groups) without breaking stored templates.
+    kind: Literal["handler"] = "handler"
+    capability: str = Field(pattern=CAPABILITY, description="Queue cap.<capability> runs it.")
+    handler: str = Field(pattern=NAME)
+    compensate: str | None = Field(default=None, pattern=NAME)
+    retry: RetryPolicy = RetryPolicy()
+    compensate_retry: RetryPolicy | None = None
+    timeout_ms: int | None = Field(default=None, ge=1, le=86_400_000)
+    idempotence_key: str | None = Field(default=None, max_length=400)
+    mutex_scope: str | None = Field(default=None, max_length=400)
+
+    @field_validator("idempotence_key", "mutex_scope")
+    @classmethod
+    def _known_placeholders(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        for path in placeholders(value):
+            if path.split(".", 1)[0] not in KEY_ROOTS:
+                raise ValueError(
+                    f"placeholder {{{path}}} must start with one of {', '.join(KEY_ROOTS)}"
+                )
+        return value
+
+    @property
+    def compensation_policy(self) -> RetryPolicy:
+        return self.compensate_retry or self.retry
+
+
+class TemplateSpec(BaseModel):
+    """A saga template: what a user writes in YAML and registers once per version."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=NAME)
+    version: str = Field(description="Semantic version, immutable once registered.")
+    description: str = ""
+    input_schema: dict[str, Any] = Field(default_factory=lambda: {"type": "object"})
+    steps: list[StepSpec] = Field(min_length=1, max_length=200)
+
+    @field_validator("version")
+    @classmethod
+    def _semver(cls, value: str) -> str:
+        if not SEMVER.match(value):
+            raise ValueError(f"{value!r} is not a semantic version such as 1.0.0")
+        return value
+
+    @field_validator("input_schema")
+    @classmethod
+    def _valid_schema(cls, value: dict[str, Any]) -> dict[str, Any]:
+        try:
+            Draft202012Validator.check_schema(value)
+        except SchemaError as exc:
+            raise ValueError(f"input_schema is not a valid JSON Schema: {exc.message}") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _unique_step_names(self) -> TemplateSpec:
+        seen: set[str] = set()
+        for step in self.steps:
+            if step.name in seen:
+                raise ValueError(f"step name {step.name!r} is used twice")
+            seen.add(step.name)
+        return self
+
+    def spec_hash(self) -> str:
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def input_errors(self, data: Any) -> list[dict[str, str]]:
+        """Every way ``data`` fails the input schema, as ``{path, message}``."""
+        validator = Draft202012Validator(self.input_schema)
+        return [
+            {"path": "input" + "".join(f"[{p!r}]" if isinstance(p, int) else f".{p}" for p in e.absolute_path),
+             "message": e.message}
+            for e in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
+        ]

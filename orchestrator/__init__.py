@@ -1,0 +1,1 @@
+"""The orchestrator service: API, coordinator, outbox dispatcher, timers, CLI."""

@@ -1,0 +1,34 @@
+"""The FastAPI application (OpenAPI at ``/docs``)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from config.settings import Settings, get_settings
+from orchestrator.api import errors, sagas, templates
+from orchestrator.wiring import Wiring
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    wiring = Wiring(settings or get_settings())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        wiring.close()
+
+    app = FastAPI(title="workyard", version="0.1.0", lifespan=lifespan,
+                  description="Sagas of work across AI agents, people and ordinary workers.")
+    app.state.wiring = wiring
+    errors.install(app)
+    app.include_router(templates.router)
+    app.include_router(sagas.router)
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app

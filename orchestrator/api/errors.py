@@ -1,0 +1,52 @@
+"""One error shape for every failure: ``{"error": {"code", "message", "details"}}``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from models.api import ErrorBody
+from orchestrator.errors import OrchestratorError
+
+log = logging.getLogger(__name__)
+
+
+def error_response(status: int, code: str, message: str, details: Any = None) -> JSONResponse:
+    return JSONResponse(status_code=status,
+                        content={"error": {"code": code, "message": message, "details": details}})
+
+
+def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the error statuses an endpoint can answer."""
+    return {status: {"model": ErrorBody} for status in statuses}
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(OrchestratorError)
+    async def _ours(_: Request, exc: OrchestratorError) -> JSONResponse:
+        return error_response(exc.status, exc.code, exc.message, exc.details)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = list(exc.errors())
+        if any(e.get("type") == "json_invalid" for e in errors):
+            ctx = errors[0].get("ctx") or {}
+            return error_response(400, "malformed_json", f"request body is not valid JSON: {ctx.get('error', '')}".strip())
+        details = [{"path": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in errors]
+        message = "; ".join(f"{d['path']}: {d['message']}" for d in details)
+        return error_response(422, "invalid_input", f"request is not valid: {message}", details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return error_response(exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return error_response(500, "internal", "internal error; the server log has the details")

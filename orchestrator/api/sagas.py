@@ -1,0 +1,68 @@
+"""``/api/v1/sagas``: submit sagas (idempotently) and read their timelines."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Query, Response
+
+from models.api import SagaCreate, SagaPage, SagaRead
+from models.enums import SagaState
+from orchestrator.api.deps import get_wiring
+from orchestrator.api.errors import responses
+from orchestrator.errors import InvalidInput
+from orchestrator.queries import list_sagas, read_saga
+from orchestrator.submit import submit_saga
+from orchestrator.wiring import Wiring
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/api/v1/sagas", tags=["sagas"])
+WiringDep = Annotated[Wiring, Depends(get_wiring)]
+
+
+@router.post("", status_code=202, response_model=SagaRead, responses=responses(400, 404, 409, 422))
+def create_saga(
+    body: SagaCreate,
+    response: Response,
+    wiring: WiringDep,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)] = None,
+) -> SagaRead:
+    """Start a saga (202). A retry with the same idempotence key and input returns the first
+    saga (200); the same key with another input is a 409."""
+    key = body.idempotence_key
+    if idempotency_key is not None and key is not None and idempotency_key != key:
+        raise InvalidInput("the Idempotency-Key header and idempotence_key in the body differ",
+                           details=[{"path": "idempotence_key", "message": "differs from the header"}])
+    submitted = submit_saga(wiring.sessions, wiring.settings, template=body.template, version=body.version,
+                            input=body.input, idempotence_key=key or idempotency_key)
+    if not submitted.created:
+        response.status_code = 200
+    try:
+        wiring.dispatcher.publish(submitted.outbox)
+    except Exception:
+        # Committed already; the outbox sweep publishes it shortly.
+        log.exception("publishing the first step of saga %s failed; the sweep will retry", submitted.saga.id)
+    with wiring.sessions() as session:
+        return read_saga(session, submitted.saga.id)
+
+
+@router.get("/{saga_id}", response_model=SagaRead, responses=responses(404))
+def get_saga(saga_id: str, wiring: WiringDep) -> SagaRead:
+    """A saga's state, its steps, and every attempt (the timeline)."""
+    with wiring.sessions() as session:
+        return read_saga(session, saga_id)
+
+
+@router.get("", response_model=SagaPage, responses=responses(422))
+def get_sagas(
+    wiring: WiringDep,
+    state: SagaState | None = None,
+    template: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: str | None = None,
+) -> SagaPage:
+    """Sagas, newest first."""
+    with wiring.sessions() as session:
+        return list_sagas(session, state=state, template=template, limit=limit, cursor=cursor)

@@ -1,0 +1,100 @@
+"""Consumes ``workyard.orchestrator`` in batches and hands them to the coordinator.
+
+Messages are acknowledged only after the batch's transaction committed; a crash before that
+redelivers them, and the coordinator drops what it already applied (invariant 2).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from typing import Any
+
+from celery import Celery
+from kombu import Message
+
+from config.celery_config import orchestrator_queue
+from orchestrator.coordinator import Coordinator
+
+log = logging.getLogger(__name__)
+
+FIRST_WAIT_S = 0.5
+# After the first message, keep collecting while more arrive within this window.
+GATHER_WAIT_S = 0.002
+RECONNECT_PAUSE_S = 1.0
+
+
+class ReportConsumer:
+    def __init__(self, app: Celery, coordinator: Coordinator, *, batch: int, stop: threading.Event):
+        self.app = app
+        self.coordinator = coordinator
+        self.batch = batch
+        self.stop = stop
+        self._pending: list[tuple[Any, Message]] = []
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                self._consume()
+            except Exception:
+                if self.stop.is_set():
+                    return
+                log.exception("report consumer lost its connection; reconnecting")
+                self.stop.wait(RECONNECT_PAUSE_S)
+
+    def _consume(self) -> None:
+        with self.app.connection_for_read() as conn:
+            conn.ensure_connection(max_retries=None, interval_start=0.5, interval_max=5)
+            with conn.Consumer([orchestrator_queue()], callbacks=[self._on_message], accept=["json"],
+                               on_decode_error=self._on_decode_error, prefetch_count=self.batch):
+                while not self.stop.is_set():
+                    try:
+                        conn.drain_events(timeout=FIRST_WAIT_S)
+                    except TimeoutError:
+                        continue
+                    except socket.timeout:
+                        continue
+                    while len(self._pending) < self.batch:
+                        try:
+                            conn.drain_events(timeout=GATHER_WAIT_S)
+                        except (TimeoutError, socket.timeout):
+                            break
+                    self._flush()
+
+    def _on_message(self, body: Any, message: Message) -> None:
+        self._pending.append((body, message))
+
+    def _on_decode_error(self, message: Message, exc: Exception) -> None:
+        log.warning("dead-lettering an undecodable report: %s", exc)
+        self.coordinator.dead_letter(message.body, f"undecodable message ({message.content_type}): {exc}")
+        message.ack()
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        try:
+            self.coordinator.handle([body for body, _ in pending])
+        except Exception:
+            log.exception("a batch of %d report(s) failed; applying them one by one", len(pending))
+            for body, message in pending:
+                self._one(body, message)
+            return
+        for _, message in pending:
+            message.ack()
+
+    def _one(self, body: Any, message: Message) -> None:
+        try:
+            self.coordinator.handle([body])
+        except Exception as exc:
+            try:
+                # This message alone breaks the batch: keep it with the reason, do not loop on it.
+                self.coordinator.dead_letter(body, f"report could not be applied: {type(exc).__name__}: {exc}")
+            except Exception:
+                log.exception("cannot reach the database; the report goes back to the queue")
+                message.requeue()
+                time.sleep(RECONNECT_PAUSE_S)
+                return
+        message.ack()

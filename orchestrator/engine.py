@@ -1,0 +1,242 @@
+"""Moves sagas forward inside one transaction: dispatch, record outcomes, retry, compensate.
+
+Every method runs under the saga's row lock (see :func:`orchestrator.db.lock_sagas`) and only
+writes rows: the messages it causes go to the outbox in the same transaction and are published
+by the caller after commit (invariant 1).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from config import keys
+from config.settings import Settings
+from models.enums import Outcome, Phase, SagaState, StepState
+from models.keytemplate import render
+from models.messages import StepDispatch, StepReport
+from models.tables import FencingCounter, OutboxMessage, SagaRun, StepAttempt, StepRun, Timer
+from models.template import StepSpec, TemplateSpec
+from orchestrator.planner import GiveUp, after_failure, next_compensation
+
+TIMER_DISPATCH = "dispatch"
+TIMER_WATCHDOG = "watchdog"
+
+
+def step_values(saga: SagaRun, spec: TemplateSpec, step: StepSpec) -> dict[str, Any]:
+    """What a key template such as ``order:{input.order_id}`` may refer to."""
+    return {"input": saga.input, "saga_id": saga.id, "step": step.name,
+            "template": spec.name, "version": spec.version}
+
+
+def idempotence_key(saga: SagaRun, spec: TemplateSpec, step: StepSpec, phase: Phase) -> str:
+    base = render(step.idempotence_key, step_values(saga, spec, step)) if step.idempotence_key \
+        else f"{saga.id}:{step.name}"
+    return base if phase is Phase.forward else f"{base}:compensate"
+
+
+def new_step_runs(spec: TemplateSpec) -> list[StepRun]:
+    return [StepRun(index=i, name=s.name, state=StepState.pending, attempts=0, compensation_attempts=0,
+                    current_attempt=0) for i, s in enumerate(spec.steps)]
+
+
+def issue_fencing_token(session: Session, scope: str) -> int:
+    """Next fencing token of ``scope``, from the database so it grows even if Redis forgot."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(FencingCounter).values(scope=scope, last_token=1)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[FencingCounter.scope], set_={"last_token": FencingCounter.last_token + 1}
+    ).returning(FencingCounter.last_token)
+    return int(session.execute(stmt).scalar_one())
+
+
+class SagaEngine:
+    """One transaction's worth of saga moves. Collects the outbox rows it wrote."""
+
+    def __init__(self, session: Session, settings: Settings, now: datetime,
+                 rand: Callable[[], float] = random.random):
+        self.session = session
+        self.settings = settings
+        self.now = now
+        self.rand = rand
+        self.outbox: list[OutboxMessage] = []
+        self._cancelled_timers: list[str] = []
+
+    # -- entry points ------------------------------------------------------------------------
+
+    def start(self, saga: SagaRun, spec: TemplateSpec) -> None:
+        self._dispatch(saga, spec, 0, Phase.forward)
+
+    def on_report(self, saga: SagaRun, spec: TemplateSpec, report: StepReport, attempt: StepAttempt) -> None:
+        """Apply a worker's report to the attempt it answers (which the caller found running)."""
+        attempt.outcome = Outcome(report.outcome)
+        attempt.worker = report.worker
+        attempt.started_at = report.started_at
+        attempt.finished_at = report.finished_at or self.now
+        attempt.error = f"{report.error.type}: {report.error.message}" if report.error else None
+        self._cancel_timer(_timer_key(TIMER_WATCHDOG, saga.id, report.step_index, report.phase, report.attempt))
+        self._settle(saga, spec, report.step_index, Phase(report.phase), Outcome(report.outcome),
+                     retryable=report.retryable, retry_after_ms=report.retry_after_ms,
+                     result=report.result, error=attempt.error)
+
+    def on_timer(self, saga: SagaRun, spec: TemplateSpec, timer: Timer) -> None:
+        index, phase, attempt_no = timer.payload["index"], Phase(timer.payload["phase"]), timer.payload["attempt"]
+        if saga.state in (SagaState.completed, SagaState.compensated, SagaState.compensation_failed):
+            return
+        step = saga.steps[index]
+        if timer.kind == TIMER_DISPATCH:
+            # Fire only if nothing was dispatched for this step since the timer was set.
+            if step.current_attempt + 1 == attempt_no and self._phase_of(step) is phase:
+                self._dispatch(saga, spec, index, phase)
+        elif timer.kind == TIMER_WATCHDOG:
+            attempt = self.session.scalar(select(StepAttempt).where(
+                StepAttempt.saga_id == saga.id, StepAttempt.step_index == index,
+                StepAttempt.phase == phase, StepAttempt.attempt == attempt_no))
+            if attempt is not None and attempt.outcome is Outcome.running:
+                attempt.outcome = Outcome.timed_out
+                attempt.finished_at = self.now
+                attempt.error = "TimedOut: no report from a worker before the step's deadline"
+                self._settle(saga, spec, index, phase, Outcome.timed_out, retryable=True,
+                             retry_after_ms=None, result=None, error=attempt.error)
+
+    def finalize(self) -> None:
+        """Write what was batched; call once before commit."""
+        if self._cancelled_timers:
+            self.session.execute(delete(Timer).where(Timer.key.in_(self._cancelled_timers)))
+            self._cancelled_timers.clear()
+
+    # -- decisions ---------------------------------------------------------------------------
+
+    def _settle(self, saga: SagaRun, spec: TemplateSpec, index: int, phase: Phase, outcome: Outcome, *,
+                retryable: bool, retry_after_ms: int | None, result: Any, error: str | None) -> None:
+        step = saga.steps[index]
+        saga.updated_at = self.now
+        if phase is Phase.forward:
+            if outcome is Outcome.succeeded:
+                step.state = StepState.succeeded
+                step.finished_at = self.now
+                saga.results = {**saga.results, step.name: result}
+                if index + 1 < len(spec.steps):
+                    self._dispatch(saga, spec, index + 1, Phase.forward)
+                else:
+                    self._finish(saga, SagaState.completed)
+                return
+            if outcome.counts:
+                step.attempts += 1
+            decision = after_failure(spec.steps[index].retry, counted_attempts=step.attempts, outcome=outcome,
+                                     retryable=retryable, retry_after_ms=retry_after_ms, rand=self.rand())
+            if isinstance(decision, GiveUp):
+                step.state = StepState.failed
+                step.error = error
+                step.finished_at = self.now
+                saga.error = f"step {step.name!r} {decision.reason}: {error}"
+                self._compensate_below(saga, spec, index)
+            else:
+                step.state = StepState.retry_wait
+                self._schedule_dispatch(saga, index, phase, step.current_attempt + 1, decision.delay_ms)
+            return
+
+        if outcome is Outcome.succeeded:
+            step.state = StepState.compensated
+            step.finished_at = self.now
+            self._compensate_below(saga, spec, index)
+            return
+        if outcome.counts:
+            step.compensation_attempts += 1
+        decision = after_failure(spec.steps[index].compensation_policy, counted_attempts=step.compensation_attempts,
+                                 outcome=outcome, retryable=retryable, retry_after_ms=retry_after_ms,
+                                 rand=self.rand())
+        if isinstance(decision, GiveUp):
+            step.state = StepState.compensation_failed
+            step.error = error
+            step.finished_at = self.now
+            saga.error = f"compensation of step {step.name!r} {decision.reason}: {error}"
+            self._finish(saga, SagaState.compensation_failed)
+        else:
+            self._schedule_dispatch(saga, index, phase, step.current_attempt + 1, decision.delay_ms)
+
+    def _compensate_below(self, saga: SagaRun, spec: TemplateSpec, below: int) -> None:
+        saga.state = SagaState.compensating
+        index = next_compensation(spec.steps, [StepState(s.state) for s in saga.steps], below)
+        if index is None:
+            self._finish(saga, SagaState.compensated)
+            return
+        step = saga.steps[index]
+        step.state = StepState.compensating
+        step.current_attempt = 0
+        self._dispatch(saga, spec, index, Phase.compensate)
+
+    def _finish(self, saga: SagaRun, state: SagaState) -> None:
+        saga.state = state
+        saga.finished_at = self.now
+        saga.updated_at = self.now
+        self.session.execute(delete(Timer).where(Timer.saga_id == saga.id))
+
+    @staticmethod
+    def _phase_of(step: StepRun) -> Phase:
+        return Phase.compensate if step.state is StepState.compensating else Phase.forward
+
+    # -- effects -----------------------------------------------------------------------------
+
+    def _dispatch(self, saga: SagaRun, spec: TemplateSpec, index: int, phase: Phase) -> None:
+        step_spec = spec.steps[index]
+        step = saga.steps[index]
+        step.current_attempt += 1
+        attempt_no = step.current_attempt
+        if phase is Phase.forward:
+            step.state = StepState.running
+            step.started_at = step.started_at or self.now
+        scope = render(step_spec.mutex_scope, step_values(saga, spec, step_spec)) if step_spec.mutex_scope else None
+        token = issue_fencing_token(self.session, scope) if scope is not None else None
+        handler = step_spec.handler if phase is Phase.forward else step_spec.compensate
+        assert handler is not None
+        dispatch = StepDispatch(
+            saga_id=saga.id, template=spec.name, version=spec.version, step_index=index, step=step_spec.name,
+            handler=handler, capability=step_spec.capability, phase=phase, attempt=attempt_no,
+            idempotence_key=idempotence_key(saga, spec, step_spec, phase), mutex_scope=scope,
+            fencing_token=token, input=saga.input, results=saga.results, timeout_ms=step_spec.timeout_ms,
+            dispatched_at=self.now,
+        )
+        self.session.add(StepAttempt(
+            saga_id=saga.id, step_index=index, step_name=step_spec.name, phase=phase, attempt=attempt_no,
+            outcome=Outcome.running, fencing_token=token, dispatched_at=self.now,
+        ))
+        message = OutboxMessage(
+            queue=keys.capability_queue(step_spec.capability),
+            payload={
+                "task_id": f"{saga.id}-{index}-{phase.value[0]}{attempt_no}",
+                "shadow": handler if phase is Phase.forward else f"{handler} (compensating {step_spec.name})",
+                "timeout_ms": step_spec.timeout_ms,
+                "body": dispatch.model_dump(mode="json"),
+            },
+            created_at=self.now, publish_count=0,
+        )
+        self.session.add(message)
+        self.outbox.append(message)
+        deadline_s = (step_spec.timeout_ms / 1000 if step_spec.timeout_ms else self.settings.step_watchdog_s) \
+            + self.settings.watchdog_grace_s
+        self._set_timer(TIMER_WATCHDOG, saga.id, index, phase, attempt_no, deadline_s * 1000)
+
+    def _schedule_dispatch(self, saga: SagaRun, index: int, phase: Phase, attempt_no: int, delay_ms: int) -> None:
+        self._set_timer(TIMER_DISPATCH, saga.id, index, phase, attempt_no, delay_ms)
+
+    def _set_timer(self, kind: str, saga_id: str, index: int, phase: Phase, attempt_no: int, delay_ms: float) -> None:
+        self.session.add(Timer(
+            key=_timer_key(kind, saga_id, index, phase, attempt_no), kind=kind, saga_id=saga_id,
+            payload={"index": index, "phase": phase.value, "attempt": attempt_no},
+            due_at=self.now + timedelta(milliseconds=delay_ms), created_at=self.now,
+        ))
+
+    def _cancel_timer(self, key: str) -> None:
+        self._cancelled_timers.append(key)
+
+
+def _timer_key(kind: str, saga_id: str, index: int, phase: Phase | str, attempt_no: int) -> str:
+    return f"{kind}:{saga_id}:{index}:{Phase(phase).value}:{attempt_no}"

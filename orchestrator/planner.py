@@ -1,0 +1,53 @@
+"""Pure decisions about what a saga does next; no I/O, so the rules are unit-tested directly."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from models.enums import Outcome, StepState
+from models.template import RetryPolicy, StepSpec
+
+# A deferral (mutex busy, stale token) is tried again after this pause, not counted.
+DEFER_DELAY_MS = 200
+
+
+@dataclass(frozen=True)
+class Retry:
+    delay_ms: int
+
+
+@dataclass(frozen=True)
+class GiveUp:
+    reason: str
+
+
+def after_failure(
+    policy: RetryPolicy,
+    *,
+    counted_attempts: int,
+    outcome: Outcome,
+    retryable: bool,
+    retry_after_ms: int | None,
+    rand: float,
+) -> Retry | GiveUp:
+    """Whether a failed attempt is tried again, and after how long.
+
+    ``counted_attempts`` already includes the attempt that just failed.
+    """
+    if outcome is Outcome.deferred:
+        return Retry(max(DEFER_DELAY_MS, retry_after_ms or 0))
+    if not retryable:
+        return GiveUp("failed with a non-retryable error")
+    if counted_attempts >= policy.max_attempts:
+        return GiveUp(f"gave up after {counted_attempts} attempt(s)")
+    return Retry(max(policy.delay_ms(counted_attempts, rand), retry_after_ms or 0))
+
+
+def next_compensation(steps: Sequence[StepSpec], states: Sequence[StepState], below: int) -> int | None:
+    """Index of the next step to compensate: the latest succeeded step below ``below`` that has a
+    compensation. Succeeded steps without one are passed over; order is strictly reverse."""
+    for index in range(min(below, len(steps)) - 1, -1, -1):
+        if states[index] is StepState.succeeded and steps[index].compensate is not None:
+            return index
+    return None

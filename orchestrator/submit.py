@@ -1,0 +1,102 @@
+"""Submitting a saga: validate, dedup by idempotence key, write run + first dispatch at once."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from config.settings import Settings
+from models.base import utcnow
+from models.enums import SagaState
+from models.keytemplate import KeyTemplateError, render
+from models.tables import OutboxMessage, SagaRun
+from orchestrator.db import SessionFactory
+from orchestrator.engine import SagaEngine, new_step_runs, step_values
+from orchestrator.errors import Conflict, InvalidInput
+from orchestrator.templates import get_template
+
+
+@dataclass(frozen=True)
+class Submitted:
+    saga: SagaRun
+    created: bool
+    outbox: list[OutboxMessage]
+
+
+def input_hash(template: str, data: Any) -> str:
+    canonical = json.dumps({"template": template, "input": data}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def submit_saga(sessions: SessionFactory, settings: Settings, *, template: str, input: Any,
+                version: str | None = None, idempotence_key: str | None = None) -> Submitted:
+    """Start a saga, or return the one already started with this idempotence key.
+
+    The same key with a different template or input is a conflict, never a second run.
+    """
+    if idempotence_key is not None and not (0 < len(idempotence_key) <= 255):
+        raise InvalidInput("idempotence key must be 1 to 255 characters",
+                           details=[{"path": "idempotence_key", "message": "length must be 1..255"}])
+    digest = input_hash(template, input)
+    try:
+        with sessions.begin() as session:
+            if idempotence_key is not None:
+                existing = _existing(session, idempotence_key, digest)
+                if existing is not None:
+                    return Submitted(existing, False, [])
+            spec = get_template(session, template, version)
+            errors = spec.input_errors(input)
+            if errors:
+                raise InvalidInput(f"input does not match the input schema of {spec.name} {spec.version}: "
+                                   + "; ".join(f"{e['path']}: {e['message']}" for e in errors), details=errors)
+            now = utcnow()
+            saga = SagaRun(id=str(uuid.uuid4()), template_name=spec.name, template_version=spec.version,
+                           state=SagaState.running, input=input, input_hash=digest,
+                           idempotence_key=idempotence_key, results={}, created_at=now, updated_at=now)
+            _check_key_templates(saga, spec)
+            saga.steps = new_step_runs(spec)
+            session.add(saga)
+            engine = SagaEngine(session, settings, now)
+            engine.start(saga, spec)
+            engine.finalize()
+    except IntegrityError:
+        # Another request with the same key won the race; answer with its saga.
+        if idempotence_key is None:
+            raise
+        with sessions.begin() as session:
+            existing = _existing(session, idempotence_key, digest)
+        if existing is None:
+            raise
+        return Submitted(existing, False, [])
+    return Submitted(saga, True, engine.outbox)
+
+
+def _existing(session: Session, key: str, digest: str) -> SagaRun | None:
+    saga = session.scalar(select(SagaRun).where(SagaRun.idempotence_key == key))
+    if saga is not None and saga.input_hash != digest:
+        raise Conflict(f"idempotence key {key!r} was already used for saga {saga.id} with a different "
+                       "template or input; use a new key for a new job", details={"saga_id": saga.id})
+    return saga
+
+
+def _check_key_templates(saga: SagaRun, spec: Any) -> None:
+    """Fail now, not at step 3, if the input lacks what a step's key or mutex scope needs."""
+    problems = []
+    for step in spec.steps:
+        for field in ("idempotence_key", "mutex_scope"):
+            template = getattr(step, field)
+            if template:
+                try:
+                    render(template, step_values(saga, spec, step))
+                except KeyTemplateError as exc:
+                    problems.append({"path": f"steps.{step.name}.{field}", "message": str(exc)})
+    if problems:
+        raise InvalidInput("input lacks values that step keys need: "
+                           + "; ".join(p["message"] for p in problems), details=problems)

@@ -1,0 +1,75 @@
+"""Registering and looking up saga templates (immutable per version)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from models.tables import TemplateRow
+from models.template import TemplateSpec, semver_key
+from orchestrator.db import SessionFactory
+from orchestrator.errors import Conflict, InvalidInput, NotFound
+
+# Versions are immutable, so a parsed template can be cached for the life of the process.
+_CACHE: dict[tuple[str, str], TemplateSpec] = {}
+
+
+def parse_template(data: Any) -> TemplateSpec:
+    """Validate a template document; every problem is reported with its field path."""
+    if not isinstance(data, dict):
+        raise InvalidInput("a template must be a mapping with name, version and steps")
+    try:
+        return TemplateSpec.model_validate(data)
+    except ValidationError as exc:
+        details = [{"path": ".".join(map(str, e["loc"])) or "(root)", "message": e["msg"]} for e in exc.errors()]
+        raise InvalidInput("template is not valid: " + "; ".join(f"{d['path']}: {d['message']}" for d in details),
+                           details=details) from exc
+
+
+def register_template(sessions: SessionFactory, spec: TemplateSpec) -> tuple[TemplateSpec, bool]:
+    """Store ``spec``; returns (template, created). The same version with other content is a 409."""
+    digest = spec.spec_hash()
+    try:
+        with sessions.begin() as session:
+            existing = session.get(TemplateRow, (spec.name, spec.version))
+            if existing is not None:
+                if existing.spec_hash != digest:
+                    raise Conflict(f"template {spec.name} {spec.version} is already registered with other "
+                                   "content; versions are immutable, register a new version")
+                return TemplateSpec.model_validate(existing.spec), False
+            session.add(TemplateRow(name=spec.name, version=spec.version,
+                                    spec=spec.model_dump(mode="json"), spec_hash=digest))
+    except IntegrityError:
+        # Registered concurrently by someone else: answer as if we had come second.
+        return register_template(sessions, spec)
+    return spec, True
+
+
+def get_template(session: Session, name: str, version: str | None = None) -> TemplateSpec:
+    """A template by name and version; without a version, the highest registered one."""
+    if version is not None:
+        cached = _CACHE.get((name, version))
+        if cached is not None:
+            return cached
+        row = session.get(TemplateRow, (name, version))
+        if row is None:
+            known = session.scalars(select(TemplateRow.version).where(TemplateRow.name == name)).all()
+            if not known:
+                raise NotFound(f"no template named {name!r}")
+            raise NotFound(f"template {name!r} has no version {version!r}; registered: "
+                           + ", ".join(sorted(known, key=semver_key)))
+        spec = TemplateSpec.model_validate(row.spec)
+        _CACHE[(name, version)] = spec
+        return spec
+    versions = session.scalars(select(TemplateRow.version).where(TemplateRow.name == name)).all()
+    if not versions:
+        raise NotFound(f"no template named {name!r}")
+    return get_template(session, name, max(versions, key=semver_key))
+
+
+def list_templates(session: Session) -> list[TemplateRow]:
+    return list(session.scalars(select(TemplateRow).order_by(TemplateRow.name, TemplateRow.created_at)))

@@ -1,0 +1,33 @@
+"""A saga's timeline as text, for the CLI and the demo."""
+
+from __future__ import annotations
+
+from models.api import AttemptRead, SagaRead
+
+
+def attempt_line(attempt: AttemptRead) -> str:
+    duration = attempt.duration_ms
+    took = f"{duration:7.1f} ms" if duration is not None else "       - "
+    phase = "" if attempt.phase == "forward" else " (compensate)"
+    worker = attempt.worker or "-"
+    line = (f"  {attempt.step_name + phase:<34} attempt {attempt.attempt:<2} {attempt.outcome:<10} "
+            f"{took}  {worker}")
+    if attempt.fencing_token is not None:
+        line += f"  fence={attempt.fencing_token}"
+    if attempt.error:
+        line += f"\n      {attempt.error}"
+    return line
+
+
+def render_saga(saga: SagaRead) -> str:
+    lines = [f"saga {saga.id}  {saga.template_name} {saga.template_version}  state: {saga.state}"]
+    if saga.idempotence_key:
+        lines.append(f"  idempotence key: {saga.idempotence_key}")
+    lines.append(f"  created {saga.created_at:%Y-%m-%d %H:%M:%S.%f}"[:-3]
+                 + (f"   finished {saga.finished_at:%H:%M:%S.%f}"[:-3] if saga.finished_at else ""))
+    lines.append("  steps: " + "  ".join(f"{s.name}={s.state}" for s in saga.steps))
+    lines.append("  timeline (step, attempt, outcome, duration, worker):")
+    lines.extend(attempt_line(a) for a in saga.attempts)
+    if saga.error:
+        lines.append(f"  error: {saga.error}")
+    return "\n".join(lines)

@@ -1,0 +1,54 @@
+"""Publishing to the broker: step dispatches (as Celery task messages) and reports."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from celery import Celery
+from kombu import Queue
+
+from config import keys
+from config.celery_config import ORCHESTRATOR_EXCHANGE, STEP_EXCHANGE, capability_queue, orchestrator_queue
+
+_QUEUES: dict[str, Queue] = {}
+
+
+def _queue(name: str) -> Queue:
+    queue = _QUEUES.get(name)
+    if queue is None:
+        if name == keys.ORCHESTRATOR_QUEUE:
+            queue = orchestrator_queue()
+        elif name.startswith(keys.CAPABILITY_QUEUE_PREFIX):
+            queue = capability_queue(name[len(keys.CAPABILITY_QUEUE_PREFIX):])
+        else:
+            raise ValueError(f"workyard publishes only to its own queues, not {name!r}")
+        _QUEUES[name] = queue
+    return queue
+
+
+def publish_reports(app: Celery, bodies: Iterable[dict[str, Any]], *, copies: int = 1) -> None:
+    """Send reports to the orchestrator queue as plain JSON messages."""
+    queue = _queue(keys.ORCHESTRATOR_QUEUE)
+    with app.producer_or_acquire() as producer:
+        for body in bodies:
+            for _ in range(copies):
+                producer.publish(
+                    body, exchange=ORCHESTRATOR_EXCHANGE, routing_key=queue.routing_key,
+                    declare=[queue], serializer="json", delivery_mode=2, retry=True,
+                )
+
+
+def publish_dispatch(app: Celery, producer: Any, queue_name: str, body: dict[str, Any], *,
+                     task_id: str, shadow: str, timeout_ms: int | None, grace_s: int) -> None:
+    """Send one step dispatch as the Celery task ``workyard.step`` on its capability queue."""
+    queue = _queue(queue_name)
+    soft = hard = None
+    if timeout_ms is not None:
+        soft = timeout_ms / 1000
+        hard = soft + max(1, grace_s)
+    app.send_task(
+        keys.STEP_TASK, args=[body], task_id=task_id, queue=queue, exchange=STEP_EXCHANGE,
+        routing_key=queue.routing_key, declare=[queue], producer=producer, shadow=shadow,
+        soft_time_limit=soft, time_limit=hard, retry=True,
+    )

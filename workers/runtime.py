@@ -1,0 +1,218 @@
+"""Runs one delivery of a step dispatch: validate, dedup, lease, call, store, report.
+
+Nothing here knows about Celery's task API; :mod:`workers.app` only feeds messages in and
+publishes what comes out, so this is the piece the tests drive hardest.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from celery.exceptions import SoftTimeLimitExceeded
+from pydantic import BaseModel, ValidationError
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+from config import keys
+from models.enums import Outcome
+from models.messages import DeadLetterReport, ErrorInfo, StepDispatch, StepReport
+from workers.context import StepContext
+from workers.errors import StepFailed, TransientError
+from workers.hooks import HookChain
+from workers.registry import StepHandler, get_handler
+from workers.renewal import Renewal
+from workers.store import Acquire, Begin, StepStore
+
+log = logging.getLogger(__name__)
+
+# Retried inside one attempt before the attempt counts as failed.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (TransientError, ConnectionError, TimeoutError)
+TRANSIENT_TRIES = 3
+BUSY_POLL_S = 0.05
+
+Message = StepReport | DeadLetterReport
+
+
+@dataclass
+class RuntimeConfig:
+    lease_ttl_ms: int
+    lease_wait_ms: int
+    worker: str
+    transient_tries: int = TRANSIENT_TRIES
+
+
+class StepRuntime:
+    def __init__(self, store: StepStore, config: RuntimeConfig, hooks: HookChain | None = None):
+        self.store = store
+        self.config = config
+        self.hooks = hooks or HookChain()
+
+    def execute(self, body: Any, *, source: str = "cap") -> list[Message]:
+        """Handle one delivery; returns the messages to send to the orchestrator (maybe none)."""
+        try:
+            dispatch = StepDispatch.model_validate(body)
+        except ValidationError as exc:
+            return [DeadLetterReport(source=source, reason=f"malformed step dispatch: {_errors(exc)}",
+                                     body=_dump(body))]
+        handler = get_handler(dispatch.handler)
+        if handler is None:
+            return [self._fail(dispatch, "UnknownHandler",
+                               f"no handler {dispatch.handler!r} is registered on worker {self.config.worker}",
+                               retryable=False)]
+        if handler.capability != dispatch.capability:
+            return [self._fail(dispatch, "WrongCapability",
+                               f"handler {handler.name!r} is registered for capability "
+                               f"{handler.capability!r}, but the template runs it on {dispatch.capability!r}",
+                               retryable=False)]
+        owner = f"{self.config.worker}:{uuid.uuid4().hex}"
+        return self._deliver(dispatch, handler, owner)
+
+    def _deliver(self, dispatch: StepDispatch, handler: StepHandler, owner: str) -> list[Message]:
+        key = dispatch.idempotence_key
+        deadline = time.monotonic() + self.store.claim_ttl_ms / 1000 * 2
+        while True:
+            answer = self.store.begin(key, dispatch.attempt, owner)
+            if answer.decision is not Begin.busy:
+                break
+            if time.monotonic() > deadline:
+                # The claim kept being renewed: its owner is alive and will report.
+                log.info("saga %s step %s attempt %d is running elsewhere; dropping duplicate",
+                         dispatch.saga_id, dispatch.step, dispatch.attempt)
+                return []
+            time.sleep(BUSY_POLL_S)
+
+        if answer.decision is Begin.result:
+            return [self._report(dispatch, Outcome.succeeded, result=json.loads(answer.stored or "null"))]
+        if answer.decision is Begin.report:
+            return [StepReport.model_validate_json(answer.stored or "{}")]
+        if answer.decision is Begin.lost:
+            report = self._report(dispatch, Outcome.lost, error=ErrorInfo(
+                type="WorkerLost", message="an earlier delivery of this attempt died before it finished"))
+            self._store(dispatch, owner, report)
+            return [report]
+        report = self._run(dispatch, handler, owner)
+        self._store(dispatch, owner, report)
+        return [report]
+
+    def _run(self, dispatch: StepDispatch, handler: StepHandler, owner: str) -> StepReport:
+        started = datetime.now(UTC)
+        try:
+            cmd = handler.input_model.model_validate(dispatch.input)
+        except ValidationError as exc:
+            return self._fail(dispatch, "InvalidInput", f"input does not fit {handler.input_model.__name__}: "
+                              f"{_errors(exc)}", retryable=False, started=started)
+
+        leases = [(keys.run_claim(dispatch.idempotence_key), self.store.claim_ttl_ms)]
+        if dispatch.mutex_scope is not None:
+            granted = self._acquire(dispatch, owner)
+            if granted is not Acquire.granted:
+                self.store.release(keys.run_claim(dispatch.idempotence_key), owner)
+                return self._report(dispatch, Outcome.deferred, started=started, error=ErrorInfo(
+                    type="MutexBusy" if granted is Acquire.busy else "StaleFencingToken",
+                    message=f"mutex scope {dispatch.mutex_scope!r} is "
+                            + ("held by another step" if granted is Acquire.busy
+                               else f"already past fencing token {dispatch.fencing_token}")))
+            leases.append((keys.mutex_lease(dispatch.mutex_scope), self.config.lease_ttl_ms))
+
+        ctx = StepContext(
+            saga_id=dispatch.saga_id, step=dispatch.step, phase=dispatch.phase, attempt=dispatch.attempt,
+            idempotence_key=dispatch.idempotence_key, fencing_token=dispatch.fencing_token,
+            mutex_scope=dispatch.mutex_scope, results=dispatch.results, worker=self.config.worker,
+        )
+        try:
+            with Renewal(self.store, owner, leases) as renewal:
+                report = self._call(dispatch, handler, ctx, cmd, started)
+            if renewal.lost and report.outcome is Outcome.succeeded:
+                report = self._fail(dispatch, "LeaseLost", f"lease {renewal.lost} expired while the handler ran; "
+                                    "not reporting a success", retryable=True, started=started)
+        finally:
+            if dispatch.mutex_scope is not None:
+                self.store.release(keys.mutex_lease(dispatch.mutex_scope), owner)
+        return report
+
+    def _acquire(self, dispatch: StepDispatch, owner: str) -> Acquire:
+        assert dispatch.mutex_scope is not None
+        token = dispatch.fencing_token or 0
+        deadline = time.monotonic() + self.config.lease_wait_ms / 1000
+        pause = BUSY_POLL_S
+        while True:
+            answer = self.store.acquire(dispatch.mutex_scope, owner, self.config.lease_ttl_ms, token)
+            if answer is not Acquire.busy or time.monotonic() >= deadline:
+                return answer
+            time.sleep(pause)
+            pause = min(pause * 1.5, 0.5)
+
+    def _call(self, dispatch: StepDispatch, handler: StepHandler, ctx: StepContext, cmd: BaseModel,
+              started: datetime) -> StepReport:
+        self.hooks.before(ctx)
+        result: Any = None
+        error: BaseException | None = None
+        try:
+            retrying = Retrying(
+                retry=retry_if_exception_type(TRANSIENT_ERRORS),
+                stop=stop_after_attempt(self.config.transient_tries),
+                wait=wait_exponential(multiplier=0.05, max=1.0),
+                reraise=True,
+            )
+            call: Callable[[], Any] = lambda: handler.func(ctx, cmd)  # noqa: E731
+            result = retrying(call)
+            payload = result.model_dump(mode="json") if isinstance(result, BaseModel) else result
+            json.dumps(payload)  # a result that cannot travel as JSON fails here, not later
+            return self._report(dispatch, Outcome.succeeded, result=payload, started=started)
+        except StepFailed as exc:
+            error = exc
+            return self._fail(dispatch, type(exc).__name__, str(exc), retryable=exc.retryable, started=started,
+                              retry_after_ms=None if exc.retry_after is None else int(exc.retry_after * 1000))
+        except SoftTimeLimitExceeded as exc:
+            error = exc
+            return self._fail(dispatch, "Timeout", f"step ran past its timeout of {dispatch.timeout_ms} ms",
+                              retryable=True, started=started)
+        except (TypeError, ValueError) as exc:
+            # Most often a result that is not JSON: retrying would give the same answer.
+            error = exc
+            return self._fail(dispatch, type(exc).__name__, str(exc), retryable=False, started=started)
+        except Exception as exc:
+            error = exc
+            log.exception("handler %s failed (saga %s, attempt %d)", handler.name, dispatch.saga_id,
+                          dispatch.attempt)
+            return self._fail(dispatch, type(exc).__name__, str(exc) or repr(exc), retryable=True,
+                              started=started)
+        finally:
+            self.hooks.after(ctx, result, error)
+
+    def _store(self, dispatch: StepDispatch, owner: str, report: StepReport) -> None:
+        result_json = json.dumps(report.result) if report.outcome is Outcome.succeeded else None
+        self.store.finish(dispatch.idempotence_key, dispatch.attempt, owner,
+                          result_json=result_json, report_json=report.model_dump_json())
+
+    def _report(self, dispatch: StepDispatch, outcome: Outcome, *, result: Any = None,
+                error: ErrorInfo | None = None, retryable: bool = True, retry_after_ms: int | None = None,
+                started: datetime | None = None) -> StepReport:
+        return StepReport(
+            saga_id=dispatch.saga_id, step_index=dispatch.step_index, phase=dispatch.phase,
+            attempt=dispatch.attempt, outcome=outcome, retryable=retryable, retry_after_ms=retry_after_ms,
+            error=error, result=result, worker=self.config.worker, fencing_token=dispatch.fencing_token,
+            started_at=started, finished_at=datetime.now(UTC),
+        )
+
+    def _fail(self, dispatch: StepDispatch, kind: str, message: str, *, retryable: bool,
+              started: datetime | None = None, retry_after_ms: int | None = None) -> StepReport:
+        return self._report(dispatch, Outcome.failed, error=ErrorInfo(type=kind, message=message),
+                            retryable=retryable, retry_after_ms=retry_after_ms, started=started)
+
+
+def _errors(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or '(root)'}: {e['msg']}" for e in exc.errors())
+
+
+def _dump(body: Any) -> str:
+    try:
+        return json.dumps(body)[:65536]
+    except (TypeError, ValueError):
+        return repr(body)[:65536]

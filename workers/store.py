@@ -1,0 +1,141 @@
+"""Dedup results, run claims and mutex leases in Redis, each change one Lua script."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import redis
+
+from config import keys
+
+# Decide what a delivery of a dispatch should do, atomically.
+# KEYS[1] stored result of the idempotence key   KEYS[2] stored report of this attempt
+# KEYS[3] "seen" marker of this attempt          KEYS[4] run claim of the idempotence key
+# ARGV[1] claim owner   ARGV[2] claim TTL (ms)   ARGV[3] seen-marker TTL (s)
+_BEGIN = """
+local result = redis.call('GET', KEYS[1])
+if result then return {'result', result} end
+local report = redis.call('GET', KEYS[2])
+if report then return {'report', report} end
+if redis.call('EXISTS', KEYS[4]) == 1 then return {'busy', ''} end
+redis.call('SET', KEYS[4], ARGV[1], 'PX', ARGV[2])
+if redis.call('SET', KEYS[3], ARGV[1], 'NX', 'EX', ARGV[3]) then return {'run', ''} end
+return {'lost', ''}
+"""
+
+# Store an attempt's outcome and drop the run claim if we still own it.
+# KEYS[1] stored result   KEYS[2] stored report   KEYS[3] run claim
+# ARGV[1] owner   ARGV[2] result JSON ('' when the attempt did not succeed)
+# ARGV[3] report JSON   ARGV[4] TTL (s)
+_FINISH = """
+if ARGV[2] ~= '' then redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[4]) end
+redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4])
+if redis.call('GET', KEYS[3]) == ARGV[1] then redis.call('DEL', KEYS[3]) end
+return 1
+"""
+
+# Take the mutex lease of a scope, refusing a fencing token not above the last one granted.
+# KEYS[1] lease   KEYS[2] highest token granted on the scope
+# ARGV[1] owner   ARGV[2] lease TTL (ms)   ARGV[3] fencing token
+_ACQUIRE = """
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then return 0 end
+local last = tonumber(redis.call('GET', KEYS[2]) or '0')
+if not holder and tonumber(ARGV[3]) <= last then return -1 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('SET', KEYS[2], ARGV[3])
+return 1
+"""
+
+# Extend a key's TTL only while we still own it.  KEYS[1] key; ARGV[1] owner, ARGV[2] TTL (ms)
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+# Delete a key only while we still own it.  KEYS[1] key; ARGV[1] owner
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+SEEN_TTL_S = 7 * 24 * 3600
+
+
+class Begin(StrEnum):
+    run = "run"  # first delivery: run the handler
+    result = "result"  # the key already succeeded: replay its result
+    report = "report"  # this attempt already ended: replay its report
+    busy = "busy"  # another delivery is running it right now
+    lost = "lost"  # delivered before, and whoever had it died
+
+
+class Acquire(StrEnum):
+    granted = "granted"
+    busy = "busy"
+    stale = "stale"
+
+
+@dataclass(frozen=True)
+class BeginAnswer:
+    decision: Begin
+    stored: str | None = None
+
+
+class StepStore:
+    """The worker's view of Redis; every method is one round trip."""
+
+    def __init__(self, client: redis.Redis, *, claim_ttl_ms: int, dedup_ttl_s: int):
+        self.client = client
+        self.claim_ttl_ms = claim_ttl_ms
+        self.dedup_ttl_s = dedup_ttl_s
+        self._begin = client.register_script(_BEGIN)
+        self._finish = client.register_script(_FINISH)
+        self._acquire = client.register_script(_ACQUIRE)
+        self._renew = client.register_script(_RENEW)
+        self._release = client.register_script(_RELEASE)
+
+    def begin(self, idempotence_key: str, attempt: int, owner: str) -> BeginAnswer:
+        reply: Any = self._begin(
+            keys=[
+                keys.step_result(idempotence_key),
+                keys.attempt_report(idempotence_key, attempt),
+                keys.attempt_seen(idempotence_key, attempt),
+                keys.run_claim(idempotence_key),
+            ],
+            args=[owner, self.claim_ttl_ms, SEEN_TTL_S],
+        )
+        decision, stored = (_text(part) for part in reply)
+        return BeginAnswer(Begin(decision), stored or None)
+
+    def finish(
+        self, idempotence_key: str, attempt: int, owner: str, *, result_json: str | None, report_json: str
+    ) -> None:
+        self._finish(
+            keys=[
+                keys.step_result(idempotence_key),
+                keys.attempt_report(idempotence_key, attempt),
+                keys.run_claim(idempotence_key),
+            ],
+            args=[owner, result_json or "", report_json, self.dedup_ttl_s],
+        )
+
+    def acquire(self, scope: str, owner: str, ttl_ms: int, token: int) -> Acquire:
+        reply = int(self._acquire(keys=[keys.mutex_lease(scope), keys.fence(scope)], args=[owner, ttl_ms, token]))
+        return {1: Acquire.granted, 0: Acquire.busy, -1: Acquire.stale}[reply]
+
+    def renew(self, key: str, owner: str, ttl_ms: int) -> bool:
+        return bool(int(self._renew(keys=[key], args=[owner, ttl_ms])))
+
+    def release(self, key: str, owner: str) -> None:
+        self._release(keys=[key], args=[owner])
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode()
+    return "" if value is None else str(value)
