@@ -96,9 +96,9 @@ def get_settings() -> Settings:
 def settings_env(settings: Settings) -> dict[str, str]:
     """Environment that makes a child process see the same settings as this one."""
     env = dict(os.environ)
-    env["WORKYARD_DATA_DIR"] = str(settings.data_path)
-    for name in ("database_url", "broker_url", "redis_url"):
+    for name in settings.model_fields_set:
         value = getattr(settings, name)
-        if value:
-            env[f"WORKYARD_{name.upper()}"] = value
+        if value is not None:
+            env[f"WORKYARD_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
+    env["WORKYARD_DATA_DIR"] = str(settings.data_path)
     return env

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Enum as SAEnum, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.base import Base, utcnow
 from models.enums import Outcome, Phase, SagaState, StepState
+
+
+
+def _status(enum: type[StrEnum]) -> SAEnum:
+    """A status stored as VARCHAR (no native enum to migrate) that loads as the enum member."""
+    return SAEnum(enum, native_enum=False, create_constraint=False, length=32,
+                  values_callable=lambda members: [m.value for m in members])
+
 
 # Portable auto-increment primary key: BIGINT on PostgreSQL, INTEGER (rowid) on SQLite.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -37,7 +46,7 @@ class SagaRun(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     template_name: Mapped[str] = mapped_column(String(200))
     template_version: Mapped[str] = mapped_column(String(64))
-    state: Mapped[SagaState] = mapped_column(String(32))
+    state: Mapped[SagaState] = mapped_column(_status(SagaState))
     input: Mapped[dict[str, Any]]
     input_hash: Mapped[str] = mapped_column(String(64))
     idempotence_key: Mapped[str | None] = mapped_column(String(255), unique=True)
@@ -59,7 +68,7 @@ class StepRun(Base):
     saga_id: Mapped[str] = mapped_column(ForeignKey("saga_runs.id"), primary_key=True)
     index: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
-    state: Mapped[StepState] = mapped_column(String(32), default=StepState.pending)
+    state: Mapped[StepState] = mapped_column(_status(StepState), default=StepState.pending)
     # Counted attempts (deferrals excluded) of the forward and the compensating phase.
     attempts: Mapped[int] = mapped_column(default=0)
     compensation_attempts: Mapped[int] = mapped_column(default=0)
@@ -82,9 +91,9 @@ class StepAttempt(Base):
     saga_id: Mapped[str] = mapped_column(ForeignKey("saga_runs.id"), index=True)
     step_index: Mapped[int]
     step_name: Mapped[str] = mapped_column(String(200))
-    phase: Mapped[Phase] = mapped_column(String(16))
+    phase: Mapped[Phase] = mapped_column(_status(Phase))
     attempt: Mapped[int]
-    outcome: Mapped[Outcome] = mapped_column(String(16), default=Outcome.running)
+    outcome: Mapped[Outcome] = mapped_column(_status(Outcome), default=Outcome.running)
     worker: Mapped[str | None] = mapped_column(String(255))
     fencing_token: Mapped[int | None] = mapped_column(BigInteger)
     error: Mapped[str | None] = mapped_column(Text)

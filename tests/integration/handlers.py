@@ -1,0 +1,78 @@
+"""Handlers for the integration tests. They keep their own books in Redis (keys ``test:*``),
+outside workyard, so the tests can count calls and side effects independently of it.
+
+Behaviour is chosen per step by the saga input: ``behaviour[<step>]`` or
+``behaviour[<step>:compensate]``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from functools import cache
+from typing import Any
+
+import redis
+from pydantic import BaseModel, Field
+
+from workers import StepContext, StepFailed, step
+
+
+class Behaviour(BaseModel):
+    fail_times: int = 0  # fail (retryably) on the first N calls, then succeed
+    fail_always: bool = False
+    retryable: bool = True
+    sleep_ms: int = 0
+    hang_first_call: bool = False  # publish our pid and sleep: the test kills us mid-step
+
+
+class Cmd(BaseModel):
+    tag: str
+    account: str | None = None
+    behaviour: dict[str, Behaviour] = Field(default_factory=dict)
+
+
+@cache
+def books() -> redis.Redis:
+    return redis.Redis.from_url(os.environ["WORKYARD_REDIS_URL"], socket_timeout=10)
+
+
+def _handle(ctx: StepContext, cmd: Cmd) -> dict[str, Any]:
+    r = books()
+    name = ctx.step if ctx.phase == "forward" else f"{ctx.step}:compensate"
+    behaviour = cmd.behaviour.get(name, Behaviour())
+    calls = r.hincrby(f"test:calls:{cmd.tag}", name, 1)
+    r.rpush(f"test:keys:{cmd.tag}", f"{name}={ctx.idempotence_key}")
+    if ctx.fencing_token is not None:
+        active = r.incr(f"test:active:{ctx.mutex_scope}")
+        r.rpush(f"test:tokens:{ctx.mutex_scope}", ctx.fencing_token)
+        if active > 1:
+            r.incr(f"test:overlap:{ctx.mutex_scope}")
+    try:
+        if behaviour.sleep_ms:
+            time.sleep(behaviour.sleep_ms / 1000)
+        if behaviour.fail_always or calls <= behaviour.fail_times:
+            raise StepFailed(f"{name} failed on call {calls}", retryable=behaviour.retryable)
+        # The side effect, made exactly-once with the idempotence key as a real service would.
+        if r.set(f"test:effect:{ctx.idempotence_key}", 1, nx=True):
+            r.rpush(f"test:effects:{cmd.tag}", name)
+        if behaviour.hang_first_call and calls == 1:
+            r.set(f"test:pid:{cmd.tag}", os.getpid())
+            time.sleep(60)
+        return {"step": name, "calls": calls}
+    finally:
+        if ctx.fencing_token is not None:
+            r.decr(f"test:active:{ctx.mutex_scope}")
+
+
+def _register(name: str, capability: str) -> None:
+    def handler(ctx: StepContext, cmd: Cmd) -> dict[str, Any]:
+        return _handle(ctx, cmd)
+
+    handler.__name__ = name
+    step(name, capability=capability)(handler)
+
+
+for _name, _cap in [("one", "alpha"), ("undo_one", "alpha"), ("two", "beta"), ("undo_two", "beta"),
+                    ("three", "alpha"), ("locked", "alpha")]:
+    _register(_name, _cap)

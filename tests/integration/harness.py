@@ -1,0 +1,92 @@
+"""A real stack for integration tests: orchestrator and Celery workers as subprocesses."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Any
+
+import redis
+from sqlalchemy import func, select
+
+from config.settings import Settings
+from models.api import SagaRead
+from models.base import Base
+from orchestrator.queries import read_saga
+from orchestrator.stack import Stack, StackOptions, WorkerSpec
+from orchestrator.submit import submit_saga
+from orchestrator.templates import parse_template, register_template
+from tests.support import RedisTarget, eventually
+
+HANDLERS = ["tests.integration.handlers"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_settings(data_dir: Path, database_url: str, target: RedisTarget, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "data_dir": data_dir, "database_url": database_url, "broker_url": target.broker_url,
+        "redis_url": target.redis_url, "run_claim_ttl_ms": 1500, "lease_ttl_ms": 3000,
+        "visibility_timeout_s": 60, "outbox_sweep_after_s": 1.0, "timer_poll_s": 0.05,
+        "api_port": free_port(),
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+class Harness:
+    def __init__(self, settings: Settings, target: RedisTarget, *, workers: list[WorkerSpec] | None = None,
+                 api: bool = False, orchestrators: int = 1):
+        self.settings = settings
+        self.target = target
+        self.books: redis.Redis = target.client()
+        self.stack = Stack(settings, StackOptions(
+            workers=workers if workers is not None else [
+                WorkerSpec(["alpha"], HANDLERS, concurrency=2), WorkerSpec(["beta"], HANDLERS, concurrency=2)],
+            api=api, flower=False, orchestrators=orchestrators))
+
+    def start(self) -> Harness:
+        self.books.flushdb()
+        self.stack.start()
+        return self
+
+    def stop(self) -> None:
+        self.stack.stop()
+
+    @property
+    def wiring(self) -> Any:
+        return self.stack.wiring
+
+    def register(self, doc: dict[str, Any]) -> None:
+        register_template(self.wiring.sessions, parse_template(doc))
+
+    def submit(self, template: str, data: dict[str, Any], key: str | None = None) -> str:
+        submitted = submit_saga(self.wiring.sessions, self.settings, template=template, input=data,
+                                idempotence_key=key)
+        self.wiring.dispatcher.publish(submitted.outbox)
+        return submitted.saga.id
+
+    def saga(self, saga_id: str) -> SagaRead:
+        with self.wiring.sessions() as session:
+            return read_saga(session, saga_id)
+
+    def wait_final(self, saga_id: str, timeout: float = 60.0) -> SagaRead:
+        return eventually(lambda: (s := self.saga(saga_id)).state.terminal and s, timeout=timeout,
+                          what=f"saga {saga_id} to finish")
+
+    def row_counts(self) -> dict[str, int]:
+        with self.wiring.sessions() as session:
+            return {t.name: session.scalar(select(func.count()).select_from(t)) or 0
+                    for t in Base.metadata.sorted_tables}
+
+    # -- the handlers' own books ---------------------------------------------------------------
+
+    def calls(self, tag: str) -> dict[str, int]:
+        return {k.decode(): int(v) for k, v in self.books.hgetall(f"test:calls:{tag}").items()}
+
+    def effects(self, tag: str) -> list[str]:
+        return [e.decode() for e in self.books.lrange(f"test:effects:{tag}", 0, -1)]

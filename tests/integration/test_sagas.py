@@ -1,0 +1,98 @@
+"""Saga scenarios on real workers, on SQLite and PostgreSQL, with messages delivered once and twice."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from models.api import SagaRead
+from tests.integration.harness import Harness
+
+
+def _tag() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def _timeline(saga: SagaRead) -> list[tuple[str, str, str]]:
+    return [(a.step_name, a.phase, a.outcome) for a in saga.attempts]
+
+
+def _input(tag: str, **behaviour: dict[str, Any]) -> dict[str, Any]:
+    return {"tag": tag, "behaviour": behaviour}
+
+
+def test_happy_path_runs_each_step_once(harness: Harness) -> None:
+    tag = _tag()
+    saga = harness.wait_final(harness.submit("it.three", _input(tag)))
+    assert saga.state == "completed"
+    assert _timeline(saga) == [("one", "forward", "succeeded"), ("two", "forward", "succeeded"),
+                               ("three", "forward", "succeeded")]
+    assert harness.effects(tag) == ["one", "two", "three"]
+    # Workyard's dedup, not the handler's own, keeps a duplicated dispatch from calling it again.
+    assert harness.calls(tag) == {"one": 1, "two": 1, "three": 1}
+    assert saga.results["three"] == {"step": "three", "calls": 1}
+
+
+def test_permanent_failure_compensates_in_reverse_order(harness: Harness) -> None:
+    tag = _tag()
+    saga = harness.wait_final(harness.submit("it.three", _input(tag, three={"fail_always": True, "retryable": False})))
+    assert saga.state == "compensated"
+    assert _timeline(saga) == [
+        ("one", "forward", "succeeded"), ("two", "forward", "succeeded"), ("three", "forward", "failed"),
+        ("two", "compensate", "succeeded"), ("one", "compensate", "succeeded"),
+    ]
+    assert harness.effects(tag) == ["one", "two", "two:compensate", "one:compensate"]
+    assert [s.state for s in saga.steps] == ["compensated", "compensated", "failed"]
+    assert "three" in (saga.error or "")
+
+
+def test_retryable_failure_is_retried_on_a_durable_timer(harness: Harness) -> None:
+    tag = _tag()
+    saga = harness.wait_final(harness.submit("it.three", _input(tag, two={"fail_times": 2})))
+    assert saga.state == "completed"
+    assert [(a.step_name, a.attempt, a.outcome) for a in saga.attempts if a.step_name == "two"] == [
+        ("two", 1, "failed"), ("two", 2, "failed"), ("two", 3, "succeeded")]
+    assert harness.calls(tag)["two"] == 3
+    assert harness.effects(tag) == ["one", "two", "three"]
+
+
+def test_retries_are_capped_then_the_saga_compensates(harness: Harness) -> None:
+    tag = _tag()
+    saga = harness.wait_final(harness.submit("it.three", _input(tag, two={"fail_always": True})))
+    assert saga.state == "compensated"
+    assert [a.outcome for a in saga.attempts if a.step_name == "two" and a.phase == "forward"] == ["failed"] * 3
+    assert saga.steps[1].attempts == 3
+    assert harness.effects(tag) == ["one", "one:compensate"]
+
+
+def test_a_compensation_that_fails_twice_then_succeeds(harness: Harness) -> None:
+    tag = _tag()
+    saga = harness.wait_final(harness.submit("it.three", _input(
+        tag, three={"fail_always": True, "retryable": False}, **{"two:compensate": {"fail_times": 2}})))
+    assert saga.state == "compensated"
+    undo_two = [(a.attempt, a.outcome) for a in saga.attempts if a.step_name == "two" and a.phase == "compensate"]
+    assert undo_two == [(1, "failed"), (2, "failed"), (3, "succeeded")]
+    assert _timeline(saga)[-1] == ("one", "compensate", "succeeded")
+    assert harness.effects(tag) == ["one", "two", "two:compensate", "one:compensate"]
+    assert harness.calls(tag)["two:compensate"] == 3
+
+
+def test_a_compensation_that_never_succeeds_ends_compensation_failed(harness: Harness) -> None:
+    tag = _tag()
+    saga = harness.wait_final(harness.submit("it.three", _input(
+        tag, three={"fail_always": True, "retryable": False}, **{"two:compensate": {"fail_always": True}})))
+    assert saga.state == "compensation_failed"
+    assert saga.steps[1].state == "compensation_failed"
+    assert saga.steps[1].compensation_attempts == 4
+    # Strict order: step one is not compensated before step two's compensation succeeded.
+    assert "one:compensate" not in harness.calls(tag)
+    assert "compensation of step 'two'" in (saga.error or "")
+
+
+def test_the_same_idempotence_key_never_starts_a_second_saga(harness: Harness) -> None:
+    tag = _tag()
+    first = harness.submit("it.three", _input(tag), key=f"job-{tag}")
+    again = harness.submit("it.three", _input(tag), key=f"job-{tag}")
+    assert first == again
+    harness.wait_final(first)
+    assert harness.calls(tag) == {"one": 1, "two": 1, "three": 1}

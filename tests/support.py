@@ -1,0 +1,80 @@
+"""Helpers shared by the test suites: waiting, services, backends."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+import redis
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+T = TypeVar("T")
+
+IN_CI = bool(os.environ.get("CI"))
+
+
+def eventually(check: Callable[[], T], *, timeout: float = 30.0, interval: float = 0.05,
+               what: str = "condition") -> T:
+    """Poll ``check`` until it returns something truthy; fail with ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
+
+
+def need(service: str, reason: str) -> None:
+    """A missing server skips on a laptop and fails in CI."""
+    if IN_CI:
+        pytest.fail(f"{service} is required in CI: {reason}")
+    pytest.skip(f"{service} not available: {reason}")
+
+
+@dataclass(frozen=True)
+class RedisTarget:
+    """The Redis a test stack uses for both broker and leases."""
+
+    broker_url: str
+    redis_url: str
+
+    def client(self) -> redis.Redis:
+        return redis.Redis.from_url(self.redis_url, socket_timeout=10)
+
+
+def redis_target_from_url(url: str) -> RedisTarget:
+    return RedisTarget(broker_url=url, redis_url=url)
+
+
+def redis_target_from_socket(path: Path, db: int = 0) -> RedisTarget:
+    return RedisTarget(broker_url=f"redis+socket://{path}?virtual_host={db}", redis_url=f"unix://{path}?db={db}")
+
+
+@contextmanager
+def postgres_schema(base_url: str) -> Iterator[str]:
+    """A fresh schema in the test database; yields a URL whose search_path points at it."""
+    schema = f"wy_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(base_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    except Exception as exc:
+        admin.dispose()
+        need("PostgreSQL", f"cannot use {base_url}: {exc}")
+    url = make_url(base_url).update_query_dict({"options": f"-csearch_path={schema}"})
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
