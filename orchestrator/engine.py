@@ -119,6 +119,8 @@ class SagaEngine:
         step = saga.steps[index]
         saga.updated_at = self.now
         if phase is Phase.forward:
+            if outcome.counts:
+                step.attempts += 1
             if outcome is Outcome.succeeded:
                 step.state = StepState.succeeded
                 step.finished_at = self.now
@@ -128,8 +130,6 @@ class SagaEngine:
                 else:
                     self._finish(saga, SagaState.completed)
                 return
-            if outcome.counts:
-                step.attempts += 1
             decision = after_failure(spec.steps[index].retry, counted_attempts=step.attempts, outcome=outcome,
                                      retryable=retryable, retry_after_ms=retry_after_ms, rand=self.rand())
             if isinstance(decision, GiveUp):
@@ -143,13 +143,13 @@ class SagaEngine:
                 self._schedule_dispatch(saga, index, phase, step.current_attempt + 1, decision.delay_ms)
             return
 
+        if outcome.counts:
+            step.compensation_attempts += 1
         if outcome is Outcome.succeeded:
             step.state = StepState.compensated
             step.finished_at = self.now
             self._compensate_below(saga, spec, index)
             return
-        if outcome.counts:
-            step.compensation_attempts += 1
         decision = after_failure(spec.steps[index].compensation_policy, counted_attempts=step.compensation_attempts,
                                  outcome=outcome, retryable=retryable, retry_after_ms=retry_after_ms,
                                  rand=self.rand())

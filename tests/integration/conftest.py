@@ -5,7 +5,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.conftest import BACKENDS, database_url
-from tests.integration.harness import Harness, test_settings
+from tests.integration.harness import Harness, stack_settings
 from tests.integration.templates import LOCKED, THREE_STEPS
 from tests.support import RedisTarget
 
@@ -26,7 +26,7 @@ def harness(backend: str, delivered_twice: bool, redis_target: RedisTarget,
     """A running stack per (backend, delivery mode): every saga scenario runs in each."""
     tmp = tmp_path_factory.mktemp(f"stack-{backend}")
     for url in database_url(backend, tmp):
-        settings = test_settings(tmp, url, redis_target, fault_duplicate_delivery=delivered_twice)
+        settings = stack_settings(tmp, url, redis_target, fault_duplicate_delivery=delivered_twice)
         h = Harness(settings, redis_target).start()
         h.register(THREE_STEPS)
         h.register(LOCKED)

@@ -27,7 +27,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_settings(data_dir: Path, database_url: str, target: RedisTarget, **overrides: Any) -> Settings:
+def stack_settings(data_dir: Path, database_url: str, target: RedisTarget, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "data_dir": data_dir, "database_url": database_url, "broker_url": target.broker_url,
         "redis_url": target.redis_url, "run_claim_ttl_ms": 1500, "lease_ttl_ms": 3000,

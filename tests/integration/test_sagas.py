@@ -52,6 +52,7 @@ def test_retryable_failure_is_retried_on_a_durable_timer(harness: Harness) -> No
     assert saga.state == "completed"
     assert [(a.step_name, a.attempt, a.outcome) for a in saga.attempts if a.step_name == "two"] == [
         ("two", 1, "failed"), ("two", 2, "failed"), ("two", 3, "succeeded")]
+    assert saga.steps[1].attempts == 3
     assert harness.calls(tag)["two"] == 3
     assert harness.effects(tag) == ["one", "two", "three"]
 
