@@ -13,6 +13,7 @@ from typing import Any
 import click
 import yaml
 from sqlalchemy import inspect
+from sqlalchemy.exc import SQLAlchemyError
 
 from config.logging import setup_logging
 from config.settings import Settings, get_settings
@@ -31,8 +32,20 @@ def _settings() -> Settings:
 
 
 def _wiring(require_db: bool = True) -> Wiring:
-    wiring = Wiring(_settings())
-    if require_db and not inspect(wiring.engine).has_table("saga_runs"):
+    settings = _settings()
+    wiring = Wiring(settings)
+    if not require_db:
+        return wiring
+    sqlite_file = settings.data_path / "workyard.db"
+    if settings.database_url is None and not sqlite_file.exists():
+        raise Failure(f"no workyard database at {sqlite_file}: run `workyard up` or `workyard db upgrade` "
+                      "first (or set WORKYARD_DATA_DIR / WORKYARD_DATABASE_URL to the stack you mean)")
+    try:
+        migrated = inspect(wiring.engine).has_table("saga_runs")
+    except SQLAlchemyError as exc:
+        raise Failure(f"cannot reach the database at {settings.effective_database_url()}: {exc.__class__.__name__}: "
+                      f"{getattr(exc, 'orig', exc)}") from exc
+    if not migrated:
         raise Failure(f"no workyard database at {wiring.settings.effective_database_url()}: run "
                       "`workyard up` or `workyard db upgrade` first (or set WORKYARD_DATA_DIR / "
                       "WORKYARD_DATABASE_URL to the stack you mean)")

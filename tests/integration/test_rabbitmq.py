@@ -1,0 +1,57 @@
+"""The same spine with RabbitMQ as the broker (Redis keeps only leases and dedup)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kombu import Connection
+
+from config.celery_config import capability_queue, orchestrator_queue
+from tests.integration.harness import Harness, stack_settings
+from tests.integration.templates import THREE_STEPS
+from tests.support import RedisTarget, need
+
+AMQP_URL = os.environ.get("WORKYARD_TEST_RABBITMQ_URL")
+
+
+@pytest.fixture(scope="module")
+def rabbit_harness(redis_target: RedisTarget, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
+    if not AMQP_URL:
+        need("RabbitMQ", "set WORKYARD_TEST_RABBITMQ_URL")
+    assert AMQP_URL is not None
+    try:
+        with Connection(AMQP_URL, connect_timeout=5) as conn:
+            conn.ensure_connection(max_retries=1)
+            for queue in (orchestrator_queue(), capability_queue("alpha"), capability_queue("beta")):
+                queue(conn.default_channel).declare()
+                queue(conn.default_channel).purge()
+    except Exception as exc:
+        need("RabbitMQ", f"{AMQP_URL} does not answer: {exc}")
+    tmp: Path = tmp_path_factory.mktemp("rabbit")
+    settings = stack_settings(tmp, f"sqlite:///{tmp / 'workyard.db'}", redis_target, broker_url=AMQP_URL)
+    harness = Harness(settings, redis_target).start()
+    harness.register(THREE_STEPS)
+    try:
+        yield harness
+    finally:
+        harness.stop()
+
+
+def test_happy_path_over_rabbitmq(rabbit_harness: Harness) -> None:
+    tag = uuid.uuid4().hex[:12]
+    saga = rabbit_harness.wait_final(rabbit_harness.submit("it.three", {"tag": tag}))
+    assert saga.state == "completed"
+    assert rabbit_harness.effects(tag) == ["one", "two", "three"]
+
+
+def test_compensation_over_rabbitmq(rabbit_harness: Harness) -> None:
+    tag = uuid.uuid4().hex[:12]
+    saga = rabbit_harness.wait_final(rabbit_harness.submit(
+        "it.three", {"tag": tag, "behaviour": {"three": {"fail_always": True, "retryable": False},
+                                               "two:compensate": {"fail_times": 1}}}))
+    assert saga.state == "compensated"
+    assert rabbit_harness.effects(tag) == ["one", "two", "two:compensate", "one:compensate"]
