@@ -26,7 +26,9 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(default=Path(".workyard"), description="Where the embedded default keeps its state.")
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in the data dir.")
-    broker_url: str | None = Field(default=None, description="Celery broker (Redis or RabbitMQ); default embedded Redis.")
+    broker_url: str | None = Field(
+        default=None, description="Celery broker (Redis or RabbitMQ); default embedded Redis."
+    )
     redis_url: str | None = Field(default=None, description="Redis for leases and dedup; default embedded Redis.")
 
     api_host: str = "127.0.0.1"
@@ -35,14 +37,24 @@ class Settings(BaseSettings):
 
     visibility_timeout_s: int = Field(default=3600, ge=1, description="Broker and result visibility timeout.")
     dedup_ttl_s: int = Field(default=7 * 24 * 3600, ge=60, description="How long a step's stored result dedups.")
-    run_claim_ttl_ms: int = Field(default=5000, ge=500, description="TTL of a running step's claim; renewed while it runs.")
-    lease_ttl_ms: int = Field(default=10_000, ge=500, description="TTL of a mutex lease; renewed while the handler runs.")
-    lease_wait_ms: int = Field(default=30_000, ge=0, description="How long a step waits for a busy mutex before deferring.")
+    run_claim_ttl_ms: int = Field(
+        default=5000, ge=500, description="TTL of a running step's claim; renewed while it runs."
+    )
+    lease_ttl_ms: int = Field(
+        default=10_000, ge=500, description="TTL of a mutex lease; renewed while the handler runs."
+    )
+    lease_wait_ms: int = Field(
+        default=30_000, ge=0, description="How long a step waits for a busy mutex before deferring."
+    )
     step_watchdog_s: int = Field(default=3600, ge=1, description="Deadline of a step attempt without a timeout_ms.")
-    watchdog_grace_s: int = Field(default=30, ge=0, description="Added to a step's hard time limit before it counts as lost.")
+    watchdog_grace_s: int = Field(
+        default=30, ge=0, description="Added to a step's hard time limit before it counts as lost."
+    )
 
     coordinator_batch: int = Field(default=200, ge=1, description="Reports the coordinator handles per transaction.")
-    outbox_sweep_after_s: float = Field(default=2.0, ge=0.1, description="Age of an unpublished outbox row before the sweep re-publishes it.")
+    outbox_sweep_after_s: float = Field(
+        default=2.0, ge=0.1, description="Age of an unpublished outbox row before the sweep re-publishes it."
+    )
     timer_poll_s: float = Field(default=0.2, gt=0)
 
     # Fault injection for the test suite and for trying failures by hand: every message that

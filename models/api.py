@@ -29,7 +29,9 @@ class SagaCreate(BaseModel):
     version: str | None = Field(default=None, description="Semantic version; the highest if omitted.")
     input: dict[str, Any] = Field(default_factory=dict)
     idempotence_key: str | None = Field(
-        default=None, min_length=1, max_length=255,
+        default=None,
+        min_length=1,
+        max_length=255,
         description="Retries with the same key return the first saga; or send an Idempotency-Key header.",
     )
 

@@ -17,9 +17,7 @@ class SagaState(StrEnum):
         return self in TERMINAL_SAGA_STATES
 
 
-TERMINAL_SAGA_STATES = frozenset(
-    {SagaState.completed, SagaState.compensated, SagaState.compensation_failed}
-)
+TERMINAL_SAGA_STATES = frozenset({SagaState.completed, SagaState.compensated, SagaState.compensation_failed})
 
 
 class StepState(StrEnum):

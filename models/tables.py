@@ -4,20 +4,25 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import BigInteger, Enum as SAEnum, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Table, Text, UniqueConstraint
+from sqlalchemy import Enum as SAEnum
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.base import Base, utcnow
 from models.enums import Outcome, Phase, SagaState, StepState
 
 
-
 def _status(enum: type[StrEnum]) -> SAEnum:
     """A status stored as VARCHAR (no native enum to migrate) that loads as the enum member."""
-    return SAEnum(enum, native_enum=False, create_constraint=False, length=32,
-                  values_callable=lambda members: [m.value for m in members])
+    return SAEnum(
+        enum,
+        native_enum=False,
+        create_constraint=False,
+        length=32,
+        values_callable=lambda members: [m.value for m in members],
+    )
 
 
 # Portable auto-increment primary key: BIGINT on PostgreSQL, INTEGER (rowid) on SQLite.
@@ -57,9 +62,7 @@ class SagaRun(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
 
-    steps: Mapped[list[StepRun]] = relationship(
-        order_by="StepRun.index", back_populates="saga", lazy="selectin"
-    )
+    steps: Mapped[list[StepRun]] = relationship(order_by="StepRun.index", back_populates="saga", lazy="selectin")
 
 
 class StepRun(Base):
@@ -126,7 +129,7 @@ class Timer(Base):
     # Unique so that scheduling the same thing twice keeps one timer, and cancelling finds it.
     key: Mapped[str] = mapped_column(String(400), unique=True)
     kind: Mapped[str] = mapped_column(String(32))
-    saga_id: Mapped[str | None] = mapped_column(String(36))
+    saga_id: Mapped[str | None] = mapped_column(String(36), index=True)
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
     due_at: Mapped[datetime] = mapped_column(index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -151,3 +154,9 @@ class DeadLetter(Base):
     reason: Mapped[str] = mapped_column(Text)
     body: Mapped[str] = mapped_column(Text)
     received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+# The Core tables behind the hot paths' bulk INSERTs and DELETEs.
+ATTEMPTS = cast(Table, StepAttempt.__table__)
+OUTBOX = cast(Table, OutboxMessage.__table__)
+TIMERS = cast(Table, Timer.__table__)

@@ -82,9 +82,7 @@ class StepSpec(BaseModel):
             return None
         for path in placeholders(value):
             if path.split(".", 1)[0] not in KEY_ROOTS:
-                raise ValueError(
-                    f"placeholder {{{path}}} must start with one of {', '.join(KEY_ROOTS)}"
-                )
+                raise ValueError(f"placeholder {{{path}}} must start with one of {', '.join(KEY_ROOTS)}")
         return value
 
     @property
@@ -136,7 +134,9 @@ class TemplateSpec(BaseModel):
         """Every way ``data`` fails the input schema, as ``{path, message}``."""
         validator = Draft202012Validator(self.input_schema)
         return [
-            {"path": "input" + "".join(f"[{p!r}]" if isinstance(p, int) else f".{p}" for p in e.absolute_path),
-             "message": e.message}
+            {
+                "path": "input" + "".join(f"[{p!r}]" if isinstance(p, int) else f".{p}" for p in e.absolute_path),
+                "message": e.message,
+            }
             for e in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
         ]

@@ -38,17 +38,23 @@ def _wiring(require_db: bool = True) -> Wiring:
         return wiring
     sqlite_file = settings.data_path / "workyard.db"
     if settings.database_url is None and not sqlite_file.exists():
-        raise Failure(f"no workyard database at {sqlite_file}: run `workyard up` or `workyard db upgrade` "
-                      "first (or set WORKYARD_DATA_DIR / WORKYARD_DATABASE_URL to the stack you mean)")
+        raise Failure(
+            f"no workyard database at {sqlite_file}: run `workyard up` or `workyard db upgrade` "
+            "first (or set WORKYARD_DATA_DIR / WORKYARD_DATABASE_URL to the stack you mean)"
+        )
     try:
         migrated = inspect(wiring.engine).has_table("saga_runs")
     except SQLAlchemyError as exc:
-        raise Failure(f"cannot reach the database at {settings.effective_database_url()}: {exc.__class__.__name__}: "
-                      f"{getattr(exc, 'orig', exc)}") from exc
+        raise Failure(
+            f"cannot reach the database at {settings.effective_database_url()}: {exc.__class__.__name__}: "
+            f"{getattr(exc, 'orig', exc)}"
+        ) from exc
     if not migrated:
-        raise Failure(f"no workyard database at {wiring.settings.effective_database_url()}: run "
-                      "`workyard up` or `workyard db upgrade` first (or set WORKYARD_DATA_DIR / "
-                      "WORKYARD_DATABASE_URL to the stack you mean)")
+        raise Failure(
+            f"no workyard database at {wiring.settings.effective_database_url()}: run "
+            "`workyard up` or `workyard db upgrade` first (or set WORKYARD_DATA_DIR / "
+            "WORKYARD_DATABASE_URL to the stack you mean)"
+        )
     return wiring
 
 
@@ -72,6 +78,7 @@ def main(log_level: str | None) -> None:
 
 
 # -- running the stack ---------------------------------------------------------------------------
+
 
 @main.command()
 @click.option("--handlers", "modules", multiple=True, help="Handler module; starts one worker per capability in it.")
@@ -134,18 +141,19 @@ def api() -> None:
 @click.option("--concurrency", default=2, show_default=True)
 @click.option("--pool", type=click.Choice(["prefork", "threads", "solo"]), default="prefork", show_default=True)
 @click.option("--hostname", default=None, help="Celery node name (default CAPS@host).")
-def worker(capabilities: tuple[str, ...], modules: tuple[str, ...], concurrency: int, pool: str,
-           hostname: str | None) -> None:
+def worker(
+    capabilities: tuple[str, ...], modules: tuple[str, ...], concurrency: int, pool: str, hostname: str | None
+) -> None:
     """Run a worker for some capabilities (needs only the broker and Redis)."""
     from workers.main import run_worker
 
     if "." not in sys.path and "" not in sys.path:
         sys.path.insert(0, "")  # let --handlers name modules in the current directory
-    run_worker(_settings(), list(capabilities), list(modules), concurrency=concurrency, pool=pool,
-               hostname=hostname)
+    run_worker(_settings(), list(capabilities), list(modules), concurrency=concurrency, pool=pool, hostname=hostname)
 
 
 # -- sagas ---------------------------------------------------------------------------------------
+
 
 @main.group()
 def saga() -> None:
@@ -159,8 +167,9 @@ def saga() -> None:
 @click.option("--idempotence-key", default=None, help="A retry with the same key returns the same saga.")
 @click.option("--wait/--no-wait", default=False, help="Follow the timeline until the saga ends.")
 @click.option("--timeout", default=300.0, show_default=True, help="Seconds --wait waits.")
-def saga_submit(template: str, input_json: str, version: str | None, idempotence_key: str | None,
-                wait: bool, timeout: float) -> None:
+def saga_submit(
+    template: str, input_json: str, version: str | None, idempotence_key: str | None, wait: bool, timeout: float
+) -> None:
     """Start a saga of TEMPLATE."""
     from orchestrator.submit import submit_saga
 
@@ -169,10 +178,16 @@ def saga_submit(template: str, input_json: str, version: str | None, idempotence
     except json.JSONDecodeError as exc:
         raise Failure(f"--input is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
-        raise Failure("--input must be a JSON object, such as '{\"order_id\": \"A-1\"}'")
+        raise Failure('--input must be a JSON object, such as \'{"order_id": "A-1"}\'')
     wiring = _wiring()
-    submitted = submit_saga(wiring.sessions, wiring.settings, template=template, version=version, input=data,
-                            idempotence_key=idempotence_key)
+    submitted = submit_saga(
+        wiring.sessions,
+        wiring.settings,
+        template=template,
+        version=version,
+        input=data,
+        idempotence_key=idempotence_key,
+    )
     try:
         wiring.dispatcher.publish(submitted.outbox)
     except Exception as exc:
@@ -238,6 +253,7 @@ def saga_list(state: str | None, template: str | None, limit: int) -> None:
 
 
 # -- templates and database ----------------------------------------------------------------------
+
 
 @main.group()
 def template() -> None:

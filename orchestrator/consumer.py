@@ -7,13 +7,12 @@ redelivers them, and the coordinator drops what it already applied (invariant 2)
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 import time
 from typing import Any
 
 from celery import Celery
-from kombu import Message
+from kombu.message import Message
 
 from config.celery_config import orchestrator_queue
 from orchestrator.coordinator import Coordinator
@@ -47,19 +46,22 @@ class ReportConsumer:
     def _consume(self) -> None:
         with self.app.connection_for_read() as conn:
             conn.ensure_connection(max_retries=None, interval_start=0.5, interval_max=5)
-            with conn.Consumer([orchestrator_queue()], callbacks=[self._on_message], accept=["json"],
-                               on_decode_error=self._on_decode_error, prefetch_count=self.batch):
+            with conn.Consumer(
+                [orchestrator_queue()],
+                callbacks=[self._on_message],
+                accept=["json"],
+                on_decode_error=self._on_decode_error,
+                prefetch_count=self.batch,
+            ):
                 while not self.stop.is_set():
                     try:
                         conn.drain_events(timeout=FIRST_WAIT_S)
-                    except TimeoutError:
-                        continue
-                    except socket.timeout:
+                    except TimeoutError:  # socket.timeout is the same class
                         continue
                     while len(self._pending) < self.batch:
                         try:
                             conn.drain_events(timeout=GATHER_WAIT_S)
-                        except (TimeoutError, socket.timeout):
+                        except TimeoutError:
                             break
                     self._flush()
 

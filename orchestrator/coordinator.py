@@ -59,17 +59,30 @@ class Coordinator:
                 session.add(DeadLetter(source=letter.source, reason=letter.reason, body=letter.body, received_at=now))
                 result.dead_lettered += 1
             sagas = lock_sagas(session, (r.saga_id for r in reports))
-            running = {
-                (a.saga_id, a.step_index, a.phase, a.attempt): a
-                for a in session.scalars(select(StepAttempt).where(
-                    StepAttempt.saga_id.in_(list(sagas)), StepAttempt.outcome == Outcome.running))
-            } if sagas else {}
+            running = (
+                {
+                    (a.saga_id, a.step_index, a.phase, a.attempt): a
+                    for a in session.scalars(
+                        select(StepAttempt).where(
+                            StepAttempt.saga_id.in_(list(sagas)), StepAttempt.outcome == Outcome.running
+                        )
+                    )
+                }
+                if sagas
+                else {}
+            )
             engine = SagaEngine(session, self.settings, now)
             for report in reports:
                 saga = sagas.get(report.saga_id)
                 if saga is None:
-                    session.add(DeadLetter(source=source, reason=f"report for unknown saga {report.saga_id}",
-                                           body=report.model_dump_json(), received_at=now))
+                    session.add(
+                        DeadLetter(
+                            source=source,
+                            reason=f"report for unknown saga {report.saga_id}",
+                            body=report.model_dump_json(),
+                            received_at=now,
+                        )
+                    )
                     result.dead_lettered += 1
                     continue
                 attempt = running.pop((report.saga_id, report.step_index, report.phase, report.attempt), None)
@@ -81,6 +94,7 @@ class Coordinator:
                 engine.on_report(saga, spec, report, attempt)
                 result.applied += 1
             engine.finalize()
+            self.dispatcher.delete_published(session)
         self.dispatcher.publish(engine.outbox)
         if result.dropped:
             log.debug("dropped %d duplicate or stale report(s)", result.dropped)

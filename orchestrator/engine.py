@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -21,9 +22,19 @@ from config.settings import Settings
 from models.enums import Outcome, Phase, SagaState, StepState
 from models.keytemplate import render
 from models.messages import StepDispatch, StepReport
-from models.tables import FencingCounter, OutboxMessage, SagaRun, StepAttempt, StepRun, Timer
+from models.tables import ATTEMPTS, OUTBOX, TIMERS, FencingCounter, SagaRun, StepAttempt, StepRun, Timer
 from models.template import StepSpec, TemplateSpec
 from orchestrator.planner import GiveUp, after_failure, next_compensation
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """An outbox row written in this transaction, to publish once it has committed."""
+
+    id: int
+    queue: str
+    payload: dict[str, Any]
+
 
 TIMER_DISPATCH = "dispatch"
 TIMER_WATCHDOG = "watchdog"
@@ -31,43 +42,56 @@ TIMER_WATCHDOG = "watchdog"
 
 def step_values(saga: SagaRun, spec: TemplateSpec, step: StepSpec) -> dict[str, Any]:
     """What a key template such as ``order:{input.order_id}`` may refer to."""
-    return {"input": saga.input, "saga_id": saga.id, "step": step.name,
-            "template": spec.name, "version": spec.version}
+    return {"input": saga.input, "saga_id": saga.id, "step": step.name, "template": spec.name, "version": spec.version}
 
 
 def idempotence_key(saga: SagaRun, spec: TemplateSpec, step: StepSpec, phase: Phase) -> str:
-    base = render(step.idempotence_key, step_values(saga, spec, step)) if step.idempotence_key \
+    base = (
+        render(step.idempotence_key, step_values(saga, spec, step))
+        if step.idempotence_key
         else f"{saga.id}:{step.name}"
+    )
     return base if phase is Phase.forward else f"{base}:compensate"
 
 
 def new_step_runs(spec: TemplateSpec) -> list[StepRun]:
-    return [StepRun(index=i, name=s.name, state=StepState.pending, attempts=0, compensation_attempts=0,
-                    current_attempt=0) for i, s in enumerate(spec.steps)]
+    return [
+        StepRun(index=i, name=s.name, state=StepState.pending, attempts=0, compensation_attempts=0, current_attempt=0)
+        for i, s in enumerate(spec.steps)
+    ]
 
 
 def issue_fencing_token(session: Session, scope: str) -> int:
     """Next fencing token of ``scope``, from the database so it grows even if Redis forgot."""
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(FencingCounter).values(scope=scope, last_token=1)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[FencingCounter.scope], set_={"last_token": FencingCounter.last_token + 1}
-    ).returning(FencingCounter.last_token)
-    return int(session.execute(stmt).scalar_one())
+    upsert = (
+        insert(FencingCounter)
+        .values(scope=scope, last_token=1)
+        .on_conflict_do_update(
+            index_elements=[FencingCounter.scope], set_={"last_token": FencingCounter.last_token + 1}
+        )
+        .returning(FencingCounter.last_token)
+    )
+    return int(session.execute(upsert).scalar_one())
 
 
 class SagaEngine:
     """One transaction's worth of saga moves. Collects the outbox rows it wrote."""
 
-    def __init__(self, session: Session, settings: Settings, now: datetime,
-                 rand: Callable[[], float] = random.random):
+    def __init__(self, session: Session, settings: Settings, now: datetime, rand: Callable[[], float] = random.random):
         self.session = session
         self.settings = settings
         self.now = now
         self.rand = rand
-        self.outbox: list[OutboxMessage] = []
+        self.outbox: list[Outgoing] = []
+        # Rows written in bulk by finalize(): one INSERT per table per transaction, not one
+        # ORM flush per object (the coordinator's hottest path).
+        self._attempt_rows: list[dict[str, Any]] = []
+        self._outbox_rows: list[dict[str, Any]] = []
+        self._timer_rows: list[dict[str, Any]] = []
         self._cancelled_timers: list[str] = []
+        self._finished: list[str] = []
 
     # -- entry points ------------------------------------------------------------------------
 
@@ -82,9 +106,17 @@ class SagaEngine:
         attempt.finished_at = report.finished_at or self.now
         attempt.error = f"{report.error.type}: {report.error.message}" if report.error else None
         self._cancel_timer(_timer_key(TIMER_WATCHDOG, saga.id, report.step_index, report.phase, report.attempt))
-        self._settle(saga, spec, report.step_index, Phase(report.phase), Outcome(report.outcome),
-                     retryable=report.retryable, retry_after_ms=report.retry_after_ms,
-                     result=report.result, error=attempt.error)
+        self._settle(
+            saga,
+            spec,
+            report.step_index,
+            Phase(report.phase),
+            Outcome(report.outcome),
+            retryable=report.retryable,
+            retry_after_ms=report.retry_after_ms,
+            result=report.result,
+            error=attempt.error,
+        )
 
     def on_timer(self, saga: SagaRun, spec: TemplateSpec, timer: Timer) -> None:
         index, phase, attempt_no = timer.payload["index"], Phase(timer.payload["phase"]), timer.payload["attempt"]
@@ -96,26 +128,65 @@ class SagaEngine:
             if step.current_attempt + 1 == attempt_no and self._phase_of(step) is phase:
                 self._dispatch(saga, spec, index, phase)
         elif timer.kind == TIMER_WATCHDOG:
-            attempt = self.session.scalar(select(StepAttempt).where(
-                StepAttempt.saga_id == saga.id, StepAttempt.step_index == index,
-                StepAttempt.phase == phase, StepAttempt.attempt == attempt_no))
+            attempt = self.session.scalar(
+                select(StepAttempt).where(
+                    StepAttempt.saga_id == saga.id,
+                    StepAttempt.step_index == index,
+                    StepAttempt.phase == phase,
+                    StepAttempt.attempt == attempt_no,
+                )
+            )
             if attempt is not None and attempt.outcome is Outcome.running:
                 attempt.outcome = Outcome.timed_out
                 attempt.finished_at = self.now
                 attempt.error = "TimedOut: no report from a worker before the step's deadline"
-                self._settle(saga, spec, index, phase, Outcome.timed_out, retryable=True,
-                             retry_after_ms=None, result=None, error=attempt.error)
+                self._settle(
+                    saga,
+                    spec,
+                    index,
+                    phase,
+                    Outcome.timed_out,
+                    retryable=True,
+                    retry_after_ms=None,
+                    result=None,
+                    error=attempt.error,
+                )
 
     def finalize(self) -> None:
         """Write what was batched; call once before commit."""
+        self.session.flush()  # sagas and steps first: the rows below refer to them
+        if self._attempt_rows:
+            self.session.execute(insert(ATTEMPTS), self._attempt_rows)
+        if self._outbox_rows:
+            ids = self.session.scalars(
+                insert(OUTBOX).returning(OUTBOX.c.id, sort_by_parameter_order=True), self._outbox_rows
+            ).all()
+            self.outbox += [Outgoing(i, r["queue"], r["payload"]) for i, r in zip(ids, self._outbox_rows, strict=True)]
+        if self._timer_rows:
+            self.session.execute(insert(TIMERS), self._timer_rows)
         if self._cancelled_timers:
-            self.session.execute(delete(Timer).where(Timer.key.in_(self._cancelled_timers)))
-            self._cancelled_timers.clear()
+            self.session.execute(delete(TIMERS).where(TIMERS.c.key.in_(self._cancelled_timers)))
+        if self._finished:
+            # A finished saga needs none of its timers, including any written just above.
+            self.session.execute(delete(TIMERS).where(TIMERS.c.saga_id.in_(self._finished)))
+        for batch in (self._attempt_rows, self._outbox_rows, self._timer_rows, self._cancelled_timers, self._finished):
+            batch.clear()
 
     # -- decisions ---------------------------------------------------------------------------
 
-    def _settle(self, saga: SagaRun, spec: TemplateSpec, index: int, phase: Phase, outcome: Outcome, *,
-                retryable: bool, retry_after_ms: int | None, result: Any, error: str | None) -> None:
+    def _settle(
+        self,
+        saga: SagaRun,
+        spec: TemplateSpec,
+        index: int,
+        phase: Phase,
+        outcome: Outcome,
+        *,
+        retryable: bool,
+        retry_after_ms: int | None,
+        result: Any,
+        error: str | None,
+    ) -> None:
         step = saga.steps[index]
         saga.updated_at = self.now
         if phase is Phase.forward:
@@ -130,8 +201,14 @@ class SagaEngine:
                 else:
                     self._finish(saga, SagaState.completed)
                 return
-            decision = after_failure(spec.steps[index].retry, counted_attempts=step.attempts, outcome=outcome,
-                                     retryable=retryable, retry_after_ms=retry_after_ms, rand=self.rand())
+            decision = after_failure(
+                spec.steps[index].retry,
+                counted_attempts=step.attempts,
+                outcome=outcome,
+                retryable=retryable,
+                retry_after_ms=retry_after_ms,
+                rand=self.rand(),
+            )
             if isinstance(decision, GiveUp):
                 step.state = StepState.failed
                 step.error = error
@@ -150,9 +227,14 @@ class SagaEngine:
             step.finished_at = self.now
             self._compensate_below(saga, spec, index)
             return
-        decision = after_failure(spec.steps[index].compensation_policy, counted_attempts=step.compensation_attempts,
-                                 outcome=outcome, retryable=retryable, retry_after_ms=retry_after_ms,
-                                 rand=self.rand())
+        decision = after_failure(
+            spec.steps[index].compensation_policy,
+            counted_attempts=step.compensation_attempts,
+            outcome=outcome,
+            retryable=retryable,
+            retry_after_ms=retry_after_ms,
+            rand=self.rand(),
+        )
         if isinstance(decision, GiveUp):
             step.state = StepState.compensation_failed
             step.error = error
@@ -177,7 +259,7 @@ class SagaEngine:
         saga.state = state
         saga.finished_at = self.now
         saga.updated_at = self.now
-        self.session.execute(delete(Timer).where(Timer.saga_id == saga.id))
+        self._finished.append(saga.id)
 
     @staticmethod
     def _phase_of(step: StepRun) -> Phase:
@@ -198,41 +280,67 @@ class SagaEngine:
         handler = step_spec.handler if phase is Phase.forward else step_spec.compensate
         assert handler is not None
         dispatch = StepDispatch(
-            saga_id=saga.id, template=spec.name, version=spec.version, step_index=index, step=step_spec.name,
-            handler=handler, capability=step_spec.capability, phase=phase, attempt=attempt_no,
-            idempotence_key=idempotence_key(saga, spec, step_spec, phase), mutex_scope=scope,
-            fencing_token=token, input=saga.input, results=saga.results, timeout_ms=step_spec.timeout_ms,
+            saga_id=saga.id,
+            template=spec.name,
+            version=spec.version,
+            step_index=index,
+            step=step_spec.name,
+            handler=handler,
+            capability=step_spec.capability,
+            phase=phase,
+            attempt=attempt_no,
+            idempotence_key=idempotence_key(saga, spec, step_spec, phase),
+            mutex_scope=scope,
+            fencing_token=token,
+            input=saga.input,
+            results=saga.results,
+            timeout_ms=step_spec.timeout_ms,
             dispatched_at=self.now,
         )
-        self.session.add(StepAttempt(
-            saga_id=saga.id, step_index=index, step_name=step_spec.name, phase=phase, attempt=attempt_no,
-            outcome=Outcome.running, fencing_token=token, dispatched_at=self.now,
-        ))
-        message = OutboxMessage(
-            queue=keys.capability_queue(step_spec.capability),
-            payload={
-                "task_id": f"{saga.id}-{index}-{phase.value[0]}{attempt_no}",
-                "shadow": handler if phase is Phase.forward else f"{handler} (compensating {step_spec.name})",
-                "timeout_ms": step_spec.timeout_ms,
-                "body": dispatch.model_dump(mode="json"),
-            },
-            created_at=self.now, publish_count=0,
+        self._attempt_rows.append(
+            {
+                "saga_id": saga.id,
+                "step_index": index,
+                "step_name": step_spec.name,
+                "phase": phase,
+                "attempt": attempt_no,
+                "outcome": Outcome.running,
+                "fencing_token": token,
+                "dispatched_at": self.now,
+            }
         )
-        self.session.add(message)
-        self.outbox.append(message)
-        deadline_s = (step_spec.timeout_ms / 1000 if step_spec.timeout_ms else self.settings.step_watchdog_s) \
-            + self.settings.watchdog_grace_s
+        self._outbox_rows.append(
+            {
+                "queue": keys.capability_queue(step_spec.capability),
+                "payload": {
+                    "task_id": f"{saga.id}-{index}-{phase.value[0]}{attempt_no}",
+                    "shadow": handler if phase is Phase.forward else f"{handler} (compensating {step_spec.name})",
+                    "timeout_ms": step_spec.timeout_ms,
+                    "body": dispatch.model_dump(mode="json"),
+                },
+                "created_at": self.now,
+                "publish_count": 0,
+            }
+        )
+        deadline_s = (
+            step_spec.timeout_ms / 1000 if step_spec.timeout_ms else self.settings.step_watchdog_s
+        ) + self.settings.watchdog_grace_s
         self._set_timer(TIMER_WATCHDOG, saga.id, index, phase, attempt_no, deadline_s * 1000)
 
     def _schedule_dispatch(self, saga: SagaRun, index: int, phase: Phase, attempt_no: int, delay_ms: int) -> None:
         self._set_timer(TIMER_DISPATCH, saga.id, index, phase, attempt_no, delay_ms)
 
     def _set_timer(self, kind: str, saga_id: str, index: int, phase: Phase, attempt_no: int, delay_ms: float) -> None:
-        self.session.add(Timer(
-            key=_timer_key(kind, saga_id, index, phase, attempt_no), kind=kind, saga_id=saga_id,
-            payload={"index": index, "phase": phase.value, "attempt": attempt_no},
-            due_at=self.now + timedelta(milliseconds=delay_ms), created_at=self.now,
-        ))
+        self._timer_rows.append(
+            {
+                "key": _timer_key(kind, saga_id, index, phase, attempt_no),
+                "kind": kind,
+                "saga_id": saga_id,
+                "payload": {"index": index, "phase": phase.value, "attempt": attempt_no},
+                "due_at": self.now + timedelta(milliseconds=delay_ms),
+                "created_at": self.now,
+            }
+        )
 
     def _cancel_timer(self, key: str) -> None:
         self._cancelled_timers.append(key)

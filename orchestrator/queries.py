@@ -18,16 +18,27 @@ def read_saga(session: Session, saga_id: str) -> SagaRead:
     saga = session.get(SagaRun, saga_id)
     if saga is None:
         raise NotFound(f"no saga with id {saga_id!r}")
-    attempts = session.scalars(select(StepAttempt).where(StepAttempt.saga_id == saga_id)
-                               .order_by(StepAttempt.dispatched_at, StepAttempt.id)).all()
+    attempts = session.scalars(
+        select(StepAttempt).where(StepAttempt.saga_id == saga_id).order_by(StepAttempt.dispatched_at, StepAttempt.id)
+    ).all()
     summary = SagaSummary.model_validate(saga)
-    return SagaRead(**summary.model_dump(), input=saga.input, results=saga.results,
-                    steps=[StepRead.model_validate(s) for s in saga.steps],
-                    attempts=[AttemptRead.model_validate(a) for a in attempts])
+    return SagaRead(
+        **summary.model_dump(),
+        input=saga.input,
+        results=saga.results,
+        steps=[StepRead.model_validate(s) for s in saga.steps],
+        attempts=[AttemptRead.model_validate(a) for a in attempts],
+    )
 
 
-def list_sagas(session: Session, *, state: SagaState | None = None, template: str | None = None,
-               limit: int = 50, cursor: str | None = None) -> SagaPage:
+def list_sagas(
+    session: Session,
+    *,
+    state: SagaState | None = None,
+    template: str | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> SagaPage:
     """Newest first, paged by an opaque cursor (stable while new sagas arrive)."""
     query = select(SagaRun)
     if state is not None:
@@ -36,8 +47,9 @@ def list_sagas(session: Session, *, state: SagaState | None = None, template: st
         query = query.where(SagaRun.template_name == template)
     if cursor:
         created, saga_id = _decode_cursor(cursor)
-        query = query.where(or_(SagaRun.created_at < created,
-                                and_(SagaRun.created_at == created, SagaRun.id < saga_id)))
+        query = query.where(
+            or_(SagaRun.created_at < created, and_(SagaRun.created_at == created, SagaRun.id < saga_id))
+        )
     rows = session.scalars(query.order_by(SagaRun.created_at.desc(), SagaRun.id.desc()).limit(limit + 1)).all()
     items = [SagaSummary.model_validate(r) for r in rows[:limit]]
     next_cursor = _encode_cursor(rows[limit - 1]) if len(rows) > limit else None
@@ -54,5 +66,6 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
         created, saga_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
         return datetime.fromisoformat(created), saga_id
     except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInput("cursor is not one this API returned",
-                           details=[{"path": "cursor", "message": "malformed"}]) from exc
+        raise InvalidInput(
+            "cursor is not one this API returned", details=[{"path": "cursor", "message": "malformed"}]
+        ) from exc

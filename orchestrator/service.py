@@ -37,10 +37,15 @@ def run_orchestrator(wiring: Wiring, stop: threading.Event | None = None) -> Non
     consumer = ReportConsumer(wiring.app, wiring.coordinator, batch=settings.coordinator_batch, stop=stop)
     threads = [
         threading.Thread(target=consumer.run, name="coordinator", daemon=True),
-        threading.Thread(target=_loop, args=("outbox sweep", stop, SWEEP_EVERY_S, wiring.dispatcher.sweep),
-                         name="outbox-sweep", daemon=True),
-        threading.Thread(target=_loop, args=("timers", stop, settings.timer_poll_s, wiring.timers.tick),
-                         name="timers", daemon=True),
+        threading.Thread(
+            target=_loop,
+            args=("outbox sweep", stop, SWEEP_EVERY_S, wiring.dispatcher.sweep),
+            name="outbox-sweep",
+            daemon=True,
+        ),
+        threading.Thread(
+            target=_loop, args=("timers", stop, settings.timer_poll_s, wiring.timers.tick), name="timers", daemon=True
+        ),
     ]
     for thread in threads:
         thread.start()

@@ -20,8 +20,8 @@ from orchestrator.errors import OrchestratorError
 from orchestrator.migrate import upgrade
 from orchestrator.supervisor import Supervisor, python_argv
 from orchestrator.wiring import Wiring
-from workers.registry import handlers_for, load_handler_modules
 from workers.registry import _REGISTRY as REGISTRY
+from workers.registry import handlers_for, load_handler_modules
 
 
 class StackError(OrchestratorError):
@@ -84,16 +84,38 @@ class Stack:
         for i, worker in enumerate(self.options.workers):
             self.start_worker(worker, index=i)
         if self.options.flower:
-            self.supervisor.spawn("flower", python_argv(
-                "-m", "celery", "-A", "workers.celery_main:app", "flower",
-                f"--port={self.settings.flower_port}", "--address=127.0.0.1"), env)
+            self.supervisor.spawn(
+                "flower",
+                python_argv(
+                    "-m",
+                    "celery",
+                    "-A",
+                    "workers.celery_main:app",
+                    "flower",
+                    f"--port={self.settings.flower_port}",
+                    "--address=127.0.0.1",
+                ),
+                env,
+            )
         progress("waiting for the services to answer")
         self.wait_ready()
 
     def start_worker(self, worker: WorkerSpec, *, index: int | None = None) -> str:
-        name = worker.name or f"{'+'.join(worker.capabilities)}-{index if index is not None else len(self.worker_names)}@{self._node}"
-        argv = ["-m", "orchestrator.cli", "worker", "--concurrency", str(worker.concurrency),
-                "--pool", worker.pool, "--hostname", name]
+        name = (
+            worker.name
+            or f"{'+'.join(worker.capabilities)}-{index if index is not None else len(self.worker_names)}@{self._node}"
+        )
+        argv = [
+            "-m",
+            "orchestrator.cli",
+            "worker",
+            "--concurrency",
+            str(worker.concurrency),
+            "--pool",
+            worker.pool,
+            "--hostname",
+            name,
+        ]
         for cap in worker.capabilities:
             argv += ["--capability", cap]
         for module in worker.handlers:

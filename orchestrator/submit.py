@@ -16,9 +16,9 @@ from config.settings import Settings
 from models.base import utcnow
 from models.enums import SagaState
 from models.keytemplate import KeyTemplateError, render
-from models.tables import OutboxMessage, SagaRun
+from models.tables import SagaRun
 from orchestrator.db import SessionFactory
-from orchestrator.engine import SagaEngine, new_step_runs, step_values
+from orchestrator.engine import Outgoing, SagaEngine, new_step_runs, step_values
 from orchestrator.errors import Conflict, InvalidInput
 from orchestrator.templates import get_template
 
@@ -27,7 +27,7 @@ from orchestrator.templates import get_template
 class Submitted:
     saga: SagaRun
     created: bool
-    outbox: list[OutboxMessage]
+    outbox: list[Outgoing]
 
 
 def input_hash(template: str, data: Any) -> str:
@@ -35,15 +35,24 @@ def input_hash(template: str, data: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def submit_saga(sessions: SessionFactory, settings: Settings, *, template: str, input: Any,
-                version: str | None = None, idempotence_key: str | None = None) -> Submitted:
+def submit_saga(
+    sessions: SessionFactory,
+    settings: Settings,
+    *,
+    template: str,
+    input: Any,
+    version: str | None = None,
+    idempotence_key: str | None = None,
+) -> Submitted:
     """Start a saga, or return the one already started with this idempotence key.
 
     The same key with a different template or input is a conflict, never a second run.
     """
     if idempotence_key is not None and not (0 < len(idempotence_key) <= 255):
-        raise InvalidInput("idempotence key must be 1 to 255 characters",
-                           details=[{"path": "idempotence_key", "message": "length must be 1..255"}])
+        raise InvalidInput(
+            "idempotence key must be 1 to 255 characters",
+            details=[{"path": "idempotence_key", "message": "length must be 1..255"}],
+        )
     digest = input_hash(template, input)
     try:
         with sessions.begin() as session:
@@ -54,12 +63,24 @@ def submit_saga(sessions: SessionFactory, settings: Settings, *, template: str, 
             spec = get_template(session, template, version)
             errors = spec.input_errors(input)
             if errors:
-                raise InvalidInput(f"input does not match the input schema of {spec.name} {spec.version}: "
-                                   + "; ".join(f"{e['path']}: {e['message']}" for e in errors), details=errors)
+                raise InvalidInput(
+                    f"input does not match the input schema of {spec.name} {spec.version}: "
+                    + "; ".join(f"{e['path']}: {e['message']}" for e in errors),
+                    details=errors,
+                )
             now = utcnow()
-            saga = SagaRun(id=str(uuid.uuid4()), template_name=spec.name, template_version=spec.version,
-                           state=SagaState.running, input=input, input_hash=digest,
-                           idempotence_key=idempotence_key, results={}, created_at=now, updated_at=now)
+            saga = SagaRun(
+                id=str(uuid.uuid4()),
+                template_name=spec.name,
+                template_version=spec.version,
+                state=SagaState.running,
+                input=input,
+                input_hash=digest,
+                idempotence_key=idempotence_key,
+                results={},
+                created_at=now,
+                updated_at=now,
+            )
             _check_key_templates(saga, spec)
             saga.steps = new_step_runs(spec)
             session.add(saga)
@@ -81,8 +102,11 @@ def submit_saga(sessions: SessionFactory, settings: Settings, *, template: str, 
 def _existing(session: Session, key: str, digest: str) -> SagaRun | None:
     saga = session.scalar(select(SagaRun).where(SagaRun.idempotence_key == key))
     if saga is not None and saga.input_hash != digest:
-        raise Conflict(f"idempotence key {key!r} was already used for saga {saga.id} with a different "
-                       "template or input; use a new key for a new job", details={"saga_id": saga.id})
+        raise Conflict(
+            f"idempotence key {key!r} was already used for saga {saga.id} with a different "
+            "template or input; use a new key for a new job",
+            details={"saga_id": saga.id},
+        )
     return saga
 
 
@@ -98,5 +122,6 @@ def _check_key_templates(saga: SagaRun, spec: Any) -> None:
                 except KeyTemplateError as exc:
                     problems.append({"path": f"steps.{step.name}.{field}", "message": str(exc)})
     if problems:
-        raise InvalidInput("input lacks values that step keys need: "
-                           + "; ".join(p["message"] for p in problems), details=problems)
+        raise InvalidInput(
+            "input lacks values that step keys need: " + "; ".join(p["message"] for p in problems), details=problems
+        )

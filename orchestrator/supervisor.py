@@ -45,8 +45,9 @@ class Supervisor:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             handle = (self.log_dir / f"{name}.log").open("ab")
             out = handle.fileno()
-        process = subprocess.Popen(list(argv), env=env, stdout=out, stderr=subprocess.STDOUT if out else None,
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            list(argv), env=env, stdout=out, stderr=subprocess.STDOUT if out else None, start_new_session=True
+        )
         if handle is not None:
             handle.close()
         return self.adopt(name, process)

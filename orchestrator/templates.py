@@ -26,8 +26,9 @@ def parse_template(data: Any) -> TemplateSpec:
         return TemplateSpec.model_validate(data)
     except ValidationError as exc:
         details = [{"path": ".".join(map(str, e["loc"])) or "(root)", "message": e["msg"]} for e in exc.errors()]
-        raise InvalidInput("template is not valid: " + "; ".join(f"{d['path']}: {d['message']}" for d in details),
-                           details=details) from exc
+        raise InvalidInput(
+            "template is not valid: " + "; ".join(f"{d['path']}: {d['message']}" for d in details), details=details
+        ) from exc
 
 
 def register_template(sessions: SessionFactory, spec: TemplateSpec) -> tuple[TemplateSpec, bool]:
@@ -38,11 +39,14 @@ def register_template(sessions: SessionFactory, spec: TemplateSpec) -> tuple[Tem
             existing = session.get(TemplateRow, (spec.name, spec.version))
             if existing is not None:
                 if existing.spec_hash != digest:
-                    raise Conflict(f"template {spec.name} {spec.version} is already registered with other "
-                                   "content; versions are immutable, register a new version")
+                    raise Conflict(
+                        f"template {spec.name} {spec.version} is already registered with other "
+                        "content; versions are immutable, register a new version"
+                    )
                 return TemplateSpec.model_validate(existing.spec), False
-            session.add(TemplateRow(name=spec.name, version=spec.version,
-                                    spec=spec.model_dump(mode="json"), spec_hash=digest))
+            session.add(
+                TemplateRow(name=spec.name, version=spec.version, spec=spec.model_dump(mode="json"), spec_hash=digest)
+            )
     except IntegrityError:
         # Registered concurrently by someone else: answer as if we had come second.
         return register_template(sessions, spec)
@@ -60,8 +64,9 @@ def get_template(session: Session, name: str, version: str | None = None) -> Tem
             known = session.scalars(select(TemplateRow.version).where(TemplateRow.name == name)).all()
             if not known:
                 raise NotFound(f"no template named {name!r}")
-            raise NotFound(f"template {name!r} has no version {version!r}; registered: "
-                           + ", ".join(sorted(known, key=semver_key)))
+            raise NotFound(
+                f"template {name!r} has no version {version!r}; registered: " + ", ".join(sorted(known, key=semver_key))
+            )
         spec = TemplateSpec.model_validate(row.spec)
         _CACHE[(name, version)] = spec
         return spec

@@ -10,8 +10,7 @@ def attempt_line(attempt: AttemptRead) -> str:
     took = f"{duration:7.1f} ms" if duration is not None else "       - "
     phase = "" if attempt.phase == "forward" else " (compensate)"
     worker = attempt.worker or "-"
-    line = (f"  {attempt.step_name + phase:<34} attempt {attempt.attempt:<2} {attempt.outcome:<10} "
-            f"{took}  {worker}")
+    line = f"  {attempt.step_name + phase:<34} attempt {attempt.attempt:<2} {attempt.outcome:<10} {took}  {worker}"
     if attempt.fencing_token is not None:
         line += f"  fence={attempt.fencing_token}"
     if attempt.error:
@@ -23,8 +22,10 @@ def render_saga(saga: SagaRead) -> str:
     lines = [f"saga {saga.id}  {saga.template_name} {saga.template_version}  state: {saga.state}"]
     if saga.idempotence_key:
         lines.append(f"  idempotence key: {saga.idempotence_key}")
-    lines.append(f"  created {saga.created_at:%Y-%m-%d %H:%M:%S.%f}"[:-3]
-                 + (f"   finished {saga.finished_at:%H:%M:%S.%f}"[:-3] if saga.finished_at else ""))
+    lines.append(
+        f"  created {saga.created_at:%Y-%m-%d %H:%M:%S.%f}"[:-3]
+        + (f"   finished {saga.finished_at:%H:%M:%S.%f}"[:-3] if saga.finished_at else "")
+    )
     lines.append("  steps: " + "  ".join(f"{s.name}={s.state}" for s in saga.steps))
     lines.append("  timeline (step, attempt, outcome, duration, worker):")
     lines.extend(attempt_line(a) for a in saga.attempts)

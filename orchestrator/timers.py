@@ -33,16 +33,18 @@ class TimerService:
         """Fire the timers due now; returns how many fired."""
         now = utcnow()
         with self.sessions.begin() as session:
-            due = session.execute(select(Timer.id, Timer.saga_id).where(Timer.due_at <= now)
-                                  .order_by(Timer.due_at).limit(TIMER_BATCH)).all()
+            due = session.execute(
+                select(Timer.id, Timer.saga_id).where(Timer.due_at <= now).order_by(Timer.due_at).limit(TIMER_BATCH)
+            ).all()
         if not due:
             return 0
         fired = 0
         with self.sessions.begin() as session:
             # Sagas first, then timers: the same lock order as the coordinator.
             sagas = lock_sagas(session, (saga_id for _, saga_id in due if saga_id))
-            timers = session.scalars(select(Timer).where(Timer.id.in_([i for i, _ in due]))
-                                     .with_for_update(skip_locked=True)).all()
+            timers = session.scalars(
+                select(Timer).where(Timer.id.in_([i for i, _ in due])).with_for_update(skip_locked=True)
+            ).all()
             engine = SagaEngine(session, self.settings, now)
             for timer in timers:
                 saga = sagas.get(timer.saga_id) if timer.saga_id else None
@@ -53,5 +55,6 @@ class TimerService:
             # In bulk and after firing: a saga that finished above already dropped its timers.
             session.execute(delete(Timer).where(Timer.id.in_([t.id for t in timers])))
             engine.finalize()
+            self.dispatcher.delete_published(session)
         self.dispatcher.publish(engine.outbox)
         return fired

@@ -44,6 +44,8 @@ class Wiring:
         return TimerService(self.sessions, self.settings, self.dispatcher)
 
     def close(self) -> None:
+        if "dispatcher" in self.__dict__:
+            self.dispatcher.close()
         if "engine" in self.__dict__:
             self.engine.dispose()
         if "app" in self.__dict__:

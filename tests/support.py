@@ -21,8 +21,7 @@ T = TypeVar("T")
 IN_CI = bool(os.environ.get("CI"))
 
 
-def eventually(check: Callable[[], T], *, timeout: float = 30.0, interval: float = 0.05,
-               what: str = "condition") -> T:
+def eventually(check: Callable[[], T], *, timeout: float = 30.0, interval: float = 0.05, what: str = "condition") -> T:
     """Poll ``check`` until it returns something truthy; fail with ``what`` after ``timeout``."""
     deadline = time.monotonic() + timeout
     last: T | None = None

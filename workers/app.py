@@ -26,12 +26,12 @@ log = logging.getLogger(__name__)
 
 def redis_client(settings: Settings) -> redis.Redis:
     # redis-py 8 defaults socket_timeout to 5 s; our calls are short, so say so on purpose.
-    return redis.Redis.from_url(settings.effective_redis_url(), socket_timeout=10, socket_connect_timeout=5,
-                                health_check_interval=30)
+    return redis.Redis.from_url(
+        settings.effective_redis_url(), socket_timeout=10, socket_connect_timeout=5, health_check_interval=30
+    )
 
 
-def create_app(settings: Settings, capabilities: list[str] | None = None, *,
-               hooks: HookChain | None = None) -> Celery:
+def create_app(settings: Settings, capabilities: list[str] | None = None, *, hooks: HookChain | None = None) -> Celery:
     """A Celery app wired to ``settings``; with capabilities, it can also run steps."""
     app = Celery("workyard", set_as_current=False)
     app.conf.update(celery_config(settings, capabilities))
@@ -40,11 +40,16 @@ def create_app(settings: Settings, capabilities: list[str] | None = None, *,
     def runtime(hostname: str) -> StepRuntime:
         # Built lazily in each pool process: a Redis connection must not cross a fork.
         if "rt" not in state:
-            store = StepStore(redis_client(settings), claim_ttl_ms=settings.run_claim_ttl_ms,
-                              dedup_ttl_s=settings.dedup_ttl_s)
-            state["rt"] = StepRuntime(store, RuntimeConfig(lease_ttl_ms=settings.lease_ttl_ms,
-                                                           lease_wait_ms=settings.lease_wait_ms,
-                                                           worker=hostname), hooks)
+            store = StepStore(
+                redis_client(settings), claim_ttl_ms=settings.run_claim_ttl_ms, dedup_ttl_s=settings.dedup_ttl_s
+            )
+            state["rt"] = StepRuntime(
+                store,
+                RuntimeConfig(
+                    lease_ttl_ms=settings.lease_ttl_ms, lease_wait_ms=settings.lease_wait_ms, worker=hostname
+                ),
+                hooks,
+            )
         return state["rt"]
 
     copies = 2 if settings.fault_duplicate_delivery else 1

@@ -15,9 +15,7 @@ class Hooks:
     def before_step(self, ctx: StepContext) -> None:
         """Called before the handler (not for a duplicate that replays a stored result)."""
 
-    def after_step(
-        self, ctx: StepContext, *, result: object = None, error: BaseException | None = None
-    ) -> None:
+    def after_step(self, ctx: StepContext, *, result: object = None, error: BaseException | None = None) -> None:
         """Called after the handler returned or raised."""
 
 

@@ -10,22 +10,44 @@ from workers.app import create_app
 from workers.registry import RegistryError, handlers_for, load_handler_modules
 
 
-def worker_argv(capabilities: list[str], *, concurrency: int, pool: str, hostname: str | None,
-                loglevel: str) -> list[str]:
+def worker_argv(
+    capabilities: list[str], *, concurrency: int, pool: str, hostname: str | None, loglevel: str
+) -> list[str]:
     name = hostname or f"{'+'.join(capabilities)}@{socket.gethostname()}"
-    return ["worker", "-Q", ",".join(capability_queue(c) for c in capabilities), "-c", str(concurrency),
-            "-P", pool, "-n", name, "-E", "--loglevel", loglevel, "--without-mingle", "--without-gossip"]
+    return [
+        "worker",
+        "-Q",
+        ",".join(capability_queue(c) for c in capabilities),
+        "-c",
+        str(concurrency),
+        "-P",
+        pool,
+        "-n",
+        name,
+        "-E",
+        "--loglevel",
+        loglevel,
+        "--without-mingle",
+        "--without-gossip",
+    ]
 
 
-def run_worker(settings: Settings, capabilities: list[str], handler_modules: list[str], *,
-               concurrency: int = 2, pool: str = "prefork", hostname: str | None = None,
-               loglevel: str = "INFO") -> None:
+def run_worker(
+    settings: Settings,
+    capabilities: list[str],
+    handler_modules: list[str],
+    *,
+    concurrency: int = 2,
+    pool: str = "prefork",
+    hostname: str | None = None,
+    loglevel: str = "INFO",
+) -> None:
     """Import the handlers, check each capability has one, and run the Celery worker."""
     load_handler_modules(handler_modules)
     missing = [c for c in capabilities if not any(h.capability == c for h in handlers_for([c]))]
     if missing:
-        raise RegistryError(f"no handler in {', '.join(handler_modules)} is registered for capability "
-                            f"{', '.join(missing)}")
+        raise RegistryError(
+            f"no handler in {', '.join(handler_modules)} is registered for capability {', '.join(missing)}"
+        )
     app = create_app(settings, capabilities)
-    app.worker_main(worker_argv(capabilities, concurrency=concurrency, pool=pool, hostname=hostname,
-                                loglevel=loglevel))
+    app.worker_main(worker_argv(capabilities, concurrency=concurrency, pool=pool, hostname=hostname, loglevel=loglevel))

@@ -1,4 +1,9 @@
-"""Publishing to the broker: step dispatches (as Celery task messages) and reports."""
+"""Publishing to the broker: step dispatches (as Celery task messages) and reports.
+
+Both go through the broker's default exchange, addressed by queue name: on Redis that skips
+kombu's exchange-binding lookup (a round trip per message), on RabbitMQ the default exchange
+routes by queue name all the same. The queues are still declared (once per channel).
+"""
 
 from __future__ import annotations
 
@@ -6,11 +11,12 @@ from collections.abc import Iterable
 from typing import Any
 
 from celery import Celery
-from kombu import Queue
+from kombu.entity import Queue
 
 from config import keys
-from config.celery_config import ORCHESTRATOR_EXCHANGE, STEP_EXCHANGE, capability_queue, orchestrator_queue
+from config.celery_config import capability_queue, orchestrator_queue
 
+DEFAULT_EXCHANGE = ""
 _QUEUES: dict[str, Queue] = {}
 
 
@@ -20,7 +26,7 @@ def _queue(name: str) -> Queue:
         if name == keys.ORCHESTRATOR_QUEUE:
             queue = orchestrator_queue()
         elif name.startswith(keys.CAPABILITY_QUEUE_PREFIX):
-            queue = capability_queue(name[len(keys.CAPABILITY_QUEUE_PREFIX):])
+            queue = capability_queue(name[len(keys.CAPABILITY_QUEUE_PREFIX) :])
         else:
             raise ValueError(f"workyard publishes only to its own queues, not {name!r}")
         _QUEUES[name] = queue
@@ -34,13 +40,27 @@ def publish_reports(app: Celery, bodies: Iterable[dict[str, Any]], *, copies: in
         for body in bodies:
             for _ in range(copies):
                 producer.publish(
-                    body, exchange=ORCHESTRATOR_EXCHANGE, routing_key=queue.routing_key,
-                    declare=[queue], serializer="json", delivery_mode=2, retry=True,
+                    body,
+                    exchange=DEFAULT_EXCHANGE,
+                    routing_key=queue.name,
+                    declare=[queue],
+                    serializer="json",
+                    delivery_mode=2,
+                    retry=True,
                 )
 
 
-def publish_dispatch(app: Celery, producer: Any, queue_name: str, body: dict[str, Any], *,
-                     task_id: str, shadow: str, timeout_ms: int | None, grace_s: int) -> None:
+def publish_dispatch(
+    app: Celery,
+    producer: Any,
+    queue_name: str,
+    body: dict[str, Any],
+    *,
+    task_id: str,
+    shadow: str,
+    timeout_ms: int | None,
+    grace_s: int,
+) -> None:
     """Send one step dispatch as the Celery task ``workyard.step`` on its capability queue."""
     queue = _queue(queue_name)
     soft = hard = None
@@ -48,7 +68,16 @@ def publish_dispatch(app: Celery, producer: Any, queue_name: str, body: dict[str
         soft = timeout_ms / 1000
         hard = soft + max(1, grace_s)
     app.send_task(
-        keys.STEP_TASK, args=[body], task_id=task_id, queue=queue, exchange=STEP_EXCHANGE,
-        routing_key=queue.routing_key, declare=[queue], producer=producer, shadow=shadow,
-        soft_time_limit=soft, time_limit=hard, retry=True,
+        keys.STEP_TASK,
+        args=[body],
+        task_id=task_id,
+        queue=queue,
+        exchange=DEFAULT_EXCHANGE,
+        routing_key=queue.name,
+        declare=[queue],
+        producer=producer,
+        shadow=shadow,
+        soft_time_limit=soft,
+        time_limit=hard,
+        retry=True,
     )

@@ -1,9 +1,16 @@
-"""Keeps a running step's claim and mutex lease alive, and notices when one is lost."""
+"""Keeps running steps' claims and mutex leases alive, and notices when one is lost.
+
+One renewal thread per process serves every step running in it: starting a thread per step
+costs more than the step itself for short handlers.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import time
+from dataclasses import dataclass, field
 
 import redis
 
@@ -11,43 +18,82 @@ from workers.store import StepStore
 
 log = logging.getLogger(__name__)
 
+TICK_S = 0.1
 
+
+@dataclass(eq=False)
 class Renewal:
-    """A background thread renewing ``(key, ttl_ms)`` pairs owned by ``owner``.
+    """Renew ``(key, ttl_ms)`` pairs owned by ``owner`` while inside the ``with`` block.
 
-    ``lost`` is set when a renewal finds the key gone or taken by someone else; the step must
-    then not be reported as a success.
+    ``lost`` names the first key found gone or taken by someone else; the step must then not
+    be reported as a success.
     """
 
-    def __init__(self, store: StepStore, owner: str, leases: list[tuple[str, int]]):
-        self._store = store
-        self._owner = owner
-        self._leases = leases
-        self._stop = threading.Event()
-        self.lost: str | None = None
-        interval_ms = min(ttl for _, ttl in leases) / 3 if leases else 1000
-        self._interval_s = interval_ms / 1000
-        self._thread = threading.Thread(target=self._run, name="workyard-renewal", daemon=True)
+    store: StepStore
+    owner: str
+    leases: list[tuple[str, int]]
+    lost: str | None = None
+    _next_s: float = field(default=0.0, repr=False)
+
+    @property
+    def interval_s(self) -> float:
+        return min(ttl for _, ttl in self.leases) / 3000
 
     def __enter__(self) -> Renewal:
-        if self._leases:
-            self._thread.start()
+        if self.leases:
+            self._next_s = time.monotonic() + self.interval_s
+            _renewer().add(self)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
+        if self.leases:
+            _renewer().discard(self)
+
+    def renew(self) -> None:
+        for key, ttl_ms in self.leases:
+            try:
+                if not self.store.renew(key, self.owner, ttl_ms):
+                    self.lost = self.lost or key
+                    log.warning("lease %s was lost while the step ran", key)
+            except redis.RedisError as exc:
+                # Not lost yet: the key may still be ours; the next renewal tries again.
+                log.warning("renewing %s failed: %s", key, exc)
+        self._next_s = time.monotonic() + self.interval_s
+
+
+class _Renewer:
+    def __init__(self) -> None:
+        self._active: set[Renewal] = set()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="workyard-renewal", daemon=True)
+        self._thread.start()
+
+    def add(self, renewal: Renewal) -> None:
+        with self._lock:
+            self._active.add(renewal)
+
+    def discard(self, renewal: Renewal) -> None:
+        with self._lock:
+            self._active.discard(renewal)
 
     def _run(self) -> None:
-        while not self._stop.wait(self._interval_s):
-            for key, ttl_ms in self._leases:
-                try:
-                    if not self._store.renew(key, self._owner, ttl_ms):
-                        self.lost = key
-                except redis.RedisError as exc:
-                    # Not lost yet: the key may still be ours; the next renewal tries again.
-                    log.warning("renewing %s failed: %s", key, exc)
-            if self.lost:
-                log.warning("lease %s was lost while the step ran", self.lost)
-                return
+        while True:
+            time.sleep(TICK_S)
+            now = time.monotonic()
+            with self._lock:
+                due = [r for r in self._active if r._next_s <= now and r.lost is None]
+            for renewal in due:
+                renewal.renew()
+
+
+_RENEWER: tuple[int, _Renewer] | None = None
+_RENEWER_LOCK = threading.Lock()
+
+
+def _renewer() -> _Renewer:
+    """The process's renewer; a forked pool process gets its own (threads do not survive fork)."""
+    global _RENEWER
+    with _RENEWER_LOCK:
+        if _RENEWER is None or _RENEWER[0] != os.getpid():
+            _RENEWER = (os.getpid(), _Renewer())
+        return _RENEWER[1]

@@ -58,18 +58,29 @@ class StepRuntime:
         try:
             dispatch = StepDispatch.model_validate(body)
         except ValidationError as exc:
-            return [DeadLetterReport(source=source, reason=f"malformed step dispatch: {_errors(exc)}",
-                                     body=_dump(body))]
+            return [
+                DeadLetterReport(source=source, reason=f"malformed step dispatch: {_errors(exc)}", body=_dump(body))
+            ]
         handler = get_handler(dispatch.handler)
         if handler is None:
-            return [self._fail(dispatch, "UnknownHandler",
-                               f"no handler {dispatch.handler!r} is registered on worker {self.config.worker}",
-                               retryable=False)]
+            return [
+                self._fail(
+                    dispatch,
+                    "UnknownHandler",
+                    f"no handler {dispatch.handler!r} is registered on worker {self.config.worker}",
+                    retryable=False,
+                )
+            ]
         if handler.capability != dispatch.capability:
-            return [self._fail(dispatch, "WrongCapability",
-                               f"handler {handler.name!r} is registered for capability "
-                               f"{handler.capability!r}, but the template runs it on {dispatch.capability!r}",
-                               retryable=False)]
+            return [
+                self._fail(
+                    dispatch,
+                    "WrongCapability",
+                    f"handler {handler.name!r} is registered for capability "
+                    f"{handler.capability!r}, but the template runs it on {dispatch.capability!r}",
+                    retryable=False,
+                )
+            ]
         owner = f"{self.config.worker}:{uuid.uuid4().hex}"
         return self._deliver(dispatch, handler, owner)
 
@@ -82,8 +93,12 @@ class StepRuntime:
                 break
             if time.monotonic() > deadline:
                 # The claim kept being renewed: its owner is alive and will report.
-                log.info("saga %s step %s attempt %d is running elsewhere; dropping duplicate",
-                         dispatch.saga_id, dispatch.step, dispatch.attempt)
+                log.info(
+                    "saga %s step %s attempt %d is running elsewhere; dropping duplicate",
+                    dispatch.saga_id,
+                    dispatch.step,
+                    dispatch.attempt,
+                )
                 return []
             time.sleep(BUSY_POLL_S)
 
@@ -92,8 +107,13 @@ class StepRuntime:
         if answer.decision is Begin.report:
             return [StepReport.model_validate_json(answer.stored or "{}")]
         if answer.decision is Begin.lost:
-            report = self._report(dispatch, Outcome.lost, error=ErrorInfo(
-                type="WorkerLost", message="an earlier delivery of this attempt died before it finished"))
+            report = self._report(
+                dispatch,
+                Outcome.lost,
+                error=ErrorInfo(
+                    type="WorkerLost", message="an earlier delivery of this attempt died before it finished"
+                ),
+            )
             self._store(dispatch, owner, report)
             return [report]
         report = self._run(dispatch, handler, owner)
@@ -105,32 +125,57 @@ class StepRuntime:
         try:
             cmd = handler.input_model.model_validate(dispatch.input)
         except ValidationError as exc:
-            return self._fail(dispatch, "InvalidInput", f"input does not fit {handler.input_model.__name__}: "
-                              f"{_errors(exc)}", retryable=False, started=started)
+            return self._fail(
+                dispatch,
+                "InvalidInput",
+                f"input does not fit {handler.input_model.__name__}: {_errors(exc)}",
+                retryable=False,
+                started=started,
+            )
 
         leases = [(keys.run_claim(dispatch.idempotence_key), self.store.claim_ttl_ms)]
         if dispatch.mutex_scope is not None:
             granted = self._acquire(dispatch, owner)
             if granted is not Acquire.granted:
                 self.store.release(keys.run_claim(dispatch.idempotence_key), owner)
-                return self._report(dispatch, Outcome.deferred, started=started, error=ErrorInfo(
-                    type="MutexBusy" if granted is Acquire.busy else "StaleFencingToken",
-                    message=f"mutex scope {dispatch.mutex_scope!r} is "
-                            + ("held by another step" if granted is Acquire.busy
-                               else f"already past fencing token {dispatch.fencing_token}")))
+                return self._report(
+                    dispatch,
+                    Outcome.deferred,
+                    started=started,
+                    error=ErrorInfo(
+                        type="MutexBusy" if granted is Acquire.busy else "StaleFencingToken",
+                        message=f"mutex scope {dispatch.mutex_scope!r} is "
+                        + (
+                            "held by another step"
+                            if granted is Acquire.busy
+                            else f"already past fencing token {dispatch.fencing_token}"
+                        ),
+                    ),
+                )
             leases.append((keys.mutex_lease(dispatch.mutex_scope), self.config.lease_ttl_ms))
 
         ctx = StepContext(
-            saga_id=dispatch.saga_id, step=dispatch.step, phase=dispatch.phase, attempt=dispatch.attempt,
-            idempotence_key=dispatch.idempotence_key, fencing_token=dispatch.fencing_token,
-            mutex_scope=dispatch.mutex_scope, results=dispatch.results, worker=self.config.worker,
+            saga_id=dispatch.saga_id,
+            step=dispatch.step,
+            phase=dispatch.phase,
+            attempt=dispatch.attempt,
+            idempotence_key=dispatch.idempotence_key,
+            fencing_token=dispatch.fencing_token,
+            mutex_scope=dispatch.mutex_scope,
+            results=dispatch.results,
+            worker=self.config.worker,
         )
         try:
             with Renewal(self.store, owner, leases) as renewal:
                 report = self._call(dispatch, handler, ctx, cmd, started)
             if renewal.lost and report.outcome is Outcome.succeeded:
-                report = self._fail(dispatch, "LeaseLost", f"lease {renewal.lost} expired while the handler ran; "
-                                    "not reporting a success", retryable=True, started=started)
+                report = self._fail(
+                    dispatch,
+                    "LeaseLost",
+                    f"lease {renewal.lost} expired while the handler ran; not reporting a success",
+                    retryable=True,
+                    started=started,
+                )
         finally:
             if dispatch.mutex_scope is not None:
                 self.store.release(keys.mutex_lease(dispatch.mutex_scope), owner)
@@ -148,8 +193,9 @@ class StepRuntime:
             time.sleep(pause)
             pause = min(pause * 1.5, 0.5)
 
-    def _call(self, dispatch: StepDispatch, handler: StepHandler, ctx: StepContext, cmd: BaseModel,
-              started: datetime) -> StepReport:
+    def _call(
+        self, dispatch: StepDispatch, handler: StepHandler, ctx: StepContext, cmd: BaseModel, started: datetime
+    ) -> StepReport:
         self.hooks.before(ctx)
         result: Any = None
         error: BaseException | None = None
@@ -167,44 +213,89 @@ class StepRuntime:
             return self._report(dispatch, Outcome.succeeded, result=payload, started=started)
         except StepFailed as exc:
             error = exc
-            return self._fail(dispatch, type(exc).__name__, str(exc), retryable=exc.retryable, started=started,
-                              retry_after_ms=None if exc.retry_after is None else int(exc.retry_after * 1000))
+            return self._fail(
+                dispatch,
+                type(exc).__name__,
+                str(exc),
+                retryable=exc.retryable,
+                started=started,
+                retry_after_ms=None if exc.retry_after is None else int(exc.retry_after * 1000),
+            )
         except SoftTimeLimitExceeded as exc:
             error = exc
-            return self._fail(dispatch, "Timeout", f"step ran past its timeout of {dispatch.timeout_ms} ms",
-                              retryable=True, started=started)
+            return self._fail(
+                dispatch,
+                "Timeout",
+                f"step ran past its timeout of {dispatch.timeout_ms} ms",
+                retryable=True,
+                started=started,
+            )
         except (TypeError, ValueError) as exc:
             # Most often a result that is not JSON: retrying would give the same answer.
             error = exc
             return self._fail(dispatch, type(exc).__name__, str(exc), retryable=False, started=started)
         except Exception as exc:
             error = exc
-            log.exception("handler %s failed (saga %s, attempt %d)", handler.name, dispatch.saga_id,
-                          dispatch.attempt)
-            return self._fail(dispatch, type(exc).__name__, str(exc) or repr(exc), retryable=True,
-                              started=started)
+            log.exception("handler %s failed (saga %s, attempt %d)", handler.name, dispatch.saga_id, dispatch.attempt)
+            return self._fail(dispatch, type(exc).__name__, str(exc) or repr(exc), retryable=True, started=started)
         finally:
             self.hooks.after(ctx, result, error)
 
     def _store(self, dispatch: StepDispatch, owner: str, report: StepReport) -> None:
         result_json = json.dumps(report.result) if report.outcome is Outcome.succeeded else None
-        self.store.finish(dispatch.idempotence_key, dispatch.attempt, owner,
-                          result_json=result_json, report_json=report.model_dump_json())
-
-    def _report(self, dispatch: StepDispatch, outcome: Outcome, *, result: Any = None,
-                error: ErrorInfo | None = None, retryable: bool = True, retry_after_ms: int | None = None,
-                started: datetime | None = None) -> StepReport:
-        return StepReport(
-            saga_id=dispatch.saga_id, step_index=dispatch.step_index, phase=dispatch.phase,
-            attempt=dispatch.attempt, outcome=outcome, retryable=retryable, retry_after_ms=retry_after_ms,
-            error=error, result=result, worker=self.config.worker, fencing_token=dispatch.fencing_token,
-            started_at=started, finished_at=datetime.now(UTC),
+        self.store.finish(
+            dispatch.idempotence_key,
+            dispatch.attempt,
+            owner,
+            result_json=result_json,
+            report_json=report.model_dump_json(),
         )
 
-    def _fail(self, dispatch: StepDispatch, kind: str, message: str, *, retryable: bool,
-              started: datetime | None = None, retry_after_ms: int | None = None) -> StepReport:
-        return self._report(dispatch, Outcome.failed, error=ErrorInfo(type=kind, message=message),
-                            retryable=retryable, retry_after_ms=retry_after_ms, started=started)
+    def _report(
+        self,
+        dispatch: StepDispatch,
+        outcome: Outcome,
+        *,
+        result: Any = None,
+        error: ErrorInfo | None = None,
+        retryable: bool = True,
+        retry_after_ms: int | None = None,
+        started: datetime | None = None,
+    ) -> StepReport:
+        return StepReport(
+            saga_id=dispatch.saga_id,
+            step_index=dispatch.step_index,
+            phase=dispatch.phase,
+            attempt=dispatch.attempt,
+            outcome=outcome,
+            retryable=retryable,
+            retry_after_ms=retry_after_ms,
+            error=error,
+            result=result,
+            worker=self.config.worker,
+            fencing_token=dispatch.fencing_token,
+            started_at=started,
+            finished_at=datetime.now(UTC),
+        )
+
+    def _fail(
+        self,
+        dispatch: StepDispatch,
+        kind: str,
+        message: str,
+        *,
+        retryable: bool,
+        started: datetime | None = None,
+        retry_after_ms: int | None = None,
+    ) -> StepReport:
+        return self._report(
+            dispatch,
+            Outcome.failed,
+            error=ErrorInfo(type=kind, message=message),
+            retryable=retryable,
+            retry_after_ms=retry_after_ms,
+            started=started,
+        )
 
 
 def _errors(exc: ValidationError) -> str:

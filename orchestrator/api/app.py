@@ -20,8 +20,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         wiring.close()
 
-    app = FastAPI(title="workyard", version="0.1.0", lifespan=lifespan,
-                  description="Sagas of work across AI agents, people and ordinary workers.")
+    app = FastAPI(
+        title="workyard",
+        version="0.1.0",
+        lifespan=lifespan,
+        description="Sagas of work across AI agents, people and ordinary workers.",
+    )
     app.state.wiring = wiring
     errors.install(app)
     app.include_router(templates.router)

@@ -17,8 +17,7 @@ log = logging.getLogger(__name__)
 
 
 def error_response(status: int, code: str, message: str, details: Any = None) -> JSONResponse:
-    return JSONResponse(status_code=status,
-                        content={"error": {"code": code, "message": message, "details": details}})
+    return JSONResponse(status_code=status, content={"error": {"code": code, "message": message, "details": details}})
 
 
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -36,7 +35,9 @@ def install(app: FastAPI) -> None:
         errors = list(exc.errors())
         if any(e.get("type") == "json_invalid" for e in errors):
             ctx = errors[0].get("ctx") or {}
-            return error_response(400, "malformed_json", f"request body is not valid JSON: {ctx.get('error', '')}".strip())
+            return error_response(
+                400, "malformed_json", f"request body is not valid JSON: {ctx.get('error', '')}".strip()
+            )
         details = [{"path": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in errors]
         message = "; ".join(f"{d['path']}: {d['message']}" for d in details)
         return error_response(422, "invalid_input", f"request is not valid: {message}", details)

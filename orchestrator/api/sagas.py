@@ -33,10 +33,18 @@ def create_saga(
     saga (200); the same key with another input is a 409."""
     key = body.idempotence_key
     if idempotency_key is not None and key is not None and idempotency_key != key:
-        raise InvalidInput("the Idempotency-Key header and idempotence_key in the body differ",
-                           details=[{"path": "idempotence_key", "message": "differs from the header"}])
-    submitted = submit_saga(wiring.sessions, wiring.settings, template=body.template, version=body.version,
-                            input=body.input, idempotence_key=key or idempotency_key)
+        raise InvalidInput(
+            "the Idempotency-Key header and idempotence_key in the body differ",
+            details=[{"path": "idempotence_key", "message": "differs from the header"}],
+        )
+    submitted = submit_saga(
+        wiring.sessions,
+        wiring.settings,
+        template=body.template,
+        version=body.version,
+        input=body.input,
+        idempotence_key=key or idempotency_key,
+    )
     if not submitted.created:
         response.status_code = 200
     try:

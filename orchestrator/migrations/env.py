@@ -5,8 +5,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
-from models.base import Base
 from models import tables  # noqa: F401  (registers the tables on Base.metadata)
+from models.base import Base
 
 config = context.config
 target_metadata = Base.metadata

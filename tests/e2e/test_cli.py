@@ -20,8 +20,14 @@ SHOP = ROOT / "examples" / "shop.order.yaml"
 
 
 def workyard(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "orchestrator.cli", *args], env=env, cwd=ROOT, text=True,
-                          capture_output=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator.cli", *args],
+        env=env,
+        cwd=ROOT,
+        text=True,
+        capture_output=True,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -29,10 +35,22 @@ def stack_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
     """`workyard up` on the embedded default (its own Redis and SQLite) in a fresh data dir."""
     data_dir = tmp_path_factory.mktemp("up")
     env = {k: v for k, v in os.environ.items() if not k.startswith("WORKYARD_")}
-    env.update({"WORKYARD_DATA_DIR": str(data_dir), "WORKYARD_API_PORT": str(free_port()),
-                "WORKYARD_FLOWER_PORT": str(free_port())})
-    up = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "up", "--no-flower"], env=env, cwd=ROOT,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    env.update(
+        {
+            "WORKYARD_DATA_DIR": str(data_dir),
+            "WORKYARD_API_PORT": str(free_port()),
+            "WORKYARD_FLOWER_PORT": str(free_port()),
+        }
+    )
+    up = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator.cli", "up", "--no-flower"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     api = f"http://127.0.0.1:{env['WORKYARD_API_PORT']}"
 
     def api_up() -> bool:
@@ -44,10 +62,29 @@ def stack_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
 
     eventually(api_up, timeout=60, what="workyard up to serve its API")
     # A worker from a "second terminal": it finds the embedded Redis through the data dir.
-    worker = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "worker", "--capability", "inventory",
-                               "--capability", "payments", "--capability", "shipping", "--handlers",
-                               "examples.shop", "--concurrency", "1"], env=env, cwd=ROOT,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "orchestrator.cli",
+            "worker",
+            "--capability",
+            "inventory",
+            "--capability",
+            "payments",
+            "--capability",
+            "shipping",
+            "--handlers",
+            "examples.shop",
+            "--concurrency",
+            "1",
+        ],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     env["WORKYARD_TEST_API"] = api
     try:
         yield env
@@ -60,8 +97,9 @@ def stack_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
         if up.stdout:
             up.stdout.close()
         assert "stopping" in output
-        assert not (data_dir / "redis.sock").exists() or not _answers(data_dir / "redis.sock"), \
+        assert not (data_dir / "redis.sock").exists() or not _answers(data_dir / "redis.sock"), (
             "workyard up left its Redis running"
+        )
 
 
 def _answers(socket_path: Path) -> bool:
@@ -75,8 +113,17 @@ def test_template_add_submit_wait_show_and_list(stack_env: dict[str, str]) -> No
     assert added.returncode == 0, added.stderr
     assert "shop.order 1.0.0 registered" in added.stdout
 
-    done = workyard(stack_env, "saga", "submit", "shop.order", "--input", '{"order_id": "E-1", "amount": 3}',
-                    "--idempotence-key", "e2e-1", "--wait")
+    done = workyard(
+        stack_env,
+        "saga",
+        "submit",
+        "shop.order",
+        "--input",
+        '{"order_id": "E-1", "amount": 3}',
+        "--idempotence-key",
+        "e2e-1",
+        "--wait",
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "completed" in done.stdout and "ship" in done.stdout
     saga_id = done.stdout.split()[1]
@@ -85,12 +132,27 @@ def test_template_add_submit_wait_show_and_list(stack_env: dict[str, str]) -> No
     assert shown.returncode == 0 and "state: completed" in shown.stdout
     assert shown.stdout.index("reserve_stock") < shown.stdout.index("charge_card") < shown.stdout.index("ship ")
 
-    again = workyard(stack_env, "saga", "submit", "shop.order", "--input", '{"order_id": "E-1", "amount": 3}',
-                     "--idempotence-key", "e2e-1")
+    again = workyard(
+        stack_env,
+        "saga",
+        "submit",
+        "shop.order",
+        "--input",
+        '{"order_id": "E-1", "amount": 3}',
+        "--idempotence-key",
+        "e2e-1",
+    )
     assert f"saga {saga_id} already submitted" in again.stdout
 
-    failed = workyard(stack_env, "saga", "submit", "shop.order", "--input",
-                      '{"order_id": "E-2", "amount": 3, "fail_at": "ship"}', "--wait")
+    failed = workyard(
+        stack_env,
+        "saga",
+        "submit",
+        "shop.order",
+        "--input",
+        '{"order_id": "E-2", "amount": 3, "fail_at": "ship"}',
+        "--wait",
+    )
     assert failed.returncode == 3
     lines = [line for line in failed.stdout.splitlines() if "(compensate)" in line]
     assert [line.split()[0] for line in lines] == ["charge_card", "reserve_stock"]
@@ -102,14 +164,16 @@ def test_template_add_submit_wait_show_and_list(stack_env: dict[str, str]) -> No
     assert over_http["state"] == "completed"
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["saga", "submit", "no.such", "--input", "{}"], "no template named 'no.such'"),
-    (["saga", "submit", "shop.order", "--input", "{not json"], "--input is not valid JSON"),
-    (["saga", "submit", "shop.order", "--input", '{"order_id": 1}'], "input does not match"),
-    (["saga", "show", "nope"], "no saga with id 'nope'"),
-])
-def test_bad_input_is_one_clear_line_not_a_traceback(stack_env: dict[str, str], args: list[str],
-                                                     message: str) -> None:
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["saga", "submit", "no.such", "--input", "{}"], "no template named 'no.such'"),
+        (["saga", "submit", "shop.order", "--input", "{not json"], "--input is not valid JSON"),
+        (["saga", "submit", "shop.order", "--input", '{"order_id": 1}'], "input does not match"),
+        (["saga", "show", "nope"], "no saga with id 'nope'"),
+    ],
+)
+def test_bad_input_is_one_clear_line_not_a_traceback(stack_env: dict[str, str], args: list[str], message: str) -> None:
     workyard(stack_env, "template", "add", str(SHOP))
     before = workyard(stack_env, "saga", "list", "--limit", "500").stdout
     result = workyard(stack_env, *args)

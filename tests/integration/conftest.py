@@ -21,8 +21,9 @@ def delivered_twice(request: pytest.FixtureRequest) -> bool:
 
 
 @pytest.fixture(scope="module")
-def harness(backend: str, delivered_twice: bool, redis_target: RedisTarget,
-            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
+def harness(
+    backend: str, delivered_twice: bool, redis_target: RedisTarget, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Harness]:
     """A running stack per (backend, delivery mode): every saga scenario runs in each."""
     tmp = tmp_path_factory.mktemp(f"stack-{backend}")
     for url in database_url(backend, tmp):

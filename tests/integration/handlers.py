@@ -73,6 +73,12 @@ def _register(name: str, capability: str) -> None:
     step(name, capability=capability)(handler)
 
 
-for _name, _cap in [("one", "alpha"), ("undo_one", "alpha"), ("two", "beta"), ("undo_two", "beta"),
-                    ("three", "alpha"), ("locked", "alpha")]:
+for _name, _cap in [
+    ("one", "alpha"),
+    ("undo_one", "alpha"),
+    ("two", "beta"),
+    ("undo_two", "beta"),
+    ("three", "alpha"),
+    ("locked", "alpha"),
+]:
     _register(_name, _cap)

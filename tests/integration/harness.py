@@ -29,9 +29,15 @@ def free_port() -> int:
 
 def stack_settings(data_dir: Path, database_url: str, target: RedisTarget, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
-        "data_dir": data_dir, "database_url": database_url, "broker_url": target.broker_url,
-        "redis_url": target.redis_url, "run_claim_ttl_ms": 1500, "lease_ttl_ms": 3000,
-        "visibility_timeout_s": 60, "outbox_sweep_after_s": 1.0, "timer_poll_s": 0.05,
+        "data_dir": data_dir,
+        "database_url": database_url,
+        "broker_url": target.broker_url,
+        "redis_url": target.redis_url,
+        "run_claim_ttl_ms": 1500,
+        "lease_ttl_ms": 3000,
+        "visibility_timeout_s": 60,
+        "outbox_sweep_after_s": 1.0,
+        "timer_poll_s": 0.05,
         "api_port": free_port(),
     }
     values.update(overrides)
@@ -39,15 +45,29 @@ def stack_settings(data_dir: Path, database_url: str, target: RedisTarget, **ove
 
 
 class Harness:
-    def __init__(self, settings: Settings, target: RedisTarget, *, workers: list[WorkerSpec] | None = None,
-                 api: bool = False, orchestrators: int = 1):
+    def __init__(
+        self,
+        settings: Settings,
+        target: RedisTarget,
+        *,
+        workers: list[WorkerSpec] | None = None,
+        api: bool = False,
+        orchestrators: int = 1,
+    ):
         self.settings = settings
         self.target = target
         self.books: redis.Redis = target.client()
-        self.stack = Stack(settings, StackOptions(
-            workers=workers if workers is not None else [
-                WorkerSpec(["alpha"], HANDLERS, concurrency=2), WorkerSpec(["beta"], HANDLERS, concurrency=2)],
-            api=api, flower=False, orchestrators=orchestrators))
+        self.stack = Stack(
+            settings,
+            StackOptions(
+                workers=workers
+                if workers is not None
+                else [WorkerSpec(["alpha"], HANDLERS, concurrency=2), WorkerSpec(["beta"], HANDLERS, concurrency=2)],
+                api=api,
+                flower=False,
+                orchestrators=orchestrators,
+            ),
+        )
 
     def start(self) -> Harness:
         self.books.flushdb()
@@ -65,8 +85,7 @@ class Harness:
         register_template(self.wiring.sessions, parse_template(doc))
 
     def submit(self, template: str, data: dict[str, Any], key: str | None = None) -> str:
-        submitted = submit_saga(self.wiring.sessions, self.settings, template=template, input=data,
-                                idempotence_key=key)
+        submitted = submit_saga(self.wiring.sessions, self.settings, template=template, input=data, idempotence_key=key)
         self.wiring.dispatcher.publish(submitted.outbox)
         return submitted.saga.id
 
@@ -75,13 +94,15 @@ class Harness:
             return read_saga(session, saga_id)
 
     def wait_final(self, saga_id: str, timeout: float = 60.0) -> SagaRead:
-        return eventually(lambda: (s := self.saga(saga_id)).state.terminal and s, timeout=timeout,
-                          what=f"saga {saga_id} to finish")
+        return eventually(
+            lambda: (s := self.saga(saga_id)).state.terminal and s, timeout=timeout, what=f"saga {saga_id} to finish"
+        )
 
     def row_counts(self) -> dict[str, int]:
         with self.wiring.sessions() as session:
-            return {t.name: session.scalar(select(func.count()).select_from(t)) or 0
-                    for t in Base.metadata.sorted_tables}
+            return {
+                t.name: session.scalar(select(func.count()).select_from(t)) or 0 for t in Base.metadata.sorted_tables
+            }
 
     # -- the handlers' own books ---------------------------------------------------------------
 

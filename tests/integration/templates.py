@@ -11,10 +11,22 @@ THREE_STEPS: dict[str, Any] = {
     "version": "1.0.0",
     "input_schema": {"type": "object", "required": ["tag"], "properties": {"tag": {"type": "string"}}},
     "steps": [
-        {"name": "one", "capability": "alpha", "handler": "one", "compensate": "undo_one",
-         "retry": FAST_RETRY, "compensate_retry": {**FAST_RETRY, "max_attempts": 4}},
-        {"name": "two", "capability": "beta", "handler": "two", "compensate": "undo_two",
-         "retry": FAST_RETRY, "compensate_retry": {**FAST_RETRY, "max_attempts": 4}},
+        {
+            "name": "one",
+            "capability": "alpha",
+            "handler": "one",
+            "compensate": "undo_one",
+            "retry": FAST_RETRY,
+            "compensate_retry": {**FAST_RETRY, "max_attempts": 4},
+        },
+        {
+            "name": "two",
+            "capability": "beta",
+            "handler": "two",
+            "compensate": "undo_two",
+            "retry": FAST_RETRY,
+            "compensate_retry": {**FAST_RETRY, "max_attempts": 4},
+        },
         {"name": "three", "capability": "alpha", "handler": "three", "retry": FAST_RETRY},
     ],
 }
@@ -23,7 +35,12 @@ LOCKED: dict[str, Any] = {
     "name": "it.locked",
     "version": "1.0.0",
     "steps": [
-        {"name": "locked", "capability": "alpha", "handler": "locked", "mutex_scope": "acct:{input.account}",
-         "retry": FAST_RETRY},
+        {
+            "name": "locked",
+            "capability": "alpha",
+            "handler": "locked",
+            "mutex_scope": "acct:{input.account}",
+            "retry": FAST_RETRY,
+        },
     ],
 }

@@ -55,8 +55,9 @@ def test_same_key_same_input_returns_the_first_saga(client: TestClient) -> None:
     body = {"template": "it.three", "input": {"tag": "a"}, "idempotence_key": "order-1"}
     first = client.post("/api/v1/sagas", json=body)
     again = client.post("/api/v1/sagas", json=body)
-    by_header = client.post("/api/v1/sagas", json={"template": "it.three", "input": {"tag": "a"}},
-                            headers={"Idempotency-Key": "order-1"})
+    by_header = client.post(
+        "/api/v1/sagas", json={"template": "it.three", "input": {"tag": "a"}}, headers={"Idempotency-Key": "order-1"}
+    )
     assert (first.status_code, again.status_code, by_header.status_code) == (202, 200, 200)
     assert first.json()["id"] == again.json()["id"] == by_header.json()["id"]
     assert counts(client)["saga_runs"] == 1
@@ -65,23 +66,28 @@ def test_same_key_same_input_returns_the_first_saga(client: TestClient) -> None:
 def test_same_key_other_input_is_a_conflict(client: TestClient) -> None:
     client.post("/api/v1/sagas", json={"template": "it.three", "input": {"tag": "a"}, "idempotence_key": "k"})
     before = counts(client)
-    response = client.post("/api/v1/sagas", json={"template": "it.three", "input": {"tag": "b"},
-                                                  "idempotence_key": "k"})
+    response = client.post(
+        "/api/v1/sagas", json={"template": "it.three", "input": {"tag": "b"}, "idempotence_key": "k"}
+    )
     assert response.status_code == 409
     assert "different" in error(response)["message"]
     assert counts(client) == before
 
 
-@pytest.mark.parametrize(("body", "status", "code", "path"), [
-    ({"template": "nope", "input": {}}, 404, "not_found", None),
-    ({"template": "it.three", "version": "9.9.9", "input": {"tag": "a"}}, 404, "not_found", None),
-    ({"template": "it.three", "input": {"tag": 5}}, 422, "invalid_input", "input.tag"),
-    ({"template": "it.three", "input": {}}, 422, "invalid_input", "input"),
-    ({"input": {"tag": "a"}}, 422, "invalid_input", "body.template"),
-    ({"template": "it.three", "input": {"tag": "a"}, "surprise": 1}, 422, "invalid_input", "body.surprise"),
-])
-def test_bad_submissions_get_a_clear_4xx_and_write_nothing(client: TestClient, body: dict[str, Any], status: int,
-                                                          code: str, path: str | None) -> None:
+@pytest.mark.parametrize(
+    ("body", "status", "code", "path"),
+    [
+        ({"template": "nope", "input": {}}, 404, "not_found", None),
+        ({"template": "it.three", "version": "9.9.9", "input": {"tag": "a"}}, 404, "not_found", None),
+        ({"template": "it.three", "input": {"tag": 5}}, 422, "invalid_input", "input.tag"),
+        ({"template": "it.three", "input": {}}, 422, "invalid_input", "input"),
+        ({"input": {"tag": "a"}}, 422, "invalid_input", "body.template"),
+        ({"template": "it.three", "input": {"tag": "a"}, "surprise": 1}, 422, "invalid_input", "body.surprise"),
+    ],
+)
+def test_bad_submissions_get_a_clear_4xx_and_write_nothing(
+    client: TestClient, body: dict[str, Any], status: int, code: str, path: str | None
+) -> None:
     before = counts(client)
     response = client.post("/api/v1/sagas", json=body)
     assert response.status_code == status, response.text
@@ -128,8 +134,10 @@ def test_unknown_saga_is_a_404(client: TestClient) -> None:
 
 
 def test_sagas_page_through_with_a_cursor_and_filter_by_state(client: TestClient) -> None:
-    ids = [client.post("/api/v1/sagas", json={"template": "it.three", "input": {"tag": str(i)}}).json()["id"]
-           for i in range(5)]
+    ids = [
+        client.post("/api/v1/sagas", json={"template": "it.three", "input": {"tag": str(i)}}).json()["id"]
+        for i in range(5)
+    ]
     seen: list[str] = []
     cursor = None
     while True:

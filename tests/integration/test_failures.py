@@ -6,8 +6,9 @@ import os
 import signal
 import uuid
 
+from config.celery_config import ORCHESTRATOR_EXCHANGE
+from config.celery_config import capability_queue as cap_queue
 from config.keys import LEASE_PATTERNS, ORCHESTRATOR_QUEUE, capability_queue
-from config.celery_config import ORCHESTRATOR_EXCHANGE, capability_queue as cap_queue
 from models.tables import DeadLetter
 from tests.integration.harness import Harness
 from tests.support import eventually
@@ -36,8 +37,12 @@ def test_steps_with_one_mutex_scope_never_overlap_and_tokens_only_grow(harness: 
     scope = f"acct:{account}"
 
     def run(n: int) -> None:
-        ids = [harness.submit("it.locked", {"tag": f"{account}-{i}", "account": account,
-                                            "behaviour": {"locked": {"sleep_ms": 150}}}) for i in range(n)]
+        ids = [
+            harness.submit(
+                "it.locked", {"tag": f"{account}-{i}", "account": account, "behaviour": {"locked": {"sleep_ms": 150}}}
+            )
+            for i in range(n)
+        ]
         for saga_id in ids:
             assert harness.wait_final(saga_id).state == "completed"
 
@@ -57,8 +62,12 @@ def test_steps_with_one_mutex_scope_never_overlap_and_tokens_only_grow(harness: 
 def test_a_malformed_report_is_dead_lettered_with_its_reason(harness: Harness) -> None:
     before = harness.row_counts()["dead_letters"]
     with harness.wiring.app.producer_or_acquire() as producer:
-        producer.publish({"kind": "step_report", "saga_id": 12}, exchange=ORCHESTRATOR_EXCHANGE,
-                         routing_key=ORCHESTRATOR_QUEUE, serializer="json")
+        producer.publish(
+            {"kind": "step_report", "saga_id": 12},
+            exchange=ORCHESTRATOR_EXCHANGE,
+            routing_key=ORCHESTRATOR_QUEUE,
+            serializer="json",
+        )
     eventually(lambda: harness.row_counts()["dead_letters"] > before, what="a dead letter")
     with harness.wiring.sessions() as session:
         letter = session.query(DeadLetter).order_by(DeadLetter.id.desc()).first()
@@ -68,8 +77,9 @@ def test_a_malformed_report_is_dead_lettered_with_its_reason(harness: Harness) -
 def test_a_malformed_dispatch_is_dead_lettered_by_the_worker(harness: Harness) -> None:
     before = harness.row_counts()["dead_letters"]
     queue = cap_queue("alpha")
-    harness.wiring.app.send_task("workyard.step", args=[{"saga_id": "x"}], queue=queue,
-                                 routing_key=capability_queue("alpha"), declare=[queue])
+    harness.wiring.app.send_task(
+        "workyard.step", args=[{"saga_id": "x"}], queue=queue, routing_key=capability_queue("alpha"), declare=[queue]
+    )
     eventually(lambda: harness.row_counts()["dead_letters"] > before, what="a dead letter")
     with harness.wiring.sessions() as session:
         letter = session.query(DeadLetter).order_by(DeadLetter.id.desc()).first()

@@ -22,8 +22,7 @@ def test_migrations_match_the_models_and_run_twice(backend: str, tmp_path: Path)
             upgrade(engine)
             upgrade(engine)  # idempotent: `workyard up` runs it on every start
             with engine.connect() as conn:
-                diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}),
-                                        Base.metadata)
+                diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
             assert diff == []
         finally:
             engine.dispose()

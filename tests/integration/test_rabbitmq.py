@@ -50,8 +50,14 @@ def test_happy_path_over_rabbitmq(rabbit_harness: Harness) -> None:
 
 def test_compensation_over_rabbitmq(rabbit_harness: Harness) -> None:
     tag = uuid.uuid4().hex[:12]
-    saga = rabbit_harness.wait_final(rabbit_harness.submit(
-        "it.three", {"tag": tag, "behaviour": {"three": {"fail_always": True, "retryable": False},
-                                               "two:compensate": {"fail_times": 1}}}))
+    saga = rabbit_harness.wait_final(
+        rabbit_harness.submit(
+            "it.three",
+            {
+                "tag": tag,
+                "behaviour": {"three": {"fail_always": True, "retryable": False}, "two:compensate": {"fail_times": 1}},
+            },
+        )
+    )
     assert saga.state == "compensated"
     assert rabbit_harness.effects(tag) == ["one", "two", "two:compensate", "one:compensate"]

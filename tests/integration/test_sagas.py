@@ -25,8 +25,11 @@ def test_happy_path_runs_each_step_once(harness: Harness) -> None:
     tag = _tag()
     saga = harness.wait_final(harness.submit("it.three", _input(tag)))
     assert saga.state == "completed"
-    assert _timeline(saga) == [("one", "forward", "succeeded"), ("two", "forward", "succeeded"),
-                               ("three", "forward", "succeeded")]
+    assert _timeline(saga) == [
+        ("one", "forward", "succeeded"),
+        ("two", "forward", "succeeded"),
+        ("three", "forward", "succeeded"),
+    ]
     assert harness.effects(tag) == ["one", "two", "three"]
     # Workyard's dedup, not the handler's own, keeps a duplicated dispatch from calling it again.
     assert harness.calls(tag) == {"one": 1, "two": 1, "three": 1}
@@ -38,8 +41,11 @@ def test_permanent_failure_compensates_in_reverse_order(harness: Harness) -> Non
     saga = harness.wait_final(harness.submit("it.three", _input(tag, three={"fail_always": True, "retryable": False})))
     assert saga.state == "compensated"
     assert _timeline(saga) == [
-        ("one", "forward", "succeeded"), ("two", "forward", "succeeded"), ("three", "forward", "failed"),
-        ("two", "compensate", "succeeded"), ("one", "compensate", "succeeded"),
+        ("one", "forward", "succeeded"),
+        ("two", "forward", "succeeded"),
+        ("three", "forward", "failed"),
+        ("two", "compensate", "succeeded"),
+        ("one", "compensate", "succeeded"),
     ]
     assert harness.effects(tag) == ["one", "two", "two:compensate", "one:compensate"]
     assert [s.state for s in saga.steps] == ["compensated", "compensated", "failed"]
@@ -51,7 +57,10 @@ def test_retryable_failure_is_retried_on_a_durable_timer(harness: Harness) -> No
     saga = harness.wait_final(harness.submit("it.three", _input(tag, two={"fail_times": 2})))
     assert saga.state == "completed"
     assert [(a.step_name, a.attempt, a.outcome) for a in saga.attempts if a.step_name == "two"] == [
-        ("two", 1, "failed"), ("two", 2, "failed"), ("two", 3, "succeeded")]
+        ("two", 1, "failed"),
+        ("two", 2, "failed"),
+        ("two", 3, "succeeded"),
+    ]
     assert saga.steps[1].attempts == 3
     assert harness.calls(tag)["two"] == 3
     assert harness.effects(tag) == ["one", "two", "three"]
@@ -68,8 +77,12 @@ def test_retries_are_capped_then_the_saga_compensates(harness: Harness) -> None:
 
 def test_a_compensation_that_fails_twice_then_succeeds(harness: Harness) -> None:
     tag = _tag()
-    saga = harness.wait_final(harness.submit("it.three", _input(
-        tag, three={"fail_always": True, "retryable": False}, **{"two:compensate": {"fail_times": 2}})))
+    saga = harness.wait_final(
+        harness.submit(
+            "it.three",
+            _input(tag, three={"fail_always": True, "retryable": False}, **{"two:compensate": {"fail_times": 2}}),
+        )
+    )
     assert saga.state == "compensated"
     undo_two = [(a.attempt, a.outcome) for a in saga.attempts if a.step_name == "two" and a.phase == "compensate"]
     assert undo_two == [(1, "failed"), (2, "failed"), (3, "succeeded")]
@@ -80,8 +93,12 @@ def test_a_compensation_that_fails_twice_then_succeeds(harness: Harness) -> None
 
 def test_a_compensation_that_never_succeeds_ends_compensation_failed(harness: Harness) -> None:
     tag = _tag()
-    saga = harness.wait_final(harness.submit("it.three", _input(
-        tag, three={"fail_always": True, "retryable": False}, **{"two:compensate": {"fail_always": True}})))
+    saga = harness.wait_final(
+        harness.submit(
+            "it.three",
+            _input(tag, three={"fail_always": True, "retryable": False}, **{"two:compensate": {"fail_always": True}}),
+        )
+    )
     assert saga.state == "compensation_failed"
     assert saga.steps[1].state == "compensation_failed"
     assert saga.steps[1].compensation_attempts == 4

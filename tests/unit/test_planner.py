@@ -14,36 +14,47 @@ def _step(name: str, compensate: str | None) -> StepSpec:
 
 
 def test_retryable_failure_retries_with_backoff_until_budget_is_spent() -> None:
-    delays = [after_failure(POLICY, counted_attempts=n, outcome=Outcome.failed, retryable=True,
-                            retry_after_ms=None, rand=0.5) for n in (1, 2)]
+    delays = [
+        after_failure(POLICY, counted_attempts=n, outcome=Outcome.failed, retryable=True, retry_after_ms=None, rand=0.5)
+        for n in (1, 2)
+    ]
     assert delays == [Retry(100), Retry(200)]
-    assert isinstance(after_failure(POLICY, counted_attempts=3, outcome=Outcome.failed, retryable=True,
-                                    retry_after_ms=None, rand=0.5), GiveUp)
+    assert isinstance(
+        after_failure(
+            POLICY, counted_attempts=3, outcome=Outcome.failed, retryable=True, retry_after_ms=None, rand=0.5
+        ),
+        GiveUp,
+    )
 
 
 def test_non_retryable_failure_gives_up_at_once() -> None:
-    decision = after_failure(POLICY, counted_attempts=1, outcome=Outcome.failed, retryable=False,
-                             retry_after_ms=None, rand=0.5)
+    decision = after_failure(
+        POLICY, counted_attempts=1, outcome=Outcome.failed, retryable=False, retry_after_ms=None, rand=0.5
+    )
     assert isinstance(decision, GiveUp) and "non-retryable" in decision.reason
 
 
 @pytest.mark.parametrize("outcome", [Outcome.lost, Outcome.timed_out])
 def test_lost_and_timed_out_attempts_use_up_the_budget(outcome: Outcome) -> None:
     assert outcome.counts
-    assert isinstance(after_failure(POLICY, counted_attempts=3, outcome=outcome, retryable=True,
-                                    retry_after_ms=None, rand=0.5), GiveUp)
+    assert isinstance(
+        after_failure(POLICY, counted_attempts=3, outcome=outcome, retryable=True, retry_after_ms=None, rand=0.5),
+        GiveUp,
+    )
 
 
 def test_deferral_is_retried_without_limit_and_not_counted() -> None:
     assert not Outcome.deferred.counts
-    decision = after_failure(POLICY, counted_attempts=99, outcome=Outcome.deferred, retryable=True,
-                             retry_after_ms=None, rand=0.5)
+    decision = after_failure(
+        POLICY, counted_attempts=99, outcome=Outcome.deferred, retryable=True, retry_after_ms=None, rand=0.5
+    )
     assert decision == Retry(DEFER_DELAY_MS)
 
 
 def test_retry_after_from_the_handler_lengthens_the_pause() -> None:
-    assert after_failure(POLICY, counted_attempts=1, outcome=Outcome.failed, retryable=True,
-                         retry_after_ms=5000, rand=0.5) == Retry(5000)
+    assert after_failure(
+        POLICY, counted_attempts=1, outcome=Outcome.failed, retryable=True, retry_after_ms=5000, rand=0.5
+    ) == Retry(5000)
 
 
 def test_backoff_is_capped_and_jitter_spreads_it() -> None:

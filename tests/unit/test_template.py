@@ -15,8 +15,11 @@ SHOP = Path(__file__).resolve().parents[2] / "examples" / "shop.order.yaml"
 
 
 def _doc(**overrides: Any) -> dict[str, Any]:
-    doc: dict[str, Any] = {"name": "t", "version": "1.0.0",
-                           "steps": [{"name": "a", "capability": "cap", "handler": "h"}]}
+    doc: dict[str, Any] = {
+        "name": "t",
+        "version": "1.0.0",
+        "steps": [{"name": "a", "capability": "cap", "handler": "h"}],
+    }
     doc.update(overrides)
     return doc
 
@@ -33,15 +36,25 @@ def test_a_step_without_capability_is_refused_with_its_path() -> None:
     assert {"path": "steps.0.capability", "message": "Field required"} in err.value.details
 
 
-@pytest.mark.parametrize(("field", "value", "path"), [
-    ("version", "1.0", "version"),
-    ("input_schema", {"type": "nonsense"}, "input_schema"),
-    ("steps", [], "steps"),
-    ("steps", [{"name": "a", "capability": "c", "handler": "h"}] * 2, "(root)"),
-    ("steps", [{"name": "a", "capability": "c", "handler": "h", "mutex_scope": "{secret.x}"}], "steps.0.mutex_scope"),
-    ("steps", [{"name": "a", "capability": "c", "handler": "h", "retry": {"max_attempts": 0}}],
-     "steps.0.retry.max_attempts"),
-])
+@pytest.mark.parametrize(
+    ("field", "value", "path"),
+    [
+        ("version", "1.0", "version"),
+        ("input_schema", {"type": "nonsense"}, "input_schema"),
+        ("steps", [], "steps"),
+        ("steps", [{"name": "a", "capability": "c", "handler": "h"}] * 2, "(root)"),
+        (
+            "steps",
+            [{"name": "a", "capability": "c", "handler": "h", "mutex_scope": "{secret.x}"}],
+            "steps.0.mutex_scope",
+        ),
+        (
+            "steps",
+            [{"name": "a", "capability": "c", "handler": "h", "retry": {"max_attempts": 0}}],
+            "steps.0.retry.max_attempts",
+        ),
+    ],
+)
 def test_invalid_templates_name_the_failing_field(field: str, value: Any, path: str) -> None:
     with pytest.raises(InvalidInput) as err:
         parse_template(_doc(**{field: value}))

@@ -1,0 +1,204 @@
+"""Throughput of workyard sagas against raw Celery chains, on the same Redis and worker concurrency.
+
+    python bench/saga_throughput.py [--sagas 1000] [--postgres URL]
+
+(a) N three-step no-op sagas through workyard (every step persisted), and (b) the same work as
+raw Celery chains ``a | b | c``; prints sagas/s and p50/p99 end-to-end latency for both, on
+SQLite and, with --postgres (or WORKYARD_BENCH_DATABASE_URL), on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import redis  # noqa: E402
+from celery import chain  # noqa: E402
+from sqlalchemy import select  # noqa: E402
+
+from config.settings import Settings  # noqa: E402
+from models.tables import SagaRun  # noqa: E402
+from orchestrator.embedded import start_redis  # noqa: E402
+from orchestrator.stack import Stack, StackOptions, WorkerSpec  # noqa: E402
+from orchestrator.submit import submit_saga  # noqa: E402
+from orchestrator.templates import parse_template, register_template  # noqa: E402
+
+CONCURRENCY = 2
+TEMPLATE = {
+    "name": "bench.noop",
+    "version": "1.0.0",
+    "steps": [{"name": n, "capability": "bench", "handler": f"bench_{n}"} for n in ("a", "b", "c")],
+}
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def report(label: str, n: int, elapsed: float, latencies: list[float]) -> float:
+    rate = n / elapsed
+    print(
+        f"{label:<22} {rate:8.1f} sagas/s   p50 {pct(latencies, 0.5) * 1000:7.1f} ms   "
+        f"p99 {pct(latencies, 0.99) * 1000:7.1f} ms   ({n} in {elapsed:.2f} s)",
+        flush=True,
+    )
+    return rate
+
+
+def run_raw(n: int, broker: str, redis_url: str, workdir: Path) -> float:
+    env = dict(os.environ, BENCH_BROKER_URL=broker, BENCH_REDIS_URL=redis_url)
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "bench.raw_chain_app",
+            "worker",
+            "-Q",
+            "raw",
+            "-c",
+            str(CONCURRENCY),
+            "-P",
+            "prefork",
+            "--loglevel",
+            "WARNING",
+            "--without-mingle",
+            "--without-gossip",
+            "-n",
+            f"raw@{os.getpid()}",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=(workdir / "raw-worker.log").open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    os.environ.update(BENCH_BROKER_URL=broker, BENCH_REDIS_URL=redis_url)
+    from bench import raw_chain_app as raw
+
+    books = redis.Redis.from_url(redis_url)
+    try:
+
+        def burst(count: int, offset: int) -> tuple[dict[int, float], float]:
+            books.delete("bench:raw:done")
+            submitted: dict[int, float] = {}
+            start = time.time()
+            for i in range(offset, offset + count):
+                submitted[i] = time.time()
+                chain(raw.a.s(i), raw.b.s(), raw.c.s()).apply_async()
+            while books.llen("bench:raw:done") < count:
+                time.sleep(0.01)
+            return submitted, start
+
+        burst(20, 10_000_000)  # warm-up: pool processes, connections
+        submitted, start = burst(n, 0)
+        done = {int(k): float(t) for k, t in (e.decode().split() for e in books.lrange("bench:raw:done", 0, -1))}
+        latencies = [done[i] - submitted[i] for i in submitted]
+        return report("raw celery chain", n, max(done.values()) - start, latencies)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+
+
+def run_workyard(n: int, database_url: str, broker: str, redis_url: str, workdir: Path, label: str) -> float:
+    settings = Settings(data_dir=workdir / label, database_url=database_url, broker_url=broker, redis_url=redis_url)
+    stack = Stack(
+        settings,
+        StackOptions(workers=[WorkerSpec(["bench"], ["bench.noop_handlers"], CONCURRENCY)], api=False, flower=False),
+    )
+    stack.start()
+    try:
+        register_template(stack.wiring.sessions, parse_template(TEMPLATE))
+
+        def burst(count: int) -> tuple[list[str], float]:
+            start = time.time()
+            ids = []
+            for i in range(count):
+                submitted = submit_saga(stack.wiring.sessions, settings, template="bench.noop", input={"n": i})
+                stack.wiring.dispatcher.publish(submitted.outbox)
+                ids.append(submitted.saga.id)
+            while True:
+                with stack.wiring.sessions() as session:
+                    left = session.scalar(
+                        select(SagaRun.id).where(SagaRun.id.in_(ids[-500:]), SagaRun.finished_at.is_(None)).limit(1)
+                    )
+                    if left is None:
+                        left = session.scalar(select(SagaRun.id).where(SagaRun.finished_at.is_(None)).limit(1))
+                if left is None:
+                    return ids, start
+                time.sleep(0.05)
+
+        burst(20)
+        ids, start = burst(n)
+        with stack.wiring.sessions() as session:
+            rows = session.execute(
+                select(SagaRun.created_at, SagaRun.finished_at, SagaRun.state).where(SagaRun.id.in_(ids))
+            ).all()
+        assert all(r.state == "completed" for r in rows), "some bench sagas did not complete"
+        latencies = [(r.finished_at - r.created_at).total_seconds() for r in rows]
+        end = max(r.finished_at for r in rows).timestamp()
+        return report(f"workyard ({label})", n, end - start, latencies)
+    finally:
+        stack.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sagas", type=int, default=1000)
+    parser.add_argument(
+        "--postgres",
+        default=os.environ.get("WORKYARD_BENCH_DATABASE_URL"),
+        help="PostgreSQL URL (postgresql+psycopg://...); its tables are created if missing",
+    )
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="workyard-bench-") as tmp:
+        workdir = Path(tmp)
+        socket_path = workdir / "redis.sock"
+        redis_server = start_redis(workdir, socket_path)
+        broker, redis_url = f"redis+socket://{socket_path}?virtual_host=0", f"unix://{socket_path}?db=0"
+        try:
+            print(
+                f"{args.sagas} three-step no-op sagas, prefork concurrency {CONCURRENCY}, "
+                f"one Redis ({socket_path.name}), {os.cpu_count()} cores",
+                flush=True,
+            )
+            raw = run_raw(args.sagas, broker, redis_url, workdir)
+            ratios = {
+                "sqlite": run_workyard(
+                    args.sagas, f"sqlite:///{workdir / 'bench.db'}", broker, redis_url, workdir, "sqlite"
+                )
+                / raw
+            }
+            if args.postgres:
+                from orchestrator.db import make_engine
+                from orchestrator.migrate import upgrade
+
+                engine = make_engine(args.postgres)
+                upgrade(engine)
+                engine.dispose()
+                ratios["postgres"] = (
+                    run_workyard(args.sagas, args.postgres, broker, redis_url, workdir, "postgres") / raw
+                )
+            for name, ratio in ratios.items():
+                print(f"ratio on {name}: {ratio:.2f}")
+            worst = min(ratios, key=lambda k: ratios[k])
+            print(
+                f"throughput ratio workyard/raw: {ratios[worst]:.2f}"
+                + (f"  (lowest: {worst})" if len(ratios) > 1 else "")
+            )
+        finally:
+            redis_server.terminate()
+            redis_server.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    main()
