@@ -20,8 +20,9 @@ from orchestrator.coordinator import Coordinator
 log = logging.getLogger(__name__)
 
 FIRST_WAIT_S = 0.5
-# After the first message, keep collecting while more arrive within this window.
-GATHER_WAIT_S = 0.002
+# After the first message, keep collecting while more arrive within these windows.
+IDLE_GATHER_WAIT_S = 0.001
+GATHER_WAIT_S = 0.01
 RECONNECT_PAUSE_S = 1.0
 
 
@@ -58,11 +59,15 @@ class ReportConsumer:
                         conn.drain_events(timeout=FIRST_WAIT_S)
                     except TimeoutError:  # socket.timeout is the same class
                         continue
+                    # Alone, a report is applied at once; in a stream, waiting a little for
+                    # more makes one transaction and one commit serve many.
+                    window = IDLE_GATHER_WAIT_S
                     while len(self._pending) < self.batch:
                         try:
-                            conn.drain_events(timeout=GATHER_WAIT_S)
+                            conn.drain_events(timeout=window)
                         except TimeoutError:
                             break
+                        window = GATHER_WAIT_S
                     self._flush()
 
     def _on_message(self, body: Any, message: Message) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from pydantic import ValidationError
@@ -16,6 +17,10 @@ from orchestrator.errors import Conflict, InvalidInput, NotFound
 
 # Versions are immutable, so a parsed template can be cached for the life of the process.
 _CACHE: dict[tuple[str, str], TemplateSpec] = {}
+# "Latest version" is looked up again after this long, so another process's new version shows
+# up within it; a version registered through this process shows up at once.
+LATEST_TTL_S = 2.0
+_LATEST: dict[str, tuple[str, float]] = {}
 
 
 def parse_template(data: Any) -> TemplateSpec:
@@ -44,6 +49,7 @@ def register_template(sessions: SessionFactory, spec: TemplateSpec) -> tuple[Tem
                         "content; versions are immutable, register a new version"
                     )
                 return TemplateSpec.model_validate(existing.spec), False
+            _LATEST.pop(spec.name, None)
             session.add(
                 TemplateRow(name=spec.name, version=spec.version, spec=spec.model_dump(mode="json"), spec_hash=digest)
             )
@@ -70,10 +76,15 @@ def get_template(session: Session, name: str, version: str | None = None) -> Tem
         spec = TemplateSpec.model_validate(row.spec)
         _CACHE[(name, version)] = spec
         return spec
+    cached_latest = _LATEST.get(name)
+    if cached_latest is not None and time.monotonic() - cached_latest[1] < LATEST_TTL_S:
+        return get_template(session, name, cached_latest[0])
     versions = session.scalars(select(TemplateRow.version).where(TemplateRow.name == name)).all()
     if not versions:
         raise NotFound(f"no template named {name!r}")
-    return get_template(session, name, max(versions, key=semver_key))
+    latest = max(versions, key=semver_key)
+    _LATEST[name] = (latest, time.monotonic())
+    return get_template(session, name, latest)
 
 
 def list_templates(session: Session) -> list[TemplateRow]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 
 from config.keys import capability_queue
@@ -40,7 +41,7 @@ def run_worker(
     concurrency: int = 2,
     pool: str = "prefork",
     hostname: str | None = None,
-    loglevel: str = "INFO",
+    loglevel: str | None = None,
 ) -> None:
     """Import the handlers, check each capability has one, and run the Celery worker."""
     load_handler_modules(handler_modules)
@@ -50,4 +51,6 @@ def run_worker(
             f"no handler in {', '.join(handler_modules)} is registered for capability {', '.join(missing)}"
         )
     app = create_app(settings, capabilities)
-    app.worker_main(worker_argv(capabilities, concurrency=concurrency, pool=pool, hostname=hostname, loglevel=loglevel))
+    # Celery logs two lines per task at INFO; WORKYARD_LOG_LEVEL=WARNING spares that on busy workers.
+    level = loglevel or os.environ.get("WORKYARD_LOG_LEVEL", "INFO")
+    app.worker_main(worker_argv(capabilities, concurrency=concurrency, pool=pool, hostname=hostname, loglevel=level))
