@@ -21,9 +21,9 @@ up: $(STAMP)  ## run the stack with the shop workers until Ctrl-C
 	$(BIN)/workyard up --handlers examples.shop
 
 test: $(STAMP)  ## unit + integration + e2e tests (PostgreSQL too when WORKYARD_TEST_DATABASE_URL is set)
-	$(BIN)/python -m pytest tests/unit tests/integration tests/e2e
+	$(BIN)/python -m pytest tests/unit tests/integration tests/e2e tests/faults
 
-faults: $(STAMP)  ## long fault runs: whole-worker kills, Redis restarts
+faults: $(STAMP)  ## only the fault runs: orchestrator killed mid-stream
 	$(BIN)/python -m pytest tests/faults
 
 lint: $(STAMP)
