@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from models.keytemplate import placeholders
 
@@ -100,6 +100,7 @@ class TemplateSpec(BaseModel):
     description: str = ""
     input_schema: dict[str, Any] = Field(default_factory=lambda: {"type": "object"})
     steps: list[StepSpec] = Field(min_length=1, max_length=200)
+    _input_validator: Draft202012Validator | None = PrivateAttr(default=None)
 
     @field_validator("version")
     @classmethod
@@ -130,9 +131,15 @@ class TemplateSpec(BaseModel):
         canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
+    def _validator(self) -> Draft202012Validator:
+        # Built once per template object: templates are immutable and cached per process.
+        if self._input_validator is None:
+            self._input_validator = Draft202012Validator(self.input_schema)
+        return self._input_validator
+
     def input_errors(self, data: Any) -> list[dict[str, str]]:
         """Every way ``data`` fails the input schema, as ``{path, message}``."""
-        validator = Draft202012Validator(self.input_schema)
+        validator = self._validator()
         return [
             {
                 "path": "input" + "".join(f"[{p!r}]" if isinstance(p, int) else f".{p}" for p in e.absolute_path),
