@@ -188,61 +188,54 @@ class SagaEngine:
         error: str | None,
     ) -> None:
         step = saga.steps[index]
+        forward = phase is Phase.forward
         saga.updated_at = self.now
-        if phase is Phase.forward:
-            if outcome.counts:
+        if outcome.counts:
+            if forward:
                 step.attempts += 1
-            if outcome is Outcome.succeeded:
+            else:
+                step.compensation_attempts += 1
+
+        if outcome is Outcome.succeeded:
+            step.finished_at = self.now
+            if not forward:
+                step.state = StepState.compensated
+                self._compensate_below(saga, spec, index)
+            else:
                 step.state = StepState.succeeded
-                step.finished_at = self.now
                 saga.results = {**saga.results, step.name: result}
                 if index + 1 < len(spec.steps):
                     self._dispatch(saga, spec, index + 1, Phase.forward)
                 else:
                     self._finish(saga, SagaState.completed)
-                return
-            decision = after_failure(
-                spec.steps[index].retry,
-                counted_attempts=step.attempts,
-                outcome=outcome,
-                retryable=retryable,
-                retry_after_ms=retry_after_ms,
-                rand=self.rand(),
-            )
-            if isinstance(decision, GiveUp):
-                step.state = StepState.failed
-                step.error = error
-                step.finished_at = self.now
-                saga.error = f"step {step.name!r} {decision.reason}: {error}"
-                self._compensate_below(saga, spec, index)
-            else:
-                step.state = StepState.retry_wait
-                self._schedule_dispatch(saga, index, phase, step.current_attempt + 1, decision.delay_ms)
             return
 
-        if outcome.counts:
-            step.compensation_attempts += 1
-        if outcome is Outcome.succeeded:
-            step.state = StepState.compensated
-            step.finished_at = self.now
-            self._compensate_below(saga, spec, index)
-            return
+        step_spec = spec.steps[index]
         decision = after_failure(
-            spec.steps[index].compensation_policy,
-            counted_attempts=step.compensation_attempts,
+            step_spec.retry if forward else step_spec.compensation_policy,
+            counted_attempts=step.attempts if forward else step.compensation_attempts,
             outcome=outcome,
             retryable=retryable,
             retry_after_ms=retry_after_ms,
             rand=self.rand(),
         )
-        if isinstance(decision, GiveUp):
+        if not isinstance(decision, GiveUp):
+            if forward:
+                step.state = StepState.retry_wait
+            self._schedule_dispatch(saga, index, phase, step.current_attempt + 1, decision.delay_ms)
+            return
+
+        step.error = error
+        step.finished_at = self.now
+        if forward:
+            step.state = StepState.failed
+            saga.error = f"step {step.name!r} {decision.reason}: {error}"
+            self._compensate_below(saga, spec, index)
+        else:
+            # Strict order: the steps below stay as they are; a person must look (remediation).
             step.state = StepState.compensation_failed
-            step.error = error
-            step.finished_at = self.now
             saga.error = f"compensation of step {step.name!r} {decision.reason}: {error}"
             self._finish(saga, SagaState.compensation_failed)
-        else:
-            self._schedule_dispatch(saga, index, phase, step.current_attempt + 1, decision.delay_ms)
 
     def _compensate_below(self, saga: SagaRun, spec: TemplateSpec, below: int) -> None:
         saga.state = SagaState.compensating

@@ -113,8 +113,7 @@ def test_template_add_submit_wait_show_and_list(stack_env: dict[str, str]) -> No
     assert added.returncode == 0, added.stderr
     assert "shop.order 1.0.0 registered" in added.stdout
 
-    done = workyard(
-        stack_env,
+    order = [
         "saga",
         "submit",
         "shop.order",
@@ -122,8 +121,8 @@ def test_template_add_submit_wait_show_and_list(stack_env: dict[str, str]) -> No
         '{"order_id": "E-1", "amount": 3}',
         "--idempotence-key",
         "e2e-1",
-        "--wait",
-    )
+    ]
+    done = workyard(stack_env, *order, "--wait")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "completed" in done.stdout and "ship" in done.stdout
     saga_id = done.stdout.split()[1]
@@ -132,16 +131,7 @@ def test_template_add_submit_wait_show_and_list(stack_env: dict[str, str]) -> No
     assert shown.returncode == 0 and "state: completed" in shown.stdout
     assert shown.stdout.index("reserve_stock") < shown.stdout.index("charge_card") < shown.stdout.index("ship ")
 
-    again = workyard(
-        stack_env,
-        "saga",
-        "submit",
-        "shop.order",
-        "--input",
-        '{"order_id": "E-1", "amount": 3}',
-        "--idempotence-key",
-        "e2e-1",
-    )
+    again = workyard(stack_env, *order)
     assert f"saga {saga_id} already submitted" in again.stdout
 
     failed = workyard(
