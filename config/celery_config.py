@@ -33,10 +33,14 @@ def orchestrator_queue() -> Queue:
 
 def celery_config(settings: Settings, capabilities: list[str] | None = None) -> dict[str, Any]:
     """The Celery settings every workyard process uses."""
-    transport_options = {"visibility_timeout": settings.visibility_timeout_s}
+    transport_options: dict[str, Any] = {"visibility_timeout": settings.visibility_timeout_s}
+    broker = settings.effective_broker_url()
+    if broker.startswith(("amqp", "pyamqp")):
+        # Publisher confirms: an outbox row is deleted only once RabbitMQ has the message.
+        transport_options["confirm_publish"] = True
     queues = [orchestrator_queue()] + [capability_queue(c) for c in capabilities or []]
     return {
-        "broker_url": settings.effective_broker_url(),
+        "broker_url": broker,
         "broker_transport_options": transport_options,
         "result_backend": None,
         "result_backend_transport_options": transport_options,

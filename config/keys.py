@@ -23,14 +23,18 @@ def step_result(idempotence_key: str) -> str:
     return f"{PREFIX}result:{idempotence_key}"
 
 
-def attempt_report(idempotence_key: str, attempt: int) -> str:
-    """The final report of one attempt, replayed if its dispatch is delivered again."""
-    return f"{PREFIX}report:{idempotence_key}:{attempt}"
+def attempt_report(idempotence_key: str, saga_id: str, attempt: int) -> str:
+    """The final report of one attempt, replayed if its dispatch is delivered again.
+
+    Per saga: an idempotence key may be shared by several sagas (``order:{input.order_id}``),
+    their attempts are not.
+    """
+    return f"{PREFIX}report:{saga_id}:{idempotence_key}:{attempt}"
 
 
-def attempt_seen(idempotence_key: str, attempt: int) -> str:
+def attempt_seen(idempotence_key: str, saga_id: str, attempt: int) -> str:
     """Set when an attempt's dispatch first reaches a worker; a second delivery finds it."""
-    return f"{PREFIX}seen:{idempotence_key}:{attempt}"
+    return f"{PREFIX}seen:{saga_id}:{idempotence_key}:{attempt}"
 
 
 def run_claim(idempotence_key: str) -> str:

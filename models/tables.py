@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, cast
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Table, Text, UniqueConstraint
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, Sequence, String, Table, Text, UniqueConstraint
 from sqlalchemy import Enum as SAEnum
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -135,8 +135,14 @@ class Timer(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+# PostgreSQL issues fencing tokens from this sequence; SQLite keeps the last one in
+# fencing_counters under GLOBAL_SCOPE.
+FENCING_SEQUENCE = Sequence("fencing_tokens", metadata=Base.metadata)
+GLOBAL_SCOPE = "*"
+
+
 class FencingCounter(Base):
-    """Last fencing token issued per mutex scope; survives a Redis that lost its data."""
+    """Last fencing token issued (SQLite); survives a Redis that lost its data."""
 
     __tablename__ = "fencing_counters"
 

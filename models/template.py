@@ -10,6 +10,9 @@ from typing import Any, Literal
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from referencing import Registry
+from referencing.exceptions import Unresolvable
+from referencing.jsonschema import DRAFT202012
 
 from models.keytemplate import placeholders
 
@@ -31,6 +34,19 @@ def semver_key(version: str) -> tuple[Any, ...]:
     if pre:
         pre_key = (0, *((0, int(p), "") if p.isdigit() else (1, 0, p) for p in pre.split(".")))
     return (int(major), int(minor), int(patch), pre_key)
+
+
+_SCHEMA_URI = "urn:workyard:input-schema"
+
+
+def _refs(node: Any) -> list[str]:
+    """Every ``$ref`` string in a schema document."""
+    if isinstance(node, dict):
+        found = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
+        return found + [ref for child in node.values() for ref in _refs(child)]
+    if isinstance(node, list):
+        return [ref for child in node for ref in _refs(child)]
+    return []
 
 
 class RetryPolicy(BaseModel):
@@ -96,7 +112,7 @@ class TemplateSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=NAME)
-    version: str = Field(description="Semantic version, immutable once registered.")
+    version: str = Field(max_length=64, description="Semantic version, immutable once registered.")
     description: str = ""
     input_schema: dict[str, Any] = Field(default_factory=lambda: {"type": "object"})
     steps: list[StepSpec] = Field(min_length=1, max_length=200)
@@ -116,6 +132,15 @@ class TemplateSpec(BaseModel):
             Draft202012Validator.check_schema(value)
         except SchemaError as exc:
             raise ValueError(f"input_schema is not a valid JSON Schema: {exc.message}") from exc
+        # check_schema does not follow $ref: resolve each one now, not at the first submission.
+        resolver = Registry().with_resource(_SCHEMA_URI, DRAFT202012.create_resource(value)).resolver(_SCHEMA_URI)
+        for ref in _refs(value):
+            if not ref.startswith("#"):
+                raise ValueError(f"input_schema: only local $ref (#/...) is supported, not {ref!r}")
+            try:
+                resolver.lookup(ref)
+            except Unresolvable as exc:
+                raise ValueError(f"input_schema: $ref {ref!r} points nowhere") from exc
         return value
 
     @model_validator(mode="after")

@@ -62,6 +62,8 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except SQLAlchemyError as exc:
+            raise Failure(f"database error: {type(exc).__name__}: {getattr(exc, 'orig', None) or exc}") from exc
         except (OrchestratorError, WorkyardError) as exc:
             details = getattr(exc, "details", None)
             message = str(exc)
@@ -267,7 +269,9 @@ def template_add(file: Path) -> None:
     from orchestrator.templates import parse_template, register_template
 
     try:
-        data = yaml.safe_load(file.read_text())
+        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise Failure(f"{file} is not UTF-8 text: {exc}") from exc
     except yaml.YAMLError as exc:
         raise Failure(f"{file} is not valid YAML/JSON: {exc}") from exc
     spec = parse_template(data)
@@ -287,7 +291,7 @@ def template_list() -> None:
 
 
 @main.command("dead-letters")
-@click.option("--limit", default=20, show_default=True)
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000))
 def dead_letters(limit: int) -> None:
     """Messages nobody could act on, newest first, with the reason."""
     from sqlalchemy import select

@@ -13,6 +13,7 @@ from typing import Any
 
 from celery import Celery
 from kombu.message import Message
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from config.celery_config import orchestrator_queue
 from orchestrator.coordinator import Coordinator
@@ -84,7 +85,13 @@ class ReportConsumer:
             return
         try:
             self.coordinator.handle([body for body, _ in pending])
-        except Exception:
+        except Exception as exc:
+            if is_transient(exc):
+                log.warning("a batch of %d report(s) goes back to the queue: %s", len(pending), exc)
+                for _, message in pending:
+                    message.requeue()
+                time.sleep(RECONNECT_PAUSE_S)
+                return
             log.exception("a batch of %d report(s) failed; applying them one by one", len(pending))
             for body, message in pending:
                 self._one(body, message)
@@ -96,6 +103,12 @@ class ReportConsumer:
         try:
             self.coordinator.handle([body])
         except Exception as exc:
+            if is_transient(exc):
+                # The database is away, or this transaction lost a deadlock: not the message's fault.
+                log.warning("report goes back to the queue after a transient error: %s", exc)
+                message.requeue()
+                time.sleep(RECONNECT_PAUSE_S)
+                return
             try:
                 # This message alone breaks the batch: keep it with the reason, do not loop on it.
                 self.coordinator.dead_letter(body, f"report could not be applied: {type(exc).__name__}: {exc}")
@@ -105,3 +118,19 @@ class ReportConsumer:
                 time.sleep(RECONNECT_PAUSE_S)
                 return
         message.ack()
+
+
+# SQLSTATEs worth trying again: serialization failure, deadlock, and the connection classes.
+_TRANSIENT_SQLSTATES = ("40001", "40P01", "08", "57P")
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a failure says nothing about the message: retrying it later may well succeed."""
+    if isinstance(exc, (OperationalError, InterfaceError, TimeoutError, ConnectionError)):
+        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        sqlstate = getattr(exc.orig, "sqlstate", None) or ""
+        return any(sqlstate.startswith(code) for code in _TRANSIENT_SQLSTATES)
+    return False

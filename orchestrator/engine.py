@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, insert, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
 from config import keys
@@ -22,9 +22,20 @@ from config.settings import Settings
 from models.enums import Outcome, Phase, SagaState, StepState
 from models.keytemplate import render
 from models.messages import StepDispatch, StepReport
-from models.tables import ATTEMPTS, OUTBOX, TIMERS, FencingCounter, SagaRun, StepAttempt, StepRun, Timer
+from models.tables import (
+    ATTEMPTS,
+    FENCING_SEQUENCE,
+    GLOBAL_SCOPE,
+    OUTBOX,
+    TIMERS,
+    FencingCounter,
+    SagaRun,
+    StepAttempt,
+    StepRun,
+    Timer,
+)
 from models.template import StepSpec, TemplateSpec
-from orchestrator.planner import GiveUp, after_failure, next_compensation
+from orchestrator.planner import GiveUp, after_failure, next_compensation, outcome_unknown
 
 
 @dataclass(frozen=True)
@@ -61,13 +72,18 @@ def new_step_runs(spec: TemplateSpec) -> list[StepRun]:
     ]
 
 
-def issue_fencing_token(session: Session, scope: str) -> int:
-    """Next fencing token of ``scope``, from the database so it grows even if Redis forgot."""
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+def issue_fencing_token(session: Session) -> int:
+    """Next fencing token, from the database so it grows even if Redis forgot everything.
+
+    One counter for every scope: a token that grows globally grows per scope, and one counter
+    cannot deadlock two transactions that take scopes in different orders. PostgreSQL hands
+    them out from a sequence (no row lock at all); SQLite serialises writers anyway.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        return int(session.execute(select(FENCING_SEQUENCE.next_value())).scalar_one())
     upsert = (
-        insert(FencingCounter)
-        .values(scope=scope, last_token=1)
+        sqlite.insert(FencingCounter)
+        .values(scope=GLOBAL_SCOPE, last_token=1)
         .on_conflict_do_update(
             index_elements=[FencingCounter.scope], set_={"last_token": FencingCounter.last_token + 1}
         )
@@ -101,7 +117,7 @@ class SagaEngine:
     def on_report(self, saga: SagaRun, spec: TemplateSpec, report: StepReport, attempt: StepAttempt) -> None:
         """Apply a worker's report to the attempt it answers (which the caller found running)."""
         attempt.outcome = Outcome(report.outcome)
-        attempt.worker = report.worker
+        attempt.worker = report.worker[:255] if report.worker else None
         attempt.started_at = report.started_at
         attempt.finished_at = report.finished_at or self.now
         attempt.error = f"{report.error.type}: {report.error.message}" if report.error else None
@@ -230,16 +246,19 @@ class SagaEngine:
         if forward:
             step.state = StepState.failed
             saga.error = f"step {step.name!r} {decision.reason}: {error}"
-            self._compensate_below(saga, spec, index)
+            if outcome_unknown(outcome):
+                self._compensate_below(saga, spec, index + 1, uncertain=index)
+            else:
+                self._compensate_below(saga, spec, index)
         else:
             # Strict order: the steps below stay as they are; a person must look (remediation).
             step.state = StepState.compensation_failed
             saga.error = f"compensation of step {step.name!r} {decision.reason}: {error}"
             self._finish(saga, SagaState.compensation_failed)
 
-    def _compensate_below(self, saga: SagaRun, spec: TemplateSpec, below: int) -> None:
+    def _compensate_below(self, saga: SagaRun, spec: TemplateSpec, below: int, *, uncertain: int | None = None) -> None:
         saga.state = SagaState.compensating
-        index = next_compensation(spec.steps, [StepState(s.state) for s in saga.steps], below)
+        index = next_compensation(spec.steps, [StepState(s.state) for s in saga.steps], below, uncertain=uncertain)
         if index is None:
             self._finish(saga, SagaState.compensated)
             return
@@ -269,7 +288,7 @@ class SagaEngine:
             step.state = StepState.running
             step.started_at = step.started_at or self.now
         scope = render(step_spec.mutex_scope, step_values(saga, spec, step_spec)) if step_spec.mutex_scope else None
-        token = issue_fencing_token(self.session, scope) if scope is not None else None
+        token = issue_fencing_token(self.session) if scope is not None else None
         handler = step_spec.handler if phase is Phase.forward else step_spec.compensate
         assert handler is not None
         dispatch = StepDispatch(
@@ -290,6 +309,9 @@ class SagaEngine:
             timeout_ms=step_spec.timeout_ms,
             dispatched_at=self.now,
         )
+        deadline_s = (
+            step_spec.timeout_ms / 1000 if step_spec.timeout_ms else self.settings.step_watchdog_s
+        ) + self.settings.watchdog_grace_s
         self._attempt_rows.append(
             {
                 "saga_id": saga.id,
@@ -309,15 +331,14 @@ class SagaEngine:
                     "task_id": f"{saga.id}-{index}-{phase.value[0]}{attempt_no}",
                     "shadow": handler if phase is Phase.forward else f"{handler} (compensating {step_spec.name})",
                     "timeout_ms": step_spec.timeout_ms,
+                    # Past the attempt's deadline the watchdog has moved on: a worker drops it.
+                    "expires_at": (self.now + timedelta(seconds=deadline_s)).isoformat(),
                     "body": dispatch.model_dump(mode="json"),
                 },
                 "created_at": self.now,
                 "publish_count": 0,
             }
         )
-        deadline_s = (
-            step_spec.timeout_ms / 1000 if step_spec.timeout_ms else self.settings.step_watchdog_s
-        ) + self.settings.watchdog_grace_s
         self._set_timer(TIMER_WATCHDOG, saga.id, index, phase, attempt_no, deadline_s * 1000)
 
     def _schedule_dispatch(self, saga: SagaRun, index: int, phase: Phase, attempt_no: int, delay_ms: int) -> None:

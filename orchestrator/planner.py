@@ -44,10 +44,25 @@ def after_failure(
     return Retry(max(policy.delay_ms(counted_attempts, rand), retry_after_ms or 0))
 
 
-def next_compensation(steps: Sequence[StepSpec], states: Sequence[StepState], below: int) -> int | None:
+def next_compensation(
+    steps: Sequence[StepSpec], states: Sequence[StepState], below: int, *, uncertain: int | None = None
+) -> int | None:
     """Index of the next step to compensate: the latest succeeded step below ``below`` that has a
-    compensation. Succeeded steps without one are passed over; order is strictly reverse."""
+    compensation. Succeeded steps without one are passed over; order is strictly reverse.
+
+    ``uncertain`` names a failed step whose last attempt timed out or was lost: it may have done
+    its work, so it is compensated too (compensations must tolerate having nothing to undo).
+    """
     for index in range(min(below, len(steps)) - 1, -1, -1):
-        if states[index] is StepState.succeeded and steps[index].compensate is not None:
+        if steps[index].compensate is None:
+            continue
+        if states[index] is StepState.succeeded:
+            return index
+        if index == uncertain and states[index] is StepState.failed:
             return index
     return None
+
+
+def outcome_unknown(outcome: Outcome) -> bool:
+    """Whether the step may have done its work although no success was reported."""
+    return outcome in (Outcome.timed_out, Outcome.lost)

@@ -64,7 +64,10 @@ def _encode_cursor(saga: SagaRun) -> str:
 def _decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         created, saga_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
-        return datetime.fromisoformat(created), saga_id
+        moment = datetime.fromisoformat(created)
+        if moment.tzinfo is None:
+            raise ValueError("cursor time has no zone")
+        return moment, saga_id
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidInput(
             "cursor is not one this API returned", details=[{"path": "cursor", "message": "malformed"}]

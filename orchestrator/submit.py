@@ -22,6 +22,9 @@ from orchestrator.engine import Outgoing, SagaEngine, new_step_runs, step_values
 from orchestrator.errors import Conflict, InvalidInput
 from orchestrator.templates import get_template
 
+# Rendered idempotence keys and mutex scopes are stored and used as Redis keys: keep them sane.
+MAX_KEY_LENGTH = 400
+
 
 @dataclass(frozen=True)
 class Submitted:
@@ -53,6 +56,14 @@ def submit_saga(
             "idempotence key must be 1 to 255 characters",
             details=[{"path": "idempotence_key", "message": "length must be 1..255"}],
         )
+    try:
+        # NaN and Infinity are not JSON: PostgreSQL refuses them, and no other system reads them.
+        json.dumps(input, allow_nan=False)
+    except ValueError as exc:
+        raise InvalidInput(
+            "input must be plain JSON: NaN and Infinity are not allowed",
+            details=[{"path": "input", "message": str(exc)}],
+        ) from exc
     digest = input_hash(template, input)
     try:
         with sessions.begin() as session:
@@ -118,9 +129,17 @@ def _check_key_templates(saga: SagaRun, spec: Any) -> None:
             template = getattr(step, field)
             if template:
                 try:
-                    render(template, step_values(saga, spec, step))
+                    rendered = render(template, step_values(saga, spec, step))
                 except KeyTemplateError as exc:
                     problems.append({"path": f"steps.{step.name}.{field}", "message": str(exc)})
+                    continue
+                if len(rendered) > MAX_KEY_LENGTH:
+                    problems.append(
+                        {
+                            "path": f"steps.{step.name}.{field}",
+                            "message": f"{field} renders to {len(rendered)} characters; at most {MAX_KEY_LENGTH}",
+                        }
+                    )
     if problems:
         raise InvalidInput(
             "input lacks values that step keys need: " + "; ".join(p["message"] for p in problems), details=problems

@@ -7,8 +7,10 @@ fires it, under the saga's row lock, so a second process finds it gone.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 
 from config.settings import Settings
 from models.base import utcnow
@@ -21,6 +23,7 @@ from orchestrator.templates import get_template
 log = logging.getLogger(__name__)
 
 TIMER_BATCH = 200
+RETRY_FAILED_S = 60
 
 
 class TimerService:
@@ -38,6 +41,24 @@ class TimerService:
             ).all()
         if not due:
             return 0
+        try:
+            return self._fire(now, due)
+        except Exception:
+            log.exception("firing %d timer(s) together failed; firing them one at a time", len(due))
+        fired = 0
+        for timer_id, saga_id in due:
+            try:
+                fired += self._fire(now, [(timer_id, saga_id)])
+            except Exception:
+                # Keep the rest of the schedule moving; this one is tried again later.
+                log.exception("timer %s (saga %s) failed; retrying it in %d s", timer_id, saga_id, RETRY_FAILED_S)
+                with self.sessions.begin() as session:
+                    session.execute(
+                        update(Timer).where(Timer.id == timer_id).values(due_at=now + timedelta(seconds=RETRY_FAILED_S))
+                    )
+        return fired
+
+    def _fire(self, now: datetime, due: Sequence[tuple[int, str | None]]) -> int:
         fired = 0
         with self.sessions.begin() as session:
             # Sagas first, then timers: the same lock order as the coordinator.

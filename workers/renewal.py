@@ -49,8 +49,12 @@ class Renewal:
         if self.leases:
             _renewer().discard(self)
 
+    def add(self, key: str, ttl_ms: int) -> None:
+        """Renew one more key from now on (a mutex lease taken after the claim)."""
+        self.leases = [*self.leases, (key, ttl_ms)]
+
     def renew(self) -> None:
-        for key, ttl_ms in self.leases:
+        for key, ttl_ms in list(self.leases):
             try:
                 if not self.store.renew(key, self.owner, ttl_ms):
                     self.lost = self.lost or key

@@ -88,7 +88,7 @@ class StepRuntime:
         key = dispatch.idempotence_key
         deadline = time.monotonic() + self.store.claim_ttl_ms / 1000 * 2
         while True:
-            answer = self.store.begin(key, dispatch.attempt, owner)
+            answer = self.store.begin(key, dispatch.saga_id, dispatch.attempt, owner)
             if answer.decision is not Begin.busy:
                 break
             if time.monotonic() > deadline:
@@ -105,7 +105,8 @@ class StepRuntime:
         if answer.decision is Begin.result:
             return [self._report(dispatch, Outcome.succeeded, result=json.loads(answer.stored or "null"))]
         if answer.decision is Begin.report:
-            return [StepReport.model_validate_json(answer.stored or "{}")]
+            stored = StepReport.model_validate_json(answer.stored or "{}")
+            return [stored.model_copy(update=_identity(dispatch))]
         if answer.decision is Begin.lost:
             report = self._report(
                 dispatch,
@@ -116,11 +117,14 @@ class StepRuntime:
             )
             self._store(dispatch, owner, report)
             return [report]
-        report = self._run(dispatch, handler, owner)
+        # The claim is renewed from here on, also while the step waits for its mutex.
+        claim = (keys.run_claim(dispatch.idempotence_key), self.store.claim_ttl_ms)
+        with Renewal(self.store, owner, [claim]) as renewal:
+            report = self._run(dispatch, handler, owner, renewal)
         self._store(dispatch, owner, report)
         return [report]
 
-    def _run(self, dispatch: StepDispatch, handler: StepHandler, owner: str) -> StepReport:
+    def _run(self, dispatch: StepDispatch, handler: StepHandler, owner: str, renewal: Renewal) -> StepReport:
         started = datetime.now(UTC)
         try:
             cmd = handler.input_model.model_validate(dispatch.input)
@@ -133,11 +137,9 @@ class StepRuntime:
                 started=started,
             )
 
-        leases = [(keys.run_claim(dispatch.idempotence_key), self.store.claim_ttl_ms)]
         if dispatch.mutex_scope is not None:
             granted = self._acquire(dispatch, owner)
             if granted is not Acquire.granted:
-                self.store.release(keys.run_claim(dispatch.idempotence_key), owner)
                 return self._report(
                     dispatch,
                     Outcome.deferred,
@@ -152,7 +154,7 @@ class StepRuntime:
                         ),
                     ),
                 )
-            leases.append((keys.mutex_lease(dispatch.mutex_scope), self.config.lease_ttl_ms))
+            renewal.add(keys.mutex_lease(dispatch.mutex_scope), self.config.lease_ttl_ms)
 
         ctx = StepContext(
             saga_id=dispatch.saga_id,
@@ -166,13 +168,15 @@ class StepRuntime:
             worker=self.config.worker,
         )
         try:
-            with Renewal(self.store, owner, leases) as renewal:
-                report = self._call(dispatch, handler, ctx, cmd, started)
-            if renewal.lost and report.outcome is Outcome.succeeded:
+            report = self._call(dispatch, handler, ctx, cmd, started)
+            # Renewals look only every third of a TTL and may have failed on a Redis error:
+            # ask Redis once more, in one round trip, whether every lease is still ours.
+            lost = renewal.lost or self.store.first_lost(renewal.leases, owner)
+            if lost and report.outcome is Outcome.succeeded:
                 report = self._fail(
                     dispatch,
                     "LeaseLost",
-                    f"lease {renewal.lost} expired while the handler ran; not reporting a success",
+                    f"lease {lost} expired while the handler ran; not reporting a success",
                     retryable=True,
                     started=started,
                 )
@@ -245,6 +249,7 @@ class StepRuntime:
         result_json = json.dumps(report.result) if report.outcome is Outcome.succeeded else None
         self.store.finish(
             dispatch.idempotence_key,
+            dispatch.saga_id,
             dispatch.attempt,
             owner,
             result_json=result_json,
@@ -296,6 +301,16 @@ class StepRuntime:
             retry_after_ms=retry_after_ms,
             started=started,
         )
+
+
+def _identity(dispatch: StepDispatch) -> dict[str, Any]:
+    return {
+        "saga_id": dispatch.saga_id,
+        "step_index": dispatch.step_index,
+        "phase": dispatch.phase,
+        "attempt": dispatch.attempt,
+        "fencing_token": dispatch.fencing_token,
+    }
 
 
 def _errors(exc: ValidationError) -> str:

@@ -57,13 +57,19 @@ end
 return 0
 """
 
+# The first of KEYS not held by ARGV[1] (its index, 1-based), or 0 when we hold them all.
+_FIRST_LOST = """
+for i, key in ipairs(KEYS) do
+  if redis.call('GET', key) ~= ARGV[1] then return i end
+end
+return 0
+"""
+
 # Delete a key only while we still own it.  KEYS[1] key; ARGV[1] owner
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
-
-SEEN_TTL_S = 7 * 24 * 3600
 
 
 class Begin(StrEnum):
@@ -98,27 +104,36 @@ class StepStore:
         self._acquire = client.register_script(_ACQUIRE)
         self._renew = client.register_script(_RENEW)
         self._release = client.register_script(_RELEASE)
+        self._first_lost = client.register_script(_FIRST_LOST)
 
-    def begin(self, idempotence_key: str, attempt: int, owner: str) -> BeginAnswer:
+    def begin(self, idempotence_key: str, saga_id: str, attempt: int, owner: str) -> BeginAnswer:
         reply: Any = self._begin(
             keys=[
                 keys.step_result(idempotence_key),
-                keys.attempt_report(idempotence_key, attempt),
-                keys.attempt_seen(idempotence_key, attempt),
+                keys.attempt_report(idempotence_key, saga_id, attempt),
+                keys.attempt_seen(idempotence_key, saga_id, attempt),
                 keys.run_claim(idempotence_key),
             ],
-            args=[owner, self.claim_ttl_ms, SEEN_TTL_S],
+            # The seen marker must not outlive the report it stands for.
+            args=[owner, self.claim_ttl_ms, self.dedup_ttl_s],
         )
         decision, stored = (_text(part) for part in reply)
         return BeginAnswer(Begin(decision), stored or None)
 
     def finish(
-        self, idempotence_key: str, attempt: int, owner: str, *, result_json: str | None, report_json: str
+        self,
+        idempotence_key: str,
+        saga_id: str,
+        attempt: int,
+        owner: str,
+        *,
+        result_json: str | None,
+        report_json: str,
     ) -> None:
         self._finish(
             keys=[
                 keys.step_result(idempotence_key),
-                keys.attempt_report(idempotence_key, attempt),
+                keys.attempt_report(idempotence_key, saga_id, attempt),
                 keys.run_claim(idempotence_key),
             ],
             args=[owner, result_json or "", report_json, self.dedup_ttl_s],
@@ -130,6 +145,13 @@ class StepStore:
 
     def renew(self, key: str, owner: str, ttl_ms: int) -> bool:
         return bool(int(self._renew(keys=[key], args=[owner, ttl_ms])))
+
+    def first_lost(self, leases: list[tuple[str, int]], owner: str) -> str | None:
+        """The first of ``leases`` no longer held by ``owner``, or None."""
+        if not leases:
+            return None
+        index = int(self._first_lost(keys=[key for key, _ in leases], args=[owner]))
+        return leases[index - 1][0] if index else None
 
     def release(self, key: str, owner: str) -> None:
         self._release(keys=[key], args=[owner])

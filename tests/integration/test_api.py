@@ -151,3 +151,36 @@ def test_sagas_page_through_with_a_cursor_and_filter_by_state(client: TestClient
     assert client.get("/api/v1/sagas", params={"state": "completed"}).json()["items"] == []
     bad = client.get("/api/v1/sagas", params={"state": "bogus"})
     assert bad.status_code == 422 and error(bad)["details"][0]["path"] == "query.state"
+
+
+def test_a_template_whose_schema_refers_nowhere_is_refused(client: TestClient) -> None:
+    before = counts(client)
+    doc = {
+        "name": "refs",
+        "version": "1.0.0",
+        "input_schema": {"type": "object", "properties": {"x": {"$ref": "#/$defs/missing"}}},
+        "steps": [{"name": "a", "capability": "c", "handler": "h"}],
+    }
+    response = client.post("/api/v1/templates", json=doc)
+    assert response.status_code == 422 and "points nowhere" in error(response)["message"]
+    assert counts(client) == before
+
+
+def test_input_with_nan_is_refused(client: TestClient) -> None:
+    before = counts(client)
+    response = client.post(
+        "/api/v1/sagas",
+        content=b'{"template": "it.three", "input": {"tag": "a", "x": NaN}}',
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 422 and "NaN" in error(response)["message"]
+    assert counts(client) == before
+
+
+def test_a_cursor_this_api_did_not_issue_is_a_422(client: TestClient) -> None:
+    import base64
+
+    forged = base64.urlsafe_b64encode(b"2026-01-01T00:00:00|x").decode()
+    for cursor in (forged, "!!!"):
+        response = client.get("/api/v1/sagas", params={"cursor": cursor})
+        assert response.status_code == 422 and error(response)["details"][0]["path"] == "cursor"

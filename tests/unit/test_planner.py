@@ -77,3 +77,13 @@ def test_compensation_runs_in_strict_reverse_order_skipping_steps_without_one() 
 def test_steps_that_never_succeeded_are_not_compensated() -> None:
     steps = [_step("a", "undo_a"), _step("b", "undo_b")]
     assert next_compensation(steps, [StepState.failed, StepState.pending], below=1) is None
+
+
+def test_a_step_whose_outcome_is_unknown_is_compensated_too() -> None:
+    steps = [_step("a", "undo_a"), _step("b", "undo_b"), _step("c", "undo_c")]
+    states = [StepState.succeeded, StepState.failed, StepState.pending]
+    # b timed out on its last attempt: it may have charged the card, so undo it first.
+    assert next_compensation(steps, states, below=2, uncertain=1) == 1
+    assert next_compensation(steps, states, below=1) == 0
+    # A plain failure (the handler said it did nothing) is not compensated.
+    assert next_compensation(steps, states, below=2) == 0

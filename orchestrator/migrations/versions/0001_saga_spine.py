@@ -35,6 +35,9 @@ def upgrade() -> None:
         sa.Column("last_token", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("scope", name=op.f("pk_fencing_counters")),
     )
+    if op.get_bind().dialect.name == "postgresql":
+        # Fencing tokens on PostgreSQL: a sequence, so issuing one takes no row lock.
+        op.execute(sa.schema.CreateSequence(sa.Sequence("fencing_tokens")))
     op.create_table(
         "outbox",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
@@ -156,6 +159,8 @@ def downgrade() -> None:
 
     op.drop_table("outbox")
     op.drop_table("fencing_counters")
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(sa.schema.DropSequence(sa.Sequence("fencing_tokens")))
     with op.batch_alter_table("dead_letters", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_dead_letters_received_at"))
 

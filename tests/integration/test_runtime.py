@@ -1,0 +1,162 @@
+"""The worker runtime against a real Redis, without Celery: dedup, claims, leases, replays."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from config import keys
+from models.enums import Outcome
+from models.messages import DeadLetterReport, StepReport
+from tests.support import RedisTarget
+from workers import StepContext, step
+from workers.runtime import RuntimeConfig, StepRuntime
+from workers.store import StepStore
+
+CALLS: dict[str, int] = {}
+
+
+class Cmd(BaseModel):
+    tag: str
+    sleep_ms: int = 0
+    drop_lease: bool = False
+
+
+@step("rt_work", capability="rt")
+def rt_work(ctx: StepContext, cmd: Cmd) -> dict[str, Any]:
+    CALLS[cmd.tag] = CALLS.get(cmd.tag, 0) + 1
+    if cmd.drop_lease and ctx.mutex_scope:
+        RUNTIME_REDIS[0].delete(keys.mutex_lease(ctx.mutex_scope))  # as if it had expired
+    time.sleep(cmd.sleep_ms / 1000)
+    return {"tag": cmd.tag}
+
+
+RUNTIME_REDIS: list[Any] = []
+
+
+@pytest.fixture
+def runtime(clean_redis: RedisTarget) -> StepRuntime:
+    client = clean_redis.client()
+    RUNTIME_REDIS[:] = [client]
+    store = StepStore(client, claim_ttl_ms=600, dedup_ttl_s=3600)
+    return StepRuntime(store, RuntimeConfig(lease_ttl_ms=3000, lease_wait_ms=5000, worker="test-worker"))
+
+
+def dispatch(
+    tag: str,
+    *,
+    saga_id: str | None = None,
+    attempt: int = 1,
+    key: str | None = None,
+    scope: str | None = None,
+    token: int | None = None,
+    **cmd: Any,
+) -> dict[str, Any]:
+    saga_id = saga_id or uuid.uuid4().hex
+    return {
+        "saga_id": saga_id,
+        "template": "t",
+        "version": "1.0.0",
+        "step_index": 0,
+        "step": "work",
+        "handler": "rt_work",
+        "capability": "rt",
+        "phase": "forward",
+        "attempt": attempt,
+        "idempotence_key": key or f"{saga_id}:work",
+        "mutex_scope": scope,
+        "fencing_token": token,
+        "input": {"tag": tag, **cmd},
+        "dispatched_at": datetime.now(UTC).isoformat(),
+    }
+
+
+def only_report(messages: list[Any]) -> StepReport:
+    assert len(messages) == 1 and isinstance(messages[0], StepReport)
+    return messages[0]
+
+
+def test_a_duplicate_replays_the_result_without_calling_the_handler(runtime: StepRuntime) -> None:
+    body = dispatch("dup")
+    first, again = only_report(runtime.execute(body)), only_report(runtime.execute(body))
+    assert first.outcome == again.outcome == Outcome.succeeded
+    assert again.result == {"tag": "dup"}
+    assert CALLS["dup"] == 1
+
+
+def test_a_duplicate_arriving_while_the_first_runs_does_not_run_it_again(runtime: StepRuntime) -> None:
+    body = dispatch("concurrent", sleep_ms=1500)  # longer than the claim's TTL: renewal must hold it
+    results: list[Any] = []
+    first = threading.Thread(target=lambda: results.append(runtime.execute(body)))
+    first.start()
+    time.sleep(0.2)
+    second = runtime.execute(body)
+    first.join()
+    assert CALLS["concurrent"] == 1
+    assert only_report(results[0]).outcome == Outcome.succeeded
+    # The duplicate either waited and replayed the result, or saw a live owner and stood down.
+    assert second == [] or only_report(second).outcome == Outcome.succeeded
+
+
+def test_the_claim_stays_alive_while_a_step_waits_for_its_mutex(runtime: StepRuntime) -> None:
+    scope = f"acct:{uuid.uuid4().hex[:6]}"
+    client = RUNTIME_REDIS[0]
+    client.set(keys.mutex_lease(scope), "someone-else", px=2000)  # held past the claim's 600 ms TTL
+    body = dispatch("waiting", scope=scope, token=10)
+    results: list[Any] = []
+    first = threading.Thread(target=lambda: results.append(runtime.execute(body)))
+    first.start()
+    time.sleep(1.2)  # two claim TTLs: without renewal the duplicate would see the attempt as lost
+    duplicate = runtime.execute(body)
+    first.join()
+    assert all(r.outcome != Outcome.lost for r in duplicate if isinstance(r, StepReport))
+    assert only_report(results[0]).outcome == Outcome.succeeded
+    assert CALLS["waiting"] == 1
+
+
+def test_a_step_that_lost_its_lease_is_not_reported_as_a_success(runtime: StepRuntime) -> None:
+    scope = f"acct:{uuid.uuid4().hex[:6]}"
+    report = only_report(runtime.execute(dispatch("lease", scope=scope, token=5, drop_lease=True)))
+    assert report.outcome == Outcome.failed and report.retryable
+    assert report.error is not None and report.error.type == "LeaseLost"
+
+
+def test_a_stale_fencing_token_is_deferred(runtime: StepRuntime) -> None:
+    scope = f"acct:{uuid.uuid4().hex[:6]}"
+    assert only_report(runtime.execute(dispatch("new", scope=scope, token=7))).outcome == Outcome.succeeded
+    stale = only_report(runtime.execute(dispatch("old", scope=scope, token=6)))
+    assert stale.outcome == Outcome.deferred and stale.error is not None
+    assert stale.error.type == "StaleFencingToken"
+    assert "old" not in CALLS
+
+
+def test_a_redelivery_after_a_death_is_reported_lost(runtime: StepRuntime) -> None:
+    body = dispatch("died")
+    store = runtime.store
+    # The first delivery began (claim and seen marker set) and its worker died: the claim expires.
+    store.begin(body["idempotence_key"], body["saga_id"], 1, "dead-owner")
+    time.sleep(0.7)
+    report = only_report(runtime.execute(body))
+    assert report.outcome == Outcome.lost
+    assert "died" not in CALLS
+
+
+def test_sagas_sharing_an_idempotence_key_keep_their_own_identity(runtime: StepRuntime) -> None:
+    shared = f"order:{uuid.uuid4().hex[:6]}"
+    first = only_report(runtime.execute(dispatch("shared", key=shared)))
+    other_saga = uuid.uuid4().hex
+    second = only_report(runtime.execute(dispatch("shared", key=shared, saga_id=other_saga)))
+    assert first.outcome == second.outcome == Outcome.succeeded
+    assert second.saga_id == other_saga
+    assert CALLS["shared"] == 1
+
+
+def test_a_malformed_dispatch_becomes_a_dead_letter(runtime: StepRuntime) -> None:
+    (letter,) = runtime.execute({"saga_id": 3})
+    assert isinstance(letter, DeadLetterReport) and letter.reason.startswith("malformed step dispatch")
