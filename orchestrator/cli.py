@@ -58,6 +58,12 @@ def _wiring(require_db: bool = True) -> Wiring:
     return wiring
 
 
+def _handlers_from_cwd() -> None:
+    """Let --handlers name modules in the current directory, as `python -m` would."""
+    if "" not in sys.path and "." not in sys.path:
+        sys.path.insert(0, "")
+
+
 class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -91,6 +97,7 @@ def up(modules: tuple[str, ...], concurrency: int, flower: bool) -> None:
     from orchestrator.stack import Stack, StackOptions, workers_for_modules
 
     settings = _settings()
+    _handlers_from_cwd()
     workers = workers_for_modules(list(modules), concurrency) if modules else []
     stack = Stack(settings, StackOptions(workers=workers, flower=flower))
     stop = threading.Event()
@@ -149,8 +156,7 @@ def worker(
     """Run a worker for some capabilities (needs only the broker and Redis)."""
     from workers.main import run_worker
 
-    if "." not in sys.path and "" not in sys.path:
-        sys.path.insert(0, "")  # let --handlers name modules in the current directory
+    _handlers_from_cwd()
     run_worker(_settings(), list(capabilities), list(modules), concurrency=concurrency, pool=pool, hostname=hostname)
 
 
