@@ -53,7 +53,7 @@ class Settings(BaseSettings):
 
     coordinator_batch: int = Field(default=200, ge=1, description="Reports the coordinator handles per transaction.")
     outbox_sweep_after_s: float = Field(
-        default=2.0, ge=0.1, description="Age of an unpublished outbox row before the sweep re-publishes it."
+        default=5.0, ge=0.1, description="Age of an unpublished outbox row before the sweep re-publishes it."
     )
     timer_poll_s: float = Field(default=0.2, gt=0)
 
