@@ -25,6 +25,24 @@ DEADLINED = {
 }
 
 
+# The same, with no retry left for step two: its outcome is unknown, so it is compensated too.
+DEADLINED_ONCE = {
+    "name": "it.deadlined-once",
+    "version": "1.0.0",
+    "steps": [
+        {"name": "one", "capability": "alpha", "handler": "one", "compensate": "undo_one", "retry": FAST_RETRY},
+        {
+            "name": "two",
+            "capability": "beta",
+            "handler": "two",
+            "compensate": "undo_two",
+            "retry": {**FAST_RETRY, "max_attempts": 1},
+            "timeout_ms": 1500,
+        },
+    ],
+}
+
+
 @pytest.fixture(scope="module", params=BACKENDS)
 def harness(
     request: pytest.FixtureRequest, redis_target: RedisTarget, tmp_path_factory: pytest.TempPathFactory
@@ -33,23 +51,43 @@ def harness(
     for url in database_url(str(request.param), tmp):
         h = Harness(stack_settings(tmp, url, redis_target, watchdog_grace_s=1), redis_target).start()
         h.register(DEADLINED)
+        h.register(DEADLINED_ONCE)
         try:
             yield h
         finally:
             h.stop()
 
 
-def test_a_dead_worker_host_times_the_attempt_out_and_another_worker_finishes(harness: Harness) -> None:
-    tag = uuid.uuid4().hex[:12]
-    saga_id = harness.submit("it.deadlined", {"tag": tag, "behaviour": {"two": {"hang_first_call": True}}})
+def kill_beta_mid_step(harness: Harness, template: str, tag: str) -> str:
+    saga_id = harness.submit(template, {"tag": tag, "behaviour": {"two": {"hang_first_call": True}}})
     eventually(lambda: harness.books.get(f"test:pid:{tag}"), what="step two to start")
-    beta = next(c for c in harness.stack.supervisor.children if c.name.startswith("worker-beta"))
+    beta = next(
+        c for c in harness.stack.supervisor.children if c.name.startswith("worker-beta") and c.process.poll() is None
+    )
     os.killpg(beta.process.pid, signal.SIGKILL)  # the main process and its pool, no warm shutdown
     beta.process.wait()
     harness.stack.start_worker(WorkerSpec(["beta"], HANDLERS, concurrency=1))
+    return saga_id
 
-    saga = harness.wait_final(saga_id)
+
+def test_a_dead_worker_host_times_the_attempt_out_and_another_worker_finishes(harness: Harness) -> None:
+    tag = uuid.uuid4().hex[:12]
+    saga = harness.wait_final(kill_beta_mid_step(harness, "it.deadlined", tag))
     assert saga.state == "completed"
     two = [(a.attempt, a.outcome) for a in saga.attempts if a.step_name == "two"]
     assert two[0] == (1, "timed_out") and two[-1][1] == "succeeded"
     assert harness.effects(tag) == ["one", "two"]
+
+
+def test_a_step_that_ends_on_an_unknown_outcome_is_compensated_too(harness: Harness) -> None:
+    tag = uuid.uuid4().hex[:12]
+    saga = harness.wait_final(kill_beta_mid_step(harness, "it.deadlined-once", tag))
+    assert saga.state == "compensated"
+    assert [(a.step_name, a.phase, a.outcome) for a in saga.attempts] == [
+        ("one", "forward", "succeeded"),
+        ("two", "forward", "timed_out"),
+        ("two", "compensate", "succeeded"),
+        ("one", "compensate", "succeeded"),
+    ]
+    # Step two did its work before its worker died: undoing it was right.
+    assert harness.effects(tag) == ["one", "two", "two:compensate", "one:compensate"]
