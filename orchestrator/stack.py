@@ -20,8 +20,7 @@ from orchestrator.errors import OrchestratorError
 from orchestrator.migrate import upgrade
 from orchestrator.supervisor import Supervisor, python_argv
 from orchestrator.wiring import Wiring
-from workers.registry import _REGISTRY as REGISTRY
-from workers.registry import handlers_for, load_handler_modules
+from workers.registry import capabilities, load_handler_modules
 
 
 class StackError(OrchestratorError):
@@ -49,8 +48,7 @@ class StackOptions:
 def workers_for_modules(modules: list[str], concurrency: int = 2, pool: str = "prefork") -> list[WorkerSpec]:
     """One worker per capability that the handler modules register."""
     load_handler_modules(modules)
-    capabilities = sorted({h.capability for h in REGISTRY.values()})
-    return [WorkerSpec([c], modules, concurrency, pool) for c in capabilities if handlers_for([c])]
+    return [WorkerSpec([c], modules, concurrency, pool) for c in capabilities()]
 
 
 class Stack:

@@ -66,6 +66,11 @@ def get_handler(name: str) -> StepHandler | None:
     return _REGISTRY.get(name)
 
 
+def capabilities() -> list[str]:
+    """Every capability some registered handler runs on."""
+    return sorted({h.capability for h in _REGISTRY.values()})
+
+
 def handlers_for(capabilities: Iterable[str]) -> list[StepHandler]:
     wanted = set(capabilities)
     return [h for h in _REGISTRY.values() if h.capability in wanted]

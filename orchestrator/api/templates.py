@@ -60,6 +60,3 @@ def _get(wiring: Wiring, name: str, version: str | None) -> TemplateRead:
 
 def _read(row: TemplateRow) -> TemplateRead:
     return TemplateRead(name=row.name, version=row.version, spec=row.spec, created_at=row.created_at)
-
-
-__all__ = ["router", "TemplateSpec"]
