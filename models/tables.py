@@ -163,6 +163,8 @@ class DeadLetter(Base):
 
 
 # The Core tables behind the hot paths' bulk INSERTs and DELETEs.
+SAGAS = cast(Table, SagaRun.__table__)
+STEPS = cast(Table, StepRun.__table__)
 ATTEMPTS = cast(Table, StepAttempt.__table__)
 OUTBOX = cast(Table, OutboxMessage.__table__)
 TIMERS = cast(Table, Timer.__table__)
