@@ -10,7 +10,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -115,14 +115,13 @@ class StepRuntime:
                     type="WorkerLost", message="an earlier delivery of this attempt died before it finished"
                 ),
             )
-            self._store(dispatch, owner, report)
-            return [report]
+            return [self._store(dispatch, owner, report)]
         # The claim is renewed from here on, also while the step waits for its mutex.
         claim = (keys.run_claim(dispatch.idempotence_key), self.store.claim_ttl_ms)
         with Renewal(self.store, owner, [claim]) as renewal:
             report = self._run(dispatch, handler, owner, renewal)
-        self._store(dispatch, owner, report)
-        return [report]
+        mutex = [key for key, _ in renewal.leases[1:]]  # the scope's lease, if the step took it
+        return [self._store(dispatch, owner, report, mutex=mutex, lost=renewal.lost)]
 
     def _run(self, dispatch: StepDispatch, handler: StepHandler, owner: str, renewal: Renewal) -> StepReport:
         started = datetime.now(UTC)
@@ -168,22 +167,12 @@ class StepRuntime:
             worker=self.config.worker,
         )
         try:
-            report = self._call(dispatch, handler, ctx, cmd, started)
-            # Renewals look only every third of a TTL and may have failed on a Redis error:
-            # ask Redis once more, in one round trip, whether every lease is still ours.
-            lost = renewal.lost or self.store.first_lost(renewal.leases, owner)
-            if lost and report.outcome is Outcome.succeeded:
-                report = self._fail(
-                    dispatch,
-                    "LeaseLost",
-                    f"lease {lost} expired while the handler ran; not reporting a success",
-                    retryable=True,
-                    started=started,
-                )
-        finally:
+            return self._call(dispatch, handler, ctx, cmd, started)
+        except BaseException:
+            # Normally _store releases the lease with the outcome; here there is no outcome.
             if dispatch.mutex_scope is not None:
                 self.store.release(keys.mutex_lease(dispatch.mutex_scope), owner)
-        return report
+            raise
 
     def _acquire(self, dispatch: StepDispatch, owner: str) -> Acquire:
         assert dispatch.mutex_scope is not None
@@ -245,16 +234,39 @@ class StepRuntime:
         finally:
             self.hooks.after(ctx, result, error)
 
-    def _store(self, dispatch: StepDispatch, owner: str, report: StepReport) -> None:
-        result_json = json.dumps(report.result) if report.outcome is Outcome.succeeded else None
-        self.store.finish(
+    def _store(
+        self,
+        dispatch: StepDispatch,
+        owner: str,
+        report: StepReport,
+        *,
+        mutex: Sequence[str] = (),
+        lost: str | None = None,
+    ) -> StepReport:
+        """Store the outcome and let go of claim and lease. A success is stored only while both
+        are still ours, checked by Redis in the same step: a renewal can fail or come late."""
+        fallback = None
+        if report.outcome is Outcome.succeeded:
+            fallback = self._fail(
+                dispatch,
+                "LeaseLost",
+                f"{lost or 'the run claim or the mutex lease'} expired while the handler ran; not reporting a success",
+                retryable=True,
+                started=report.started_at,
+            )
+            if lost:
+                report, fallback = fallback, None
+        found_lost = self.store.finish(
             dispatch.idempotence_key,
             dispatch.saga_id,
             dispatch.attempt,
             owner,
-            result_json=result_json,
+            result_json=json.dumps(report.result) if report.outcome is Outcome.succeeded else None,
             report_json=report.model_dump_json(),
+            leases=mutex,
+            fallback_json=fallback.model_dump_json() if fallback else None,
         )
+        return fallback if found_lost and fallback is not None else report
 
     def _report(
         self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -25,15 +26,28 @@ if redis.call('SET', KEYS[3], ARGV[1], 'NX', 'EX', ARGV[3]) then return {'run', 
 return {'lost', ''}
 """
 
-# Store an attempt's outcome and drop the run claim if we still own it.
-# KEYS[1] stored result   KEYS[2] stored report   KEYS[3] run claim
-# ARGV[1] owner   ARGV[2] result JSON ('' when the attempt did not succeed)
-# ARGV[3] report JSON   ARGV[4] TTL (s)
+# Store an attempt's outcome and give up our claim and leases, in one round trip.
+# If a claim or lease is no longer ours, the attempt must not count as a success: the
+# fallback report (a retryable failure) is stored instead of the result.
+# KEYS[1] stored result   KEYS[2] stored report   KEYS[3] run claim   KEYS[4..] mutex leases
+# ARGV[1] owner   ARGV[2] result JSON ('' unless the attempt succeeded)   ARGV[3] report JSON
+# ARGV[4] TTL (s)   ARGV[5] fallback report JSON ('' = none)
+# Returns the index of the first key no longer ours, 0 when all were.
 _FINISH = """
-if ARGV[2] ~= '' then redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[4]) end
-redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4])
-if redis.call('GET', KEYS[3]) == ARGV[1] then redis.call('DEL', KEYS[3]) end
-return 1
+local lost = 0
+for i = 3, #KEYS do
+  if redis.call('GET', KEYS[i]) ~= ARGV[1] then lost = i; break end
+end
+if lost > 0 and ARGV[5] ~= '' then
+  redis.call('SET', KEYS[2], ARGV[5], 'EX', ARGV[4])
+else
+  if ARGV[2] ~= '' then redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[4]) end
+  redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4])
+end
+for i = 3, #KEYS do
+  if redis.call('GET', KEYS[i]) == ARGV[1] then redis.call('DEL', KEYS[i]) end
+end
+return lost
 """
 
 # Take the mutex lease of a scope, refusing a fencing token not above the last one granted.
@@ -53,14 +67,6 @@ return 1
 _RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return 0
-"""
-
-# The first of KEYS not held by ARGV[1] (its index, 1-based), or 0 when we hold them all.
-_FIRST_LOST = """
-for i, key in ipairs(KEYS) do
-  if redis.call('GET', key) ~= ARGV[1] then return i end
 end
 return 0
 """
@@ -104,7 +110,6 @@ class StepStore:
         self._acquire = client.register_script(_ACQUIRE)
         self._renew = client.register_script(_RENEW)
         self._release = client.register_script(_RELEASE)
-        self._first_lost = client.register_script(_FIRST_LOST)
 
     def begin(self, idempotence_key: str, saga_id: str, attempt: int, owner: str) -> BeginAnswer:
         reply: Any = self._begin(
@@ -129,15 +134,23 @@ class StepStore:
         *,
         result_json: str | None,
         report_json: str,
-    ) -> None:
-        self._finish(
-            keys=[
-                keys.step_result(idempotence_key),
-                keys.attempt_report(idempotence_key, saga_id, attempt),
-                keys.run_claim(idempotence_key),
-            ],
-            args=[owner, result_json or "", report_json, self.dedup_ttl_s],
+        leases: Sequence[str] = (),
+        fallback_json: str | None = None,
+    ) -> str | None:
+        """Store the outcome and release claim and leases; returns the key found lost, if any
+        (then ``fallback_json`` was stored instead of the result)."""
+        claim_and_leases = [keys.run_claim(idempotence_key), *leases]
+        lost = int(
+            self._finish(
+                keys=[
+                    keys.step_result(idempotence_key),
+                    keys.attempt_report(idempotence_key, saga_id, attempt),
+                    *claim_and_leases,
+                ],
+                args=[owner, result_json or "", report_json, self.dedup_ttl_s, fallback_json or ""],
+            )
         )
+        return claim_and_leases[lost - 3] if lost else None
 
     def acquire(self, scope: str, owner: str, ttl_ms: int, token: int) -> Acquire:
         reply = int(self._acquire(keys=[keys.mutex_lease(scope), keys.fence(scope)], args=[owner, ttl_ms, token]))
@@ -145,13 +158,6 @@ class StepStore:
 
     def renew(self, key: str, owner: str, ttl_ms: int) -> bool:
         return bool(int(self._renew(keys=[key], args=[owner, ttl_ms])))
-
-    def first_lost(self, leases: list[tuple[str, int]], owner: str) -> str | None:
-        """The first of ``leases`` no longer held by ``owner``, or None."""
-        if not leases:
-            return None
-        index = int(self._first_lost(keys=[key for key, _ in leases], args=[owner]))
-        return leases[index - 1][0] if index else None
 
     def release(self, key: str, owner: str) -> None:
         self._release(keys=[key], args=[owner])
