@@ -78,7 +78,6 @@ class Dispatcher:
                         task_id=payload["task_id"],
                         shadow=payload["shadow"],
                         timeout_ms=payload.get("timeout_ms"),
-                        expires_at=payload.get("expires_at"),
                         grace_s=self.settings.watchdog_grace_s,
                     )
         with self._lock:

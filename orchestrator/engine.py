@@ -291,6 +291,9 @@ class SagaEngine:
         token = issue_fencing_token(self.session) if scope is not None else None
         handler = step_spec.handler if phase is Phase.forward else step_spec.compensate
         assert handler is not None
+        deadline_s = (
+            step_spec.timeout_ms / 1000 if step_spec.timeout_ms else self.settings.step_watchdog_s
+        ) + self.settings.watchdog_grace_s
         dispatch = StepDispatch(
             saga_id=saga.id,
             template=spec.name,
@@ -308,10 +311,8 @@ class SagaEngine:
             results=saga.results,
             timeout_ms=step_spec.timeout_ms,
             dispatched_at=self.now,
+            expires_at=self.now + timedelta(seconds=deadline_s),
         )
-        deadline_s = (
-            step_spec.timeout_ms / 1000 if step_spec.timeout_ms else self.settings.step_watchdog_s
-        ) + self.settings.watchdog_grace_s
         self._attempt_rows.append(
             {
                 "saga_id": saga.id,
@@ -331,8 +332,6 @@ class SagaEngine:
                     "task_id": f"{saga.id}-{index}-{phase.value[0]}{attempt_no}",
                     "shadow": handler if phase is Phase.forward else f"{handler} (compensating {step_spec.name})",
                     "timeout_ms": step_spec.timeout_ms,
-                    # Past the attempt's deadline the watchdog has moved on: a worker drops it.
-                    "expires_at": (self.now + timedelta(seconds=deadline_s)).isoformat(),
                     "body": dispatch.model_dump(mode="json"),
                 },
                 "created_at": self.now,

@@ -8,7 +8,6 @@ routes by queue name all the same. The queues are still declared (once per chann
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
 from typing import Any
 
 from celery import Celery
@@ -61,7 +60,6 @@ def publish_dispatch(
     shadow: str,
     timeout_ms: int | None,
     grace_s: int,
-    expires_at: str | None = None,
 ) -> None:
     """Send one step dispatch as the Celery task ``workyard.step`` on its capability queue."""
     queue = _queue(queue_name)
@@ -85,7 +83,6 @@ def publish_dispatch(
             f"saga={body.get('saga_id')} step={body.get('step')} {body.get('phase')} attempt={body.get('attempt')}"
         ),
         kwargsrepr="{}",
-        expires=datetime.fromisoformat(expires_at) if expires_at else None,
         soft_time_limit=soft,
         time_limit=hard,
         retry=True,

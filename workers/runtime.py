@@ -81,6 +81,14 @@ class StepRuntime:
                     retryable=False,
                 )
             ]
+        if dispatch.expires_at is not None and datetime.now(UTC) > dispatch.expires_at:
+            log.info(
+                "dropping saga %s step %s attempt %d: past its deadline, the orchestrator has moved on",
+                dispatch.saga_id,
+                dispatch.step,
+                dispatch.attempt,
+            )
+            return []
         owner = f"{self.config.worker}:{uuid.uuid4().hex}"
         return self._deliver(dispatch, handler, owner)
 

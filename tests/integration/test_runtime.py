@@ -160,3 +160,10 @@ def test_sagas_sharing_an_idempotence_key_keep_their_own_identity(runtime: StepR
 def test_a_malformed_dispatch_becomes_a_dead_letter(runtime: StepRuntime) -> None:
     (letter,) = runtime.execute({"saga_id": 3})
     assert isinstance(letter, DeadLetterReport) and letter.reason.startswith("malformed step dispatch")
+
+
+def test_a_dispatch_past_its_deadline_is_dropped_unrun(runtime: StepRuntime) -> None:
+    body = dispatch("late")
+    body["expires_at"] = "2000-01-01T00:00:00+00:00"
+    assert runtime.execute(body) == []
+    assert "late" not in CALLS
