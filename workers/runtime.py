@@ -128,7 +128,7 @@ class StepRuntime:
         claim = (keys.run_claim(dispatch.idempotence_key), self.store.claim_ttl_ms)
         with Renewal(self.store, owner, [claim]) as renewal:
             report = self._run(dispatch, handler, owner, renewal)
-        mutex = [key for key, _ in renewal.leases[1:]]  # the scope's lease, if the step took it
+        mutex = [lease for lease, _ in renewal.leases[1:]]  # the scope's lease, if the step took it
         return [self._store(dispatch, owner, report, mutex=mutex, lost=renewal.lost)]
 
     def _run(self, dispatch: StepDispatch, handler: StepHandler, owner: str, renewal: Renewal) -> StepReport:
