@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import delete, insert, select
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import flag_modified
 
 from config import keys
 from config.settings import Settings
@@ -36,6 +37,12 @@ from models.tables import (
 )
 from models.template import StepSpec, TemplateSpec
 from orchestrator.planner import GiveUp, after_failure, next_compensation, outcome_unknown
+
+_UNIFORM_UPDATES: dict[type, tuple[str, ...]] = {
+    SagaRun: ("state", "results", "error", "updated_at", "finished_at"),
+    StepRun: ("state", "attempts", "compensation_attempts", "current_attempt", "error", "started_at", "finished_at"),
+    StepAttempt: ("outcome", "worker", "error", "started_at", "finished_at"),
+}
 
 
 @dataclass(frozen=True)
@@ -170,6 +177,12 @@ class SagaEngine:
 
     def finalize(self) -> None:
         """Write what was batched; call once before commit."""
+        # Give every changed row of a table the same SET list, so the flush sends one
+        # executemany per table instead of one UPDATE per row (rows of different shapes
+        # interleave in primary-key order and would not group).
+        for obj in self.session.dirty:
+            for column in _UNIFORM_UPDATES.get(type(obj), ()):
+                flag_modified(obj, column)
         self.session.flush()  # sagas and steps first: the rows below refer to them
         if self._attempt_rows:
             self.session.execute(insert(ATTEMPTS), self._attempt_rows)
