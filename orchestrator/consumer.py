@@ -88,9 +88,7 @@ class ReportConsumer:
         except Exception as exc:
             if is_transient(exc):
                 log.warning("a batch of %d report(s) goes back to the queue: %s", len(pending), exc)
-                for _, message in pending:
-                    message.requeue()
-                time.sleep(RECONNECT_PAUSE_S)
+                _requeue([message for _, message in pending])
                 return
             log.exception("a batch of %d report(s) failed; applying them one by one", len(pending))
             for body, message in pending:
@@ -106,18 +104,23 @@ class ReportConsumer:
             if is_transient(exc):
                 # The database is away, or this transaction lost a deadlock: not the message's fault.
                 log.warning("report goes back to the queue after a transient error: %s", exc)
-                message.requeue()
-                time.sleep(RECONNECT_PAUSE_S)
+                _requeue([message])
                 return
             try:
                 # This message alone breaks the batch: keep it with the reason, do not loop on it.
                 self.coordinator.dead_letter(body, f"report could not be applied: {type(exc).__name__}: {exc}")
             except Exception:
                 log.exception("cannot reach the database; the report goes back to the queue")
-                message.requeue()
-                time.sleep(RECONNECT_PAUSE_S)
+                _requeue([message])
                 return
         message.ack()
+
+
+def _requeue(messages: list[Message]) -> None:
+    """Give messages back to the broker and pause, so a database outage is not a busy loop."""
+    for message in messages:
+        message.requeue()
+    time.sleep(RECONNECT_PAUSE_S)
 
 
 # SQLSTATEs worth trying again: serialization failure, deadlock, and the connection classes.

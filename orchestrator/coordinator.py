@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from config.settings import Settings
 from models.base import utcnow
 from models.enums import Outcome
 from models.messages import DeadLetterReport, OrchestratorMessage, StepReport
+from models.problems import body_text, error_details, summary
 from models.tables import DeadLetter, StepAttempt
 from orchestrator.db import SessionFactory, lock_sagas
 from orchestrator.dispatcher import Dispatcher
@@ -38,8 +38,8 @@ def parse_message(body: Any, source: str) -> StepReport | DeadLetterReport:
     try:
         return _MESSAGE.validate_python(body)
     except ValidationError as exc:
-        reason = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(root)'}: {e['msg']}" for e in exc.errors())
-        return DeadLetterReport(source=source, reason=f"malformed report: {reason}", body=_text(body))
+        reason = summary(error_details(exc.errors()))
+        return DeadLetterReport(source=source, reason=f"malformed report: {reason}", body=body_text(body))
 
 
 class Coordinator:
@@ -102,15 +102,4 @@ class Coordinator:
 
     def dead_letter(self, body: Any, reason: str, source: str = "workyard.orchestrator") -> None:
         with self.sessions.begin() as session:
-            session.add(DeadLetter(source=source, reason=reason, body=_text(body), received_at=utcnow()))
-
-
-def _text(body: Any) -> str:
-    if isinstance(body, bytes):
-        return body.decode("utf-8", errors="replace")[:65536]
-    if isinstance(body, str):
-        return body[:65536]
-    try:
-        return json.dumps(body)[:65536]
-    except (TypeError, ValueError):
-        return repr(body)[:65536]
+            session.add(DeadLetter(source=source, reason=reason, body=body_text(body), received_at=utcnow()))

@@ -16,6 +16,7 @@ from config.settings import Settings
 from models.base import utcnow
 from models.enums import SagaState
 from models.keytemplate import KeyTemplateError, render
+from models.problems import summary
 from models.tables import SAGAS, STEPS, SagaRun, StepRun
 from orchestrator.db import SessionFactory
 from orchestrator.engine import Outgoing, SagaEngine, new_step_runs, step_values
@@ -75,8 +76,7 @@ def submit_saga(
             errors = spec.input_errors(input)
             if errors:
                 raise InvalidInput(
-                    f"input does not match the input schema of {spec.name} {spec.version}: "
-                    + "; ".join(f"{e['path']}: {e['message']}" for e in errors),
+                    f"input does not match the input schema of {spec.name} {spec.version}: " + summary(errors),
                     details=errors,
                 )
             now = utcnow()

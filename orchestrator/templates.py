@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from models.problems import error_details, summary
 from models.tables import TemplateRow
 from models.template import TemplateSpec, semver_key
 from orchestrator.db import SessionFactory
@@ -30,10 +31,8 @@ def parse_template(data: Any) -> TemplateSpec:
     try:
         return TemplateSpec.model_validate(data)
     except ValidationError as exc:
-        details = [{"path": ".".join(map(str, e["loc"])) or "(root)", "message": e["msg"]} for e in exc.errors()]
-        raise InvalidInput(
-            "template is not valid: " + "; ".join(f"{d['path']}: {d['message']}" for d in details), details=details
-        ) from exc
+        details = error_details(exc.errors())
+        raise InvalidInput("template is not valid: " + summary(details), details=details) from exc
 
 
 def register_template(sessions: SessionFactory, spec: TemplateSpec) -> tuple[TemplateSpec, bool]:

@@ -45,7 +45,7 @@ def run_worker(
 ) -> None:
     """Import the handlers, check each capability has one, and run the Celery worker."""
     load_handler_modules(handler_modules)
-    missing = [c for c in capabilities if not any(h.capability == c for h in handlers_for([c]))]
+    missing = [c for c in capabilities if not handlers_for([c])]
     if missing:
         raise RegistryError(
             f"no handler in {', '.join(handler_modules)} is registered for capability {', '.join(missing)}"

@@ -71,8 +71,9 @@ def capabilities() -> list[str]:
     return sorted({h.capability for h in _REGISTRY.values()})
 
 
-def handlers_for(capabilities: Iterable[str]) -> list[StepHandler]:
-    wanted = set(capabilities)
+def handlers_for(names: Iterable[str]) -> list[StepHandler]:
+    """Handlers registered for any of the capabilities ``names``."""
+    wanted = set(names)
     return [h for h in _REGISTRY.values() if h.capability in wanted]
 
 

@@ -22,6 +22,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 from config import keys
 from models.enums import Outcome
 from models.messages import DeadLetterReport, ErrorInfo, StepDispatch, StepReport
+from models.problems import body_text, error_details, summary
 from workers.context import StepContext
 from workers.errors import StepFailed, TransientError
 from workers.hooks import HookChain
@@ -58,9 +59,8 @@ class StepRuntime:
         try:
             dispatch = StepDispatch.model_validate(body)
         except ValidationError as exc:
-            return [
-                DeadLetterReport(source=source, reason=f"malformed step dispatch: {_errors(exc)}", body=_dump(body))
-            ]
+            reason = f"malformed step dispatch: {summary(error_details(exc.errors()))}"
+            return [DeadLetterReport(source=source, reason=reason, body=body_text(body))]
         handler = get_handler(dispatch.handler)
         if handler is None:
             return [
@@ -139,7 +139,7 @@ class StepRuntime:
             return self._fail(
                 dispatch,
                 "InvalidInput",
-                f"input does not fit {handler.input_model.__name__}: {_errors(exc)}",
+                f"input does not fit {handler.input_model.__name__}: {summary(error_details(exc.errors()))}",
                 retryable=False,
                 started=started,
             )
@@ -331,14 +331,3 @@ def _identity(dispatch: StepDispatch) -> dict[str, Any]:
         "attempt": dispatch.attempt,
         "fencing_token": dispatch.fencing_token,
     }
-
-
-def _errors(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(map(str, e['loc'])) or '(root)'}: {e['msg']}" for e in exc.errors())
-
-
-def _dump(body: Any) -> str:
-    try:
-        return json.dumps(body)[:65536]
-    except (TypeError, ValueError):
-        return repr(body)[:65536]

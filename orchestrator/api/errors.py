@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from models.api import ErrorBody
+from models.problems import error_details, summary
 from orchestrator.errors import OrchestratorError
 
 log = logging.getLogger(__name__)
@@ -38,9 +39,8 @@ def install(app: FastAPI) -> None:
             return error_response(
                 400, "malformed_json", f"request body is not valid JSON: {ctx.get('error', '')}".strip()
             )
-        details = [{"path": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in errors]
-        message = "; ".join(f"{d['path']}: {d['message']}" for d in details)
-        return error_response(422, "invalid_input", f"request is not valid: {message}", details)
+        details = error_details(errors)
+        return error_response(422, "invalid_input", f"request is not valid: {summary(details)}", details)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:

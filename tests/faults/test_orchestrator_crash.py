@@ -16,8 +16,8 @@ from collections.abc import Iterator
 import pytest
 
 from orchestrator.supervisor import python_argv
-from tests.conftest import BACKENDS, database_url
-from tests.integration.harness import Harness, stack_settings
+from tests.conftest import BACKENDS
+from tests.integration.harness import Harness, running_harness
 from tests.integration.templates import THREE_STEPS
 from tests.support import RedisTarget, eventually
 
@@ -27,16 +27,18 @@ def harness(
     request: pytest.FixtureRequest, redis_target: RedisTarget, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Harness]:
     tmp = tmp_path_factory.mktemp("crash")
-    for url in database_url(str(request.param), tmp):
-        # A report the dead orchestrator had taken off the queue can be lost with it (kombu moves
-        # a message to its unacked set only after BRPOP returned); the step's deadline recovers it.
-        settings = stack_settings(tmp, url, redis_target, visibility_timeout_s=5, step_watchdog_s=8, watchdog_grace_s=1)
-        h = Harness(settings, redis_target).start()
-        h.register(THREE_STEPS)
-        try:
-            yield h
-        finally:
-            h.stop()
+    # A report the dead orchestrator had taken off the queue can be lost with it (kombu moves
+    # a message to its unacked set only after BRPOP returned); the step's deadline recovers it.
+    with running_harness(
+        str(request.param),
+        tmp,
+        redis_target,
+        [THREE_STEPS],
+        visibility_timeout_s=5,
+        step_watchdog_s=8,
+        watchdog_grace_s=1,
+    ) as h:
+        yield h
 
 
 def test_sagas_survive_an_orchestrator_crash(harness: Harness) -> None:

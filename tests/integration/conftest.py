@@ -4,8 +4,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import BACKENDS, database_url
-from tests.integration.harness import Harness, stack_settings
+from tests.conftest import BACKENDS
+from tests.integration.harness import Harness, running_harness
 from tests.integration.templates import LOCKED, THREE_STEPS
 from tests.support import RedisTarget
 
@@ -26,12 +26,6 @@ def harness(
 ) -> Iterator[Harness]:
     """A running stack per (backend, delivery mode): every saga scenario runs in each."""
     tmp = tmp_path_factory.mktemp(f"stack-{backend}")
-    for url in database_url(backend, tmp):
-        settings = stack_settings(tmp, url, redis_target, fault_duplicate_delivery=delivered_twice)
-        h = Harness(settings, redis_target).start()
-        h.register(THREE_STEPS)
-        h.register(LOCKED)
-        try:
-            yield h
-        finally:
-            h.stop()
+    templates = [THREE_STEPS, LOCKED]
+    with running_harness(backend, tmp, redis_target, templates, fault_duplicate_delivery=delivered_twice) as h:
+        yield h

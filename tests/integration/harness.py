@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ from orchestrator.queries import read_saga
 from orchestrator.stack import Stack, StackOptions, WorkerSpec
 from orchestrator.submit import submit_saga
 from orchestrator.templates import parse_template, register_template
+from tests.conftest import database_url
 from tests.support import RedisTarget, eventually
 
 HANDLERS = ["tests.integration.handlers"]
@@ -42,6 +45,22 @@ def stack_settings(data_dir: Path, database_url: str, target: RedisTarget, **ove
     }
     values.update(overrides)
     return Settings(**values)
+
+
+@contextmanager
+def running_harness(
+    backend: str, tmp: Path, target: RedisTarget, templates: Iterable[dict[str, Any]], **overrides: Any
+) -> Iterator[Harness]:
+    """A started stack on ``backend`` (its own PostgreSQL schema, or SQLite in ``tmp``), with
+    ``templates`` registered; stopped, and its schema dropped, on the way out."""
+    for url in database_url(backend, tmp):
+        harness = Harness(stack_settings(tmp, url, target, **overrides), target).start()
+        try:
+            for template in templates:
+                harness.register(template)
+            yield harness
+        finally:
+            harness.stop()
 
 
 class Harness:

@@ -11,7 +11,7 @@ import pytest
 from kombu import Connection
 
 from config.celery_config import capability_queue, orchestrator_queue
-from tests.integration.harness import Harness, stack_settings
+from tests.integration.harness import Harness, running_harness
 from tests.integration.templates import THREE_STEPS
 from tests.support import RedisTarget, need
 
@@ -32,13 +32,8 @@ def rabbit_harness(redis_target: RedisTarget, tmp_path_factory: pytest.TempPathF
     except Exception as exc:
         need("RabbitMQ", f"{AMQP_URL} does not answer: {exc}")
     tmp: Path = tmp_path_factory.mktemp("rabbit")
-    settings = stack_settings(tmp, f"sqlite:///{tmp / 'workyard.db'}", redis_target, broker_url=AMQP_URL)
-    harness = Harness(settings, redis_target).start()
-    harness.register(THREE_STEPS)
-    try:
+    with running_harness("sqlite", tmp, redis_target, [THREE_STEPS], broker_url=AMQP_URL) as harness:
         yield harness
-    finally:
-        harness.stop()
 
 
 def test_happy_path_over_rabbitmq(rabbit_harness: Harness) -> None:

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import pytest
 
 from orchestrator.stack import WorkerSpec
-from tests.conftest import BACKENDS, database_url
-from tests.integration.harness import HANDLERS, Harness, stack_settings
+from tests.conftest import BACKENDS
+from tests.integration.harness import HANDLERS, Harness, running_harness
 from tests.integration.templates import FAST_RETRY
 from tests.support import RedisTarget, eventually
 
@@ -48,14 +48,8 @@ def harness(
     request: pytest.FixtureRequest, redis_target: RedisTarget, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Harness]:
     tmp = tmp_path_factory.mktemp("death")
-    for url in database_url(str(request.param), tmp):
-        h = Harness(stack_settings(tmp, url, redis_target, watchdog_grace_s=1), redis_target).start()
-        h.register(DEADLINED)
-        h.register(DEADLINED_ONCE)
-        try:
-            yield h
-        finally:
-            h.stop()
+    with running_harness(str(request.param), tmp, redis_target, [DEADLINED, DEADLINED_ONCE], watchdog_grace_s=1) as h:
+        yield h
 
 
 def kill_beta_mid_step(harness: Harness, template: str, tag: str) -> str:
