@@ -57,6 +57,16 @@ class Settings(BaseSettings):
     )
     timer_poll_s: float = Field(default=0.2, gt=0)
 
+    work_lease_ttl_s: float = Field(
+        default=60.0, gt=0, le=86_400, description="An agent's claim lease unless the claim asks for another."
+    )
+    work_item_max_payload_bytes: int = Field(
+        default=256 * 1024, ge=1024, description="Largest payload plus metadata a work item may carry."
+    )
+    admin_token: str | None = Field(
+        default=None, description="Bearer token with every scope in every tenant (workyard up creates one)."
+    )
+
     # Fault injection for the test suite and for trying failures by hand: every message that
     # workyard publishes (dispatches and reports) is published twice.
     fault_duplicate_delivery: bool = False

@@ -85,6 +85,17 @@ def main(log_level: str | None) -> None:
     setup_logging(log_level)
 
 
+def _admin_token(settings: Settings) -> str:
+    from orchestrator.work.tokens import ensure_admin_token
+
+    wiring = Wiring(settings)
+    try:
+        with wiring.sessions.begin() as session:
+            return ensure_admin_token(session, settings.data_path / "admin-token")
+    finally:
+        wiring.close()
+
+
 # -- running the stack ---------------------------------------------------------------------------
 
 
@@ -109,6 +120,9 @@ def up(modules: tuple[str, ...], concurrency: int, flower: bool) -> None:
         click.echo(f"  API     {settings.api_url}   (OpenAPI at {settings.api_url}/docs)")
         if flower:
             click.echo(f"  Flower  http://127.0.0.1:{settings.flower_port}")
+        if settings.database_url is None:
+            # The embedded default: hand the operator a token for the work-item API.
+            click.echo(f"  admin token {_admin_token(settings)}   (kept in {settings.data_path / 'admin-token'})")
         click.echo(f"  database {settings.effective_database_url()}")
         click.echo(f"  broker   {settings.effective_broker_url()}")
         for name in stack.worker_names:
@@ -311,6 +325,87 @@ def dead_letters(limit: int) -> None:
         click.echo("no dead letters")
     for row in rows:
         click.echo(f"{row.received_at:%Y-%m-%d %H:%M:%S}  {row.source}  {row.reason}\n    {row.body[:200]}")
+
+
+@main.group()
+def token() -> None:
+    """API tokens for people, agents and upstream systems."""
+
+
+@token.command("create")
+@click.option("--principal", required=True, help="user:<id> or agent:<id>.")
+@click.option("--tenant", required=True, help="The tenant the token acts in ('*' for all: operators only).")
+@click.option("--scope", "scopes", multiple=True, required=True, help="Repeat: work:read, work:write, work:claim, …")
+@click.option("--group", "groups", multiple=True, help="Groups the principal is in (offers to a group).")
+@click.option("--capability", "capabilities", multiple=True, help="An agent's capabilities (offers to agents).")
+@click.option("--description", default="", help="What the token is for.")
+def token_create(
+    principal: str,
+    tenant: str,
+    scopes: tuple[str, ...],
+    groups: tuple[str, ...],
+    capabilities: tuple[str, ...],
+    description: str,
+) -> None:
+    """Create a token and print it once; only its hash is stored."""
+    from models.principal import parse_principal
+    from orchestrator.work.tokens import create_token
+
+    try:
+        kind, ident = parse_principal(principal)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--principal") from exc
+    wiring = _wiring()
+    try:
+        with wiring.sessions.begin() as session:
+            issued = create_token(
+                session,
+                principal_type=kind,
+                principal_id=ident,
+                tenant=tenant,
+                scopes=scopes,
+                groups=groups,
+                capabilities=capabilities,
+                description=description,
+            )
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--scope") from exc
+    finally:
+        wiring.close()
+    click.echo(issued.secret)
+    click.echo(f"token {issued.id} for {principal} in tenant {tenant}; it is not shown again", err=True)
+
+
+@token.command("list")
+def token_list() -> None:
+    """Tokens (never their secrets)."""
+    from orchestrator.work.tokens import list_tokens
+
+    wiring = _wiring()
+    with wiring.sessions() as session:
+        for row in list_tokens(session):
+            state = "revoked" if row.revoked_at else "active"
+            click.echo(
+                f"{row.id}  {row.principal_type}:{row.principal_id}  tenant={row.tenant}  "
+                f"scopes={','.join(row.scopes)}  groups={','.join(row.groups) or '-'}  {state}"
+            )
+    wiring.close()
+
+
+@token.command("revoke")
+@click.argument("token_id")
+def token_revoke(token_id: str) -> None:
+    """Revoke a token by its id (it stops working within seconds)."""
+    from orchestrator.work.tokens import revoke_token
+
+    wiring = _wiring()
+    try:
+        with wiring.sessions.begin() as session:
+            if not revoke_token(session, token_id):
+                raise Failure(f"no active token {token_id!r}; `workyard token list` shows them")
+    finally:
+        wiring.close()
+    click.echo(f"revoked {token_id}")
 
 
 @main.group()

@@ -28,3 +28,18 @@ class Conflict(OrchestratorError):
 class InvalidInput(OrchestratorError):
     status = 422
     code = "invalid_input"
+
+
+class Unauthorized(OrchestratorError):
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(OrchestratorError):
+    status = 403
+    code = "forbidden"
+
+
+class PayloadTooLarge(OrchestratorError):
+    status = 413
+    code = "payload_too_large"

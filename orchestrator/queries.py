@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 from datetime import datetime
 
 from sqlalchemy import and_, or_, select
@@ -11,7 +10,8 @@ from sqlalchemy.orm import Session
 from models.api import AttemptRead, SagaPage, SagaRead, SagaSummary, StepRead
 from models.enums import SagaState
 from models.tables import SagaRun, StepAttempt
-from orchestrator.errors import InvalidInput, NotFound
+from orchestrator.cursors import decode_cursor, encode_cursor
+from orchestrator.errors import NotFound
 
 
 def read_saga(session: Session, saga_id: str) -> SagaRead:
@@ -46,29 +46,11 @@ def list_sagas(
     if template is not None:
         query = query.where(SagaRun.template_name == template)
     if cursor:
-        created, saga_id = _decode_cursor(cursor)
+        created, saga_id = decode_cursor(cursor, datetime, str)
         query = query.where(
             or_(SagaRun.created_at < created, and_(SagaRun.created_at == created, SagaRun.id < saga_id))
         )
     rows = session.scalars(query.order_by(SagaRun.created_at.desc(), SagaRun.id.desc()).limit(limit + 1)).all()
     items = [SagaSummary.model_validate(r) for r in rows[:limit]]
-    next_cursor = _encode_cursor(rows[limit - 1]) if len(rows) > limit else None
+    next_cursor = encode_cursor(rows[limit - 1].created_at, rows[limit - 1].id) if len(rows) > limit else None
     return SagaPage(items=items, next_cursor=next_cursor)
-
-
-def _encode_cursor(saga: SagaRun) -> str:
-    raw = f"{saga.created_at.isoformat()}|{saga.id}"
-    return base64.urlsafe_b64encode(raw.encode()).decode()
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        created, saga_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
-        moment = datetime.fromisoformat(created)
-        if moment.tzinfo is None:
-            raise ValueError("cursor time has no zone")
-        return moment, saga_id
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInput(
-            "cursor is not one this API returned", details=[{"path": "cursor", "message": "malformed"}]
-        ) from exc

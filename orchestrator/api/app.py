@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from config.settings import Settings, get_settings
-from orchestrator.api import errors, sagas, templates
+from orchestrator.api import errors, queues, sagas, templates, work_item_types, work_items
 from orchestrator.wiring import Wiring
 
 
@@ -30,6 +30,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     app.include_router(templates.router)
     app.include_router(sagas.router)
+    app.include_router(work_items.router)
+    app.include_router(queues.router)
+    app.include_router(work_item_types.router)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:

@@ -1,0 +1,58 @@
+"""Who is calling: a user or an agent, in a tenant, with scopes, groups and capabilities."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+# A tenant of "*" is an operator's: it sees and acts in every tenant.
+ALL_TENANTS = "*"
+
+
+class Scope(StrEnum):
+    """What a token allows. ``admin`` allows everything."""
+
+    work_read = "work:read"  # read and list items, their history, queues, next-work for oneself
+    work_write = "work:write"  # create, update, delete, transition items
+    work_claim = "work:claim"  # claim, heartbeat, release, start, complete, fail
+    work_supervise = "work:supervise"  # queues and next-work of other principals and groups
+    types_write = "types:write"  # register work-item types
+    admin = "admin"
+
+
+class PrincipalType(StrEnum):
+    user = "user"
+    agent = "agent"
+
+
+@dataclass(frozen=True)
+class Principal:
+    type: PrincipalType
+    id: str
+    tenant: str
+    scopes: frozenset[str] = field(default_factory=frozenset)
+    groups: frozenset[str] = field(default_factory=frozenset)
+    capabilities: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def ref(self) -> str:
+        """``user:alice`` / ``agent:summarizer-1``: how the audit trail names the principal."""
+        return f"{self.type.value}:{self.id}"
+
+    @property
+    def all_tenants(self) -> bool:
+        return self.tenant == ALL_TENANTS
+
+    def has(self, scope: str) -> bool:
+        return Scope.admin.value in self.scopes or scope in self.scopes
+
+    def sees(self, tenant: str) -> bool:
+        return self.all_tenants or tenant == self.tenant
+
+
+def parse_principal(text: str) -> tuple[PrincipalType, str]:
+    """``agent:summarizer-1`` -> (agent, "summarizer-1"); ValueError with the fix otherwise."""
+    kind, sep, ident = text.partition(":")
+    if not sep or not ident or kind not in PrincipalType.__members__:
+        raise ValueError(f"principal {text!r} must look like user:<id> or agent:<id>")
+    return PrincipalType(kind), ident

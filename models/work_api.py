@@ -1,0 +1,240 @@
+"""Request and response bodies of the work-item API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from models.principal import PrincipalType
+
+Label = Annotated[str, Field(min_length=1, max_length=100)]
+ItemId = Annotated[str, Field(min_length=1, max_length=96)]
+
+
+class PartyRef(BaseModel):
+    """A user or an agent, as the next-work doc names them: ``{type, id}``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: PrincipalType
+    id: str = Field(min_length=1, max_length=255)
+
+
+class HumanOffer(BaseModel):
+    """Offered to people holding ``scope`` (and, if given, in ``group``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["human"] = "human"
+    scope: str = Field(default="work:claim", min_length=1, max_length=200)
+    group: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+class AgentOffer(BaseModel):
+    """Offered to agents; with ``capability``, only to agents that declare it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["agent"] = "agent"
+    capability: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+Offer = Annotated[HumanOffer | AgentOffer, Field(discriminator="type")]
+
+
+def _no_status(data: Any) -> Any:
+    if isinstance(data, dict) and "status" in data:
+        raise ValueError("status cannot be set here; use POST /api/v1/work-items/{id}/transition")
+    return data
+
+
+class WorkItemCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: str = Field(min_length=1, max_length=64)
+    title: str = Field(min_length=1, max_length=500)
+    description: str | None = Field(default=None, max_length=20_000)
+    code: str | None = Field(default=None, min_length=1, max_length=96, description="Business code; default the id.")
+    tenant: str | None = Field(default=None, min_length=1, max_length=64, description="Default: the token's tenant.")
+    priority: int = Field(default=50, ge=0, le=100)
+    reporter: PartyRef | None = Field(default=None, description="Default: the caller.")
+    assignee: PartyRef | None = None
+    labels: list[Label] = Field(default_factory=list, max_length=50)
+    dependencies: list[ItemId] = Field(default_factory=list, max_length=200)
+    parent_id: ItemId | None = None
+    payload: dict[str, Any] = Field(default_factory=dict)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    due_at: AwareDatetime | None = None
+    origin: Literal["backlog", "chat"] | None = Field(
+        default=None, description="Picks the task-workflow doc's lifecycle for this origin."
+    )
+    offer: Offer | None = Field(default=None, description="Default: people with the work:claim scope.")
+    idempotence_key: str | None = Field(default=None, min_length=1, max_length=255)
+
+    _reject_status = model_validator(mode="before")(_no_status)
+
+
+class WorkItemUpdate(BaseModel):
+    """Fields to change; leave out what stays. ``version`` (or an If-Match header) makes the
+    update conditional on nobody having changed the item since it was read."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: int | None = Field(default=None, ge=1)
+    title: str | None = Field(default=None, min_length=1, max_length=500)
+    description: str | None = Field(default=None, max_length=20_000)
+    priority: int | None = Field(default=None, ge=0, le=100)
+    reporter: PartyRef | None = None
+    assignee: PartyRef | None = None
+    labels: list[Label] | None = Field(default=None, max_length=50)
+    dependencies: list[ItemId] | None = Field(default=None, max_length=200)
+    parent_id: ItemId | None = None
+    payload: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None
+    due_at: AwareDatetime | None = None
+    offer: Offer | None = None
+
+    _reject_status = model_validator(mode="before")(_no_status)
+
+
+class ClaimRead(BaseModel):
+    type: PrincipalType
+    id: str
+    at: datetime
+    lease_epoch: int
+    lease_expires_at: datetime | None
+
+
+class WorkItemRead(BaseModel):
+    id: str
+    code: str
+    tenant: str
+    type: str
+    lifecycle: str
+    origin: str | None
+    title: str
+    description: str | None
+    priority: int
+    status: str
+    created_by: str
+    reporter: PartyRef | None
+    assignee: PartyRef | None
+    labels: list[str]
+    dependencies: list[str]
+    parent_id: str | None
+    payload: dict[str, Any]
+    metadata: dict[str, Any]
+    result: Any = None
+    reason: str | None
+    due_at: datetime | None
+    idempotence_key: str | None
+    offer: HumanOffer | AgentOffer | None
+    claim: ClaimRead | None
+    lease_epoch: int
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    deleted_at: datetime | None
+
+
+class WorkItemPage(BaseModel):
+    items: list[WorkItemRead]
+    next_cursor: str | None = Field(description="Pass as ?cursor= for the next page; null at the end.")
+
+
+class TransitionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    to: str = Field(min_length=1, max_length=32)
+    reason: str | None = Field(default=None, max_length=2000)
+    version: int | None = Field(default=None, ge=1)
+
+
+class AllowedTransitions(BaseModel):
+    status: str
+    lifecycle: str
+    next: list[str]
+    terminal: bool
+    can_complete: bool
+    can_close: bool
+    can_send_back: bool
+
+
+class ClaimRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ttl_s: float | None = Field(default=None, gt=0, le=86_400, description="An agent's lease; default from settings.")
+
+
+class LeaseRequest(BaseModel):
+    """The lease epoch the claim returned: a holder whose lease was lost gets a 409."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lease_epoch: int | None = Field(default=None, ge=1)
+
+
+class HeartbeatRequest(LeaseRequest):
+    lease_epoch: int = Field(ge=1)
+    ttl_s: float | None = Field(default=None, gt=0, le=86_400)
+
+
+class ReleaseRequest(LeaseRequest):
+    reason: str | None = Field(default=None, max_length=2000)
+
+
+class CompleteRequest(LeaseRequest):
+    result: Any = None
+
+
+class FailRequest(LeaseRequest):
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class EventRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    action: str
+    actor: str
+    from_status: str | None
+    to_status: str | None
+    reason: str | None
+    details: dict[str, Any]
+    at: datetime
+
+
+class NextWorkMetadata(BaseModel):
+    """Shaped exactly as the next-work doc's response."""
+
+    priorityLevel: int
+    priorityDescription: str
+    matchedCriteria: list[str]
+
+
+class NextWork(BaseModel):
+    work: WorkItemRead | None
+    metadata: NextWorkMetadata
+
+
+class WorkItemTypeCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_.-]*$")
+    description: str = Field(default="", max_length=2000)
+    json_schema: dict[str, Any] = Field(alias="schema", description="JSON Schema (2020-12) of an item of this type.")
+    lifecycle: str = Field(default="canonical", description="canonical, work, backlog or chat.")
+
+
+class WorkItemTypeRead(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    name: str
+    description: str
+    json_schema: dict[str, Any] = Field(serialization_alias="schema")
+    lifecycle: str
+    builtin: bool

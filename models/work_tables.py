@@ -1,0 +1,162 @@
+"""SQLAlchemy tables of the work-item system: items, their dependencies and labels, the audit
+trail, registered types, and API tokens."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import JSON, ForeignKey, Index, String, Table, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base, utcnow
+from models.tables import BigId
+
+ID_LENGTH = 96
+
+
+class WorkItem(Base):
+    __tablename__ = "work_items"
+    __table_args__ = (
+        UniqueConstraint("tenant", "idempotence_key"),
+        # The next-work doc's three indexes.
+        Index(
+            "ix_work_items_assignee_next",
+            "assignee_type",
+            "assignee_id",
+            "status",
+            "type",
+            "deleted_at",
+            "created_at",
+        ),
+        Index(
+            "ix_work_items_reporter_next",
+            "reporter_type",
+            "reporter_id",
+            "status",
+            "type",
+            "deleted_at",
+            "created_at",
+        ),
+        Index("ix_work_items_parent", "parent_id", "type", "deleted_at"),
+        # Queues: open, unclaimed items of a tenant by offer, best first.
+        Index("ix_work_items_queue", "tenant", "is_open", "claimed_by_id", "offer_type", "priority", "created_at"),
+        Index("ix_work_items_claimed", "claimed_by_type", "claimed_by_id", "is_open"),
+        Index("ix_work_items_tenant_created", "tenant", "created_at"),
+        Index("ix_work_items_lease", "lease_expires_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    code: Mapped[str] = mapped_column(String(ID_LENGTH))
+    tenant: Mapped[str] = mapped_column(String(64))
+    type: Mapped[str] = mapped_column(String(64))
+    lifecycle: Mapped[str] = mapped_column(String(32))
+    origin: Mapped[str | None] = mapped_column(String(32))
+    title: Mapped[str] = mapped_column(String(500))
+    description: Mapped[str | None] = mapped_column(Text)
+    priority: Mapped[int] = mapped_column(default=50)
+    status: Mapped[str] = mapped_column(String(32))
+    # False once the status is terminal: queues and claims only look at open items.
+    is_open: Mapped[bool] = mapped_column(default=True)
+    created_by: Mapped[str] = mapped_column(String(300))
+    reporter_type: Mapped[str | None] = mapped_column(String(16))
+    reporter_id: Mapped[str | None] = mapped_column(String(255))
+    assignee_type: Mapped[str | None] = mapped_column(String(16))
+    assignee_id: Mapped[str | None] = mapped_column(String(255))
+    parent_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # "metadata" is taken by SQLAlchemy's declarative base; the column keeps the spec's name.
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
+    result: Mapped[Any | None]
+    reason: Mapped[str | None] = mapped_column(Text)
+    due_at: Mapped[datetime | None]
+    idempotence_key: Mapped[str | None] = mapped_column(String(255))
+    request_hash: Mapped[str | None] = mapped_column(String(64))
+    # The offer: to people holding a scope (and optionally in a group), or to agents with a capability.
+    offer_type: Mapped[str | None] = mapped_column(String(16))
+    offer_scope: Mapped[str | None] = mapped_column(String(200))
+    offer_group: Mapped[str | None] = mapped_column(String(200))
+    offer_capability: Mapped[str | None] = mapped_column(String(200))
+    # The claim. Every claim bumps lease_epoch, so a stale holder's calls can be refused.
+    claimed_by_type: Mapped[str | None] = mapped_column(String(16))
+    claimed_by_id: Mapped[str | None] = mapped_column(String(255))
+    claimed_at: Mapped[datetime | None]
+    lease_epoch: Mapped[int] = mapped_column(default=0)
+    lease_expires_at: Mapped[datetime | None]
+    version: Mapped[int] = mapped_column(default=1)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    completed_at: Mapped[datetime | None]
+    deleted_at: Mapped[datetime | None]
+
+
+class WorkItemDependency(Base):
+    """``item_id`` cannot start before ``depends_on_id`` is resolved (done or cancelled)."""
+
+    __tablename__ = "work_item_dependencies"
+
+    item_id: Mapped[str] = mapped_column(ForeignKey("work_items.id"), primary_key=True)
+    depends_on_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True, index=True)
+
+
+class WorkItemLabel(Base):
+    __tablename__ = "work_item_labels"
+
+    item_id: Mapped[str] = mapped_column(ForeignKey("work_items.id"), primary_key=True)
+    label: Mapped[str] = mapped_column(String(100), primary_key=True, index=True)
+
+
+class WorkItemEvent(Base):
+    """The audit trail: every change to a work item, who made it, when, from and to what."""
+
+    __tablename__ = "work_item_events"
+    __table_args__ = (Index("ix_work_item_events_item", "item_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    item_id: Mapped[str] = mapped_column(String(ID_LENGTH))
+    tenant: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(300))
+    from_status: Mapped[str | None] = mapped_column(String(32))
+    to_status: Mapped[str | None] = mapped_column(String(32))
+    reason: Mapped[str | None] = mapped_column(Text)
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WorkItemTypeRow(Base):
+    """A work-item type an operator registered (the built-in ones live in code)."""
+
+    __tablename__ = "work_item_types"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    json_schema: Mapped[dict[str, Any]]
+    lifecycle: Mapped[str] = mapped_column(String(32))
+    created_by: Mapped[str] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ApiToken(Base):
+    """A bearer token: only the SHA-256 of the secret is stored."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    principal_type: Mapped[str] = mapped_column(String(16))
+    principal_id: Mapped[str] = mapped_column(String(255))
+    tenant: Mapped[str] = mapped_column(String(64))
+    scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    groups: Mapped[list[str]] = mapped_column(JSON, default=list)
+    capabilities: Mapped[list[str]] = mapped_column(JSON, default=list)
+    description: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None]
+
+
+WORK_ITEMS = cast(Table, WorkItem.__table__)
+DEPENDENCIES = cast(Table, WorkItemDependency.__table__)
+LABELS = cast(Table, WorkItemLabel.__table__)
+EVENTS = cast(Table, WorkItemEvent.__table__)

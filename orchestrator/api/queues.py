@@ -1,0 +1,81 @@
+"""Next work and work queues for the calling user or agent."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Response
+
+from models.principal import PrincipalType
+from models.work_api import ClaimRequest, NextWork, WorkItemPage, WorkItemRead
+from orchestrator.api.auth import PrincipalDep
+from orchestrator.api.deps import get_wiring
+from orchestrator.api.errors import responses
+from orchestrator.wiring import Wiring
+from orchestrator.work import claims, nextwork, queues
+
+router = APIRouter(prefix="/api/v1", tags=["queues"])
+WiringDep = Annotated[Wiring, Depends(get_wiring)]
+Limit = Annotated[int, Query(ge=1, le=500)]
+
+
+@router.get("/works/next-work", response_model=NextWork, responses=responses(401, 403, 422))
+def get_next_work(
+    wiring: WiringDep,
+    principal: PrincipalDep,
+    assignee_type: Annotated[PrincipalType, Query(alias="assigneeType")],
+    assignee_id: Annotated[str, Query(alias="assigneeId", min_length=1, max_length=255)],
+) -> NextWork:
+    """The next item for a user or an agent, by the next-work doc's four rules."""
+    with wiring.sessions() as session:
+        return nextwork.next_work(session, principal, assignee_type, assignee_id)
+
+
+@router.get("/queues/available", response_model=WorkItemPage, responses=responses(401, 403, 422))
+def available_queue(
+    wiring: WiringDep, principal: PrincipalDep, limit: Limit = 50, cursor: str | None = None
+) -> WorkItemPage:
+    """Open, unclaimed items offered or assigned to the caller: highest priority, then oldest."""
+    with wiring.sessions() as session:
+        return queues.available(session, principal, limit=limit, cursor=cursor)
+
+
+@router.get("/queues/claimed", response_model=WorkItemPage, responses=responses(401, 403, 422))
+def claimed_queue(
+    wiring: WiringDep, principal: PrincipalDep, limit: Limit = 50, cursor: str | None = None
+) -> WorkItemPage:
+    """Items the caller holds."""
+    with wiring.sessions() as session:
+        return queues.claimed(session, principal, limit=limit, cursor=cursor)
+
+
+@router.get("/queues/lifecycles/{lifecycle}", response_model=WorkItemPage, responses=responses(401, 403, 404, 422))
+def lifecycle_queue(
+    lifecycle: str, wiring: WiringDep, principal: PrincipalDep, limit: Limit = 50, cursor: str | None = None
+) -> WorkItemPage:
+    """The caller's available items that follow one lifecycle (a workflow's queue)."""
+    with wiring.sessions() as session:
+        return queues.available(session, principal, lifecycle=lifecycle, limit=limit, cursor=cursor)
+
+
+@router.get("/queues/groups/{group}", response_model=WorkItemPage, responses=responses(401, 403, 422))
+def group_queue(
+    group: str, wiring: WiringDep, principal: PrincipalDep, limit: Limit = 50, cursor: str | None = None
+) -> WorkItemPage:
+    """A group supervisor's view: every open item offered to the group, claimed or not."""
+    with wiring.sessions() as session:
+        return queues.group_view(session, principal, group, limit=limit, cursor=cursor)
+
+
+@router.post(
+    "/queues/claim-next",
+    response_model=WorkItemRead,
+    responses={**responses(401, 403, 422), 204: {"description": "Nothing to claim."}},
+)
+def claim_next(wiring: WiringDep, principal: PrincipalDep, body: ClaimRequest | None = None) -> WorkItemRead | Response:
+    """Claim the best available item (204 when the queue is empty)."""
+    with wiring.sessions.begin() as session:
+        item = claims.claim_next(
+            session, principal, ttl_s=body.ttl_s if body else None, default_ttl_s=wiring.settings.work_lease_ttl_s
+        )
+    return item if item is not None else Response(status_code=204)

@@ -1,0 +1,62 @@
+"""``/api/v1/work-item-types``: the types registry."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Response
+
+from models.principal import Scope
+from models.work_api import WorkItemTypeCreate, WorkItemTypeRead
+from models.work_item_types import WorkItemType
+from orchestrator.api.auth import PrincipalDep
+from orchestrator.api.deps import get_wiring
+from orchestrator.api.errors import responses
+from orchestrator.errors import InvalidInput, NotFound
+from orchestrator.wiring import Wiring
+from orchestrator.work.access import require
+from orchestrator.work.types import get_type, list_types, register_type
+
+router = APIRouter(prefix="/api/v1/work-item-types", tags=["work-item types"])
+WiringDep = Annotated[Wiring, Depends(get_wiring)]
+
+
+@router.post("", status_code=201, response_model=WorkItemTypeRead, responses=responses(401, 403, 409, 422))
+def create_type(
+    body: WorkItemTypeCreate, response: Response, wiring: WiringDep, principal: PrincipalDep
+) -> WorkItemTypeRead:
+    """Register a type with its JSON Schema. The same definition again answers 200; another one
+    under a registered name is a 409 (types are immutable)."""
+    require(principal, Scope.types_write)
+    with wiring.sessions.begin() as session:
+        item_type, created = register_type(session, body, principal)
+    if not created:
+        response.status_code = 200
+    return _read(item_type)
+
+
+@router.get("", response_model=list[WorkItemTypeRead], responses=responses(401, 403))
+def all_types(wiring: WiringDep, principal: PrincipalDep) -> list[WorkItemTypeRead]:
+    require(principal, Scope.work_read)
+    with wiring.sessions() as session:
+        return [_read(t) for t in list_types(session)]
+
+
+@router.get("/{name}", response_model=WorkItemTypeRead, responses=responses(401, 403, 404))
+def one_type(name: str, wiring: WiringDep, principal: PrincipalDep) -> WorkItemTypeRead:
+    require(principal, Scope.work_read)
+    with wiring.sessions() as session:
+        try:
+            return _read(get_type(session, name))
+        except InvalidInput as exc:
+            raise NotFound(exc.message) from exc
+
+
+def _read(item_type: WorkItemType) -> WorkItemTypeRead:
+    return WorkItemTypeRead(
+        name=item_type.name,
+        description=item_type.description,
+        json_schema=item_type.schema,
+        lifecycle=item_type.lifecycle,
+        builtin=item_type.builtin,
+    )

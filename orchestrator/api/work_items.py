@@ -1,0 +1,229 @@
+"""``/api/v1/work-items``: create, read, list, update, delete; transitions, claims, history."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Query, Response
+
+from models.work_api import (
+    AllowedTransitions,
+    ClaimRequest,
+    CompleteRequest,
+    EventRead,
+    FailRequest,
+    HeartbeatRequest,
+    LeaseRequest,
+    ReleaseRequest,
+    TransitionRequest,
+    WorkItemCreate,
+    WorkItemPage,
+    WorkItemRead,
+    WorkItemUpdate,
+)
+from orchestrator.api.auth import PrincipalDep
+from orchestrator.api.deps import get_wiring
+from orchestrator.api.errors import responses
+from orchestrator.errors import InvalidInput
+from orchestrator.wiring import Wiring
+from orchestrator.work import audit, claims, items, moves
+
+router = APIRouter(prefix="/api/v1/work-items", tags=["work items"])
+WiringDep = Annotated[Wiring, Depends(get_wiring)]
+AUTH = (401, 403)
+
+
+@router.post("", status_code=201, response_model=WorkItemRead, responses=responses(*AUTH, 400, 409, 413, 422))
+def create_work_item(
+    body: WorkItemCreate,
+    response: Response,
+    wiring: WiringDep,
+    principal: PrincipalDep,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)] = None,
+) -> WorkItemRead:
+    """Create a work item (201). A retry with the same idempotence key and body returns the first
+    item (200); the same key with another body is a 409."""
+    if idempotency_key is not None:
+        if body.idempotence_key is not None and body.idempotence_key != idempotency_key:
+            raise InvalidInput(
+                "the Idempotency-Key header and idempotence_key in the body differ",
+                details=[{"path": "idempotence_key", "message": "differs from the header"}],
+            )
+        body = body.model_copy(update={"idempotence_key": idempotency_key})
+    item, created = items.create_item(
+        wiring.sessions, principal, body, max_payload_bytes=wiring.settings.work_item_max_payload_bytes
+    )
+    if not created:
+        response.status_code = 200
+    return item
+
+
+@router.get("", response_model=WorkItemPage, responses=responses(*AUTH, 422))
+def list_work_items(
+    wiring: WiringDep,
+    principal: PrincipalDep,
+    type: str | None = None,
+    status: str | None = None,
+    label: str | None = None,
+    assignee: Annotated[str | None, Query(description="user:<id> or agent:<id>")] = None,
+    reporter: Annotated[str | None, Query(description="user:<id> or agent:<id>")] = None,
+    parent_id: str | None = None,
+    tenant: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: str | None = None,
+) -> WorkItemPage:
+    """Work items, newest first; deleted ones are left out."""
+    with wiring.sessions() as session:
+        return items.list_items(
+            session,
+            principal,
+            type=type,
+            status=status,
+            label=label,
+            assignee=assignee,
+            reporter=reporter,
+            parent_id=parent_id,
+            tenant=tenant,
+            limit=limit,
+            cursor=cursor,
+        )
+
+
+@router.get("/{item_id}", response_model=WorkItemRead, responses=responses(*AUTH, 404))
+def get_work_item(item_id: str, wiring: WiringDep, principal: PrincipalDep) -> WorkItemRead:
+    with wiring.sessions() as session:
+        return items.get_item(session, principal, item_id)
+
+
+@router.patch("/{item_id}", response_model=WorkItemRead, responses=responses(*AUTH, 404, 409, 413, 422))
+def update_work_item(
+    item_id: str,
+    body: WorkItemUpdate,
+    wiring: WiringDep,
+    principal: PrincipalDep,
+    if_match: Annotated[str | None, Header(alias="If-Match")] = None,
+) -> WorkItemRead:
+    """Change fields. With ``version`` in the body (or ``If-Match: <version>``) the update applies
+    only if the item is still at that version (409 otherwise)."""
+    with wiring.sessions.begin() as session:
+        return items.update_item(
+            session,
+            principal,
+            item_id,
+            body,
+            if_match=_version(if_match),
+            max_payload_bytes=wiring.settings.work_item_max_payload_bytes,
+        )
+
+
+@router.delete("/{item_id}", status_code=204, responses=responses(*AUTH, 404))
+def delete_work_item(item_id: str, wiring: WiringDep, principal: PrincipalDep) -> Response:
+    """Soft delete: the item leaves lists and queues; its history stays."""
+    with wiring.sessions.begin() as session:
+        items.delete_item(session, principal, item_id)
+    return Response(status_code=204)
+
+
+@router.post("/{item_id}/transition", response_model=WorkItemRead, responses=responses(*AUTH, 404, 409, 422))
+def transition_work_item(
+    item_id: str, body: TransitionRequest, wiring: WiringDep, principal: PrincipalDep
+) -> WorkItemRead:
+    """Move the item to ``to``. A move its lifecycle does not allow is a 409 naming the allowed ones."""
+    with wiring.sessions.begin() as session:
+        return moves.transition(session, principal, item_id, body.to, reason=body.reason, version=body.version)
+
+
+@router.get("/{item_id}/transitions", response_model=AllowedTransitions, responses=responses(*AUTH, 404))
+def allowed_transitions(item_id: str, wiring: WiringDep, principal: PrincipalDep) -> AllowedTransitions:
+    """The statuses the item may move to next, and which named actions apply now."""
+    with wiring.sessions() as session:
+        return moves.allowed(session, principal, item_id)
+
+
+@router.get("/{item_id}/history", response_model=list[EventRead], responses=responses(*AUTH, 404))
+def work_item_history(item_id: str, wiring: WiringDep, principal: PrincipalDep) -> list[EventRead]:
+    """The audit trail: every transition, claim, release, lease expiry and assignment, in order."""
+    with wiring.sessions() as session:
+        items.get_item(session, principal, item_id)
+        return [EventRead.model_validate(e) for e in audit.history(session, item_id)]
+
+
+@router.post("/{item_id}/claim", response_model=WorkItemRead, responses=responses(*AUTH, 404, 409))
+def claim_work_item(
+    item_id: str, wiring: WiringDep, principal: PrincipalDep, body: ClaimRequest | None = None
+) -> WorkItemRead:
+    """Claim the item exclusively. An agent's claim is a lease: heartbeat before it lapses."""
+    with wiring.sessions.begin() as session:
+        return claims.claim(
+            session,
+            principal,
+            item_id,
+            ttl_s=body.ttl_s if body else None,
+            default_ttl_s=wiring.settings.work_lease_ttl_s,
+        )
+
+
+@router.post("/{item_id}/heartbeat", response_model=WorkItemRead, responses=responses(*AUTH, 404, 409, 422))
+def heartbeat_work_item(
+    item_id: str, body: HeartbeatRequest, wiring: WiringDep, principal: PrincipalDep
+) -> WorkItemRead:
+    """Extend the caller's lease. A lost or stale lease is a 409."""
+    with wiring.sessions.begin() as session:
+        return claims.heartbeat(
+            session,
+            principal,
+            item_id,
+            body.lease_epoch,
+            ttl_s=body.ttl_s,
+            default_ttl_s=wiring.settings.work_lease_ttl_s,
+        )
+
+
+@router.post("/{item_id}/release", response_model=WorkItemRead, responses=responses(*AUTH, 404, 409, 422))
+def release_work_item(
+    item_id: str, wiring: WiringDep, principal: PrincipalDep, body: ReleaseRequest | None = None
+) -> WorkItemRead:
+    """Give the item back to its queue."""
+    body = body or ReleaseRequest()
+    with wiring.sessions.begin() as session:
+        return claims.release(session, principal, item_id, body.lease_epoch, body.reason)
+
+
+@router.post("/{item_id}/start", response_model=WorkItemRead, responses=responses(*AUTH, 404, 409, 422))
+def start_work_item(
+    item_id: str, wiring: WiringDep, principal: PrincipalDep, body: LeaseRequest | None = None
+) -> WorkItemRead:
+    """Start the item, claiming it first if the caller does not hold it."""
+    with wiring.sessions.begin() as session:
+        return claims.start(
+            session,
+            principal,
+            item_id,
+            body.lease_epoch if body else None,
+            default_ttl_s=wiring.settings.work_lease_ttl_s,
+        )
+
+
+@router.post("/{item_id}/complete", response_model=WorkItemRead, responses=responses(*AUTH, 404, 409, 422))
+def complete_work_item(item_id: str, body: CompleteRequest, wiring: WiringDep, principal: PrincipalDep) -> WorkItemRead:
+    """Complete the held item with a result; its lifecycle says where that takes it."""
+    with wiring.sessions.begin() as session:
+        return claims.complete(session, principal, item_id, body.lease_epoch, body.result)
+
+
+@router.post("/{item_id}/fail", response_model=WorkItemRead, responses=responses(*AUTH, 404, 409, 422))
+def fail_work_item(item_id: str, body: FailRequest, wiring: WiringDep, principal: PrincipalDep) -> WorkItemRead:
+    """Give up on the held item, with a reason."""
+    with wiring.sessions.begin() as session:
+        return claims.fail(session, principal, item_id, body.lease_epoch, body.reason)
+
+
+def _version(if_match: str | None) -> int | None:
+    if if_match is None:
+        return None
+    text = if_match.strip().removeprefix("W/").strip('"')
+    if not text.isdigit():
+        raise InvalidInput(
+            "If-Match must carry the item's version number", details=[{"path": "If-Match", "message": "not a number"}]
+        )
+    return int(text)

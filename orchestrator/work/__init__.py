@@ -1,0 +1,1 @@
+"""The work-item system: items, lifecycles, offers and claims, queues, next-work, tokens."""

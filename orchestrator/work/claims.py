@@ -1,0 +1,245 @@
+"""Offers and claims: who may take an item, exclusive claims, agents' leases and their expiry.
+
+A claim is exclusive. An agent's claim is a lease with a TTL that heartbeats extend; when it
+lapses the item goes back to the queue (audited). Every claim bumps ``lease_epoch``, and every
+call a holder makes afterwards names the epoch it got, so a holder that lost its lease (and
+perhaps re-claimed later) cannot complete on the strength of the old claim.
+
+On PostgreSQL candidate rows are taken with ``FOR UPDATE SKIP LOCKED``, so concurrent claimers
+never queue up behind each other; on SQLite the transaction holds the database's write lock.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, or_, select, true
+from sqlalchemy.orm import Session
+
+from models.base import utcnow
+from models.principal import Principal, PrincipalType, Scope
+from models.work_api import WorkItemRead
+from models.work_tables import WorkItem
+from orchestrator.errors import Conflict, Forbidden, InvalidInput
+from orchestrator.work import audit
+from orchestrator.work.access import require
+from orchestrator.work.items import load_item, read_items, touch
+from orchestrator.work.moves import lifecycle_of, move, release_claim
+
+
+def offered_to(principal: Principal) -> ColumnElement[bool]:
+    """SQL: the item is assigned to the principal, or unassigned and offered to it."""
+    mine = and_(WorkItem.assignee_type == principal.type.value, WorkItem.assignee_id == principal.id)
+    if principal.type is PrincipalType.agent:
+        offer: ColumnElement[bool] = and_(
+            WorkItem.offer_type == "agent",
+            or_(WorkItem.offer_capability.is_(None), WorkItem.offer_capability.in_(sorted(principal.capabilities))),
+        )
+    else:
+        scope_ok = true() if principal.has(Scope.admin.value) else WorkItem.offer_scope.in_(sorted(principal.scopes))
+        offer = and_(
+            WorkItem.offer_type == "human",
+            scope_ok,
+            or_(WorkItem.offer_group.is_(None), WorkItem.offer_group.in_(sorted(principal.groups))),
+        )
+    return or_(mine, and_(WorkItem.assignee_id.is_(None), offer))
+
+
+def in_tenant(principal: Principal) -> ColumnElement[bool]:
+    return true() if principal.all_tenants else WorkItem.tenant == principal.tenant
+
+
+def unclaimed(now: datetime) -> ColumnElement[bool]:
+    return or_(WorkItem.claimed_by_id.is_(None), WorkItem.lease_expires_at < now)
+
+
+def claimable(principal: Principal, now: datetime) -> ColumnElement[bool]:
+    return and_(
+        in_tenant(principal),
+        WorkItem.deleted_at.is_(None),
+        WorkItem.is_open == true(),
+        unclaimed(now),
+        offered_to(principal),
+    )
+
+
+def claim(
+    session: Session, principal: Principal, item_id: str, *, ttl_s: float | None, default_ttl_s: float
+) -> WorkItemRead:
+    require(principal, Scope.work_claim)
+    now = utcnow()
+    item = session.scalar(
+        select(WorkItem).where(WorkItem.id == item_id, claimable(principal, now)).with_for_update(skip_locked=True)
+    )
+    if item is None:
+        raise _why_not_claimable(session, principal, item_id, now)
+    _take(session, item, principal, now, ttl_s or default_ttl_s)
+    return read_items(session, [item])[0]
+
+
+def claim_next(
+    session: Session, principal: Principal, *, ttl_s: float | None, default_ttl_s: float
+) -> WorkItemRead | None:
+    """Claim the best item offered to the principal: highest priority, then oldest."""
+    require(principal, Scope.work_claim)
+    now = utcnow()
+    item = session.scalar(
+        select(WorkItem)
+        .where(claimable(principal, now))
+        .order_by(WorkItem.priority.desc(), WorkItem.created_at, WorkItem.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    )
+    if item is None:
+        return None
+    _take(session, item, principal, now, ttl_s or default_ttl_s)
+    return read_items(session, [item])[0]
+
+
+def _take(session: Session, item: WorkItem, principal: Principal, now: datetime, ttl_s: float) -> None:
+    if item.claimed_by_id is not None:
+        # The previous holder's lease lapsed and nobody swept it yet: record that first.
+        _expire(session, item)
+    item.claimed_by_type = principal.type.value
+    item.claimed_by_id = principal.id
+    item.claimed_at = now
+    item.lease_epoch += 1
+    item.lease_expires_at = now + timedelta(seconds=ttl_s) if principal.type is PrincipalType.agent else None
+    touch(item)
+    details: dict[str, Any] = {"lease_epoch": item.lease_epoch}
+    if item.lease_expires_at is not None:
+        details["lease_expires_at"] = item.lease_expires_at.isoformat()
+    audit.record(session, item, "claimed", principal.ref, details=details)
+
+
+def _why_not_claimable(session: Session, principal: Principal, item_id: str, now: datetime) -> Exception:
+    item = load_item(session, principal, item_id)
+    if not item.is_open:
+        return Conflict(f"{item_id} is {item.status}; there is nothing left to claim")
+    if item.claimed_by_id is not None and not (item.lease_expires_at is not None and item.lease_expires_at < now):
+        return Conflict(f"{item_id} is claimed by {item.claimed_by_type}:{item.claimed_by_id}")
+    if session.scalar(select(WorkItem.id).where(WorkItem.id == item_id, offered_to(principal))) is None:
+        return Forbidden(f"{item_id} is not offered to {principal.ref}")
+    # Offered, open and free, yet not returned: another claimer holds its row lock right now.
+    return Conflict(f"{item_id} is being claimed by someone else")
+
+
+def holder_item(session: Session, principal: Principal, item_id: str, lease_epoch: int | None) -> WorkItem:
+    """The item, locked, if the principal holds a live claim on it at ``lease_epoch``; else 409."""
+    require(principal, Scope.work_claim)
+    item = load_item(session, principal, item_id, lock=True)
+    now = utcnow()
+    if item.claimed_by_id != principal.id or item.claimed_by_type != principal.type.value:
+        holder = f"{item.claimed_by_type}:{item.claimed_by_id}" if item.claimed_by_id else "nobody"
+        raise Conflict(f"{principal.ref} does not hold {item_id} (held by {holder})")
+    if item.lease_expires_at is not None and lease_epoch is None:
+        raise InvalidInput(
+            "an agent's lease needs the lease_epoch its claim returned",
+            details=[{"path": "lease_epoch", "message": "required while the claim is a lease"}],
+        )
+    if lease_epoch is not None and lease_epoch != item.lease_epoch:
+        raise Conflict(f"lease epoch {lease_epoch} is stale; {item_id} was claimed again (epoch {item.lease_epoch})")
+    if item.lease_expires_at is not None and item.lease_expires_at <= now:
+        raise Conflict(f"the lease on {item_id} expired at {item.lease_expires_at.isoformat()}; claim it again")
+    return item
+
+
+def heartbeat(
+    session: Session, principal: Principal, item_id: str, lease_epoch: int, *, ttl_s: float | None, default_ttl_s: float
+) -> WorkItemRead:
+    item = holder_item(session, principal, item_id, lease_epoch)
+    if item.lease_expires_at is not None:
+        item.lease_expires_at = utcnow() + timedelta(seconds=ttl_s or default_ttl_s)
+    return read_items(session, [item])[0]
+
+
+def release(
+    session: Session, principal: Principal, item_id: str, lease_epoch: int | None, reason: str | None
+) -> WorkItemRead:
+    item = holder_item(session, principal, item_id, lease_epoch)
+    release_claim(item)
+    touch(item)
+    audit.record(session, item, "released", principal.ref, reason=reason, details={"lease_epoch": item.lease_epoch})
+    return read_items(session, [item])[0]
+
+
+def start(
+    session: Session, principal: Principal, item_id: str, lease_epoch: int | None, *, default_ttl_s: float
+) -> WorkItemRead:
+    """Claim (if the caller does not hold it yet) and start, in one transaction."""
+    require(principal, Scope.work_claim)
+    current = load_item(session, principal, item_id)
+    if current.claimed_by_id != principal.id or current.claimed_by_type != principal.type.value:
+        lease_epoch = claim(session, principal, item_id, ttl_s=None, default_ttl_s=default_ttl_s).lease_epoch
+    item = holder_item(session, principal, item_id, lease_epoch)
+    target = lifecycle_of(item).start.get(item.status)
+    if target is None:
+        raise _no_action(item, "start")
+    move(session, item, target, principal.ref, action="started")
+    return read_items(session, [item])[0]
+
+
+def complete(
+    session: Session, principal: Principal, item_id: str, lease_epoch: int | None, result: Any
+) -> WorkItemRead:
+    item = holder_item(session, principal, item_id, lease_epoch)
+    target = lifecycle_of(item).complete.get(item.status)
+    if target is None:
+        raise _no_action(item, "complete")
+    item.result = result
+    move(session, item, target, principal.ref, action="completed")
+    if item.claimed_by_id is not None:
+        # The holder's part is done; whoever acts next (a reviewer) claims it anew.
+        release_claim(item)
+    return read_items(session, [item])[0]
+
+
+def fail(session: Session, principal: Principal, item_id: str, lease_epoch: int | None, reason: str) -> WorkItemRead:
+    item = holder_item(session, principal, item_id, lease_epoch)
+    target = lifecycle_of(item).fail.get(item.status)
+    if target is None:
+        raise _no_action(item, "fail")
+    item.reason = reason
+    move(session, item, target, principal.ref, action="failed", reason=reason)
+    release_claim(item)
+    return read_items(session, [item])[0]
+
+
+def expire_leases(session: Session, *, limit: int = 500) -> int:
+    """Return items whose agent lease lapsed to their queue; one audit row each."""
+    now = utcnow()
+    items = session.scalars(
+        select(WorkItem)
+        .where(WorkItem.lease_expires_at < now, WorkItem.claimed_by_id.is_not(None))
+        .order_by(WorkItem.lease_expires_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+    for item in items:
+        _expire(session, item)
+        touch(item)
+    return len(items)
+
+
+def _expire(session: Session, item: WorkItem) -> None:
+    holder = f"{item.claimed_by_type}:{item.claimed_by_id}"
+    expired_at = item.lease_expires_at.isoformat() if item.lease_expires_at else None
+    release_claim(item)
+    audit.record(
+        session,
+        item,
+        "lease_expired",
+        "system",
+        details={"holder": holder, "lease_epoch": item.lease_epoch, "expired_at": expired_at},
+    )
+
+
+def _no_action(item: WorkItem, action: str) -> Conflict:
+    lc = lifecycle_of(item)
+    allowed_from = sorted(getattr(lc, action))
+    return Conflict(
+        f"cannot {action} {item.id} while it is {item.status} (the {lc.name} lifecycle allows {action} from: "
+        f"{', '.join(allowed_from) or 'nowhere'})",
+        details={"status": item.status, "action": action, "allowed_from": allowed_from},
+    )

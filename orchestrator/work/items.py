@@ -1,0 +1,489 @@
+"""Creating, reading, listing, updating and soft-deleting work items."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, delete, insert, literal, or_, select, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from models.base import utcnow
+from models.lifecycles import is_terminal, lifecycle_for
+from models.principal import Principal, PrincipalType, Scope
+from models.work_api import (
+    AgentOffer,
+    ClaimRead,
+    HumanOffer,
+    PartyRef,
+    WorkItemCreate,
+    WorkItemPage,
+    WorkItemRead,
+    WorkItemUpdate,
+)
+from models.work_item_types import PARENT_REQUIRED, PARENT_TYPES
+from models.work_tables import DEPENDENCIES, LABELS, WorkItem, WorkItemDependency, WorkItemLabel
+from orchestrator.cursors import decode_cursor, encode_cursor
+from orchestrator.db import SessionFactory
+from orchestrator.errors import Conflict, Forbidden, InvalidInput, NotFound, PayloadTooLarge
+from orchestrator.work import audit
+from orchestrator.work.access import require, tenant_for_write
+from orchestrator.work.ids import work_item_id
+from orchestrator.work.types import get_type, validate_item
+
+ID_ATTEMPTS = 5
+DEFAULT_OFFER = HumanOffer()
+
+
+def create_item(
+    sessions: SessionFactory, principal: Principal, body: WorkItemCreate, *, max_payload_bytes: int
+) -> tuple[WorkItemRead, bool]:
+    """Create an item, or return the one a retry with the same idempotence key created.
+
+    The same key with another body is a 409; it never creates a second item.
+    """
+    require(principal, Scope.work_write)
+    tenant = tenant_for_write(principal, body.tenant)
+    _check_size(body.payload, body.metadata, max_payload_bytes)
+    digest = _request_hash(tenant, body)
+    for salt in range(ID_ATTEMPTS):
+        with sessions.begin() as session:
+            if body.idempotence_key is not None:
+                existing = _by_key(session, tenant, body.idempotence_key, digest)
+                if existing is not None:
+                    return read_items(session, [existing])[0], False
+            item = _new_item(session, principal, tenant, body, digest, salt)
+            try:
+                with session.begin_nested():
+                    session.add(item)
+                    session.flush()
+            except IntegrityError:
+                continue  # an id collision, or a concurrent create with the same key: look again
+            _write_links(session, item.id, labels=body.labels, dependencies=body.dependencies)
+            audit.record(session, item, "created", principal.ref, to_status=item.status, details={"type": item.type})
+            if item.assignee_id is not None:
+                audit.record(
+                    session,
+                    item,
+                    "assigned",
+                    principal.ref,
+                    details={"assignee": _ref(item.assignee_type, item.assignee_id)},
+                )
+            return read_items(session, [item])[0], True
+    raise Conflict("could not allocate a work-item id; try again")
+
+
+def _new_item(
+    session: Session, principal: Principal, tenant: str, body: WorkItemCreate, digest: str, salt: int
+) -> WorkItem:
+    item_type = get_type(session, body.type)
+    validate_item(item_type, _document(body.model_dump(mode="json", exclude_none=True)))
+    lifecycle = lifecycle_for(item_type.lifecycle, body.origin)
+    _check_parent(session, tenant, body.type, body.parent_id, item_id=None)
+    _check_dependencies(session, tenant, body.dependencies, item_id=None)
+    now = utcnow()
+    item_id = work_item_id(tenant, body.type, now, body.idempotence_key, salt)
+    reporter = body.reporter or PartyRef(type=principal.type, id=principal.id)
+    offer = body.offer or DEFAULT_OFFER
+    item = WorkItem(
+        id=item_id,
+        code=body.code or item_id,
+        tenant=tenant,
+        type=body.type,
+        lifecycle=lifecycle.name,
+        origin=body.origin,
+        title=body.title,
+        description=body.description,
+        priority=body.priority,
+        status=lifecycle.initial,
+        is_open=not is_terminal(lifecycle, lifecycle.initial),
+        created_by=principal.ref,
+        reporter_type=reporter.type.value,
+        reporter_id=reporter.id,
+        assignee_type=body.assignee.type.value if body.assignee else None,
+        assignee_id=body.assignee.id if body.assignee else None,
+        parent_id=body.parent_id,
+        payload=body.payload,
+        meta=body.metadata,
+        due_at=body.due_at,
+        idempotence_key=body.idempotence_key,
+        request_hash=digest,
+        lease_epoch=0,
+        version=1,
+        created_at=now,
+        updated_at=now,
+    )
+    _apply_offer(item, offer)
+    return item
+
+
+def _by_key(session: Session, tenant: str, key: str, digest: str) -> WorkItem | None:
+    item = session.scalar(select(WorkItem).where(WorkItem.tenant == tenant, WorkItem.idempotence_key == key))
+    if item is not None and item.request_hash != digest:
+        raise Conflict(
+            f"idempotence key {key!r} was already used for a different work item ({item.id}); "
+            "use a new key for new work",
+            details=[{"path": "idempotence_key", "message": f"already names {item.id} with another body"}],
+        )
+    return item
+
+
+def load_item(session: Session, principal: Principal, item_id: str, *, lock: bool = False) -> WorkItem:
+    """An item the principal may see; 404 for a missing, deleted or other tenant's one alike."""
+    query = select(WorkItem).where(WorkItem.id == item_id)
+    if lock:
+        query = query.with_for_update()
+    item = session.scalar(query)
+    if item is None or item.deleted_at is not None or not principal.sees(item.tenant):
+        raise NotFound(f"no work item {item_id!r}")
+    return item
+
+
+def get_item(session: Session, principal: Principal, item_id: str) -> WorkItemRead:
+    require(principal, Scope.work_read)
+    return read_items(session, [load_item(session, principal, item_id)])[0]
+
+
+def list_items(
+    session: Session,
+    principal: Principal,
+    *,
+    type: str | None = None,
+    status: str | None = None,
+    label: str | None = None,
+    assignee: str | None = None,
+    reporter: str | None = None,
+    parent_id: str | None = None,
+    tenant: str | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> WorkItemPage:
+    """Newest first, paged by an opaque cursor."""
+    require(principal, Scope.work_read)
+    query = select(WorkItem).where(WorkItem.deleted_at.is_(None))
+    if tenant is not None:
+        if not principal.sees(tenant):
+            raise Forbidden(f"this token is for tenant {principal.tenant!r}, not {tenant!r}")
+        query = query.where(WorkItem.tenant == tenant)
+    elif not principal.all_tenants:
+        query = query.where(WorkItem.tenant == principal.tenant)
+    if type is not None:
+        query = query.where(WorkItem.type == type)
+    if status is not None:
+        query = query.where(WorkItem.status == status)
+    if parent_id is not None:
+        query = query.where(WorkItem.parent_id == parent_id)
+    if label is not None:
+        query = query.where(select(literal(1)).where(LABELS.c.item_id == WorkItem.id, LABELS.c.label == label).exists())
+    for field, value in (("assignee", assignee), ("reporter", reporter)):
+        if value is not None:
+            kind, ident = parse_party(value, field)
+            query = query.where(getattr(WorkItem, f"{field}_type") == kind, getattr(WorkItem, f"{field}_id") == ident)
+    if cursor:
+        created, last_id = decode_cursor(cursor, datetime, str)
+        query = query.where(
+            or_(WorkItem.created_at < created, and_(WorkItem.created_at == created, WorkItem.id < last_id))
+        )
+    rows = session.scalars(query.order_by(WorkItem.created_at.desc(), WorkItem.id.desc()).limit(limit + 1)).all()
+    page = rows[:limit]
+    next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(rows) > limit else None
+    return WorkItemPage(items=read_items(session, page), next_cursor=next_cursor)
+
+
+def update_item(
+    session: Session,
+    principal: Principal,
+    item_id: str,
+    body: WorkItemUpdate,
+    *,
+    if_match: int | None,
+    max_payload_bytes: int,
+) -> WorkItemRead:
+    """Change the given fields; with a version (body or If-Match) only if nobody changed it since."""
+    require(principal, Scope.work_write)
+    item = load_item(session, principal, item_id, lock=True)
+    expected = body.version if body.version is not None else if_match
+    if expected is not None and expected != item.version:
+        raise Conflict(
+            f"work item {item_id} is at version {item.version}, not {expected}; read it again and retry",
+            details=[{"path": "version", "message": f"current version is {item.version}"}],
+        )
+    changes = body.model_dump(exclude_unset=True, exclude={"version"})
+    if not changes:
+        return read_items(session, [item])[0]
+    payload = changes.get("payload", item.payload)
+    metadata = changes.get("metadata", item.meta)
+    _check_size(payload, metadata, max_payload_bytes)
+    document = {
+        "title": changes.get("title", item.title),
+        "description": changes.get("description", item.description),
+        "payload": payload,
+        "metadata": metadata,
+    }
+    validate_item(get_type(session, item.type), _document({k: v for k, v in document.items() if v is not None}))
+    if "parent_id" in changes:
+        _check_parent(session, item.tenant, item.type, body.parent_id, item_id=item.id)
+        item.parent_id = body.parent_id
+    if "dependencies" in changes:
+        _check_dependencies(session, item.tenant, body.dependencies or [], item_id=item.id)
+    for name in ("title", "description", "priority", "payload", "due_at"):
+        if name in changes:
+            setattr(item, name, getattr(body, name))
+    if "metadata" in changes:
+        item.meta = body.metadata or {}
+    if "reporter" in changes:
+        item.reporter_type, item.reporter_id = _party(body.reporter)
+    if "offer" in changes:
+        _apply_offer(item, body.offer or DEFAULT_OFFER)
+    if "assignee" in changes:
+        before = _ref(item.assignee_type, item.assignee_id)
+        item.assignee_type, item.assignee_id = _party(body.assignee)
+        after = _ref(item.assignee_type, item.assignee_id)
+        if before != after:
+            audit.record(session, item, "assigned", principal.ref, details={"assignee": after, "previous": before})
+    _write_links(
+        session,
+        item.id,
+        labels=body.labels if "labels" in changes else None,
+        dependencies=body.dependencies if "dependencies" in changes else None,
+        replace=True,
+    )
+    touch(item)
+    audit.record(session, item, "updated", principal.ref, details={"fields": sorted(changes)})
+    return read_items(session, [item])[0]
+
+
+def delete_item(session: Session, principal: Principal, item_id: str) -> None:
+    """Soft delete: the item leaves every list and queue; its audit trail stays."""
+    require(principal, Scope.work_write)
+    item = load_item(session, principal, item_id, lock=True)
+    item.deleted_at = utcnow()
+    item.claimed_by_type = item.claimed_by_id = None
+    item.lease_expires_at = None
+    touch(item)
+    audit.record(session, item, "deleted", principal.ref, from_status=item.status)
+
+
+def touch(item: WorkItem) -> None:
+    item.version += 1
+    item.updated_at = utcnow()
+
+
+def read_items(session: Session, items: Sequence[WorkItem]) -> list[WorkItemRead]:
+    """API views of items, their labels and dependencies fetched in two queries for all."""
+    ids = [i.id for i in items]
+    labels: dict[str, list[str]] = defaultdict(list)
+    deps: dict[str, list[str]] = defaultdict(list)
+    if ids:
+        for item_id, label in session.execute(
+            select(LABELS.c.item_id, LABELS.c.label).where(LABELS.c.item_id.in_(ids)).order_by(LABELS.c.label)
+        ):
+            labels[item_id].append(label)
+        for item_id, dep in session.execute(
+            select(DEPENDENCIES.c.item_id, DEPENDENCIES.c.depends_on_id)
+            .where(DEPENDENCIES.c.item_id.in_(ids))
+            .order_by(DEPENDENCIES.c.depends_on_id)
+        ):
+            deps[item_id].append(dep)
+    return [_view(i, labels[i.id], deps[i.id]) for i in items]
+
+
+def _view(item: WorkItem, labels: list[str], dependencies: list[str]) -> WorkItemRead:
+    offer: HumanOffer | AgentOffer | None = None
+    if item.offer_type == "human":
+        offer = HumanOffer(scope=item.offer_scope or "work:claim", group=item.offer_group)
+    elif item.offer_type == "agent":
+        offer = AgentOffer(capability=item.offer_capability)
+    claim = None
+    if item.claimed_by_id is not None and item.claimed_by_type is not None and item.claimed_at is not None:
+        claim = ClaimRead(
+            type=PrincipalType(item.claimed_by_type),
+            id=item.claimed_by_id,
+            at=item.claimed_at,
+            lease_epoch=item.lease_epoch,
+            lease_expires_at=item.lease_expires_at,
+        )
+    return WorkItemRead(
+        id=item.id,
+        code=item.code,
+        tenant=item.tenant,
+        type=item.type,
+        lifecycle=item.lifecycle,
+        origin=item.origin,
+        title=item.title,
+        description=item.description,
+        priority=item.priority,
+        status=item.status,
+        created_by=item.created_by,
+        reporter=_party_ref(item.reporter_type, item.reporter_id),
+        assignee=_party_ref(item.assignee_type, item.assignee_id),
+        labels=labels,
+        dependencies=dependencies,
+        parent_id=item.parent_id,
+        payload=item.payload,
+        metadata=item.meta,
+        result=item.result,
+        reason=item.reason,
+        due_at=item.due_at,
+        idempotence_key=item.idempotence_key,
+        offer=offer,
+        claim=claim,
+        lease_epoch=item.lease_epoch,
+        version=item.version,
+        created_at=item.created_at,
+        updated_at=item.updated_at,
+        started_at=item.started_at,
+        completed_at=item.completed_at,
+        deleted_at=item.deleted_at,
+    )
+
+
+def parse_party(value: str, field: str) -> tuple[str, str]:
+    kind, sep, ident = value.partition(":")
+    if not sep or not ident or kind not in PrincipalType.__members__:
+        raise InvalidInput(
+            f"{field} must look like user:<id> or agent:<id>", details=[{"path": field, "message": "malformed"}]
+        )
+    return kind, ident
+
+
+def _party(ref: PartyRef | None) -> tuple[str | None, str | None]:
+    return (ref.type.value, ref.id) if ref is not None else (None, None)
+
+
+def _party_ref(kind: str | None, ident: str | None) -> PartyRef | None:
+    return PartyRef(type=PrincipalType(kind), id=ident) if kind and ident else None
+
+
+def _ref(kind: str | None, ident: str | None) -> str | None:
+    return f"{kind}:{ident}" if kind and ident else None
+
+
+def _apply_offer(item: WorkItem, offer: HumanOffer | AgentOffer) -> None:
+    item.offer_type = offer.type
+    item.offer_scope = offer.scope if isinstance(offer, HumanOffer) else None
+    item.offer_group = offer.group if isinstance(offer, HumanOffer) else None
+    item.offer_capability = offer.capability if isinstance(offer, AgentOffer) else None
+
+
+def _document(data: dict[str, Any]) -> dict[str, Any]:
+    """What a type's JSON Schema sees: the item as submitted, without the envelope fields."""
+    return {k: v for k, v in data.items() if k not in ("idempotence_key", "tenant", "version")}
+
+
+def _request_hash(tenant: str, body: WorkItemCreate) -> str:
+    data = body.model_dump(mode="json", exclude={"idempotence_key"})
+    data["tenant"] = tenant
+    return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _check_size(payload: Any, metadata: Any, limit: int) -> None:
+    size = len(json.dumps(payload, separators=(",", ":"))) + len(json.dumps(metadata, separators=(",", ":")))
+    if size > limit:
+        raise PayloadTooLarge(
+            f"payload and metadata are {size} bytes; the limit is {limit} (WORKYARD_WORK_ITEM_MAX_PAYLOAD_BYTES)",
+            details=[{"path": "payload", "message": f"{size} bytes > {limit}"}],
+        )
+
+
+def _check_parent(session: Session, tenant: str, item_type: str, parent_id: str | None, *, item_id: str | None) -> None:
+    allowed = PARENT_TYPES.get(item_type)
+    if parent_id is None:
+        if item_type in PARENT_REQUIRED:
+            raise InvalidInput(
+                f"a {item_type} needs a parent",
+                details=[{"path": "parent_id", "message": f"required: a {' or '.join(sorted(allowed or ()))}"}],
+            )
+        return
+    parent = session.get(WorkItem, parent_id)
+    if parent is None or parent.tenant != tenant or parent.deleted_at is not None:
+        raise InvalidInput(f"no work item {parent_id!r}", details=[{"path": "parent_id", "message": "no such item"}])
+    if allowed is not None and parent.type not in allowed:
+        what = f"a {' or '.join(sorted(allowed))}" if allowed else "no parent"
+        raise InvalidInput(
+            f"a {item_type} cannot have a {parent.type} as parent; it takes {what}",
+            details=[{"path": "parent_id", "message": f"is a {parent.type}; expected {what}"}],
+        )
+    # Walk up: the new parent must not be the item itself or one of its descendants.
+    seen: set[str] = set()
+    current: WorkItem | None = parent
+    while current is not None and current.id not in seen:
+        if current.id == item_id:
+            raise InvalidInput(
+                "the parent would make a cycle", details=[{"path": "parent_id", "message": "is a descendant"}]
+            )
+        seen.add(current.id)
+        current = session.get(WorkItem, current.parent_id) if current.parent_id else None
+
+
+def _check_dependencies(session: Session, tenant: str, deps: Iterable[str], *, item_id: str | None) -> None:
+    deps = list(dict.fromkeys(deps))
+    if not deps:
+        return
+    if item_id is not None and item_id in deps:
+        raise InvalidInput(
+            "a work item cannot depend on itself",
+            details=[{"path": f"dependencies.{deps.index(item_id)}", "message": "is the item itself"}],
+        )
+    found = set(
+        session.scalars(
+            select(WorkItem.id).where(WorkItem.id.in_(deps), WorkItem.tenant == tenant, WorkItem.deleted_at.is_(None))
+        )
+    )
+    missing = [(i, d) for i, d in enumerate(deps) if d not in found]
+    if missing:
+        raise InvalidInput(
+            f"unknown dependencies: {', '.join(d for _, d in missing)}",
+            details=[{"path": f"dependencies.{i}", "message": "no such work item"} for i, _ in missing],
+        )
+    if item_id is not None:
+        cycle = _reaches(session, deps, item_id)
+        if cycle is not None:
+            raise InvalidInput(
+                f"dependency on {cycle} makes a cycle: it already depends on {item_id}, directly or not",
+                details=[{"path": f"dependencies.{deps.index(cycle)}", "message": "makes a dependency cycle"}],
+            )
+
+
+def _reaches(session: Session, starts: list[str], target: str) -> str | None:
+    """The first of ``starts`` from which ``target`` is reachable through dependencies, if any."""
+    for start in starts:
+        found = session.execute(
+            text(
+                "WITH RECURSIVE reach(id) AS ("
+                " SELECT depends_on_id FROM work_item_dependencies WHERE item_id = :start"
+                " UNION SELECT d.depends_on_id FROM work_item_dependencies d JOIN reach r ON d.item_id = r.id"
+                ") SELECT 1 FROM reach WHERE id = :target LIMIT 1"
+            ),
+            {"start": start, "target": target},
+        ).first()
+        if found is not None or start == target:
+            return start
+    return None
+
+
+def _write_links(
+    session: Session,
+    item_id: str,
+    *,
+    labels: list[str] | None,
+    dependencies: list[str] | None,
+    replace: bool = False,
+) -> None:
+    if labels is not None:
+        if replace:
+            session.execute(delete(WorkItemLabel).where(WorkItemLabel.item_id == item_id))
+        rows = [{"item_id": item_id, "label": label} for label in dict.fromkeys(labels)]
+        if rows:
+            session.execute(insert(LABELS), rows)
+    if dependencies is not None:
+        if replace:
+            session.execute(delete(WorkItemDependency).where(WorkItemDependency.item_id == item_id))
+        rows = [{"item_id": item_id, "depends_on_id": dep} for dep in dict.fromkeys(dependencies)]
+        if rows:
+            session.execute(insert(DEPENDENCIES), rows)

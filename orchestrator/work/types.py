@@ -1,0 +1,123 @@
+"""The work-item types registry: the built-in types plus those operators register, each
+validated with its JSON Schema on create and update."""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import lru_cache
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError, ValidationError
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from models.lifecycles import LIFECYCLES
+from models.principal import Principal
+from models.work_api import WorkItemTypeCreate
+from models.work_item_types import BUILTIN_TYPES, WorkItemType
+from models.work_tables import WorkItemTypeRow
+from orchestrator.errors import Conflict, InvalidInput
+
+
+_REQUIRED = re.compile(r"^'(.+)' is a required property$")
+
+
+def get_type(session: Session, name: str) -> WorkItemType:
+    builtin = BUILTIN_TYPES.get(name)
+    if builtin is not None:
+        return builtin
+    row = session.get(WorkItemTypeRow, name)
+    if row is None:
+        known = sorted(BUILTIN_TYPES) + list(session.scalars(select(WorkItemTypeRow.name)))
+        raise InvalidInput(
+            f"unknown work-item type {name!r}",
+            details=[{"path": "type", "message": f"not registered; known types: {', '.join(sorted(known))}"}],
+        )
+    return _from_row(row)
+
+
+def list_types(session: Session) -> list[WorkItemType]:
+    rows = session.scalars(select(WorkItemTypeRow).order_by(WorkItemTypeRow.name))
+    return list(BUILTIN_TYPES.values()) + [_from_row(r) for r in rows]
+
+
+def register_type(session: Session, body: WorkItemTypeCreate, principal: Principal) -> tuple[WorkItemType, bool]:
+    """Register a type; the same definition again is a no-op (False), another one a 409."""
+    if body.name in BUILTIN_TYPES:
+        raise Conflict(f"{body.name!r} is a built-in type and cannot be redefined")
+    if body.lifecycle not in LIFECYCLES:
+        raise InvalidInput(
+            f"unknown lifecycle {body.lifecycle!r}",
+            details=[{"path": "lifecycle", "message": f"known: {', '.join(LIFECYCLES)}"}],
+        )
+    try:
+        Draft202012Validator.check_schema(body.json_schema)
+    except SchemaError as exc:
+        path = ".".join(["schema", *map(str, exc.absolute_path)])
+        raise InvalidInput(
+            f"schema is not a valid JSON Schema: {exc.message}", details=[{"path": path, "message": exc.message}]
+        ) from exc
+    existing = session.get(WorkItemTypeRow, body.name)
+    if existing is None:
+        session.add(
+            WorkItemTypeRow(
+                name=body.name,
+                description=body.description,
+                json_schema=body.json_schema,
+                lifecycle=body.lifecycle,
+                created_by=principal.ref,
+            )
+        )
+        try:
+            session.flush()
+        except IntegrityError:
+            session.rollback()
+            existing = session.get(WorkItemTypeRow, body.name)
+            if existing is None:
+                raise
+        else:
+            return get_type(session, body.name), True
+    same = (existing.json_schema, existing.lifecycle, existing.description) == (
+        body.json_schema,
+        body.lifecycle,
+        body.description,
+    )
+    if not same:
+        raise Conflict(f"type {body.name!r} is already registered with another definition; types are immutable")
+    return _from_row(existing), False
+
+
+def validate_item(item_type: WorkItemType, document: dict[str, Any]) -> None:
+    """Raise InvalidInput listing every field that breaks the type's schema."""
+    validator = _validator(json.dumps(item_type.schema, sort_keys=True))
+    problems = sorted(validator.iter_errors(document), key=lambda e: [str(p) for p in e.absolute_path])
+    if not problems:
+        return
+    details = [_detail(e) for e in problems]
+    summary = "; ".join(f"{d['path']}: {d['message']}" for d in details)
+    raise InvalidInput(f"not a valid {item_type.name}: {summary}", details=details)
+
+
+def _detail(error: ValidationError) -> dict[str, str]:
+    path = [str(p) for p in error.absolute_path]
+    if error.validator == "required":
+        # Name the missing field itself, not the object that lacks it (one error per field).
+        match = _REQUIRED.match(error.message)
+        if match:
+            return {"path": ".".join([*path, match.group(1)]), "message": "is required"}
+    if error.validator in ("anyOf", "oneOf") and error.context:
+        options = sorted({".".join(map(str, c.absolute_path)) or c.message for c in error.context})
+        return {"path": ".".join(path) or "(root)", "message": f"needs one of: {', '.join(options)}"}
+    return {"path": ".".join(path) or "(root)", "message": error.message}
+
+
+@lru_cache(maxsize=256)
+def _validator(schema_json: str) -> Draft202012Validator:
+    return Draft202012Validator(json.loads(schema_json))
+
+
+def _from_row(row: WorkItemTypeRow) -> WorkItemType:
+    return WorkItemType(row.name, row.description, row.json_schema, row.lifecycle, builtin=False)
