@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -97,6 +98,7 @@ def stack_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
         if up.stdout:
             up.stdout.close()
         assert "stopping" in output
+        assert f"admin token {(data_dir / 'admin-token').read_text().strip()}" in output
         assert not (data_dir / "redis.sock").exists() or not _answers(data_dir / "redis.sock"), (
             "workyard up left its Redis running"
         )
@@ -186,3 +188,72 @@ def test_commands_without_a_stack_say_what_to_do(tmp_path: Path) -> None:
     env["WORKYARD_DATA_DIR"] = str(tmp_path / "empty")
     result = workyard(env, "saga", "list")
     assert result.returncode == 1 and "workyard db upgrade" in result.stderr
+
+
+def test_an_agent_works_an_item_over_http_with_a_cli_token(stack_env: dict[str, str]) -> None:
+    from workers.client import ApiError, WorkyardClient
+
+    admin_token = (Path(stack_env["WORKYARD_DATA_DIR"]) / "admin-token").read_text().strip()
+    made = workyard(
+        stack_env,
+        "token",
+        "create",
+        "--principal",
+        "agent:summarizer-1",
+        "--tenant",
+        "acme",
+        "--scope",
+        "work:claim",
+        "--scope",
+        "work:read",
+        "--capability",
+        "summarize",
+    )
+    assert made.returncode == 0, made.stderr
+    assert "not shown again" in made.stderr
+    agent_token = made.stdout.strip()
+    api = stack_env["WORKYARD_TEST_API"]
+    with WorkyardClient(api, admin_token) as admin, WorkyardClient(api, agent_token) as agent:
+        item = admin.create_work_item(
+            {
+                "type": "task",
+                "tenant": "acme",
+                "title": "summarize the incident",
+                "payload": {"doc": "INC-7"},
+                "offer": {"type": "agent", "capability": "summarize"},
+            },
+            idempotence_key="inc-7-summary",
+        )
+        claimed = agent.claim_next(ttl_s=1.0)
+        assert claimed is not None and claimed.id == item.id
+        started = agent.start(claimed)
+        with agent.keep_alive(started):
+            time.sleep(2.5)  # longer than the lease: only the heartbeats keep it
+        done = agent.complete(started, {"summary": "disk filled up"})
+        assert done.status == "review" and done.result == {"summary": "disk filled up"}
+        assert admin.transition(item, "done", reason="reads well").status == "done"
+        actions = [(e.action, e.actor) for e in admin.history(item)]
+        assert actions == [
+            ("created", "user:admin"),
+            ("claimed", "agent:summarizer-1"),
+            ("started", "agent:summarizer-1"),
+            ("completed", "agent:summarizer-1"),
+            ("transition", "user:admin"),
+        ]
+        with pytest.raises(ApiError) as refused:
+            agent.create_work_item({"type": "task", "title": "x", "description": "y"})
+        assert refused.value.status == 403 and refused.value.code == "forbidden"
+    listed = workyard(stack_env, "token", "list")
+    assert "agent:summarizer-1" in listed.stdout and agent_token not in listed.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--principal", "summarizer", "--tenant", "acme", "--scope", "work:read"], "must look like user:<id>"),
+        (["--principal", "agent:a", "--tenant", "acme", "--scope", "work:everything"], "unknown scope(s) work:every"),
+    ],
+)
+def test_token_create_refuses_bad_input_clearly(stack_env: dict[str, str], args: list[str], message: str) -> None:
+    result = workyard(stack_env, "token", "create", *args)
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr

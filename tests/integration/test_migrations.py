@@ -8,6 +8,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
+from models import tables, work_tables  # noqa: F401  (every table on Base.metadata)
 from models.base import Base
 from orchestrator.db import make_engine
 from orchestrator.migrate import upgrade

@@ -64,9 +64,7 @@ def test_50_claimers_on_500_items_claim_each_exactly_once(client: TestClient) ->
     assert set(claimed.values()) == {1}
     assert sum(1 for got in results if got) > 1  # the claimers really did share the work
     with factory() as session:
-        audited = Counter(
-            session.scalars(select(WorkItemEvent.item_id).where(WorkItemEvent.action == "claimed")).all()
-        )
+        audited = Counter(session.scalars(select(WorkItemEvent.item_id).where(WorkItemEvent.action == "claimed")).all())
     assert audited == claimed
 
 
@@ -136,7 +134,9 @@ def test_heartbeats_keep_a_lease_alive_and_the_sweep_returns_a_dead_one(
     claim(client, dropped, me, ttl_s=0.3)
     for _ in range(4):
         time.sleep(0.25)
-        beat = client.post(f"/api/v1/work-items/{kept}/heartbeat", json={"lease_epoch": epoch, "ttl_s": 0.6}, headers=me)
+        beat = client.post(
+            f"/api/v1/work-items/{kept}/heartbeat", json={"lease_epoch": epoch, "ttl_s": 0.6}, headers=me
+        )
         assert beat.status_code == 200
     assert sweep_leases(client.app.state.wiring) == 1  # type: ignore[attr-defined]
     held = [i["id"] for i in client.get("/api/v1/queues/claimed", headers=me).json()["items"]]
@@ -226,7 +226,9 @@ def test_a_group_supervisor_sees_the_group_claimed_or_not(client: TestClient, to
     offer = {"type": "human", "group": "nurses"}
     a = client.post("/api/v1/work-items", json=task(title="a", offer=offer), headers=creator).json()["id"]
     b = client.post("/api/v1/work-items", json=task(title="b", offer=offer), headers=creator).json()["id"]
-    client.post("/api/v1/work-items", json=task(title="c", offer={"type": "human", "group": "doctors"}), headers=creator)
+    client.post(
+        "/api/v1/work-items", json=task(title="c", offer={"type": "human", "group": "doctors"}), headers=creator
+    )
     assert claim(client, a, token("user:nurse", groups=["nurses"])).status_code == 200
     head = token("user:head", scopes=["work:read", "work:supervise"], groups=["nurses"])
     view = client.get("/api/v1/queues/groups/nurses", headers=head).json()["items"]
@@ -277,4 +279,3 @@ def test_starting_an_item_whose_dependencies_are_open_is_refused(client: TestCli
     with sessions(client)() as session:
         # The claim that start made went with the refused transaction.
         assert session.scalar(select(func.count()).where(WorkItemEvent.action == "claimed")) == 0
-

@@ -91,7 +91,9 @@ def test_the_audit_trail_records_every_move_in_order(client: TestClient, token: 
     walk(client, alice, item["id"], path[:3])
     walk(client, bob, item["id"], path[3:])
     history = client.get(f"/api/v1/work-items/{item['id']}/history", headers=alice).json()
-    moves = [(e["actor"], e["from_status"], e["to_status"], e["reason"]) for e in history if e["action"] == "transition"]
+    moves = [
+        (e["actor"], e["from_status"], e["to_status"], e["reason"]) for e in history if e["action"] == "transition"
+    ]
     froms = ["todo", *path[:-1]]
     actors = ["user:alice"] * 3 + ["user:bob"] * 4
     assert moves == [(a, f, t, f"to {t}") for a, f, t in zip(actors, froms, path, strict=True)]

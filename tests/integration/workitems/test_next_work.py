@@ -76,7 +76,9 @@ def board(client: TestClient, token: TokenFactory) -> Board:
 
 def next_for(client: TestClient, headers: Headers, who: str = "user:me") -> tuple[str | None, dict[str, Any]]:
     kind, ident = who.split(":")
-    response = client.get("/api/v1/works/next-work", params={"assigneeType": kind, "assigneeId": ident}, headers=headers)
+    response = client.get(
+        "/api/v1/works/next-work", params={"assigneeType": kind, "assigneeId": ident}, headers=headers
+    )
     assert response.status_code == 200, response.json()
     body = response.json()
     return (body["work"]["id"] if body["work"] else None), body["metadata"]

@@ -1,0 +1,234 @@
+"""A small typed client for workyard's HTTP API, for upstream systems and for agents.
+
+    from workers.client import WorkyardClient
+
+    with WorkyardClient("http://127.0.0.1:8700", token) as wy:
+        item = wy.claim_next(ttl_s=120)
+        if item is not None:
+            with wy.keep_alive(item):          # heartbeats while the agent works
+                result = summarize(item.payload)
+            wy.complete(item, result)
+
+Every method maps to one endpoint and returns the API's own pydantic models. Errors raise
+``ApiError`` with the HTTP status and the API's ``code``, ``message`` and ``details``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import BaseModel, TypeAdapter
+
+from models.api import SagaPage, SagaRead, TemplateRead
+from models.work_api import (
+    AllowedTransitions,
+    EventRead,
+    NextWork,
+    WorkItemPage,
+    WorkItemRead,
+    WorkItemTypeRead,
+)
+
+M = TypeVar("M", bound=BaseModel)
+ItemRef = str | WorkItemRead
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, details: Any = None):
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details
+
+
+class WorkyardClient:
+    def __init__(self, base_url: str, token: str | None = None, *, timeout: float = 30.0, **httpx_options: Any):
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(base_url=base_url, headers=headers, timeout=timeout, **httpx_options)
+
+    def __enter__(self) -> WorkyardClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    # -- work items ------------------------------------------------------------------------------
+
+    def create_work_item(self, body: dict[str, Any], *, idempotence_key: str | None = None) -> WorkItemRead:
+        """Create an item; with an idempotence key a retry returns the first item."""
+        headers = {"Idempotency-Key": idempotence_key} if idempotence_key else None
+        return self._call("POST", "/api/v1/work-items", WorkItemRead, json=body, headers=headers)
+
+    def get_work_item(self, item: ItemRef) -> WorkItemRead:
+        return self._call("GET", f"/api/v1/work-items/{_id(item)}", WorkItemRead)
+
+    def list_work_items(self, **filters: Any) -> WorkItemPage:
+        """Filters: type, status, label, assignee ("user:x"), reporter, parent_id, tenant, limit, cursor."""
+        return self._call("GET", "/api/v1/work-items", WorkItemPage, params=_params(filters))
+
+    def update_work_item(self, item: ItemRef, changes: dict[str, Any], *, version: int | None = None) -> WorkItemRead:
+        body = {**changes, **({"version": version} if version is not None else {})}
+        return self._call("PATCH", f"/api/v1/work-items/{_id(item)}", WorkItemRead, json=body)
+
+    def delete_work_item(self, item: ItemRef) -> None:
+        self._send("DELETE", f"/api/v1/work-items/{_id(item)}")
+
+    def transition(self, item: ItemRef, to: str, *, reason: str | None = None) -> WorkItemRead:
+        body = {"to": to, "reason": reason}
+        return self._call("POST", f"/api/v1/work-items/{_id(item)}/transition", WorkItemRead, json=body)
+
+    def allowed_transitions(self, item: ItemRef) -> AllowedTransitions:
+        return self._call("GET", f"/api/v1/work-items/{_id(item)}/transitions", AllowedTransitions)
+
+    def history(self, item: ItemRef) -> list[EventRead]:
+        response = self._send("GET", f"/api/v1/work-items/{_id(item)}/history")
+        return TypeAdapter(list[EventRead]).validate_python(response.json())
+
+    # -- claims ----------------------------------------------------------------------------------
+
+    def claim(self, item: ItemRef, *, ttl_s: float | None = None) -> WorkItemRead:
+        return self._call("POST", f"/api/v1/work-items/{_id(item)}/claim", WorkItemRead, json={"ttl_s": ttl_s})
+
+    def claim_next(self, *, ttl_s: float | None = None) -> WorkItemRead | None:
+        """The best item offered to the caller, claimed; None when the queue is empty."""
+        response = self._send("POST", "/api/v1/queues/claim-next", json={"ttl_s": ttl_s})
+        return None if response.status_code == 204 else WorkItemRead.model_validate(response.json())
+
+    def heartbeat(self, item: WorkItemRead, *, ttl_s: float | None = None) -> WorkItemRead:
+        body = {"lease_epoch": item.lease_epoch, "ttl_s": ttl_s}
+        return self._call("POST", f"/api/v1/work-items/{item.id}/heartbeat", WorkItemRead, json=body)
+
+    def release(self, item: WorkItemRead, *, reason: str | None = None) -> WorkItemRead:
+        body = {"lease_epoch": item.lease_epoch, "reason": reason}
+        return self._call("POST", f"/api/v1/work-items/{item.id}/release", WorkItemRead, json=body)
+
+    def start(self, item: ItemRef) -> WorkItemRead:
+        body = {"lease_epoch": item.lease_epoch} if isinstance(item, WorkItemRead) and item.claim else None
+        return self._call("POST", f"/api/v1/work-items/{_id(item)}/start", WorkItemRead, json=body)
+
+    def complete(self, item: WorkItemRead, result: Any = None) -> WorkItemRead:
+        body = {"lease_epoch": item.lease_epoch, "result": result}
+        return self._call("POST", f"/api/v1/work-items/{item.id}/complete", WorkItemRead, json=body)
+
+    def fail(self, item: WorkItemRead, reason: str) -> WorkItemRead:
+        body = {"lease_epoch": item.lease_epoch, "reason": reason}
+        return self._call("POST", f"/api/v1/work-items/{item.id}/fail", WorkItemRead, json=body)
+
+    @contextmanager
+    def keep_alive(self, item: WorkItemRead, *, every_s: float | None = None) -> Iterator[None]:
+        """Heartbeat ``item``'s lease in the background while the block runs (a third of the
+        lease's TTL by default). A lost lease stops the heartbeats; the final complete then
+        fails with a 409, which is the signal that someone else may have the work now."""
+        interval = every_s or _heartbeat_interval(item)
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(interval):
+                try:
+                    self.heartbeat(item)
+                except (ApiError, httpx.HTTPError):
+                    return
+
+        thread = threading.Thread(target=beat, name=f"heartbeat-{item.id}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join(timeout=interval + 5)
+
+    # -- queues and next work --------------------------------------------------------------------
+
+    def next_work(self, assignee_type: str, assignee_id: str) -> NextWork:
+        params = {"assigneeType": assignee_type, "assigneeId": assignee_id}
+        return self._call("GET", "/api/v1/works/next-work", NextWork, params=params)
+
+    def available(self, *, limit: int = 50, cursor: str | None = None) -> WorkItemPage:
+        return self._call("GET", "/api/v1/queues/available", WorkItemPage, params=_params(locals()))
+
+    def claimed(self, *, limit: int = 50, cursor: str | None = None) -> WorkItemPage:
+        return self._call("GET", "/api/v1/queues/claimed", WorkItemPage, params=_params(locals()))
+
+    def lifecycle_queue(self, lifecycle: str, *, limit: int = 50, cursor: str | None = None) -> WorkItemPage:
+        params = _params({"limit": limit, "cursor": cursor})
+        return self._call("GET", f"/api/v1/queues/lifecycles/{lifecycle}", WorkItemPage, params=params)
+
+    def group_queue(self, group: str, *, limit: int = 50, cursor: str | None = None) -> WorkItemPage:
+        params = _params({"limit": limit, "cursor": cursor})
+        return self._call("GET", f"/api/v1/queues/groups/{group}", WorkItemPage, params=params)
+
+    # -- types, templates, sagas -----------------------------------------------------------------
+
+    def register_type(
+        self, name: str, schema: dict[str, Any], *, lifecycle: str = "canonical", description: str = ""
+    ) -> WorkItemTypeRead:
+        body = {"name": name, "schema": schema, "lifecycle": lifecycle, "description": description}
+        return self._call("POST", "/api/v1/work-item-types", WorkItemTypeRead, json=body)
+
+    def list_types(self) -> list[WorkItemTypeRead]:
+        response = self._send("GET", "/api/v1/work-item-types")
+        return TypeAdapter(list[WorkItemTypeRead]).validate_python(response.json())
+
+    def add_template(self, spec: dict[str, Any]) -> TemplateRead:
+        return self._call("POST", "/api/v1/templates", TemplateRead, json=spec)
+
+    def submit_saga(
+        self,
+        template: str,
+        input: dict[str, Any],
+        *,
+        version: str | None = None,
+        idempotence_key: str | None = None,
+    ) -> SagaRead:
+        body = {"template": template, "input": input, "version": version, "idempotence_key": idempotence_key}
+        return self._call("POST", "/api/v1/sagas", SagaRead, json=body)
+
+    def get_saga(self, saga_id: str) -> SagaRead:
+        return self._call("GET", f"/api/v1/sagas/{saga_id}", SagaRead)
+
+    def list_sagas(self, **filters: Any) -> SagaPage:
+        return self._call("GET", "/api/v1/sagas", SagaPage, params=_params(filters))
+
+    # -- plumbing --------------------------------------------------------------------------------
+
+    def _call(self, method: str, path: str, model: type[M], **kwargs: Any) -> M:
+        return model.model_validate(self._send(method, path, **kwargs).json())
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        if isinstance(kwargs.get("json"), dict):
+            kwargs["json"] = {k: v for k, v in kwargs["json"].items() if v is not None}
+        response = self._http.request(method, path, **kwargs)
+        if response.status_code >= 400:
+            raise _error(response)
+        return response
+
+
+def _id(item: ItemRef) -> str:
+    return item.id if isinstance(item, WorkItemRead) else item
+
+
+def _params(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None and k != "self"}
+
+
+def _heartbeat_interval(item: WorkItemRead) -> float:
+    claim = item.claim
+    if claim is None or claim.lease_expires_at is None:
+        return 30.0
+    return max(0.05, (claim.lease_expires_at - claim.at).total_seconds() / 3)
+
+
+def _error(response: httpx.Response) -> ApiError:
+    try:
+        body = response.json()["error"]
+        return ApiError(response.status_code, body["code"], body["message"], body.get("details"))
+    except (ValueError, KeyError, TypeError):
+        return ApiError(response.status_code, "http_error", response.text[:500])
