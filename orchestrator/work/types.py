@@ -21,7 +21,6 @@ from models.work_item_types import BUILTIN_TYPES, WorkItemType
 from models.work_tables import WorkItemTypeRow
 from orchestrator.errors import Conflict, InvalidInput
 
-
 _REQUIRED = re.compile(r"^'(.+)' is a required property$")
 
 
