@@ -224,11 +224,11 @@ def test_an_agent_works_an_item_over_http_with_a_cli_token(stack_env: dict[str, 
             },
             idempotence_key="inc-7-summary",
         )
-        claimed = agent.claim_next(ttl_s=1.0)
+        claimed = agent.claim_next(ttl_s=1.5)
         assert claimed is not None and claimed.id == item.id
         started = agent.start(claimed)
         with agent.keep_alive(started):
-            time.sleep(2.5)  # longer than the lease: only the heartbeats keep it
+            time.sleep(3.0)  # twice the lease: only the heartbeats (every 0.5 s) keep it
         done = agent.complete(started, {"summary": "disk filled up"})
         assert done.status == "review" and done.result == {"summary": "disk filled up"}
         assert admin.transition(item, "done", reason="reads well").status == "done"

@@ -94,12 +94,12 @@ def claim(client: TestClient, item_id: str, headers: Headers, **body: Any) -> An
 def test_an_expired_lease_is_reclaimed_and_the_old_holder_is_refused(client: TestClient, token: TokenFactory) -> None:
     (item_id,) = seed(client, 1)
     first, second = token("agent:first"), token("agent:second")
-    held = claim(client, item_id, first, ttl_s=0.3).json()
+    held = claim(client, item_id, first, ttl_s=1.0).json()
     assert held["claim"]["lease_epoch"] == 1 and held["claim"]["lease_expires_at"] is not None
     # While the lease lives, nobody else gets it.
     busy = claim(client, item_id, second)
     assert busy.status_code == 409 and "claimed by agent:first" in error(busy)["message"]
-    time.sleep(0.5)
+    time.sleep(1.2)
     taken = claim(client, item_id, second)
     assert taken.status_code == 200 and taken.json()["claim"]["id"] == "second"
     assert taken.json()["lease_epoch"] == 2
