@@ -17,6 +17,9 @@ class Scope(StrEnum):
     work_claim = "work:claim"  # claim, heartbeat, release, start, complete, fail
     work_supervise = "work:supervise"  # queues and next-work of other principals and groups
     types_write = "types:write"  # register work-item types
+    sagas_read = "sagas:read"  # read sagas and saga templates (not tenant-scoped yet)
+    sagas_write = "sagas:write"  # submit sagas
+    templates_write = "templates:write"  # register saga templates
     admin = "admin"
 
 

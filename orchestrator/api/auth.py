@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 import threading
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -14,6 +14,7 @@ from models.principal import ALL_TENANTS, Principal, PrincipalType, Scope
 from orchestrator.api.deps import get_wiring
 from orchestrator.errors import Unauthorized
 from orchestrator.wiring import Wiring
+from orchestrator.work.access import require
 from orchestrator.work.tokens import resolve_token
 
 # A revoked token stops working within this many seconds.
@@ -53,3 +54,13 @@ def get_principal(
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def needs(scope: Scope) -> Any:
+    """A route dependency: the caller's token must carry ``scope``."""
+
+    def check(principal: PrincipalDep) -> Principal:
+        require(principal, scope)
+        return principal
+
+    return Depends(check)

@@ -9,6 +9,8 @@ from fastapi import APIRouter, Depends, Header, Query, Response
 
 from models.api import SagaCreate, SagaPage, SagaRead
 from models.enums import SagaState
+from models.principal import Scope
+from orchestrator.api.auth import needs
 from orchestrator.api.deps import get_wiring
 from orchestrator.api.errors import responses
 from orchestrator.errors import InvalidInput
@@ -22,7 +24,13 @@ router = APIRouter(prefix="/api/v1/sagas", tags=["sagas"])
 WiringDep = Annotated[Wiring, Depends(get_wiring)]
 
 
-@router.post("", status_code=202, response_model=SagaRead, responses=responses(400, 404, 409, 422))
+@router.post(
+    "",
+    status_code=202,
+    response_model=SagaRead,
+    responses=responses(400, 401, 403, 404, 409, 422),
+    dependencies=[needs(Scope.sagas_write)],
+)
 def create_saga(
     body: SagaCreate,
     response: Response,
@@ -56,14 +64,16 @@ def create_saga(
         return read_saga(session, submitted.saga.id)
 
 
-@router.get("/{saga_id}", response_model=SagaRead, responses=responses(404))
+@router.get(
+    "/{saga_id}", response_model=SagaRead, responses=responses(401, 403, 404), dependencies=[needs(Scope.sagas_read)]
+)
 def get_saga(saga_id: str, wiring: WiringDep) -> SagaRead:
     """A saga's state, its steps, and every attempt (the timeline)."""
     with wiring.sessions() as session:
         return read_saga(session, saga_id)
 
 
-@router.get("", response_model=SagaPage, responses=responses(422))
+@router.get("", response_model=SagaPage, responses=responses(401, 403, 422), dependencies=[needs(Scope.sagas_read)])
 def get_sagas(
     wiring: WiringDep,
     state: SagaState | None = None,

@@ -152,7 +152,10 @@ def test_template_add_submit_wait_show_and_list(stack_env: dict[str, str]) -> No
     listed = workyard(stack_env, "saga", "list", "--state", "compensated")
     assert listed.returncode == 0 and len(listed.stdout.strip().splitlines()) == 1
 
-    over_http = httpx.get(f"{stack_env['WORKYARD_TEST_API']}/api/v1/sagas/{saga_id}").json()
+    admin = (Path(stack_env["WORKYARD_DATA_DIR"]) / "admin-token").read_text().strip()
+    over_http = httpx.get(
+        f"{stack_env['WORKYARD_TEST_API']}/api/v1/sagas/{saga_id}", headers={"Authorization": f"Bearer {admin}"}
+    ).json()
     assert over_http["state"] == "completed"
 
 

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from models.base import Base
+from models.principal import PrincipalType
 from orchestrator.api.app import create_app
 from orchestrator.migrate import upgrade
 from tests.conftest import BACKENDS, database_url
@@ -22,11 +23,15 @@ from tests.support import RedisTarget
 @pytest.fixture(params=BACKENDS)
 def client(request: pytest.FixtureRequest, tmp_path: Path, clean_redis: RedisTarget) -> Iterator[TestClient]:
     for url in database_url(str(request.param), tmp_path):
-        app = create_app(stack_settings(tmp_path, url, clean_redis))
+        settings = stack_settings(tmp_path, url, clean_redis).model_copy(update={"admin_token": ADMIN})
+        app = create_app(settings)
         upgrade(app.state.wiring.engine)
-        with TestClient(app) as test_client:
+        with TestClient(app, headers={"Authorization": f"Bearer {ADMIN}"}) as test_client:
             assert test_client.post("/api/v1/templates", json=THREE_STEPS).status_code == 201
             yield test_client
+
+
+ADMIN = "test-admin-token"
 
 
 def counts(client: TestClient) -> dict[str, int]:
@@ -184,3 +189,25 @@ def test_a_cursor_this_api_did_not_issue_is_a_422(client: TestClient) -> None:
     for cursor in (forged, "!!!"):
         response = client.get("/api/v1/sagas", params={"cursor": cursor})
         assert response.status_code == 422 and error(response)["details"][0]["path"] == "cursor"
+
+
+def test_saga_and_template_endpoints_need_a_token_with_the_scope(client: TestClient) -> None:
+    from orchestrator.work.tokens import create_token
+
+    with client.app.state.wiring.sessions.begin() as session:  # type: ignore[attr-defined]
+        reader = create_token(
+            session, principal_type=PrincipalType.user, principal_id="r", tenant="acme", scopes=["sagas:read"]
+        )
+    body = {"template": "it.three", "input": {"tag": "a"}}
+    anonymous = {"Authorization": ""}
+    before = counts(client)
+    assert client.post("/api/v1/sagas", json=body, headers=anonymous).status_code == 401
+    assert client.get("/api/v1/sagas", headers=anonymous).status_code == 401
+    assert client.post("/api/v1/templates", json=THREE_STEPS, headers=anonymous).status_code == 401
+    as_reader = {"Authorization": f"Bearer {reader.secret}"}
+    refused = client.post("/api/v1/sagas", json=body, headers=as_reader)
+    assert refused.status_code == 403 and "sagas:write" in error(refused)["message"]
+    assert client.post("/api/v1/templates", json=THREE_STEPS, headers=as_reader).status_code == 403
+    assert counts(client) == before
+    assert client.get("/api/v1/sagas", headers=as_reader).status_code == 200
+    assert client.get("/api/v1/templates/it.three", headers=as_reader).status_code == 200
