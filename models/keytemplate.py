@@ -32,3 +32,34 @@ def render(template: str, values: Mapping[str, Any]) -> str:
         return str(current)
 
     return _PLACEHOLDER.sub(lookup, template)
+
+
+def render_value(value: Any, values: Mapping[str, Any]) -> Any:
+    """Render every string inside ``value`` (dicts and lists walked). A string that is exactly
+    one placeholder takes the value itself, so ``"{results.quote}"`` can carry a whole object."""
+    if isinstance(value, str):
+        whole = _PLACEHOLDER.fullmatch(value)
+        if whole is not None:
+            current: Any = values
+            for part in whole.group(1).split("."):
+                if not isinstance(current, Mapping) or part not in current:
+                    raise KeyTemplateError(f"{value!r}: {{{whole.group(1)}}} is not in the saga")
+                current = current[part]
+            return current
+        return render(value, values) if placeholders(value) else value
+    if isinstance(value, dict):
+        return {k: render_value(v, values) for k, v in value.items()}
+    if isinstance(value, list):
+        return [render_value(v, values) for v in value]
+    return value
+
+
+def all_placeholders(value: Any) -> list[str]:
+    """Every placeholder in every string inside ``value``."""
+    if isinstance(value, str):
+        return placeholders(value)
+    if isinstance(value, dict):
+        return [p for v in value.values() for p in all_placeholders(v)]
+    if isinstance(value, list):
+        return [p for v in value for p in all_placeholders(v)]
+    return []

@@ -21,6 +21,9 @@ class Lifecycle:
     terminal: frozenset[str]
     # Statuses that count as "resolved" for an item that depends on this one.
     resolved: frozenset[str]
+    # Terminal statuses in which the work was done (the others mean it was not): what a saga
+    # waiting on the item resumes on.
+    succeeded: frozenset[str] = frozenset()
     # Named actions: from-status -> to-status. Every pair must also be a transition.
     start: Mapping[str, str] = field(default_factory=dict)
     complete: Mapping[str, str] = field(default_factory=dict)
@@ -64,6 +67,7 @@ CANONICAL = Lifecycle(
     },
     terminal=frozenset({"done", "failed", "rolled_back"}),
     resolved=frozenset({"done"}),
+    succeeded=frozenset({"done"}),
     start={"planned": "in_progress", "waiting": "in_progress"},
     complete={"in_progress": "review", "review": "done"},
     fail={"in_progress": "failed", "review": "failed"},
@@ -83,6 +87,7 @@ WORK = Lifecycle(
     },
     terminal=frozenset({"done", "cancelled"}),
     resolved=frozenset({"done", "cancelled"}),
+    succeeded=frozenset({"done"}),
     start={"todo": "in_progress", "blocked": "in_progress"},
     complete={"in_progress": "review", "review": "done"},
     fail={"todo": "cancelled", "in_progress": "cancelled", "blocked": "cancelled", "review": "cancelled"},
@@ -105,6 +110,7 @@ BACKLOG = Lifecycle(
     },
     terminal=frozenset({"completed", "closed"}),
     resolved=frozenset({"completed", "closed"}),
+    succeeded=frozenset({"completed"}),
     start={"pending": "in_progress"},
     complete={"in_progress": "pending_user_review", "pending_user_review": "completed"},
     fail={"pending_user_review": "closed"},
@@ -120,13 +126,35 @@ CHAT = Lifecycle(
     transitions={"queued": ("pending",), "pending": ("in_progress",), "in_progress": ("completed",)},
     terminal=frozenset({"completed"}),
     resolved=frozenset({"completed"}),
+    succeeded=frozenset({"completed"}),
     start={"pending": "in_progress"},
     complete={"in_progress": "completed"},
     description="The task-workflow doc, origin chat.",
 )
 
-LIFECYCLES: dict[str, Lifecycle] = {lc.name: lc for lc in (CANONICAL, WORK, BACKLOG, CHAT)}
-ORIGINS: dict[str, str] = {"backlog": "backlog", "chat": "chat"}
+# Items a saga step waits on: done resumes the saga; failed (rejected) or cancelled fails the
+# step. An approver may complete or reject straight from todo, without starting first.
+STEP = Lifecycle(
+    name="step",
+    initial="todo",
+    transitions={
+        "todo": ("in_progress", "done", "failed", "cancelled"),
+        "in_progress": ("todo", "done", "failed", "cancelled"),
+    },
+    terminal=frozenset({"done", "failed", "cancelled"}),
+    resolved=frozenset({"done", "cancelled"}),
+    succeeded=frozenset({"done"}),
+    start={"todo": "in_progress"},
+    complete={"todo": "done", "in_progress": "done"},
+    fail={"todo": "failed", "in_progress": "failed"},
+    send_back={"in_progress": "todo"},
+    close={"todo": "cancelled", "in_progress": "cancelled"},
+    description="Items a saga waits on: todo, in_progress, done, failed, cancelled.",
+)
+
+LIFECYCLES: dict[str, Lifecycle] = {lc.name: lc for lc in (CANONICAL, WORK, BACKLOG, CHAT, STEP)}
+# An item's origin, where it has one, picks its lifecycle over its type's.
+ORIGINS: dict[str, str] = {"backlog": "backlog", "chat": "chat", "saga": "step"}
 for _lifecycle in LIFECYCLES.values():
     _lifecycle.check()
 

@@ -9,12 +9,13 @@ from typing import Any, Literal
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 from referencing import Registry
 from referencing.exceptions import Unresolvable
 from referencing.jsonschema import DRAFT202012
 
 from models.keytemplate import placeholders
+from models.step_item import WorkItemStepSpec
 
 SEMVER = re.compile(
     r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
@@ -80,11 +81,21 @@ class StepSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=NAME)
-    # Room for other kinds (work items, parallel groups) without breaking stored templates.
-    kind: Literal["handler"] = "handler"
-    capability: str = Field(pattern=CAPABILITY, description="Queue cap.<capability> runs it.")
-    handler: str = Field(pattern=NAME)
-    compensate: str | None = Field(default=None, pattern=NAME)
+    # "handler": a Celery task on cap.<capability>. "work_item": the orchestrator creates a work
+    # item for a person or an agent and the saga waits for it, holding no worker slot.
+    kind: Literal["handler", "work_item"] = "handler"
+    capability: str | None = Field(
+        default=None,
+        pattern=CAPABILITY,
+        validate_default=True,
+        description="Queue cap.<capability> runs the handler (and compensation).",
+    )
+    handler: str | None = Field(default=None, pattern=NAME, validate_default=True)
+    work_item: WorkItemStepSpec | None = Field(default=None, description="The item a work_item step waits on.")
+    compensate: str | None = Field(default=None, pattern=NAME, description="Handler that undoes the step.")
+    compensate_work_item: WorkItemStepSpec | None = Field(
+        default=None, description="Or: a work item that undoes it (e.g. 'call the customer')."
+    )
     retry: RetryPolicy = RetryPolicy()
     compensate_retry: RetryPolicy | None = None
     timeout_ms: int | None = Field(default=None, ge=1, le=86_400_000)
@@ -100,6 +111,39 @@ class StepSpec(BaseModel):
             if path.split(".", 1)[0] not in KEY_ROOTS:
                 raise ValueError(f"placeholder {{{path}}} must start with one of {', '.join(KEY_ROOTS)}")
         return value
+
+    @field_validator("capability", "handler")
+    @classmethod
+    def _handler_steps_need_them(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None and info.data.get("kind", "handler") == "handler":
+            raise ValueError(f"a handler step needs a {info.field_name}")
+        return value
+
+    @model_validator(mode="after")
+    def _kind_has_what_it_needs(self) -> StepSpec:
+        if self.kind == "handler":
+            if self.work_item is not None:
+                raise ValueError(f"step {self.name!r}: work_item belongs to steps of kind work_item")
+        else:
+            if self.work_item is None:
+                raise ValueError(f"step {self.name!r}: a work_item step needs work_item: {{type, title, offer, ...}}")
+            if self.handler is not None:
+                raise ValueError(f"step {self.name!r}: a work_item step has no handler")
+            if self.mutex_scope is not None:
+                raise ValueError(f"step {self.name!r}: mutex scopes guard handlers, not work items")
+        if self.compensate is not None and self.compensate_work_item is not None:
+            raise ValueError(f"step {self.name!r}: compensate with a handler or a work item, not both")
+        if self.compensate is not None and self.capability is None:
+            raise ValueError(f"step {self.name!r}: a compensation handler needs the step's capability")
+        return self
+
+    @property
+    def compensable(self) -> bool:
+        return self.compensate is not None or self.compensate_work_item is not None
+
+    def item_for(self, phase: str) -> WorkItemStepSpec | None:
+        """The work item a phase of this step waits on, if that phase is not a handler."""
+        return self.work_item if phase == "forward" else self.compensate_work_item
 
     @property
     def compensation_policy(self) -> RetryPolicy:

@@ -107,6 +107,16 @@ class ClaimRead(BaseModel):
     lease_expires_at: datetime | None
 
 
+class SagaLink(BaseModel):
+    """The saga step whose outcome the item decides."""
+
+    saga_id: str
+    step: str
+    step_index: int
+    phase: str
+    attempt: int
+
+
 class WorkItemRead(BaseModel):
     id: str
     code: str
@@ -134,6 +144,7 @@ class WorkItemRead(BaseModel):
     claim: ClaimRead | None
     lease_epoch: int
     version: int
+    saga: SagaLink | None = None
     created_at: datetime
     updated_at: datetime
     started_at: datetime | None

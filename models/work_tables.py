@@ -44,6 +44,7 @@ class WorkItem(Base):
         Index("ix_work_items_claimed", "claimed_by_type", "claimed_by_id", "is_open"),
         Index("ix_work_items_tenant_created", "tenant", "created_at"),
         Index("ix_work_items_lease", "lease_expires_at"),
+        Index("ix_work_items_saga", "saga_id", "saga_step_index"),
     )
 
     id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
@@ -84,6 +85,12 @@ class WorkItem(Base):
     lease_epoch: Mapped[int] = mapped_column(default=0)
     lease_expires_at: Mapped[datetime | None]
     version: Mapped[int] = mapped_column(default=1)
+    # Set when a saga step waits on the item: which attempt of which step its outcome answers.
+    saga_id: Mapped[str | None] = mapped_column(String(36))
+    saga_step: Mapped[str | None] = mapped_column(String(200))
+    saga_step_index: Mapped[int | None]
+    saga_phase: Mapped[str | None] = mapped_column(String(16))
+    saga_attempt: Mapped[int | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]

@@ -22,7 +22,7 @@ from config.settings import Settings
 from models.base import utcnow
 from models.tables import OUTBOX, OutboxMessage
 from orchestrator.db import SessionFactory
-from workers.publish import publish_dispatch
+from workers.publish import publish_dispatch, publish_report
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,10 @@ class Dispatcher:
             for row in rows:
                 payload = row.payload
                 for _ in range(self.copies):
+                    if payload.get("kind") == "report":
+                        # A work item ended: the saga waiting on it hears it as a step report.
+                        publish_report(producer, payload["body"])
+                        continue
                     publish_dispatch(
                         self.app,
                         producer,

@@ -23,6 +23,7 @@ from config.settings import Settings
 from models.enums import Outcome, Phase, SagaState, StepState
 from models.keytemplate import render
 from models.messages import StepDispatch, StepReport
+from models.step_item import WorkItemStepSpec
 from models.tables import (
     ATTEMPTS,
     FENCING_SEQUENCE,
@@ -36,7 +37,9 @@ from models.tables import (
     Timer,
 )
 from models.template import StepSpec, TemplateSpec
+from orchestrator.errors import OrchestratorError
 from orchestrator.planner import GiveUp, after_failure, next_compensation, outcome_unknown
+from orchestrator.work.saga_items import ItemSpecError, cancel_items, open_item
 
 _UNIFORM_UPDATES: dict[type, tuple[str, ...]] = {
     SagaRun: ("state", "results", "error", "updated_at", "finished_at"),
@@ -163,6 +166,9 @@ class SagaEngine:
                 attempt.outcome = Outcome.timed_out
                 attempt.finished_at = self.now
                 attempt.error = "TimedOut: no report from a worker before the step's deadline"
+                if spec.steps[index].item_for(phase.value) is not None:
+                    attempt.error = "TimedOut: the work item was not finished before the step's deadline"
+                    cancel_items(self.session, saga.id, index, phase, attempt_no, "the step's deadline passed")
                 self._settle(
                     saga,
                     spec,
@@ -300,6 +306,11 @@ class SagaEngine:
         if phase is Phase.forward:
             step.state = StepState.running
             step.started_at = step.started_at or self.now
+        item_spec = step_spec.item_for(phase.value)
+        if item_spec is not None:
+            self._open_item(saga, spec, index, phase, attempt_no, item_spec)
+            return
+        assert step_spec.capability is not None
         scope = render(step_spec.mutex_scope, step_values(saga, spec, step_spec)) if step_spec.mutex_scope else None
         token = issue_fencing_token(self.session) if scope is not None else None
         handler = step_spec.handler if phase is Phase.forward else step_spec.compensate
@@ -352,6 +363,35 @@ class SagaEngine:
             }
         )
         self._set_timer(TIMER_WATCHDOG, saga.id, index, phase, attempt_no, deadline_s * 1000)
+
+    def _open_item(
+        self, saga: SagaRun, spec: TemplateSpec, index: int, phase: Phase, attempt_no: int, item_spec: WorkItemStepSpec
+    ) -> None:
+        """A person or an agent does this attempt: open its work item and wait, holding no
+        worker slot. The item's end comes back as a report; ``timeout_ms`` is its deadline."""
+        step_spec = spec.steps[index]
+        row: dict[str, Any] = {
+            "saga_id": saga.id,
+            "step_index": index,
+            "step_name": step_spec.name,
+            "phase": phase,
+            "attempt": attempt_no,
+            "outcome": Outcome.running,
+            "dispatched_at": self.now,
+        }
+        try:
+            item_id = open_item(self.session, saga, spec, index, phase, attempt_no, item_spec, self.now)
+        except (ItemSpecError, OrchestratorError) as exc:
+            # The saga's data cannot make this item: no retry will change that.
+            error = f"WorkItemNotCreated: {getattr(exc, 'message', None) or exc}"
+            self._attempt_rows.append({**row, "outcome": Outcome.failed, "error": error, "finished_at": self.now})
+            self._settle(
+                saga, spec, index, phase, Outcome.failed, retryable=False, retry_after_ms=None, result=None, error=error
+            )
+            return
+        self._attempt_rows.append({**row, "worker": f"work item {item_id}"[:255]})
+        if step_spec.timeout_ms:
+            self._set_timer(TIMER_WATCHDOG, saga.id, index, phase, attempt_no, step_spec.timeout_ms)
 
     def _schedule_dispatch(self, saga: SagaRun, index: int, phase: Phase, attempt_no: int, delay_ms: int) -> None:
         self._set_timer(TIMER_DISPATCH, saga.id, index, phase, attempt_no, delay_ms)

@@ -54,7 +54,7 @@ def next_compensation(
     its work, so it is compensated too (compensations must tolerate having nothing to undo).
     """
     for index in range(min(below, len(steps)) - 1, -1, -1):
-        if steps[index].compensate is None:
+        if not steps[index].compensable:
             continue
         if states[index] is StepState.succeeded:
             return index

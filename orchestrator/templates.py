@@ -15,6 +15,7 @@ from models.tables import TemplateRow
 from models.template import TemplateSpec, semver_key
 from orchestrator.db import SessionFactory
 from orchestrator.errors import Conflict, InvalidInput, NotFound
+from orchestrator.work.types import get_type, validate_item
 
 # Versions are immutable, so a parsed template can be cached for the life of the process.
 _CACHE: dict[tuple[str, str], TemplateSpec] = {}
@@ -35,6 +36,28 @@ def parse_template(data: Any) -> TemplateSpec:
         raise InvalidInput("template is not valid: " + summary(details), details=details) from exc
 
 
+def _check_item_types(session: Session, spec: TemplateSpec) -> None:
+    """Every work item a template would open names a registered type."""
+    problems = []
+    for index, step in enumerate(spec.steps):
+        for field in ("work_item", "compensate_work_item"):
+            item = getattr(step, field)
+            if item is None:
+                continue
+            try:
+                item_type = get_type(session, item.type)
+            except InvalidInput as exc:
+                problems.append({"path": f"steps.{index}.{field}.type", "message": exc.message})
+                continue
+            document = {k: v for k, v in item.model_dump(include={"title", "description", "payload"}).items() if v}
+            try:
+                validate_item(item_type, document, only_missing=True)
+            except InvalidInput as exc:
+                problems += [{**d, "path": f"steps.{index}.{field}.{d['path']}"} for d in exc.details]
+    if problems:
+        raise InvalidInput("template is not valid: " + summary(problems), details=problems)
+
+
 def register_template(sessions: SessionFactory, spec: TemplateSpec) -> tuple[TemplateSpec, bool]:
     """Store ``spec``; returns (template, created). The same version with other content is a 409."""
     digest = spec.spec_hash()
@@ -48,6 +71,7 @@ def register_template(sessions: SessionFactory, spec: TemplateSpec) -> tuple[Tem
                         "content; versions are immutable, register a new version"
                     )
                 return TemplateSpec.model_validate(existing.spec), False
+            _check_item_types(session, spec)
             _LATEST.pop(spec.name, None)
             session.add(
                 TemplateRow(name=spec.name, version=spec.version, spec=spec.model_dump(mode="json"), spec_hash=digest)

@@ -35,19 +35,24 @@ def _queue(name: str) -> Queue:
 
 def publish_reports(app: Celery, bodies: Iterable[dict[str, Any]], *, copies: int = 1) -> None:
     """Send reports to the orchestrator queue as plain JSON messages."""
-    queue = _queue(keys.ORCHESTRATOR_QUEUE)
     with app.producer_or_acquire() as producer:
         for body in bodies:
             for _ in range(copies):
-                producer.publish(
-                    body,
-                    exchange=DEFAULT_EXCHANGE,
-                    routing_key=queue.name,
-                    declare=[queue],
-                    serializer="json",
-                    delivery_mode=2,
-                    retry=True,
-                )
+                publish_report(producer, body)
+
+
+def publish_report(producer: Any, body: dict[str, Any]) -> None:
+    """One report to the orchestrator queue on an open producer."""
+    queue = _queue(keys.ORCHESTRATOR_QUEUE)
+    producer.publish(
+        body,
+        exchange=DEFAULT_EXCHANGE,
+        routing_key=queue.name,
+        declare=[queue],
+        serializer="json",
+        delivery_mode=2,
+        retry=True,
+    )
 
 
 def publish_dispatch(

@@ -2,11 +2,34 @@
 
 from __future__ import annotations
 
-from fastapi import Request
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 
+from fastapi import Request
+from sqlalchemy.orm import Session
+
+from orchestrator.engine import Outgoing
 from orchestrator.wiring import Wiring
+from orchestrator.work.saga_items import PENDING_KEY
+
+log = logging.getLogger(__name__)
 
 
 def get_wiring(request: Request) -> Wiring:
     wiring: Wiring = request.app.state.wiring
     return wiring
+
+
+@contextmanager
+def unit_of_work(wiring: Wiring) -> Iterator[Session]:
+    """A transaction whose outbox rows (a saga step's work item ended) are published once it
+    has committed; if publishing fails the outbox sweep sends them shortly."""
+    with wiring.sessions.begin() as session:
+        yield session
+        pending = session.info.pop(PENDING_KEY, [])
+    if pending:
+        try:
+            wiring.dispatcher.publish([Outgoing(*row) for row in pending])
+        except Exception:
+            log.exception("publishing %d outbox message(s) failed; the sweep will retry", len(pending))

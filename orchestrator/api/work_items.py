@@ -22,7 +22,7 @@ from models.work_api import (
     WorkItemUpdate,
 )
 from orchestrator.api.auth import PrincipalDep
-from orchestrator.api.deps import get_wiring
+from orchestrator.api.deps import get_wiring, unit_of_work
 from orchestrator.api.errors import responses
 from orchestrator.errors import InvalidInput
 from orchestrator.wiring import Wiring
@@ -69,6 +69,7 @@ def list_work_items(
     reporter: Annotated[str | None, Query(description="user:<id> or agent:<id>")] = None,
     parent_id: str | None = None,
     tenant: str | None = None,
+    saga_id: Annotated[str | None, Query(description="Items a saga's steps wait on.")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: str | None = None,
 ) -> WorkItemPage:
@@ -84,6 +85,7 @@ def list_work_items(
             reporter=reporter,
             parent_id=parent_id,
             tenant=tenant,
+            saga_id=saga_id,
             limit=limit,
             cursor=cursor,
         )
@@ -105,7 +107,7 @@ def update_work_item(
 ) -> WorkItemRead:
     """Change fields. With ``version`` in the body (or ``If-Match: <version>``) the update applies
     only if the item is still at that version (409 otherwise)."""
-    with wiring.sessions.begin() as session:
+    with unit_of_work(wiring) as session:
         return items.update_item(
             session,
             principal,
@@ -119,7 +121,7 @@ def update_work_item(
 @router.delete("/{item_id}", status_code=204, responses=responses(*AUTH, 404))
 def delete_work_item(item_id: str, wiring: WiringDep, principal: PrincipalDep) -> Response:
     """Soft delete: the item leaves lists and queues; its history stays."""
-    with wiring.sessions.begin() as session:
+    with unit_of_work(wiring) as session:
         items.delete_item(session, principal, item_id)
     return Response(status_code=204)
 
@@ -129,7 +131,7 @@ def transition_work_item(
     item_id: str, body: TransitionRequest, wiring: WiringDep, principal: PrincipalDep
 ) -> WorkItemRead:
     """Move the item to ``to``. A move its lifecycle does not allow is a 409 naming the allowed ones."""
-    with wiring.sessions.begin() as session:
+    with unit_of_work(wiring) as session:
         return moves.transition(session, principal, item_id, body.to, reason=body.reason, version=body.version)
 
 
@@ -153,7 +155,7 @@ def claim_work_item(
     item_id: str, wiring: WiringDep, principal: PrincipalDep, body: ClaimRequest | None = None
 ) -> WorkItemRead:
     """Claim the item exclusively. An agent's claim is a lease: heartbeat before it lapses."""
-    with wiring.sessions.begin() as session:
+    with unit_of_work(wiring) as session:
         return claims.claim(
             session,
             principal,
@@ -168,7 +170,7 @@ def heartbeat_work_item(
     item_id: str, body: HeartbeatRequest, wiring: WiringDep, principal: PrincipalDep
 ) -> WorkItemRead:
     """Extend the caller's lease. A lost or stale lease is a 409."""
-    with wiring.sessions.begin() as session:
+    with unit_of_work(wiring) as session:
         return claims.heartbeat(
             session,
             principal,
@@ -185,7 +187,7 @@ def release_work_item(
 ) -> WorkItemRead:
     """Give the item back to its queue."""
     body = body or ReleaseRequest()
-    with wiring.sessions.begin() as session:
+    with unit_of_work(wiring) as session:
         return claims.release(session, principal, item_id, body.lease_epoch, body.reason)
 
 
@@ -194,7 +196,7 @@ def start_work_item(
     item_id: str, wiring: WiringDep, principal: PrincipalDep, body: LeaseRequest | None = None
 ) -> WorkItemRead:
     """Start the item, claiming it first if the caller does not hold it."""
-    with wiring.sessions.begin() as session:
+    with unit_of_work(wiring) as session:
         return claims.start(
             session,
             principal,
@@ -207,14 +209,14 @@ def start_work_item(
 @router.post("/{item_id}/complete", response_model=WorkItemRead, responses=responses(*AUTH, 404, 409, 422))
 def complete_work_item(item_id: str, body: CompleteRequest, wiring: WiringDep, principal: PrincipalDep) -> WorkItemRead:
     """Complete the held item with a result; its lifecycle says where that takes it."""
-    with wiring.sessions.begin() as session:
+    with unit_of_work(wiring) as session:
         return claims.complete(session, principal, item_id, body.lease_epoch, body.result)
 
 
 @router.post("/{item_id}/fail", response_model=WorkItemRead, responses=responses(*AUTH, 404, 409, 422))
 def fail_work_item(item_id: str, body: FailRequest, wiring: WiringDep, principal: PrincipalDep) -> WorkItemRead:
     """Give up on the held item, with a reason."""
-    with wiring.sessions.begin() as session:
+    with unit_of_work(wiring) as session:
         return claims.fail(session, principal, item_id, body.lease_epoch, body.reason)
 
 

@@ -21,6 +21,7 @@ from models.work_api import (
     ClaimRead,
     HumanOffer,
     PartyRef,
+    SagaLink,
     WorkItemCreate,
     WorkItemPage,
     WorkItemRead,
@@ -34,6 +35,7 @@ from orchestrator.errors import Conflict, Forbidden, InvalidInput, NotFound, Pay
 from orchestrator.work import audit
 from orchestrator.work.access import require, tenant_for_write
 from orchestrator.work.ids import work_item_id
+from orchestrator.work.saga_items import report_outcome
 from orchestrator.work.types import get_type, validate_item
 
 ID_ATTEMPTS = 5
@@ -160,6 +162,7 @@ def list_items(
     reporter: str | None = None,
     parent_id: str | None = None,
     tenant: str | None = None,
+    saga_id: str | None = None,
     limit: int = 50,
     cursor: str | None = None,
 ) -> WorkItemPage:
@@ -178,6 +181,8 @@ def list_items(
         query = query.where(WorkItem.status == status)
     if parent_id is not None:
         query = query.where(WorkItem.parent_id == parent_id)
+    if saga_id is not None:
+        query = query.where(WorkItem.saga_id == saga_id)
     if label is not None:
         query = query.where(select(literal(1)).where(LABELS.c.item_id == WorkItem.id, LABELS.c.label == label).exists())
     for field, value in (("assignee", assignee), ("reporter", reporter)):
@@ -265,8 +270,13 @@ def delete_item(session: Session, principal: Principal, item_id: str) -> None:
     item.deleted_at = utcnow()
     item.claimed_by_type = item.claimed_by_id = None
     item.lease_expires_at = None
+    was_open, item.is_open = item.is_open, False
     touch(item)
     audit.record(session, item, "deleted", principal.ref, from_status=item.status)
+    if was_open:
+        # A saga waiting on it must not wait forever: the step fails.
+        item.reason = f"deleted by {principal.ref}"
+        report_outcome(session, item, principal.ref)
 
 
 def touch(item: WorkItem) -> None:
@@ -335,11 +345,24 @@ def _view(item: WorkItem, labels: list[str], dependencies: list[str]) -> WorkIte
         claim=claim,
         lease_epoch=item.lease_epoch,
         version=item.version,
+        saga=_saga_link(item),
         created_at=item.created_at,
         updated_at=item.updated_at,
         started_at=item.started_at,
         completed_at=item.completed_at,
         deleted_at=item.deleted_at,
+    )
+
+
+def _saga_link(item: WorkItem) -> SagaLink | None:
+    if item.saga_id is None or item.saga_step is None or item.saga_step_index is None:
+        return None
+    return SagaLink(
+        saga_id=item.saga_id,
+        step=item.saga_step,
+        step_index=item.saga_step_index,
+        phase=item.saga_phase or "forward",
+        attempt=item.saga_attempt or 1,
     )
 
 

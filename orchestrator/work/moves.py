@@ -24,6 +24,7 @@ from orchestrator.errors import Conflict, InvalidInput
 from orchestrator.work import audit
 from orchestrator.work.access import require
 from orchestrator.work.items import load_item, read_items, touch
+from orchestrator.work.saga_items import report_outcome
 
 
 def lifecycle_of(item: WorkItem) -> Lifecycle:
@@ -107,6 +108,7 @@ def move(
         release_claim(item)
     touch(item)
     audit.record(session, item, action, actor, from_status=before, to_status=to, reason=reason, details=details)
+    report_outcome(session, item, actor)
 
 
 def release_claim(item: WorkItem) -> None:

@@ -89,10 +89,14 @@ def register_type(session: Session, body: WorkItemTypeCreate, principal: Princip
     return _from_row(existing), False
 
 
-def validate_item(item_type: WorkItemType, document: dict[str, Any]) -> None:
-    """Raise InvalidInput listing every field that breaks the type's schema."""
+def validate_item(item_type: WorkItemType, document: dict[str, Any], *, only_missing: bool = False) -> None:
+    """Raise InvalidInput listing every field that breaks the type's schema. With
+    ``only_missing``, only absent required fields count (a template's values are still
+    placeholders, so their types cannot be judged yet)."""
     validator = _validator(json.dumps(item_type.schema, sort_keys=True))
     problems = sorted(validator.iter_errors(document), key=lambda e: [str(p) for p in e.absolute_path])
+    if only_missing:
+        problems = [p for p in problems if p.validator in ("required", "anyOf", "oneOf")]
     if not problems:
         return
     details = [_detail(e) for e in problems]
@@ -108,8 +112,15 @@ def _detail(error: ValidationError) -> dict[str, str]:
         if match:
             return {"path": ".".join([*path, match.group(1)]), "message": "is required"}
     if error.validator in ("anyOf", "oneOf") and error.context:
-        options = sorted({".".join(map(str, c.absolute_path)) or c.message for c in error.context})
-        return {"path": ".".join(path) or "(root)", "message": f"needs one of: {', '.join(options)}"}
+        # Name each alternative by the field it wants (a missing one, or one that is wrong).
+        options: list[str] = []
+        for sub in error.context:
+            match = _REQUIRED.match(sub.message) if sub.validator == "required" else None
+            option = ".".join([*map(str, sub.absolute_path), match.group(1)] if match else map(str, sub.absolute_path))
+            if option and option not in options:
+                options.append(option)
+        wanted = " or ".join(options) if options else error.message
+        return {"path": ".".join(path) or "(root)", "message": f"needs {wanted}"}
     return {"path": ".".join(path) or "(root)", "message": error.message}
 
 

@@ -182,7 +182,9 @@ def test_a_bad_template_file_names_the_field(stack_env: dict[str, str], tmp_path
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: bad\nversion: 1.0.0\nsteps:\n  - name: a\n    handler: h\n")
     result = workyard(stack_env, "template", "add", str(bad))
-    assert result.returncode == 1 and "steps.0.capability: Field required" in result.stderr
+    assert (
+        result.returncode == 1 and "steps.0.capability: Value error, a handler step needs a capability" in result.stderr
+    )
     assert "Traceback" not in result.stderr
 
 

@@ -44,3 +44,88 @@ LOCKED: dict[str, Any] = {
         },
     ],
 }
+
+# A person approves between two automated steps.
+APPROVAL: dict[str, Any] = {
+    "name": "it.approval",
+    "version": "1.0.0",
+    "steps": [
+        THREE_STEPS["steps"][0],
+        {
+            "name": "approve",
+            "kind": "work_item",
+            "work_item": {
+                "type": "task",
+                "title": "Approve order {input.tag}",
+                "tenant": "acme",
+                "offer": {"type": "human", "scope": "work:claim", "group": "approvers"},
+                "payload": {"tag": "{input.tag}", "first": "{results.one}"},
+            },
+        },
+        THREE_STEPS["steps"][2],
+    ],
+}
+
+# An agent reviews; its lease is short so a silent agent loses the item quickly.
+AGENT_REVIEW: dict[str, Any] = {
+    "name": "it.agent_review",
+    "version": "1.0.0",
+    "steps": [
+        {
+            "name": "review",
+            "kind": "work_item",
+            "work_item": {
+                "type": "task",
+                "title": "Review {input.tag}",
+                "tenant": "acme",
+                "offer": {"type": "agent", "capability": "review"},
+                "payload": {"tag": "{input.tag}"},
+            },
+        },
+        THREE_STEPS["steps"][2],
+    ],
+}
+
+# Undoing step two takes a person: "call the customer".
+CALL_CUSTOMER: dict[str, Any] = {
+    "name": "it.call_customer",
+    "version": "1.0.0",
+    "steps": [
+        THREE_STEPS["steps"][0],
+        {
+            "name": "two",
+            "capability": "beta",
+            "handler": "two",
+            "retry": FAST_RETRY,
+            "compensate_work_item": {
+                "type": "task",
+                "title": "Call the customer about {input.tag}",
+                "description": "Say sorry; the order is cancelled.",
+                "tenant": "acme",
+                "offer": {"type": "human", "group": "support"},
+            },
+        },
+        THREE_STEPS["steps"][2],
+    ],
+}
+
+# Nobody acts in time: the deadline cancels the item and the retry policy opens another.
+DEADLINE: dict[str, Any] = {
+    "name": "it.deadline",
+    "version": "1.0.0",
+    "steps": [
+        {
+            "name": "sign",
+            "kind": "work_item",
+            "timeout_ms": 1500,
+            "retry": {"max_attempts": 2, "initial_ms": 0, "max_ms": 0, "jitter": 0.0},
+            "work_item": {
+                "type": "task",
+                "title": "Sign {input.tag}",
+                "description": "Sign the contract.",
+                "tenant": "acme",
+                "offer": {"type": "human", "group": "signers"},
+            },
+        },
+    ],
+}

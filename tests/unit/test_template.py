@@ -33,7 +33,9 @@ def test_the_shop_template_is_valid() -> None:
 def test_a_step_without_capability_is_refused_with_its_path() -> None:
     with pytest.raises(InvalidInput) as err:
         parse_template(_doc(steps=[{"name": "a", "handler": "h"}]))
-    assert {"path": "steps.0.capability", "message": "Field required"} in err.value.details
+    assert {"path": "steps.0.capability", "message": "Value error, a handler step needs a capability"} in (
+        err.value.details
+    )
 
 
 @pytest.mark.parametrize(

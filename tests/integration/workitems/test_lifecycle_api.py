@@ -42,6 +42,11 @@ def test_every_pair_of_statuses(client: TestClient, token: TokenFactory, name: s
     lifecycle = LIFECYCLES[name]
     alice = token("user:alice")
     item = client.post("/api/v1/work-items", json=body_for(lifecycle), headers=alice).json()
+    if name == "step":
+        # Only a saga opens items with this lifecycle; here one is made by hand.
+        with sessions(client).begin() as session:
+            session.execute(update(WorkItem).where(WorkItem.id == item["id"]).values(lifecycle="step", status="todo"))
+        item = client.get(f"/api/v1/work-items/{item['id']}", headers=alice).json()
     assert item["lifecycle"] == name and item["status"] == lifecycle.initial
     tried = 0
     for source in lifecycle.statuses:

@@ -1,0 +1,48 @@
+"""A saga step that waits for a person or an agent: the work item the orchestrator creates when
+the saga reaches the step. Strings may hold placeholders (``{input.order_id}``,
+``{results.quote.amount}``) filled from the saga when the item is created."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from models.keytemplate import all_placeholders
+from models.work_api import AgentOffer, Offer
+
+# What a work-item step's placeholders may refer to.
+ITEM_ROOTS = ("input", "results", "saga_id", "step", "template", "version")
+
+
+class WorkItemStepSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: str = Field(default="task", min_length=1, max_length=64, description="A registered work-item type.")
+    title: str = Field(min_length=1, max_length=500)
+    description: str | None = Field(default=None, max_length=20_000)
+    tenant: str = Field(min_length=1, max_length=64, description="The tenant whose people or agents do it.")
+    priority: int = Field(default=50, ge=0, le=100)
+    offer: Offer = Field(description="Who may claim it: people by scope and group, or agents by capability.")
+    assignee: str | None = Field(default=None, description="user:<id> or agent:<id>; may be a placeholder.")
+    labels: list[str] = Field(default_factory=list, max_length=50)
+    payload: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("offer", mode="before")
+    @classmethod
+    def _offer_given(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("a work-item step needs an offer: {type: human, scope, group?} or {type: agent}")
+        return value
+
+    @model_validator(mode="after")
+    def _known_placeholders(self) -> WorkItemStepSpec:
+        fields = [self.title, self.description, self.tenant, self.assignee, self.labels, self.payload]
+        for path in all_placeholders(fields):
+            if path.split(".", 1)[0] not in ITEM_ROOTS:
+                raise ValueError(f"placeholder {{{path}}} must start with one of {', '.join(ITEM_ROOTS)}")
+        return self
+
+    @property
+    def for_agents(self) -> bool:
+        return isinstance(self.offer, AgentOffer)

@@ -1,0 +1,227 @@
+"""Sagas that wait for people and agents: work-item steps on a real stack (orchestrator, API and
+Celery workers as subprocesses), on SQLite and PostgreSQL, with messages delivered once and twice."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from models.principal import PrincipalType
+from orchestrator.work.tokens import create_token
+from tests.conftest import database_url
+from tests.integration.harness import Harness, stack_settings
+from tests.integration.templates import AGENT_REVIEW, APPROVAL, CALL_CUSTOMER, DEADLINE, THREE_STEPS
+from tests.support import RedisTarget, eventually
+from workers.client import ApiError, WorkyardClient
+
+ADMIN = "it-admin-token"
+
+
+class Stack:
+    def __init__(self, harness: Harness):
+        self.h = harness
+        self.url = harness.settings.api_url
+        self.admin = WorkyardClient(self.url, ADMIN)
+        self.clients = [self.admin]
+
+    def client(self, principal: str, **grants: Any) -> WorkyardClient:
+        kind, ident = principal.split(":")
+        with self.h.wiring.sessions.begin() as session:
+            issued = create_token(
+                session,
+                principal_type=PrincipalType(kind),
+                principal_id=ident,
+                tenant="acme",
+                scopes=["work:read", "work:claim"],
+                **grants,
+            )
+        client = WorkyardClient(self.url, issued.secret)
+        self.clients.append(client)
+        return client
+
+    def close(self) -> None:
+        for client in self.clients:
+            client.close()
+
+    def item_of(self, saga_id: str, step: str, attempt: int = 1, phase: str = "forward") -> Any:
+        def find() -> Any:
+            for item in self.admin.list_work_items(saga_id=saga_id).items:
+                link = item.saga
+                if link and (link.step, link.attempt, link.phase) == (step, attempt, phase):
+                    return item
+            return None
+
+        return eventually(find, what=f"the work item of {step} (attempt {attempt}, {phase})")
+
+
+STACKS = [
+    pytest.param(
+        (backend, twice),
+        marks=[pytest.mark.postgres] if backend == "postgres" else [],
+        id=f"{backend}-{'twice' if twice else 'once'}",
+    )
+    for backend in ("sqlite", "postgres")
+    for twice in (False, True)
+]
+
+
+@pytest.fixture(scope="module", params=STACKS)
+def stack(
+    request: pytest.FixtureRequest, redis_target: RedisTarget, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    backend, twice = request.param
+    tmp = tmp_path_factory.mktemp("waiting")
+    for url in database_url(str(backend), tmp):
+        settings = stack_settings(tmp, url, redis_target, admin_token=ADMIN, fault_duplicate_delivery=twice)
+        harness = Harness(settings, redis_target, api=True).start()
+        try:
+            for template in (THREE_STEPS, APPROVAL, AGENT_REVIEW, CALL_CUSTOMER, DEADLINE):
+                harness.register(template)
+            stack = Stack(harness)
+            yield stack
+            stack.close()
+        finally:
+            harness.stop()
+
+
+def _tag() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def _timeline(saga: Any) -> list[tuple[str, str, str]]:
+    return [(a.step_name, a.phase, a.outcome) for a in saga.attempts]
+
+
+def test_an_approved_step_resumes_the_saga_with_the_items_result(stack: Stack) -> None:
+    tag = _tag()
+    saga_id = stack.h.submit("it.approval", {"tag": tag})
+    item = stack.item_of(saga_id, "approve")
+    assert item.title == f"Approve order {tag}" and item.payload["first"] == {"step": "one", "calls": 1}
+    assert item.status == "todo" and item.lifecycle == "step" and item.offer.group == "approvers"
+    outsider = stack.client("user:bo")
+    with pytest.raises(ApiError) as refused:
+        outsider.claim(item)
+    assert refused.value.status == 403
+    ann = stack.client("user:ann", groups=["approvers"])
+    done = ann.complete(ann.claim(item), {"approved": True, "by": "ann"})
+    assert done.status == "done"
+    saga = stack.h.wait_final(saga_id)
+    assert saga.state == "completed"
+    assert _timeline(saga) == [
+        ("one", "forward", "succeeded"),
+        ("approve", "forward", "succeeded"),
+        ("three", "forward", "succeeded"),
+    ]
+    assert saga.results["approve"] == {"approved": True, "by": "ann"}
+    assert stack.h.effects(tag) == ["one", "three"]
+    assert saga.attempts[1].worker == "user:ann"
+
+
+def test_a_rejected_step_compensates_in_reverse_order(stack: Stack) -> None:
+    tag = _tag()
+    saga_id = stack.h.submit("it.approval", {"tag": tag})
+    item = stack.item_of(saga_id, "approve")
+    ann = stack.client("user:ann", groups=["approvers"])
+    ann.fail(ann.claim(item), "too expensive")
+    saga = stack.h.wait_final(saga_id)
+    assert saga.state == "compensated"
+    assert _timeline(saga) == [
+        ("one", "forward", "succeeded"),
+        ("approve", "forward", "failed"),
+        ("one", "compensate", "succeeded"),
+    ]
+    assert "too expensive" in (saga.error or "")
+    assert stack.h.effects(tag) == ["one", "one:compensate"]
+
+
+def test_a_silent_agent_loses_the_item_to_another_and_its_late_completion_is_refused(stack: Stack) -> None:
+    tag = _tag()
+    saga_id = stack.h.submit("it.agent_review", {"tag": tag})
+    item = stack.item_of(saga_id, "review")
+    silent = stack.client("agent:silent", capabilities=["review"])
+    diligent = stack.client("agent:diligent", capabilities=["review"])
+    held = silent.start(silent.claim(item, ttl_s=1.0))
+    # No heartbeats: the orchestrator's lease sweep puts the item back in the queue.
+    back = eventually(
+        lambda: next((i for i in diligent.available().items if i.id == item.id and i.claim is None), None),
+        timeout=15,
+        what="the lease sweep to return the item to the queue",
+    )
+    taken = diligent.claim(back, ttl_s=30)
+    diligent.complete(taken, {"verdict": "ok"})
+    with pytest.raises(ApiError) as late:
+        silent.complete(held, {"verdict": "late"})
+    assert late.value.status == 409
+    saga = stack.h.wait_final(saga_id)
+    assert saga.state == "completed" and saga.results["review"] == {"verdict": "ok"}
+    actions = [(e.action, e.actor) for e in stack.admin.history(item)]
+    assert ("lease_expired", "system") in actions
+    assert actions.index(("lease_expired", "system")) < actions.index(("claimed", "agent:diligent"))
+    assert stack.admin.get_work_item(item).result == {"verdict": "ok"}
+
+
+def test_a_compensation_can_be_a_work_item(stack: Stack) -> None:
+    tag = _tag()
+    behaviour = {"three": {"fail_always": True, "retryable": False}}
+    saga_id = stack.h.submit("it.call_customer", {"tag": tag, "behaviour": behaviour})
+    call = stack.item_of(saga_id, "two", phase="compensate")
+    assert call.title == f"Call the customer about {tag}"
+    # The saga waits for the person before it undoes step one: strict reverse order.
+    time.sleep(0.5)
+    assert stack.h.effects(tag) == ["one", "two"]
+    agent = stack.client("user:sam", groups=["support"])
+    agent.complete(agent.claim(call), {"called": True})
+    saga = stack.h.wait_final(saga_id)
+    assert saga.state == "compensated"
+    assert _timeline(saga)[-2:] == [("two", "compensate", "succeeded"), ("one", "compensate", "succeeded")]
+    assert stack.h.effects(tag) == ["one", "two", "one:compensate"]
+
+
+def test_a_missed_deadline_cancels_the_item_and_the_retry_opens_another(stack: Stack) -> None:
+    tag = _tag()
+    saga_id = stack.h.submit("it.deadline", {"tag": tag})
+    first = stack.item_of(saga_id, "sign")
+    second = stack.item_of(saga_id, "sign", attempt=2)
+    assert stack.admin.get_work_item(first).status == "cancelled"
+    signer = stack.client("user:sue", groups=["signers"])
+    with pytest.raises(ApiError) as too_late:
+        signer.claim(first)
+    assert too_late.value.status == 409
+    signer.complete(signer.claim(second), {"signed": True})
+    saga = stack.h.wait_final(saga_id)
+    assert saga.state == "completed"
+    assert _timeline(saga) == [("sign", "forward", "timed_out"), ("sign", "forward", "succeeded")]
+
+
+def test_a_template_with_a_bad_work_item_step_is_refused_and_nothing_is_written(stack: Stack) -> None:
+    before = stack.h.row_counts()
+    bad_steps = [
+        ({"name": "x", "kind": "work_item", "work_item": {"title": "t", "tenant": "acme"}}, "work_item.offer"),
+        (
+            {
+                "name": "x",
+                "kind": "work_item",
+                "work_item": {"type": "nope", "title": "t", "tenant": "acme", "offer": {"type": "agent"}},
+            },
+            "work_item.type",
+        ),
+        ({"name": "x", "kind": "work_item"}, "steps.0"),
+        (
+            {
+                "name": "x",
+                "kind": "work_item",
+                "work_item": {"title": "t", "tenant": "acme", "offer": {"type": "agent"}},
+            },
+            "steps.0.work_item.(root)",  # a task needs a description or a payload
+        ),
+    ]
+    for step, path in bad_steps:
+        with pytest.raises(ApiError) as refused:
+            stack.admin.add_template({"name": "it.bad", "version": "1.0.0", "steps": [step]})
+        assert refused.value.status == 422
+        assert any(path in d["path"] for d in refused.value.details), refused.value.details
+    assert stack.h.row_counts() == before
