@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     work_item_max_payload_bytes: int = Field(
         default=256 * 1024, ge=1024, description="Largest payload plus metadata a work item may carry."
     )
+    remediation_tenant: str = Field(
+        default="ops", min_length=1, max_length=64, description="Tenant of remediation items for failed compensations."
+    )
     admin_token: str | None = Field(
         default=None, description="Bearer token with every scope in every tenant (workyard up creates one)."
     )

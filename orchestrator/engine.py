@@ -39,7 +39,7 @@ from models.tables import (
 from models.template import StepSpec, TemplateSpec
 from orchestrator.errors import OrchestratorError
 from orchestrator.planner import GiveUp, after_failure, next_compensation, outcome_unknown
-from orchestrator.work.saga_items import ItemSpecError, cancel_items, open_item
+from orchestrator.work.saga_items import ItemSpecError, cancel_items, open_item, open_remediation
 
 _UNIFORM_UPDATES: dict[type, tuple[str, ...]] = {
     SagaRun: ("state", "results", "error", "updated_at", "finished_at"),
@@ -274,6 +274,7 @@ class SagaEngine:
             step.state = StepState.compensation_failed
             saga.error = f"compensation of step {step.name!r} {decision.reason}: {error}"
             self._finish(saga, SagaState.compensation_failed)
+            open_remediation(self.session, saga, step.name, error or "-", self.settings.remediation_tenant, self.now)
 
     def _compensate_below(self, saga: SagaRun, spec: TemplateSpec, below: int, *, uncertain: int | None = None) -> None:
         saga.state = SagaState.compensating

@@ -210,3 +210,50 @@ def report_outcome(session: Session, item: WorkItem, actor: str) -> None:
     }
     outbox_id = session.execute(insert(OUTBOX).returning(OUTBOX.c.id), row).scalar_one()
     session.info.setdefault(PENDING_KEY, []).append((outbox_id, row["queue"], row["payload"]))
+
+
+def open_remediation(session: Session, saga: SagaRun, step: str, error: str, tenant: str, now: datetime) -> str:
+    """A compensation gave up: open a remediation item for a person (invariant 4). It names the
+    saga (``saga_id``) but answers no step, so completing it does not move the saga."""
+    item_id = work_item_id(tenant, "remediation", now, f"saga:{saga.id}:remediation")
+    if session.get(WorkItem, item_id) is not None:
+        return item_id
+    lifecycle = LIFECYCLES["canonical"]
+    item = WorkItem(
+        id=item_id,
+        code=item_id,
+        tenant=tenant,
+        type="remediation",
+        lifecycle=lifecycle.name,
+        title=f"Saga {saga.id} ({saga.template_name}) could not undo step {step!r}"[:500],
+        description=(
+            f"The compensation of step {step!r} gave up: {error}. The steps before it were left as "
+            "they are, so nothing is undone out of order. Undo by hand what needs undoing, then "
+            "complete this item."
+        ),
+        priority=90,
+        status=lifecycle.initial,
+        is_open=True,
+        created_by=f"saga:{saga.id}",
+        payload={
+            "incidentRef": f"saga:{saga.id}",
+            "startAt": now.isoformat(),
+            "remediationPlan": f"undo step {step!r} and the completed steps before it by hand",
+            "saga": {"id": saga.id, "template": saga.template_name, "version": saga.template_version},
+            "error": error,
+        },
+        meta={},
+        idempotence_key=f"saga:{saga.id}:remediation",
+        offer_type="human",
+        offer_scope="work:claim",
+        lease_epoch=0,
+        version=1,
+        saga_id=saga.id,
+        saga_step=step,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(item)
+    session.flush()
+    audit.record(session, item, "created", f"saga:{saga.id}", to_status=item.status, details={"type": "remediation"})
+    return item_id

@@ -5,7 +5,10 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from sqlalchemy import select
+
 from models.api import SagaRead
+from models.work_tables import WorkItem
 from tests.integration.harness import Harness
 
 
@@ -105,6 +108,11 @@ def test_a_compensation_that_never_succeeds_ends_compensation_failed(harness: Ha
     # Strict order: step one is not compensated before step two's compensation succeeded.
     assert "one:compensate" not in harness.calls(tag)
     assert "compensation of step 'two'" in (saga.error or "")
+    # A person is asked to finish the job: one remediation item, in the operations tenant.
+    with harness.wiring.sessions() as session:
+        items = session.scalars(select(WorkItem).where(WorkItem.saga_id == saga.id)).all()
+    assert [(i.type, i.tenant, i.status, i.saga_step) for i in items] == [("remediation", "ops", "planned", "two")]
+    assert items[0].payload["incidentRef"] == f"saga:{saga.id}"
 
 
 def test_the_same_idempotence_key_never_starts_a_second_saga(harness: Harness) -> None:
