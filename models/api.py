@@ -85,11 +85,28 @@ class SagaSummary(BaseModel):
     finished_at: datetime | None
 
 
+class SagaItemRead(BaseModel):
+    """A work item a saga opened: one a step waits on, or a remediation."""
+
+    id: str
+    type: str
+    title: str
+    tenant: str
+    status: str
+    step: str | None
+    phase: str | None
+    attempt: int | None
+    holder: str | None
+    lease_expires_at: datetime | None
+    created_at: datetime
+
+
 class SagaRead(SagaSummary):
     input: dict[str, Any]
     results: dict[str, Any]
     steps: list[StepRead]
     attempts: list[AttemptRead]
+    work_items: list[SagaItemRead] = Field(default_factory=list)
 
 
 class SagaPage(BaseModel):

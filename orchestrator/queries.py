@@ -7,9 +7,10 @@ from datetime import datetime
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from models.api import AttemptRead, SagaPage, SagaRead, SagaSummary, StepRead
+from models.api import AttemptRead, SagaItemRead, SagaPage, SagaRead, SagaSummary, StepRead
 from models.enums import SagaState
 from models.tables import SagaRun, StepAttempt
+from models.work_tables import WorkItem
 from orchestrator.cursors import decode_cursor, encode_cursor
 from orchestrator.errors import NotFound
 
@@ -21,6 +22,7 @@ def read_saga(session: Session, saga_id: str) -> SagaRead:
     attempts = session.scalars(
         select(StepAttempt).where(StepAttempt.saga_id == saga_id).order_by(StepAttempt.dispatched_at, StepAttempt.id)
     ).all()
+    items = session.scalars(select(WorkItem).where(WorkItem.saga_id == saga_id).order_by(WorkItem.created_at)).all()
     summary = SagaSummary.model_validate(saga)
     return SagaRead(
         **summary.model_dump(),
@@ -28,6 +30,22 @@ def read_saga(session: Session, saga_id: str) -> SagaRead:
         results=saga.results,
         steps=[StepRead.model_validate(s) for s in saga.steps],
         attempts=[AttemptRead.model_validate(a) for a in attempts],
+        work_items=[
+            SagaItemRead(
+                id=i.id,
+                type=i.type,
+                title=i.title,
+                tenant=i.tenant,
+                status=i.status,
+                step=i.saga_step,
+                phase=i.saga_phase,
+                attempt=i.saga_attempt,
+                holder=f"{i.claimed_by_type}:{i.claimed_by_id}" if i.claimed_by_id else None,
+                lease_expires_at=i.lease_expires_at,
+                created_at=i.created_at,
+            )
+            for i in items
+        ],
     )
 
 

@@ -29,6 +29,15 @@ def render_saga(saga: SagaRead) -> str:
     lines.append("  steps: " + "  ".join(f"{s.name}={s.state}" for s in saga.steps))
     lines.append("  timeline (step, attempt, outcome, duration, worker):")
     lines.extend(attempt_line(a) for a in saga.attempts)
+    if saga.work_items:
+        lines.append("  work items (status, step, holder):")
+        for item in saga.work_items:
+            where = f"{item.step} (compensate)" if item.phase == "compensate" else (item.step or "-")
+            holder = item.holder or "unclaimed"
+            if item.lease_expires_at is not None:
+                holder += f", lease until {item.lease_expires_at:%H:%M:%S}"
+            lines.append(f"  {item.id}  {item.status:<11} {where:<24} {holder}")
+            lines.append(f"      {item.type}: {item.title}")
     if saga.error:
         lines.append(f"  error: {saga.error}")
     return "\n".join(lines)

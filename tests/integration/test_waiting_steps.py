@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from models.principal import PrincipalType
+from orchestrator.timeline import render_saga
 from orchestrator.work.tokens import create_token
 from tests.conftest import database_url
 from tests.integration.harness import Harness, stack_settings
@@ -107,7 +108,11 @@ def test_an_approved_step_resumes_the_saga_with_the_items_result(stack: Stack) -
         outsider.claim(item)
     assert refused.value.status == 403
     ann = stack.client("user:ann", groups=["approvers"])
-    done = ann.complete(ann.claim(item), {"approved": True, "by": "ann"})
+    claimed = ann.claim(item)
+    # An operator sees what the saga waits on, and who holds it.
+    shown = render_saga(stack.h.saga(saga_id))
+    assert f"{item.id}  todo" in shown and "approve" in shown and "user:ann" in shown
+    done = ann.complete(claimed, {"approved": True, "by": "ann"})
     assert done.status == "done"
     saga = stack.h.wait_final(saga_id)
     assert saga.state == "completed"
