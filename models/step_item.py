@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from models.keytemplate import all_placeholders
+from models.sla import SlaSpec
 from models.work_api import AgentOffer, Offer
 
 # What a work-item step's placeholders may refer to.
@@ -27,6 +28,7 @@ class WorkItemStepSpec(BaseModel):
     assignee: str | None = Field(default=None, description="user:<id> or agent:<id>; may be a placeholder.")
     labels: list[str] = Field(default_factory=list, max_length=50)
     payload: dict[str, Any] = Field(default_factory=dict)
+    sla: SlaSpec | None = None
 
     @field_validator("offer", mode="before")
     @classmethod

@@ -130,6 +130,8 @@ class Timer(Base):
     key: Mapped[str] = mapped_column(String(400), unique=True)
     kind: Mapped[str] = mapped_column(String(32))
     saga_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    # A work item's SLA clock (warning, breach, escalation steps); deleted when the item ends.
+    item_id: Mapped[str | None] = mapped_column(String(96), index=True)
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
     due_at: Mapped[datetime] = mapped_column(index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

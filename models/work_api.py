@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from models.principal import PrincipalType
+from models.sla import SlaSpec
 
 Label = Annotated[str, Field(min_length=1, max_length=100)]
 ItemId = Annotated[str, Field(min_length=1, max_length=96)]
@@ -71,9 +72,20 @@ class WorkItemCreate(BaseModel):
         default=None, description="Picks the task-workflow doc's lifecycle for this origin."
     )
     offer: Offer | None = Field(default=None, description="Default: people with the work:claim scope.")
+    sla: SlaSpec | None = None
     idempotence_key: str | None = Field(default=None, min_length=1, max_length=255)
 
     _reject_status = model_validator(mode="before")(_no_status)
+
+
+# Fields of an update that cannot be null, and what to send to empty them instead.
+_NOT_NULL = {
+    "title": "",
+    "priority": "",
+    "labels": " ([] empties it)",
+    "dependencies": " ([] empties it)",
+    "payload": " ({} empties it)",
+}
 
 
 class WorkItemUpdate(BaseModel):
@@ -97,6 +109,14 @@ class WorkItemUpdate(BaseModel):
     offer: Offer | None = None
 
     _reject_status = model_validator(mode="before")(_no_status)
+
+    @field_validator(*_NOT_NULL, mode="before")
+    @classmethod
+    def _not_null(cls, value: Any, info: ValidationInfo) -> Any:
+        # These cannot be cleared: a null would be stored as-is and break the item.
+        if value is None:
+            raise ValueError(f"cannot be null; leave {info.field_name} out to keep it{_NOT_NULL[str(info.field_name)]}")
+        return value
 
 
 class ClaimRead(BaseModel):
@@ -145,6 +165,10 @@ class WorkItemRead(BaseModel):
     lease_epoch: int
     version: int
     saga: SagaLink | None = None
+    sla: SlaSpec | None = None
+    sla_warned_at: datetime | None = None
+    sla_breached_at: datetime | None = None
+    sla_breach_count: int = 0
     created_at: datetime
     updated_at: datetime
     started_at: datetime | None

@@ -85,6 +85,11 @@ class WorkItem(Base):
     lease_epoch: Mapped[int] = mapped_column(default=0)
     lease_expires_at: Mapped[datetime | None]
     version: Mapped[int] = mapped_column(default=1)
+    # The SLA, if any, and what it has done so far (the spec's reporting fields).
+    sla: Mapped[dict[str, Any] | None]
+    sla_warned_at: Mapped[datetime | None]
+    sla_breached_at: Mapped[datetime | None]
+    sla_breach_count: Mapped[int] = mapped_column(default=0)
     # Set when a saga step waits on the item: which attempt of which step its outcome answers.
     saga_id: Mapped[str | None] = mapped_column(String(36))
     saga_step: Mapped[str | None] = mapped_column(String(200))

@@ -15,6 +15,7 @@ from models.tables import TemplateRow
 from models.template import TemplateSpec, semver_key
 from orchestrator.db import SessionFactory
 from orchestrator.errors import Conflict, InvalidInput, NotFound
+from orchestrator.work.tokens import unknown_groups
 from orchestrator.work.types import get_type, validate_item
 
 # Versions are immutable, so a parsed template can be cached for the life of the process.
@@ -49,6 +50,14 @@ def _check_item_types(session: Session, spec: TemplateSpec) -> None:
             except InvalidInput as exc:
                 problems.append({"path": f"steps.{index}.{field}.type", "message": exc.message})
                 continue
+            if item.sla is not None:
+                for group in unknown_groups(session, item.sla.groups()):
+                    problems.append(
+                        {
+                            "path": f"steps.{index}.{field}.sla",
+                            "message": f"escalates to group {group!r}, which no principal is in",
+                        }
+                    )
             document = {k: v for k, v in item.model_dump(include={"title", "description", "payload"}).items() if v}
             try:
                 validate_item(item_type, document, only_missing=True)

@@ -1,13 +1,15 @@
-"""The durable timer loop: fires due timers (retries, deadlines) exactly once.
+"""The durable timer loop: fires due timers (retries, deadlines, SLA warnings, breaches and
+escalation steps) exactly once.
 
 Any number of orchestrator processes may run it: a timer is deleted in the transaction that
-fires it, under the saga's row lock, so a second process finds it gone.
+fires it, taken with SKIP LOCKED under the saga's (or work item's) row lock, so a second process
+finds it gone.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select, update
@@ -17,8 +19,10 @@ from models.base import utcnow
 from models.tables import Timer
 from orchestrator.db import SessionFactory, lock_sagas
 from orchestrator.dispatcher import Dispatcher
-from orchestrator.engine import SagaEngine
+from orchestrator.engine import Outgoing, SagaEngine
 from orchestrator.templates import get_template
+from orchestrator.work import sla
+from orchestrator.work.saga_items import PENDING_KEY
 
 log = logging.getLogger(__name__)
 
@@ -27,14 +31,22 @@ RETRY_FAILED_S = 60
 
 
 class TimerService:
-    def __init__(self, sessions: SessionFactory, settings: Settings, dispatcher: Dispatcher):
+    def __init__(
+        self,
+        sessions: SessionFactory,
+        settings: Settings,
+        dispatcher: Dispatcher,
+        clock: Callable[[], datetime] = utcnow,
+    ):
         self.sessions = sessions
         self.settings = settings
         self.dispatcher = dispatcher
+        # One clock for every timer decision; tests drive it instead of sleeping.
+        self.clock = clock
 
     def tick(self) -> int:
         """Fire the timers due now; returns how many fired."""
-        now = utcnow()
+        now = self.clock()
         with self.sessions.begin() as session:
             due = session.execute(
                 select(Timer.id, Timer.saga_id).where(Timer.due_at <= now).order_by(Timer.due_at).limit(TIMER_BATCH)
@@ -64,7 +76,10 @@ class TimerService:
             # Sagas first, then timers: the same lock order as the coordinator.
             sagas = lock_sagas(session, (saga_id for _, saga_id in due if saga_id))
             timers = session.scalars(
-                select(Timer).where(Timer.id.in_([i for i, _ in due])).with_for_update(skip_locked=True)
+                select(Timer)
+                .where(Timer.id.in_([i for i, _ in due]))
+                .order_by(Timer.due_at, Timer.id)  # an escalation ladder climbs in order
+                .with_for_update(skip_locked=True)
             ).all()
             engine = SagaEngine(session, self.settings, now)
             for timer in timers:
@@ -72,10 +87,14 @@ class TimerService:
                 if saga is not None:
                     spec = get_template(session, saga.template_name, saga.template_version)
                     engine.on_timer(saga, spec, timer)
+                elif timer.item_id is not None:
+                    sla.fire(session, timer, now)
                 fired += 1
             # In bulk and after firing: a saga that finished above already dropped its timers.
             session.execute(delete(Timer).where(Timer.id.in_([t.id for t in timers])))
             engine.finalize()
             self.dispatcher.delete_published(session)
-        self.dispatcher.publish(engine.outbox)
+            # Reports of work items an SLA ended (cancel), for the sagas waiting on them.
+            reported = [Outgoing(*row) for row in session.info.pop(PENDING_KEY, [])]
+        self.dispatcher.publish(engine.outbox + reported)
         return fired

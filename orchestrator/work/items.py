@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from models.base import utcnow
 from models.lifecycles import is_terminal, lifecycle_for
 from models.principal import Principal, PrincipalType, Scope
+from models.sla import SlaSpec
 from models.work_api import (
     AgentOffer,
     ClaimRead,
@@ -33,9 +34,11 @@ from orchestrator.cursors import decode_cursor, encode_cursor
 from orchestrator.db import SessionFactory
 from orchestrator.errors import Conflict, Forbidden, InvalidInput, NotFound, PayloadTooLarge
 from orchestrator.work import audit
+from orchestrator.work import sla_clock as sla
 from orchestrator.work.access import require, tenant_for_write
 from orchestrator.work.ids import work_item_id
 from orchestrator.work.saga_items import report_outcome
+from orchestrator.work.tokens import unknown_groups
 from orchestrator.work.types import get_type, validate_item
 
 ID_ATTEMPTS = 5
@@ -67,6 +70,8 @@ def create_item(
             except IntegrityError:
                 continue  # an id collision, or a concurrent create with the same key: look again
             _write_links(session, item.id, labels=body.labels, dependencies=body.dependencies)
+            if body.sla is not None:
+                sla.schedule(session, item, body.sla, item.created_at)
             audit.record(session, item, "created", principal.ref, to_status=item.status, details={"type": item.type})
             if item.assignee_id is not None:
                 audit.record(
@@ -88,6 +93,13 @@ def _new_item(
     lifecycle = lifecycle_for(item_type.lifecycle, body.origin)
     _check_parent(session, tenant, body.type, body.parent_id, item_id=None)
     _check_dependencies(session, tenant, body.dependencies, item_id=None)
+    if body.sla is not None:
+        unknown = unknown_groups(session, body.sla.groups())
+        if unknown:
+            raise InvalidInput(
+                f"the SLA escalates to group(s) no principal is in: {', '.join(unknown)}",
+                details=[{"path": "sla", "message": f"unknown group {g!r}"} for g in unknown],
+            )
     now = utcnow()
     item_id = work_item_id(tenant, body.type, now, body.idempotence_key, salt)
     reporter = body.reporter or PartyRef(type=principal.type, id=principal.id)
@@ -117,6 +129,8 @@ def _new_item(
         request_hash=digest,
         lease_epoch=0,
         version=1,
+        sla=body.sla.model_dump(mode="json") if body.sla else None,
+        sla_breach_count=0,
         created_at=now,
         updated_at=now,
     )
@@ -212,12 +226,13 @@ def update_item(
     """Change the given fields; with a version (body or If-Match) only if nobody changed it since."""
     require(principal, Scope.work_write)
     item = load_item(session, principal, item_id, lock=True)
-    expected = body.version if body.version is not None else if_match
-    if expected is not None and expected != item.version:
-        raise Conflict(
-            f"work item {item_id} is at version {item.version}, not {expected}; read it again and retry",
-            details=[{"path": "version", "message": f"current version is {item.version}"}],
-        )
+    # Both preconditions hold, when both are given: a stale one must not be overruled by the other.
+    for expected in (body.version, if_match):
+        if expected is not None and expected != item.version:
+            raise Conflict(
+                f"work item {item_id} is at version {item.version}, not {expected}; read it again and retry",
+                details=[{"path": "version", "message": f"current version is {item.version}"}],
+            )
     changes = body.model_dump(exclude_unset=True, exclude={"version"})
     if not changes:
         return read_items(session, [item])[0]
@@ -274,6 +289,7 @@ def delete_item(session: Session, principal: Principal, item_id: str) -> None:
     touch(item)
     audit.record(session, item, "deleted", principal.ref, from_status=item.status)
     if was_open:
+        sla.cancel(session, item.id)
         # A saga waiting on it must not wait forever: the step fails.
         item.reason = f"deleted by {principal.ref}"
         report_outcome(session, item, principal.ref)
@@ -346,6 +362,10 @@ def _view(item: WorkItem, labels: list[str], dependencies: list[str]) -> WorkIte
         lease_epoch=item.lease_epoch,
         version=item.version,
         saga=_saga_link(item),
+        sla=SlaSpec.model_validate(item.sla) if item.sla else None,
+        sla_warned_at=item.sla_warned_at,
+        sla_breached_at=item.sla_breached_at,
+        sla_breach_count=item.sla_breach_count,
         created_at=item.created_at,
         updated_at=item.updated_at,
         started_at=item.started_at,

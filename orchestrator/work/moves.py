@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from models.base import utcnow
@@ -18,6 +18,7 @@ from models.lifecycles import (
     next_statuses,
 )
 from models.principal import Principal, Scope
+from models.tables import TIMERS
 from models.work_api import AllowedTransitions, WorkItemRead
 from models.work_tables import DEPENDENCIES, WorkItem
 from orchestrator.errors import Conflict, InvalidInput
@@ -106,6 +107,8 @@ def move(
     if not item.is_open:
         item.completed_at = now
         release_claim(item)
+        # The work is over: its SLA clock stops.
+        session.execute(delete(TIMERS).where(TIMERS.c.item_id == item.id))
     touch(item)
     audit.record(session, item, action, actor, from_status=before, to_status=to, reason=reason, details=details)
     report_outcome(session, item, actor)

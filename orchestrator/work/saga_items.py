@@ -28,7 +28,7 @@ from models.tables import OUTBOX, SagaRun
 from models.template import StepSpec, TemplateSpec
 from models.work_api import HumanOffer
 from models.work_tables import LABELS, WorkItem
-from orchestrator.work import audit
+from orchestrator.work import audit, sla_clock
 from orchestrator.work.ids import work_item_id
 from orchestrator.work.types import get_type, validate_item
 
@@ -129,11 +129,15 @@ def open_item(
         saga_step_index=index,
         saga_phase=phase.value,
         saga_attempt=attempt,
+        sla=item_spec.sla.model_dump(mode="json") if item_spec.sla else None,
+        sla_breach_count=0,
         created_at=now,
         updated_at=now,
     )
     session.add(item)
     session.flush()
+    if item_spec.sla is not None:
+        sla_clock.schedule(session, item, item_spec.sla, now)
     if rendered["labels"]:
         session.execute(
             insert(LABELS), [{"item_id": item_id, "label": str(lb)} for lb in dict.fromkeys(rendered["labels"])]

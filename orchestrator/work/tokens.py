@@ -112,3 +112,14 @@ def ensure_admin_token(session: Session, path: Path) -> str:
     path.chmod(0o600)
     path.write_text(issued.secret + "\n")
     return issued.secret
+
+
+def known_groups(session: Session) -> set[str]:
+    """Groups some active token's principal is in: the groups an item can be offered to."""
+    rows = session.scalars(select(ApiToken.groups).where(ApiToken.revoked_at.is_(None)))
+    return {group for groups in rows for group in groups}
+
+
+def unknown_groups(session: Session, groups: Iterable[str]) -> list[str]:
+    known = known_groups(session)
+    return [g for g in dict.fromkeys(groups) if g not in known]

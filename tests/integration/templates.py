@@ -129,3 +129,24 @@ DEADLINE: dict[str, Any] = {
         },
     ],
 }
+
+# Nobody approves within the SLA: the breach cancels the item and the saga compensates.
+LATE_APPROVAL: dict[str, Any] = {
+    "name": "it.late_approval",
+    "version": "1.0.0",
+    "steps": [
+        THREE_STEPS["steps"][0],
+        {
+            "name": "approve",
+            "kind": "work_item",
+            "work_item": {
+                "type": "task",
+                "title": "Approve {input.tag} quickly",
+                "description": "Within a second, please.",
+                "tenant": "acme",
+                "offer": {"type": "human", "group": "approvers"},
+                "sla": {"target_ms": 800, "breach_action": "cancel"},
+            },
+        },
+    ],
+}

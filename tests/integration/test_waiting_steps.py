@@ -15,7 +15,7 @@ from orchestrator.timeline import render_saga
 from orchestrator.work.tokens import create_token
 from tests.conftest import database_url
 from tests.integration.harness import Harness, stack_settings
-from tests.integration.templates import AGENT_REVIEW, APPROVAL, CALL_CUSTOMER, DEADLINE, THREE_STEPS
+from tests.integration.templates import AGENT_REVIEW, APPROVAL, CALL_CUSTOMER, DEADLINE, LATE_APPROVAL, THREE_STEPS
 from tests.support import RedisTarget, eventually
 from workers.client import ApiError, WorkyardClient
 
@@ -80,7 +80,7 @@ def stack(
         settings = stack_settings(tmp, url, redis_target, admin_token=ADMIN, fault_duplicate_delivery=twice)
         harness = Harness(settings, redis_target, api=True).start()
         try:
-            for template in (THREE_STEPS, APPROVAL, AGENT_REVIEW, CALL_CUSTOMER, DEADLINE):
+            for template in (THREE_STEPS, APPROVAL, AGENT_REVIEW, CALL_CUSTOMER, DEADLINE, LATE_APPROVAL):
                 harness.register(template)
             stack = Stack(harness)
             yield stack
@@ -202,6 +202,26 @@ def test_a_missed_deadline_cancels_the_item_and_the_retry_opens_another(stack: S
     assert _timeline(saga) == [("sign", "forward", "timed_out"), ("sign", "forward", "succeeded")]
 
 
+def test_an_sla_breach_that_cancels_the_item_compensates_the_saga(stack: Stack) -> None:
+    tag = _tag()
+    saga_id = stack.h.submit("it.late_approval", {"tag": tag})
+    item = stack.item_of(saga_id, "approve")
+    saga = stack.h.wait_final(saga_id, timeout=30)
+    assert saga.state == "compensated"
+    assert _timeline(saga) == [
+        ("one", "forward", "succeeded"),
+        ("approve", "forward", "failed"),
+        ("one", "compensate", "succeeded"),
+    ]
+    late = stack.admin.get_work_item(item)
+    assert late.status == "cancelled" and late.sla_breach_count == 1
+    actions = [e.action for e in stack.admin.history(item)]
+    assert actions.count("sla_breached") == 1 and actions[-1] == "cancelled"
+
+
+ITEM = {"title": "t", "description": "d", "tenant": "acme", "offer": {"type": "agent"}}
+
+
 def test_a_template_with_a_bad_work_item_step_is_refused_and_nothing_is_written(stack: Stack) -> None:
     before = stack.h.row_counts()
     bad_steps = [
@@ -222,6 +242,18 @@ def test_a_template_with_a_bad_work_item_step_is_refused_and_nothing_is_written(
                 "work_item": {"title": "t", "tenant": "acme", "offer": {"type": "agent"}},
             },
             "steps.0.work_item.(root)",  # a task needs a description or a payload
+        ),
+        (
+            {"name": "x", "kind": "work_item", "work_item": {**ITEM, "sla": {"target_ms": -1}}},
+            "steps.0.work_item.sla.target_ms",
+        ),
+        (
+            {
+                "name": "x",
+                "kind": "work_item",
+                "work_item": {**ITEM, "sla": {"target_ms": 9, "breach_action": "escalate", "breach_to": "ghosts"}},
+            },
+            "steps.0.work_item.sla",
         ),
     ]
     for step, path in bad_steps:

@@ -1,0 +1,50 @@
+"""SLAs on work items: a target, an optional early warning, what happens on breach, and an
+escalation ladder (the work-items spec, sections 3 and 4)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+BreachAction = Literal["notify", "escalate", "cancel", "open-remediation", "pause", "queue-human-approval"]
+
+
+class EscalationStep(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    after_ms: int = Field(ge=0, le=366 * 86_400_000, description="From the item's creation.")
+    action: BreachAction
+    to: str | None = Field(
+        default=None, min_length=1, max_length=200, description="For escalate: the group the item is offered to next."
+    )
+
+    @model_validator(mode="after")
+    def _escalate_names_a_group(self) -> EscalationStep:
+        if self.action == "escalate" and self.to is None:
+            raise ValueError("an escalate step needs `to`: the group to offer the item to")
+        return self
+
+
+class SlaSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    target_ms: int = Field(gt=0, le=366 * 86_400_000, description="Done within this long of creation.")
+    warn_at_pct: int | None = Field(default=None, ge=1, le=99, description="Warn when this much of it has passed.")
+    breach_action: BreachAction = "notify"
+    breach_to: str | None = Field(default=None, min_length=1, max_length=200, description="For escalate on breach.")
+    escalation: list[EscalationStep] = Field(default_factory=list, max_length=20)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SlaSpec:
+        if self.breach_action == "escalate" and self.breach_to is None:
+            raise ValueError("breach_action escalate needs breach_to: the group to offer the item to")
+        offsets = [s.after_ms for s in self.escalation]
+        if offsets != sorted(offsets):
+            raise ValueError("escalation steps must be in order of after_ms")
+        return self
+
+    def groups(self) -> list[str]:
+        """Every group this SLA may offer the item to."""
+        named = [self.breach_to] if self.breach_action == "escalate" and self.breach_to else []
+        return named + [s.to for s in self.escalation if s.action == "escalate" and s.to]
