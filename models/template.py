@@ -160,6 +160,9 @@ class TemplateSpec(BaseModel):
     description: str = ""
     input_schema: dict[str, Any] = Field(default_factory=lambda: {"type": "object"})
     steps: list[StepSpec] = Field(min_length=1, max_length=200)
+    deadline_ms: int | None = Field(
+        default=None, ge=1, le=366 * 86_400_000, description="The whole saga's deadline: past it, it compensates."
+    )
     _input_validator: Draft202012Validator | None = PrivateAttr(default=None)
 
     @field_validator("version")

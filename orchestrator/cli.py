@@ -327,6 +327,34 @@ def dead_letters(limit: int) -> None:
         click.echo(f"{row.received_at:%Y-%m-%d %H:%M:%S}  {row.source}  {row.reason}\n    {row.body[:200]}")
 
 
+@main.command()
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--due/--all", "due_only", default=False, help="Only timers already due.")
+def timers(limit: int, due_only: bool) -> None:
+    """Durable timers, soonest first: retries, deadlines, SLA warnings, breaches, escalations."""
+    from sqlalchemy import func, select
+
+    from models.base import utcnow
+    from models.tables import Timer
+
+    wiring = _wiring()
+    now = utcnow()
+    with wiring.sessions() as session:
+        query = select(Timer).order_by(Timer.due_at, Timer.id).limit(limit)
+        if due_only:
+            query = query.where(Timer.due_at <= now)
+        rows = session.scalars(query).all()
+        total = session.scalar(select(func.count()).select_from(Timer)) or 0
+        overdue = session.scalar(select(func.count()).select_from(Timer).where(Timer.due_at <= now)) or 0
+    wiring.close()
+    click.echo(f"{total} timer(s), {overdue} due now")
+    for timer in rows:
+        seconds = (timer.due_at - now).total_seconds()
+        when = f"in {seconds:8.1f} s" if seconds >= 0 else f"{-seconds:7.1f} s late"
+        subject = f"saga {timer.saga_id}" if timer.saga_id else f"item {timer.item_id}"
+        click.echo(f"  {timer.due_at:%Y-%m-%d %H:%M:%S}  {when}  {timer.kind:<14} {subject}  {timer.payload or ''}")
+
+
 @main.group()
 def token() -> None:
     """API tokens for people, agents and upstream systems."""

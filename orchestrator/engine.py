@@ -59,6 +59,7 @@ class Outgoing:
 
 TIMER_DISPATCH = "dispatch"
 TIMER_WATCHDOG = "watchdog"
+TIMER_SAGA_DEADLINE = "saga_deadline"
 
 
 def step_values(saga: SagaRun, spec: TemplateSpec, step: StepSpec) -> dict[str, Any]:
@@ -122,6 +123,17 @@ class SagaEngine:
     # -- entry points ------------------------------------------------------------------------
 
     def start(self, saga: SagaRun, spec: TemplateSpec) -> None:
+        if spec.deadline_ms is not None:
+            self._timer_rows.append(
+                {
+                    "key": f"{TIMER_SAGA_DEADLINE}:{saga.id}",
+                    "kind": TIMER_SAGA_DEADLINE,
+                    "saga_id": saga.id,
+                    "payload": {},
+                    "due_at": self.now + timedelta(milliseconds=spec.deadline_ms),
+                    "created_at": self.now,
+                }
+            )
         self._dispatch(saga, spec, 0, Phase.forward)
 
     def on_report(self, saga: SagaRun, spec: TemplateSpec, report: StepReport, attempt: StepAttempt) -> None:
@@ -145,9 +157,12 @@ class SagaEngine:
         )
 
     def on_timer(self, saga: SagaRun, spec: TemplateSpec, timer: Timer) -> None:
-        index, phase, attempt_no = timer.payload["index"], Phase(timer.payload["phase"]), timer.payload["attempt"]
         if saga.state in (SagaState.completed, SagaState.compensated, SagaState.compensation_failed):
             return
+        if timer.kind == TIMER_SAGA_DEADLINE:
+            self._saga_deadline(saga, spec)
+            return
+        index, phase, attempt_no = timer.payload["index"], Phase(timer.payload["phase"]), timer.payload["attempt"]
         step = saga.steps[index]
         if timer.kind == TIMER_DISPATCH:
             # Fire only if nothing was dispatched for this step since the timer was set.
@@ -180,6 +195,41 @@ class SagaEngine:
                     result=None,
                     error=attempt.error,
                 )
+
+    def _saga_deadline(self, saga: SagaRun, spec: TemplateSpec) -> None:
+        """The saga ran out of time: stop waiting on the current step and compensate. Once it
+        compensates, the deadline no longer applies (undoing must finish)."""
+        if saga.state is not SagaState.running:
+            return
+        current = next((s for s in saga.steps if s.state in (StepState.running, StepState.retry_wait)), None)
+        if current is None:
+            return
+        index = current.index
+        step_spec = spec.steps[index]
+        error = f"DeadlineExceeded: the saga's deadline of {spec.deadline_ms} ms passed during step {current.name!r}"
+        for attempt in self.session.scalars(
+            select(StepAttempt).where(
+                StepAttempt.saga_id == saga.id,
+                StepAttempt.step_index == index,
+                StepAttempt.phase == Phase.forward,
+                StepAttempt.outcome == Outcome.running,
+            )
+        ):
+            attempt.outcome = Outcome.timed_out
+            attempt.finished_at = self.now
+            attempt.error = error
+            if step_spec.item_for(Phase.forward.value) is not None:
+                cancel_items(self.session, saga.id, index, Phase.forward, attempt.attempt, "the saga's deadline passed")
+        # A retry that was waiting must not go out any more.
+        self._cancel_timer(_timer_key(TIMER_DISPATCH, saga.id, index, Phase.forward, current.current_attempt + 1))
+        current.state = StepState.failed
+        current.error = error
+        current.finished_at = self.now
+        saga.error = error
+        saga.updated_at = self.now
+        # A handler may have done its work before the deadline: undo it too.
+        uncertain = index if step_spec.kind == "handler" else None
+        self._compensate_below(saga, spec, index + 1 if uncertain is not None else index, uncertain=uncertain)
 
     def finalize(self) -> None:
         """Write what was batched; call once before commit."""

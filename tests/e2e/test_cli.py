@@ -62,6 +62,7 @@ def stack_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
             return False
 
     eventually(api_up, timeout=60, what="workyard up to serve its API")
+    eventually(lambda: (data_dir / "admin-token").exists(), timeout=30, what="workyard up to write its admin token")
     # A worker from a "second terminal": it finds the embedded Redis through the data dir.
     worker = subprocess.Popen(
         [
@@ -262,3 +263,23 @@ def test_an_agent_works_an_item_over_http_with_a_cli_token(stack_env: dict[str, 
 def test_token_create_refuses_bad_input_clearly(stack_env: dict[str, str], args: list[str], message: str) -> None:
     result = workyard(stack_env, "token", "create", *args)
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_timers_lists_an_items_sla_clock(stack_env: dict[str, str]) -> None:
+    from workers.client import WorkyardClient
+
+    admin_token = (Path(stack_env["WORKYARD_DATA_DIR"]) / "admin-token").read_text().strip()
+    with WorkyardClient(stack_env["WORKYARD_TEST_API"], admin_token) as admin:
+        item = admin.create_work_item(
+            {
+                "type": "task",
+                "tenant": "acme",
+                "title": "answer the customer",
+                "description": "within the hour",
+                "sla": {"target_ms": 3_600_000, "warn_at_pct": 50},
+            }
+        )
+    listed = workyard(stack_env, "timers")
+    assert listed.returncode == 0, listed.stderr
+    lines = [line for line in listed.stdout.splitlines() if item.id in line]
+    assert [line.split()[5] for line in lines] == ["sla_warn", "sla_breach"], listed.stdout

@@ -150,3 +150,11 @@ LATE_APPROVAL: dict[str, Any] = {
         },
     ],
 }
+
+# The whole saga must finish within 1.5 s; nobody signs, so it compensates.
+SAGA_DEADLINE: dict[str, Any] = {
+    "name": "it.saga_deadline",
+    "version": "1.0.0",
+    "deadline_ms": 1500,
+    "steps": [THREE_STEPS["steps"][0], DEADLINE["steps"][0] | {"timeout_ms": None}],
+}

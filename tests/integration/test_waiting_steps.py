@@ -15,7 +15,15 @@ from orchestrator.timeline import render_saga
 from orchestrator.work.tokens import create_token
 from tests.conftest import database_url
 from tests.integration.harness import Harness, stack_settings
-from tests.integration.templates import AGENT_REVIEW, APPROVAL, CALL_CUSTOMER, DEADLINE, LATE_APPROVAL, THREE_STEPS
+from tests.integration.templates import (
+    AGENT_REVIEW,
+    APPROVAL,
+    CALL_CUSTOMER,
+    DEADLINE,
+    LATE_APPROVAL,
+    SAGA_DEADLINE,
+    THREE_STEPS,
+)
 from tests.support import RedisTarget, eventually
 from workers.client import ApiError, WorkyardClient
 
@@ -80,7 +88,15 @@ def stack(
         settings = stack_settings(tmp, url, redis_target, admin_token=ADMIN, fault_duplicate_delivery=twice)
         harness = Harness(settings, redis_target, api=True).start()
         try:
-            for template in (THREE_STEPS, APPROVAL, AGENT_REVIEW, CALL_CUSTOMER, DEADLINE, LATE_APPROVAL):
+            for template in (
+                THREE_STEPS,
+                APPROVAL,
+                AGENT_REVIEW,
+                CALL_CUSTOMER,
+                DEADLINE,
+                LATE_APPROVAL,
+                SAGA_DEADLINE,
+            ):
                 harness.register(template)
             stack = Stack(harness)
             yield stack
@@ -200,6 +216,22 @@ def test_a_missed_deadline_cancels_the_item_and_the_retry_opens_another(stack: S
     saga = stack.h.wait_final(saga_id)
     assert saga.state == "completed"
     assert _timeline(saga) == [("sign", "forward", "timed_out"), ("sign", "forward", "succeeded")]
+
+
+def test_a_saga_past_its_deadline_stops_waiting_and_compensates(stack: Stack) -> None:
+    tag = _tag()
+    saga_id = stack.h.submit("it.saga_deadline", {"tag": tag})
+    item = stack.item_of(saga_id, "sign")
+    saga = stack.h.wait_final(saga_id, timeout=30)
+    assert saga.state == "compensated"
+    assert _timeline(saga) == [
+        ("one", "forward", "succeeded"),
+        ("sign", "forward", "timed_out"),
+        ("one", "compensate", "succeeded"),
+    ]
+    assert "deadline of 1500 ms" in (saga.error or "")
+    assert stack.admin.get_work_item(item).status == "cancelled"
+    assert stack.h.effects(tag) == ["one", "one:compensate"]
 
 
 def test_an_sla_breach_that_cancels_the_item_compensates_the_saga(stack: Stack) -> None:
