@@ -20,6 +20,7 @@ class Scope(StrEnum):
     sagas_read = "sagas:read"  # read sagas and saga templates (not tenant-scoped yet)
     sagas_write = "sagas:write"  # submit sagas
     templates_write = "templates:write"  # register saga templates
+    webhooks = "webhooks"  # register a tenant's webhooks and read their delivery log
     admin = "admin"
 
 

@@ -273,3 +273,37 @@ class WorkItemTypeRead(BaseModel):
     json_schema: dict[str, Any] = Field(serialization_alias="schema")
     lifecycle: str
     builtin: bool
+
+
+class WebhookCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(min_length=8, max_length=2000, pattern=r"^https?://", description="Where events are POSTed.")
+    events: list[str] = Field(min_length=1, max_length=20, description="Event names, or '*' for all.")
+    tenant: str | None = Field(default=None, min_length=1, max_length=64, description="Default: the token's tenant.")
+
+
+class WebhookRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    tenant: str
+    url: str
+    events: list[str]
+    created_by: str
+    created_at: datetime
+    secret: str | None = Field(default=None, description="Shown once, when the webhook is created.")
+
+
+class DeliveryRead(BaseModel):
+    id: int
+    webhook_id: str
+    url: str
+    event: str
+    state: str
+    attempts: int
+    last_status: int | None
+    last_error: str | None
+    created_at: datetime
+    next_attempt_at: datetime
+    delivered_at: datetime | None

@@ -355,6 +355,27 @@ def timers(limit: int, due_only: bool) -> None:
         click.echo(f"  {timer.due_at:%Y-%m-%d %H:%M:%S}  {when}  {timer.kind:<14} {subject}  {timer.payload or ''}")
 
 
+@main.command("webhooks")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--tenant", default=None, help="Only this tenant's webhooks.")
+def webhooks_log(limit: int, tenant: str | None) -> None:
+    """The webhook delivery log, newest first: event, state, attempts, last answer."""
+    from orchestrator.webhooks import deliveries
+
+    wiring = _wiring()
+    with wiring.sessions() as session:
+        rows = deliveries(session, tenant=tenant, limit=limit)
+    wiring.close()
+    if not rows:
+        click.echo("no webhook deliveries (register webhooks with POST /api/v1/webhooks)")
+    for delivery, url in rows:
+        answer = f"HTTP {delivery.last_status}" if delivery.last_status else (delivery.last_error or "-")
+        click.echo(
+            f"{delivery.id:>6}  {delivery.created_at:%Y-%m-%d %H:%M:%S}  {delivery.event:<24} {delivery.state:<9} "
+            f"attempts={delivery.attempts}  {answer[:60]}  {url}"
+        )
+
+
 @main.group()
 def token() -> None:
     """API tokens for people, agents and upstream systems."""

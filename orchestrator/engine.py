@@ -37,6 +37,7 @@ from models.tables import (
     Timer,
 )
 from models.template import StepSpec, TemplateSpec
+from orchestrator import webhooks
 from orchestrator.errors import OrchestratorError
 from orchestrator.planner import GiveUp, after_failure, next_compensation, outcome_unknown
 from orchestrator.work.saga_items import ItemSpecError, cancel_items, open_item, open_remediation
@@ -342,6 +343,21 @@ class SagaEngine:
         saga.finished_at = self.now
         saga.updated_at = self.now
         self._finished.append(saga.id)
+        webhooks.emit(
+            self.session,
+            None,
+            f"saga.{state.value}",
+            {
+                "saga": {
+                    "id": saga.id,
+                    "template": saga.template_name,
+                    "version": saga.template_version,
+                    "state": state.value,
+                    "error": saga.error,
+                }
+            },
+            self.now,
+        )
 
     @staticmethod
     def _phase_of(step: StepRun) -> Phase:

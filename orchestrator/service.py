@@ -8,6 +8,7 @@ import threading
 from collections.abc import Callable
 
 from orchestrator.consumer import ReportConsumer
+from orchestrator.webhooks import WebhookSender
 from orchestrator.wiring import Wiring
 from orchestrator.work.claims import expire_leases
 
@@ -15,6 +16,7 @@ log = logging.getLogger(__name__)
 
 SWEEP_EVERY_S = 1.0
 LEASE_SWEEP_EVERY_S = 1.0
+WEBHOOKS_EVERY_S = 0.5
 
 
 def _loop(name: str, stop: threading.Event, every_s: float, tick: Callable[[], int]) -> None:
@@ -42,6 +44,7 @@ def run_orchestrator(wiring: Wiring, stop: threading.Event | None = None) -> Non
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
     settings = wiring.settings
+    sender = WebhookSender(wiring.sessions)
     consumer = ReportConsumer(wiring.app, wiring.coordinator, batch=settings.coordinator_batch, stop=stop)
     threads = [
         threading.Thread(target=consumer.run, name="coordinator", daemon=True),
@@ -53,6 +56,9 @@ def run_orchestrator(wiring: Wiring, stop: threading.Event | None = None) -> Non
         ),
         threading.Thread(
             target=_loop, args=("timers", stop, settings.timer_poll_s, wiring.timers.tick), name="timers", daemon=True
+        ),
+        threading.Thread(
+            target=_loop, args=("webhooks", stop, WEBHOOKS_EVERY_S, sender.deliver_due), name="webhooks", daemon=True
         ),
         threading.Thread(
             target=_loop,
@@ -67,4 +73,5 @@ def run_orchestrator(wiring: Wiring, stop: threading.Event | None = None) -> Non
     stop.wait()
     for thread in threads:
         thread.join(timeout=10)
+    sender.close()
     wiring.close()

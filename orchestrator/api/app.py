@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from config.settings import Settings, get_settings
-from orchestrator.api import errors, queues, sagas, templates, work_item_types, work_items
+from orchestrator.api import errors, queues, sagas, templates, webhooks, work_item_types, work_items
 from orchestrator.wiring import Wiring
 
 
@@ -33,6 +33,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(work_items.router)
     app.include_router(queues.router)
     app.include_router(work_item_types.router)
+    app.include_router(webhooks.router)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:

@@ -18,6 +18,7 @@ from models.lifecycles import LIFECYCLES, is_valid_transition
 from models.sla import BreachAction, SlaSpec
 from models.tables import Timer
 from models.work_tables import WorkItem
+from orchestrator import webhooks
 from orchestrator.work import audit
 from orchestrator.work.ids import work_item_id
 from orchestrator.work.moves import move, release_claim
@@ -39,6 +40,7 @@ def fire(session: Session, timer: Timer, now: datetime) -> None:
     if timer.kind == WARN:
         item.sla_warned_at = now
         audit.record(session, item, "sla_warning", SYSTEM, details={"target_ms": sla.target_ms, "pct": sla.warn_at_pct})
+        webhooks.emit(session, item.tenant, "sla.warning", _event(item, f"{sla.warn_at_pct}% of the target"), now)
         return
     if timer.kind == BREACH:
         item.sla_breached_at = item.sla_breached_at or now
@@ -50,6 +52,7 @@ def fire(session: Session, timer: Timer, now: datetime) -> None:
             SYSTEM,
             details={"target_ms": sla.target_ms, "action": sla.breach_action, "count": item.sla_breach_count},
         )
+        webhooks.emit(session, item.tenant, "sla.breached", _event(item, sla.breach_action), now)
         apply(session, item, sla.breach_action, sla.breach_to, now, why="SLA breached")
         return
     if timer.kind == ESCALATE:
@@ -83,6 +86,7 @@ def apply(session: Session, item: WorkItem, action: BreachAction, to: str | None
         item.version += 1
         item.updated_at = now
         audit.record(session, item, "escalated", SYSTEM, reason=why, details={"to": to, "from": before})
+        webhooks.emit(session, item.tenant, "work_item.escalated", {**_event(item, action), "to": to, "why": why}, now)
     elif action == "cancel":
         target = lifecycle.close.get(item.status) or lifecycle.fail.get(item.status)
         if target is None:
@@ -155,6 +159,22 @@ def _follow_up(
     session.flush()
     audit.record(session, follow, "created", SYSTEM, to_status=initial, details={"type": kind, "follows": item.id})
     return follow_id
+
+
+def _event(item: WorkItem, action: str | None) -> dict[str, Any]:
+    return {
+        "item": {
+            "id": item.id,
+            "type": item.type,
+            "title": item.title,
+            "status": item.status,
+            "holder": _holder(item),
+            "sla": item.sla,
+            "sla_breach_count": item.sla_breach_count,
+            "saga_id": item.saga_id,
+        },
+        "action": action,
+    }
 
 
 def _holder(item: WorkItem) -> str | None:

@@ -3,6 +3,7 @@ Celery workers as subprocesses), on SQLite and PostgreSQL, with messages deliver
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -12,6 +13,7 @@ import pytest
 
 from models.principal import PrincipalType
 from orchestrator.timeline import render_saga
+from orchestrator.webhooks import CACHE_TTL_S
 from orchestrator.work.tokens import create_token
 from tests.conftest import database_url
 from tests.integration.harness import Harness, stack_settings
@@ -25,6 +27,7 @@ from tests.integration.templates import (
     THREE_STEPS,
 )
 from tests.support import RedisTarget, eventually
+from tests.webhook_receiver import webhook_receiver
 from workers.client import ApiError, WorkyardClient
 
 ADMIN = "it-admin-token"
@@ -294,3 +297,36 @@ def test_a_template_with_a_bad_work_item_step_is_refused_and_nothing_is_written(
         assert refused.value.status == 422
         assert any(path in d["path"] for d in refused.value.details), refused.value.details
     assert stack.h.row_counts() == before
+
+
+def test_saga_outcomes_are_posted_to_operator_webhooks(stack: Stack) -> None:
+    with webhook_receiver() as receiver:
+        response = stack.admin._http.post(
+            "/api/v1/webhooks", json={"url": receiver.url, "events": ["saga.completed", "saga.compensated"]}
+        )
+        assert response.status_code == 201 and response.json()["tenant"] == "*"
+        time.sleep(CACHE_TTL_S + 0.2)  # the orchestrator looks its webhooks up again this often
+        done = stack.h.submit("it.three", {"tag": _tag()})
+        undone = stack.h.submit(
+            "it.three", {"tag": _tag(), "behaviour": {"three": {"fail_always": True, "retryable": False}}}
+        )
+        stack.h.wait_final(done)
+        stack.h.wait_final(undone)
+        events = eventually(
+            lambda: (
+                (
+                    got := {
+                        (json.loads(r.body)["data"]["saga"]["id"], r.headers["x-workyard-event"])
+                        for r in receiver.requests
+                    }
+                )
+                >= {(done, "saga.completed"), (undone, "saga.compensated")}
+                and got
+            ),
+            what="both saga outcomes posted",
+        )
+        assert events
+        # Also where every message is delivered twice: a saga finishes once, so one POST each.
+        time.sleep(1.0)
+        posted = [json.loads(r.body)["data"]["saga"]["id"] for r in receiver.requests]
+        assert (posted.count(done), posted.count(undone)) == (1, 1)
