@@ -67,6 +67,8 @@ class StepReport(BaseModel):
     fencing_token: int | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    # Set when the report is one member's of a fan-out step (the member's index).
+    member: int | None = Field(default=None, ge=0)
 
 
 class DeadLetterReport(BaseModel):

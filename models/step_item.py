@@ -4,7 +4,7 @@ the saga reaches the step. Strings may hold placeholders (``{input.order_id}``,
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -12,8 +12,32 @@ from models.keytemplate import all_placeholders
 from models.sla import SlaSpec
 from models.work_api import AgentOffer, Offer
 
-# What a work-item step's placeholders may refer to.
-ITEM_ROOTS = ("input", "results", "saga_id", "step", "template", "version")
+# What a work-item step's placeholders may refer to; ``each`` and ``each_index`` are the list
+# element and its position when the step fans out.
+ITEM_ROOTS = ("input", "results", "saga_id", "step", "template", "version", "each", "each_index")
+
+
+class CompletionPolicy(BaseModel):
+    """When a fan-out is done: every member, any one, or at least ``k`` of them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    policy: Literal["all", "any", "at_least"] = "all"
+    k: int | None = Field(default=None, ge=1, le=10_000)
+
+    @model_validator(mode="after")
+    def _k_with_at_least(self) -> CompletionPolicy:
+        if (self.policy == "at_least") != (self.k is not None):
+            raise ValueError("k goes with policy at_least, and only with it")
+        return self
+
+    def needed(self, members: int) -> int:
+        """How many members must be done for the step to succeed."""
+        if self.policy == "all":
+            return members
+        if self.policy == "any":
+            return min(1, members)
+        return self.k or 0
 
 
 class WorkItemStepSpec(BaseModel):

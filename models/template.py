@@ -15,7 +15,7 @@ from referencing.exceptions import Unresolvable
 from referencing.jsonschema import DRAFT202012
 
 from models.keytemplate import placeholders
-from models.step_item import WorkItemStepSpec
+from models.step_item import CompletionPolicy, WorkItemStepSpec
 
 SEMVER = re.compile(
     r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
@@ -92,6 +92,12 @@ class StepSpec(BaseModel):
     )
     handler: str | None = Field(default=None, pattern=NAME, validate_default=True)
     work_item: WorkItemStepSpec | None = Field(default=None, description="The item a work_item step waits on.")
+    for_each: str | None = Field(
+        default=None,
+        pattern=r"^\{(input|results)(\.[A-Za-z_][A-Za-z0-9_]*)+\}$",
+        description="Fan out: one work item per element of this list, e.g. {input.documents}.",
+    )
+    completion: CompletionPolicy = Field(default_factory=CompletionPolicy, description="When a fan-out is done.")
     compensate: str | None = Field(default=None, pattern=NAME, description="Handler that undoes the step.")
     compensate_work_item: WorkItemStepSpec | None = Field(
         default=None, description="Or: a work item that undoes it (e.g. 'call the customer')."
@@ -131,6 +137,10 @@ class StepSpec(BaseModel):
                 raise ValueError(f"step {self.name!r}: a work_item step has no handler")
             if self.mutex_scope is not None:
                 raise ValueError(f"step {self.name!r}: mutex scopes guard handlers, not work items")
+        if self.for_each is None and self.completion != CompletionPolicy():
+            raise ValueError(f"step {self.name!r}: completion applies to fan-out steps (for_each)")
+        if self.for_each is not None and self.kind != "work_item":
+            raise ValueError(f"step {self.name!r}: for_each fans out work items; use kind work_item")
         if self.compensate is not None and self.compensate_work_item is not None:
             raise ValueError(f"step {self.name!r}: compensate with a handler or a work item, not both")
         if self.compensate is not None and self.capability is None:

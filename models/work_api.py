@@ -135,6 +135,7 @@ class SagaLink(BaseModel):
     step_index: int
     phase: str
     attempt: int
+    member: int | None = None
 
 
 class WorkItemRead(BaseModel):

@@ -96,6 +96,7 @@ class WorkItem(Base):
     saga_step_index: Mapped[int | None]
     saga_phase: Mapped[str | None] = mapped_column(String(16))
     saga_attempt: Mapped[int | None]
+    saga_member: Mapped[int | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]

@@ -85,8 +85,10 @@ class Coordinator:
                     )
                     result.dead_lettered += 1
                     continue
-                attempt = running.pop((report.saga_id, report.step_index, report.phase, report.attempt), None)
-                if attempt is None:
+                # Looked up, not removed: the members of a fan-out step report on one attempt, which
+                # stays running until its completion policy decides.
+                attempt = running.get((report.saga_id, report.step_index, report.phase, report.attempt))
+                if attempt is None or attempt.outcome is not Outcome.running:
                     # A duplicate, or an answer to an attempt already settled (timed out, lost).
                     result.dropped += 1
                     continue

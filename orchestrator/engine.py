@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import flag_modified
@@ -21,7 +21,8 @@ from sqlalchemy.orm.attributes import flag_modified
 from config import keys
 from config.settings import Settings
 from models.enums import Outcome, Phase, SagaState, StepState
-from models.keytemplate import render
+from models.keytemplate import render, render_value
+from models.lifecycles import LIFECYCLES
 from models.messages import StepDispatch, StepReport
 from models.step_item import WorkItemStepSpec
 from models.tables import (
@@ -37,10 +38,18 @@ from models.tables import (
     Timer,
 )
 from models.template import StepSpec, TemplateSpec
+from models.work_tables import WorkItem
 from orchestrator import webhooks
 from orchestrator.errors import OrchestratorError
 from orchestrator.planner import GiveUp, after_failure, next_compensation, outcome_unknown
-from orchestrator.work.saga_items import ItemSpecError, cancel_items, open_item, open_remediation
+from orchestrator.work.saga_items import (
+    ItemSpecError,
+    cancel_items,
+    item_values,
+    members,
+    open_item,
+    open_remediation,
+)
 
 _UNIFORM_UPDATES: dict[type, tuple[str, ...]] = {
     SagaRun: ("state", "results", "error", "updated_at", "finished_at"),
@@ -139,6 +148,9 @@ class SagaEngine:
 
     def on_report(self, saga: SagaRun, spec: TemplateSpec, report: StepReport, attempt: StepAttempt) -> None:
         """Apply a worker's report to the attempt it answers (which the caller found running)."""
+        if report.member is not None and spec.steps[report.step_index].for_each is not None:
+            self._member_report(saga, spec, report, attempt)
+            return
         attempt.outcome = Outcome(report.outcome)
         attempt.worker = report.worker[:255] if report.worker else None
         attempt.started_at = report.started_at
@@ -197,6 +209,52 @@ class SagaEngine:
                     error=attempt.error,
                 )
 
+    def _member_report(self, saga: SagaRun, spec: TemplateSpec, report: StepReport, attempt: StepAttempt) -> None:
+        """A member of a fan-out ended. Count them all again (so a duplicate report changes
+        nothing) and settle the attempt once the completion policy is met or can no longer be."""
+        index, phase = report.step_index, Phase(report.phase)
+        step_spec = spec.steps[index]
+        items = members(self.session, saga.id, index, phase, report.attempt)
+        done = [i for i in items if i.deleted_at is None and i.status in LIFECYCLES[i.lifecycle].succeeded]
+        still_open = [i for i in items if i.is_open]
+        needed = step_spec.completion.needed(len(items)) if phase is Phase.forward else len(items)
+        if len(done) >= needed:
+            outcome = Outcome.succeeded
+        elif len(done) + len(still_open) < needed:
+            outcome = Outcome.failed
+        else:
+            return  # undecided: the attempt keeps running
+        reason = "its fan-out's completion policy was met" if outcome is Outcome.succeeded else "its fan-out failed"
+        cancel_items(self.session, saga.id, index, phase, report.attempt, reason)
+        done_ids = {i.id for i in done}
+        result = [i.result if i.id in done_ids else None for i in items]
+        attempt.outcome = outcome
+        attempt.worker = f"{len(done)} of {len(items)} work items done"
+        attempt.started_at = attempt.dispatched_at
+        attempt.finished_at = self.now
+        self._cancel_timer(_timer_key(TIMER_WATCHDOG, saga.id, index, phase, report.attempt))
+        if outcome is Outcome.succeeded:
+            self._settle(
+                saga, spec, index, phase, outcome, retryable=False, retry_after_ms=None, result=result, error=None
+            )
+            return
+        attempt.error = f"FanOutFailed: {len(done)} of {len(items)} done, {needed} needed"
+        if phase is Phase.forward and done:
+            # What the done members did must be undone too: the compensation sees which.
+            saga.results = {**saga.results, step_spec.name: result}
+        self._settle(
+            saga,
+            spec,
+            index,
+            phase,
+            outcome,
+            retryable=False,
+            retry_after_ms=None,
+            result=None,
+            error=attempt.error,
+            compensate_self=bool(done),
+        )
+
     def _saga_deadline(self, saga: SagaRun, spec: TemplateSpec) -> None:
         """The saga ran out of time: stop waiting on the current step and compensate. Once it
         compensates, the deadline no longer applies (undoing must finish)."""
@@ -242,7 +300,10 @@ class SagaEngine:
                 flag_modified(obj, column)
         self.session.flush()  # sagas and steps first: the rows below refer to them
         if self._attempt_rows:
-            self.session.execute(insert(ATTEMPTS), self._attempt_rows)
+            # One executemany needs one shape: handler and work-item attempts set different columns.
+            columns = {key for row in self._attempt_rows for key in row}
+            rows = [dict.fromkeys(columns) | row for row in self._attempt_rows]
+            self.session.execute(insert(ATTEMPTS), rows)
         if self._outbox_rows:
             ids = self.session.scalars(
                 insert(OUTBOX).returning(OUTBOX.c.id, sort_by_parameter_order=True), self._outbox_rows
@@ -272,6 +333,7 @@ class SagaEngine:
         retry_after_ms: int | None,
         result: Any,
         error: str | None,
+        compensate_self: bool = False,
     ) -> None:
         step = saga.steps[index]
         forward = phase is Phase.forward
@@ -316,7 +378,7 @@ class SagaEngine:
         if forward:
             step.state = StepState.failed
             saga.error = f"step {step.name!r} {decision.reason}: {error}"
-            if outcome_unknown(outcome):
+            if outcome_unknown(outcome) or compensate_self:
                 self._compensate_below(saga, spec, index + 1, uncertain=index)
             else:
                 self._compensate_below(saga, spec, index)
@@ -447,7 +509,15 @@ class SagaEngine:
             "dispatched_at": self.now,
         }
         try:
-            item_id = open_item(self.session, saga, spec, index, phase, attempt_no, item_spec, self.now)
+            if step_spec.for_each is None:
+                opened = [open_item(self.session, saga, spec, index, phase, attempt_no, item_spec, self.now)]
+            else:
+                opened = [
+                    open_item(
+                        self.session, saga, spec, index, phase, attempt_no, item_spec, self.now, member=n, each=each
+                    )
+                    for n, each in self._fan_elements(saga, spec, index, phase)
+                ]
         except (ItemSpecError, OrchestratorError) as exc:
             # The saga's data cannot make this item: no retry will change that.
             error = f"WorkItemNotCreated: {getattr(exc, 'message', None) or exc}"
@@ -456,9 +526,47 @@ class SagaEngine:
                 saga, spec, index, phase, Outcome.failed, retryable=False, retry_after_ms=None, result=None, error=error
             )
             return
-        self._attempt_rows.append({**row, "worker": f"work item {item_id}"[:255]})
+        if step_spec.for_each is not None:
+            needed = step_spec.completion.needed(len(opened)) if phase is Phase.forward else len(opened)
+            if needed == 0 or len(opened) < needed:
+                # Nothing to wait for (an empty list), or a policy no list this short can meet.
+                ok = needed == 0
+                problem = None if ok else f"FanOutFailed: {len(opened)} member(s), {needed} needed"
+                outcome = Outcome.succeeded if ok else Outcome.failed
+                self._attempt_rows.append({**row, "outcome": outcome, "error": problem, "finished_at": self.now})
+                self._settle(
+                    saga, spec, index, phase, outcome, retryable=False, retry_after_ms=None, result=[], error=problem
+                )
+                return
+        label = f"work item {opened[0]}" if step_spec.for_each is None else f"{len(opened)} work items"
+        self._attempt_rows.append({**row, "worker": label[:255]})
         if step_spec.timeout_ms:
             self._set_timer(TIMER_WATCHDOG, saga.id, index, phase, attempt_no, step_spec.timeout_ms)
+
+    def _fan_elements(self, saga: SagaRun, spec: TemplateSpec, index: int, phase: Phase) -> list[tuple[int, Any]]:
+        """The members of a fan-out: the list's elements going forward; compensating, only the
+        members that were done (their compensation undoes what they did)."""
+        step_spec = spec.steps[index]
+        assert step_spec.for_each is not None
+        if phase is Phase.forward:
+            elements = render_value(step_spec.for_each, item_values(saga, spec, step_spec))
+            if not isinstance(elements, list):
+                raise ItemSpecError(f"for_each {step_spec.for_each} is not a list but {type(elements).__name__}")
+            return list(enumerate(elements))
+        last = self.session.scalar(
+            select(func.max(WorkItem.saga_attempt)).where(
+                WorkItem.saga_id == saga.id,
+                WorkItem.saga_step_index == index,
+                WorkItem.saga_phase == Phase.forward.value,
+            )
+        )
+        if last is None:
+            return []
+        return [
+            (i.saga_member or 0, i.meta.get("each"))
+            for i in members(self.session, saga.id, index, Phase.forward, last)
+            if i.deleted_at is None and i.status in LIFECYCLES[i.lifecycle].succeeded
+        ]
 
     def _schedule_dispatch(self, saga: SagaRun, index: int, phase: Phase, attempt_no: int, delay_ms: int) -> None:
         self._set_timer(TIMER_DISPATCH, saga.id, index, phase, attempt_no, delay_ms)

@@ -383,6 +383,7 @@ def _saga_link(item: WorkItem) -> SagaLink | None:
         step_index=item.saga_step_index,
         phase=item.saga_phase or "forward",
         attempt=item.saga_attempt or 1,
+        member=item.saga_member,
     )
 
 

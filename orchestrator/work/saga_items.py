@@ -61,6 +61,9 @@ def open_item(
     attempt: int,
     item_spec: WorkItemStepSpec,
     now: datetime,
+    *,
+    member: int | None = None,
+    each: Any = None,
 ) -> str:
     """Create the item a step attempt waits on; returns its id.
 
@@ -69,6 +72,8 @@ def open_item(
     """
     step = spec.steps[index]
     values = item_values(saga, spec, step)
+    if member is not None:
+        values.update(each=each, each_index=member)
     try:
         rendered = render_value(
             {
@@ -89,7 +94,7 @@ def open_item(
         {k: rendered[k] for k in ("title", "description", "payload") if rendered[k] is not None},
     )
     tenant = str(rendered["tenant"])
-    key = f"saga:{saga.id}:{index}:{phase.value}:{attempt}"
+    key = f"saga:{saga.id}:{index}:{phase.value}:{attempt}" + (f":{member}" if member is not None else "")
     item_id = work_item_id(tenant, item_spec.type, now, key)
     if session.get(WorkItem, item_id) is not None:
         return item_id
@@ -116,7 +121,8 @@ def open_item(
         assignee_type=assignee_type,
         assignee_id=assignee_id,
         payload=rendered["payload"],
-        meta={"saga": {"template": spec.name, "version": spec.version}},
+        meta={"saga": {"template": spec.name, "version": spec.version}}
+        | ({"member": member, "each": each} if member is not None else {}),
         idempotence_key=key,
         offer_type=offer.type,
         offer_scope=offer.scope if isinstance(offer, HumanOffer) else None,
@@ -129,6 +135,7 @@ def open_item(
         saga_step_index=index,
         saga_phase=phase.value,
         saga_attempt=attempt,
+        saga_member=member,
         sla=item_spec.sla.model_dump(mode="json") if item_spec.sla else None,
         sla_breach_count=0,
         created_at=now,
@@ -151,6 +158,22 @@ def open_item(
         details={"type": item.type, "step": step.name, "phase": phase.value, "attempt": attempt},
     )
     return item_id
+
+
+def members(session: Session, saga_id: str, index: int, phase: Phase, attempt: int) -> list[WorkItem]:
+    """The items of one attempt of a fan-out step, by member index."""
+    return list(
+        session.scalars(
+            select(WorkItem)
+            .where(
+                WorkItem.saga_id == saga_id,
+                WorkItem.saga_step_index == index,
+                WorkItem.saga_phase == phase.value,
+                WorkItem.saga_attempt == attempt,
+            )
+            .order_by(WorkItem.saga_member)
+        )
+    )
 
 
 def cancel_items(session: Session, saga_id: str, index: int, phase: Phase, attempt: int, reason: str) -> int:
@@ -203,6 +226,7 @@ def report_outcome(session: Session, item: WorkItem, actor: str) -> None:
             type="WorkItemNotDone", message=f"work item {item.id} ended {item.status}: {item.reason or '-'}"
         ),
         worker=actor,
+        member=item.saga_member,
         started_at=item.started_at or item.created_at,
         finished_at=now,
     )

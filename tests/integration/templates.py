@@ -158,3 +158,34 @@ SAGA_DEADLINE: dict[str, Any] = {
     "deadline_ms": 1500,
     "steps": [THREE_STEPS["steps"][0], DEADLINE["steps"][0] | {"timeout_ms": None}],
 }
+
+# Twenty reviewers, one document each; the step is done when fifteen have reviewed.
+FAN_OUT: dict[str, Any] = {
+    "name": "it.fan_out",
+    "version": "1.0.0",
+    "steps": [
+        THREE_STEPS["steps"][0],
+        {
+            "name": "review",
+            "kind": "work_item",
+            "for_each": "{input.documents}",
+            "completion": {"policy": "at_least", "k": 15},
+            "work_item": {
+                "type": "task",
+                "title": "Review {each} ({each_index})",
+                "description": "One document of many.",
+                "tenant": "acme",
+                "offer": {"type": "agent", "capability": "review"},
+                "payload": {"document": "{each}"},
+            },
+            "compensate_work_item": {
+                "type": "task",
+                "title": "Withdraw the review of {each}",
+                "description": "The batch was abandoned.",
+                "tenant": "acme",
+                "offer": {"type": "agent", "capability": "review"},
+            },
+        },
+        THREE_STEPS["steps"][2],
+    ],
+}

@@ -22,6 +22,7 @@ from tests.integration.templates import (
     APPROVAL,
     CALL_CUSTOMER,
     DEADLINE,
+    FAN_OUT,
     LATE_APPROVAL,
     SAGA_DEADLINE,
     THREE_STEPS,
@@ -92,6 +93,7 @@ def stack(
         harness = Harness(settings, redis_target, api=True).start()
         try:
             for template in (
+                FAN_OUT,
                 THREE_STEPS,
                 APPROVAL,
                 AGENT_REVIEW,
@@ -330,3 +332,64 @@ def test_saga_outcomes_are_posted_to_operator_webhooks(stack: Stack) -> None:
         time.sleep(1.0)
         posted = [json.loads(r.body)["data"]["saga"]["id"] for r in receiver.requests]
         assert (posted.count(done), posted.count(undone)) == (1, 1)
+
+
+def _members(stack: Stack, saga_id: str, count: int, phase: str = "forward") -> list[Any]:
+    def found() -> list[Any] | None:
+        items = [
+            i
+            for i in stack.admin.list_work_items(saga_id=saga_id, limit=500).items
+            if i.saga and i.saga.step == "review" and i.saga.phase == phase
+        ]
+        return sorted(items, key=lambda i: i.saga.member) if len(items) == count else None
+
+    return eventually(found, what=f"{count} {phase} members of the fan-out")
+
+
+def test_a_fan_out_resumes_at_its_kth_completion_and_cancels_the_rest(stack: Stack) -> None:
+    tag = _tag()
+    documents = [f"doc-{n}" for n in range(20)]
+    saga_id = stack.h.submit("it.fan_out", {"tag": tag, "documents": documents})
+    items = _members(stack, saga_id, 20)
+    assert [i.title for i in items[:2]] == ["Review doc-0 (0)", "Review doc-1 (1)"]
+    reviewer = stack.client("agent:reviewer", capabilities=["review"])
+    for item in items[:14]:
+        reviewer.complete(reviewer.claim(item), {"ok": item.payload["document"]})
+    time.sleep(0.5)
+    assert stack.h.saga(saga_id).state == "running" and stack.h.effects(tag) == ["one"]
+    reviewer.complete(reviewer.claim(items[14]), {"ok": items[14].payload["document"]})
+    saga = stack.h.wait_final(saga_id)
+    assert saga.state == "completed" and stack.h.effects(tag) == ["one", "three"]
+    assert saga.results["review"] == [{"ok": d} for d in documents[:15]] + [None] * 5
+    statuses = [stack.admin.get_work_item(i).status for i in items]
+    assert statuses == ["done"] * 15 + ["cancelled"] * 5
+    with pytest.raises(ApiError) as late:
+        reviewer.claim(items[19])
+    assert late.value.status == 409
+
+
+def test_a_failed_fan_out_compensates_each_done_member_then_the_steps_before(stack: Stack) -> None:
+    tag = _tag()
+    documents = [f"doc-{n}" for n in range(20)]
+    saga_id = stack.h.submit("it.fan_out", {"tag": tag, "documents": documents})
+    items = _members(stack, saga_id, 20)
+    reviewer = stack.client("agent:reviewer", capabilities=["review"])
+    for item in items[:3]:
+        reviewer.complete(reviewer.claim(item), {"ok": True})
+    for item in items[3:9]:  # the sixth failure leaves 3 done + 11 open < 15 needed
+        reviewer.fail(reviewer.claim(item), "unreadable")
+    withdrawals = _members(stack, saga_id, 3, phase="compensate")
+    assert [w.title for w in withdrawals] == [f"Withdraw the review of doc-{n}" for n in range(3)]
+    assert all(stack.admin.get_work_item(i).status == "cancelled" for i in items[9:])
+    assert stack.h.effects(tag) == ["one"]  # strict order: step one waits for the withdrawals
+    for withdrawal in withdrawals:
+        reviewer.complete(reviewer.claim(withdrawal), {"withdrawn": True})
+    saga = stack.h.wait_final(saga_id)
+    assert saga.state == "compensated"
+    assert _timeline(saga)[-3:] == [
+        ("review", "forward", "failed"),
+        ("review", "compensate", "succeeded"),
+        ("one", "compensate", "succeeded"),
+    ]
+    assert "3 of 20 done, 15 needed" in (saga.error or "")
+    assert stack.h.effects(tag) == ["one", "one:compensate"]
