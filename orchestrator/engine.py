@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import flag_modified
@@ -21,10 +21,8 @@ from sqlalchemy.orm.attributes import flag_modified
 from config import keys
 from config.settings import Settings
 from models.enums import Outcome, Phase, SagaState, StepState
-from models.keytemplate import render, render_value
-from models.lifecycles import LIFECYCLES
+from models.keytemplate import render
 from models.messages import StepDispatch, StepReport
-from models.step_item import WorkItemStepSpec
 from models.tables import (
     ATTEMPTS,
     FENCING_SEQUENCE,
@@ -38,18 +36,10 @@ from models.tables import (
     Timer,
 )
 from models.template import StepSpec, TemplateSpec
-from models.work_tables import WorkItem
-from orchestrator import webhooks
-from orchestrator.errors import OrchestratorError
+from orchestrator import waiting, webhooks
 from orchestrator.planner import GiveUp, after_failure, next_compensation, outcome_unknown
-from orchestrator.work.saga_items import (
-    ItemSpecError,
-    cancel_items,
-    item_values,
-    members,
-    open_item,
-    open_remediation,
-)
+from orchestrator.timer_keys import TIMER_DISPATCH, TIMER_SAGA_DEADLINE, TIMER_WATCHDOG, timer_key
+from orchestrator.work.saga_items import cancel_items, open_remediation
 
 _UNIFORM_UPDATES: dict[type, tuple[str, ...]] = {
     SagaRun: ("state", "results", "error", "updated_at", "finished_at"),
@@ -65,11 +55,6 @@ class Outgoing:
     id: int
     queue: str
     payload: dict[str, Any]
-
-
-TIMER_DISPATCH = "dispatch"
-TIMER_WATCHDOG = "watchdog"
-TIMER_SAGA_DEADLINE = "saga_deadline"
 
 
 def step_values(saga: SagaRun, spec: TemplateSpec, step: StepSpec) -> dict[str, Any]:
@@ -124,7 +109,7 @@ class SagaEngine:
         self.outbox: list[Outgoing] = []
         # Rows written in bulk by finalize(): one INSERT per table per transaction, not one
         # ORM flush per object (the coordinator's hottest path).
-        self._attempt_rows: list[dict[str, Any]] = []
+        self.attempt_rows: list[dict[str, Any]] = []
         self._outbox_rows: list[dict[str, Any]] = []
         self._timer_rows: list[dict[str, Any]] = []
         self._cancelled_timers: list[str] = []
@@ -149,15 +134,15 @@ class SagaEngine:
     def on_report(self, saga: SagaRun, spec: TemplateSpec, report: StepReport, attempt: StepAttempt) -> None:
         """Apply a worker's report to the attempt it answers (which the caller found running)."""
         if report.member is not None and spec.steps[report.step_index].for_each is not None:
-            self._member_report(saga, spec, report, attempt)
+            waiting.member_report(self, saga, spec, report, attempt)
             return
         attempt.outcome = Outcome(report.outcome)
         attempt.worker = report.worker[:255] if report.worker else None
         attempt.started_at = report.started_at
         attempt.finished_at = report.finished_at or self.now
         attempt.error = f"{report.error.type}: {report.error.message}" if report.error else None
-        self._cancel_timer(_timer_key(TIMER_WATCHDOG, saga.id, report.step_index, report.phase, report.attempt))
-        self._settle(
+        self.cancel_timer(timer_key(TIMER_WATCHDOG, saga.id, report.step_index, report.phase, report.attempt))
+        self.settle(
             saga,
             spec,
             report.step_index,
@@ -173,7 +158,7 @@ class SagaEngine:
         if saga.state in (SagaState.completed, SagaState.compensated, SagaState.compensation_failed):
             return
         if timer.kind == TIMER_SAGA_DEADLINE:
-            self._saga_deadline(saga, spec)
+            waiting.saga_deadline(self, saga, spec)
             return
         index, phase, attempt_no = timer.payload["index"], Phase(timer.payload["phase"]), timer.payload["attempt"]
         step = saga.steps[index]
@@ -197,7 +182,7 @@ class SagaEngine:
                 if spec.steps[index].item_for(phase.value) is not None:
                     attempt.error = "TimedOut: the work item was not finished before the step's deadline"
                     cancel_items(self.session, saga.id, index, phase, attempt_no, "the step's deadline passed")
-                self._settle(
+                self.settle(
                     saga,
                     spec,
                     index,
@@ -209,87 +194,6 @@ class SagaEngine:
                     error=attempt.error,
                 )
 
-    def _member_report(self, saga: SagaRun, spec: TemplateSpec, report: StepReport, attempt: StepAttempt) -> None:
-        """A member of a fan-out ended. Count them all again (so a duplicate report changes
-        nothing) and settle the attempt once the completion policy is met or can no longer be."""
-        index, phase = report.step_index, Phase(report.phase)
-        step_spec = spec.steps[index]
-        items = members(self.session, saga.id, index, phase, report.attempt)
-        done = [i for i in items if i.deleted_at is None and i.status in LIFECYCLES[i.lifecycle].succeeded]
-        still_open = [i for i in items if i.is_open]
-        needed = step_spec.completion.needed(len(items)) if phase is Phase.forward else len(items)
-        if len(done) >= needed:
-            outcome = Outcome.succeeded
-        elif len(done) + len(still_open) < needed:
-            outcome = Outcome.failed
-        else:
-            return  # undecided: the attempt keeps running
-        reason = "its fan-out's completion policy was met" if outcome is Outcome.succeeded else "its fan-out failed"
-        cancel_items(self.session, saga.id, index, phase, report.attempt, reason)
-        done_ids = {i.id for i in done}
-        result = [i.result if i.id in done_ids else None for i in items]
-        attempt.outcome = outcome
-        attempt.worker = f"{len(done)} of {len(items)} work items done"
-        attempt.started_at = attempt.dispatched_at
-        attempt.finished_at = self.now
-        self._cancel_timer(_timer_key(TIMER_WATCHDOG, saga.id, index, phase, report.attempt))
-        if outcome is Outcome.succeeded:
-            self._settle(
-                saga, spec, index, phase, outcome, retryable=False, retry_after_ms=None, result=result, error=None
-            )
-            return
-        attempt.error = f"FanOutFailed: {len(done)} of {len(items)} done, {needed} needed"
-        if phase is Phase.forward and done:
-            # What the done members did must be undone too: the compensation sees which.
-            saga.results = {**saga.results, step_spec.name: result}
-        self._settle(
-            saga,
-            spec,
-            index,
-            phase,
-            outcome,
-            retryable=False,
-            retry_after_ms=None,
-            result=None,
-            error=attempt.error,
-            compensate_self=bool(done),
-        )
-
-    def _saga_deadline(self, saga: SagaRun, spec: TemplateSpec) -> None:
-        """The saga ran out of time: stop waiting on the current step and compensate. Once it
-        compensates, the deadline no longer applies (undoing must finish)."""
-        if saga.state is not SagaState.running:
-            return
-        current = next((s for s in saga.steps if s.state in (StepState.running, StepState.retry_wait)), None)
-        if current is None:
-            return
-        index = current.index
-        step_spec = spec.steps[index]
-        error = f"DeadlineExceeded: the saga's deadline of {spec.deadline_ms} ms passed during step {current.name!r}"
-        for attempt in self.session.scalars(
-            select(StepAttempt).where(
-                StepAttempt.saga_id == saga.id,
-                StepAttempt.step_index == index,
-                StepAttempt.phase == Phase.forward,
-                StepAttempt.outcome == Outcome.running,
-            )
-        ):
-            attempt.outcome = Outcome.timed_out
-            attempt.finished_at = self.now
-            attempt.error = error
-            if step_spec.item_for(Phase.forward.value) is not None:
-                cancel_items(self.session, saga.id, index, Phase.forward, attempt.attempt, "the saga's deadline passed")
-        # A retry that was waiting must not go out any more.
-        self._cancel_timer(_timer_key(TIMER_DISPATCH, saga.id, index, Phase.forward, current.current_attempt + 1))
-        current.state = StepState.failed
-        current.error = error
-        current.finished_at = self.now
-        saga.error = error
-        saga.updated_at = self.now
-        # A handler may have done its work before the deadline: undo it too.
-        uncertain = index if step_spec.kind == "handler" else None
-        self._compensate_below(saga, spec, index + 1 if uncertain is not None else index, uncertain=uncertain)
-
     def finalize(self) -> None:
         """Write what was batched; call once before commit."""
         # Give every changed row of a table the same SET list, so the flush sends one
@@ -299,10 +203,10 @@ class SagaEngine:
             for column in _UNIFORM_UPDATES.get(type(obj), ()):
                 flag_modified(obj, column)
         self.session.flush()  # sagas and steps first: the rows below refer to them
-        if self._attempt_rows:
+        if self.attempt_rows:
             # One executemany needs one shape: handler and work-item attempts set different columns.
-            columns = {key for row in self._attempt_rows for key in row}
-            rows = [dict.fromkeys(columns) | row for row in self._attempt_rows]
+            columns = {key for row in self.attempt_rows for key in row}
+            rows = [dict.fromkeys(columns) | row for row in self.attempt_rows]
             self.session.execute(insert(ATTEMPTS), rows)
         if self._outbox_rows:
             ids = self.session.scalars(
@@ -316,12 +220,12 @@ class SagaEngine:
         if self._finished:
             # A finished saga needs none of its timers, including any written just above.
             self.session.execute(delete(TIMERS).where(TIMERS.c.saga_id.in_(self._finished)))
-        for batch in (self._attempt_rows, self._outbox_rows, self._timer_rows, self._cancelled_timers, self._finished):
+        for batch in (self.attempt_rows, self._outbox_rows, self._timer_rows, self._cancelled_timers, self._finished):
             batch.clear()
 
     # -- decisions ---------------------------------------------------------------------------
 
-    def _settle(
+    def settle(
         self,
         saga: SagaRun,
         spec: TemplateSpec,
@@ -348,7 +252,7 @@ class SagaEngine:
             step.finished_at = self.now
             if not forward:
                 step.state = StepState.compensated
-                self._compensate_below(saga, spec, index)
+                self.compensate_below(saga, spec, index)
             else:
                 step.state = StepState.succeeded
                 saga.results = {**saga.results, step.name: result}
@@ -379,9 +283,9 @@ class SagaEngine:
             step.state = StepState.failed
             saga.error = f"step {step.name!r} {decision.reason}: {error}"
             if outcome_unknown(outcome) or compensate_self:
-                self._compensate_below(saga, spec, index + 1, uncertain=index)
+                self.compensate_below(saga, spec, index + 1, uncertain=index)
             else:
-                self._compensate_below(saga, spec, index)
+                self.compensate_below(saga, spec, index)
         else:
             # Strict order: the steps below stay as they are; a person must look (remediation).
             step.state = StepState.compensation_failed
@@ -389,7 +293,7 @@ class SagaEngine:
             self._finish(saga, SagaState.compensation_failed)
             open_remediation(self.session, saga, step.name, error or "-", self.settings.remediation_tenant, self.now)
 
-    def _compensate_below(self, saga: SagaRun, spec: TemplateSpec, below: int, *, uncertain: int | None = None) -> None:
+    def compensate_below(self, saga: SagaRun, spec: TemplateSpec, below: int, *, uncertain: int | None = None) -> None:
         saga.state = SagaState.compensating
         index = next_compensation(spec.steps, [StepState(s.state) for s in saga.steps], below, uncertain=uncertain)
         if index is None:
@@ -437,7 +341,7 @@ class SagaEngine:
             step.started_at = step.started_at or self.now
         item_spec = step_spec.item_for(phase.value)
         if item_spec is not None:
-            self._open_item(saga, spec, index, phase, attempt_no, item_spec)
+            waiting.open_step_items(self, saga, spec, index, phase, attempt_no, item_spec)
             return
         assert step_spec.capability is not None
         scope = render(step_spec.mutex_scope, step_values(saga, spec, step_spec)) if step_spec.mutex_scope else None
@@ -466,7 +370,7 @@ class SagaEngine:
             dispatched_at=self.now,
             expires_at=self.now + timedelta(seconds=deadline_s),
         )
-        self._attempt_rows.append(
+        self.attempt_rows.append(
             {
                 "saga_id": saga.id,
                 "step_index": index,
@@ -491,90 +395,15 @@ class SagaEngine:
                 "publish_count": 0,
             }
         )
-        self._set_timer(TIMER_WATCHDOG, saga.id, index, phase, attempt_no, deadline_s * 1000)
-
-    def _open_item(
-        self, saga: SagaRun, spec: TemplateSpec, index: int, phase: Phase, attempt_no: int, item_spec: WorkItemStepSpec
-    ) -> None:
-        """A person or an agent does this attempt: open its work item and wait, holding no
-        worker slot. The item's end comes back as a report; ``timeout_ms`` is its deadline."""
-        step_spec = spec.steps[index]
-        row: dict[str, Any] = {
-            "saga_id": saga.id,
-            "step_index": index,
-            "step_name": step_spec.name,
-            "phase": phase,
-            "attempt": attempt_no,
-            "outcome": Outcome.running,
-            "dispatched_at": self.now,
-        }
-        try:
-            if step_spec.for_each is None:
-                opened = [open_item(self.session, saga, spec, index, phase, attempt_no, item_spec, self.now)]
-            else:
-                opened = [
-                    open_item(
-                        self.session, saga, spec, index, phase, attempt_no, item_spec, self.now, member=n, each=each
-                    )
-                    for n, each in self._fan_elements(saga, spec, index, phase)
-                ]
-        except (ItemSpecError, OrchestratorError) as exc:
-            # The saga's data cannot make this item: no retry will change that.
-            error = f"WorkItemNotCreated: {getattr(exc, 'message', None) or exc}"
-            self._attempt_rows.append({**row, "outcome": Outcome.failed, "error": error, "finished_at": self.now})
-            self._settle(
-                saga, spec, index, phase, Outcome.failed, retryable=False, retry_after_ms=None, result=None, error=error
-            )
-            return
-        if step_spec.for_each is not None:
-            needed = step_spec.completion.needed(len(opened)) if phase is Phase.forward else len(opened)
-            if needed == 0 or len(opened) < needed:
-                # Nothing to wait for (an empty list), or a policy no list this short can meet.
-                ok = needed == 0
-                problem = None if ok else f"FanOutFailed: {len(opened)} member(s), {needed} needed"
-                outcome = Outcome.succeeded if ok else Outcome.failed
-                self._attempt_rows.append({**row, "outcome": outcome, "error": problem, "finished_at": self.now})
-                self._settle(
-                    saga, spec, index, phase, outcome, retryable=False, retry_after_ms=None, result=[], error=problem
-                )
-                return
-        label = f"work item {opened[0]}" if step_spec.for_each is None else f"{len(opened)} work items"
-        self._attempt_rows.append({**row, "worker": label[:255]})
-        if step_spec.timeout_ms:
-            self._set_timer(TIMER_WATCHDOG, saga.id, index, phase, attempt_no, step_spec.timeout_ms)
-
-    def _fan_elements(self, saga: SagaRun, spec: TemplateSpec, index: int, phase: Phase) -> list[tuple[int, Any]]:
-        """The members of a fan-out: the list's elements going forward; compensating, only the
-        members that were done (their compensation undoes what they did)."""
-        step_spec = spec.steps[index]
-        assert step_spec.for_each is not None
-        if phase is Phase.forward:
-            elements = render_value(step_spec.for_each, item_values(saga, spec, step_spec))
-            if not isinstance(elements, list):
-                raise ItemSpecError(f"for_each {step_spec.for_each} is not a list but {type(elements).__name__}")
-            return list(enumerate(elements))
-        last = self.session.scalar(
-            select(func.max(WorkItem.saga_attempt)).where(
-                WorkItem.saga_id == saga.id,
-                WorkItem.saga_step_index == index,
-                WorkItem.saga_phase == Phase.forward.value,
-            )
-        )
-        if last is None:
-            return []
-        return [
-            (i.saga_member or 0, i.meta.get("each"))
-            for i in members(self.session, saga.id, index, Phase.forward, last)
-            if i.deleted_at is None and i.status in LIFECYCLES[i.lifecycle].succeeded
-        ]
+        self.set_timer(TIMER_WATCHDOG, saga.id, index, phase, attempt_no, deadline_s * 1000)
 
     def _schedule_dispatch(self, saga: SagaRun, index: int, phase: Phase, attempt_no: int, delay_ms: int) -> None:
-        self._set_timer(TIMER_DISPATCH, saga.id, index, phase, attempt_no, delay_ms)
+        self.set_timer(TIMER_DISPATCH, saga.id, index, phase, attempt_no, delay_ms)
 
-    def _set_timer(self, kind: str, saga_id: str, index: int, phase: Phase, attempt_no: int, delay_ms: float) -> None:
+    def set_timer(self, kind: str, saga_id: str, index: int, phase: Phase, attempt_no: int, delay_ms: float) -> None:
         self._timer_rows.append(
             {
-                "key": _timer_key(kind, saga_id, index, phase, attempt_no),
+                "key": timer_key(kind, saga_id, index, phase, attempt_no),
                 "kind": kind,
                 "saga_id": saga_id,
                 "payload": {"index": index, "phase": phase.value, "attempt": attempt_no},
@@ -583,9 +412,5 @@ class SagaEngine:
             }
         )
 
-    def _cancel_timer(self, key: str) -> None:
+    def cancel_timer(self, key: str) -> None:
         self._cancelled_timers.append(key)
-
-
-def _timer_key(kind: str, saga_id: str, index: int, phase: Phase | str, attempt_no: int) -> str:
-    return f"{kind}:{saga_id}:{index}:{Phase(phase).value}:{attempt_no}"

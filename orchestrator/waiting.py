@@ -1,0 +1,194 @@
+"""The engine's moves for steps that wait on work items: opening the item (or a fan-out's
+items), counting a fan-out's members against its completion policy, and giving up on a step when
+the saga's deadline passes. Like the engine, they only write rows in the caller's transaction."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import func, select
+
+from models.enums import Outcome, Phase, SagaState, StepState
+from models.keytemplate import render_value
+from models.lifecycles import LIFECYCLES
+from models.messages import StepReport
+from models.step_item import WorkItemStepSpec
+from models.tables import SagaRun, StepAttempt
+from models.template import TemplateSpec
+from models.work_tables import WorkItem
+from orchestrator.errors import OrchestratorError
+from orchestrator.timer_keys import TIMER_DISPATCH, TIMER_WATCHDOG, timer_key
+from orchestrator.work.saga_items import ItemSpecError, cancel_items, item_values, members, open_item
+
+if TYPE_CHECKING:
+    from orchestrator.engine import SagaEngine
+
+
+def open_step_items(
+    engine: SagaEngine,
+    saga: SagaRun,
+    spec: TemplateSpec,
+    index: int,
+    phase: Phase,
+    attempt_no: int,
+    item_spec: WorkItemStepSpec,
+) -> None:
+    """A person or an agent does this attempt: open its work item and wait, holding no
+    worker slot. The item's end comes back as a report; ``timeout_ms`` is its deadline."""
+    step_spec = spec.steps[index]
+    row: dict[str, Any] = {
+        "saga_id": saga.id,
+        "step_index": index,
+        "step_name": step_spec.name,
+        "phase": phase,
+        "attempt": attempt_no,
+        "outcome": Outcome.running,
+        "dispatched_at": engine.now,
+    }
+    try:
+        if step_spec.for_each is None:
+            opened = [open_item(engine.session, saga, spec, index, phase, attempt_no, item_spec, engine.now)]
+        else:
+            opened = [
+                open_item(
+                    engine.session, saga, spec, index, phase, attempt_no, item_spec, engine.now, member=n, each=each
+                )
+                for n, each in fan_elements(engine, saga, spec, index, phase)
+            ]
+    except (ItemSpecError, OrchestratorError) as exc:
+        # The saga's data cannot make this item: no retry will change that.
+        error = f"WorkItemNotCreated: {getattr(exc, 'message', None) or exc}"
+        engine.attempt_rows.append({**row, "outcome": Outcome.failed, "error": error, "finished_at": engine.now})
+        engine.settle(
+            saga, spec, index, phase, Outcome.failed, retryable=False, retry_after_ms=None, result=None, error=error
+        )
+        return
+    if step_spec.for_each is not None:
+        needed = step_spec.completion.needed(len(opened)) if phase is Phase.forward else len(opened)
+        if needed == 0 or len(opened) < needed:
+            # Nothing to wait for (an empty list), or a policy no list this short can meet.
+            ok = needed == 0
+            problem = None if ok else f"FanOutFailed: {len(opened)} member(s), {needed} needed"
+            outcome = Outcome.succeeded if ok else Outcome.failed
+            engine.attempt_rows.append({**row, "outcome": outcome, "error": problem, "finished_at": engine.now})
+            engine.settle(
+                saga, spec, index, phase, outcome, retryable=False, retry_after_ms=None, result=[], error=problem
+            )
+            return
+    label = f"work item {opened[0]}" if step_spec.for_each is None else f"{len(opened)} work items"
+    engine.attempt_rows.append({**row, "worker": label[:255]})
+    if step_spec.timeout_ms:
+        engine.set_timer(TIMER_WATCHDOG, saga.id, index, phase, attempt_no, step_spec.timeout_ms)
+
+
+def fan_elements(
+    engine: SagaEngine, saga: SagaRun, spec: TemplateSpec, index: int, phase: Phase
+) -> list[tuple[int, Any]]:
+    """The members of a fan-out: the list's elements going forward; compensating, only the
+    members that were done (their compensation undoes what they did)."""
+    step_spec = spec.steps[index]
+    assert step_spec.for_each is not None
+    if phase is Phase.forward:
+        elements = render_value(step_spec.for_each, item_values(saga, spec, step_spec))
+        if not isinstance(elements, list):
+            raise ItemSpecError(f"for_each {step_spec.for_each} is not a list but {type(elements).__name__}")
+        return list(enumerate(elements))
+    last = engine.session.scalar(
+        select(func.max(WorkItem.saga_attempt)).where(
+            WorkItem.saga_id == saga.id,
+            WorkItem.saga_step_index == index,
+            WorkItem.saga_phase == Phase.forward.value,
+        )
+    )
+    if last is None:
+        return []
+    return [
+        (i.saga_member or 0, i.meta.get("each"))
+        for i in members(engine.session, saga.id, index, Phase.forward, last)
+        if i.deleted_at is None and i.status in LIFECYCLES[i.lifecycle].succeeded
+    ]
+
+
+def member_report(
+    engine: SagaEngine, saga: SagaRun, spec: TemplateSpec, report: StepReport, attempt: StepAttempt
+) -> None:
+    """A member of a fan-out ended. Count them all again (so a duplicate report changes
+    nothing) and settle the attempt once the completion policy is met or can no longer be."""
+    index, phase = report.step_index, Phase(report.phase)
+    step_spec = spec.steps[index]
+    items = members(engine.session, saga.id, index, phase, report.attempt)
+    done = [i for i in items if i.deleted_at is None and i.status in LIFECYCLES[i.lifecycle].succeeded]
+    still_open = [i for i in items if i.is_open]
+    needed = step_spec.completion.needed(len(items)) if phase is Phase.forward else len(items)
+    if len(done) >= needed:
+        outcome = Outcome.succeeded
+    elif len(done) + len(still_open) < needed:
+        outcome = Outcome.failed
+    else:
+        return  # undecided: the attempt keeps running
+    reason = "its fan-out's completion policy was met" if outcome is Outcome.succeeded else "its fan-out failed"
+    cancel_items(engine.session, saga.id, index, phase, report.attempt, reason)
+    done_ids = {i.id for i in done}
+    result = [i.result if i.id in done_ids else None for i in items]
+    attempt.outcome = outcome
+    attempt.worker = f"{len(done)} of {len(items)} work items done"
+    attempt.started_at = attempt.dispatched_at
+    attempt.finished_at = engine.now
+    engine.cancel_timer(timer_key(TIMER_WATCHDOG, saga.id, index, phase, report.attempt))
+    if outcome is Outcome.succeeded:
+        engine.settle(
+            saga, spec, index, phase, outcome, retryable=False, retry_after_ms=None, result=result, error=None
+        )
+        return
+    attempt.error = f"FanOutFailed: {len(done)} of {len(items)} done, {needed} needed"
+    if phase is Phase.forward and done:
+        # What the done members did must be undone too: the compensation sees which.
+        saga.results = {**saga.results, step_spec.name: result}
+    engine.settle(
+        saga,
+        spec,
+        index,
+        phase,
+        outcome,
+        retryable=False,
+        retry_after_ms=None,
+        result=None,
+        error=attempt.error,
+        compensate_self=bool(done),
+    )
+
+
+def saga_deadline(engine: SagaEngine, saga: SagaRun, spec: TemplateSpec) -> None:
+    """The saga ran out of time: stop waiting on the current step and compensate. Once it
+    compensates, the deadline no longer applies (undoing must finish)."""
+    if saga.state is not SagaState.running:
+        return
+    current = next((s for s in saga.steps if s.state in (StepState.running, StepState.retry_wait)), None)
+    if current is None:
+        return
+    index = current.index
+    step_spec = spec.steps[index]
+    error = f"DeadlineExceeded: the saga's deadline of {spec.deadline_ms} ms passed during step {current.name!r}"
+    for attempt in engine.session.scalars(
+        select(StepAttempt).where(
+            StepAttempt.saga_id == saga.id,
+            StepAttempt.step_index == index,
+            StepAttempt.phase == Phase.forward,
+            StepAttempt.outcome == Outcome.running,
+        )
+    ):
+        attempt.outcome = Outcome.timed_out
+        attempt.finished_at = engine.now
+        attempt.error = error
+        if step_spec.item_for(Phase.forward.value) is not None:
+            cancel_items(engine.session, saga.id, index, Phase.forward, attempt.attempt, "the saga's deadline passed")
+    # A retry that was waiting must not go out any more.
+    engine.cancel_timer(timer_key(TIMER_DISPATCH, saga.id, index, Phase.forward, current.current_attempt + 1))
+    current.state = StepState.failed
+    current.error = error
+    current.finished_at = engine.now
+    saga.error = error
+    saga.updated_at = engine.now
+    # A handler may have done its work before the deadline: undo it too.
+    uncertain = index if step_spec.kind == "handler" else None
+    engine.compensate_below(saga, spec, index + 1 if uncertain is not None else index, uncertain=uncertain)
