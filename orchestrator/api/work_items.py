@@ -224,6 +224,8 @@ def _version(if_match: str | None) -> int | None:
     if if_match is None:
         return None
     text = if_match.strip().removeprefix("W/").strip('"')
+    if text == "*":
+        return None  # RFC 9110: any current version of the item will do
     if not text.isdigit():
         raise InvalidInput(
             "If-Match must carry the item's version number", details=[{"path": "If-Match", "message": "not a number"}]

@@ -435,23 +435,29 @@ def _check_size(payload: Any, metadata: Any, limit: int) -> None:
         )
 
 
+def _a(noun: str) -> str:
+    return f"{'an' if noun[:1] in 'aeiou' else 'a'} {noun}"
+
+
 def _check_parent(session: Session, tenant: str, item_type: str, parent_id: str | None, *, item_id: str | None) -> None:
     allowed = PARENT_TYPES.get(item_type)
     if parent_id is None:
         if item_type in PARENT_REQUIRED:
             raise InvalidInput(
-                f"a {item_type} needs a parent",
-                details=[{"path": "parent_id", "message": f"required: a {' or '.join(sorted(allowed or ()))}"}],
+                f"{_a(item_type)} needs a parent",
+                details=[
+                    {"path": "parent_id", "message": f"required: {' or '.join(_a(t) for t in sorted(allowed or ()))}"}
+                ],
             )
         return
     parent = session.get(WorkItem, parent_id)
     if parent is None or parent.tenant != tenant or parent.deleted_at is not None:
         raise InvalidInput(f"no work item {parent_id!r}", details=[{"path": "parent_id", "message": "no such item"}])
     if allowed is not None and parent.type not in allowed:
-        what = f"a {' or '.join(sorted(allowed))}" if allowed else "no parent"
+        what = " or ".join(_a(t) for t in sorted(allowed)) if allowed else "no parent"
         raise InvalidInput(
-            f"a {item_type} cannot have a {parent.type} as parent; it takes {what}",
-            details=[{"path": "parent_id", "message": f"is a {parent.type}; expected {what}"}],
+            f"{_a(item_type)} cannot have {_a(parent.type)} as parent; it takes {what}",
+            details=[{"path": "parent_id", "message": f"is {_a(parent.type)}; expected {what}"}],
         )
     # Walk up: the new parent must not be the item itself or one of its descendants.
     seen: set[str] = set()

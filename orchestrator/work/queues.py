@@ -39,6 +39,7 @@ def claimed(session: Session, principal: Principal, *, limit: int, cursor: str |
     require(principal, Scope.work_read)
     now = utcnow()
     query = select(WorkItem).where(
+        in_tenant(principal),
         WorkItem.claimed_by_type == principal.type.value,
         WorkItem.claimed_by_id == principal.id,
         WorkItem.is_open == true(),

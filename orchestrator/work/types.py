@@ -47,10 +47,12 @@ def register_type(session: Session, body: WorkItemTypeCreate, principal: Princip
     """Register a type; the same definition again is a no-op (False), another one a 409."""
     if body.name in BUILTIN_TYPES:
         raise Conflict(f"{body.name!r} is a built-in type and cannot be redefined")
-    if body.lifecycle not in LIFECYCLES:
+    # "step" is for the items sagas open (chosen by their origin), not a type's own lifecycle.
+    choosable = [name for name in LIFECYCLES if name != "step"]
+    if body.lifecycle not in choosable:
         raise InvalidInput(
             f"unknown lifecycle {body.lifecycle!r}",
-            details=[{"path": "lifecycle", "message": f"known: {', '.join(LIFECYCLES)}"}],
+            details=[{"path": "lifecycle", "message": f"known: {', '.join(choosable)}"}],
         )
     try:
         Draft202012Validator.check_schema(body.json_schema)
