@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     remediation_tenant: str = Field(
         default="ops", min_length=1, max_length=64, description="Tenant of remediation items for failed compensations."
     )
+    max_request_bytes: int = Field(
+        default=1024 * 1024, ge=1024, description="Largest request body the API reads (413 above it)."
+    )
     admin_token: str | None = Field(
         default=None, description="Bearer token with every scope in every tenant (workyard up creates one)."
     )

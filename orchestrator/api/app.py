@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from config.settings import Settings, get_settings
 from orchestrator.api import errors, queues, sagas, templates, webhooks, work_item_types, work_items
+from orchestrator.api.limits import BodyLimit
 from orchestrator.wiring import Wiring
 
 
@@ -28,6 +29,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.wiring = wiring
     errors.install(app)
+    app.add_middleware(BodyLimit, max_bytes=wiring.settings.max_request_bytes)
     app.include_router(templates.router)
     app.include_router(sagas.router)
     app.include_router(work_items.router)

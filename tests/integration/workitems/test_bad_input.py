@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlencode
 
@@ -470,3 +471,19 @@ def test_an_item_of_a_registered_type_is_validated_against_its_schema(client: Te
         client, "PATCH", f"{ITEMS}/{item['id']}", 422, "invalid_input", pm, body={"payload": {"customer": "acme"}}
     )
     assert paths(err) == ["payload.amount"]
+
+
+def test_a_request_body_over_the_api_limit_is_refused_before_it_is_read(client: TestClient, pm: Headers) -> None:
+    before = counts(client)
+    limit = client.app.state.wiring.settings.max_request_bytes  # type: ignore[attr-defined]
+    body = json.dumps(task(payload={"x": "a" * limit})).encode()
+    response = client.post(ITEMS, content=body, headers={**pm, "content-type": "application/json"})
+    assert response.status_code == 413 and error(response)["code"] == "payload_too_large"
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: counted as it arrives
+        for start in range(0, len(body), 65536):
+            yield body[start : start + 65536]
+
+    streamed = client.post(ITEMS, content=chunks(), headers={**pm, "content-type": "application/json"})
+    assert streamed.status_code == 413 and error(streamed)["code"] == "payload_too_large"
+    assert counts(client) == before
