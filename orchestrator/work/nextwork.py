@@ -7,15 +7,17 @@
 each oldest first. The doc's sketch asks one query per candidate; here the four rules are one
 ``UNION ALL`` of four index-ordered ``LIMIT 1`` probes, with the dependency and subtask checks as
 anti-joins, so an answer costs the same two statements (the pick, then the item's labels and
-dependencies) however many candidates an assignee has.
+dependencies) however many candidates an assignee has. The pick is built once (per tenant
+variant) with bind parameters: building the four probes anew costs milliseconds of CPU a call.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, Subquery, and_, literal, select, true, union_all
+from sqlalchemy import ColumnElement, Select, String, Subquery, and_, bindparam, literal, select, true, union_all
 from sqlalchemy.orm import Session, aliased
 
 from models.lifecycles import RESOLVED_STATUSES
@@ -52,7 +54,9 @@ def next_work(session: Session, principal: Principal, assignee_type: PrincipalTy
     require(principal, Scope.work_read)
     if (assignee_type, assignee_id) != (principal.type, principal.id) and not principal.has(Scope.work_supervise):
         raise Forbidden(f"{principal.ref} may only ask for its own next work (work:supervise allows others')")
-    picked = session.execute(pick_query(principal, assignee_type.value, assignee_id)).first()
+    picked = session.execute(
+        _pick(principal.all_tenants), _pick_params(principal, assignee_type.value, assignee_id)
+    ).first()
     if picked is None:
         return NextWork(work=None, metadata=NOTHING)
     level, item_id = picked
@@ -68,7 +72,21 @@ def next_work(session: Session, principal: Principal, assignee_type: PrincipalTy
 
 
 def pick_query(principal: Principal, kind: str, ident: str) -> Select[Any]:
-    tenant = true() if principal.all_tenants else WorkItem.tenant == principal.tenant
+    """The pick for one assignee, its values bound (``next_work`` binds them at execution)."""
+    return _pick(principal.all_tenants).params(_pick_params(principal, kind, ident))
+
+
+def _pick_params(principal: Principal, kind: str, ident: str) -> dict[str, str]:
+    params = {"kind": kind, "ident": ident}
+    if not principal.all_tenants:
+        params["tenant"] = principal.tenant
+    return params
+
+
+@cache
+def _pick(all_tenants: bool) -> Select[Any]:
+    kind, ident = bindparam("kind", type_=String()), bindparam("ident", type_=String())
+    tenant = true() if all_tenants else WorkItem.tenant == bindparam("tenant", type_=String())
     assigned = and_(WorkItem.assignee_type == kind, WorkItem.assignee_id == ident)
     reported = and_(WorkItem.reporter_type == kind, WorkItem.reporter_id == ident)
     live = WorkItem.deleted_at.is_(None)

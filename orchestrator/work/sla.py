@@ -8,6 +8,7 @@ fires once however many orchestrator processes run the timer loop.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -27,13 +28,28 @@ from orchestrator.work.sla_clock import BREACH, ESCALATE, WARN
 log = logging.getLogger(__name__)
 
 SYSTEM = "system"
+# The items lock_items has locked in this transaction, by id.
+LOCKED_KEY = "sla_locked_items"
 # Where "pause" parks an item, by lifecycle: the status that means "waiting on something".
 PAUSE_STATUS = {"work": "blocked", "canonical": "waiting"}
 
 
+def lock_items(session: Session, item_ids: Iterable[str]) -> None:
+    """Row-lock the items a batch of timers acts on, in id order (so that timer loops cannot
+    deadlock on them) and in one statement; :func:`fire` then finds them loaded."""
+    ids = sorted(set(item_ids))
+    if ids:
+        items = session.scalars(select(WorkItem).where(WorkItem.id.in_(ids)).order_by(WorkItem.id).with_for_update())
+        # Held here: the session's identity map alone would let them be garbage-collected.
+        session.info.setdefault(LOCKED_KEY, {}).update({item.id: item for item in items})
+
+
 def fire(session: Session, timer: Timer, now: datetime) -> None:
     """Act on one due SLA timer (the caller deletes it in the same transaction)."""
-    item = session.scalar(select(WorkItem).where(WorkItem.id == timer.item_id).with_for_update())
+    locked: dict[str, WorkItem] = session.info.get(LOCKED_KEY, {})
+    item = locked.get(timer.item_id) if timer.item_id is not None else None
+    if item is None:
+        item = session.scalar(select(WorkItem).where(WorkItem.id == timer.item_id).with_for_update())
     if item is None or not item.is_open or item.deleted_at is not None or item.sla is None:
         return
     sla = SlaSpec.model_validate(item.sla)

@@ -1,0 +1,253 @@
+"""Concurrent claims: N claimers draining one queue with ``claim_next``, on PostgreSQL (or SQLite).
+
+    python bench/claims.py [--items 5000] [--claimers 50] [--database-url URL] [--keep]
+    python bench/claims.py --sqlite
+
+A fresh PostgreSQL schema ``bench_cl_<random>`` on the database named by --database-url (or
+WORKYARD_DATABASE_URL), migrated to head, gets --items open, unassigned tasks offered to agents
+(``{offer_type: 'agent'}``) in one tenant. Then --claimers threads, each with its own session and
+each claim in its own transaction (as the API does), call ``claim_next`` until it finds nothing.
+Prints claims/s, p50/p99 claim latency, and checks that every item was claimed exactly once (by
+the claimers' own tally and by the audit trail). The schema (or SQLite file) is dropped unless
+--keep.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import random
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from sqlalchemy import Engine, create_engine, delete, func, insert, select  # noqa: E402
+
+from bench.next_work import DEFAULT_DATABASE_URL, PRIORITIES, log, pct, scratch_database  # noqa: E402
+from models.principal import Principal, PrincipalType  # noqa: E402
+from models.work_tables import EVENTS, WORK_ITEMS, WorkItem, WorkItemEvent  # noqa: E402
+from orchestrator.db import make_engine, make_session_factory  # noqa: E402
+from orchestrator.migrate import upgrade  # noqa: E402
+from orchestrator.work.claims import claim_next  # noqa: E402
+
+TENANT = "acme"
+BATCH = 1_000
+
+
+def claims_engine(url: str, claimers: int) -> Engine:
+    """workyard's engine, with a connection for every claimer (make_engine's PostgreSQL pool holds 15)."""
+    if url.startswith("sqlite"):
+        return make_engine(url, pool_size=claimers, max_overflow=0)
+    return create_engine(url, pool_pre_ping=True, pool_size=claimers, max_overflow=0)
+
+
+def seed(engine: Engine, count: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    start = datetime.now(UTC) - timedelta(days=1)
+    rows: list[dict[str, Any]] = []
+    for n in range(count):
+        created = start + timedelta(milliseconds=n)
+        item_id = f"WI-ACME-TASK-{created:%Y%m%d}-{rng.getrandbits(40):010X}"
+        rows.append(
+            {
+                "id": item_id,
+                "code": item_id,
+                "tenant": TENANT,
+                "type": "task",
+                "lifecycle": "work",
+                "title": f"claimable {n}",
+                "description": "seeded by bench/claims.py",
+                "priority": PRIORITIES[rng.randrange(len(PRIORITIES))],
+                "status": "todo",
+                "is_open": True,
+                "created_by": "user:bench",
+                "reporter_type": "user",
+                "reporter_id": "bench",
+                "payload": {},
+                "metadata": {},
+                "offer_type": "agent",
+                "lease_epoch": 0,
+                "version": 1,
+                "created_at": created,
+                "updated_at": created,
+            }
+        )
+    with engine.begin() as conn:
+        for first in range(0, len(rows), BATCH):
+            conn.execute(insert(WORK_ITEMS), rows[first : first + BATCH])
+    return [r["id"] for r in rows]
+
+
+def commit_floor(engine: Engine, rounds: int = 200) -> list[float]:
+    """Latency of a one-row INSERT + COMMIT on one connection: what a durable commit costs here."""
+    latencies = []
+    with engine.connect() as conn:
+        for _ in range(rounds):
+            started = time.perf_counter()
+            conn.execute(
+                insert(EVENTS).values(item_id="bench-floor", tenant=TENANT, action="floor", actor="bench", details={})
+            )
+            conn.commit()
+            latencies.append(time.perf_counter() - started)
+        conn.execute(delete(EVENTS).where(EVENTS.c.item_id == "bench-floor"))
+        conn.commit()
+    return latencies
+
+
+def agent(n: int) -> Principal:
+    return Principal(
+        type=PrincipalType.agent,
+        id=f"claimer-{n:02d}",
+        tenant=TENANT,
+        scopes=frozenset({"work:read", "work:claim"}),
+    )
+
+
+@dataclass
+class Claimer:
+    principal: Principal
+    claimed: list[str] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)
+    finished: float = 0.0
+    error: BaseException | None = None
+
+
+def run_claimers(engine: Engine, claimers: int, total: int) -> tuple[list[Claimer], float, float]:
+    sessions = make_session_factory(engine)
+    workers = [Claimer(agent(n)) for n in range(claimers)]
+    barrier = threading.Barrier(claimers + 1)
+    done = itertools.count(1)
+    progress = [0]
+
+    def claim_all(me: Claimer) -> None:
+        barrier.wait()
+        try:
+            while True:
+                started = time.perf_counter()
+                with sessions.begin() as session:
+                    item = claim_next(session, me.principal, ttl_s=None, default_ttl_s=300)
+                elapsed = time.perf_counter() - started
+                if item is None:
+                    break
+                me.claimed.append(item.id)
+                me.latencies.append(elapsed)
+                progress[0] = next(done)
+        except BaseException as exc:  # reported below: a failed claimer fails the run
+            me.error = exc
+        me.finished = time.perf_counter()
+
+    threads = [threading.Thread(target=claim_all, args=(w,), daemon=True) for w in workers]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    start = time.perf_counter()
+    for t in threads:
+        while t.is_alive():
+            t.join(timeout=1.0)
+            if t.is_alive():
+                log(f"  claimed {progress[0]:,} of {total:,} ({time.perf_counter() - start:.0f} s)")
+    end = max(w.finished for w in workers)
+    return workers, start, end
+
+
+def verify(engine: Engine, ids: list[str], workers: list[Claimer]) -> list[str]:
+    """What is wrong, if anything: every item claimed exactly once, by tally and by audit trail."""
+    problems = [f"{w.principal.ref} failed: {w.error!r}" for w in workers if w.error is not None]
+    tally = Counter(item_id for w in workers for item_id in w.claimed)
+    missing = set(ids) - set(tally)
+    twice = {i: n for i, n in tally.items() if n != 1}
+    if missing:
+        problems.append(f"{len(missing)} items never claimed (e.g. {sorted(missing)[:3]})")
+    if twice:
+        problems.append(f"{len(twice)} items claimed more than once (e.g. {sorted(twice.items())[:3]})")
+    if set(tally) - set(ids):
+        problems.append("claimed items that were not seeded")
+    with engine.connect() as conn:
+        audited = Counter(
+            dict(
+                conn.execute(
+                    select(WorkItemEvent.item_id, func.count())
+                    .where(WorkItemEvent.action == "claimed")
+                    .group_by(WorkItemEvent.item_id)
+                ).all()
+            )
+        )
+        epochs = Counter(conn.scalars(select(WorkItem.lease_epoch)).all())
+        unclaimed = conn.scalar(select(func.count()).where(WorkItem.claimed_by_id.is_(None)))
+    if audited != tally:
+        problems.append(f"audit trail disagrees: {sum(audited.values())} 'claimed' events for {len(audited)} items")
+    if epochs != Counter({1: len(ids)}):
+        problems.append(f"lease epochs are not all 1: {dict(epochs)}")
+    if unclaimed:
+        problems.append(f"{unclaimed} items left unclaimed in the table")
+    return problems
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--items", type=int, default=5000, help="items in the pool (default 5000)")
+    parser.add_argument("--claimers", type=int, default=50, help="concurrent claimer threads (default 50)")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("WORKYARD_DATABASE_URL", DEFAULT_DATABASE_URL),
+        help="PostgreSQL URL; a scratch schema is made in it (default WORKYARD_DATABASE_URL or the local test DB)",
+    )
+    parser.add_argument("--sqlite", action="store_true", help="run on a SQLite file instead of PostgreSQL")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch schema / SQLite file")
+    args = parser.parse_args()
+    backend = "SQLite" if args.sqlite else "PostgreSQL"
+    print(
+        f"{args.claimers} claimers draining {args.items:,} agent-offered items on {backend}, "
+        f"one transaction per claim, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}",
+        flush=True,
+    )
+    with scratch_database(None if args.sqlite else args.database_url, prefix="bench_cl", keep=args.keep) as url:
+        engine = claims_engine(url, args.claimers)
+        try:
+            upgrade(engine)
+            started = time.perf_counter()
+            ids = seed(engine, args.items, args.seed)
+            log(f"  seeded {len(ids):,} items in {time.perf_counter() - started:.1f} s")
+            floor = commit_floor(engine)
+            workers, start, end = run_claimers(engine, args.claimers, len(ids))
+            problems = verify(engine, ids, workers)
+        finally:
+            engine.dispose()
+    latencies = [x for w in workers for x in w.latencies]
+    claimed = len(latencies)
+    per_claimer = sorted(len(w.claimed) for w in workers)
+    rate = claimed / (end - start)
+    print(
+        f"{backend:<10} {claimed:,} claims in {end - start:.2f} s: {rate:.1f} claims/s   "
+        f"p50 {pct(latencies, 0.5) * 1000:.1f} ms   p99 {pct(latencies, 0.99) * 1000:.1f} ms   "
+        f"max {max(latencies) * 1000:.1f} ms   (per claimer {per_claimer[0]}-{per_claimer[-1]}; "
+        f"load average {os.getloadavg()[0]:.2f})",
+        flush=True,
+    )
+    print(
+        f"{'':<10} for scale: one INSERT + COMMIT alone, p50 {pct(floor, 0.5) * 1000:.1f} ms   "
+        f"p99 {pct(floor, 0.99) * 1000:.1f} ms",
+        flush=True,
+    )
+    if problems:
+        for problem in problems:
+            print(f"FAILED: {problem}", flush=True)
+        sys.exit(1)
+    print(f"verified: each of the {len(ids):,} items claimed exactly once (claimers' tally and audit trail agree)")
+    print(
+        f"claims: {rate:.1f} claims/s, p99 {pct(latencies, 0.99) * 1000:.1f} ms ({args.claimers} claimers, {backend})"
+    )
+
+
+if __name__ == "__main__":
+    main()
