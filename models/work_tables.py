@@ -6,13 +6,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import JSON, ForeignKey, Index, String, Table, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, String, Table, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, utcnow
 from models.tables import BigId
 
 ID_LENGTH = 96
+OFFERED_PREDICATE = "is_open = {true} AND deleted_at IS NULL AND claimed_by_id IS NULL AND assignee_id IS NULL"
 
 
 class WorkItem(Base):
@@ -102,6 +103,22 @@ class WorkItem(Base):
     started_at: Mapped[datetime | None]
     completed_at: Mapped[datetime | None]
     deleted_at: Mapped[datetime | None]
+
+
+# The order of every queue: most urgent first, then oldest.
+QUEUE_ORDER = (WorkItem.priority.desc(), WorkItem.created_at, WorkItem.id)
+
+# The open queue, in queue order: what claim-next walks. Partial, so it holds only the open,
+# free, unassigned items, however many closed ones the table keeps. The predicate is written as
+# each database renders the claim query's conditions, so both planners match it.
+Index(
+    "ix_work_items_offered",
+    WorkItem.tenant,
+    WorkItem.offer_type,
+    *QUEUE_ORDER,
+    postgresql_where=text(OFFERED_PREDICATE.format(true="true")),
+    sqlite_where=text(OFFERED_PREDICATE.format(true="1")),
+)
 
 
 class WorkItemDependency(Base):

@@ -13,7 +13,7 @@ from models.base import utcnow
 from models.lifecycles import LIFECYCLES
 from models.principal import Principal, Scope
 from models.work_api import WorkItemPage
-from models.work_tables import WorkItem
+from models.work_tables import QUEUE_ORDER, WorkItem
 from orchestrator.cursors import decode_cursor, encode_cursor
 from orchestrator.errors import Forbidden, NotFound
 from orchestrator.work.access import require
@@ -68,9 +68,7 @@ def _page(session: Session, query: Select[Any], limit: int, cursor: str | None) 
     if cursor:
         priority, created, last_id = decode_cursor(cursor, int, datetime, str)
         query = query.where(_after(priority, created, last_id))
-    rows = session.scalars(
-        query.order_by(WorkItem.priority.desc(), WorkItem.created_at, WorkItem.id).limit(limit + 1)
-    ).all()
+    rows = session.scalars(query.order_by(*QUEUE_ORDER).limit(limit + 1)).all()
     page = rows[:limit]
     next_cursor = None
     if len(rows) > limit:
