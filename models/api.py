@@ -83,6 +83,9 @@ class SagaSummary(BaseModel):
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None
+    sla_warned_at: datetime | None = None
+    sla_breached_at: datetime | None = None
+    sla_breach_count: int = 0
 
 
 class SagaItemRead(BaseModel):
@@ -99,6 +102,9 @@ class SagaItemRead(BaseModel):
     holder: str | None
     lease_expires_at: datetime | None
     created_at: datetime
+    sla_due_at: datetime | None = Field(default=None, description="When the item's SLA target passes, if it has one.")
+    sla_breached_at: datetime | None = None
+    sla_breach_count: int = 0
 
 
 class SagaRead(SagaSummary):
@@ -107,6 +113,10 @@ class SagaRead(SagaSummary):
     steps: list[StepRead]
     attempts: list[AttemptRead]
     work_items: list[SagaItemRead] = Field(default_factory=list)
+    sla: dict[str, Any] | None = Field(default=None, description="The template's SLA for the saga, if any.")
+    sla_events: list[dict[str, Any]] = Field(
+        default_factory=list, description="Each SLA warning, breach and escalation step, and what it did."
+    )
 
 
 class SagaPage(BaseModel):

@@ -133,23 +133,25 @@ CHAT = Lifecycle(
 )
 
 # Items a saga step waits on: done resumes the saga; failed (rejected) or cancelled fails the
-# step. An approver may complete or reject straight from todo, without starting first.
+# step. An approver may complete or reject straight from todo, without starting first. An SLA
+# that pauses the item parks it in blocked until someone moves it back.
 STEP = Lifecycle(
     name="step",
     initial="todo",
     transitions={
-        "todo": ("in_progress", "done", "failed", "cancelled"),
-        "in_progress": ("todo", "done", "failed", "cancelled"),
+        "todo": ("in_progress", "blocked", "done", "failed", "cancelled"),
+        "in_progress": ("todo", "blocked", "done", "failed", "cancelled"),
+        "blocked": ("todo", "in_progress", "failed", "cancelled"),
     },
     terminal=frozenset({"done", "failed", "cancelled"}),
     resolved=frozenset({"done", "cancelled"}),
     succeeded=frozenset({"done"}),
     start={"todo": "in_progress"},
     complete={"todo": "done", "in_progress": "done"},
-    fail={"todo": "failed", "in_progress": "failed"},
+    fail={"todo": "failed", "in_progress": "failed", "blocked": "failed"},
     send_back={"in_progress": "todo"},
-    close={"todo": "cancelled", "in_progress": "cancelled"},
-    description="Items a saga waits on: todo, in_progress, done, failed, cancelled.",
+    close={"todo": "cancelled", "in_progress": "cancelled", "blocked": "cancelled"},
+    description="Items a saga waits on: todo, in_progress, blocked, done, failed, cancelled.",
 )
 
 LIFECYCLES: dict[str, Lifecycle] = {lc.name: lc for lc in (CANONICAL, WORK, BACKLOG, CHAT, STEP)}

@@ -15,6 +15,7 @@ from referencing.exceptions import Unresolvable
 from referencing.jsonschema import DRAFT202012
 
 from models.keytemplate import placeholders
+from models.sla import SlaSpec
 from models.step_item import CompletionPolicy, WorkItemStepSpec
 
 SEMVER = re.compile(
@@ -172,6 +173,10 @@ class TemplateSpec(BaseModel):
     steps: list[StepSpec] = Field(min_length=1, max_length=200)
     deadline_ms: int | None = Field(
         default=None, ge=1, le=366 * 86_400_000, description="The whole saga's deadline: past it, it compensates."
+    )
+    sla: SlaSpec | None = Field(
+        default=None,
+        description="The whole saga's SLA, from its start: warning, breach action, escalation ladder.",
     )
     _input_validator: Draft202012Validator | None = PrivateAttr(default=None)
 

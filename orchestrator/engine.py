@@ -36,7 +36,7 @@ from models.tables import (
     Timer,
 )
 from models.template import StepSpec, TemplateSpec
-from orchestrator import waiting, webhooks
+from orchestrator import saga_sla, waiting, webhooks
 from orchestrator.planner import GiveUp, after_failure, next_compensation, outcome_unknown
 from orchestrator.timer_keys import TIMER_DISPATCH, TIMER_SAGA_DEADLINE, TIMER_WATCHDOG, timer_key
 from orchestrator.work.saga_items import cancel_items, open_remediation
@@ -119,16 +119,15 @@ class SagaEngine:
 
     def start(self, saga: SagaRun, spec: TemplateSpec) -> None:
         if spec.deadline_ms is not None:
-            self._timer_rows.append(
-                {
-                    "key": f"{TIMER_SAGA_DEADLINE}:{saga.id}",
-                    "kind": TIMER_SAGA_DEADLINE,
-                    "saga_id": saga.id,
-                    "payload": {},
-                    "due_at": self.now + timedelta(milliseconds=spec.deadline_ms),
-                    "created_at": self.now,
-                }
+            self.add_timer(
+                f"{TIMER_SAGA_DEADLINE}:{saga.id}",
+                TIMER_SAGA_DEADLINE,
+                saga.id,
+                {},
+                self.now + timedelta(milliseconds=spec.deadline_ms),
             )
+        if spec.sla is not None:
+            saga_sla.schedule(self, saga, spec.sla)
         self._dispatch(saga, spec, 0, Phase.forward)
 
     def on_report(self, saga: SagaRun, spec: TemplateSpec, report: StepReport, attempt: StepAttempt) -> None:
@@ -159,6 +158,9 @@ class SagaEngine:
             return
         if timer.kind == TIMER_SAGA_DEADLINE:
             waiting.saga_deadline(self, saga, spec)
+            return
+        if timer.kind in saga_sla.KINDS:
+            saga_sla.fire(self, saga, spec, timer)
             return
         index, phase, attempt_no = timer.payload["index"], Phase(timer.payload["phase"]), timer.payload["attempt"]
         step = saga.steps[index]
@@ -401,15 +403,17 @@ class SagaEngine:
         self.set_timer(TIMER_DISPATCH, saga.id, index, phase, attempt_no, delay_ms)
 
     def set_timer(self, kind: str, saga_id: str, index: int, phase: Phase, attempt_no: int, delay_ms: float) -> None:
+        self.add_timer(
+            timer_key(kind, saga_id, index, phase, attempt_no),
+            kind,
+            saga_id,
+            {"index": index, "phase": phase.value, "attempt": attempt_no},
+            self.now + timedelta(milliseconds=delay_ms),
+        )
+
+    def add_timer(self, key: str, kind: str, saga_id: str, payload: dict[str, Any], due_at: datetime) -> None:
         self._timer_rows.append(
-            {
-                "key": timer_key(kind, saga_id, index, phase, attempt_no),
-                "kind": kind,
-                "saga_id": saga_id,
-                "payload": {"index": index, "phase": phase.value, "attempt": attempt_no},
-                "due_at": self.now + timedelta(milliseconds=delay_ms),
-                "created_at": self.now,
-            }
+            {"key": key, "kind": kind, "saga_id": saga_id, "payload": payload, "due_at": due_at, "created_at": self.now}
         )
 
     def cancel_timer(self, key: str) -> None:

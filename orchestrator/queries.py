@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from models.api import AttemptRead, SagaItemRead, SagaPage, SagaRead, SagaSummary, StepRead
 from models.enums import SagaState
+from models.sla import SlaSpec
 from models.tables import SagaRun, StepAttempt
 from models.work_tables import WorkItem
 from orchestrator.cursors import decode_cursor, encode_cursor
 from orchestrator.errors import NotFound
+from orchestrator.templates import get_template
 
 
 def read_saga(session: Session, saga_id: str) -> SagaRead:
@@ -28,6 +30,8 @@ def read_saga(session: Session, saga_id: str) -> SagaRead:
         **summary.model_dump(),
         input=saga.input,
         results=saga.results,
+        sla=spec_sla.model_dump(mode="json") if (spec_sla := _sla_of(session, saga)) is not None else None,
+        sla_events=saga.sla_events,
         steps=[StepRead.model_validate(s) for s in saga.steps],
         attempts=[AttemptRead.model_validate(a) for a in attempts],
         work_items=[
@@ -43,6 +47,9 @@ def read_saga(session: Session, saga_id: str) -> SagaRead:
                 holder=f"{i.claimed_by_type}:{i.claimed_by_id}" if i.claimed_by_id else None,
                 lease_expires_at=i.lease_expires_at,
                 created_at=i.created_at,
+                sla_due_at=i.created_at + timedelta(milliseconds=i.sla["target_ms"]) if i.sla else None,
+                sla_breached_at=i.sla_breached_at,
+                sla_breach_count=i.sla_breach_count,
             )
             for i in items
         ],
@@ -72,3 +79,10 @@ def list_sagas(
     items = [SagaSummary.model_validate(r) for r in rows[:limit]]
     next_cursor = encode_cursor(rows[limit - 1].created_at, rows[limit - 1].id) if len(rows) > limit else None
     return SagaPage(items=items, next_cursor=next_cursor)
+
+
+def _sla_of(session: Session, saga: SagaRun) -> SlaSpec | None:
+    try:
+        return get_template(session, saga.template_name, saga.template_version).sla
+    except NotFound:
+        return None

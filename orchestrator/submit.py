@@ -89,6 +89,8 @@ def submit_saga(
                 input_hash=digest,
                 idempotence_key=idempotence_key,
                 results={},
+                sla_breach_count=0,
+                sla_events=[],
                 created_at=now,
                 updated_at=now,
             )

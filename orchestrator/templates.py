@@ -63,6 +63,9 @@ def _check_item_types(session: Session, spec: TemplateSpec) -> None:
                 validate_item(item_type, document, only_missing=True)
             except InvalidInput as exc:
                 problems += [{**d, "path": f"steps.{index}.{field}.{d['path']}"} for d in exc.details]
+    if spec.sla is not None:
+        for group in unknown_groups(session, spec.sla.groups()):
+            problems.append({"path": "sla", "message": f"escalates to group {group!r}, which no principal is in"})
     if problems:
         raise InvalidInput("template is not valid: " + summary(problems), details=problems)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 from models.api import AttemptRead, SagaRead
 
 
@@ -27,6 +29,13 @@ def render_saga(saga: SagaRead) -> str:
         + (f"   finished {saga.finished_at:%H:%M:%S.%f}"[:-3] if saga.finished_at else "")
     )
     lines.append("  steps: " + "  ".join(f"{s.name}={s.state}" for s in saga.steps))
+    if saga.sla is not None:
+        due = saga.created_at + timedelta(milliseconds=saga.sla["target_ms"])
+        clock = sla_clock(due, saga.sla_breached_at, saga.sla_breach_count)
+        lines.append(f"  saga {clock}, on breach: {saga.sla['breach_action']}")
+        for event in saga.sla_events:
+            what = ", ".join(f"{k}={v}" for k, v in event.items() if k not in ("at", "what") and v not in (None, []))
+            lines.append(f"    {event['at'][11:23]}  {event['what']}" + (f"  ({what})" if what else ""))
     lines.append("  timeline (step, attempt, outcome, duration, worker):")
     lines.extend(attempt_line(a) for a in saga.attempts)
     if saga.work_items:
@@ -38,6 +47,14 @@ def render_saga(saga: SagaRead) -> str:
                 holder += f", lease until {item.lease_expires_at:%H:%M:%S}"
             lines.append(f"  {item.id}  {item.status:<11} {where:<24} {holder}")
             lines.append(f"      {item.type}: {item.title}")
+            if item.sla_due_at is not None:
+                lines.append("      " + sla_clock(item.sla_due_at, item.sla_breached_at, item.sla_breach_count))
     if saga.error:
         lines.append(f"  error: {saga.error}")
     return "\n".join(lines)
+
+
+def sla_clock(due: datetime, breached_at: datetime | None, breaches: int) -> str:
+    if breached_at is None:
+        return f"SLA due {due:%Y-%m-%d %H:%M:%S}"
+    return f"SLA due {due:%Y-%m-%d %H:%M:%S}, breached at {breached_at:%H:%M:%S} ({breaches} time(s))"

@@ -163,12 +163,18 @@ def saga_deadline(engine: SagaEngine, saga: SagaRun, spec: TemplateSpec) -> None
     compensates, the deadline no longer applies (undoing must finish)."""
     if saga.state is not SagaState.running:
         return
+    stop_and_compensate(engine, saga, spec, f"DeadlineExceeded: the saga's deadline of {spec.deadline_ms} ms passed")
+
+
+def stop_and_compensate(engine: SagaEngine, saga: SagaRun, spec: TemplateSpec, why: str) -> None:
+    """Give up on the running saga's current step (its attempt times out, its work items are
+    cancelled, a waiting retry is dropped) and compensate what was done."""
     current = next((s for s in saga.steps if s.state in (StepState.running, StepState.retry_wait)), None)
     if current is None:
         return
     index = current.index
     step_spec = spec.steps[index]
-    error = f"DeadlineExceeded: the saga's deadline of {spec.deadline_ms} ms passed during step {current.name!r}"
+    error = f"{why} during step {current.name!r}"
     for attempt in engine.session.scalars(
         select(StepAttempt).where(
             StepAttempt.saga_id == saga.id,
@@ -181,7 +187,7 @@ def saga_deadline(engine: SagaEngine, saga: SagaRun, spec: TemplateSpec) -> None
         attempt.finished_at = engine.now
         attempt.error = error
         if step_spec.item_for(Phase.forward.value) is not None:
-            cancel_items(engine.session, saga.id, index, Phase.forward, attempt.attempt, "the saga's deadline passed")
+            cancel_items(engine.session, saga.id, index, Phase.forward, attempt.attempt, why)
     # A retry that was waiting must not go out any more.
     engine.cancel_timer(timer_key(TIMER_DISPATCH, saga.id, index, Phase.forward, current.current_attempt + 1))
     current.state = StepState.failed

@@ -40,6 +40,9 @@ EVENTS = (
     "saga.completed",
     "saga.compensated",
     "saga.compensation_failed",
+    "saga.sla_warning",
+    "saga.sla_breached",
+    "saga.escalated",
 )
 MAX_ATTEMPTS = 8
 BACKOFF_S = (1, 2, 5, 15, 60, 300, 900)

@@ -243,37 +243,67 @@ def report_outcome(session: Session, item: WorkItem, actor: str) -> None:
 def open_remediation(session: Session, saga: SagaRun, step: str, error: str, tenant: str, now: datetime) -> str:
     """A compensation gave up: open a remediation item for a person (invariant 4). It names the
     saga (``saga_id``) but answers no step, so completing it does not move the saga."""
-    item_id = work_item_id(tenant, "remediation", now, f"saga:{saga.id}:remediation")
-    if session.get(WorkItem, item_id) is not None:
-        return item_id
-    lifecycle = LIFECYCLES["canonical"]
-    item = WorkItem(
-        id=item_id,
-        code=item_id,
+    return open_saga_follow_up(
+        session,
+        saga,
+        now,
         tenant=tenant,
-        type="remediation",
-        lifecycle=lifecycle.name,
-        title=f"Saga {saga.id} ({saga.template_name}) could not undo step {step!r}"[:500],
+        kind="remediation",
+        key=f"saga:{saga.id}:remediation",
+        title=f"Saga {saga.id} ({saga.template_name}) could not undo step {step!r}",
         description=(
             f"The compensation of step {step!r} gave up: {error}. The steps before it were left as "
             "they are, so nothing is undone out of order. Undo by hand what needs undoing, then "
             "complete this item."
         ),
-        priority=90,
-        status=lifecycle.initial,
-        is_open=True,
-        created_by=f"saga:{saga.id}",
         payload={
             "incidentRef": f"saga:{saga.id}",
             "startAt": now.isoformat(),
             "remediationPlan": f"undo step {step!r} and the completed steps before it by hand",
-            "saga": {"id": saga.id, "template": saga.template_name, "version": saga.template_version},
             "error": error,
         },
+        scope="work:claim",
+        step=step,
+    )
+
+
+def open_saga_follow_up(
+    session: Session,
+    saga: SagaRun,
+    now: datetime,
+    *,
+    tenant: str,
+    kind: str,
+    key: str,
+    title: str,
+    description: str,
+    payload: dict[str, Any],
+    scope: str,
+    step: str | None = None,
+) -> str:
+    """An item for a person about a saga (a remediation, an approval to continue). It names the
+    saga but answers no step, so completing it does not move the saga. Opened once per ``key``."""
+    item_id = work_item_id(tenant, kind, now, key)
+    if session.get(WorkItem, item_id) is not None:
+        return item_id
+    lifecycle = LIFECYCLES["canonical" if kind == "remediation" else "work"]
+    item = WorkItem(
+        id=item_id,
+        code=item_id,
+        tenant=tenant,
+        type=kind,
+        lifecycle=lifecycle.name,
+        title=title[:500],
+        description=description,
+        priority=90,
+        status=lifecycle.initial,
+        is_open=True,
+        created_by=f"saga:{saga.id}",
+        payload={**payload, "saga": {"id": saga.id, "template": saga.template_name, "version": saga.template_version}},
         meta={},
-        idempotence_key=f"saga:{saga.id}:remediation",
+        idempotence_key=key[:255],
         offer_type="human",
-        offer_scope="work:claim",
+        offer_scope=scope,
         lease_epoch=0,
         version=1,
         saga_id=saga.id,
@@ -283,5 +313,5 @@ def open_remediation(session: Session, saga: SagaRun, step: str, error: str, ten
     )
     session.add(item)
     session.flush()
-    audit.record(session, item, "created", f"saga:{saga.id}", to_status=item.status, details={"type": "remediation"})
+    audit.record(session, item, "created", f"saga:{saga.id}", to_status=item.status, details={"type": kind})
     return item_id

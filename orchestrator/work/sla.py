@@ -31,7 +31,7 @@ SYSTEM = "system"
 # The items lock_items has locked in this transaction, by id.
 LOCKED_KEY = "sla_locked_items"
 # Where "pause" parks an item, by lifecycle: the status that means "waiting on something".
-PAUSE_STATUS = {"work": "blocked", "canonical": "waiting"}
+PAUSE_STATUS = {"work": "blocked", "canonical": "waiting", "step": "blocked"}
 
 
 def lock_items(session: Session, item_ids: Iterable[str]) -> None:
