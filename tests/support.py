@@ -19,6 +19,8 @@ from sqlalchemy.engine import make_url
 T = TypeVar("T")
 
 IN_CI = bool(os.environ.get("CI"))
+# The repository: where `python -m tests.…` finds the test modules.
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def eventually(check: Callable[[], T], *, timeout: float = 30.0, interval: float = 0.05, what: str = "condition") -> T:

@@ -3,9 +3,11 @@ fired by the durable timer loop on a clock the test drives, on SQLite and Postgr
 
 from __future__ import annotations
 
-import threading
+import subprocess
+import sys
 from collections import Counter
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +17,7 @@ from sqlalchemy import select
 from models.work_tables import WorkItem, WorkItemEvent
 from orchestrator.timers import TimerService
 from tests.integration.workitems.conftest import Headers, TokenFactory, error, sessions, task
+from tests.support import ROOT, eventually
 
 
 class Clock:
@@ -160,30 +163,63 @@ def test_after_downtime_a_late_ladder_still_climbs_in_order(client: TestClient, 
     assert client.get(f"/api/v1/work-items/{item['id']}", headers=pm).json()["offer"]["group"] == "heads"
 
 
-def test_two_timer_loops_fire_each_breach_once(client: TestClient, pm: Headers) -> None:
-    items = [created(client, pm, {"target_ms": 1000}) for _ in range(30)]
-    latest = max(started_at(i) for i in items)
-    clock = Clock(latest + timedelta(seconds=5))
-    loops = [timer_loop(client, clock), timer_loop(client, clock)]
-    barrier = threading.Barrier(2)
-    fired = [0, 0]
+ACTIONS = ["notify", "escalate", "cancel", "open-remediation", "pause", "queue-human-approval"]
+# The audit row each breach action leaves on the late item.
+EFFECT = {
+    "notify": "notified",
+    "escalate": "escalated",
+    "cancel": "cancelled",
+    "open-remediation": "remediation_opened",
+    "pause": "paused",
+    "queue-human-approval": "approval_queued",
+}
 
-    def run(n: int) -> None:
-        barrier.wait()
-        while (got := loops[n].tick()) > 0:
-            fired[n] += got
 
-    threads = [threading.Thread(target=run, args=(n,)) for n in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sum(fired) == 30
+def test_two_orchestrator_processes_fire_each_breach_once(client: TestClient, pm: Headers, tmp_path: Path) -> None:
+    late: dict[str, str] = {}
+    for action in ACTIONS:
+        sla: dict[str, Any] = {"target_ms": 1000, "breach_action": action}
+        if action == "escalate":
+            sla["breach_to"] = "leads"
+        for _ in range(5):
+            late[created(client, pm, sla)["id"]] = action
     with sessions(client)() as session:
-        breaches = Counter(
-            session.scalars(select(WorkItemEvent.item_id).where(WorkItemEvent.action == "sla_breached")).all()
+        latest = max(session.scalars(select(WorkItem.created_at).where(WorkItem.id.in_(late))).all())
+    url = client.app.state.wiring.settings.database_url  # type: ignore[attr-defined]
+    go = tmp_path / "go"
+    loops = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.timer_loop_process",
+                url,
+                (latest + timedelta(seconds=5)).isoformat(),
+                str(go),
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
         )
-    assert breaches == {i["id"]: 1 for i in items}
+        for _ in range(2)
+    ]
+    eventually(lambda: len(list(tmp_path.glob("go.ready-*"))) == 2 or None, timeout=60, what="both loops connected")
+    go.touch()
+    outputs = [p.communicate(timeout=120)[0] for p in loops]
+    assert [p.returncode for p in loops] == [0, 0]
+    assert sum(int(o.strip()) for o in outputs) == len(late)
+    with sessions(client)() as session:
+        rows = session.execute(
+            select(WorkItemEvent.item_id, WorkItemEvent.action).where(WorkItemEvent.item_id.in_(late))
+        ).all()
+        follow_ups = Counter(
+            session.scalars(select(WorkItem.meta["follows"].as_string()).where(WorkItem.id.not_in(late))).all()
+        )
+    seen = Counter(rows)
+    for item_id, action in late.items():
+        assert seen[(item_id, "sla_breached")] == 1, (item_id, action)
+        assert seen[(item_id, EFFECT[action])] == 1, (item_id, action)
+        assert follow_ups[item_id] == (1 if action in ("open-remediation", "queue-human-approval") else 0)
 
 
 def test_finished_work_stops_its_clock(client: TestClient, pm: Headers, token: TokenFactory) -> None:
