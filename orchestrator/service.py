@@ -10,12 +10,10 @@ from collections.abc import Callable
 from orchestrator.consumer import ReportConsumer
 from orchestrator.webhooks import WebhookSender
 from orchestrator.wiring import Wiring
-from orchestrator.work.claims import expire_leases
 
 log = logging.getLogger(__name__)
 
 SWEEP_EVERY_S = 1.0
-LEASE_SWEEP_EVERY_S = 1.0
 WEBHOOKS_EVERY_S = 0.5
 
 
@@ -29,12 +27,6 @@ def _loop(name: str, stop: threading.Event, every_s: float, tick: Callable[[], i
         # Keep going without a pause while there is a backlog.
         if not busy:
             stop.wait(every_s)
-
-
-def sweep_leases(wiring: Wiring) -> int:
-    """Return work items whose agent lease lapsed to their queues (claims also do it lazily)."""
-    with wiring.sessions.begin() as session:
-        return expire_leases(session)
 
 
 def run_orchestrator(wiring: Wiring, stop: threading.Event | None = None) -> None:
@@ -59,12 +51,6 @@ def run_orchestrator(wiring: Wiring, stop: threading.Event | None = None) -> Non
         ),
         threading.Thread(
             target=_loop, args=("webhooks", stop, WEBHOOKS_EVERY_S, sender.deliver_due), name="webhooks", daemon=True
-        ),
-        threading.Thread(
-            target=_loop,
-            args=("leases", stop, LEASE_SWEEP_EVERY_S, lambda: sweep_leases(wiring)),
-            name="leases",
-            daemon=True,
         ),
     ]
     for thread in threads:

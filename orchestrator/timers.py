@@ -1,5 +1,5 @@
-"""The durable timer loop: fires due timers (retries, deadlines, SLA warnings, breaches and
-escalation steps) exactly once.
+"""The durable timer loop: fires due timers (retries, deadlines, SLA warnings, breaches,
+escalation steps and agents' lease expiries) exactly once.
 
 Any number of orchestrator processes may run it: a timer is deleted in the transaction that
 fires it, taken with SKIP LOCKED under the saga's (or work item's) row lock, so a second process
@@ -22,6 +22,7 @@ from orchestrator.dispatcher import Dispatcher
 from orchestrator.engine import Outgoing, SagaEngine
 from orchestrator.templates import get_template
 from orchestrator.work import sla
+from orchestrator.work.claims import LEASE_EXPIRY, fire_lease_timer
 from orchestrator.work.saga_items import PENDING_KEY
 
 log = logging.getLogger(__name__)
@@ -89,11 +90,14 @@ class TimerService:
                 if saga is not None:
                     spec = get_template(session, saga.template_name, saga.template_version)
                     engine.on_timer(saga, spec, timer)
+                elif timer.kind == LEASE_EXPIRY:
+                    fire_lease_timer(session, timer, sla.locked_item(session, timer.item_id), now)
                 elif timer.item_id is not None:
                     sla.fire(session, timer, now)
                 fired += 1
-            # In bulk and after firing: a saga that finished above already dropped its timers.
-            session.execute(delete(Timer).where(Timer.id.in_([t.id for t in timers])))
+            # In bulk and after firing: a saga that finished above already dropped its timers. A
+            # timer its handler pushed into the future (a lease a beat extended) stays, re-armed.
+            session.execute(delete(Timer).where(Timer.id.in_([t.id for t in timers if t.due_at <= now])))
             engine.finalize()
             self.dispatcher.delete_published(session)
             # Reports of work items an SLA ended (cancel), for the sagas waiting on them.

@@ -14,11 +14,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, or_, select, true
+from sqlalchemy import ColumnElement, and_, delete, insert, or_, select, true, update
 from sqlalchemy.orm import Session
 
 from models.base import utcnow
 from models.principal import Principal, PrincipalType, Scope
+from models.tables import TIMERS, Timer
 from models.work_api import WorkItemRead
 from models.work_tables import QUEUE_ORDER, WorkItem
 from orchestrator.errors import Conflict, Forbidden, InvalidInput
@@ -26,6 +27,8 @@ from orchestrator.work import audit
 from orchestrator.work.access import require
 from orchestrator.work.items import load_item, read_items, touch
 from orchestrator.work.moves import lifecycle_of, move, release_claim
+
+LEASE_EXPIRY = "lease_expiry"
 
 
 def offered_to(principal: Principal) -> ColumnElement[bool]:
@@ -132,6 +135,8 @@ def _take(session: Session, item: WorkItem, principal: Principal, now: datetime,
     if item.lease_expires_at is not None:
         details["lease_expires_at"] = item.lease_expires_at.isoformat()
     audit.record(session, item, "claimed", principal.ref, details=details)
+    if item.lease_expires_at is not None:
+        arm_lease_timer(session, item)
 
 
 def _why_not_claimable(session: Session, principal: Principal, item_id: str, now: datetime) -> Exception:
@@ -172,6 +177,10 @@ def heartbeat(
     item = holder_item(session, principal, item_id, lease_epoch)
     if item.lease_expires_at is not None:
         item.lease_expires_at = utcnow() + timedelta(seconds=ttl_s or default_ttl_s)
+        # The lease's timer moves with it (one UPDATE): it fires only if no beat comes in time.
+        session.execute(
+            update(TIMERS).where(TIMERS.c.key == lease_timer_key(item.id)).values(due_at=item.lease_expires_at)
+        )
     return read_items(session, [item])[0]
 
 
@@ -227,20 +236,42 @@ def fail(session: Session, principal: Principal, item_id: str, lease_epoch: int 
     return read_items(session, [item])[0]
 
 
-def expire_leases(session: Session, *, limit: int = 500) -> int:
-    """Return items whose agent lease lapsed to their queue; one audit row each."""
-    now = utcnow()
-    items = session.scalars(
-        select(WorkItem)
-        .where(WorkItem.lease_expires_at < now, WorkItem.claimed_by_id.is_not(None))
-        .order_by(WorkItem.lease_expires_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    ).all()
-    for item in items:
-        _expire(session, item)
-        touch(item)
-    return len(items)
+def lease_timer_key(item_id: str) -> str:
+    return f"{LEASE_EXPIRY}:{item_id}"
+
+
+def arm_lease_timer(session: Session, item: WorkItem) -> None:
+    """The durable timer that returns the item to its queue when this claim's lease lapses."""
+    assert item.lease_expires_at is not None
+    key = lease_timer_key(item.id)
+    # One per item: a new claim replaces the last claim's timer.
+    session.execute(delete(TIMERS).where(TIMERS.c.key == key))
+    session.execute(
+        insert(TIMERS),
+        {
+            "key": key,
+            "kind": LEASE_EXPIRY,
+            "item_id": item.id,
+            "payload": {"lease_epoch": item.lease_epoch},
+            "due_at": item.lease_expires_at,
+            "created_at": utcnow(),
+        },
+    )
+
+
+def fire_lease_timer(session: Session, timer: Timer, item: WorkItem | None, now: datetime) -> None:
+    """A lease timer is due: if the claim it was set for still holds and its lease has lapsed,
+    the item goes back to its queue (audited). A claim released, completed or replaced since
+    leaves nothing to do; a lease a beat extended past ``now`` re-arms the timer instead."""
+    if item is None or item.claimed_by_id is None or item.lease_expires_at is None:
+        return
+    if item.lease_epoch != timer.payload.get("lease_epoch"):
+        return
+    if item.lease_expires_at > now:
+        timer.due_at = item.lease_expires_at  # the timer loop keeps a timer pushed into the future
+        return
+    _expire(session, item)
+    touch(item)
 
 
 def _expire(session: Session, item: WorkItem) -> None:

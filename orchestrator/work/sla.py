@@ -44,12 +44,19 @@ def lock_items(session: Session, item_ids: Iterable[str]) -> None:
         session.info.setdefault(LOCKED_KEY, {}).update({item.id: item for item in items})
 
 
+def locked_item(session: Session, item_id: str | None) -> WorkItem | None:
+    """The item a timer acts on, row-locked: from :func:`lock_items` if it took it."""
+    if item_id is None:
+        return None
+    item: WorkItem | None = session.info.get(LOCKED_KEY, {}).get(item_id)
+    if item is None:
+        item = session.scalar(select(WorkItem).where(WorkItem.id == item_id).with_for_update())
+    return item
+
+
 def fire(session: Session, timer: Timer, now: datetime) -> None:
     """Act on one due SLA timer (the caller deletes it in the same transaction)."""
-    locked: dict[str, WorkItem] = session.info.get(LOCKED_KEY, {})
-    item = locked.get(timer.item_id) if timer.item_id is not None else None
-    if item is None:
-        item = session.scalar(select(WorkItem).where(WorkItem.id == timer.item_id).with_for_update())
+    item = locked_item(session, timer.item_id)
     if item is None or not item.is_open or item.deleted_at is not None or item.sla is None:
         return
     sla = SlaSpec.model_validate(item.sla)

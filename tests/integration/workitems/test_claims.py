@@ -6,16 +6,18 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any
 
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from models.base import utcnow
 from models.principal import Principal, PrincipalType
 from models.work_api import WorkItemCreate
 from models.work_tables import WorkItemEvent
 from orchestrator.errors import Conflict
-from orchestrator.service import sweep_leases
+from orchestrator.timers import TimerService
 from orchestrator.work import claims
 from orchestrator.work.items import create_item
 from tests.integration.workitems.conftest import Headers, TokenFactory, error, sessions, task
@@ -125,25 +127,38 @@ def test_a_holder_that_reclaims_cannot_use_its_old_epoch(client: TestClient, tok
     assert expired_beat.status_code == 200
 
 
-def test_heartbeats_keep_a_lease_alive_and_the_sweep_returns_a_dead_one(
+def test_heartbeats_keep_a_lease_alive_and_its_timer_returns_a_dead_one(
     client: TestClient, token: TokenFactory
 ) -> None:
-    kept, dropped = seed(client, 2)
+    kept, dropped, released = seed(client, 3)
     me = token("agent:me")
-    epoch = claim(client, kept, me, ttl_s=0.6).json()["lease_epoch"]
-    claim(client, dropped, me, ttl_s=0.3)
-    for _ in range(4):
-        time.sleep(0.25)
-        beat = client.post(
-            f"/api/v1/work-items/{kept}/heartbeat", json={"lease_epoch": epoch, "ttl_s": 0.6}, headers=me
-        )
-        assert beat.status_code == 200
-    assert sweep_leases(client.app.state.wiring) == 1  # type: ignore[attr-defined]
+    epoch = claim(client, kept, me, ttl_s=30).json()["lease_epoch"]
+    claim(client, dropped, me, ttl_s=30)
+    released_epoch = claim(client, released, me, ttl_s=30).json()["lease_epoch"]
+    client.post(f"/api/v1/work-items/{released}/release", json={"lease_epoch": released_epoch}, headers=me)
+    beat = client.post(f"/api/v1/work-items/{kept}/heartbeat", json={"lease_epoch": epoch, "ttl_s": 120}, headers=me)
+    assert beat.status_code == 200
+    wiring = client.app.state.wiring  # type: ignore[attr-defined]
+    now = utcnow()
+    # The timer loop, a minute on: the silent lease lapsed, the released one's timer finds
+    # nothing to do, and the beaten lease's timer is not due (the beat moved it).
+    loop = TimerService(wiring.sessions, wiring.settings, wiring.dispatcher, clock=lambda: now + timedelta(seconds=60))
+    assert loop.tick() == 2
     held = [i["id"] for i in client.get("/api/v1/queues/claimed", headers=me).json()["items"]]
-    available = [i["id"] for i in client.get("/api/v1/queues/available", headers=me).json()["items"]]
-    assert held == [kept] and available == [dropped]
-    history = client.get(f"/api/v1/work-items/{dropped}/history", headers=me).json()
-    assert history[-1]["action"] == "lease_expired"
+    available = sorted(i["id"] for i in client.get("/api/v1/queues/available", headers=me).json()["items"])
+    assert held == [kept] and available == sorted([dropped, released])
+    assert [e["action"] for e in client.get(f"/api/v1/work-items/{dropped}/history", headers=me).json()][-1] == (
+        "lease_expired"
+    )
+    assert "lease_expired" not in [
+        e["action"] for e in client.get(f"/api/v1/work-items/{released}/history", headers=me).json()
+    ]
+    # Two minutes on, the kept lease lapses too: its timer had been pushed, not dropped.
+    later = TimerService(
+        wiring.sessions, wiring.settings, wiring.dispatcher, clock=lambda: now + timedelta(seconds=130)
+    )
+    assert later.tick() == 1
+    assert client.get("/api/v1/queues/claimed", headers=me).json()["items"] == []
 
 
 def test_an_agents_lease_calls_need_the_epoch(client: TestClient, token: TokenFactory) -> None:
