@@ -37,6 +37,9 @@ class StepDispatch(BaseModel):
     results: dict[str, Any] = Field(default_factory=dict)
     timeout_ms: int | None = None
     dispatched_at: datetime
+    # Set for one member of a fan-out step: its index, and its element of the step's list.
+    member: int | None = Field(default=None, ge=0)
+    each: Any = None
     # Past this the orchestrator has timed the attempt out and moved on: a worker drops it.
     # (Checked by workyard, not Celery's ``expires``, which costs ~1 ms per task in the worker.)
     expires_at: datetime | None = None

@@ -111,6 +111,24 @@ class StepAttempt(Base):
     finished_at: Mapped[datetime | None]
 
 
+class FanOutMember(Base):
+    """One member of one attempt of a fan-out step run by handlers: what became of it."""
+
+    __tablename__ = "fan_out_members"
+
+    saga_id: Mapped[str] = mapped_column(ForeignKey("saga_runs.id"), primary_key=True)
+    step_index: Mapped[int] = mapped_column(primary_key=True)
+    phase: Mapped[Phase] = mapped_column(_status(Phase), primary_key=True)
+    attempt: Mapped[int] = mapped_column(primary_key=True)
+    member: Mapped[int] = mapped_column(primary_key=True)
+    each: Mapped[Any | None]
+    outcome: Mapped[Outcome] = mapped_column(_status(Outcome), default=Outcome.running)
+    worker: Mapped[str | None] = mapped_column(String(255))
+    error: Mapped[str | None] = mapped_column(Text)
+    result: Mapped[Any | None]
+    finished_at: Mapped[datetime | None]
+
+
 class OutboxMessage(Base):
     """A message to publish once the transaction that wrote it has committed.
 
@@ -176,3 +194,4 @@ STEPS = cast(Table, StepRun.__table__)
 ATTEMPTS = cast(Table, StepAttempt.__table__)
 OUTBOX = cast(Table, OutboxMessage.__table__)
 TIMERS = cast(Table, Timer.__table__)
+FAN_OUT_MEMBERS = cast(Table, FanOutMember.__table__)

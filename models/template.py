@@ -96,7 +96,10 @@ class StepSpec(BaseModel):
     for_each: str | None = Field(
         default=None,
         pattern=r"^\{(input|results)(\.[A-Za-z_][A-Za-z0-9_]*)+\}$",
-        description="Fan out: one work item per element of this list, e.g. {input.documents}.",
+        description=(
+            "Fan out: one member per element of this list, e.g. {input.documents}: a work item each "
+            "(kind work_item) or a handler call each (kind handler), run in parallel."
+        ),
     )
     completion: CompletionPolicy = Field(default_factory=CompletionPolicy, description="When a fan-out is done.")
     compensate: str | None = Field(default=None, pattern=NAME, description="Handler that undoes the step.")
@@ -140,8 +143,10 @@ class StepSpec(BaseModel):
                 raise ValueError(f"step {self.name!r}: mutex scopes guard handlers, not work items")
         if self.for_each is None and self.completion != CompletionPolicy():
             raise ValueError(f"step {self.name!r}: completion applies to fan-out steps (for_each)")
-        if self.for_each is not None and self.kind != "work_item":
-            raise ValueError(f"step {self.name!r}: for_each fans out work items; use kind work_item")
+        if self.for_each is not None and self.mutex_scope is not None:
+            raise ValueError(
+                f"step {self.name!r}: a fan-out's members run in parallel; a mutex scope would serialize them"
+            )
         if self.compensate is not None and self.compensate_work_item is not None:
             raise ValueError(f"step {self.name!r}: compensate with a handler or a work item, not both")
         if self.compensate is not None and self.capability is None:

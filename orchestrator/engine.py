@@ -25,6 +25,7 @@ from models.keytemplate import render
 from models.messages import StepDispatch, StepReport
 from models.tables import (
     ATTEMPTS,
+    FAN_OUT_MEMBERS,
     FENCING_SEQUENCE,
     GLOBAL_SCOPE,
     OUTBOX,
@@ -36,7 +37,7 @@ from models.tables import (
     Timer,
 )
 from models.template import StepSpec, TemplateSpec
-from orchestrator import saga_sla, waiting, webhooks
+from orchestrator import fanout, saga_sla, waiting, webhooks
 from orchestrator.planner import GiveUp, after_failure, next_compensation, outcome_unknown
 from orchestrator.timer_keys import TIMER_DISPATCH, TIMER_SAGA_DEADLINE, TIMER_WATCHDOG, timer_key
 from orchestrator.work.saga_items import cancel_items, open_remediation
@@ -62,12 +63,14 @@ def step_values(saga: SagaRun, spec: TemplateSpec, step: StepSpec) -> dict[str, 
     return {"input": saga.input, "saga_id": saga.id, "step": step.name, "template": spec.name, "version": spec.version}
 
 
-def idempotence_key(saga: SagaRun, spec: TemplateSpec, step: StepSpec, phase: Phase) -> str:
+def idempotence_key(saga: SagaRun, spec: TemplateSpec, step: StepSpec, phase: Phase, member: int | None = None) -> str:
     base = (
         render(step.idempotence_key, step_values(saga, spec, step))
         if step.idempotence_key
         else f"{saga.id}:{step.name}"
     )
+    if member is not None:
+        base = f"{base}:{member}"  # each member of a fan-out has an effect of its own
     return base if phase is Phase.forward else f"{base}:compensate"
 
 
@@ -110,6 +113,7 @@ class SagaEngine:
         # Rows written in bulk by finalize(): one INSERT per table per transaction, not one
         # ORM flush per object (the coordinator's hottest path).
         self.attempt_rows: list[dict[str, Any]] = []
+        self.member_rows: list[dict[str, Any]] = []
         self._outbox_rows: list[dict[str, Any]] = []
         self._timer_rows: list[dict[str, Any]] = []
         self._cancelled_timers: list[str] = []
@@ -132,8 +136,12 @@ class SagaEngine:
 
     def on_report(self, saga: SagaRun, spec: TemplateSpec, report: StepReport, attempt: StepAttempt) -> None:
         """Apply a worker's report to the attempt it answers (which the caller found running)."""
-        if report.member is not None and spec.steps[report.step_index].for_each is not None:
-            waiting.member_report(self, saga, spec, report, attempt)
+        step_spec = spec.steps[report.step_index]
+        if report.member is not None and step_spec.for_each is not None:
+            if step_spec.item_for(report.phase) is not None:
+                waiting.member_report(self, saga, spec, report, attempt)
+            else:
+                fanout.member_report(self, saga, spec, report, attempt)
             return
         attempt.outcome = Outcome(report.outcome)
         attempt.worker = report.worker[:255] if report.worker else None
@@ -210,6 +218,8 @@ class SagaEngine:
             columns = {key for row in self.attempt_rows for key in row}
             rows = [dict.fromkeys(columns) | row for row in self.attempt_rows]
             self.session.execute(insert(ATTEMPTS), rows)
+        if self.member_rows:
+            self.session.execute(insert(FAN_OUT_MEMBERS), self.member_rows)
         if self._outbox_rows:
             ids = self.session.scalars(
                 insert(OUTBOX).returning(OUTBOX.c.id, sort_by_parameter_order=True), self._outbox_rows
@@ -222,7 +232,14 @@ class SagaEngine:
         if self._finished:
             # A finished saga needs none of its timers, including any written just above.
             self.session.execute(delete(TIMERS).where(TIMERS.c.saga_id.in_(self._finished)))
-        for batch in (self.attempt_rows, self._outbox_rows, self._timer_rows, self._cancelled_timers, self._finished):
+        for batch in (
+            self.attempt_rows,
+            self.member_rows,
+            self._outbox_rows,
+            self._timer_rows,
+            self._cancelled_timers,
+            self._finished,
+        ):
             batch.clear()
 
     # -- decisions ---------------------------------------------------------------------------
@@ -345,33 +362,11 @@ class SagaEngine:
         if item_spec is not None:
             waiting.open_step_items(self, saga, spec, index, phase, attempt_no, item_spec)
             return
-        assert step_spec.capability is not None
+        if step_spec.for_each is not None:
+            fanout.dispatch_members(self, saga, spec, index, phase, attempt_no)
+            return
         scope = render(step_spec.mutex_scope, step_values(saga, spec, step_spec)) if step_spec.mutex_scope else None
         token = issue_fencing_token(self.session) if scope is not None else None
-        handler = step_spec.handler if phase is Phase.forward else step_spec.compensate
-        assert handler is not None
-        deadline_s = (
-            step_spec.timeout_ms / 1000 if step_spec.timeout_ms else self.settings.step_watchdog_s
-        ) + self.settings.watchdog_grace_s
-        dispatch = StepDispatch(
-            saga_id=saga.id,
-            template=spec.name,
-            version=spec.version,
-            step_index=index,
-            step=step_spec.name,
-            handler=handler,
-            capability=step_spec.capability,
-            phase=phase,
-            attempt=attempt_no,
-            idempotence_key=idempotence_key(saga, spec, step_spec, phase),
-            mutex_scope=scope,
-            fencing_token=token,
-            input=saga.input,
-            results=saga.results,
-            timeout_ms=step_spec.timeout_ms,
-            dispatched_at=self.now,
-            expires_at=self.now + timedelta(seconds=deadline_s),
-        )
         self.attempt_rows.append(
             {
                 "saga_id": saga.id,
@@ -384,12 +379,61 @@ class SagaEngine:
                 "dispatched_at": self.now,
             }
         )
+        self.send(saga, spec, index, phase, attempt_no, scope=scope, token=token)
+        self.set_timer(TIMER_WATCHDOG, saga.id, index, phase, attempt_no, self.watchdog_s(step_spec) * 1000)
+
+    def watchdog_s(self, step_spec: StepSpec) -> float:
+        """How long an attempt may go without a report before it counts as timed out."""
+        limit_s = step_spec.timeout_ms / 1000 if step_spec.timeout_ms else self.settings.step_watchdog_s
+        return limit_s + self.settings.watchdog_grace_s
+
+    def send(
+        self,
+        saga: SagaRun,
+        spec: TemplateSpec,
+        index: int,
+        phase: Phase,
+        attempt_no: int,
+        *,
+        scope: str | None = None,
+        token: int | None = None,
+        member: int | None = None,
+        each: Any = None,
+    ) -> None:
+        """Write the dispatch of one attempt (or of one member of a fan-out's attempt) to the outbox."""
+        step_spec = spec.steps[index]
+        assert step_spec.capability is not None
+        handler = step_spec.handler if phase is Phase.forward else step_spec.compensate
+        assert handler is not None
+        dispatch = StepDispatch(
+            saga_id=saga.id,
+            template=spec.name,
+            version=spec.version,
+            step_index=index,
+            step=step_spec.name,
+            handler=handler,
+            capability=step_spec.capability,
+            phase=phase,
+            attempt=attempt_no,
+            idempotence_key=idempotence_key(saga, spec, step_spec, phase, member),
+            mutex_scope=scope,
+            fencing_token=token,
+            input=saga.input,
+            results=saga.results,
+            timeout_ms=step_spec.timeout_ms,
+            dispatched_at=self.now,
+            expires_at=self.now + timedelta(seconds=self.watchdog_s(step_spec)),
+            member=member,
+            each=each,
+        )
+        task_id = f"{saga.id}-{index}-{phase.value[0]}{attempt_no}" + (f"-{member}" if member is not None else "")
+        shadow = handler if phase is Phase.forward else f"{handler} (compensating {step_spec.name})"
         self._outbox_rows.append(
             {
                 "queue": keys.capability_queue(step_spec.capability),
                 "payload": {
-                    "task_id": f"{saga.id}-{index}-{phase.value[0]}{attempt_no}",
-                    "shadow": handler if phase is Phase.forward else f"{handler} (compensating {step_spec.name})",
+                    "task_id": task_id,
+                    "shadow": shadow if member is None else f"{shadow} [{member}]",
                     "timeout_ms": step_spec.timeout_ms,
                     "body": dispatch.model_dump(mode="json"),
                 },
@@ -397,7 +441,6 @@ class SagaEngine:
                 "publish_count": 0,
             }
         )
-        self.set_timer(TIMER_WATCHDOG, saga.id, index, phase, attempt_no, deadline_s * 1000)
 
     def _schedule_dispatch(self, saga: SagaRun, index: int, phase: Phase, attempt_no: int, delay_ms: int) -> None:
         self.set_timer(TIMER_DISPATCH, saga.id, index, phase, attempt_no, delay_ms)

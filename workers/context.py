@@ -29,6 +29,9 @@ class StepContext:
     # Outputs of the saga's steps that already succeeded, by step name.
     results: dict[str, Any] = field(default_factory=dict)
     worker: str | None = None
+    # In a fan-out step (``for_each``): which member this is, and its element of the list.
+    member: int | None = None
+    each: Any = None
 
     @property
     def log(self) -> logging.LoggerAdapter[logging.Logger]:

@@ -173,6 +173,8 @@ class StepRuntime:
             mutex_scope=dispatch.mutex_scope,
             results=dispatch.results,
             worker=self.config.worker,
+            member=dispatch.member,
+            each=dispatch.each,
         )
         try:
             return self._call(dispatch, handler, ctx, cmd, started)
@@ -301,6 +303,7 @@ class StepRuntime:
             fencing_token=dispatch.fencing_token,
             started_at=started,
             finished_at=datetime.now(UTC),
+            member=dispatch.member,
         )
 
     def _fail(
@@ -330,4 +333,5 @@ def _identity(dispatch: StepDispatch) -> dict[str, Any]:
         "phase": dispatch.phase,
         "attempt": dispatch.attempt,
         "fencing_token": dispatch.fencing_token,
+        "member": dispatch.member,
     }

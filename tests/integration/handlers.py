@@ -30,6 +30,7 @@ class Cmd(BaseModel):
     tag: str
     account: str | None = None
     behaviour: dict[str, Behaviour] = Field(default_factory=dict)
+    items: list[Any] = Field(default_factory=list)  # what a fan-out step fans out over
 
 
 @cache
@@ -39,7 +40,9 @@ def books() -> redis.Redis:
 
 def _handle(ctx: StepContext, cmd: Cmd) -> dict[str, Any]:
     r = books()
-    name = ctx.step if ctx.phase == "forward" else f"{ctx.step}:compensate"
+    # A fan-out's member is known by its index: "fan[3]", "fan[3]:compensate".
+    base = ctx.step if ctx.member is None else f"{ctx.step}[{ctx.member}]"
+    name = base if ctx.phase == "forward" else f"{base}:compensate"
     behaviour = cmd.behaviour.get(name, Behaviour())
     calls = r.hincrby(f"test:calls:{cmd.tag}", name, 1)
     r.rpush(f"test:keys:{cmd.tag}", f"{name}={ctx.idempotence_key}")
@@ -59,7 +62,7 @@ def _handle(ctx: StepContext, cmd: Cmd) -> dict[str, Any]:
         if behaviour.hang_first_call and calls == 1:
             r.set(f"test:pid:{cmd.tag}", os.getpid())
             time.sleep(60)
-        return {"step": name, "calls": calls}
+        return {"step": name, "calls": calls, **({"each": ctx.each} if ctx.member is not None else {})}
     finally:
         if ctx.fencing_token is not None:
             r.decr(f"test:active:{ctx.mutex_scope}")
@@ -80,5 +83,7 @@ for _name, _cap in [
     ("undo_two", "beta"),
     ("three", "alpha"),
     ("locked", "alpha"),
+    ("fan_each", "beta"),
+    ("undo_fan_each", "beta"),
 ]:
     _register(_name, _cap)

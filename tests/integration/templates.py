@@ -189,3 +189,22 @@ FAN_OUT: dict[str, Any] = {
         THREE_STEPS["steps"][2],
     ],
 }
+
+# Handlers fan out over a list: 7 of the members must succeed.
+FAN_OUT_HANDLERS: dict[str, Any] = {
+    "name": "it.fan_out_handlers",
+    "version": "1.0.0",
+    "steps": [
+        THREE_STEPS["steps"][0],
+        {
+            "name": "fan",
+            "capability": "beta",
+            "handler": "fan_each",
+            "compensate": "undo_fan_each",
+            "for_each": "{input.items}",
+            "completion": {"policy": "at_least", "k": 7},
+            "retry": FAST_RETRY,
+        },
+        {"name": "three", "capability": "alpha", "handler": "three", "retry": FAST_RETRY},
+    ],
+}

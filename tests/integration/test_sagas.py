@@ -122,3 +122,51 @@ def test_the_same_idempotence_key_never_starts_a_second_saga(harness: Harness) -
     assert first == again
     harness.wait_final(first)
     assert harness.calls(tag) == {"one": 1, "two": 1, "three": 1}
+
+
+def _fan_input(tag: str, members: int, failing: range) -> dict[str, Any]:
+    permanent = {"fail_always": True, "retryable": False}
+    return {
+        "tag": tag,
+        "items": [f"doc-{n}" for n in range(members)],
+        "behaviour": {f"fan[{n}]": permanent for n in failing},
+    }
+
+
+def test_a_handler_fan_out_meets_its_policy_and_collects_each_members_result(harness: Harness) -> None:
+    tag = _tag()
+    saga = harness.wait_final(harness.submit("it.fan_out_handlers", _fan_input(tag, 10, range(3))))
+    assert saga.state == "completed", saga.error
+    assert _timeline(saga) == [
+        ("one", "forward", "succeeded"),
+        ("fan", "forward", "succeeded"),
+        ("three", "forward", "succeeded"),
+    ]
+    # Each member once, with its own element; the three that failed left no effect and no result.
+    effects = harness.effects(tag)
+    assert sorted(e for e in effects if e.startswith("fan")) == sorted(f"fan[{n}]" for n in range(3, 10))
+    assert effects[0] == "one" and effects[-1] == "three"
+    results = saga.results["fan"]
+    assert results[:3] == [None, None, None]
+    assert [r["each"] for r in results[3:]] == [f"doc-{n}" for n in range(3, 10)]
+    assert all(calls == 1 for name, calls in harness.calls(tag).items() if name.startswith("fan"))
+
+
+def test_a_failed_handler_fan_out_compensates_each_member_that_succeeded(harness: Harness) -> None:
+    tag = _tag()
+    saga = harness.wait_final(harness.submit("it.fan_out_handlers", _fan_input(tag, 10, range(4))))
+    assert saga.state == "compensated", saga.error
+    assert _timeline(saga) == [
+        ("one", "forward", "succeeded"),
+        ("fan", "forward", "failed"),
+        ("fan", "compensate", "succeeded"),
+        ("one", "compensate", "succeeded"),
+    ]
+    effects = harness.effects(tag)
+    undone = [e for e in effects if e.endswith(":compensate") and e.startswith("fan")]
+    # Six members succeeded, or were still running when the fan-out failed: each is undone
+    # once, before step one is.
+    assert sorted(undone) == sorted(f"fan[{n}]:compensate" for n in range(4, 10))
+    assert effects[-1] == "one:compensate"
+    # Decided at the fourth failure: from then on at most 6 could succeed.
+    assert "FanOutFailed: 4 of 10 members failed, 7 must succeed" in (saga.error or "")

@@ -55,6 +55,18 @@ def test_a_step_without_capability_is_refused_with_its_path() -> None:
             [{"name": "a", "capability": "c", "handler": "h", "retry": {"max_attempts": 0}}],
             "steps.0.retry.max_attempts",
         ),
+        (
+            "steps",
+            [{"name": "a", "capability": "c", "handler": "h", "for_each": "{input.xs}", "mutex_scope": "m"}],
+            "steps.0",
+        ),
+        ("steps", [{"name": "a", "capability": "c", "handler": "h", "for_each": "input.xs"}], "steps.0.for_each"),
+        (
+            "steps",
+            [{"name": "a", "capability": "c", "handler": "h", "completion": {"policy": "any"}}],
+            "steps.0",
+        ),
+        ("sla", {"target_ms": 0}, "sla.target_ms"),
     ],
 )
 def test_invalid_templates_name_the_failing_field(field: str, value: Any, path: str) -> None:
@@ -79,3 +91,20 @@ def test_key_templates_render_from_the_saga() -> None:
 def test_semver_orders_prereleases_before_releases() -> None:
     versions = ["1.10.0", "1.2.0", "1.2.0-rc.1", "1.2.0-alpha", "0.9.9"]
     assert sorted(versions, key=semver_key) == ["0.9.9", "1.2.0-alpha", "1.2.0-rc.1", "1.2.0", "1.10.0"]
+
+
+def test_handlers_fan_out_with_a_completion_policy() -> None:
+    spec = parse_template(
+        _doc(
+            steps=[
+                {
+                    "name": "a",
+                    "capability": "c",
+                    "handler": "h",
+                    "for_each": "{input.xs}",
+                    "completion": {"policy": "at_least", "k": 2},
+                }
+            ]
+        )
+    )
+    assert spec.steps[0].completion.needed(5) == 2

@@ -1,0 +1,198 @@
+"""Fan-out steps run by handlers: one Celery task per element of a list, in parallel, finished
+by the step's completion policy (all, any, at least k of N).
+
+Each member is dispatched like a step of its own (its own idempotence key, ``ctx.member`` and
+``ctx.each`` for its element) and reports on the step's attempt; a row per member records what
+became of it. The attempt settles as soon as the policy is met, or can no longer be met; members
+still running then are left to finish (a Celery task cannot be taken back), and their outcome
+stays unknown. So compensating a fan-out undoes every member that succeeded *or may have*: the
+same rule as for a single step whose outcome is unknown. A compensation is itself fanned out,
+one member per member to undo, and needs all of them.
+
+Members retry transient errors inside their attempt (as every handler does). A fan-out that
+fails for good is not retried as a whole: it compensates. A fan-out whose attempt times out is
+retried by the step's retry policy; members that already succeeded answer from the idempotence
+store without running again.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import func, select
+
+from models.enums import Outcome, Phase
+from models.keytemplate import render_value
+from models.messages import StepReport
+from models.tables import FanOutMember, SagaRun, StepAttempt
+from models.template import TemplateSpec
+from orchestrator.timer_keys import TIMER_WATCHDOG, timer_key
+from orchestrator.waiting import fan_elements
+from orchestrator.work.saga_items import ItemSpecError, item_values
+
+if TYPE_CHECKING:
+    from orchestrator.engine import SagaEngine
+
+# A member whose outcome is one of these may have had its effect.
+MAYBE_DONE = (Outcome.succeeded, Outcome.running, Outcome.timed_out, Outcome.lost)
+
+
+def dispatch_members(
+    engine: SagaEngine, saga: SagaRun, spec: TemplateSpec, index: int, phase: Phase, attempt_no: int
+) -> None:
+    step_spec = spec.steps[index]
+    row: dict[str, Any] = {
+        "saga_id": saga.id,
+        "step_index": index,
+        "step_name": step_spec.name,
+        "phase": phase,
+        "attempt": attempt_no,
+        "outcome": Outcome.running,
+        "dispatched_at": engine.now,
+    }
+    try:
+        members = _members(engine, saga, spec, index, phase)
+    except ItemSpecError as exc:
+        error = f"FanOutFailed: {exc}"
+        engine.attempt_rows.append({**row, "outcome": Outcome.failed, "error": error, "finished_at": engine.now})
+        engine.settle(
+            saga, spec, index, phase, Outcome.failed, retryable=False, retry_after_ms=None, result=None, error=error
+        )
+        return
+    needed = step_spec.completion.needed(len(members)) if phase is Phase.forward else len(members)
+    if needed == 0 or len(members) < needed:
+        # Nothing to do (an empty list, or nothing to undo), or a policy no list this short can meet.
+        ok = needed == 0
+        problem = None if ok else f"FanOutFailed: {len(members)} member(s), {needed} needed"
+        outcome = Outcome.succeeded if ok else Outcome.failed
+        engine.attempt_rows.append({**row, "outcome": outcome, "error": problem, "finished_at": engine.now})
+        engine.settle(saga, spec, index, phase, outcome, retryable=False, retry_after_ms=None, result=[], error=problem)
+        return
+    engine.attempt_rows.append({**row, "worker": f"{len(members)} members"})
+    for member, each in members:
+        engine.member_rows.append(
+            {
+                "saga_id": saga.id,
+                "step_index": index,
+                "phase": phase,
+                "attempt": attempt_no,
+                "member": member,
+                "each": each,
+                "outcome": Outcome.running,
+            }
+        )
+        engine.send(saga, spec, index, phase, attempt_no, member=member, each=each)
+    engine.set_timer(TIMER_WATCHDOG, saga.id, index, phase, attempt_no, engine.watchdog_s(step_spec) * 1000)
+
+
+def _members(engine: SagaEngine, saga: SagaRun, spec: TemplateSpec, index: int, phase: Phase) -> list[tuple[int, Any]]:
+    """Going forward: the list's elements. Compensating: the members that did (or may have done)
+    what is to be undone, in the last forward attempt."""
+    step_spec = spec.steps[index]
+    assert step_spec.for_each is not None
+    if phase is Phase.forward:
+        elements = render_value(step_spec.for_each, item_values(saga, spec, step_spec))
+        if not isinstance(elements, list):
+            raise ItemSpecError(f"for_each {step_spec.for_each} is not a list but {type(elements).__name__}")
+        return list(enumerate(elements))
+    if step_spec.item_for(Phase.forward.value) is not None:
+        # The members were work items; a handler undoes each one that was done.
+        return fan_elements(engine, saga, spec, index, phase)
+    session = engine.session
+    last = session.scalar(
+        select(func.max(FanOutMember.attempt)).where(
+            FanOutMember.saga_id == saga.id, FanOutMember.step_index == index, FanOutMember.phase == Phase.forward
+        )
+    )
+    if last is None:
+        return []
+    rows = session.scalars(
+        select(FanOutMember)
+        .where(
+            FanOutMember.saga_id == saga.id,
+            FanOutMember.step_index == index,
+            FanOutMember.phase == Phase.forward,
+            FanOutMember.attempt == last,
+            FanOutMember.outcome.in_(MAYBE_DONE),
+        )
+        .order_by(FanOutMember.member)
+    )
+    return [(r.member, r.each) for r in rows]
+
+
+def member_report(
+    engine: SagaEngine, saga: SagaRun, spec: TemplateSpec, report: StepReport, attempt: StepAttempt
+) -> None:
+    """One member ended. Record it once (a duplicate finds it settled), then settle the attempt
+    if the completion policy is met or can no longer be."""
+    index, phase = report.step_index, Phase(report.phase)
+    session = engine.session
+    member = session.get(FanOutMember, (saga.id, index, phase, report.attempt, report.member))
+    if member is None or member.outcome is not Outcome.running:
+        return
+    member.outcome = Outcome(report.outcome)
+    member.worker = report.worker[:255] if report.worker else None
+    member.error = f"{report.error.type}: {report.error.message}" if report.error else None
+    member.result = report.result if member.outcome is Outcome.succeeded else None
+    member.finished_at = report.finished_at or engine.now
+    rows = list(
+        session.scalars(
+            select(FanOutMember)
+            .where(
+                FanOutMember.saga_id == saga.id,
+                FanOutMember.step_index == index,
+                FanOutMember.phase == phase,
+                FanOutMember.attempt == report.attempt,
+            )
+            .order_by(FanOutMember.member)
+        )
+    )
+    done = [r for r in rows if r.outcome is Outcome.succeeded]
+    running = [r for r in rows if r.outcome is Outcome.running]
+    needed = spec.steps[index].completion.needed(len(rows)) if phase is Phase.forward else len(rows)
+    if len(done) >= needed:
+        outcome = Outcome.succeeded
+    elif len(done) + len(running) < needed:
+        outcome = Outcome.failed
+    else:
+        return  # undecided: the attempt keeps running
+    result = [r.result if r.outcome is Outcome.succeeded else None for r in rows]
+    attempt.outcome = outcome
+    attempt.worker = f"{len(done)} of {len(rows)} members succeeded"
+    attempt.started_at = attempt.dispatched_at
+    attempt.finished_at = engine.now
+    engine.cancel_timer(timer_key(TIMER_WATCHDOG, saga.id, index, phase, report.attempt))
+    if outcome is Outcome.succeeded:
+        engine.settle(
+            saga, spec, index, phase, outcome, retryable=False, retry_after_ms=None, result=result, error=None
+        )
+        return
+    failed = [r for r in rows if r.outcome not in (Outcome.succeeded, Outcome.running)]
+    attempt.error = (
+        f"FanOutFailed: {len(failed)} of {len(rows)} members failed, {needed} must succeed "
+        f"({len(done)} succeeded, {len(running)} still running); "
+        + "; ".join(f"[{r.member}] {r.error or r.outcome.value}" for r in failed[:3])
+    )
+    if phase is Phase.forward:
+        step_name = spec.steps[index].name
+        saga.results = {**saga.results, step_name: result}
+        # Members that succeeded, or may have (still running, lost), had their effect: undo them too.
+        maybe_done = any(r.outcome in MAYBE_DONE for r in rows)
+        engine.settle(
+            saga,
+            spec,
+            index,
+            phase,
+            outcome,
+            retryable=False,
+            retry_after_ms=None,
+            result=None,
+            error=attempt.error,
+            compensate_self=maybe_done,
+        )
+        return
+    # An undoing that failed is tried again by the compensation's retry policy (members already
+    # undone answer from the idempotence store).
+    engine.settle(
+        saga, spec, index, phase, outcome, retryable=True, retry_after_ms=None, result=None, error=attempt.error
+    )
