@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo up test faults lint format bench clean
+.PHONY: install demo up test faults lint format bench bench-sagas bench-next-work bench-claims bench-timers clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "workyard needs Python 3.11 or newer; set PYTHON=python3.11")'
@@ -35,8 +35,24 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: $(STAMP)  ## throughput of workyard against raw Celery chains
+# The work-item benchmarks need a PostgreSQL: WORKYARD_DATABASE_URL, else the one CI machines run.
+BENCH_PG ?= $(or $(WORKYARD_DATABASE_URL),postgresql+psycopg://postgres@127.0.0.1:5432/test)
+
+bench: bench-sagas bench-next-work bench-claims bench-timers  ## every benchmark below (about 15 minutes)
+
+bench-sagas: $(STAMP)  ## saga throughput of workyard against raw Celery chains
 	$(BIN)/python bench/saga_throughput.py
+
+bench-next-work: $(STAMP)  ## next-work p50/p99 at 100k and 1M items (PostgreSQL), 100k (SQLite)
+	$(BIN)/python bench/next_work.py --database-url '$(BENCH_PG)'
+	$(BIN)/python bench/next_work.py --sqlite --sizes 100000
+
+bench-claims: $(STAMP)  ## 50 concurrent claimers: claims/s and p99 (PostgreSQL, SQLite)
+	$(BIN)/python bench/claims.py --database-url '$(BENCH_PG)'
+	$(BIN)/python bench/claims.py --sqlite
+
+bench-timers: $(STAMP)  ## timer fire lag at 1,000 due/s over 100k pending timers (PostgreSQL)
+	$(BIN)/python bench/timers.py --database-url '$(BENCH_PG)'
 
 clean:
 	rm -rf $(VENV) .workyard .pytest_cache .mypy_cache .ruff_cache

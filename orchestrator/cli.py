@@ -331,7 +331,7 @@ def dead_letters(limit: int) -> None:
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
 @click.option("--due/--all", "due_only", default=False, help="Only timers already due.")
 def timers(limit: int, due_only: bool) -> None:
-    """Durable timers, soonest first: retries, deadlines, SLA warnings, breaches, escalations."""
+    """Durable timers, soonest first: retries, deadlines, SLA warnings, breaches, escalations, lease expiries."""
     from sqlalchemy import func, select
 
     from models.base import utcnow

@@ -7,16 +7,20 @@ import threading
 import time
 from typing import Annotated, Any
 
-from fastapi import Depends
+import anyio.to_thread
+from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from models.principal import ALL_TENANTS, Principal, PrincipalType, Scope
 from orchestrator.api.deps import get_wiring
+from orchestrator.api.errors import error_response
 from orchestrator.errors import Unauthorized
 from orchestrator.wiring import Wiring
 from orchestrator.work.access import require
 from orchestrator.work.tokens import resolve_token
 
+# Where Authenticate leaves the principal, in the request's state.
+PRINCIPAL_KEY = "principal"
 # A revoked token stops working within this many seconds.
 CACHE_TTL_S = 5.0
 
@@ -27,13 +31,12 @@ _cache_lock = threading.Lock()
 ADMIN = Principal(type=PrincipalType.user, id="admin", tenant=ALL_TENANTS, scopes=frozenset({Scope.admin.value}))
 
 
-def get_principal(
-    wiring: Annotated[Wiring, Depends(get_wiring)],
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Principal:
-    if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
+def authenticate(wiring: Wiring, authorization: str | None) -> Principal:
+    """The principal an ``Authorization`` header names; :class:`Unauthorized` if none."""
+    scheme, _, secret = (authorization or "").strip().partition(" ")
+    secret = secret.strip()
+    if scheme.lower() != "bearer" or not secret:
         raise Unauthorized("send a bearer token: Authorization: Bearer <token> (see `workyard token create`)")
-    secret = credentials.credentials
     admin = wiring.settings.admin_token
     if admin and hmac.compare_digest(secret.encode(), admin.encode()):
         return ADMIN
@@ -51,6 +54,45 @@ def get_principal(
             _cache.clear()
         _cache[(id(wiring), secret)] = (now + CACHE_TTL_S, principal)
     return principal
+
+
+class Authenticate:
+    """Every ``/api/`` request names its principal before anything else is looked at: a request
+    without a valid token is a 401 whatever its body (malformed or oversized included)."""
+
+    def __init__(self, app: Any, wiring: Wiring):
+        self.app = app
+        self.wiring = wiring
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/api/"):
+            await self.app(scope, receive, send)
+            return
+        raw = dict(scope.get("headers") or []).get(b"authorization")
+        header = raw.decode("latin-1") if raw is not None else None
+        try:
+            # The token lookup may touch the database: off the event loop.
+            principal = await anyio.to_thread.run_sync(authenticate, self.wiring, header)
+        except Unauthorized as exc:
+            response = error_response(exc.status, exc.code, exc.message, exc.details)
+            response.headers["WWW-Authenticate"] = "Bearer"
+            await response(scope, receive, send)
+            return
+        scope.setdefault("state", {})[PRINCIPAL_KEY] = principal
+        await self.app(scope, receive, send)
+
+
+def get_principal(
+    request: Request,
+    wiring: Annotated[Wiring, Depends(get_wiring)],
+    # Declared for the OpenAPI document (the "Authorize" button); Authenticate did the work.
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    principal = getattr(request.state, PRINCIPAL_KEY, None)
+    if isinstance(principal, Principal):
+        return principal
+    header = f"{credentials.scheme} {credentials.credentials}" if credentials is not None else None
+    return authenticate(wiring, header)
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

@@ -25,8 +25,9 @@ WiringDep = Annotated[Wiring, Depends(get_wiring)]
 @router.post("", status_code=201, response_model=WebhookRead, responses=responses(401, 403, 422))
 def create_webhook(body: WebhookCreate, wiring: WiringDep, principal: PrincipalDep) -> WebhookRead:
     """Register a URL for events (``sla.warning``, ``sla.breached``, ``work_item.escalated``,
-    ``saga.completed``, ``saga.compensated``, ``saga.compensation_failed``, or ``*``). The
-    answer carries the signing secret, once."""
+    ``saga.completed``, ``saga.compensated``, ``saga.compensation_failed``, ``saga.sla_warning``,
+    ``saga.sla_breached``, ``saga.escalated``, or ``*``). The answer carries the signing secret,
+    once. Saga events go to all-tenant webhooks (registered with an all-tenant token)."""
     unknown = [e for e in body.events if e != "*" and e not in webhooks.EVENTS]
     if unknown:
         raise InvalidInput(

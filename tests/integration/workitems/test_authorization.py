@@ -399,6 +399,21 @@ def test_an_invalid_or_unknown_token_is_a_401(client: TestClient, token: TokenFa
     assert client.get("/api/v1/work-items", headers={"Authorization": f"bearer {secret}"}).status_code == 200
 
 
+def test_the_token_is_checked_before_the_body_is_read(client: TestClient) -> None:
+    """A caller without a valid token learns nothing about its request, not even that its body
+    was malformed or too large: 401 first."""
+    before = counts(client)
+    huge = b"{" + b" " * (client.app.state.wiring.settings.max_request_bytes + 10)  # type: ignore[attr-defined]
+    for headers in ({}, {"Authorization": "Bearer nonsense"}):
+        for content in (b"{not json", huge):
+            response = client.post(
+                "/api/v1/work-items", content=content, headers={**headers, "content-type": "application/json"}
+            )
+            assert response.status_code == 401, (headers, response.json())
+            assert response.headers["WWW-Authenticate"] == "Bearer"
+    assert counts(client) == before
+
+
 def _issue(client: TestClient) -> tuple[str, Headers]:
     with sessions(client).begin() as session:
         issued = create_token(
