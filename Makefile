@@ -40,8 +40,8 @@ BENCH_PG ?= $(or $(WORKYARD_DATABASE_URL),postgresql+psycopg://postgres@127.0.0.
 
 bench: bench-sagas bench-next-work bench-claims bench-timers  ## every benchmark below (about 15 minutes)
 
-bench-sagas: $(STAMP)  ## saga throughput of workyard against raw Celery chains
-	$(BIN)/python bench/saga_throughput.py
+bench-sagas: $(STAMP)  ## saga throughput of workyard (SQLite, PostgreSQL) against raw Celery chains
+	WORKYARD_BENCH_DATABASE_URL='$(BENCH_PG)' $(BIN)/python bench/saga_throughput.py
 
 bench-next-work: $(STAMP)  ## next-work p50/p99 at 100k and 1M items (PostgreSQL), 100k (SQLite)
 	$(BIN)/python bench/next_work.py --database-url '$(BENCH_PG)'

@@ -10,8 +10,10 @@ from typing import Any
 
 from kombu.entity import Exchange, Queue
 
-from config import keys
+from config import keys, redis_transport
 from config.settings import Settings
+
+redis_transport.install()
 
 STEP_EXCHANGE = Exchange(keys.STEP_EXCHANGE, type="direct", durable=True)
 ORCHESTRATOR_EXCHANGE = Exchange(keys.ORCHESTRATOR_QUEUE, type="direct", durable=True)
