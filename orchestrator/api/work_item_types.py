@@ -12,7 +12,7 @@ from models.work_item_types import WorkItemType
 from orchestrator.api.auth import PrincipalDep
 from orchestrator.api.deps import get_wiring
 from orchestrator.api.errors import responses
-from orchestrator.errors import InvalidInput, NotFound
+from orchestrator.errors import Forbidden, InvalidInput, NotFound
 from orchestrator.wiring import Wiring
 from orchestrator.work.access import require
 from orchestrator.work.types import get_type, list_types, register_type
@@ -26,8 +26,14 @@ def create_type(
     body: WorkItemTypeCreate, response: Response, wiring: WiringDep, principal: PrincipalDep
 ) -> WorkItemTypeRead:
     """Register a type with its JSON Schema. The same definition again answers 200; another one
-    under a registered name is a 409 (types are immutable)."""
+    under a registered name is a 409 (types are immutable). Types are shared by every tenant, so
+    registering one is an operator's act: it needs an all-tenant token with ``types:write``."""
     require(principal, Scope.types_write)
+    if not principal.all_tenants:
+        raise Forbidden(
+            "work-item types are shared by every tenant: registering one needs an operator's all-tenant token",
+            details=[{"path": "tenant", "message": f"{principal.tenant} is one tenant; needs *"}],
+        )
     with wiring.sessions.begin() as session:
         item_type, created = register_type(session, body, principal)
     if not created:

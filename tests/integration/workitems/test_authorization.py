@@ -92,6 +92,8 @@ class Row:
     other: int | None = None
     principal: str = "agent:a1"
     groups: tuple[str, ...] = ()
+    # The tenant of the principal that succeeds ("*": an operator's all-tenant token).
+    tenant: str = "acme"
 
     @property
     def name(self) -> str:
@@ -215,8 +217,11 @@ ROWS = [
     ),
     # The other tenant's agent:a1 has nothing offered to it: 204.
     Row("POST", "/api/v1/queues/claim-next", CLAIM, 200, _seeded("/api/v1/queues/claim-next"), other=204),
-    # The types registry is shared by every tenant: another tenant's token gets the same answers.
-    Row("POST", "/api/v1/work-item-types", Scope.types_write, 201, _new_type, other=201, principal="user:op"),
+    # The types registry is shared by every tenant: only an operator's all-tenant token registers
+    # types (a tenant's token is refused), and every tenant reads the same ones.
+    Row(
+        "POST", "/api/v1/work-item-types", Scope.types_write, 201, _new_type, other=403, principal="user:op", tenant="*"
+    ),
     Row("GET", "/api/v1/work-item-types", READ, 200, _fixed("/api/v1/work-item-types", shows='"task"'), other=200),
     Row(
         "GET",
@@ -273,8 +278,8 @@ def test_authorization_matrix(client: TestClient, token: TokenFactory, row: Row)
     seed = client.post("/api/v1/work-items", json=seed_body, headers=setup).json()["id"]
     groups = list(row.groups)
     ctx = Ctx(client, setup, token(row.principal, scopes=["work:claim"], groups=groups), seed)
-    right = token(row.principal, scopes=[row.scope.value], groups=groups)
-    lacking = token(row.principal, scopes=sorted(EVERY_SCOPE - {row.scope.value}), groups=groups)
+    right = token(row.principal, scopes=[row.scope.value], groups=groups, tenant=row.tenant)
+    lacking = token(row.principal, scopes=sorted(EVERY_SCOPE - {row.scope.value}), groups=groups, tenant=row.tenant)
     other_tenant = token(row.principal, scopes=[row.scope.value], groups=groups, tenant="globex")
     call = row.prepare(ctx)
     assert _template(row.route).match(call.path.partition("?")[0]), (call.path, row.route)

@@ -26,6 +26,12 @@ def pm(token: TokenFactory) -> Headers:
     return token("user:pm", scopes=["work:read", "work:write", "work:claim", "types:write"])
 
 
+@pytest.fixture
+def op(token: TokenFactory) -> Headers:
+    """An operator: types are registered with an all-tenant token."""
+    return token("user:op", scopes=["work:read", "types:write"], tenant="*")
+
+
 def refused(
     client: TestClient,
     method: str,
@@ -182,7 +188,7 @@ def test_cycles_self_and_unknown_dependencies_are_refused(client: TestClient, pm
 # Parents.
 
 
-def test_parents_follow_the_epic_task_subtask_hierarchy(client: TestClient, pm: Headers) -> None:
+def test_parents_follow_the_epic_task_subtask_hierarchy(client: TestClient, pm: Headers, op: Headers) -> None:
     epic = create(client, pm, {"type": "epic", "title": "launch"})
     story = create(client, pm, task(parent_id=epic["id"]))
     sub = create(client, pm, {"type": "subtask", "title": "a piece", "parent_id": story["id"]})
@@ -201,7 +207,7 @@ def test_parents_follow_the_epic_task_subtask_hierarchy(client: TestClient, pm: 
     parent_error({"parent_id": epic["id"]}, "is an epic; expected a task", "PATCH", f"{ITEMS}/{sub['id']}")
 
     # Custom types take any parent, but not one that makes a cycle.
-    registered = client.post(TYPES, json={"name": "note", "schema": {"type": "object"}}, headers=pm)
+    registered = client.post(TYPES, json={"name": "note", "schema": {"type": "object"}}, headers=op)
     assert registered.status_code == 201, registered.text
     top = create(client, pm, {"type": "note", "title": "top"})
     below = create(client, pm, {"type": "note", "title": "below", "parent_id": top["id"]})
@@ -244,7 +250,7 @@ def test_a_payload_over_the_limit_is_a_413(client: TestClient, pm: Headers) -> N
     )
 
 
-def test_fields_the_api_does_not_take(client: TestClient, pm: Headers) -> None:
+def test_fields_the_api_does_not_take(client: TestClient, pm: Headers, op: Headers) -> None:
     item = create(client, pm, task())
     for method, path, body in (
         ("POST", ITEMS, task(status="done")),
@@ -275,7 +281,7 @@ def test_fields_the_api_does_not_take(client: TestClient, pm: Headers) -> None:
         assert paths(err) == [f"body.{field}"] and "cannot be null" in err["details"][0]["message"], err
 
     # Not even when the type's schema does not ask for a title.
-    assert client.post(TYPES, json={"name": "loose", "schema": {}}, headers=pm).status_code == 201
+    assert client.post(TYPES, json={"name": "loose", "schema": {}}, headers=op).status_code == 201
     item = create(client, pm, {"type": "loose", "title": "t"})
     err = refused(client, "PATCH", f"{ITEMS}/{item['id']}", 422, "invalid_input", pm, body={"title": None})
     assert paths(err) == ["body.title"]
@@ -400,8 +406,8 @@ def test_a_cursor_this_api_did_not_issue_is_a_422(client: TestClient, token: Tok
 # The types registry.
 
 
-def test_the_types_registry_refuses_bad_and_conflicting_definitions(client: TestClient, pm: Headers) -> None:
-    err = refused(client, "POST", TYPES, 422, "invalid_input", pm, body={"name": "bad", "schema": {"type": "nonsense"}})
+def test_the_types_registry_refuses_bad_and_conflicting_definitions(client: TestClient, op: Headers) -> None:
+    err = refused(client, "POST", TYPES, 422, "invalid_input", op, body={"name": "bad", "schema": {"type": "nonsense"}})
     assert paths(err) == ["schema.type"] and err["message"].startswith("schema is not a valid JSON Schema")
     err = refused(
         client,
@@ -409,31 +415,31 @@ def test_the_types_registry_refuses_bad_and_conflicting_definitions(client: Test
         TYPES,
         422,
         "invalid_input",
-        pm,
+        op,
         body={"name": "bad", "schema": {"properties": {"a": {"minLength": -1}}}},
     )
     assert paths(err) == ["schema.properties.a.minLength"]
-    assert paths(refused(client, "POST", TYPES, 422, "invalid_input", pm, body={"name": "bad", "schema": []})) == [
+    assert paths(refused(client, "POST", TYPES, 422, "invalid_input", op, body={"name": "bad", "schema": []})) == [
         "body.schema"
     ]
-    assert paths(refused(client, "POST", TYPES, 422, "invalid_input", pm, body={"name": "Bad Name", "schema": {}})) == [
+    assert paths(refused(client, "POST", TYPES, 422, "invalid_input", op, body={"name": "Bad Name", "schema": {}})) == [
         "body.name"
     ]
     err = refused(
-        client, "POST", TYPES, 422, "invalid_input", pm, body={"name": "bad", "schema": {}, "lifecycle": "nope"}
+        client, "POST", TYPES, 422, "invalid_input", op, body={"name": "bad", "schema": {}, "lifecycle": "nope"}
     )
     assert paths(err) == ["lifecycle"]
 
     # A built-in type cannot be redefined.
-    err = refused(client, "POST", TYPES, 409, "conflict", pm, body={"name": "task", "schema": {"type": "object"}})
+    err = refused(client, "POST", TYPES, 409, "conflict", op, body={"name": "task", "schema": {"type": "object"}})
     assert err["message"] == "'task' is a built-in type and cannot be redefined"
 
     # The same definition again is a 200; another one under the name a 409.
     body = {"name": "invoice", "description": "bill a customer", "schema": {"type": "object"}, "lifecycle": "canonical"}
-    first = client.post(TYPES, json=body, headers=pm)
+    first = client.post(TYPES, json=body, headers=op)
     assert first.status_code == 201
     before = counts(client)
-    again = client.post(TYPES, json=body, headers=pm)
+    again = client.post(TYPES, json=body, headers=op)
     assert again.status_code == 200 and again.json() == first.json()
     assert counts(client) == before
     for change in (
@@ -441,12 +447,14 @@ def test_the_types_registry_refuses_bad_and_conflicting_definitions(client: Test
         {"lifecycle": "work"},
         {"description": "x"},
     ):
-        err = refused(client, "POST", TYPES, 409, "conflict", pm, body={**body, **change})
+        err = refused(client, "POST", TYPES, 409, "conflict", op, body={**body, **change})
         assert "already registered with another definition" in err["message"]
-    assert client.get(f"{TYPES}/invoice", headers=pm).json() == first.json()
+    assert client.get(f"{TYPES}/invoice", headers=op).json() == first.json()
 
 
-def test_an_item_of_a_registered_type_is_validated_against_its_schema(client: TestClient, pm: Headers) -> None:
+def test_an_item_of_a_registered_type_is_validated_against_its_schema(
+    client: TestClient, pm: Headers, op: Headers
+) -> None:
     schema = {
         "type": "object",
         "required": ["title", "payload"],
@@ -458,7 +466,7 @@ def test_an_item_of_a_registered_type_is_validated_against_its_schema(client: Te
             }
         },
     }
-    registered = client.post(TYPES, json={"name": "invoice", "schema": schema, "lifecycle": "canonical"}, headers=pm)
+    registered = client.post(TYPES, json={"name": "invoice", "schema": schema, "lifecycle": "canonical"}, headers=op)
     assert registered.status_code == 201
     err = refused(client, "POST", ITEMS, 422, "invalid_input", pm, body={"type": "invoice", "title": "bill"})
     assert sorted(paths(err)) == ["payload.amount", "payload.customer"]
@@ -487,3 +495,11 @@ def test_a_request_body_over_the_api_limit_is_refused_before_it_is_read(client: 
     streamed = client.post(ITEMS, content=chunks(), headers={**pm, "content-type": "application/json"})
     assert streamed.status_code == 413 and error(streamed)["code"] == "payload_too_large"
     assert counts(client) == before
+
+
+def test_registering_a_type_needs_an_operators_all_tenant_token(client: TestClient, pm: Headers) -> None:
+    """Types are shared by every tenant: one tenant's token cannot define them for the others."""
+    err = refused(client, "POST", TYPES, 403, "forbidden", pm, body={"name": "memo", "schema": {"type": "object"}})
+    assert "all-tenant" in err["message"] and err["details"] == [
+        {"path": "tenant", "message": "acme is one tenant; needs *"}
+    ]
