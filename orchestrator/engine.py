@@ -367,20 +367,42 @@ class SagaEngine:
             return
         scope = render(step_spec.mutex_scope, step_values(saga, spec, step_spec)) if step_spec.mutex_scope else None
         token = issue_fencing_token(self.session) if scope is not None else None
-        self.attempt_rows.append(
-            {
-                "saga_id": saga.id,
-                "step_index": index,
-                "step_name": step_spec.name,
-                "phase": phase,
-                "attempt": attempt_no,
-                "outcome": Outcome.running,
-                "fencing_token": token,
-                "dispatched_at": self.now,
-            }
-        )
+        self.attempt_rows.append(self.attempt_row(saga, spec, index, phase, attempt_no, fencing_token=token))
         self.send(saga, spec, index, phase, attempt_no, scope=scope, token=token)
         self.set_timer(TIMER_WATCHDOG, saga.id, index, phase, attempt_no, self.watchdog_s(step_spec) * 1000)
+
+    def attempt_row(
+        self, saga: SagaRun, spec: TemplateSpec, index: int, phase: Phase, attempt_no: int, **values: Any
+    ) -> dict[str, Any]:
+        """The timeline row of an attempt dispatched now (running unless ``values`` say otherwise)."""
+        return {
+            "saga_id": saga.id,
+            "step_index": index,
+            "step_name": spec.steps[index].name,
+            "phase": phase,
+            "attempt": attempt_no,
+            "outcome": Outcome.running,
+            "dispatched_at": self.now,
+            **values,
+        }
+
+    def settle_at_once(
+        self,
+        saga: SagaRun,
+        spec: TemplateSpec,
+        index: int,
+        phase: Phase,
+        attempt_no: int,
+        outcome: Outcome,
+        *,
+        error: str | None,
+        result: Any = None,
+    ) -> None:
+        """An attempt decided as it starts (nothing to wait for, or nothing that could work):
+        record it as ended and settle it; no retry would change the answer."""
+        ended = {"outcome": outcome, "error": error, "finished_at": self.now}
+        self.attempt_rows.append(self.attempt_row(saga, spec, index, phase, attempt_no, **ended))
+        self.settle(saga, spec, index, phase, outcome, retryable=False, retry_after_ms=None, result=result, error=error)
 
     def watchdog_s(self, step_spec: StepSpec) -> float:
         """How long an attempt may go without a report before it counts as timed out."""

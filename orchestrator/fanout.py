@@ -27,7 +27,7 @@ from models.messages import StepReport
 from models.tables import FanOutMember, SagaRun, StepAttempt
 from models.template import TemplateSpec
 from orchestrator.timer_keys import TIMER_WATCHDOG, timer_key
-from orchestrator.waiting import fan_elements
+from orchestrator.waiting import decided_at_start, fan_elements
 from orchestrator.work.saga_items import ItemSpecError, item_values
 
 if TYPE_CHECKING:
@@ -41,34 +41,18 @@ def dispatch_members(
     engine: SagaEngine, saga: SagaRun, spec: TemplateSpec, index: int, phase: Phase, attempt_no: int
 ) -> None:
     step_spec = spec.steps[index]
-    row: dict[str, Any] = {
-        "saga_id": saga.id,
-        "step_index": index,
-        "step_name": step_spec.name,
-        "phase": phase,
-        "attempt": attempt_no,
-        "outcome": Outcome.running,
-        "dispatched_at": engine.now,
-    }
     try:
         members = _members(engine, saga, spec, index, phase)
     except ItemSpecError as exc:
-        error = f"FanOutFailed: {exc}"
-        engine.attempt_rows.append({**row, "outcome": Outcome.failed, "error": error, "finished_at": engine.now})
-        engine.settle(
-            saga, spec, index, phase, Outcome.failed, retryable=False, retry_after_ms=None, result=None, error=error
-        )
+        engine.settle_at_once(saga, spec, index, phase, attempt_no, Outcome.failed, error=f"FanOutFailed: {exc}")
         return
     needed = step_spec.completion.needed(len(members)) if phase is Phase.forward else len(members)
-    if needed == 0 or len(members) < needed:
-        # Nothing to do (an empty list, or nothing to undo), or a policy no list this short can meet.
-        ok = needed == 0
-        problem = None if ok else f"FanOutFailed: {len(members)} member(s), {needed} needed"
-        outcome = Outcome.succeeded if ok else Outcome.failed
-        engine.attempt_rows.append({**row, "outcome": outcome, "error": problem, "finished_at": engine.now})
-        engine.settle(saga, spec, index, phase, outcome, retryable=False, retry_after_ms=None, result=[], error=problem)
+    if (verdict := decided_at_start(len(members), needed)) is not None:
+        engine.settle_at_once(saga, spec, index, phase, attempt_no, verdict[0], error=verdict[1], result=[])
         return
-    engine.attempt_rows.append({**row, "worker": f"{len(members)} members"})
+    engine.attempt_rows.append(
+        engine.attempt_row(saga, spec, index, phase, attempt_no, worker=f"{len(members)} members")
+    )
     for member, each in members:
         engine.member_rows.append(
             {

@@ -36,15 +36,6 @@ def open_step_items(
     """A person or an agent does this attempt: open its work item and wait, holding no
     worker slot. The item's end comes back as a report; ``timeout_ms`` is its deadline."""
     step_spec = spec.steps[index]
-    row: dict[str, Any] = {
-        "saga_id": saga.id,
-        "step_index": index,
-        "step_name": step_spec.name,
-        "phase": phase,
-        "attempt": attempt_no,
-        "outcome": Outcome.running,
-        "dispatched_at": engine.now,
-    }
     try:
         if step_spec.for_each is None:
             opened = [open_item(engine.session, saga, spec, index, phase, attempt_no, item_spec, engine.now)]
@@ -58,27 +49,27 @@ def open_step_items(
     except (ItemSpecError, OrchestratorError) as exc:
         # The saga's data cannot make this item: no retry will change that.
         error = f"WorkItemNotCreated: {getattr(exc, 'message', None) or exc}"
-        engine.attempt_rows.append({**row, "outcome": Outcome.failed, "error": error, "finished_at": engine.now})
-        engine.settle(
-            saga, spec, index, phase, Outcome.failed, retryable=False, retry_after_ms=None, result=None, error=error
-        )
+        engine.settle_at_once(saga, spec, index, phase, attempt_no, Outcome.failed, error=error)
         return
     if step_spec.for_each is not None:
         needed = step_spec.completion.needed(len(opened)) if phase is Phase.forward else len(opened)
-        if needed == 0 or len(opened) < needed:
-            # Nothing to wait for (an empty list), or a policy no list this short can meet.
-            ok = needed == 0
-            problem = None if ok else f"FanOutFailed: {len(opened)} member(s), {needed} needed"
-            outcome = Outcome.succeeded if ok else Outcome.failed
-            engine.attempt_rows.append({**row, "outcome": outcome, "error": problem, "finished_at": engine.now})
-            engine.settle(
-                saga, spec, index, phase, outcome, retryable=False, retry_after_ms=None, result=[], error=problem
-            )
+        if (verdict := decided_at_start(len(opened), needed)) is not None:
+            engine.settle_at_once(saga, spec, index, phase, attempt_no, verdict[0], error=verdict[1], result=[])
             return
     label = f"work item {opened[0]}" if step_spec.for_each is None else f"{len(opened)} work items"
-    engine.attempt_rows.append({**row, "worker": label[:255]})
+    engine.attempt_rows.append(engine.attempt_row(saga, spec, index, phase, attempt_no, worker=label[:255]))
     if step_spec.timeout_ms:
         engine.set_timer(TIMER_WATCHDOG, saga.id, index, phase, attempt_no, step_spec.timeout_ms)
+
+
+def decided_at_start(members: int, needed: int) -> tuple[Outcome, str | None] | None:
+    """A fan-out decided before any member runs: nothing to wait for (an empty list, nothing to
+    undo), or a policy no list this short can meet. None: it has to run."""
+    if needed == 0:
+        return Outcome.succeeded, None
+    if members < needed:
+        return Outcome.failed, f"FanOutFailed: {members} member(s), {needed} needed"
+    return None
 
 
 def fan_elements(
