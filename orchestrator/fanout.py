@@ -26,8 +26,8 @@ from models.keytemplate import render_value
 from models.messages import StepReport
 from models.tables import FanOutMember, SagaRun, StepAttempt
 from models.template import TemplateSpec
-from orchestrator.timer_keys import TIMER_WATCHDOG, timer_key
-from orchestrator.waiting import decided_at_start, fan_elements
+from orchestrator.timer_keys import TIMER_WATCHDOG
+from orchestrator.waiting import decided_at_start, end_fan_out, fan_elements, policy_verdict
 from orchestrator.work.saga_items import ItemSpecError, item_values
 
 if TYPE_CHECKING:
@@ -134,49 +134,28 @@ def member_report(
     done = [r for r in rows if r.outcome is Outcome.succeeded]
     running = [r for r in rows if r.outcome is Outcome.running]
     needed = spec.steps[index].completion.needed(len(rows)) if phase is Phase.forward else len(rows)
-    if len(done) >= needed:
-        outcome = Outcome.succeeded
-    elif len(done) + len(running) < needed:
-        outcome = Outcome.failed
-    else:
+    outcome = policy_verdict(len(done), len(running), needed)
+    if outcome is None:
         return  # undecided: the attempt keeps running
     result = [r.result if r.outcome is Outcome.succeeded else None for r in rows]
-    attempt.outcome = outcome
-    attempt.worker = f"{len(done)} of {len(rows)} members succeeded"
-    attempt.started_at = attempt.dispatched_at
-    attempt.finished_at = engine.now
-    engine.cancel_timer(timer_key(TIMER_WATCHDOG, saga.id, index, phase, report.attempt))
+    worker = f"{len(done)} of {len(rows)} members succeeded"
     if outcome is Outcome.succeeded:
-        engine.settle(
-            saga, spec, index, phase, outcome, retryable=False, retry_after_ms=None, result=result, error=None
-        )
+        end_fan_out(engine, saga, spec, attempt, report, outcome, worker=worker, result=result)
         return
     failed = [r for r in rows if r.outcome not in (Outcome.succeeded, Outcome.running)]
-    attempt.error = (
+    error = (
         f"FanOutFailed: {len(failed)} of {len(rows)} members failed, {needed} must succeed "
         f"({len(done)} succeeded, {len(running)} still running); "
         + "; ".join(f"[{r.member}] {r.error or r.outcome.value}" for r in failed[:3])
     )
     if phase is Phase.forward:
-        step_name = spec.steps[index].name
-        saga.results = {**saga.results, step_name: result}
+        saga.results = {**saga.results, spec.steps[index].name: result}
         # Members that succeeded, or may have (still running, lost), had their effect: undo them too.
         maybe_done = any(r.outcome in MAYBE_DONE for r in rows)
-        engine.settle(
-            saga,
-            spec,
-            index,
-            phase,
-            outcome,
-            retryable=False,
-            retry_after_ms=None,
-            result=None,
-            error=attempt.error,
-            compensate_self=maybe_done,
+        end_fan_out(
+            engine, saga, spec, attempt, report, outcome, worker=worker, error=error, compensate_self=maybe_done
         )
         return
     # An undoing that failed is tried again by the compensation's retry policy (members already
     # undone answer from the idempotence store).
-    engine.settle(
-        saga, spec, index, phase, outcome, retryable=True, retry_after_ms=None, result=None, error=attempt.error
-    )
+    end_fan_out(engine, saga, spec, attempt, report, outcome, worker=worker, error=error, retryable=True)

@@ -111,41 +111,67 @@ def member_report(
     done = [i for i in items if i.deleted_at is None and i.status in LIFECYCLES[i.lifecycle].succeeded]
     still_open = [i for i in items if i.is_open]
     needed = step_spec.completion.needed(len(items)) if phase is Phase.forward else len(items)
-    if len(done) >= needed:
-        outcome = Outcome.succeeded
-    elif len(done) + len(still_open) < needed:
-        outcome = Outcome.failed
-    else:
+    outcome = policy_verdict(len(done), len(still_open), needed)
+    if outcome is None:
         return  # undecided: the attempt keeps running
     reason = "its fan-out's completion policy was met" if outcome is Outcome.succeeded else "its fan-out failed"
     cancel_items(engine.session, saga.id, index, phase, report.attempt, reason)
     done_ids = {i.id for i in done}
     result = [i.result if i.id in done_ids else None for i in items]
-    attempt.outcome = outcome
-    attempt.worker = f"{len(done)} of {len(items)} work items done"
-    attempt.started_at = attempt.dispatched_at
-    attempt.finished_at = engine.now
-    engine.cancel_timer(timer_key(TIMER_WATCHDOG, saga.id, index, phase, report.attempt))
+    worker = f"{len(done)} of {len(items)} work items done"
     if outcome is Outcome.succeeded:
-        engine.settle(
-            saga, spec, index, phase, outcome, retryable=False, retry_after_ms=None, result=result, error=None
-        )
+        end_fan_out(engine, saga, spec, attempt, report, outcome, worker=worker, result=result)
         return
-    attempt.error = f"FanOutFailed: {len(done)} of {len(items)} done, {needed} needed"
     if phase is Phase.forward and done:
         # What the done members did must be undone too: the compensation sees which.
         saga.results = {**saga.results, step_spec.name: result}
+    error = f"FanOutFailed: {len(done)} of {len(items)} done, {needed} needed"
+    end_fan_out(engine, saga, spec, attempt, report, outcome, worker=worker, error=error, compensate_self=bool(done))
+
+
+def policy_verdict(done: int, pending: int, needed: int) -> Outcome | None:
+    """A fan-out's verdict so far: succeeded once ``needed`` members are done, failed once they
+    no longer can be (``pending`` still may), None while undecided."""
+    if done >= needed:
+        return Outcome.succeeded
+    if done + pending < needed:
+        return Outcome.failed
+    return None
+
+
+def end_fan_out(
+    engine: SagaEngine,
+    saga: SagaRun,
+    spec: TemplateSpec,
+    attempt: StepAttempt,
+    report: StepReport,
+    outcome: Outcome,
+    *,
+    worker: str,
+    result: Any = None,
+    error: str | None = None,
+    retryable: bool = False,
+    compensate_self: bool = False,
+) -> None:
+    """Close a fan-out's attempt on its verdict (its deadline is off) and settle the step."""
+    index, phase = report.step_index, Phase(report.phase)
+    attempt.outcome = outcome
+    attempt.worker = worker[:255]
+    attempt.error = error
+    attempt.started_at = attempt.dispatched_at
+    attempt.finished_at = engine.now
+    engine.cancel_timer(timer_key(TIMER_WATCHDOG, saga.id, index, phase, report.attempt))
     engine.settle(
         saga,
         spec,
         index,
         phase,
         outcome,
-        retryable=False,
+        retryable=retryable,
         retry_after_ms=None,
-        result=None,
-        error=attempt.error,
-        compensate_self=bool(done),
+        result=result,
+        error=error,
+        compensate_self=compensate_self,
     )
 
 
