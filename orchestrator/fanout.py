@@ -22,13 +22,12 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select
 
 from models.enums import Outcome, Phase
-from models.keytemplate import render_value
 from models.messages import StepReport
 from models.tables import FanOutMember, SagaRun, StepAttempt
 from models.template import TemplateSpec
 from orchestrator.timer_keys import TIMER_WATCHDOG
 from orchestrator.waiting import decided_at_start, end_fan_out, fan_elements, policy_verdict
-from orchestrator.work.saga_items import ItemSpecError, item_values
+from orchestrator.work.saga_items import ItemSpecError
 
 if TYPE_CHECKING:
     from orchestrator.engine import SagaEngine
@@ -72,15 +71,8 @@ def dispatch_members(
 def _members(engine: SagaEngine, saga: SagaRun, spec: TemplateSpec, index: int, phase: Phase) -> list[tuple[int, Any]]:
     """Going forward: the list's elements. Compensating: the members that did (or may have done)
     what is to be undone, in the last forward attempt."""
-    step_spec = spec.steps[index]
-    assert step_spec.for_each is not None
-    if phase is Phase.forward:
-        elements = render_value(step_spec.for_each, item_values(saga, spec, step_spec))
-        if not isinstance(elements, list):
-            raise ItemSpecError(f"for_each {step_spec.for_each} is not a list but {type(elements).__name__}")
-        return list(enumerate(elements))
-    if step_spec.item_for(Phase.forward.value) is not None:
-        # The members were work items; a handler undoes each one that was done.
+    if phase is Phase.forward or spec.steps[index].item_for(Phase.forward.value) is not None:
+        # The list's elements; or, undoing a fan-out of work items, the items that were done.
         return fan_elements(engine, saga, spec, index, phase)
     session = engine.session
     last = session.scalar(
