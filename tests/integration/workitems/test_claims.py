@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -15,7 +14,7 @@ from sqlalchemy import func, select
 from models.base import utcnow
 from models.principal import Principal, PrincipalType
 from models.work_api import WorkItemCreate
-from models.work_tables import WorkItemEvent
+from models.work_tables import WorkItem, WorkItemEvent
 from orchestrator.errors import Conflict
 from orchestrator.timers import TimerService
 from orchestrator.work import claims
@@ -93,15 +92,23 @@ def claim(client: TestClient, item_id: str, headers: Headers, **body: Any) -> An
     return client.post(f"/api/v1/work-items/{item_id}/claim", json=body or None, headers=headers)
 
 
+def lapse(client: TestClient, item_id: str) -> None:
+    """Let the item's lease run out: its expiry moves a second into the past, as time would."""
+    with sessions(client).begin() as session:
+        item = session.get(WorkItem, item_id)
+        assert item is not None and item.lease_expires_at is not None
+        item.lease_expires_at = utcnow() - timedelta(seconds=1)
+
+
 def test_an_expired_lease_is_reclaimed_and_the_old_holder_is_refused(client: TestClient, token: TokenFactory) -> None:
     (item_id,) = seed(client, 1)
     first, second = token("agent:first"), token("agent:second")
-    held = claim(client, item_id, first, ttl_s=1.0).json()
+    held = claim(client, item_id, first, ttl_s=60).json()
     assert held["claim"]["lease_epoch"] == 1 and held["claim"]["lease_expires_at"] is not None
     # While the lease lives, nobody else gets it.
     busy = claim(client, item_id, second)
     assert busy.status_code == 409 and "claimed by agent:first" in error(busy)["message"]
-    time.sleep(1.2)
+    lapse(client, item_id)
     taken = claim(client, item_id, second)
     assert taken.status_code == 200 and taken.json()["claim"]["id"] == "second"
     assert taken.json()["lease_epoch"] == 2
@@ -118,8 +125,8 @@ def test_an_expired_lease_is_reclaimed_and_the_old_holder_is_refused(client: Tes
 def test_a_holder_that_reclaims_cannot_use_its_old_epoch(client: TestClient, token: TokenFactory) -> None:
     (item_id,) = seed(client, 1)
     me = token("agent:me")
-    assert claim(client, item_id, me, ttl_s=0.2).json()["lease_epoch"] == 1
-    time.sleep(0.4)
+    assert claim(client, item_id, me, ttl_s=60).json()["lease_epoch"] == 1
+    lapse(client, item_id)
     assert claim(client, item_id, me).json()["lease_epoch"] == 2
     stale = client.post(f"/api/v1/work-items/{item_id}/complete", json={"lease_epoch": 1}, headers=me)
     assert stale.status_code == 409 and "stale" in error(stale)["message"]
