@@ -28,13 +28,10 @@ from __future__ import annotations
 import argparse
 import bisect
 import os
-import shutil
 import sys
 import tempfile
 import threading
 import time
-import uuid
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -42,9 +39,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import Engine, create_engine, event, func, insert, select, text  # noqa: E402
+from sqlalchemy import Engine, event, func, insert, select, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
+from bench.next_work import log, pct, scratch_database  # noqa: E402
 from config.settings import Settings  # noqa: E402
 from models.base import utcnow  # noqa: E402
 from models.tables import TIMERS, Timer  # noqa: E402
@@ -62,15 +60,6 @@ BATCH = 5_000
 TARGET_P99_S = 1.0
 
 
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 def loadavg() -> str:
     try:
         return " ".join(Path("/proc/loadavg").read_text().split()[:3])
@@ -85,45 +74,6 @@ def proc_cpu_s(pid: int) -> float | None:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     except (OSError, IndexError, ValueError):
         return None
-
-
-# --- the database -----------------------------------------------------------------------------
-
-
-@dataclass
-class Database:
-    url: str
-    label: str
-    cleanup: list[Any] = field(default_factory=list)
-
-    def drop(self) -> None:
-        for step in reversed(self.cleanup):
-            step()
-
-
-def postgres_database(base_url: str) -> Database:
-    schema = f"bench_t_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(base_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = make_url(base_url).update_query_dict({"options": f"-csearch_path={schema}"})
-    db = Database(url.render_as_string(hide_password=False), f"PostgreSQL schema {schema}")
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
-
-    db.cleanup.append(drop)
-    return db
-
-
-def sqlite_database() -> Database:
-    tmp = Path(tempfile.mkdtemp(prefix="workyard-bench-timers-"))
-    path = tmp / "timers.db"
-    db = Database(f"sqlite:///{path}", f"SQLite {path}")
-    db.cleanup.append(lambda: shutil.rmtree(tmp, ignore_errors=True))
-    return db
 
 
 # --- seeding ----------------------------------------------------------------------------------
@@ -257,18 +207,18 @@ class Counter:
 # --- the run ----------------------------------------------------------------------------------
 
 
-def run(args: argparse.Namespace, db: Database) -> None:
+def run(args: argparse.Namespace, url: str) -> None:
     base = Settings()
     poll_s = args.poll_s if args.poll_s is not None else base.timer_poll_s
-    settings = Settings(database_url=db.url, data_dir=Path(tempfile.gettempdir()) / "workyard-bench-timers")
+    settings = Settings(database_url=url, data_dir=Path(tempfile.gettempdir()) / "workyard-bench-timers")
     schedule_s = args.timers / args.rate
     print(
         f"{args.timers} SLA breach timers (notify) on {args.timers} open work items, {args.rate:g} due per second "
         f"over {schedule_s:.1f} s; {args.loops} timer loop(s), poll {poll_s:g} s, batch {TIMER_BATCH}; "
-        f"{db.label}; {os.cpu_count()} cores",
+        f"{make_url(url).get_backend_name()}; {os.cpu_count()} cores",
         flush=True,
     )
-    engine = make_engine(db.url)
+    engine = make_engine(url)
     try:
         upgrade(engine)
         started = time.perf_counter()
@@ -340,7 +290,7 @@ def run(args: argparse.Namespace, db: Database) -> None:
             thread.join(timeout=60)
     load_after = loadavg()
 
-    engine = make_engine(db.url)
+    engine = make_engine(url)
     try:
         with engine.connect() as conn:
             rows = conn.execute(
@@ -427,19 +377,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.timers < 1 or args.rate <= 0 or args.loops < 1:
         parser.error("--timers, --rate and --loops must be positive")
-    if args.sqlite:
-        db = sqlite_database()
-    elif args.database_url and args.database_url.startswith("postgresql"):
-        db = postgres_database(args.database_url)
-    else:
+    if not args.sqlite and not (args.database_url or "").startswith("postgresql"):
         parser.error("name a PostgreSQL database (WORKYARD_DATABASE_URL or --database-url), or pass --sqlite")
-    try:
-        run(args, db)
-    finally:
-        if args.keep:
-            log(f"kept {db.label} ({make_url(db.url).render_as_string(hide_password=True)})")
-        else:
-            db.drop()
+    with scratch_database(None if args.sqlite else args.database_url, prefix="bench_t", keep=args.keep) as url:
+        run(args, url)
 
 
 if __name__ == "__main__":
