@@ -29,6 +29,7 @@ from models.template import StepSpec, TemplateSpec
 from models.work_api import HumanOffer
 from models.work_tables import LABELS, WorkItem
 from orchestrator.work import audit, sla_clock
+from orchestrator.work.follow_ups import open_follow_up
 from orchestrator.work.ids import work_item_id
 from orchestrator.work.types import get_type, validate_item
 
@@ -283,35 +284,18 @@ def open_saga_follow_up(
 ) -> str:
     """An item for a person about a saga (a remediation, an approval to continue). It names the
     saga but answers no step, so completing it does not move the saga. Opened once per ``key``."""
-    item_id = work_item_id(tenant, kind, now, key)
-    if session.get(WorkItem, item_id) is not None:
-        return item_id
-    lifecycle = LIFECYCLES["canonical" if kind == "remediation" else "work"]
-    item = WorkItem(
-        id=item_id,
-        code=item_id,
+    return open_follow_up(
+        session,
+        now,
         tenant=tenant,
-        type=kind,
-        lifecycle=lifecycle.name,
-        title=title[:500],
+        kind=kind,
+        key=key,
+        title=title,
         description=description,
-        priority=90,
-        status=lifecycle.initial,
-        is_open=True,
-        created_by=f"saga:{saga.id}",
         payload={**payload, "saga": {"id": saga.id, "template": saga.template_name, "version": saga.template_version}},
-        meta={},
-        idempotence_key=key[:255],
-        offer_type="human",
-        offer_scope=scope,
-        lease_epoch=0,
-        version=1,
+        scope=scope,
+        created_by=f"saga:{saga.id}",
+        priority=90,
         saga_id=saga.id,
         saga_step=step,
-        created_at=now,
-        updated_at=now,
     )
-    session.add(item)
-    session.flush()
-    audit.record(session, item, "created", f"saga:{saga.id}", to_status=item.status, details={"type": kind})
-    return item_id

@@ -21,7 +21,7 @@ from models.tables import Timer
 from models.work_tables import WorkItem
 from orchestrator import webhooks
 from orchestrator.work import audit
-from orchestrator.work.ids import work_item_id
+from orchestrator.work.follow_ups import open_follow_up
 from orchestrator.work.moves import move, release_claim
 from orchestrator.work.sla_clock import BREACH, ESCALATE, WARN
 
@@ -150,38 +150,21 @@ def apply(session: Session, item: WorkItem, action: BreachAction, to: str | None
 def _follow_up(
     session: Session, item: WorkItem, now: datetime, *, kind: str, title: str, payload: dict[str, Any], scope: str
 ) -> str:
-    key = f"sla:{item.id}:{kind}:{item.sla_breach_count}:{now.isoformat()}"
-    follow_id = work_item_id(item.tenant, kind, now, key)
-    lifecycle = "canonical" if kind == "remediation" else "work"
-    initial = LIFECYCLES[lifecycle].initial
-    follow = WorkItem(
-        id=follow_id,
-        code=follow_id,
+    return open_follow_up(
+        session,
+        now,
         tenant=item.tenant,
-        type=kind,
-        lifecycle=lifecycle,
-        title=title[:500],
+        kind=kind,
+        key=f"sla:{item.id}:{kind}:{item.sla_breach_count}:{now.isoformat()}",
+        title=title,
         description=f"Opened by the SLA of {item.id}.",
-        priority=max(item.priority, 80),
-        status=initial,
-        is_open=True,
-        created_by=SYSTEM,
-        reporter_type=item.reporter_type,
-        reporter_id=item.reporter_id,
         payload=payload,
+        scope=scope,
+        created_by=SYSTEM,
+        priority=max(item.priority, 80),
         meta={"follows": item.id},
-        idempotence_key=key[:255],
-        offer_type="human",
-        offer_scope=scope,
-        lease_epoch=0,
-        version=1,
-        created_at=now,
-        updated_at=now,
+        reporter=(item.reporter_type, item.reporter_id),
     )
-    session.add(follow)
-    session.flush()
-    audit.record(session, follow, "created", SYSTEM, to_status=initial, details={"type": kind, "follows": item.id})
-    return follow_id
 
 
 def _event(item: WorkItem, action: str | None) -> dict[str, Any]:
