@@ -82,7 +82,7 @@ class TimerService:
                 .order_by(Timer.due_at, Timer.id)  # an escalation ladder climbs in order
                 .with_for_update(skip_locked=True)
             ).all()
-            # Then the work items the SLA timers act on: in one statement, in id order.
+            # Then the work items the item timers (SLA, lease) act on: in one statement, in id order.
             sla.lock_items(session, (t.item_id for t in timers if t.item_id is not None and t.saga_id not in sagas))
             engine = SagaEngine(session, self.settings, now)
             for timer in timers:

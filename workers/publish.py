@@ -2,7 +2,7 @@
 
 Both go through the broker's default exchange, addressed by queue name: on Redis that skips
 kombu's exchange-binding lookup (a round trip per message), on RabbitMQ the default exchange
-routes by queue name all the same. The queues are still declared (once per channel).
+routes by queue name all the same. The queues are still declared (once per connection).
 """
 
 from __future__ import annotations

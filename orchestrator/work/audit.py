@@ -69,9 +69,10 @@ def _after_flush(session: Session, _context: Any) -> None:
 @event.listens_for(Session, "before_commit")
 def _before_commit(session: Session) -> None:
     # A commit with nothing dirty does not flush, so the buffer is written here too; the flush
-    # first writes any item the rows point at.
-    session.flush()
-    write_pending(session)
+    # first writes any item the rows point at. Sessions that audited nothing skip both.
+    if session.info.get(PENDING_KEY):
+        session.flush()
+        write_pending(session)
 
 
 @event.listens_for(Session, "after_rollback")
