@@ -30,7 +30,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import Engine, create_engine, delete, func, insert, select  # noqa: E402
+from sqlalchemy import Engine, delete, func, insert, select  # noqa: E402
 
 from bench.next_work import DEFAULT_DATABASE_URL, PRIORITIES, log, pct, scratch_database  # noqa: E402
 from models.principal import Principal, PrincipalType  # noqa: E402
@@ -45,9 +45,7 @@ BATCH = 1_000
 
 def claims_engine(url: str, claimers: int) -> Engine:
     """workyard's engine, with a connection for every claimer (make_engine's PostgreSQL pool holds 15)."""
-    if url.startswith("sqlite"):
-        return make_engine(url, pool_size=claimers, max_overflow=0)
-    return create_engine(url, pool_pre_ping=True, pool_size=claimers, max_overflow=0)
+    return make_engine(url, pool_size=claimers, max_overflow=0)
 
 
 def seed(engine: Engine, count: int, seed: int) -> list[str]:

@@ -62,4 +62,6 @@ def celery_config(settings: Settings, capabilities: list[str] | None = None) -> 
         "broker_connection_retry_on_startup": True,
         "worker_hijack_root_logger": False,
         "worker_cancel_long_running_tasks_on_connection_loss": True,
+        # Sends task events in batches rather than one broker message each (see the module).
+        "worker_consumer": "workers.consumer:Consumer",
     }

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import select as io_select
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.tables import SagaRun
@@ -19,7 +21,45 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False}, **kwargs)
         _tune_sqlite(engine)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10, **kwargs)
+    options = {"pool_size": 5, "max_overflow": 10, **kwargs}
+    if url.startswith("postgresql+psycopg:"):
+        engine = create_engine(url, **options)
+        _check_idle_connections(engine)
+        return engine
+    return create_engine(url, pool_pre_ping=True, **options)
+
+
+def _check_idle_connections(engine: Engine) -> None:
+    """Replace a pooled connection the server closed while it sat idle, before it is used.
+
+    SQLAlchemy's ``pool_pre_ping`` would ask with a ``SELECT 1`` on every checkout: a round trip
+    and, measured, about a fifth of what a saga submit costs. A PostgreSQL server that restarts,
+    or ends a backend (``pg_terminate_backend``, idle timeouts), tells the client and closes the
+    socket, so an idle connection whose socket has something to read is one to throw away. A
+    connection that dies without a word (a network partition) fails on its first statement
+    instead, and SQLAlchemy then replaces the whole pool; the orchestrator's loops retry.
+    """
+
+    @event.listens_for(engine, "checkout")
+    def _checkout(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+        if not _idle_and_open(dbapi_conn):
+            # The pool discards this connection and checks out (or opens) another.
+            raise DisconnectionError("the database closed this connection while it was idle")
+
+
+def _idle_and_open(dbapi_conn: Any) -> bool:
+    """Whether a psycopg connection back from the pool is still open and silent."""
+    if dbapi_conn.closed or dbapi_conn.broken:
+        return False
+    try:
+        fd = dbapi_conn.pgconn.socket
+    except Exception:  # no socket: the connection is gone
+        return False
+    poller = io_select.poll()
+    poller.register(fd, io_select.POLLIN | io_select.POLLERR | io_select.POLLHUP)
+    # workyard never LISTENs, so an idle connection has nothing to read unless the server has
+    # hung up (it says why, then closes). Anything else there is discarded with it: harmless.
+    return not poller.poll(0)
 
 
 def _tune_sqlite(engine: Engine) -> None:
