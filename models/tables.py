@@ -6,7 +6,19 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, cast
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, Sequence, String, Table, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    ForeignKey,
+    Index,
+    Integer,
+    Sequence,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy import Enum as SAEnum
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -109,6 +121,20 @@ class StepAttempt(Base):
     dispatched_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    # While running: when the attempt times out if no worker has reported (or, for a work-item
+    # step with a timeout, the item is not finished). The timer loop watches these through the
+    # partial index below; a settled attempt leaves it, so a report needs no timer to cancel.
+    deadline_at: Mapped[datetime | None]
+
+
+# Running attempts with a deadline, soonest first (the timer loop's second source).
+ATTEMPT_DEADLINE_PREDICATE = "outcome = 'running' AND deadline_at IS NOT NULL"
+Index(
+    "ix_step_attempts_deadline",
+    StepAttempt.deadline_at,
+    postgresql_where=text(ATTEMPT_DEADLINE_PREDICATE),
+    sqlite_where=text(ATTEMPT_DEADLINE_PREDICATE),
+)
 
 
 class FanOutMember(Base):

@@ -7,6 +7,7 @@ import signal
 import sys
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -329,30 +330,53 @@ def dead_letters(limit: int) -> None:
 
 @main.command()
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
-@click.option("--due/--all", "due_only", default=False, help="Only timers already due.")
+@click.option("--due/--all", "due_only", default=False, help="Only timers and deadlines already due.")
 def timers(limit: int, due_only: bool) -> None:
-    """Durable timers, soonest first: retries, deadlines, SLA warnings, breaches, escalations, lease expiries."""
+    """Durable timers, soonest first: retries, deadlines, SLA warnings, breaches, escalations, lease
+    expiries; then the deadlines of running attempts."""
     from sqlalchemy import func, select
 
     from models.base import utcnow
-    from models.tables import Timer
+    from models.enums import Outcome
+    from models.tables import StepAttempt, Timer
 
     wiring = _wiring()
     now = utcnow()
+    running = (StepAttempt.outcome == Outcome.running, StepAttempt.deadline_at.is_not(None))
     with wiring.sessions() as session:
         query = select(Timer).order_by(Timer.due_at, Timer.id).limit(limit)
+        attempts = select(StepAttempt).where(*running).order_by(StepAttempt.deadline_at).limit(limit)
         if due_only:
             query = query.where(Timer.due_at <= now)
+            attempts = attempts.where(StepAttempt.deadline_at <= now)
         rows = session.scalars(query).all()
+        deadlines = session.scalars(attempts).all()
         total = session.scalar(select(func.count()).select_from(Timer)) or 0
         overdue = session.scalar(select(func.count()).select_from(Timer).where(Timer.due_at <= now)) or 0
+        watched = session.scalar(select(func.count()).select_from(StepAttempt).where(*running)) or 0
+        late = (
+            session.scalar(
+                select(func.count()).select_from(StepAttempt).where(*running, StepAttempt.deadline_at <= now)
+            )
+            or 0
+        )
     wiring.close()
     click.echo(f"{total} timer(s), {overdue} due now")
     for timer in rows:
-        seconds = (timer.due_at - now).total_seconds()
-        when = f"in {seconds:8.1f} s" if seconds >= 0 else f"{-seconds:7.1f} s late"
         subject = f"saga {timer.saga_id}" if timer.saga_id else f"item {timer.item_id}"
-        click.echo(f"  {timer.due_at:%Y-%m-%d %H:%M:%S}  {when}  {timer.kind:<14} {subject}  {timer.payload or ''}")
+        click.echo(f"  {_when(timer.due_at, now)}  {timer.kind:<14} {subject}  {timer.payload or ''}")
+    click.echo(f"{watched} running attempt(s) with a deadline, {late} past it")
+    for attempt in deadlines:
+        assert attempt.deadline_at is not None
+        click.echo(
+            f"  {_when(attempt.deadline_at, now)}  {'deadline':<14} saga {attempt.saga_id}  "
+            f"step {attempt.step_name} {attempt.phase} attempt {attempt.attempt}"
+        )
+
+
+def _when(due_at: datetime, now: datetime) -> str:
+    seconds = (due_at - now).total_seconds()
+    return f"{due_at:%Y-%m-%d %H:%M:%S}  " + (f"in {seconds:8.1f} s" if seconds >= 0 else f"{-seconds:7.1f} s late")
 
 
 @main.command("webhooks")

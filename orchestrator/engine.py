@@ -39,7 +39,7 @@ from models.tables import (
 from models.template import StepSpec, TemplateSpec
 from orchestrator import fanout, saga_sla, waiting, webhooks
 from orchestrator.planner import GiveUp, after_failure, next_compensation, outcome_unknown
-from orchestrator.timer_keys import TIMER_DISPATCH, TIMER_SAGA_DEADLINE, TIMER_WATCHDOG, timer_key
+from orchestrator.timer_keys import TIMER_DISPATCH, TIMER_SAGA_DEADLINE, timer_key
 from orchestrator.work.saga_items import cancel_items, open_remediation
 
 _UNIFORM_UPDATES: dict[type, tuple[str, ...]] = {
@@ -148,7 +148,6 @@ class SagaEngine:
         attempt.started_at = report.started_at
         attempt.finished_at = report.finished_at or self.now
         attempt.error = f"{report.error.type}: {report.error.message}" if report.error else None
-        self.cancel_timer(timer_key(TIMER_WATCHDOG, saga.id, report.step_index, report.phase, report.attempt))
         self.settle(
             saga,
             spec,
@@ -176,33 +175,27 @@ class SagaEngine:
             # Fire only if nothing was dispatched for this step since the timer was set.
             if step.current_attempt + 1 == attempt_no and self._phase_of(step) is phase:
                 self._dispatch(saga, spec, index, phase)
-        elif timer.kind == TIMER_WATCHDOG:
-            attempt = self.session.scalar(
-                select(StepAttempt).where(
-                    StepAttempt.saga_id == saga.id,
-                    StepAttempt.step_index == index,
-                    StepAttempt.phase == phase,
-                    StepAttempt.attempt == attempt_no,
-                )
-            )
-            if attempt is not None and attempt.outcome is Outcome.running:
-                attempt.outcome = Outcome.timed_out
-                attempt.finished_at = self.now
-                attempt.error = "TimedOut: no report from a worker before the step's deadline"
-                if spec.steps[index].item_for(phase.value) is not None:
-                    attempt.error = "TimedOut: the work item was not finished before the step's deadline"
-                    cancel_items(self.session, saga.id, index, phase, attempt_no, "the step's deadline passed")
-                self.settle(
-                    saga,
-                    spec,
-                    index,
-                    phase,
-                    Outcome.timed_out,
-                    retryable=True,
-                    retry_after_ms=None,
-                    result=None,
-                    error=attempt.error,
-                )
+
+    def on_deadline(self, saga: SagaRun, spec: TemplateSpec, attempt: StepAttempt) -> None:
+        """An attempt (found running, under the saga's lock) is past its deadline: it timed out."""
+        index, phase = attempt.step_index, Phase(attempt.phase)
+        attempt.outcome = Outcome.timed_out
+        attempt.finished_at = self.now
+        attempt.error = "TimedOut: no report from a worker before the step's deadline"
+        if spec.steps[index].item_for(phase.value) is not None:
+            attempt.error = "TimedOut: the work item was not finished before the step's deadline"
+            cancel_items(self.session, saga.id, index, phase, attempt.attempt, "the step's deadline passed")
+        self.settle(
+            saga,
+            spec,
+            index,
+            phase,
+            Outcome.timed_out,
+            retryable=True,
+            retry_after_ms=None,
+            result=None,
+            error=attempt.error,
+        )
 
     def finalize(self) -> None:
         """Write what was batched; call once before commit."""
@@ -367,9 +360,12 @@ class SagaEngine:
             return
         scope = render(step_spec.mutex_scope, step_values(saga, spec, step_spec)) if step_spec.mutex_scope else None
         token = issue_fencing_token(self.session) if scope is not None else None
-        self.attempt_rows.append(self.attempt_row(saga, spec, index, phase, attempt_no, fencing_token=token))
+        self.attempt_rows.append(
+            self.attempt_row(
+                saga, spec, index, phase, attempt_no, fencing_token=token, deadline_at=self.attempt_deadline(step_spec)
+            )
+        )
         self.send(saga, spec, index, phase, attempt_no, scope=scope, token=token)
-        self.set_timer(TIMER_WATCHDOG, saga.id, index, phase, attempt_no, self.watchdog_s(step_spec) * 1000)
 
     def attempt_row(
         self, saga: SagaRun, spec: TemplateSpec, index: int, phase: Phase, attempt_no: int, **values: Any
@@ -409,6 +405,10 @@ class SagaEngine:
         limit_s = step_spec.timeout_ms / 1000 if step_spec.timeout_ms else self.settings.step_watchdog_s
         return limit_s + self.settings.watchdog_grace_s
 
+    def attempt_deadline(self, step_spec: StepSpec) -> datetime:
+        """When an attempt of a handler step dispatched now times out without a report."""
+        return self.now + timedelta(seconds=self.watchdog_s(step_spec))
+
     def send(
         self,
         saga: SagaRun,
@@ -444,7 +444,7 @@ class SagaEngine:
             results=saga.results,
             timeout_ms=step_spec.timeout_ms,
             dispatched_at=self.now,
-            expires_at=self.now + timedelta(seconds=self.watchdog_s(step_spec)),
+            expires_at=self.attempt_deadline(step_spec),
             member=member,
             each=each,
         )

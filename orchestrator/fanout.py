@@ -25,7 +25,6 @@ from models.enums import Outcome, Phase
 from models.messages import StepReport
 from models.tables import FanOutMember, SagaRun, StepAttempt
 from models.template import TemplateSpec
-from orchestrator.timer_keys import TIMER_WATCHDOG
 from orchestrator.waiting import decided_at_start, end_fan_out, fan_elements, policy_verdict
 from orchestrator.work.saga_items import ItemSpecError
 
@@ -50,7 +49,15 @@ def dispatch_members(
         engine.settle_at_once(saga, spec, index, phase, attempt_no, verdict[0], error=verdict[1], result=[])
         return
     engine.attempt_rows.append(
-        engine.attempt_row(saga, spec, index, phase, attempt_no, worker=f"{len(members)} members")
+        engine.attempt_row(
+            saga,
+            spec,
+            index,
+            phase,
+            attempt_no,
+            worker=f"{len(members)} members",
+            deadline_at=engine.attempt_deadline(step_spec),
+        )
     )
     for member, each in members:
         engine.member_rows.append(
@@ -65,7 +72,6 @@ def dispatch_members(
             }
         )
         engine.send(saga, spec, index, phase, attempt_no, member=member, each=each)
-    engine.set_timer(TIMER_WATCHDOG, saga.id, index, phase, attempt_no, engine.watchdog_s(step_spec) * 1000)
 
 
 def _members(engine: SagaEngine, saga: SagaRun, spec: TemplateSpec, index: int, phase: Phase) -> list[tuple[int, Any]]:

@@ -1,11 +1,13 @@
-"""Kinds and keys of the saga timers (one durable timer table serves them all)."""
+"""Kinds and keys of the saga timers (one durable timer table serves them all).
+
+An attempt's own deadline is not a timer: it is kept on the attempt's row (``deadline_at``).
+"""
 
 from __future__ import annotations
 
 from models.enums import Phase
 
 TIMER_DISPATCH = "dispatch"  # a retry's next attempt
-TIMER_WATCHDOG = "watchdog"  # an attempt's deadline
 TIMER_SAGA_DEADLINE = "saga_deadline"  # the whole saga's deadline
 
 

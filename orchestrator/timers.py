@@ -1,9 +1,11 @@
 """The durable timer loop: fires due timers (retries, deadlines, SLA warnings, breaches,
-escalation steps and agents' lease expiries) exactly once.
+escalation steps and agents' lease expiries) exactly once, and times out attempts past their
+deadline.
 
 Any number of orchestrator processes may run it: a timer is deleted in the transaction that
 fires it, taken with SKIP LOCKED under the saga's (or work item's) row lock, so a second process
-finds it gone.
+finds it gone. An attempt's deadline lives on its row; it fires under the saga's row lock only if
+the attempt is still running, so a second process (or a report that came first) finds it settled.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from sqlalchemy import delete, select, update
 
 from config.settings import Settings
 from models.base import utcnow
-from models.tables import Timer
+from models.enums import Outcome, SagaState
+from models.tables import StepAttempt, Timer
 from orchestrator.db import SessionFactory, lock_sagas
 from orchestrator.dispatcher import Dispatcher
 from orchestrator.engine import Outgoing, SagaEngine
@@ -46,8 +49,11 @@ class TimerService:
         self.clock = clock
 
     def tick(self) -> int:
-        """Fire the timers due now; returns how many fired."""
+        """Fire the timers due now and time out the attempts past their deadline; returns how many."""
         now = self.clock()
+        return self._timers(now) + self._deadlines(now)
+
+    def _timers(self, now: datetime) -> int:
         with self.sessions.begin() as session:
             due = session.execute(
                 select(Timer.id, Timer.saga_id).where(Timer.due_at <= now).order_by(Timer.due_at).limit(TIMER_BATCH)
@@ -104,3 +110,62 @@ class TimerService:
             reported = [Outgoing(*row) for row in session.info.pop(PENDING_KEY, [])]
         self.dispatcher.publish(engine.outbox + reported)
         return fired
+
+    # -- attempts past their deadline --------------------------------------------------------
+
+    def _deadlines(self, now: datetime) -> int:
+        with self.sessions.begin() as session:
+            due = session.execute(
+                select(StepAttempt.id, StepAttempt.saga_id)
+                .where(StepAttempt.outcome == Outcome.running, StepAttempt.deadline_at <= now)
+                .order_by(StepAttempt.deadline_at)
+                .limit(TIMER_BATCH)
+            ).all()
+        if not due:
+            return 0
+        try:
+            return self._time_out(now, due)
+        except Exception:
+            log.exception("timing out %d attempt(s) together failed; one at a time", len(due))
+        fired = 0
+        for attempt_id, saga_id in due:
+            try:
+                fired += self._time_out(now, [(attempt_id, saga_id)])
+            except Exception:
+                log.exception(
+                    "attempt %s (saga %s) failed to time out; retrying in %d s", attempt_id, saga_id, RETRY_FAILED_S
+                )
+                with self.sessions.begin() as session:
+                    session.execute(
+                        update(StepAttempt)
+                        .where(StepAttempt.id == attempt_id)
+                        .values(deadline_at=now + timedelta(seconds=RETRY_FAILED_S))
+                    )
+        return fired
+
+    def _time_out(self, now: datetime, due: Sequence[tuple[int, str]]) -> int:
+        with self.sessions.begin() as session:
+            sagas = lock_sagas(session, (saga_id for _, saga_id in due))
+            # Read again under the sagas' locks: a report may have settled it meanwhile.
+            attempts = session.scalars(
+                select(StepAttempt)
+                .where(
+                    StepAttempt.id.in_([i for i, _ in due]),
+                    StepAttempt.outcome == Outcome.running,
+                    StepAttempt.deadline_at <= now,
+                )
+                .order_by(StepAttempt.deadline_at, StepAttempt.id)
+            ).all()
+            engine = SagaEngine(session, self.settings, now)
+            for attempt in attempts:
+                saga = sagas[attempt.saga_id]
+                if saga.state in (SagaState.completed, SagaState.compensated, SagaState.compensation_failed):
+                    # Nothing left to time out; keep it out of the next tick's query.
+                    attempt.deadline_at = None
+                    continue
+                engine.on_deadline(saga, get_template(session, saga.template_name, saga.template_version), attempt)
+            engine.finalize()
+            self.dispatcher.delete_published(session)
+            reported = [Outgoing(*row) for row in session.info.pop(PENDING_KEY, [])]
+        self.dispatcher.publish(engine.outbox + reported)
+        return len(attempts)

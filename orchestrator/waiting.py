@@ -4,6 +4,7 @@ the saga's deadline passes. Like the engine, they only write rows in the caller'
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
@@ -17,7 +18,7 @@ from models.tables import SagaRun, StepAttempt
 from models.template import TemplateSpec
 from models.work_tables import WorkItem
 from orchestrator.errors import OrchestratorError
-from orchestrator.timer_keys import TIMER_DISPATCH, TIMER_WATCHDOG, timer_key
+from orchestrator.timer_keys import TIMER_DISPATCH, timer_key
 from orchestrator.work.saga_items import ItemSpecError, cancel_items, item_values, members, open_item
 
 if TYPE_CHECKING:
@@ -57,9 +58,10 @@ def open_step_items(
             engine.settle_at_once(saga, spec, index, phase, attempt_no, verdict[0], error=verdict[1], result=[])
             return
     label = f"work item {opened[0]}" if step_spec.for_each is None else f"{len(opened)} work items"
-    engine.attempt_rows.append(engine.attempt_row(saga, spec, index, phase, attempt_no, worker=label[:255]))
-    if step_spec.timeout_ms:
-        engine.set_timer(TIMER_WATCHDOG, saga.id, index, phase, attempt_no, step_spec.timeout_ms)
+    deadline = engine.now + timedelta(milliseconds=step_spec.timeout_ms) if step_spec.timeout_ms else None
+    engine.attempt_rows.append(
+        engine.attempt_row(saga, spec, index, phase, attempt_no, worker=label[:255], deadline_at=deadline)
+    )
 
 
 def decided_at_start(members: int, needed: int) -> tuple[Outcome, str | None] | None:
@@ -160,7 +162,6 @@ def end_fan_out(
     attempt.error = error
     attempt.started_at = attempt.dispatched_at
     attempt.finished_at = engine.now
-    engine.cancel_timer(timer_key(TIMER_WATCHDOG, saga.id, index, phase, report.attempt))
     engine.settle(
         saga,
         spec,
