@@ -13,10 +13,11 @@ from typing import Any
 
 from celery import Celery
 from kombu.message import Message
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from config.celery_config import orchestrator_queue
+from config.redis_transport import ack_all
 from orchestrator.coordinator import Coordinator
+from orchestrator.db import is_transient
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +95,7 @@ class ReportConsumer:
             for body, message in pending:
                 self._one(body, message)
             return
-        for _, message in pending:
-            message.ack()
+        ack_all([message for _, message in pending])
 
     def _one(self, body: Any, message: Message) -> None:
         try:
@@ -121,19 +121,3 @@ def _requeue(messages: list[Message]) -> None:
     for message in messages:
         message.requeue()
     time.sleep(RECONNECT_PAUSE_S)
-
-
-# SQLSTATEs worth trying again: serialization failure, deadlock, and the connection classes.
-_TRANSIENT_SQLSTATES = ("40001", "40P01", "08", "57P")
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Whether a failure says nothing about the message: retrying it later may well succeed."""
-    if isinstance(exc, (OperationalError, InterfaceError, TimeoutError, ConnectionError)):
-        return True
-    if isinstance(exc, DBAPIError):
-        if exc.connection_invalidated:
-            return True
-        sqlstate = getattr(exc.orig, "sqlstate", None) or ""
-        return any(sqlstate.startswith(code) for code in _TRANSIENT_SQLSTATES)
-    return False

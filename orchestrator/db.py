@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, select
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.tables import SagaRun
@@ -95,3 +95,20 @@ def lock_sagas(session: Session, saga_ids: Iterable[str]) -> dict[str, SagaRun]:
         return {}
     rows = session.scalars(select(SagaRun).where(SagaRun.id.in_(ids)).order_by(SagaRun.id).with_for_update())
     return {saga.id: saga for saga in rows}
+
+
+# SQLSTATEs worth trying again: serialization failure, deadlock, and the connection classes.
+_TRANSIENT_SQLSTATES = ("40001", "40P01", "08", "57P")
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a failure says nothing about the work: retrying it later may well succeed
+    (the database is away or restarting, or this transaction lost a deadlock)."""
+    if isinstance(exc, (OperationalError, InterfaceError, TimeoutError, ConnectionError)):
+        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        sqlstate = getattr(exc.orig, "sqlstate", None) or ""
+        return any(sqlstate.startswith(code) for code in _TRANSIENT_SQLSTATES)
+    return False

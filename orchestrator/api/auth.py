@@ -13,7 +13,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from models.principal import ALL_TENANTS, Principal, PrincipalType, Scope
 from orchestrator.api.deps import get_wiring
-from orchestrator.api.errors import error_response
+from orchestrator.api.errors import error_response, unavailable_response
+from orchestrator.db import is_transient
 from orchestrator.errors import Unauthorized
 from orchestrator.wiring import Wiring
 from orchestrator.work.access import require
@@ -77,6 +78,12 @@ class Authenticate:
             response = error_response(exc.status, exc.code, exc.message, exc.details)
             response.headers["WWW-Authenticate"] = "Bearer"
             await response(scope, receive, send)
+            return
+        except Exception as exc:
+            # Outside the app's exception handlers here: answer a database outage the same way.
+            if not is_transient(exc):
+                raise
+            await unavailable_response(exc)(scope, receive, send)
             return
         scope.setdefault("state", {})[PRINCIPAL_KEY] = principal
         await self.app(scope, receive, send)

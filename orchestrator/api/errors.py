@@ -8,10 +8,12 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from models.api import ErrorBody
 from models.problems import error_details, summary
+from orchestrator.db import is_transient
 from orchestrator.errors import OrchestratorError
 
 log = logging.getLogger(__name__)
@@ -19,6 +21,15 @@ log = logging.getLogger(__name__)
 
 def error_response(status: int, code: str, message: str, details: Any = None) -> JSONResponse:
     return JSONResponse(status_code=status, content={"error": {"code": code, "message": message, "details": details}})
+
+
+def unavailable_response(exc: BaseException) -> JSONResponse:
+    """The database is away or busy: nothing was done, and the same request may be sent again
+    (with its idempotence key, a submit that did commit answers with the saga it made)."""
+    log.warning("answering 503: %s: %s", type(exc).__name__, exc)
+    response = error_response(503, "unavailable", "the database is unavailable or busy; retry shortly")
+    response.headers["Retry-After"] = "1"
+    return response
 
 
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -49,6 +60,13 @@ def install(app: FastAPI) -> None:
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return error_response(exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(SQLAlchemyError)
+    async def _database(_: Request, exc: SQLAlchemyError) -> JSONResponse:
+        if is_transient(exc):
+            return unavailable_response(exc)
+        log.exception("unhandled database error")
+        return error_response(500, "internal", "internal error; the server log has the details")
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from kombu import Connection
+from kombu.message import Message
 
 from config import redis_transport
 from config.celery_config import capability_queue
@@ -36,3 +37,44 @@ def test_messages_still_round_trip(redis_target: RedisTarget) -> None:
             message.ack()
         assert sorted(got) == [0, 1, 2]
         assert bound.get() is None  # acknowledged, not redelivered
+
+
+def test_a_batch_is_acknowledged_in_one_round_trip(redis_target: RedisTarget) -> None:
+    queue = capability_queue("transport-acks")
+    client = redis_target.client()
+    with Connection(redis_target.broker_url) as conn:
+        channel = conn.default_channel
+        bound = queue(channel)
+        bound.declare()
+        bound.purge()
+        received: list[Message] = []
+
+        def publish(count: int) -> None:
+            with conn.Producer() as producer:
+                for n in range(count):
+                    producer.publish({"n": n}, exchange="", routing_key=queue.name, serializer="json")
+
+        # As the orchestrator consumes: a prefetch window the size of its batch.
+        with conn.Consumer(
+            [queue], callbacks=[lambda _body, message: received.append(message)], accept=["json"], prefetch_count=5
+        ):
+            publish(5)
+            while len(received) < 5:
+                conn.drain_events(timeout=5)
+            tags = {m.delivery_tag for m in received}
+            assert tags <= {t.decode() for t in client.hkeys(channel.unacked_key)}  # held until acknowledged
+
+            before = client.info("commandstats").get("cmdstat_zrem", {}).get("calls", 0)
+            redis_transport.ack_all(received)
+            after = client.info("commandstats").get("cmdstat_zrem", {}).get("calls", 0)
+            assert after - before == 1  # one ZREM (in one pipeline) for the five of them
+            assert not tags & {t.decode() for t in client.hkeys(channel.unacked_key)}
+            assert not tags & {t.decode() for t in client.zrange(channel.unacked_index_key, 0, -1)}
+
+            # The window is free again: the next five arrive.
+            publish(5)
+            while len(received) < 10:
+                conn.drain_events(timeout=5)
+            redis_transport.ack_all(received[5:])
+    with Connection(redis_target.broker_url) as conn:
+        assert queue(conn.default_channel).get() is None  # none comes back
