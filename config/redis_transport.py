@@ -8,6 +8,10 @@ worker, the orchestrator and whoever submits. The client only wraps the channel'
 pool, and a ``redis.Redis`` is safe to share between threads, so this channel keeps one. It is
 rebuilt if the channel's pool is replaced (after a connection error).
 
+A worker's report can travel in the same round trip as the outcome it reports:
+:meth:`Channel.render_put` gives the list key and payload kombu itself would LPUSH for a message,
+and the worker's Lua script that stores the outcome pushes it (see ``workers.publish``).
+
 kombu acknowledges a message with a round trip of its own (removing it from the channel's
 ``unacked`` hash and index). :func:`ack_all` acknowledges a batch in one, as the orchestrator does
 after each committed batch of reports; on other transports it acknowledges one by one.
@@ -21,9 +25,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from kombu import serialization
 from kombu.message import Message
 from kombu.transport import TRANSPORT_ALIASES, virtual
 from kombu.transport import redis as kombu_redis
+from kombu.utils import json as kombu_json
 
 
 class QoS(kombu_redis.QoS):
@@ -43,6 +49,22 @@ class Channel(kombu_redis.Channel):
     def basic_ack_many(self, delivery_tags: Sequence[str]) -> None:
         if delivery_tags:
             self.qos.ack_many(delivery_tags)
+
+    def render_put(self, body: Any, routing_key: str) -> tuple[str, str] | None:
+        """The list key and the payload that publishing ``body`` (JSON, persistent, through the
+        default exchange to queue ``routing_key``) would LPUSH, made by kombu's own code, as
+        ``Producer.publish`` and ``_put`` do. None where that publish would do more than one
+        LPUSH (a global key prefix, a queue that expires)."""
+        if self.global_keyprefix or routing_key in (self._expires or {}):
+            return None
+        kombu: Any = self  # kombu's channel API carries no annotations
+        serialize: Any = serialization.dumps
+        encode: Any = kombu_json.dumps
+        content_type, content_encoding, data = serialize(body, serializer="json")
+        message = kombu.prepare_message(data, 0, content_type, content_encoding, {}, {"delivery_mode": 2})
+        kombu._inplace_augment_message(message, "", routing_key)
+        key = kombu._q_for_pri(routing_key, kombu._get_message_priority(message, reverse=False))
+        return key, str(encode(message))
 
     def _create_client(self, asynchronous: bool = False) -> Any:
         if asynchronous:

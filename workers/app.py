@@ -17,7 +17,7 @@ from config.celery_config import celery_config
 from config.keys import STEP_TASK
 from config.settings import Settings
 from workers.hooks import HookChain
-from workers.publish import publish_reports
+from workers.publish import publish_reports, report_renderer
 from workers.runtime import RuntimeConfig, StepRuntime
 from workers.store import StepStore
 
@@ -36,23 +36,25 @@ def create_app(settings: Settings, capabilities: list[str] | None = None, *, hoo
     app = Celery("workyard", set_as_current=False)
     app.conf.update(celery_config(settings, capabilities))
     state: dict[str, StepRuntime] = {}
+    copies = 2 if settings.fault_duplicate_delivery else 1
 
     def runtime(hostname: str) -> StepRuntime:
         # Built lazily in each pool process: a Redis connection must not cross a fork.
         if "rt" not in state:
-            store = StepStore(
-                redis_client(settings), claim_ttl_ms=settings.run_claim_ttl_ms, dedup_ttl_s=settings.dedup_ttl_s
-            )
+            client = redis_client(settings)
+            store = StepStore(client, claim_ttl_ms=settings.run_claim_ttl_ms, dedup_ttl_s=settings.dedup_ttl_s)
             state["rt"] = StepRuntime(
                 store,
                 RuntimeConfig(
-                    lease_ttl_ms=settings.lease_ttl_ms, lease_wait_ms=settings.lease_wait_ms, worker=hostname
+                    lease_ttl_ms=settings.lease_ttl_ms,
+                    lease_wait_ms=settings.lease_wait_ms,
+                    worker=hostname,
+                    report_copies=copies,
                 ),
                 hooks,
+                render_report=report_renderer(app, client),
             )
         return state["rt"]
-
-    copies = 2 if settings.fault_duplicate_delivery else 1
 
     @app.task(name=STEP_TASK, bind=True, ignore_result=True, acks_late=True)
     def run_step(self: Task, body: Any = None) -> None:

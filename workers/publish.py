@@ -7,15 +7,19 @@ routes by queue name all the same. The queues are still declared (once per conne
 
 from __future__ import annotations
 
+import logging
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
+import redis
 from celery import Celery
 from kombu.entity import Queue
 
 from config import keys
 from config.celery_config import capability_queue, orchestrator_queue
+
+log = logging.getLogger(__name__)
 
 DEFAULT_EXCHANGE = ""
 _QUEUES: dict[str, Queue] = {}
@@ -70,6 +74,55 @@ def publish_report(producer: Any, body: dict[str, Any]) -> None:
         delivery_mode=2,
         retry=True,
     )
+
+
+class ReportRenderer:
+    """Renders a report as the broker message kombu would push for it: (list key, payload)."""
+
+    def __init__(self, connection: Any, render: Callable[[Any, str], tuple[str, str] | None]):
+        self.connection = connection
+        self._render = render
+
+    def __call__(self, body: dict[str, Any]) -> tuple[str, str]:
+        message = self._render(body, keys.ORCHESTRATOR_QUEUE)
+        assert message is not None  # checked when built; the channel's options do not change
+        return message
+
+    def close(self) -> None:
+        self.connection.release()
+
+
+def report_renderer(app: Celery, store_client: redis.Redis) -> ReportRenderer | None:
+    """Where the broker is the Redis server and database the worker keeps its dedup store in (the
+    embedded default, and any deployment that points both at one Redis): a renderer of reports as
+    the broker messages kombu would push, so that the Lua script storing a step's outcome sends
+    its report in the same round trip (see ``workers.store``). None elsewhere (a broker of its
+    own, RabbitMQ): reports are then published as usual.
+
+    Rendering needs no network, only kombu's channel code; the channel is opened once per process.
+    """
+    connection = app.connection_for_write()
+    try:
+        channel = connection.default_channel
+        render = getattr(channel, "render_put", None)
+        # None from render_put: kombu would do more than one LPUSH here.
+        if (
+            render is not None
+            and _server(channel.client) == _server(store_client)
+            and render({}, keys.ORCHESTRATOR_QUEUE) is not None
+        ):
+            return ReportRenderer(connection, render)
+    except Exception as exc:
+        log.warning("reports will be published on their own: cannot render them for Redis (%s)", exc)
+    connection.release()
+    return None
+
+
+def _server(client: Any) -> tuple[Any, ...]:
+    """Which Redis server and database a client talks to."""
+    kwargs = client.connection_pool.connection_kwargs
+    where = (kwargs["path"],) if kwargs.get("path") else (kwargs.get("host"), int(kwargs.get("port") or 6379))
+    return (*where, int(kwargs.get("db") or 0))
 
 
 def publish_dispatch(

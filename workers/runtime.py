@@ -28,7 +28,7 @@ from workers.errors import StepFailed, TransientError
 from workers.hooks import HookChain
 from workers.registry import StepHandler, get_handler
 from workers.renewal import Renewal
-from workers.store import Acquire, Begin, StepStore
+from workers.store import Acquire, Begin, ReportPush, StepStore
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,8 @@ TRANSIENT_TRIES = 3
 BUSY_POLL_S = 0.05
 
 Message = StepReport | DeadLetterReport
+# Renders a report (its JSON body) as the broker message that sends it: (list key, payload).
+RenderReport = Callable[[dict[str, Any]], tuple[str, str]]
 
 
 @dataclass
@@ -46,16 +48,28 @@ class RuntimeConfig:
     lease_wait_ms: int
     worker: str
     transient_tries: int = TRANSIENT_TRIES
+    # Copies of each report to send (2 under the duplicate-delivery fault setting).
+    report_copies: int = 1
 
 
 class StepRuntime:
-    def __init__(self, store: StepStore, config: RuntimeConfig, hooks: HookChain | None = None):
+    def __init__(
+        self,
+        store: StepStore,
+        config: RuntimeConfig,
+        hooks: HookChain | None = None,
+        *,
+        render_report: RenderReport | None = None,
+    ):
         self.store = store
         self.config = config
         self.hooks = hooks or HookChain()
+        # Where the broker is the store's Redis: the report goes out with the stored outcome.
+        self.render_report = render_report
 
     def execute(self, body: Any, *, source: str = "cap") -> list[Message]:
-        """Handle one delivery; returns the messages to send to the orchestrator (maybe none)."""
+        """Handle one delivery; returns the messages still to send to the orchestrator (maybe
+        none: with ``render_report``, a report stored with its outcome was sent with it)."""
         try:
             dispatch = StepDispatch.model_validate(body)
         except ValidationError as exc:
@@ -123,13 +137,13 @@ class StepRuntime:
                     type="WorkerLost", message="an earlier delivery of this attempt died before it finished"
                 ),
             )
-            return [self._store(dispatch, owner, report)]
+            return self._store(dispatch, owner, report)
         # The claim is renewed from here on, also while the step waits for its mutex.
         claim = (keys.run_claim(dispatch.idempotence_key), self.store.claim_ttl_ms)
         with Renewal(self.store, owner, [claim]) as renewal:
             report = self._run(dispatch, handler, owner, renewal)
         mutex = [lease for lease, _ in renewal.leases[1:]]  # the scope's lease, if the step took it
-        return [self._store(dispatch, owner, report, mutex=mutex, lost=renewal.lost)]
+        return self._store(dispatch, owner, report, mutex=mutex, lost=renewal.lost)
 
     def _run(self, dispatch: StepDispatch, handler: StepHandler, owner: str, renewal: Renewal) -> StepReport:
         started = datetime.now(UTC)
@@ -252,9 +266,10 @@ class StepRuntime:
         *,
         mutex: Sequence[str] = (),
         lost: str | None = None,
-    ) -> StepReport:
+    ) -> list[Message]:
         """Store the outcome and let go of claim and lease. A success is stored only while both
-        are still ours, checked by Redis in the same step: a renewal can fail or come late."""
+        are still ours, checked by Redis in the same step: a renewal can fail or come late.
+        Returns the report to publish, or nothing if it was pushed with the outcome."""
         fallback = None
         if report.outcome is Outcome.succeeded:
             fallback = self._fail(
@@ -266,6 +281,15 @@ class StepRuntime:
             )
             if lost:
                 report, fallback = fallback, None
+        push = None
+        if self.render_report is not None:
+            queue_key, message = self.render_report(report.model_dump(mode="json"))
+            push = ReportPush(
+                queue_key,
+                message,
+                fallback=self.render_report(fallback.model_dump(mode="json"))[1] if fallback else None,
+                copies=self.config.report_copies,
+            )
         found_lost = self.store.finish(
             dispatch.idempotence_key,
             dispatch.saga_id,
@@ -275,8 +299,11 @@ class StepRuntime:
             report_json=report.model_dump_json(),
             leases=mutex,
             fallback_json=fallback.model_dump_json() if fallback else None,
+            push=push,
         )
-        return fallback if found_lost and fallback is not None else report
+        if push is not None:
+            return []
+        return [fallback if found_lost and fallback is not None else report]
 
     def _report(
         self,

@@ -26,26 +26,35 @@ if redis.call('SET', KEYS[3], ARGV[1], 'NX', 'EX', ARGV[3]) then return {'run', 
 return {'lost', ''}
 """
 
-# Store an attempt's outcome and give up our claim and leases, in one round trip.
+# Store an attempt's outcome and give up our claim and leases, in one round trip; and, where the
+# broker is this same Redis, send the report to the orchestrator's queue in the same step.
 # If a claim or lease is no longer ours, the attempt must not count as a success: the
-# fallback report (a retryable failure) is stored instead of the result.
-# KEYS[1] stored result   KEYS[2] stored report   KEYS[3] run claim   KEYS[4..] mutex leases
+# fallback report (a retryable failure) is stored (and sent) instead of the result.
+# KEYS[1] stored result   KEYS[2] stored report   KEYS[3] the orchestrator's queue (list)
+# KEYS[4..] run claim, then mutex leases
 # ARGV[1] owner   ARGV[2] result JSON ('' unless the attempt succeeded)   ARGV[3] report JSON
 # ARGV[4] TTL (s)   ARGV[5] fallback report JSON ('' = none)
+# ARGV[6] the report as the broker message to push ('' = the caller publishes it)
+# ARGV[7] the fallback report as a broker message   ARGV[8] how many copies to push
 # Returns the index of the first key no longer ours, 0 when all were.
 _FINISH = """
 local lost = 0
-for i = 3, #KEYS do
+for i = 4, #KEYS do
   if redis.call('GET', KEYS[i]) ~= ARGV[1] then lost = i; break end
 end
+local message = ARGV[6]
 if lost > 0 and ARGV[5] ~= '' then
   redis.call('SET', KEYS[2], ARGV[5], 'EX', ARGV[4])
+  message = ARGV[7]
 else
   if ARGV[2] ~= '' then redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[4]) end
   redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4])
 end
-for i = 3, #KEYS do
+for i = 4, #KEYS do
   if redis.call('GET', KEYS[i]) == ARGV[1] then redis.call('DEL', KEYS[i]) end
+end
+if message ~= '' then
+  for _ = 1, tonumber(ARGV[8]) do redis.call('LPUSH', KEYS[3], message) end
 end
 return lost
 """
@@ -93,6 +102,17 @@ class Acquire(StrEnum):
 
 
 @dataclass(frozen=True)
+class ReportPush:
+    """A report rendered as the broker message to push to ``queue_key`` with the outcome, and
+    its fallback (the LeaseLost failure pushed instead if a claim or lease was lost)."""
+
+    queue_key: str
+    message: str
+    fallback: str | None = None
+    copies: int = 1
+
+
+@dataclass(frozen=True)
 class BeginAnswer:
     decision: Begin
     stored: str | None = None
@@ -136,21 +156,34 @@ class StepStore:
         report_json: str,
         leases: Sequence[str] = (),
         fallback_json: str | None = None,
+        push: ReportPush | None = None,
     ) -> str | None:
-        """Store the outcome and release claim and leases; returns the key found lost, if any
-        (then ``fallback_json`` was stored instead of the result)."""
+        """Store the outcome, release claim and leases, and push the report if ``push`` says how;
+        returns the key found lost, if any (then ``fallback_json`` was stored instead of the
+        result, and the fallback pushed)."""
         claim_and_leases = [keys.run_claim(idempotence_key), *leases]
+        report_key = keys.attempt_report(idempotence_key, saga_id, attempt)
         lost = int(
             self._finish(
                 keys=[
                     keys.step_result(idempotence_key),
-                    keys.attempt_report(idempotence_key, saga_id, attempt),
+                    report_key,
+                    push.queue_key if push else report_key,  # a key either way; used only with a push
                     *claim_and_leases,
                 ],
-                args=[owner, result_json or "", report_json, self.dedup_ttl_s, fallback_json or ""],
+                args=[
+                    owner,
+                    result_json or "",
+                    report_json,
+                    self.dedup_ttl_s,
+                    fallback_json or "",
+                    push.message if push else "",
+                    (push.fallback or "") if push else "",
+                    push.copies if push else 0,
+                ],
             )
         )
-        return claim_and_leases[lost - 3] if lost else None
+        return claim_and_leases[lost - 4] if lost else None
 
     def acquire(self, scope: str, owner: str, ttl_ms: int, token: int) -> Acquire:
         reply = int(self._acquire(keys=[keys.mutex_lease(scope), keys.fence(scope)], args=[owner, ttl_ms, token]))

@@ -35,7 +35,10 @@ ADMIN = "test-admin-token"
 
 
 def counts(client: TestClient) -> dict[str, int]:
-    sessions = client.app.state.wiring.sessions  # type: ignore[attr-defined]
+    wiring = client.app.state.wiring  # type: ignore[attr-defined]
+    # Published outbox rows are deleted on a short timer; delete them now so counts are stable.
+    wiring.dispatcher.flush()
+    sessions = wiring.sessions
     with sessions() as session:
         return {t.name: session.scalar(select(func.count()).select_from(t)) or 0 for t in Base.metadata.sorted_tables}
 

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from kombu import Connection
 from kombu.message import Message
 
@@ -78,3 +81,35 @@ def test_a_batch_is_acknowledged_in_one_round_trip(redis_target: RedisTarget) ->
             redis_transport.ack_all(received[5:])
     with Connection(redis_target.broker_url) as conn:
         assert queue(conn.default_channel).get() is None  # none comes back
+
+
+def test_a_rendered_message_is_the_one_kombu_would_push(redis_target: RedisTarget) -> None:
+    """A worker's finish script pushes reports rendered by render_put: they must be exactly what
+    kombu's producer pushes (bar the delivery tag, a fresh uuid each), and consumable by kombu."""
+    queue = capability_queue("transport-render")
+    client = redis_target.client()
+    body = {"kind": "step_report", "saga_id": "s1", "result": {"é": [1, 2.5, None]}}
+    with Connection(redis_target.broker_url) as conn:
+        channel = conn.default_channel
+        bound = queue(channel)
+        bound.declare()
+        bound.purge()
+        with conn.Producer() as producer:
+            producer.publish(body, exchange="", routing_key=queue.name, serializer="json", delivery_mode=2)
+        (published,) = client.lrange(queue.name, 0, -1)
+        rendered = channel.render_put(body, queue.name)
+        assert rendered is not None
+        key, payload = rendered
+
+        def untagged(raw: str | bytes) -> dict[str, Any]:
+            message = json.loads(raw)
+            assert message["properties"].pop("delivery_tag")
+            return dict(message)
+
+        assert key == queue.name
+        assert untagged(payload) == untagged(published)
+
+        bound.purge()
+        client.lpush(key, payload)
+        message = bound.get(no_ack=True)
+        assert message is not None and message.payload == body

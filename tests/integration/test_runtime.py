@@ -1,10 +1,17 @@
-"""The worker runtime against a real Redis, without Celery: dedup, claims, leases, replays."""
+"""The worker runtime against a real Redis, without Celery: dedup, claims, leases, replays.
+
+Each test runs twice: with reports returned for the caller to publish (a broker of its own), and
+pushed to the orchestrator's queue by the script that stores the outcome (broker and store on one
+Redis), read back from the queue here."""
 
 from __future__ import annotations
 
+import base64
+import json
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,10 +19,13 @@ import pytest
 from pydantic import BaseModel
 
 from config import keys
+from config.settings import Settings
 from models.enums import Outcome
 from models.messages import DeadLetterReport, StepReport
 from tests.support import RedisTarget
 from workers import StepContext, step
+from workers.app import create_app
+from workers.publish import ReportRenderer, report_renderer
 from workers.runtime import RuntimeConfig, StepRuntime
 from workers.store import StepStore
 
@@ -38,14 +48,46 @@ def rt_work(ctx: StepContext, cmd: Cmd) -> dict[str, Any]:
 
 
 RUNTIME_REDIS: list[Any] = []
+PUSHED: list[bool] = [False]
+RENDERERS: list[ReportRenderer] = []
 
 
-@pytest.fixture
-def runtime(clean_redis: RedisTarget) -> StepRuntime:
-    client = clean_redis.client()
+def make_runtime(target: RedisTarget, *, pushed: bool, copies: int = 1) -> StepRuntime:
+    client = target.client()
     RUNTIME_REDIS[:] = [client]
+    CALLS.clear()  # each test counts its own calls, in each mode
+    PUSHED[0] = pushed
+    render = None
+    if pushed:
+        settings = Settings(broker_url=target.broker_url, redis_url=target.redis_url)
+        render = report_renderer(create_app(settings), client)
+        assert render is not None, "broker and store share this Redis: reports should go with the outcome"
+        RENDERERS.append(render)
     store = StepStore(client, claim_ttl_ms=600, dedup_ttl_s=3600)
-    return StepRuntime(store, RuntimeConfig(lease_ttl_ms=3000, lease_wait_ms=5000, worker="test-worker"))
+    config = RuntimeConfig(lease_ttl_ms=3000, lease_wait_ms=5000, worker="test-worker", report_copies=copies)
+    return StepRuntime(store, config, render_report=render)
+
+
+@pytest.fixture(autouse=True)
+def _close_renderers() -> Iterator[None]:
+    yield
+    while RENDERERS:
+        RENDERERS.pop().close()
+
+
+@pytest.fixture(params=["published", "pushed"])
+def runtime(request: pytest.FixtureRequest, clean_redis: RedisTarget) -> StepRuntime:
+    return make_runtime(clean_redis, pushed=request.param == "pushed")
+
+
+def pushed_reports() -> list[StepReport]:
+    """Reports the store's script pushed to the orchestrator's queue, oldest first, taken off it."""
+    reports = []
+    while (raw := RUNTIME_REDIS[0].rpop(keys.ORCHESTRATOR_QUEUE)) is not None:
+        envelope = json.loads(raw)
+        assert envelope["properties"]["delivery_info"]["routing_key"] == keys.ORCHESTRATOR_QUEUE
+        reports.append(StepReport.model_validate_json(base64.b64decode(envelope["body"])))
+    return reports
 
 
 def dispatch(
@@ -78,6 +120,8 @@ def dispatch(
 
 
 def only_report(messages: list[Any]) -> StepReport:
+    if PUSHED[0] and not messages:
+        messages = pushed_reports()
     assert len(messages) == 1 and isinstance(messages[0], StepReport)
     return messages[0]
 
@@ -167,3 +211,10 @@ def test_a_dispatch_past_its_deadline_is_dropped_unrun(runtime: StepRuntime) -> 
     body["expires_at"] = "2000-01-01T00:00:00+00:00"
     assert runtime.execute(body) == []
     assert "late" not in CALLS
+
+
+def test_a_report_pushed_with_its_outcome_goes_out_as_often_as_told(clean_redis: RedisTarget) -> None:
+    runtime = make_runtime(clean_redis, pushed=True, copies=2)  # the duplicate-delivery fault setting
+    assert runtime.execute(dispatch("twice")) == []
+    first, second = pushed_reports()
+    assert first == second and first.outcome == Outcome.succeeded and first.result == {"tag": "twice"}
