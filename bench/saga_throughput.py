@@ -220,7 +220,7 @@ def run_workyard(n: int, database_url: str, broker: str, redis_url: str, workdir
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sagas", type=int, default=1000)
-    parser.add_argument("--rounds", type=int, default=2, help="best of N rounds per side (default 2)")
+    parser.add_argument("--rounds", type=int, default=3, help="best of N rounds per side (default 3)")
     parser.add_argument(
         "--raw-events",
         action="store_true",
