@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import delete, select, update
 
@@ -58,22 +59,36 @@ class TimerService:
             due = session.execute(
                 select(Timer.id, Timer.saga_id).where(Timer.due_at <= now).order_by(Timer.due_at).limit(TIMER_BATCH)
             ).all()
+        return self._in_batch_or_one_by_one(now, due, self._fire, Timer, Timer.due_at, "timer")
+
+    def _in_batch_or_one_by_one(
+        self,
+        now: datetime,
+        due: Sequence[Any],
+        fire: Callable[[datetime, Sequence[Any]], int],
+        model: type[Timer] | type[StepAttempt],
+        due_column: Any,
+        what: str,
+    ) -> int:
+        """Fire ``due`` (id, saga id) rows together; if that fails, one at a time, pushing a row that
+        still fails ``RETRY_FAILED_S`` into the future so the rest of the schedule keeps moving."""
         if not due:
             return 0
         try:
-            return self._fire(now, due)
+            return fire(now, due)
         except Exception:
-            log.exception("firing %d timer(s) together failed; firing them one at a time", len(due))
+            log.exception("%d %s(s) together failed; one at a time", len(due), what)
         fired = 0
-        for timer_id, saga_id in due:
+        for row, saga_id in due:
             try:
-                fired += self._fire(now, [(timer_id, saga_id)])
+                fired += fire(now, [(row, saga_id)])
             except Exception:
-                # Keep the rest of the schedule moving; this one is tried again later.
-                log.exception("timer %s (saga %s) failed; retrying it in %d s", timer_id, saga_id, RETRY_FAILED_S)
+                log.exception("%s %s (saga %s) failed; retrying it in %d s", what, row, saga_id, RETRY_FAILED_S)
                 with self.sessions.begin() as session:
                     session.execute(
-                        update(Timer).where(Timer.id == timer_id).values(due_at=now + timedelta(seconds=RETRY_FAILED_S))
+                        update(model)
+                        .where(model.id == row)
+                        .values({due_column.key: now + timedelta(seconds=RETRY_FAILED_S)})
                     )
         return fired
 
@@ -121,27 +136,9 @@ class TimerService:
                 .order_by(StepAttempt.deadline_at)
                 .limit(TIMER_BATCH)
             ).all()
-        if not due:
-            return 0
-        try:
-            return self._time_out(now, due)
-        except Exception:
-            log.exception("timing out %d attempt(s) together failed; one at a time", len(due))
-        fired = 0
-        for attempt_id, saga_id in due:
-            try:
-                fired += self._time_out(now, [(attempt_id, saga_id)])
-            except Exception:
-                log.exception(
-                    "attempt %s (saga %s) failed to time out; retrying in %d s", attempt_id, saga_id, RETRY_FAILED_S
-                )
-                with self.sessions.begin() as session:
-                    session.execute(
-                        update(StepAttempt)
-                        .where(StepAttempt.id == attempt_id)
-                        .values(deadline_at=now + timedelta(seconds=RETRY_FAILED_S))
-                    )
-        return fired
+        return self._in_batch_or_one_by_one(
+            now, due, self._time_out, StepAttempt, StepAttempt.deadline_at, "attempt deadline"
+        )
 
     def _time_out(self, now: datetime, due: Sequence[tuple[int, str]]) -> int:
         with self.sessions.begin() as session:

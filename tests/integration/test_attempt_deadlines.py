@@ -7,19 +7,19 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from models.enums import SagaState
-from models.tables import SagaRun, StepAttempt
+from models.tables import SagaRun, StepAttempt, StepRun
 from orchestrator.migrate import upgrade
 from orchestrator.submit import submit_saga
 from orchestrator.templates import parse_template, register_template
-from orchestrator.timers import TimerService
+from orchestrator.timers import RETRY_FAILED_S, TimerService
 from orchestrator.wiring import Wiring
 from tests.conftest import BACKENDS, database_url
 from tests.integration.harness import stack_settings
@@ -130,3 +130,21 @@ def test_a_running_attempt_of_a_finished_saga_is_dropped_from_the_watch(wiring: 
     [(_, outcome, deadline)] = attempts(wiring, saga_id)
     assert (outcome, deadline) == ("running", None)
     assert loop.tick() == 0
+
+
+def test_an_attempt_that_fails_to_time_out_is_tried_later_and_the_rest_go_on(wiring: Wiring) -> None:
+    healthy, _ = started(wiring)
+    broken, _ = started(wiring)
+    # Break the second saga for real: without its step rows, timing its attempt out raises.
+    with wiring.sessions.begin() as session:
+        session.execute(delete(StepRun).where(StepRun.saga_id == broken))
+    late = clock_at(wiring, broken, timedelta(milliseconds=TIMEOUT_MS + 5000))
+    assert TimerService(wiring.sessions, wiring.settings, wiring.dispatcher, clock=late).tick() == 1
+    assert [a[:2] for a in attempts(wiring, healthy)] == [(1, "timed_out")]
+    [(_, outcome, deadline)] = attempts(wiring, broken)
+    assert outcome == "running" and deadline is not None
+    assert _utc(deadline) == late() + timedelta(seconds=RETRY_FAILED_S)
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
