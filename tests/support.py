@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import time
 import uuid
@@ -9,7 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 import redis
@@ -79,3 +81,12 @@ def postgres_schema(base_url: str) -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+def kombu_envelope(raw: bytes | str) -> tuple[dict[str, Any], bytes]:
+    """A message as kombu's Redis transport stores or publishes it: (envelope, decoded body)."""
+    envelope = json.loads(raw)
+    body = envelope["body"]
+    if envelope.get("properties", {}).get("body_encoding") == "base64":
+        return envelope, base64.b64decode(body)
+    return envelope, body.encode() if isinstance(body, str) else body

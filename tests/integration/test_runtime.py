@@ -6,8 +6,6 @@ Redis), read back from the queue here."""
 
 from __future__ import annotations
 
-import base64
-import json
 import threading
 import time
 import uuid
@@ -22,7 +20,7 @@ from config import keys
 from config.settings import Settings
 from models.enums import Outcome
 from models.messages import DeadLetterReport, StepReport
-from tests.support import RedisTarget
+from tests.support import RedisTarget, kombu_envelope
 from workers import StepContext, step
 from workers.app import create_app
 from workers.publish import ReportRenderer, report_renderer
@@ -84,9 +82,9 @@ def pushed_reports() -> list[StepReport]:
     """Reports the store's script pushed to the orchestrator's queue, oldest first, taken off it."""
     reports = []
     while (raw := RUNTIME_REDIS[0].rpop(keys.ORCHESTRATOR_QUEUE)) is not None:
-        envelope = json.loads(raw)
+        envelope, body = kombu_envelope(raw)
         assert envelope["properties"]["delivery_info"]["routing_key"] == keys.ORCHESTRATOR_QUEUE
-        reports.append(StepReport.model_validate_json(base64.b64decode(envelope["body"])))
+        reports.append(StepReport.model_validate_json(body))
     return reports
 
 

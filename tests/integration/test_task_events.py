@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import threading
 from collections import Counter
@@ -11,7 +10,7 @@ from typing import Any
 
 from tests.integration.harness import running_harness
 from tests.integration.templates import THREE_STEPS
-from tests.support import RedisTarget, eventually
+from tests.support import RedisTarget, eventually, kombu_envelope
 
 SAGAS = 10
 TASK_EVENTS = ("task-received", "task-started", "task-succeeded")
@@ -30,10 +29,7 @@ class EventTap:
         self.thread = self.pubsub.run_in_thread(sleep_time=0.01, daemon=True)
 
     def handle(self, raw: Any) -> None:
-        envelope = json.loads(raw)
-        body = envelope["body"]
-        if envelope.get("properties", {}).get("body_encoding") == "base64":
-            body = base64.b64decode(body)
+        _, body = kombu_envelope(raw)
         # Celery's task.multi carries a list of events; a single event is a dict.
         events = json.loads(body)
         events = events if isinstance(events, list) else [events]
