@@ -16,12 +16,19 @@ kombu acknowledges a message with a round trip of its own (removing it from the 
 ``unacked`` hash and index). :func:`ack_all` acknowledges a batch in one, as the orchestrator does
 after each committed batch of reports; on other transports it acknowledges one by one.
 
+kombu also receives one message per round trip (BRPOP) and records each as unacknowledged with
+another (a MULTI of ZADD and HSET). :func:`receive_in_batches` lets a consumer that applies
+messages in batches, the orchestrator, take up to N more with every message BRPOP hands it: a
+Lua script pops them and records them as unacknowledged, as kombu would, in one atomic step, so
+a consumer that dies holding them loses nothing (kombu's ``restore_visible`` requeues them).
+
 :func:`install` points the ``redis`` transport alias (``redis://``, ``redis+socket://``) here;
 every other transport is left as it is.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,8 +38,55 @@ from kombu.transport import TRANSPORT_ALIASES, virtual
 from kombu.transport import redis as kombu_redis
 from kombu.utils import json as kombu_json
 
+# Pops up to ARGV[1] messages from the lists in KEYS[3..] (a queue's keys, highest priority
+# first) and records each as kombu's QoS.append would: the delivery tag in the unacked index
+# (KEYS[1]) scored ARGV[2], and [message, exchange, routing key] under it in the unacked hash
+# (KEYS[2]). A message without a readable delivery tag goes back where it was, with those after
+# it, for kombu's own path to meet. RPOP with a count needs Redis 6.2.
+_POP_AND_HOLD = """
+local want = tonumber(ARGV[1])
+local taken = {}
+for i = 3, #KEYS do
+  if #taken >= want then break end
+  local items = redis.call('RPOP', KEYS[i], want - #taken)
+  if items then
+    for n, raw in ipairs(items) do
+      local ok, message = pcall(cjson.decode, raw)
+      local props = ok and type(message) == 'table' and message['properties']
+      local tag = type(props) == 'table' and props['delivery_tag']
+      if type(tag) ~= 'string' then
+        for back = #items, n, -1 do
+          redis.call('RPUSH', KEYS[i], items[back])
+        end
+        return taken
+      end
+      local info = type(props['delivery_info']) == 'table' and props['delivery_info'] or {}
+      local exchange = type(info['exchange']) == 'string' and info['exchange'] or ''
+      local routing_key = type(info['routing_key']) == 'string' and info['routing_key'] or ''
+      redis.call('ZADD', KEYS[1], ARGV[2], tag)
+      redis.call('HSET', KEYS[2], tag,
+        '[' .. raw .. ',' .. cjson.encode(exchange) .. ',' .. cjson.encode(routing_key) .. ']')
+      taken[#taken + 1] = raw
+    end
+  end
+end
+return taken
+"""
+
 
 class QoS(kombu_redis.QoS):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call]
+        # Delivery tags the pop script already recorded as unacknowledged.
+        self._held: set[str] = set()
+
+    def append(self, message: Any, delivery_tag: str) -> None:
+        if delivery_tag in self._held:
+            self._held.discard(delivery_tag)
+            virtual.QoS.append(self, message, delivery_tag)  # type: ignore[no-untyped-call]
+            return
+        super().append(message, delivery_tag)  # type: ignore[no-untyped-call]
+
     def ack_many(self, delivery_tags: Sequence[str]) -> None:
         """Acknowledge deliveries in one round trip (kombu's ``ack`` takes one per delivery)."""
         with self.pipe_or_acquire() as pipe:
@@ -45,6 +99,38 @@ class QoS(kombu_redis.QoS):
 class Channel(kombu_redis.Channel):
     QoS = QoS
     _sync_client: Any = None
+    # Messages to take along with each one BRPOP delivers; see receive_in_batches().
+    receive_batch = 0
+    _pop_script: Any = None
+
+    def _brpop_read(self, **options: Any) -> bool:
+        delivered: bool = super()._brpop_read(**options)  # type: ignore[no-untyped-call]
+        if delivered and self.receive_batch:
+            self._receive_more()
+        return delivered
+
+    def _receive_more(self) -> None:
+        queues = self.active_queues
+        if len(queues) != 1 or self.global_keyprefix:
+            return  # the batch would have to pick among queues; kombu's cycle does that
+        queue = queues[0]
+        room = self.qos.can_consume_max_estimate()
+        want = self.receive_batch if room is None else min(self.receive_batch, room)
+        if want <= 0:
+            return
+        kombu: Any = self
+        qos: Any = self.qos
+        # The lists in the order BRPOP reads them, highest priority first.
+        keys = [qos.unacked_index_key, qos.unacked_key] + [kombu._q_for_pri(queue, pri) for pri in kombu.priority_steps]
+        with kombu.conn_or_acquire() as client:
+            if self._pop_script is None:
+                self._pop_script = client.register_script(_POP_AND_HOLD)
+            items = self._pop_script(keys=keys, args=[want, time.time()], client=client)
+        decode: Any = kombu_json.loads
+        for raw in items:
+            message = decode(raw)
+            qos._held.add(message["properties"]["delivery_tag"])
+            self.connection._deliver(message, queue)
 
     def basic_ack_many(self, delivery_tags: Sequence[str]) -> None:
         if delivery_tags:
@@ -90,6 +176,13 @@ def ack_all(messages: Sequence[Message]) -> None:
             message.ack()  # type: ignore[no-untyped-call]
         return
     ack_many([m.delivery_tag for m in messages])
+
+
+def receive_in_batches(channel: Any, batch: int) -> None:
+    """Take up to ``batch`` more messages with every one a Redis channel of this transport
+    receives (within its prefetch count). Other transports receive as they do."""
+    if isinstance(channel, Channel):
+        channel.receive_batch = max(0, batch)
 
 
 def install() -> None:

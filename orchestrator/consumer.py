@@ -15,7 +15,7 @@ from celery import Celery
 from kombu.message import Message
 
 from config.celery_config import orchestrator_queue
-from config.redis_transport import ack_all
+from config.redis_transport import ack_all, receive_in_batches
 from orchestrator.coordinator import Coordinator
 from orchestrator.db import is_transient
 
@@ -55,7 +55,9 @@ class ReportConsumer:
                 accept=["json"],
                 on_decode_error=self._on_decode_error,
                 prefetch_count=self.batch,
-            ):
+            ) as consumer:
+                # A stream of reports arrives a batch per round trip, not one message per two.
+                receive_in_batches(consumer.channel, self.batch - 1)
                 while not self.stop.is_set():
                     try:
                         conn.drain_events(timeout=FIRST_WAIT_S)

@@ -113,3 +113,108 @@ def test_a_rendered_message_is_the_one_kombu_would_push(redis_target: RedisTarge
         client.lpush(key, payload)
         message = bound.get(no_ack=True)
         assert message is not None and message.payload == body
+
+
+def _publish(conn: Connection, queue_name: str, count: int, first: int = 0) -> None:
+    with conn.Producer() as producer:
+        for n in range(first, first + count):
+            producer.publish({"n": n}, exchange="", routing_key=queue_name, serializer="json")
+
+
+def _calls(client: Any, command: str) -> int:
+    return int(client.info("commandstats").get(f"cmdstat_{command}", {}).get("calls", 0))
+
+
+def test_a_consumer_receiving_in_batches_takes_many_per_round_trip(redis_target: RedisTarget) -> None:
+    queue = capability_queue("transport-batches")
+    client = redis_target.client()
+    with Connection(redis_target.broker_url) as conn:
+        channel = conn.default_channel
+        bound = queue(channel)
+        bound.declare()
+        bound.purge()
+        received: list[Message] = []
+        with conn.Consumer(
+            [queue], callbacks=[lambda _body, message: received.append(message)], accept=["json"], prefetch_count=5
+        ) as consumer:
+            redis_transport.receive_in_batches(consumer.channel, 4)
+            _publish(conn, queue.name, 7)
+            brpops, multis = _calls(client, "brpop"), _calls(client, "multi")
+            conn.drain_events(timeout=5)
+            # One BRPOP brought one message and the script the next four: the prefetch window.
+            assert [m.payload["n"] for m in received] == [0, 1, 2, 3, 4]
+            assert _calls(client, "brpop") - brpops == 1
+            assert _calls(client, "multi") - multis == 1  # kombu's own record of the first one
+            assert client.llen(queue.name) == 2
+
+            # Each is held as kombu holds a delivery: [message, exchange, routing key] by tag.
+            held = {k.decode(): json.loads(v) for k, v in client.hgetall(channel.unacked_key).items()}
+            indexed = {t.decode() for t in client.zrange(channel.unacked_index_key, 0, -1)}
+            for message in received:
+                assert held[message.delivery_tag] == [message._raw, "", queue.name]
+                assert message.delivery_tag in indexed
+
+            redis_transport.ack_all(received)
+            assert not {m.delivery_tag for m in received} & {t.decode() for t in client.hkeys(channel.unacked_key)}
+            while len(received) < 7:
+                conn.drain_events(timeout=5)
+            assert [m.payload["n"] for m in received] == list(range(7))
+            redis_transport.ack_all(received[5:])
+    with Connection(redis_target.broker_url) as conn:
+        assert queue(conn.default_channel).get() is None
+
+
+def test_messages_taken_in_a_batch_come_back_if_their_consumer_dies(redis_target: RedisTarget) -> None:
+    queue = capability_queue("transport-batch-restore")
+    # No visibility timeout to wait for: any unacknowledged delivery is due back.
+    options = {"visibility_timeout": 0.001}
+    with Connection(redis_target.broker_url, transport_options=options) as conn:
+        bound = queue(conn.default_channel)
+        bound.declare()
+        bound.purge()
+        received: list[Message] = []
+        consumer = conn.Consumer(
+            [queue], callbacks=[lambda _body, message: received.append(message)], accept=["json"], prefetch_count=10
+        )
+        consumer.consume()
+        redis_transport.receive_in_batches(consumer.channel, 9)
+        _publish(conn, queue.name, 6)
+        conn.drain_events(timeout=5)
+        assert len(received) == 6
+        # The consumer dies: its unacknowledged deliveries stay recorded in Redis, and nothing
+        # restores them at shutdown.
+        consumer.channel.qos.restore_at_shutdown = False
+    with Connection(redis_target.broker_url, transport_options=options) as conn:
+        channel = conn.default_channel
+        channel.qos.restore_visible(num=100)
+        got = []
+        while (message := queue(channel).get(no_ack=False)) is not None:
+            got.append(message.payload["n"])
+            message.ack()
+        assert sorted(got) == list(range(6))  # each once, none lost
+
+
+def test_a_batch_leaves_a_message_without_a_delivery_tag_where_it_was(redis_target: RedisTarget) -> None:
+    queue = capability_queue("transport-batch-junk")
+    client = redis_target.client()
+    with Connection(redis_target.broker_url) as conn:
+        bound = queue(conn.default_channel)
+        bound.declare()
+        bound.purge()
+        received: list[Message] = []
+        with conn.Consumer(
+            [queue], callbacks=[lambda _body, message: received.append(message)], accept=["json"], prefetch_count=10
+        ) as consumer:
+            redis_transport.receive_in_batches(consumer.channel, 9)
+            _publish(conn, queue.name, 2)
+            client.lpush(queue.name, '{"body": "not a kombu message"}')
+            _publish(conn, queue.name, 1, first=2)
+            conn.drain_events(timeout=5)
+            assert [m.payload["n"] for m in received] == [0, 1]
+            # The odd one and the one behind it are back in the list, in their order.
+            assert [json.loads(raw).get("body") for raw in client.lrange(queue.name, 0, -1)][::-1][0] == (
+                "not a kombu message"
+            )
+            assert client.llen(queue.name) == 2
+            redis_transport.ack_all(received)
+        bound.purge()
