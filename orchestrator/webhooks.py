@@ -118,7 +118,10 @@ def _targets(session: Session, tenant: str | None) -> list[Target]:
     if cached is not None and cached[0] > now:
         return cached[1]
     tenants = [ALL_TENANTS] if tenant is None else [tenant, ALL_TENANTS]
-    rows = session.scalars(select(Webhook).where(Webhook.tenant.in_(tenants), Webhook.disabled_at.is_(None))).all()
+    # No autoflush: webhooks are registered in transactions of their own, and a flush here, in
+    # the middle of a coordinator batch, would write its changed rows one UPDATE at a time.
+    with session.no_autoflush:
+        rows = session.scalars(select(Webhook).where(Webhook.tenant.in_(tenants), Webhook.disabled_at.is_(None))).all()
     targets = [Target(r.id, frozenset(r.events)) for r in rows]
     with _cache_lock:
         _cache[key] = (now + CACHE_TTL_S, targets)
