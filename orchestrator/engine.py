@@ -8,12 +8,12 @@ by the caller after commit (invariant 1).
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import Executable, delete, insert, select
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import flag_modified
@@ -38,6 +38,7 @@ from models.tables import (
 )
 from models.template import StepSpec, TemplateSpec
 from orchestrator import fanout, saga_sla, waiting, webhooks
+from orchestrator.db import pipelined
 from orchestrator.planner import GiveUp, after_failure, next_compensation, outcome_unknown
 from orchestrator.timer_keys import TIMER_DISPATCH, TIMER_SAGA_DEADLINE, timer_key
 from orchestrator.work.saga_items import cancel_items, open_remediation
@@ -197,8 +198,9 @@ class SagaEngine:
             error=attempt.error,
         )
 
-    def finalize(self) -> None:
-        """Write what was batched; call once before commit."""
+    def finalize(self, first: Sequence[tuple[Executable, list[dict[str, Any]]]] = ()) -> None:
+        """Write what was batched; call once before commit. ``first``: inserts of the caller's
+        own (statement, rows) to send ahead of the batch's (a new saga and its steps)."""
         # Give every changed row of a table the same SET list, so the flush sends one
         # executemany per table instead of one UPDATE per row (rows of different shapes
         # interleave in primary-key order and would not group).
@@ -206,25 +208,30 @@ class SagaEngine:
             for column in _UNIFORM_UPDATES.get(type(obj), ()):
                 flag_modified(obj, column)
         self.session.flush()  # sagas and steps first: the rows below refer to them
-        if self.attempt_rows:
-            # One executemany needs one shape: handler and work-item attempts set different columns.
-            columns = {key for row in self.attempt_rows for key in row}
-            rows = [dict.fromkeys(columns) | row for row in self.attempt_rows]
-            self.session.execute(insert(ATTEMPTS), rows)
-        if self.member_rows:
-            self.session.execute(insert(FAN_OUT_MEMBERS), self.member_rows)
+        # These need no answer: on PostgreSQL they go in one round trip. (The inserts are
+        # "inline": no RETURNING of generated keys, which a pipeline cannot answer in time.)
+        with pipelined(self.session):
+            for statement, rows in first:
+                self.session.execute(statement, rows)
+            if self.attempt_rows:
+                # One executemany needs one shape: handler and work-item attempts set different columns.
+                columns = {key for row in self.attempt_rows for key in row}
+                rows = [dict.fromkeys(columns) | row for row in self.attempt_rows]
+                self.session.execute(insert(ATTEMPTS).inline(), rows)
+            if self.member_rows:
+                self.session.execute(insert(FAN_OUT_MEMBERS).inline(), self.member_rows)
+            if self._timer_rows:
+                self.session.execute(insert(TIMERS).inline(), self._timer_rows)
+            if self._cancelled_timers:
+                self.session.execute(delete(TIMERS).where(TIMERS.c.key.in_(self._cancelled_timers)))
+            if self._finished:
+                # A finished saga needs none of its timers, including any written just above.
+                self.session.execute(delete(TIMERS).where(TIMERS.c.saga_id.in_(self._finished)))
         if self._outbox_rows:
             ids = self.session.scalars(
                 insert(OUTBOX).returning(OUTBOX.c.id, sort_by_parameter_order=True), self._outbox_rows
             ).all()
             self.outbox += [Outgoing(i, r["queue"], r["payload"]) for i, r in zip(ids, self._outbox_rows, strict=True)]
-        if self._timer_rows:
-            self.session.execute(insert(TIMERS), self._timer_rows)
-        if self._cancelled_timers:
-            self.session.execute(delete(TIMERS).where(TIMERS.c.key.in_(self._cancelled_timers)))
-        if self._finished:
-            # A finished saga needs none of its timers, including any written just above.
-            self.session.execute(delete(TIMERS).where(TIMERS.c.saga_id.in_(self._finished)))
         for batch in (
             self.attempt_rows,
             self.member_rows,

@@ -102,9 +102,7 @@ def submit_saga(
             engine.start(saga, spec)
             # Plain INSERTs of the new rows: the ORM's unit of work costs more than the SQL here,
             # on the path every upstream request takes. The objects stay out of the session.
-            session.execute(insert(SAGAS), [_row(saga)])
-            session.execute(insert(STEPS), [_row(step) for step in saga.steps])
-            engine.finalize()
+            engine.finalize(first=[(insert(SAGAS), [_row(saga)]), (insert(STEPS), [_row(s) for s in saga.steps])])
     except IntegrityError:
         # Another request with the same key won the race; answer with its saga.
         if idempotence_key is None:
