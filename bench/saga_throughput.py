@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -68,17 +69,27 @@ def postgres_seconds() -> float:
     return total
 
 
-def cpu_snapshot(pids: dict[str, int], *, postgres: bool = False) -> dict[str, float]:
+def host_ticks() -> list[int]:
+    """This machine's CPU time so far by state (user, nice, system, idle, ..., steal), in ticks."""
+    return [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+
+
+def cpu_snapshot(pids: dict[str, int], *, postgres: bool = False) -> dict[str, Any]:
     # The submitter is the parent of every other process here: count only its own CPU.
-    snapshot = {name: cpu_seconds(pid, children=name != "submitter") for name, pid in pids.items()}
+    snapshot: dict[str, Any] = {name: cpu_seconds(pid, children=name != "submitter") for name, pid in pids.items()}
     if postgres:
         snapshot["postgres"] = postgres_seconds()
+    snapshot["host"] = host_ticks()
     return snapshot
 
 
-def print_cpu(before: dict[str, float], after: dict[str, float], n: int) -> None:
-    parts = [f"{name} {(after[name] - before[name]) / n * 1000:.1f}" for name in before]
-    print(f"{'':<22} CPU ms per saga: " + ", ".join(parts), flush=True)
+def print_cpu(before: dict[str, Any], after: dict[str, Any], n: int) -> None:
+    parts = [f"{name} {(after[name] - before[name]) / n * 1000:.1f}" for name in before if name != "host"]
+    # Time the hypervisor gave to other guests: on a shared host it slows a run and inflates the
+    # CPU times above, so figures from runs with much steal do not compare.
+    ticks = [b - a for a, b in zip(before["host"], after["host"], strict=True)]
+    steal = ticks[7] / max(1, sum(ticks)) * 100 if len(ticks) > 7 else 0.0
+    print(f"{'':<22} CPU ms per saga: " + ", ".join(parts) + f"   (host steal {steal:.0f}%)", flush=True)
 
 
 def pct(values: list[float], q: float) -> float:
