@@ -12,6 +12,7 @@ import threading
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from datetime import timedelta
+from functools import cached_property
 from typing import Any, Protocol
 
 from celery import Celery
@@ -22,7 +23,7 @@ from config.settings import Settings
 from models.base import utcnow
 from models.tables import OUTBOX, OutboxMessage
 from orchestrator.db import SessionFactory
-from workers.publish import publish_dispatch, publish_report
+from workers.publish import SentEvents, publish_dispatch, publish_report
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,10 @@ class Dispatcher:
         self._lock = threading.Lock()
         self._flush_timer: threading.Timer | None = None
 
+    @cached_property
+    def _event_dispatcher(self) -> Any:
+        return SentEvents.dispatcher_for(self.app)
+
     def publish(self, rows: Sequence[Publishable]) -> None:
         """Publish rows whose transaction has committed; they are deleted soon after.
 
@@ -66,6 +71,7 @@ class Dispatcher:
         """
         if not rows:
             return
+        sent_events = SentEvents(self._event_dispatcher)
         with self.app.producer_or_acquire() as producer, _batched(producer):
             for row in rows:
                 payload = row.payload
@@ -83,7 +89,9 @@ class Dispatcher:
                         shadow=payload["shadow"],
                         timeout_ms=payload.get("timeout_ms"),
                         grace_s=self.settings.watchdog_grace_s,
+                        sent_events=sent_events,
                     )
+            sent_events.send(producer)
         with self._lock:
             self._published.extend(r.id for r in rows)
             if self._flush_timer is None:

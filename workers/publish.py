@@ -125,6 +125,42 @@ def _server(client: Any) -> tuple[Any, ...]:
     return (*where, int(kwargs.get("db") or 0))
 
 
+class SentEvents:
+    """The task-sent events (for Flower) of dispatches published together, sent as one message.
+
+    Celery's ``send_task`` publishes a task's task-sent event as a message of its own, through the
+    event dispatcher it is given: as this one, it only gathers them. :meth:`send` then publishes
+    them as Celery's ``task.multi`` (a list of events, as a worker's batched task events travel,
+    which Flower reads): one message per batch of dispatches instead of one per dispatch.
+    """
+
+    def __init__(self, dispatcher: Any):
+        self._dispatcher = dispatcher
+        self._events: list[Any] = []
+
+    @classmethod
+    def dispatcher_for(cls, app: Celery) -> Any:
+        """An event dispatcher to build and publish events with, shared by many SentEvents; it
+        opens no connection of its own (it publishes on the producer it is given)."""
+        dispatcher = app.events.Dispatcher(enabled=False)
+        dispatcher.buffer_while_offline = False  # nothing would ever flush that buffer
+        return dispatcher
+
+    def publish(self, type: str, fields: dict[str, Any], producer: Any, **_options: Any) -> None:
+        """What ``send_task`` calls for each task it sends."""
+        self._events.append(self._dispatcher._prepare_event(type, fields))
+
+    def send(self, producer: Any) -> None:
+        events, self._events = self._events, []
+        if not events:
+            return
+        try:
+            self._dispatcher._publish(events, producer, "task.multi", retry=True)
+        except Exception as exc:
+            # The tasks went out: only Flower's view of them being sent is lost.
+            log.warning("could not send %d task-sent event(s): %s", len(events), exc)
+
+
 def publish_dispatch(
     app: Celery,
     producer: Any,
@@ -135,8 +171,10 @@ def publish_dispatch(
     shadow: str,
     timeout_ms: int | None,
     grace_s: int,
+    sent_events: SentEvents | None = None,
 ) -> None:
-    """Send one step dispatch as the Celery task ``workyard.step`` on its capability queue."""
+    """Send one step dispatch as the Celery task ``workyard.step`` on its capability queue.
+    With ``sent_events``, its task-sent event waits there to be sent with others."""
     queue = _queue(queue_name)
     soft = hard = None
     if timeout_ms is not None:
@@ -161,4 +199,5 @@ def publish_dispatch(
         soft_time_limit=soft,
         time_limit=hard,
         retry=True,
+        **({"event_dispatcher": sent_events} if sent_events is not None else {}),
     )

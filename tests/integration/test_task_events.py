@@ -8,7 +8,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from tests.integration.harness import running_harness
+from orchestrator.migrate import upgrade
+from orchestrator.submit import submit_saga
+from orchestrator.templates import parse_template, register_template
+from orchestrator.wiring import Wiring
+from tests.integration.harness import running_harness, stack_settings
 from tests.integration.templates import THREE_STEPS
 from tests.support import RedisTarget, eventually, kombu_envelope
 
@@ -22,6 +26,7 @@ class EventTap:
     def __init__(self, target: RedisTarget):
         self.pubsub = target.client().pubsub()
         self.messages = 0
+        self.sent_messages = 0  # messages carrying task-sent events
         self.events: list[dict[str, Any]] = []
         self.lock = threading.Lock()
         # Decoded by hand: the envelope is kombu's, the body Celery's JSON event (or list of them).
@@ -38,6 +43,8 @@ class EventTap:
             # from the worker's timer, each in a message of its own either way.
             if any(e.get("type") in TASK_EVENTS for e in events):
                 self.messages += 1
+            if any(e.get("type") == "task-sent" for e in events):
+                self.sent_messages += 1
             self.events.extend(events)
 
     def stop(self) -> None:
@@ -70,3 +77,33 @@ def test_every_step_reports_its_task_events_in_few_messages(tmp_path: Path, clea
             assert messages * 2 <= events, f"{events} task events came in {messages} messages"
     finally:
         tap.stop()
+
+
+def test_dispatches_published_together_send_their_task_sent_events_in_one_message(
+    tmp_path: Path, clean_redis: RedisTarget
+) -> None:
+    wiring = Wiring(stack_settings(tmp_path, f"sqlite:///{tmp_path / 'sent.db'}", clean_redis))
+    upgrade(wiring.engine)
+    tap = EventTap(clean_redis)
+    try:
+        register_template(wiring.sessions, parse_template(THREE_STEPS))
+        outbox = [
+            row
+            for n in range(SAGAS)
+            for row in submit_saga(wiring.sessions, wiring.settings, template="it.three", input={"tag": f"s{n}"}).outbox
+        ]
+        wiring.dispatcher.publish(outbox)  # as the coordinator publishes what one batch dispatched
+
+        def sent() -> list[dict[str, Any]]:
+            with tap.lock:
+                return [e for e in tap.events if e.get("type") == "task-sent"]
+
+        eventually(lambda: len(sent()) >= SAGAS, timeout=20, what="a task-sent event per dispatch")
+        events = sent()
+        assert sorted(e["uuid"] for e in events) == sorted(row.payload["task_id"] for row in outbox)
+        assert {(e["name"], e["queue"]) for e in events} == {("workyard.step", "cap.alpha")}
+        with tap.lock:
+            assert tap.sent_messages == 1, f"{SAGAS} task-sent events came in {tap.sent_messages} messages"
+    finally:
+        tap.stop()
+        wiring.close()
