@@ -28,15 +28,19 @@ every other transport is left as it is.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from typing import Any
 
+import redis
 from kombu import serialization
 from kombu.message import Message
 from kombu.transport import TRANSPORT_ALIASES, virtual
 from kombu.transport import redis as kombu_redis
 from kombu.utils import json as kombu_json
+
+log = logging.getLogger(__name__)
 
 # Pops up to ARGV[1] messages from the lists in KEYS[3..] (a queue's keys, highest priority
 # first) and records each as kombu's QoS.append would: the delivery tag in the unacked index
@@ -125,7 +129,14 @@ class Channel(kombu_redis.Channel):
         with kombu.conn_or_acquire() as client:
             if self._pop_script is None:
                 self._pop_script = client.register_script(_POP_AND_HOLD)
-            items = self._pop_script(keys=keys, args=[want, time.time()], client=client)
+            try:
+                items = self._pop_script(keys=keys, args=[want, time.time()], client=client)
+            except redis.ResponseError as exc:
+                # Refused before it popped anything (RPOP with a count needs Redis 6.2): receive
+                # one message per round trip from here on, as kombu does.
+                log.warning("receiving messages one at a time: Redis refused the batch pop (%s)", exc)
+                self.receive_batch = 0
+                return
         decode: Any = kombu_json.loads
         for raw in items:
             message = decode(raw)

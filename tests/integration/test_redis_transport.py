@@ -218,3 +218,30 @@ def test_a_batch_leaves_a_message_without_a_delivery_tag_where_it_was(redis_targ
             assert client.llen(queue.name) == 2
             redis_transport.ack_all(received)
         bound.purge()
+
+
+def test_a_redis_that_refuses_the_batch_pop_is_read_one_message_at_a_time(redis_target: RedisTarget) -> None:
+    queue = capability_queue("transport-batch-refused")
+    with Connection(redis_target.broker_url) as conn:
+        bound = queue(conn.default_channel)
+        bound.declare()
+        bound.purge()
+        received: list[Message] = []
+        with conn.Consumer(
+            [queue], callbacks=[lambda _body, message: received.append(message)], accept=["json"], prefetch_count=10
+        ) as consumer:
+            channel = consumer.channel
+            redis_transport.receive_in_batches(channel, 9)
+            # What a Redis before 6.2 answers to RPOP with a count, before popping anything.
+            with channel.conn_or_acquire() as client:
+                channel._pop_script = client.register_script(
+                    "return redis.error_reply('ERR wrong number of arguments for \\'rpop\\' command')"
+                )
+            _publish(conn, queue.name, 3)
+            while len(received) < 3:
+                conn.drain_events(timeout=5)
+            assert [m.payload["n"] for m in received] == [0, 1, 2]  # none lost, in order
+            assert channel.receive_batch == 0
+            redis_transport.ack_all(received)
+    with Connection(redis_target.broker_url) as conn:
+        assert queue(conn.default_channel).get() is None
