@@ -14,10 +14,12 @@ from sqlalchemy import func, select
 from config.settings import Settings
 from models.api import SagaRead
 from models.base import Base
+from orchestrator.migrate import upgrade
 from orchestrator.queries import read_saga
 from orchestrator.stack import Stack, StackOptions, WorkerSpec
 from orchestrator.submit import submit_saga
 from orchestrator.templates import parse_template, register_template
+from orchestrator.wiring import Wiring
 from tests.conftest import database_url
 from tests.support import RedisTarget, eventually
 
@@ -45,6 +47,19 @@ def stack_settings(data_dir: Path, database_url: str, target: RedisTarget, **ove
     }
     values.update(overrides)
     return Settings(**values)
+
+
+@contextmanager
+def database_wiring(backend: str, tmp_path: Path, target: RedisTarget, **overrides: Any) -> Iterator[Wiring]:
+    """A migrated database on ``backend`` and the orchestrator's wiring to it; no process runs,
+    so the test applies reports and fires timers itself."""
+    for url in database_url(backend, tmp_path):
+        built = Wiring(stack_settings(tmp_path, url, target, **overrides))
+        upgrade(built.engine)
+        try:
+            yield built
+        finally:
+            built.close()
 
 
 @contextmanager

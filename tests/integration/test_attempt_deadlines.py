@@ -16,13 +16,12 @@ from sqlalchemy import delete, select
 
 from models.enums import SagaState
 from models.tables import SagaRun, StepAttempt, StepRun
-from orchestrator.migrate import upgrade
 from orchestrator.submit import submit_saga
 from orchestrator.templates import parse_template, register_template
 from orchestrator.timers import RETRY_FAILED_S, TimerService
 from orchestrator.wiring import Wiring
-from tests.conftest import BACKENDS, database_url
-from tests.integration.harness import stack_settings
+from tests.conftest import BACKENDS
+from tests.integration.harness import database_wiring
 from tests.support import RedisTarget
 
 TIMEOUT_MS = 1000
@@ -30,13 +29,8 @@ TIMEOUT_MS = 1000
 
 @pytest.fixture(params=BACKENDS)
 def wiring(request: pytest.FixtureRequest, tmp_path: Path, clean_redis: RedisTarget) -> Iterator[Wiring]:
-    for url in database_url(str(request.param), tmp_path):
-        built = Wiring(stack_settings(tmp_path, url, clean_redis, watchdog_grace_s=1))
-        upgrade(built.engine)
-        try:
-            yield built
-        finally:
-            built.close()
+    with database_wiring(str(request.param), tmp_path, clean_redis, watchdog_grace_s=1) as built:
+        yield built
 
 
 def started(wiring: Wiring) -> tuple[str, str]:

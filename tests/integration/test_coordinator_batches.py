@@ -15,12 +15,11 @@ from sqlalchemy import event, select
 from models.enums import SagaState
 from models.tables import SagaRun
 from orchestrator import webhooks
-from orchestrator.migrate import upgrade
 from orchestrator.submit import submit_saga
 from orchestrator.templates import parse_template, register_template
 from orchestrator.wiring import Wiring
-from tests.conftest import BACKENDS, database_url
-from tests.integration.harness import stack_settings
+from tests.conftest import BACKENDS
+from tests.integration.harness import database_wiring
 from tests.support import RedisTarget
 
 SAGAS = 5
@@ -28,13 +27,8 @@ SAGAS = 5
 
 @pytest.fixture(params=BACKENDS)
 def wiring(request: pytest.FixtureRequest, tmp_path: Path, clean_redis: RedisTarget) -> Iterator[Wiring]:
-    for url in database_url(str(request.param), tmp_path):
-        built = Wiring(stack_settings(tmp_path, url, clean_redis))
-        upgrade(built.engine)
-        try:
-            yield built
-        finally:
-            built.close()
+    with database_wiring(str(request.param), tmp_path, clean_redis) as built:
+        yield built
 
 
 def report(saga_id: str, index: int) -> dict[str, Any]:

@@ -6,12 +6,37 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from kombu import Connection
+from kombu import Connection, Queue
 from kombu.message import Message
 
 from config import redis_transport
 from config.celery_config import capability_queue
 from tests.support import RedisTarget
+
+
+def _empty(queue: Queue, channel: Any) -> Any:
+    """``queue`` declared on ``channel``, with nothing in it."""
+    bound = queue(channel)
+    bound.declare()
+    bound.purge()
+    return bound
+
+
+def _collecting(conn: Connection, queue: Queue, received: list[Message], prefetch: int) -> Any:
+    """A consumer that appends what it receives to ``received``, as the orchestrator gathers a batch."""
+    return conn.Consumer(
+        [queue], callbacks=[lambda _body, message: received.append(message)], accept=["json"], prefetch_count=prefetch
+    )
+
+
+def _publish(conn: Connection, queue_name: str, count: int, first: int = 0) -> None:
+    with conn.Producer() as producer:
+        for n in range(first, first + count):
+            producer.publish({"n": n}, exchange="", routing_key=queue_name, serializer="json")
+
+
+def _calls(client: Any, command: str) -> int:
+    return int(client.info("commandstats").get(f"cmdstat_{command}", {}).get("calls", 0))
 
 
 def test_a_channel_keeps_one_client_and_renews_it_with_its_pool(redis_target: RedisTarget) -> None:
@@ -28,12 +53,8 @@ def test_a_channel_keeps_one_client_and_renews_it_with_its_pool(redis_target: Re
 def test_messages_still_round_trip(redis_target: RedisTarget) -> None:
     queue = capability_queue("transport-check")
     with Connection(redis_target.broker_url) as conn:
-        bound = queue(conn.default_channel)
-        bound.declare()
-        bound.purge()
-        with conn.Producer() as producer:
-            for n in range(3):
-                producer.publish({"n": n}, exchange="", routing_key=queue.name, serializer="json")
+        bound = _empty(queue, conn.default_channel)
+        _publish(conn, queue.name, 3)
         got = []
         while (message := bound.get(no_ack=False)) is not None:
             got.append(message.payload["n"])
@@ -47,21 +68,12 @@ def test_a_batch_is_acknowledged_in_one_round_trip(redis_target: RedisTarget) ->
     client = redis_target.client()
     with Connection(redis_target.broker_url) as conn:
         channel = conn.default_channel
-        bound = queue(channel)
-        bound.declare()
-        bound.purge()
+        _empty(queue, channel)
         received: list[Message] = []
 
-        def publish(count: int) -> None:
-            with conn.Producer() as producer:
-                for n in range(count):
-                    producer.publish({"n": n}, exchange="", routing_key=queue.name, serializer="json")
-
         # As the orchestrator consumes: a prefetch window the size of its batch.
-        with conn.Consumer(
-            [queue], callbacks=[lambda _body, message: received.append(message)], accept=["json"], prefetch_count=5
-        ):
-            publish(5)
+        with _collecting(conn, queue, received, 5):
+            _publish(conn, queue.name, 5)
             while len(received) < 5:
                 conn.drain_events(timeout=5)
             tags = {m.delivery_tag for m in received}
@@ -75,7 +87,7 @@ def test_a_batch_is_acknowledged_in_one_round_trip(redis_target: RedisTarget) ->
             assert not tags & {t.decode() for t in client.zrange(channel.unacked_index_key, 0, -1)}
 
             # The window is free again: the next five arrive.
-            publish(5)
+            _publish(conn, queue.name, 5)
             while len(received) < 10:
                 conn.drain_events(timeout=5)
             redis_transport.ack_all(received[5:])
@@ -91,9 +103,7 @@ def test_a_rendered_message_is_the_one_kombu_would_push(redis_target: RedisTarge
     body = {"kind": "step_report", "saga_id": "s1", "result": {"é": [1, 2.5, None]}}
     with Connection(redis_target.broker_url) as conn:
         channel = conn.default_channel
-        bound = queue(channel)
-        bound.declare()
-        bound.purge()
+        bound = _empty(queue, channel)
         with conn.Producer() as producer:
             producer.publish(body, exchange="", routing_key=queue.name, serializer="json", delivery_mode=2)
         (published,) = client.lrange(queue.name, 0, -1)
@@ -115,28 +125,14 @@ def test_a_rendered_message_is_the_one_kombu_would_push(redis_target: RedisTarge
         assert message is not None and message.payload == body
 
 
-def _publish(conn: Connection, queue_name: str, count: int, first: int = 0) -> None:
-    with conn.Producer() as producer:
-        for n in range(first, first + count):
-            producer.publish({"n": n}, exchange="", routing_key=queue_name, serializer="json")
-
-
-def _calls(client: Any, command: str) -> int:
-    return int(client.info("commandstats").get(f"cmdstat_{command}", {}).get("calls", 0))
-
-
 def test_a_consumer_receiving_in_batches_takes_many_per_round_trip(redis_target: RedisTarget) -> None:
     queue = capability_queue("transport-batches")
     client = redis_target.client()
     with Connection(redis_target.broker_url) as conn:
         channel = conn.default_channel
-        bound = queue(channel)
-        bound.declare()
-        bound.purge()
+        _empty(queue, channel)
         received: list[Message] = []
-        with conn.Consumer(
-            [queue], callbacks=[lambda _body, message: received.append(message)], accept=["json"], prefetch_count=5
-        ) as consumer:
+        with _collecting(conn, queue, received, 5) as consumer:
             redis_transport.receive_in_batches(consumer.channel, 4)
             _publish(conn, queue.name, 7)
             brpops, multis = _calls(client, "brpop"), _calls(client, "multi")
@@ -169,13 +165,9 @@ def test_messages_taken_in_a_batch_come_back_if_their_consumer_dies(redis_target
     # No visibility timeout to wait for: any unacknowledged delivery is due back.
     options = {"visibility_timeout": 0.001}
     with Connection(redis_target.broker_url, transport_options=options) as conn:
-        bound = queue(conn.default_channel)
-        bound.declare()
-        bound.purge()
+        _empty(queue, conn.default_channel)
         received: list[Message] = []
-        consumer = conn.Consumer(
-            [queue], callbacks=[lambda _body, message: received.append(message)], accept=["json"], prefetch_count=10
-        )
+        consumer = _collecting(conn, queue, received, 10)
         consumer.consume()
         redis_transport.receive_in_batches(consumer.channel, 9)
         _publish(conn, queue.name, 6)
@@ -198,13 +190,9 @@ def test_a_batch_leaves_a_message_without_a_delivery_tag_where_it_was(redis_targ
     queue = capability_queue("transport-batch-junk")
     client = redis_target.client()
     with Connection(redis_target.broker_url) as conn:
-        bound = queue(conn.default_channel)
-        bound.declare()
-        bound.purge()
+        bound = _empty(queue, conn.default_channel)
         received: list[Message] = []
-        with conn.Consumer(
-            [queue], callbacks=[lambda _body, message: received.append(message)], accept=["json"], prefetch_count=10
-        ) as consumer:
+        with _collecting(conn, queue, received, 10) as consumer:
             redis_transport.receive_in_batches(consumer.channel, 9)
             _publish(conn, queue.name, 2)
             client.lpush(queue.name, '{"body": "not a kombu message"}')
@@ -223,13 +211,9 @@ def test_a_batch_leaves_a_message_without_a_delivery_tag_where_it_was(redis_targ
 def test_a_redis_that_refuses_the_batch_pop_is_read_one_message_at_a_time(redis_target: RedisTarget) -> None:
     queue = capability_queue("transport-batch-refused")
     with Connection(redis_target.broker_url) as conn:
-        bound = queue(conn.default_channel)
-        bound.declare()
-        bound.purge()
+        _empty(queue, conn.default_channel)
         received: list[Message] = []
-        with conn.Consumer(
-            [queue], callbacks=[lambda _body, message: received.append(message)], accept=["json"], prefetch_count=10
-        ) as consumer:
+        with _collecting(conn, queue, received, 10) as consumer:
             channel = consumer.channel
             redis_transport.receive_in_batches(channel, 9)
             # What a Redis before 6.2 answers to RPOP with a count, before popping anything.

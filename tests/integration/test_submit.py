@@ -14,12 +14,11 @@ from sqlalchemy.exc import IntegrityError
 
 from models.tables import OUTBOX, SAGAS, SagaRun
 from orchestrator.db import pipelined
-from orchestrator.migrate import upgrade
 from orchestrator.submit import Submitted, submit_saga
 from orchestrator.templates import parse_template, register_template
 from orchestrator.wiring import Wiring
-from tests.conftest import BACKENDS, database_url
-from tests.integration.harness import stack_settings
+from tests.conftest import BACKENDS
+from tests.integration.harness import database_wiring
 from tests.support import RedisTarget
 
 REQUESTS = 8
@@ -27,13 +26,8 @@ REQUESTS = 8
 
 @pytest.fixture(params=BACKENDS)
 def wiring(request: pytest.FixtureRequest, tmp_path: Path, clean_redis: RedisTarget) -> Iterator[Wiring]:
-    for url in database_url(str(request.param), tmp_path):
-        built = Wiring(stack_settings(tmp_path, url, clean_redis))
-        upgrade(built.engine)
-        try:
-            yield built
-        finally:
-            built.close()
+    with database_wiring(str(request.param), tmp_path, clean_redis) as built:
+        yield built
 
 
 def template(wiring: Wiring) -> str:

@@ -5,14 +5,15 @@ from __future__ import annotations
 import json
 import threading
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from orchestrator.migrate import upgrade
+import pytest
+
 from orchestrator.submit import submit_saga
 from orchestrator.templates import parse_template, register_template
-from orchestrator.wiring import Wiring
-from tests.integration.harness import running_harness, stack_settings
+from tests.integration.harness import database_wiring, running_harness
 from tests.integration.templates import THREE_STEPS
 from tests.support import RedisTarget, eventually, kombu_envelope
 
@@ -52,40 +53,44 @@ class EventTap:
         self.thread.join(timeout=10)
 
 
-def test_every_step_reports_its_task_events_in_few_messages(tmp_path: Path, clean_redis: RedisTarget) -> None:
-    tap = EventTap(clean_redis)
+@pytest.fixture
+def tap(clean_redis: RedisTarget) -> Iterator[EventTap]:
+    listening = EventTap(clean_redis)
     try:
-        with running_harness("sqlite", tmp_path, clean_redis, [THREE_STEPS]) as harness:
-            ids = [harness.submit("it.three", {"tag": f"ev{i}"}) for i in range(SAGAS)]
-            for saga_id in ids:
-                assert harness.wait_final(saga_id).state == "completed"
-
-            def seen() -> Counter[tuple[str, str]]:
-                with tap.lock:
-                    return Counter(
-                        (e["type"], e["uuid"]) for e in tap.events if e.get("type") in TASK_EVENTS and "uuid" in e
-                    )
-
-            steps = 3 * SAGAS
-            eventually(lambda: len(seen()) >= steps * len(TASK_EVENTS), timeout=20, what="every step's task events")
-            by_type = Counter(kind for kind, _ in seen())
-            assert by_type == dict.fromkeys(TASK_EVENTS, steps)
-            events = steps * len(TASK_EVENTS)
-            with tap.lock:
-                messages = tap.messages
-            # Sent one by one, 90 events take about 90 messages (Celery flushes at each loop tick).
-            assert messages * 2 <= events, f"{events} task events came in {messages} messages"
+        yield listening
     finally:
-        tap.stop()
+        listening.stop()
+
+
+def test_every_step_reports_its_task_events_in_few_messages(
+    tmp_path: Path, clean_redis: RedisTarget, tap: EventTap
+) -> None:
+    with running_harness("sqlite", tmp_path, clean_redis, [THREE_STEPS]) as harness:
+        ids = [harness.submit("it.three", {"tag": f"ev{i}"}) for i in range(SAGAS)]
+        for saga_id in ids:
+            assert harness.wait_final(saga_id).state == "completed"
+
+        def seen() -> Counter[tuple[str, str]]:
+            with tap.lock:
+                return Counter(
+                    (e["type"], e["uuid"]) for e in tap.events if e.get("type") in TASK_EVENTS and "uuid" in e
+                )
+
+        steps = 3 * SAGAS
+        eventually(lambda: len(seen()) >= steps * len(TASK_EVENTS), timeout=20, what="every step's task events")
+        by_type = Counter(kind for kind, _ in seen())
+        assert by_type == dict.fromkeys(TASK_EVENTS, steps)
+        events = steps * len(TASK_EVENTS)
+        with tap.lock:
+            messages = tap.messages
+        # Sent one by one, 90 events take about 90 messages (Celery flushes at each loop tick).
+        assert messages * 2 <= events, f"{events} task events came in {messages} messages"
 
 
 def test_dispatches_published_together_send_their_task_sent_events_in_one_message(
-    tmp_path: Path, clean_redis: RedisTarget
+    tmp_path: Path, clean_redis: RedisTarget, tap: EventTap
 ) -> None:
-    wiring = Wiring(stack_settings(tmp_path, f"sqlite:///{tmp_path / 'sent.db'}", clean_redis))
-    upgrade(wiring.engine)
-    tap = EventTap(clean_redis)
-    try:
+    with database_wiring("sqlite", tmp_path, clean_redis) as wiring:
         register_template(wiring.sessions, parse_template(THREE_STEPS))
         outbox = [
             row
@@ -104,6 +109,3 @@ def test_dispatches_published_together_send_their_task_sent_events_in_one_messag
         assert {(e["name"], e["queue"]) for e in events} == {("workyard.step", "cap.alpha")}
         with tap.lock:
             assert tap.sent_messages == 1, f"{SAGAS} task-sent events came in {tap.sent_messages} messages"
-    finally:
-        tap.stop()
-        wiring.close()
