@@ -35,8 +35,8 @@ from sqlalchemy import Engine, delete, func, insert, select  # noqa: E402
 from bench.next_work import DEFAULT_DATABASE_URL, PRIORITIES, log, pct, scratch_database  # noqa: E402
 from models.principal import Principal, PrincipalType  # noqa: E402
 from models.work_tables import EVENTS, WORK_ITEMS, WorkItem, WorkItemEvent  # noqa: E402
-from orchestrator.db import make_engine, make_session_factory  # noqa: E402
-from orchestrator.migrate import upgrade  # noqa: E402
+from orchestrator.storage.db import make_engine, make_session_factory  # noqa: E402
+from orchestrator.storage.migrate import upgrade  # noqa: E402
 from orchestrator.work.claims import claim_next  # noqa: E402
 
 TENANT = "acme"

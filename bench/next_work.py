@@ -45,9 +45,9 @@ from sqlalchemy.engine import make_url  # noqa: E402
 
 from models.principal import Principal, PrincipalType  # noqa: E402
 from models.work_tables import DEPENDENCIES, LABELS, WORK_ITEMS  # noqa: E402
-from orchestrator.db import make_engine, make_session_factory  # noqa: E402
-from orchestrator.migrate import upgrade  # noqa: E402
-from orchestrator.work.nextwork import next_work, pick_query  # noqa: E402
+from orchestrator.storage.db import make_engine, make_session_factory  # noqa: E402
+from orchestrator.storage.migrate import upgrade  # noqa: E402
+from orchestrator.work.next_work import next_work, pick_query  # noqa: E402
 
 DEFAULT_DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 TENANT_NAMES = ("acme", "globex", "initech", "umbrella", "hooli", "stark", "wayne", "tyrell")

@@ -27,10 +27,10 @@ from sqlalchemy import func, select  # noqa: E402
 
 from config.settings import Settings  # noqa: E402
 from models.tables import SagaRun  # noqa: E402
-from orchestrator.embedded import start_redis  # noqa: E402
-from orchestrator.stack import Stack, StackOptions, WorkerSpec  # noqa: E402
-from orchestrator.submit import submit_saga  # noqa: E402
-from orchestrator.templates import parse_template, register_template  # noqa: E402
+from orchestrator.local.embedded import start_redis  # noqa: E402
+from orchestrator.local.stack import Stack, StackOptions, WorkerSpec  # noqa: E402
+from orchestrator.sagas.submit import submit_saga  # noqa: E402
+from orchestrator.sagas.templates import parse_template, register_template  # noqa: E402
 
 CONCURRENCY = 2
 REDIS_PID: list[int] = []
@@ -256,8 +256,8 @@ def main() -> None:
                 flush=True,
             )
             if args.postgres:
-                from orchestrator.db import make_engine
-                from orchestrator.migrate import upgrade
+                from orchestrator.storage.db import make_engine
+                from orchestrator.storage.migrate import upgrade
 
                 engine = make_engine(args.postgres)
                 upgrade(engine)

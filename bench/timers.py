@@ -47,13 +47,13 @@ from config.settings import Settings  # noqa: E402
 from models.base import utcnow  # noqa: E402
 from models.tables import TIMERS, Timer  # noqa: E402
 from models.work_tables import EVENTS, WORK_ITEMS  # noqa: E402
-from orchestrator.db import make_engine  # noqa: E402
-from orchestrator.migrate import upgrade  # noqa: E402
-from orchestrator.service import _loop  # noqa: E402
-from orchestrator.timers import TIMER_BATCH  # noqa: E402
-from orchestrator.wiring import Wiring  # noqa: E402
+from orchestrator.service.loops import _loop  # noqa: E402
+from orchestrator.service.timers import TIMER_BATCH  # noqa: E402
+from orchestrator.service.wiring import Wiring  # noqa: E402
+from orchestrator.storage.db import make_engine  # noqa: E402
+from orchestrator.storage.migrate import upgrade  # noqa: E402
 from orchestrator.work.ids import work_item_id  # noqa: E402
-from orchestrator.work.sla_clock import BREACH  # noqa: E402
+from orchestrator.work.sla.clock import BREACH  # noqa: E402
 
 TENANT = "bench"
 BATCH = 5_000

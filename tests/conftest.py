@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from orchestrator.embedded import start_redis
+from orchestrator.local.embedded import start_redis
 from tests.support import RedisTarget, need, postgres_schema, redis_target_from_socket, redis_target_from_url
 
 PG_URL = os.environ.get("WORKYARD_TEST_DATABASE_URL")

@@ -16,8 +16,8 @@ from datetime import datetime
 from pathlib import Path
 
 from config.settings import Settings
-from orchestrator.timers import TimerService
-from orchestrator.wiring import Wiring
+from orchestrator.service.timers import TimerService
+from orchestrator.service.wiring import Wiring
 
 
 def main() -> None:

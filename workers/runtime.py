@@ -1,6 +1,6 @@
 """Runs one delivery of a step dispatch: validate, dedup, lease, call, store, report.
 
-Nothing here knows about Celery's task API; :mod:`workers.app` only feeds messages in and
+Nothing here knows about Celery's task API; :mod:`workers.celery.app` only feeds messages in and
 publishes what comes out, so this is the piece the tests drive hardest.
 """
 

@@ -11,7 +11,7 @@ from config.settings import Settings, get_settings
 from orchestrator.api import errors, queues, sagas, templates, webhooks, work_item_types, work_items
 from orchestrator.api.auth import Authenticate
 from orchestrator.api.limits import BodyLimit
-from orchestrator.wiring import Wiring
+from orchestrator.service.wiring import Wiring
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

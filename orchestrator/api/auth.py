@@ -14,9 +14,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from models.principal import ALL_TENANTS, Principal, PrincipalType, Scope
 from orchestrator.api.deps import get_wiring
 from orchestrator.api.errors import error_response, unavailable_response
-from orchestrator.db import is_transient
 from orchestrator.errors import Unauthorized
-from orchestrator.wiring import Wiring
+from orchestrator.service.wiring import Wiring
+from orchestrator.storage.db import is_transient
 from orchestrator.work.access import require
 from orchestrator.work.tokens import resolve_token
 

@@ -9,9 +9,9 @@ from contextlib import contextmanager
 from fastapi import Request
 from sqlalchemy.orm import Session
 
-from orchestrator.engine import Outgoing
-from orchestrator.wiring import Wiring
-from orchestrator.work.saga_items import PENDING_KEY
+from orchestrator.sagas.engine import Outgoing
+from orchestrator.service.wiring import Wiring
+from orchestrator.work.links import PENDING_KEY
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from models.api import ErrorBody
 from models.problems import error_details, summary
-from orchestrator.db import is_transient
 from orchestrator.errors import OrchestratorError
+from orchestrator.storage.db import is_transient
 
 log = logging.getLogger(__name__)
 

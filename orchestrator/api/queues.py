@@ -11,8 +11,9 @@ from models.work_api import ClaimRequest, NextWork, WorkItemPage, WorkItemRead
 from orchestrator.api.auth import PrincipalDep
 from orchestrator.api.deps import get_wiring
 from orchestrator.api.errors import responses
-from orchestrator.wiring import Wiring
-from orchestrator.work import claims, nextwork, queues
+from orchestrator.service.wiring import Wiring
+from orchestrator.work import claims, queues
+from orchestrator.work import next_work as nextwork
 
 router = APIRouter(prefix="/api/v1", tags=["queues"])
 WiringDep = Annotated[Wiring, Depends(get_wiring)]

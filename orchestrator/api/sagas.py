@@ -14,9 +14,9 @@ from orchestrator.api.auth import needs
 from orchestrator.api.deps import get_wiring
 from orchestrator.api.errors import responses
 from orchestrator.errors import InvalidInput
-from orchestrator.queries import list_sagas, read_saga
-from orchestrator.submit import submit_saga
-from orchestrator.wiring import Wiring
+from orchestrator.sagas.queries import list_sagas, read_saga
+from orchestrator.sagas.submit import submit_saga
+from orchestrator.service.wiring import Wiring
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from orchestrator.api.auth import needs
 from orchestrator.api.deps import get_wiring
 from orchestrator.api.errors import responses
 from orchestrator.errors import NotFound
-from orchestrator.templates import get_template, list_templates, register_template
-from orchestrator.wiring import Wiring
+from orchestrator.sagas.templates import get_template, list_templates, register_template
+from orchestrator.service.wiring import Wiring
 
 router = APIRouter(prefix="/api/v1/templates", tags=["templates"])
 WiringDep = Annotated[Wiring, Depends(get_wiring)]

@@ -10,12 +10,12 @@ from sqlalchemy import select
 from models.principal import Scope
 from models.work_api import DeliveryRead, WebhookCreate, WebhookRead
 from models.work_tables import Webhook
-from orchestrator import webhooks
 from orchestrator.api.auth import PrincipalDep, needs
 from orchestrator.api.deps import get_wiring
 from orchestrator.api.errors import responses
 from orchestrator.errors import InvalidInput, NotFound
-from orchestrator.wiring import Wiring
+from orchestrator.service.wiring import Wiring
+from orchestrator.work import webhooks
 from orchestrator.work.access import tenant_for_write
 
 router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"], dependencies=[needs(Scope.webhooks)])

@@ -13,7 +13,7 @@ from orchestrator.api.auth import PrincipalDep
 from orchestrator.api.deps import get_wiring
 from orchestrator.api.errors import responses
 from orchestrator.errors import Forbidden, InvalidInput, NotFound
-from orchestrator.wiring import Wiring
+from orchestrator.service.wiring import Wiring
 from orchestrator.work.access import require
 from orchestrator.work.types import get_type, list_types, register_type
 

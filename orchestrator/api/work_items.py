@@ -25,8 +25,9 @@ from orchestrator.api.auth import PrincipalDep
 from orchestrator.api.deps import get_wiring, unit_of_work
 from orchestrator.api.errors import responses
 from orchestrator.errors import InvalidInput
-from orchestrator.wiring import Wiring
-from orchestrator.work import audit, claims, items, moves
+from orchestrator.service.wiring import Wiring
+from orchestrator.work import audit, claims, items
+from orchestrator.work import transitions as moves
 
 router = APIRouter(prefix="/api/v1/work-items", tags=["work items"])
 WiringDep = Annotated[Wiring, Depends(get_wiring)]

@@ -26,7 +26,7 @@ from orchestrator.errors import Conflict, Forbidden, InvalidInput
 from orchestrator.work import audit
 from orchestrator.work.access import require
 from orchestrator.work.items import load_item, read_items, touch
-from orchestrator.work.moves import lifecycle_of, move, release_claim
+from orchestrator.work.transitions import lifecycle_of, move, release_claim
 
 LEASE_EXPIRY = "lease_expiry"
 

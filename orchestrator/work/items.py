@@ -30,14 +30,14 @@ from models.work_api import (
 )
 from models.work_item_types import PARENT_REQUIRED, PARENT_TYPES
 from models.work_tables import DEPENDENCIES, LABELS, WorkItem, WorkItemDependency, WorkItemLabel
-from orchestrator.cursors import decode_cursor, encode_cursor
-from orchestrator.db import SessionFactory
 from orchestrator.errors import Conflict, Forbidden, InvalidInput, NotFound, PayloadTooLarge
+from orchestrator.storage.cursors import decode_cursor, encode_cursor
+from orchestrator.storage.db import SessionFactory
 from orchestrator.work import audit
-from orchestrator.work import sla_clock as sla
 from orchestrator.work.access import require, tenant_for_write
 from orchestrator.work.ids import work_item_id
-from orchestrator.work.saga_items import report_outcome
+from orchestrator.work.links import report_outcome
+from orchestrator.work.sla import clock as sla
 from orchestrator.work.tokens import unknown_groups
 from orchestrator.work.types import get_type, validate_item
 

@@ -14,8 +14,8 @@ from models.lifecycles import LIFECYCLES
 from models.principal import Principal, Scope
 from models.work_api import WorkItemPage
 from models.work_tables import QUEUE_ORDER, WorkItem
-from orchestrator.cursors import decode_cursor, encode_cursor
 from orchestrator.errors import Forbidden, NotFound
+from orchestrator.storage.cursors import decode_cursor, encode_cursor
 from orchestrator.work.access import require
 from orchestrator.work.claims import claimable, in_tenant
 from orchestrator.work.items import read_items

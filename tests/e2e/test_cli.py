@@ -106,7 +106,7 @@ def stack_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
 
 
 def _answers(socket_path: Path) -> bool:
-    from orchestrator.embedded import ping
+    from orchestrator.local.embedded import ping
 
     return ping(socket_path)
 

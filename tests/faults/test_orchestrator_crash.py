@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from orchestrator.supervisor import python_argv
+from orchestrator.local.supervisor import python_argv
 from tests.conftest import BACKENDS
 from tests.integration.harness import Harness, running_harness
 from tests.integration.templates import THREE_STEPS

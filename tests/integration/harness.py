@@ -14,12 +14,12 @@ from sqlalchemy import func, select
 from config.settings import Settings
 from models.api import SagaRead
 from models.base import Base
-from orchestrator.migrate import upgrade
-from orchestrator.queries import read_saga
-from orchestrator.stack import Stack, StackOptions, WorkerSpec
-from orchestrator.submit import submit_saga
-from orchestrator.templates import parse_template, register_template
-from orchestrator.wiring import Wiring
+from orchestrator.local.stack import Stack, StackOptions, WorkerSpec
+from orchestrator.sagas.queries import read_saga
+from orchestrator.sagas.submit import submit_saga
+from orchestrator.sagas.templates import parse_template, register_template
+from orchestrator.service.wiring import Wiring
+from orchestrator.storage.migrate import upgrade
 from tests.conftest import database_url
 from tests.support import RedisTarget, eventually
 

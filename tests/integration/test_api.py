@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from models.base import Base
 from models.principal import PrincipalType
 from orchestrator.api.app import create_app
-from orchestrator.migrate import upgrade
+from orchestrator.storage.migrate import upgrade
 from tests.conftest import BACKENDS, database_url
 from tests.integration.harness import stack_settings
 from tests.integration.templates import THREE_STEPS

@@ -16,10 +16,10 @@ from sqlalchemy import delete, select
 
 from models.enums import SagaState
 from models.tables import SagaRun, StepAttempt, StepRun
-from orchestrator.submit import submit_saga
-from orchestrator.templates import parse_template, register_template
-from orchestrator.timers import RETRY_FAILED_S, TimerService
-from orchestrator.wiring import Wiring
+from orchestrator.sagas.submit import submit_saga
+from orchestrator.sagas.templates import parse_template, register_template
+from orchestrator.service.timers import RETRY_FAILED_S, TimerService
+from orchestrator.service.wiring import Wiring
 from tests.conftest import BACKENDS
 from tests.integration.harness import database_wiring
 from tests.support import RedisTarget

@@ -14,10 +14,10 @@ from sqlalchemy import event, select
 
 from models.enums import SagaState
 from models.tables import SagaRun
-from orchestrator import webhooks
-from orchestrator.submit import submit_saga
-from orchestrator.templates import parse_template, register_template
-from orchestrator.wiring import Wiring
+from orchestrator.sagas.submit import submit_saga
+from orchestrator.sagas.templates import parse_template, register_template
+from orchestrator.service.wiring import Wiring
+from orchestrator.work import webhooks
 from tests.conftest import BACKENDS
 from tests.integration.harness import database_wiring
 from tests.support import RedisTarget

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, text
 
-from orchestrator.db import make_engine
+from orchestrator.storage.db import make_engine
 from tests.conftest import database_url
 
 

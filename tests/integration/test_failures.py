@@ -6,12 +6,12 @@ import os
 import signal
 import uuid
 
-from config.celery_config import ORCHESTRATOR_EXCHANGE
-from config.celery_config import capability_queue as cap_queue
 from config.keys import LEASE_PATTERNS, ORCHESTRATOR_QUEUE, capability_queue
 from models.tables import DeadLetter
 from tests.integration.harness import Harness
 from tests.support import eventually
+from workers.celery.config import ORCHESTRATOR_EXCHANGE
+from workers.celery.config import capability_queue as cap_queue
 
 
 def test_a_worker_killed_mid_step_is_recorded_and_the_saga_still_finishes(harness: Harness) -> None:

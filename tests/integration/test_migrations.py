@@ -13,8 +13,8 @@ from sqlalchemy import text
 
 from models import tables, work_tables  # noqa: F401  (every table on Base.metadata)
 from models.base import Base
-from orchestrator.db import make_engine
-from orchestrator.migrate import upgrade
+from orchestrator.storage.db import make_engine
+from orchestrator.storage.migrate import upgrade
 from tests.conftest import BACKENDS, database_url
 
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from kombu import Connection
 
-from config.celery_config import capability_queue, orchestrator_queue
 from tests.integration.harness import Harness, running_harness
 from tests.integration.templates import THREE_STEPS
 from tests.support import RedisTarget, need
+from workers.celery.config import capability_queue, orchestrator_queue
 
 AMQP_URL = os.environ.get("WORKYARD_TEST_RABBITMQ_URL")
 

@@ -9,9 +9,9 @@ from typing import Any
 from kombu import Connection, Queue
 from kombu.message import Message
 
-from config import redis_transport
-from config.celery_config import capability_queue
 from tests.support import RedisTarget
+from workers.broker import redis as redis_transport
+from workers.celery.config import capability_queue
 
 
 def _empty(queue: Queue, channel: Any) -> Any:

@@ -22,8 +22,8 @@ from models.enums import Outcome
 from models.messages import DeadLetterReport, StepReport
 from tests.support import RedisTarget, kombu_envelope
 from workers import StepContext, step
-from workers.app import create_app
-from workers.publish import ReportRenderer, report_renderer
+from workers.broker.publish import ReportRenderer, report_renderer
+from workers.celery.app import create_app
 from workers.runtime import RuntimeConfig, StepRuntime
 from workers.store import StepStore
 

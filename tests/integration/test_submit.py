@@ -13,10 +13,10 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from models.tables import OUTBOX, SAGAS, SagaRun
-from orchestrator.db import pipelined
-from orchestrator.submit import Submitted, submit_saga
-from orchestrator.templates import parse_template, register_template
-from orchestrator.wiring import Wiring
+from orchestrator.sagas.submit import Submitted, submit_saga
+from orchestrator.sagas.templates import parse_template, register_template
+from orchestrator.service.wiring import Wiring
+from orchestrator.storage.db import pipelined
 from tests.conftest import BACKENDS
 from tests.integration.harness import database_wiring
 from tests.support import RedisTarget

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from orchestrator.submit import submit_saga
-from orchestrator.templates import parse_template, register_template
+from orchestrator.sagas.submit import submit_saga
+from orchestrator.sagas.templates import parse_template, register_template
 from tests.integration.harness import database_wiring, running_harness
 from tests.integration.templates import THREE_STEPS
 from tests.support import RedisTarget, eventually, kombu_envelope

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from models.principal import PrincipalType
-from orchestrator.timeline import render_saga
-from orchestrator.webhooks import CACHE_TTL_S
+from orchestrator.sagas.timeline import render_saga
 from orchestrator.work.tokens import create_token
+from orchestrator.work.webhooks import CACHE_TTL_S
 from tests.conftest import database_url
 from tests.integration.harness import Harness, stack_settings
 from tests.integration.templates import (

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from orchestrator.stack import WorkerSpec
+from orchestrator.local.stack import WorkerSpec
 from tests.conftest import BACKENDS
 from tests.integration.harness import HANDLERS, Harness, running_harness
 from tests.integration.templates import FAST_RETRY

@@ -4,7 +4,7 @@ import pytest
 
 from models.enums import Outcome, StepState
 from models.template import RetryPolicy, StepSpec
-from orchestrator.planner import DEFER_DELAY_MS, GiveUp, Retry, after_failure, next_compensation
+from orchestrator.sagas.planner import DEFER_DELAY_MS, GiveUp, Retry, after_failure, next_compensation
 
 POLICY = RetryPolicy(max_attempts=3, initial_ms=100, max_ms=1000, multiplier=2.0, jitter=0.0)
 

@@ -9,7 +9,7 @@ import yaml
 from models.keytemplate import KeyTemplateError, render
 from models.template import semver_key
 from orchestrator.errors import InvalidInput
-from orchestrator.templates import parse_template
+from orchestrator.sagas.templates import parse_template
 
 SHOP = Path(__file__).resolve().parents[2] / "examples" / "shop.order.yaml"
 

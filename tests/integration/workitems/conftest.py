@@ -14,7 +14,7 @@ from config.settings import Settings
 from models.base import Base
 from models.principal import parse_principal
 from orchestrator.api.app import create_app
-from orchestrator.migrate import upgrade
+from orchestrator.storage.migrate import upgrade
 from orchestrator.work.tokens import create_token
 from tests.conftest import BACKENDS, database_url
 

@@ -16,7 +16,7 @@ from models.principal import Principal, PrincipalType
 from models.work_api import WorkItemCreate
 from models.work_tables import WorkItem, WorkItemEvent
 from orchestrator.errors import Conflict
-from orchestrator.timers import TimerService
+from orchestrator.service.timers import TimerService
 from orchestrator.work import claims
 from orchestrator.work.items import create_item
 from tests.integration.workitems.conftest import Headers, TokenFactory, error, sessions, task

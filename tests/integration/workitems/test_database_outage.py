@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from orchestrator.db import make_engine, make_session_factory
+from orchestrator.storage.db import make_engine, make_session_factory
 from tests.integration.harness import free_port
 from tests.integration.workitems.conftest import TokenFactory, error
 

@@ -15,8 +15,8 @@ from sqlalchemy import select
 from models.api import SagaRead
 from models.tables import SagaRun, Timer
 from models.work_tables import WorkItem
-from orchestrator.timeline import render_saga
-from orchestrator.timers import TimerService
+from orchestrator.sagas.timeline import render_saga
+from orchestrator.service.timers import TimerService
 from tests.integration.workitems.conftest import Headers, TokenFactory, counts, error, sessions
 
 

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from models.work_tables import WorkItem, WorkItemEvent
-from orchestrator.timers import TimerService
+from orchestrator.service.timers import TimerService
 from tests.integration.workitems.conftest import Headers, TokenFactory, error, sessions, task
 from tests.support import ROOT, eventually
 

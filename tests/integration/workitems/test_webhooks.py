@@ -12,8 +12,8 @@ from datetime import datetime, timedelta
 import pytest
 from fastapi.testclient import TestClient
 
-from orchestrator.timers import TimerService
-from orchestrator.webhooks import WebhookSender
+from orchestrator.service.timers import TimerService
+from orchestrator.work.webhooks import WebhookSender
 from tests.integration.workitems.conftest import Headers, TokenFactory, error, sessions, task
 from tests.webhook_receiver import Receiver, webhook_receiver
 

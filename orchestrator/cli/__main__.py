@@ -1,0 +1,7 @@
+"""``python -m orchestrator.cli``."""
+
+from __future__ import annotations
+
+from orchestrator.cli.main import main
+
+main()

@@ -1,0 +1,88 @@
+"""Reading sagas for the API and the CLI."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session
+
+from models.api import AttemptRead, SagaItemRead, SagaPage, SagaRead, SagaSummary, StepRead
+from models.enums import SagaState
+from models.sla import SlaSpec
+from models.tables import SagaRun, StepAttempt
+from models.work_tables import WorkItem
+from orchestrator.errors import NotFound
+from orchestrator.sagas.templates import get_template
+from orchestrator.storage.cursors import decode_cursor, encode_cursor
+
+
+def read_saga(session: Session, saga_id: str) -> SagaRead:
+    saga = session.get(SagaRun, saga_id)
+    if saga is None:
+        raise NotFound(f"no saga with id {saga_id!r}")
+    attempts = session.scalars(
+        select(StepAttempt).where(StepAttempt.saga_id == saga_id).order_by(StepAttempt.dispatched_at, StepAttempt.id)
+    ).all()
+    items = session.scalars(select(WorkItem).where(WorkItem.saga_id == saga_id).order_by(WorkItem.created_at)).all()
+    summary = SagaSummary.model_validate(saga)
+    return SagaRead(
+        **summary.model_dump(),
+        input=saga.input,
+        results=saga.results,
+        sla=spec_sla.model_dump(mode="json") if (spec_sla := _sla_of(session, saga)) is not None else None,
+        sla_events=saga.sla_events,
+        steps=[StepRead.model_validate(s) for s in saga.steps],
+        attempts=[AttemptRead.model_validate(a) for a in attempts],
+        work_items=[
+            SagaItemRead(
+                id=i.id,
+                type=i.type,
+                title=i.title,
+                tenant=i.tenant,
+                status=i.status,
+                step=i.saga_step,
+                phase=i.saga_phase,
+                attempt=i.saga_attempt,
+                holder=f"{i.claimed_by_type}:{i.claimed_by_id}" if i.claimed_by_id else None,
+                lease_expires_at=i.lease_expires_at,
+                created_at=i.created_at,
+                sla_due_at=i.created_at + timedelta(milliseconds=i.sla["target_ms"]) if i.sla else None,
+                sla_breached_at=i.sla_breached_at,
+                sla_breach_count=i.sla_breach_count,
+            )
+            for i in items
+        ],
+    )
+
+
+def list_sagas(
+    session: Session,
+    *,
+    state: SagaState | None = None,
+    template: str | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> SagaPage:
+    """Newest first, paged by an opaque cursor (stable while new sagas arrive)."""
+    query = select(SagaRun)
+    if state is not None:
+        query = query.where(SagaRun.state == state)
+    if template is not None:
+        query = query.where(SagaRun.template_name == template)
+    if cursor:
+        created, saga_id = decode_cursor(cursor, datetime, str)
+        query = query.where(
+            or_(SagaRun.created_at < created, and_(SagaRun.created_at == created, SagaRun.id < saga_id))
+        )
+    rows = session.scalars(query.order_by(SagaRun.created_at.desc(), SagaRun.id.desc()).limit(limit + 1)).all()
+    items = [SagaSummary.model_validate(r) for r in rows[:limit]]
+    next_cursor = encode_cursor(rows[limit - 1].created_at, rows[limit - 1].id) if len(rows) > limit else None
+    return SagaPage(items=items, next_cursor=next_cursor)
+
+
+def _sla_of(session: Session, saga: SagaRun) -> SlaSpec | None:
+    try:
+        return get_template(session, saga.template_name, saga.template_version).sla
+    except NotFound:
+        return None

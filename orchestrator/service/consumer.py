@@ -1,0 +1,125 @@
+"""Consumes ``workyard.orchestrator`` in batches and hands them to the coordinator.
+
+Messages are acknowledged only after the batch's transaction committed; a crash before that
+redelivers them, and the coordinator drops what it already applied (invariant 2).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from celery import Celery
+from kombu.message import Message
+
+from orchestrator.service.coordinator import Coordinator
+from orchestrator.storage.db import is_transient
+from workers.broker.redis import ack_all, receive_in_batches
+from workers.celery.config import orchestrator_queue
+
+log = logging.getLogger(__name__)
+
+FIRST_WAIT_S = 0.5
+# After the first message, keep collecting while more arrive within these windows.
+IDLE_GATHER_WAIT_S = 0.001
+GATHER_WAIT_S = 0.01
+RECONNECT_PAUSE_S = 1.0
+
+
+class ReportConsumer:
+    def __init__(self, app: Celery, coordinator: Coordinator, *, batch: int, stop: threading.Event):
+        self.app = app
+        self.coordinator = coordinator
+        self.batch = batch
+        self.stop = stop
+        self._pending: list[tuple[Any, Message]] = []
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                self._consume()
+            except Exception:
+                if self.stop.is_set():
+                    return
+                log.exception("report consumer lost its connection; reconnecting")
+                self.stop.wait(RECONNECT_PAUSE_S)
+
+    def _consume(self) -> None:
+        with self.app.connection_for_read() as conn:
+            conn.ensure_connection(max_retries=None, interval_start=0.5, interval_max=5)
+            with conn.Consumer(
+                [orchestrator_queue()],
+                callbacks=[self._on_message],
+                accept=["json"],
+                on_decode_error=self._on_decode_error,
+                prefetch_count=self.batch,
+            ) as consumer:
+                # A stream of reports arrives a batch per round trip, not one message per two.
+                receive_in_batches(consumer.channel, self.batch - 1)
+                while not self.stop.is_set():
+                    try:
+                        conn.drain_events(timeout=FIRST_WAIT_S)
+                    except TimeoutError:  # socket.timeout is the same class
+                        continue
+                    # Alone, a report is applied at once; in a stream, waiting a little for
+                    # more makes one transaction and one commit serve many.
+                    window = IDLE_GATHER_WAIT_S
+                    while len(self._pending) < self.batch:
+                        try:
+                            conn.drain_events(timeout=window)
+                        except TimeoutError:
+                            break
+                        window = GATHER_WAIT_S
+                    self._flush()
+
+    def _on_message(self, body: Any, message: Message) -> None:
+        self._pending.append((body, message))
+
+    def _on_decode_error(self, message: Message, exc: Exception) -> None:
+        log.warning("dead-lettering an undecodable report: %s", exc)
+        self.coordinator.dead_letter(message.body, f"undecodable message ({message.content_type}): {exc}")
+        message.ack()
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        try:
+            self.coordinator.handle([body for body, _ in pending])
+        except Exception as exc:
+            if is_transient(exc):
+                log.warning("a batch of %d report(s) goes back to the queue: %s", len(pending), exc)
+                _requeue([message for _, message in pending])
+                return
+            log.exception("a batch of %d report(s) failed; applying them one by one", len(pending))
+            for body, message in pending:
+                self._one(body, message)
+            return
+        ack_all([message for _, message in pending])
+
+    def _one(self, body: Any, message: Message) -> None:
+        try:
+            self.coordinator.handle([body])
+        except Exception as exc:
+            if is_transient(exc):
+                # The database is away, or this transaction lost a deadlock: not the message's fault.
+                log.warning("report goes back to the queue after a transient error: %s", exc)
+                _requeue([message])
+                return
+            try:
+                # This message alone breaks the batch: keep it with the reason, do not loop on it.
+                self.coordinator.dead_letter(body, f"report could not be applied: {type(exc).__name__}: {exc}")
+            except Exception:
+                log.exception("cannot reach the database; the report goes back to the queue")
+                _requeue([message])
+                return
+        message.ack()
+
+
+def _requeue(messages: list[Message]) -> None:
+    """Give messages back to the broker and pause, so a database outage is not a busy loop."""
+    for message in messages:
+        message.requeue()
+    time.sleep(RECONNECT_PAUSE_S)

@@ -1,0 +1,107 @@
+"""The coordinator: applies batches of worker reports to sagas under row locks."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+from sqlalchemy import select
+
+from config.settings import Settings
+from models.base import utcnow
+from models.enums import Outcome
+from models.messages import DeadLetterReport, OrchestratorMessage, StepReport
+from models.problems import body_text, error_details, summary
+from models.tables import DeadLetter, StepAttempt
+from orchestrator.sagas.engine import SagaEngine
+from orchestrator.sagas.templates import get_template
+from orchestrator.service.dispatcher import Dispatcher
+from orchestrator.storage.db import SessionFactory, lock_sagas
+
+log = logging.getLogger(__name__)
+
+_MESSAGE = TypeAdapter[StepReport | DeadLetterReport](OrchestratorMessage)
+
+
+@dataclass
+class BatchResult:
+    applied: int = 0
+    dropped: int = 0
+    dead_lettered: int = 0
+
+
+def parse_message(body: Any, source: str) -> StepReport | DeadLetterReport:
+    """A report, or a dead letter explaining why the body is not one."""
+    try:
+        return _MESSAGE.validate_python(body)
+    except ValidationError as exc:
+        reason = summary(error_details(exc.errors()))
+        return DeadLetterReport(source=source, reason=f"malformed report: {reason}", body=body_text(body))
+
+
+class Coordinator:
+    def __init__(self, sessions: SessionFactory, settings: Settings, dispatcher: Dispatcher):
+        self.sessions = sessions
+        self.settings = settings
+        self.dispatcher = dispatcher
+
+    def handle(self, bodies: Sequence[Any], source: str = "workyard.orchestrator") -> BatchResult:
+        """Apply a batch in one transaction, then publish what it dispatched."""
+        messages = [parse_message(b, source) for b in bodies]
+        reports = [m for m in messages if isinstance(m, StepReport)]
+        result = BatchResult()
+        now = utcnow()
+        with self.sessions.begin() as session:
+            for letter in (m for m in messages if isinstance(m, DeadLetterReport)):
+                session.add(DeadLetter(source=letter.source, reason=letter.reason, body=letter.body, received_at=now))
+                result.dead_lettered += 1
+            sagas = lock_sagas(session, (r.saga_id for r in reports))
+            running = (
+                {
+                    (a.saga_id, a.step_index, a.phase, a.attempt): a
+                    for a in session.scalars(
+                        select(StepAttempt).where(
+                            StepAttempt.saga_id.in_(list(sagas)), StepAttempt.outcome == Outcome.running
+                        )
+                    )
+                }
+                if sagas
+                else {}
+            )
+            engine = SagaEngine(session, self.settings, now)
+            for report in reports:
+                saga = sagas.get(report.saga_id)
+                if saga is None:
+                    session.add(
+                        DeadLetter(
+                            source=source,
+                            reason=f"report for unknown saga {report.saga_id}",
+                            body=report.model_dump_json(),
+                            received_at=now,
+                        )
+                    )
+                    result.dead_lettered += 1
+                    continue
+                # Looked up, not removed: the members of a fan-out step report on one attempt, which
+                # stays running until its completion policy decides.
+                attempt = running.get((report.saga_id, report.step_index, report.phase, report.attempt))
+                if attempt is None or attempt.outcome is not Outcome.running:
+                    # A duplicate, or an answer to an attempt already settled (timed out, lost).
+                    result.dropped += 1
+                    continue
+                spec = get_template(session, saga.template_name, saga.template_version)
+                engine.on_report(saga, spec, report, attempt)
+                result.applied += 1
+            engine.finalize()
+            self.dispatcher.delete_published(session)
+        self.dispatcher.publish(engine.outbox)
+        if result.dropped:
+            log.debug("dropped %d duplicate or stale report(s)", result.dropped)
+        return result
+
+    def dead_letter(self, body: Any, reason: str, source: str = "workyard.orchestrator") -> None:
+        with self.sessions.begin() as session:
+            session.add(DeadLetter(source=source, reason=reason, body=body_text(body), received_at=utcnow()))

@@ -1,0 +1,155 @@
+"""The outbox dispatcher: publishes committed outbox rows and re-publishes unconfirmed ones.
+
+A row is deleted once the broker has taken its message. Deletions are batched: the coordinator
+and the timer loop fold them into their next transaction, and a short timer flushes what is
+left, so publishing costs no transaction of its own under load.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
+from datetime import timedelta
+from functools import cached_property
+from typing import Any, Protocol
+
+from celery import Celery
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from config.settings import Settings
+from models.base import utcnow
+from models.tables import OUTBOX, OutboxMessage
+from orchestrator.storage.db import SessionFactory
+from workers.broker.publish import SentEvents, publish_dispatch, publish_report
+
+log = logging.getLogger(__name__)
+
+SWEEP_BATCH = 500
+# How long published rows may wait for a transaction to delete them before one is opened.
+FLUSH_AFTER_S = 0.2
+
+
+def _batched(producer: Any) -> AbstractContextManager[Any]:
+    """One broker round trip for a whole batch where the transport can (kombu 5.7+ on Redis)."""
+    batch = getattr(producer, "batch", None)
+    return batch() if batch is not None else nullcontext()
+
+
+class Publishable(Protocol):
+    """An outbox row: its id, the queue it goes to, and what to send."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def queue(self) -> str: ...
+    @property
+    def payload(self) -> dict[str, Any]: ...
+
+
+class Dispatcher:
+    def __init__(self, app: Celery, sessions: SessionFactory, settings: Settings):
+        self.app = app
+        self.sessions = sessions
+        self.settings = settings
+        self.copies = 2 if settings.fault_duplicate_delivery else 1
+        self._published: list[int] = []
+        self._lock = threading.Lock()
+        self._flush_timer: threading.Timer | None = None
+
+    @cached_property
+    def _event_dispatcher(self) -> Any:
+        return SentEvents.dispatcher_for(self.app)
+
+    def publish(self, rows: Sequence[Publishable]) -> None:
+        """Publish rows whose transaction has committed; they are deleted soon after.
+
+        A crash before the deletion leaves the rows in place and the sweep publishes them
+        again, so a dispatch may arrive twice; workers dedup it.
+        """
+        if not rows:
+            return
+        sent_events = SentEvents(self._event_dispatcher)
+        with self.app.producer_or_acquire() as producer, _batched(producer):
+            for row in rows:
+                payload = row.payload
+                for _ in range(self.copies):
+                    if payload.get("kind") == "report":
+                        # A work item ended: the saga waiting on it hears it as a step report.
+                        publish_report(producer, payload["body"])
+                        continue
+                    publish_dispatch(
+                        self.app,
+                        producer,
+                        row.queue,
+                        payload["body"],
+                        task_id=payload["task_id"],
+                        shadow=payload["shadow"],
+                        timeout_ms=payload.get("timeout_ms"),
+                        grace_s=self.settings.watchdog_grace_s,
+                        sent_events=sent_events,
+                    )
+            sent_events.send(producer)
+        with self._lock:
+            self._published.extend(r.id for r in rows)
+            if self._flush_timer is None:
+                self._flush_timer = threading.Timer(FLUSH_AFTER_S, self.flush)
+                self._flush_timer.daemon = True
+                self._flush_timer.start()
+
+    def delete_published(self, session: Session) -> None:
+        """Delete published rows inside the caller's transaction."""
+        with self._lock:
+            ids, self._published = self._published, []
+        if ids:
+            session.execute(delete(OUTBOX).where(OUTBOX.c.id.in_(ids)))
+
+    def flush(self) -> None:
+        """Delete published rows now, in a transaction of their own."""
+        with self._lock:
+            self._flush_timer = None
+        try:
+            with self.sessions.begin() as session:
+                self.delete_published(session)
+        except Exception:
+            # The rows stay; the sweep re-publishes them and workers dedup the duplicates.
+            log.exception("deleting published outbox rows failed")
+
+    def close(self) -> None:
+        with self._lock:
+            timer, self._flush_timer = self._flush_timer, None
+        if timer is not None:
+            timer.cancel()
+        if self._published:
+            self.flush()
+
+    def sweep(self) -> int:
+        """Re-publish rows left unpublished for longer than ``outbox_sweep_after_s``."""
+        cutoff = utcnow() - timedelta(seconds=self.settings.outbox_sweep_after_s)
+        with self._lock:
+            pending = set(self._published)
+        with self.sessions.begin() as session:
+            rows = [
+                r
+                for r in session.scalars(
+                    select(OutboxMessage)
+                    .where(OutboxMessage.created_at <= cutoff)
+                    .order_by(OutboxMessage.id)
+                    .limit(SWEEP_BATCH)
+                    .with_for_update(skip_locked=True)
+                )
+                if r.id not in pending
+            ]
+            if not rows:
+                return 0
+            # Push them into the future so another sweeper does not take them meanwhile.
+            session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id.in_([r.id for r in rows]))
+                .values(created_at=utcnow(), publish_count=OutboxMessage.publish_count + 1)
+            )
+        log.info("re-publishing %d outbox message(s) left unconfirmed", len(rows))
+        self.publish(rows)
+        return len(rows)

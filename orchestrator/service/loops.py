@@ -1,0 +1,63 @@
+"""The orchestrator process: report consumer, outbox sweep and timer loop, as threads."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+
+from orchestrator.service.consumer import ReportConsumer
+from orchestrator.service.wiring import Wiring
+from orchestrator.work.webhooks import WebhookSender
+
+log = logging.getLogger(__name__)
+
+SWEEP_EVERY_S = 1.0
+WEBHOOKS_EVERY_S = 0.5
+
+
+def _loop(name: str, stop: threading.Event, every_s: float, tick: Callable[[], int]) -> None:
+    while not stop.is_set():
+        try:
+            busy = tick()
+        except Exception:
+            log.exception("%s failed; trying again", name)
+            busy = 0
+        # Keep going without a pause while there is a backlog.
+        if not busy:
+            stop.wait(every_s)
+
+
+def run_orchestrator(wiring: Wiring, stop: threading.Event | None = None) -> None:
+    """Run until ``stop`` is set (or SIGTERM/SIGINT when called on the main thread)."""
+    stop = stop or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+    settings = wiring.settings
+    sender = WebhookSender(wiring.sessions)
+    consumer = ReportConsumer(wiring.app, wiring.coordinator, batch=settings.coordinator_batch, stop=stop)
+    threads = [
+        threading.Thread(target=consumer.run, name="coordinator", daemon=True),
+        threading.Thread(
+            target=_loop,
+            args=("outbox sweep", stop, SWEEP_EVERY_S, wiring.dispatcher.sweep),
+            name="outbox-sweep",
+            daemon=True,
+        ),
+        threading.Thread(
+            target=_loop, args=("timers", stop, settings.timer_poll_s, wiring.timers.tick), name="timers", daemon=True
+        ),
+        threading.Thread(
+            target=_loop, args=("webhooks", stop, WEBHOOKS_EVERY_S, sender.deliver_due), name="webhooks", daemon=True
+        ),
+    ]
+    for thread in threads:
+        thread.start()
+    log.info("orchestrator running (database %s)", wiring.engine.url.render_as_string(hide_password=True))
+    stop.wait()
+    for thread in threads:
+        thread.join(timeout=10)
+    sender.close()
+    wiring.close()

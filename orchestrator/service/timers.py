@@ -1,0 +1,168 @@
+"""The durable timer loop: fires due timers (retries, deadlines, SLA warnings, breaches,
+escalation steps and agents' lease expiries) exactly once, and times out attempts past their
+deadline.
+
+Any number of orchestrator processes may run it: a timer is deleted in the transaction that
+fires it, taken with SKIP LOCKED under the saga's (or work item's) row lock, so a second process
+finds it gone. An attempt's deadline lives on its row; it fires under the saga's row lock only if
+the attempt is still running, so a second process (or a report that came first) finds it settled.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, select, update
+
+from config.settings import Settings
+from models.base import utcnow
+from models.enums import Outcome, SagaState
+from models.tables import StepAttempt, Timer
+from orchestrator.sagas.engine import Outgoing, SagaEngine
+from orchestrator.sagas.templates import get_template
+from orchestrator.service.dispatcher import Dispatcher
+from orchestrator.storage.db import SessionFactory, lock_sagas
+from orchestrator.work.claims import LEASE_EXPIRY, fire_lease_timer
+from orchestrator.work.links import PENDING_KEY
+from orchestrator.work.sla import actions as sla
+
+log = logging.getLogger(__name__)
+
+TIMER_BATCH = 200
+RETRY_FAILED_S = 60
+
+
+class TimerService:
+    def __init__(
+        self,
+        sessions: SessionFactory,
+        settings: Settings,
+        dispatcher: Dispatcher,
+        clock: Callable[[], datetime] = utcnow,
+    ):
+        self.sessions = sessions
+        self.settings = settings
+        self.dispatcher = dispatcher
+        # One clock for every timer decision; tests drive it instead of sleeping.
+        self.clock = clock
+
+    def tick(self) -> int:
+        """Fire the timers due now and time out the attempts past their deadline; returns how many."""
+        now = self.clock()
+        return self._timers(now) + self._deadlines(now)
+
+    def _timers(self, now: datetime) -> int:
+        with self.sessions.begin() as session:
+            due = session.execute(
+                select(Timer.id, Timer.saga_id).where(Timer.due_at <= now).order_by(Timer.due_at).limit(TIMER_BATCH)
+            ).all()
+        return self._in_batch_or_one_by_one(now, due, self._fire, Timer, Timer.due_at, "timer")
+
+    def _in_batch_or_one_by_one(
+        self,
+        now: datetime,
+        due: Sequence[Any],
+        fire: Callable[[datetime, Sequence[Any]], int],
+        model: type[Timer] | type[StepAttempt],
+        due_column: Any,
+        what: str,
+    ) -> int:
+        """Fire ``due`` (id, saga id) rows together; if that fails, one at a time, pushing a row that
+        still fails ``RETRY_FAILED_S`` into the future so the rest of the schedule keeps moving."""
+        if not due:
+            return 0
+        try:
+            return fire(now, due)
+        except Exception:
+            log.exception("%d %s(s) together failed; one at a time", len(due), what)
+        fired = 0
+        for row, saga_id in due:
+            try:
+                fired += fire(now, [(row, saga_id)])
+            except Exception:
+                log.exception("%s %s (saga %s) failed; retrying it in %d s", what, row, saga_id, RETRY_FAILED_S)
+                with self.sessions.begin() as session:
+                    session.execute(
+                        update(model)
+                        .where(model.id == row)
+                        .values({due_column.key: now + timedelta(seconds=RETRY_FAILED_S)})
+                    )
+        return fired
+
+    def _fire(self, now: datetime, due: Sequence[tuple[int, str | None]]) -> int:
+        fired = 0
+        with self.sessions.begin() as session:
+            # Sagas first, then timers: the same lock order as the coordinator.
+            sagas = lock_sagas(session, (saga_id for _, saga_id in due if saga_id))
+            timers = session.scalars(
+                select(Timer)
+                .where(Timer.id.in_([i for i, _ in due]))
+                .order_by(Timer.due_at, Timer.id)  # an escalation ladder climbs in order
+                .with_for_update(skip_locked=True)
+            ).all()
+            # Then the work items the item timers (SLA, lease) act on: in one statement, in id order.
+            sla.lock_items(session, (t.item_id for t in timers if t.item_id is not None and t.saga_id not in sagas))
+            engine = SagaEngine(session, self.settings, now)
+            for timer in timers:
+                saga = sagas.get(timer.saga_id) if timer.saga_id else None
+                if saga is not None:
+                    spec = get_template(session, saga.template_name, saga.template_version)
+                    engine.on_timer(saga, spec, timer)
+                elif timer.kind == LEASE_EXPIRY:
+                    fire_lease_timer(session, timer, sla.locked_item(session, timer.item_id), now)
+                elif timer.item_id is not None:
+                    sla.fire(session, timer, now)
+                fired += 1
+            # In bulk and after firing: a saga that finished above already dropped its timers. A
+            # timer its handler pushed into the future (a lease a beat extended) stays, re-armed.
+            session.execute(delete(Timer).where(Timer.id.in_([t.id for t in timers if t.due_at <= now])))
+            engine.finalize()
+            self.dispatcher.delete_published(session)
+            # Reports of work items an SLA ended (cancel), for the sagas waiting on them.
+            reported = [Outgoing(*row) for row in session.info.pop(PENDING_KEY, [])]
+        self.dispatcher.publish(engine.outbox + reported)
+        return fired
+
+    # -- attempts past their deadline --------------------------------------------------------
+
+    def _deadlines(self, now: datetime) -> int:
+        with self.sessions.begin() as session:
+            due = session.execute(
+                select(StepAttempt.id, StepAttempt.saga_id)
+                .where(StepAttempt.outcome == Outcome.running, StepAttempt.deadline_at <= now)
+                .order_by(StepAttempt.deadline_at)
+                .limit(TIMER_BATCH)
+            ).all()
+        return self._in_batch_or_one_by_one(
+            now, due, self._time_out, StepAttempt, StepAttempt.deadline_at, "attempt deadline"
+        )
+
+    def _time_out(self, now: datetime, due: Sequence[tuple[int, str]]) -> int:
+        with self.sessions.begin() as session:
+            sagas = lock_sagas(session, (saga_id for _, saga_id in due))
+            # Read again under the sagas' locks: a report may have settled it meanwhile.
+            attempts = session.scalars(
+                select(StepAttempt)
+                .where(
+                    StepAttempt.id.in_([i for i, _ in due]),
+                    StepAttempt.outcome == Outcome.running,
+                    StepAttempt.deadline_at <= now,
+                )
+                .order_by(StepAttempt.deadline_at, StepAttempt.id)
+            ).all()
+            engine = SagaEngine(session, self.settings, now)
+            for attempt in attempts:
+                saga = sagas[attempt.saga_id]
+                if saga.state in (SagaState.completed, SagaState.compensated, SagaState.compensation_failed):
+                    # Nothing left to time out; keep it out of the next tick's query.
+                    attempt.deadline_at = None
+                    continue
+                engine.on_deadline(saga, get_template(session, saga.template_name, saga.template_version), attempt)
+            engine.finalize()
+            self.dispatcher.delete_published(session)
+            reported = [Outgoing(*row) for row in session.info.pop(PENDING_KEY, [])]
+        self.dispatcher.publish(engine.outbox + reported)
+        return len(attempts)

@@ -1,0 +1,52 @@
+"""Builds the orchestrator's parts from settings, once per process."""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from celery import Celery
+from sqlalchemy import Engine
+
+from config.settings import Settings
+from orchestrator.service.coordinator import Coordinator
+from orchestrator.service.dispatcher import Dispatcher
+from orchestrator.service.timers import TimerService
+from orchestrator.storage.db import SessionFactory, make_engine, make_session_factory
+from workers.celery.app import create_app
+
+
+class Wiring:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    @cached_property
+    def engine(self) -> Engine:
+        return make_engine(self.settings.effective_database_url())
+
+    @cached_property
+    def sessions(self) -> SessionFactory:
+        return make_session_factory(self.engine)
+
+    @cached_property
+    def app(self) -> Celery:
+        return create_app(self.settings)
+
+    @cached_property
+    def dispatcher(self) -> Dispatcher:
+        return Dispatcher(self.app, self.sessions, self.settings)
+
+    @cached_property
+    def coordinator(self) -> Coordinator:
+        return Coordinator(self.sessions, self.settings, self.dispatcher)
+
+    @cached_property
+    def timers(self) -> TimerService:
+        return TimerService(self.sessions, self.settings, self.dispatcher)
+
+    def close(self) -> None:
+        if "dispatcher" in self.__dict__:
+            self.dispatcher.close()
+        if "engine" in self.__dict__:
+            self.engine.dispose()
+        if "app" in self.__dict__:
+            self.app.close()

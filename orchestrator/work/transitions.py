@@ -1,0 +1,136 @@
+"""Moving a work item through its lifecycle: checked against the lifecycle's data, audited."""
+
+from __future__ import annotations
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from models.base import utcnow
+from models.lifecycles import (
+    LIFECYCLES,
+    RESOLVED_STATUSES,
+    Lifecycle,
+    can_close,
+    can_complete,
+    can_send_back,
+    is_terminal,
+    is_valid_transition,
+    next_statuses,
+)
+from models.principal import Principal, Scope
+from models.tables import TIMERS
+from models.work_api import AllowedTransitions, WorkItemRead
+from models.work_tables import DEPENDENCIES, WorkItem
+from orchestrator.errors import Conflict, InvalidInput
+from orchestrator.work import audit
+from orchestrator.work.access import require
+from orchestrator.work.items import load_item, read_items, touch
+from orchestrator.work.links import report_outcome
+
+
+def lifecycle_of(item: WorkItem) -> Lifecycle:
+    return LIFECYCLES[item.lifecycle]
+
+
+def allowed(session: Session, principal: Principal, item_id: str) -> AllowedTransitions:
+    require(principal, Scope.work_read)
+    item = load_item(session, principal, item_id)
+    lc = lifecycle_of(item)
+    return AllowedTransitions(
+        status=item.status,
+        lifecycle=lc.name,
+        next=next_statuses(lc, item.status),
+        terminal=is_terminal(lc, item.status),
+        can_complete=can_complete(lc, item.status),
+        can_close=can_close(lc, item.status),
+        can_send_back=can_send_back(lc, item.status),
+    )
+
+
+def transition(
+    session: Session, principal: Principal, item_id: str, to: str, *, reason: str | None, version: int | None
+) -> WorkItemRead:
+    require(principal, Scope.work_write)
+    item = load_item(session, principal, item_id, lock=True)
+    lc = lifecycle_of(item)
+    if to not in lc.statuses:
+        raise InvalidInput(
+            f"{to!r} is not a status of the {lc.name} lifecycle",
+            details=[{"path": "to", "message": f"statuses: {', '.join(lc.statuses)}"}],
+        )
+    if version is not None and version != item.version:
+        raise Conflict(
+            f"work item {item_id} is at version {item.version}, not {version}; read it again and retry",
+            details=[{"path": "version", "message": f"current version is {item.version}"}],
+        )
+    check_transition(item, to)
+    move(session, item, to, principal.ref, action="transition", reason=reason)
+    return read_items(session, [item])[0]
+
+
+def check_transition(item: WorkItem, to: str) -> None:
+    lc = lifecycle_of(item)
+    if not is_valid_transition(lc, item.status, to):
+        options = next_statuses(lc, item.status)
+        allowed_text = ", ".join(options) if options else "none (the status is terminal)"
+        raise Conflict(
+            f"cannot move {item.id} from {item.status} to {to}; allowed next: {allowed_text}",
+            details={"from": item.status, "to": to, "allowed": options},
+        )
+
+
+def move(
+    session: Session,
+    item: WorkItem,
+    to: str,
+    actor: str,
+    *,
+    action: str,
+    reason: str | None = None,
+    details: dict[str, object] | None = None,
+) -> None:
+    """Set the status, keep the timestamps and the claim consistent with it, and audit it."""
+    lc = lifecycle_of(item)
+    if to in lc.start.values() and item.status in lc.start:
+        blockers = unresolved_dependencies(session, item.id)
+        if blockers:
+            raise Conflict(
+                f"{item.id} cannot start: it waits on {', '.join(blockers)}",
+                details={"blocked_by": blockers},
+            )
+    before = item.status
+    now = utcnow()
+    item.status = to
+    item.is_open = not is_terminal(lc, to)
+    if to in lc.start.values() and item.started_at is None:
+        item.started_at = now
+    if not item.is_open:
+        item.completed_at = now
+        release_claim(item)
+        # The work is over: its SLA clock stops.
+        session.execute(delete(TIMERS).where(TIMERS.c.item_id == item.id))
+    touch(item)
+    audit.record(session, item, action, actor, from_status=before, to_status=to, reason=reason, details=details)
+    report_outcome(session, item, actor)
+
+
+def release_claim(item: WorkItem) -> None:
+    item.claimed_by_type = item.claimed_by_id = None
+    item.claimed_at = None
+    item.lease_expires_at = None
+
+
+def unresolved_dependencies(session: Session, item_id: str) -> list[str]:
+    """Dependencies not yet resolved; a deleted or missing one counts as unresolved."""
+    resolved = (
+        select(func.count())
+        .select_from(WorkItem)
+        .where(
+            WorkItem.id == DEPENDENCIES.c.depends_on_id,
+            WorkItem.deleted_at.is_(None),
+            WorkItem.status.in_(RESOLVED_STATUSES),
+        )
+        .scalar_subquery()
+    )
+    query = select(DEPENDENCIES.c.depends_on_id).where(DEPENDENCIES.c.item_id == item_id, resolved == 0)
+    return sorted(session.scalars(query))

@@ -1,0 +1,1 @@
+"""Celery glue: the app, the worker's task events, the worker's entry point."""

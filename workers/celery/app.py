@@ -1,0 +1,66 @@
+"""The Celery app every workyard process builds, and the one task workers run.
+
+Each template step is dispatched as ``workyard.step`` on ``cap.<capability>``; the message
+carries the handler's name, and Flower shows that name (``shadow``) instead of the generic task.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from typing import Any
+
+import redis
+from celery import Celery, Task
+
+from config.keys import STEP_TASK
+from config.settings import Settings
+from workers.broker.publish import publish_reports, report_renderer
+from workers.celery.config import celery_config
+from workers.hooks import HookChain
+from workers.runtime import RuntimeConfig, StepRuntime
+from workers.store import StepStore
+
+log = logging.getLogger(__name__)
+
+
+def redis_client(settings: Settings) -> redis.Redis:
+    # redis-py 8 defaults socket_timeout to 5 s; our calls are short, so say so on purpose.
+    return redis.Redis.from_url(
+        settings.effective_redis_url(), socket_timeout=10, socket_connect_timeout=5, health_check_interval=30
+    )
+
+
+def create_app(settings: Settings, capabilities: list[str] | None = None, *, hooks: HookChain | None = None) -> Celery:
+    """A Celery app wired to ``settings``; with capabilities, it can also run steps."""
+    app = Celery("workyard", set_as_current=False)
+    app.conf.update(celery_config(settings, capabilities))
+    state: dict[str, StepRuntime] = {}
+    copies = 2 if settings.fault_duplicate_delivery else 1
+
+    def runtime(hostname: str) -> StepRuntime:
+        # Built lazily in each pool process: a Redis connection must not cross a fork.
+        if "rt" not in state:
+            client = redis_client(settings)
+            store = StepStore(client, claim_ttl_ms=settings.run_claim_ttl_ms, dedup_ttl_s=settings.dedup_ttl_s)
+            state["rt"] = StepRuntime(
+                store,
+                RuntimeConfig(
+                    lease_ttl_ms=settings.lease_ttl_ms,
+                    lease_wait_ms=settings.lease_wait_ms,
+                    worker=hostname,
+                    report_copies=copies,
+                ),
+                hooks,
+                render_report=report_renderer(app, client),
+            )
+        return state["rt"]
+
+    @app.task(name=STEP_TASK, bind=True, ignore_result=True, acks_late=True)
+    def run_step(self: Task, body: Any = None) -> None:
+        hostname = self.request.hostname or socket.gethostname()
+        messages = runtime(hostname).execute(body, source=f"{self.request.delivery_info.get('routing_key')}")
+        if messages:
+            publish_reports(app, [m.model_dump(mode="json") for m in messages], copies=copies)
+
+    return app
