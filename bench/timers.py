@@ -45,6 +45,7 @@ from sqlalchemy.engine import make_url  # noqa: E402
 from bench.next_work import log, pct, scratch_database  # noqa: E402
 from config.settings import Settings  # noqa: E402
 from models.base import utcnow  # noqa: E402
+from models.enums import TimerKind  # noqa: E402
 from models.tables import TIMERS, Timer  # noqa: E402
 from models.work_tables import EVENTS, WORK_ITEMS  # noqa: E402
 from orchestrator.service.loops import _loop  # noqa: E402
@@ -53,7 +54,6 @@ from orchestrator.service.wiring import Wiring  # noqa: E402
 from orchestrator.storage.db import make_engine  # noqa: E402
 from orchestrator.storage.migrate import upgrade  # noqa: E402
 from orchestrator.work.ids import work_item_id  # noqa: E402
-from orchestrator.work.sla.clock import BREACH  # noqa: E402
 
 TENANT = "bench"
 BATCH = 5_000
@@ -143,8 +143,8 @@ def seed_timers(engine: Engine, item_ids: list[str], rate: float, first_due: dat
             dues.append(due_at.timestamp())
             rows.append(
                 {
-                    "key": f"{BREACH}:{item_ids[i]}:breach",
-                    "kind": BREACH,
+                    "key": f"{TimerKind.sla_breach.value}:{item_ids[i]}:breach",
+                    "kind": TimerKind.sla_breach,
                     "item_id": item_ids[i],
                     "payload": {},
                     "due_at": due_at,

@@ -55,3 +55,21 @@ class Outcome(StrEnum):
     def counts(self) -> bool:
         """Whether this outcome uses up one of the step's attempts."""
         return self is not Outcome.deferred
+
+
+class TimerKind(StrEnum):
+    """Every kind of durable timer, declared once; the timer loop fires each by its handler in
+    one table (``orchestrator.service.timers``). An attempt's own deadline is not a timer: it is
+    kept on the attempt's row."""
+
+    # Of a saga (fired under the saga's row lock):
+    dispatch = "dispatch"  # a retry's next attempt
+    saga_deadline = "saga_deadline"  # the whole saga's deadline
+    saga_sla_warn = "saga_sla_warn"
+    saga_sla_breach = "saga_sla_breach"
+    saga_sla_escalate = "saga_sla_escalate"
+    # Of a work item (fired under the item's row lock):
+    sla_warn = "sla_warn"
+    sla_breach = "sla_breach"
+    sla_escalate = "sla_escalate"
+    lease_expiry = "lease_expiry"

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from models.enums import Outcome
 from models.keytemplate import all_placeholders
 from models.sla import SlaSpec
 from models.work_api import AgentOffer, Offer
@@ -38,6 +39,30 @@ class CompletionPolicy(BaseModel):
         if self.policy == "any":
             return min(1, members)
         return self.k or 0
+
+    def verdict(self, members: int, done: int, pending: int) -> Outcome | None:
+        """The fan-out's verdict so far: succeeded once enough members are done, failed once they
+        no longer can be (``pending`` still may), None while undecided."""
+        needed = self.needed(members)
+        if done >= needed:
+            return Outcome.succeeded
+        if done + pending < needed:
+            return Outcome.failed
+        return None
+
+    def decided_at_start(self, members: int) -> tuple[Outcome, str | None] | None:
+        """A fan-out decided before any member runs: nothing to wait for (an empty list, nothing to
+        undo), or a policy no list this short can meet. None: it has to run."""
+        needed = self.needed(members)
+        if needed == 0:
+            return Outcome.succeeded, None
+        if members < needed:
+            return Outcome.failed, f"FanOutFailed: {members} member(s), {needed} needed"
+        return None
+
+
+# Undoing a fan-out needs every member that is to be undone.
+EVERY_MEMBER = CompletionPolicy()
 
 
 class WorkItemStepSpec(BaseModel):

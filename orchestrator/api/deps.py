@@ -9,9 +9,7 @@ from contextlib import contextmanager
 from fastapi import Request
 from sqlalchemy.orm import Session
 
-from orchestrator.sagas.engine import Outgoing
 from orchestrator.service.wiring import Wiring
-from orchestrator.work.links import PENDING_KEY
 
 log = logging.getLogger(__name__)
 
@@ -27,9 +25,9 @@ def unit_of_work(wiring: Wiring) -> Iterator[Session]:
     has committed; if publishing fails the outbox sweep sends them shortly."""
     with wiring.sessions.begin() as session:
         yield session
-        pending = session.info.pop(PENDING_KEY, [])
+    pending = session.uow.take_outgoing()
     if pending:
         try:
-            wiring.dispatcher.publish([Outgoing(*row) for row in pending])
+            wiring.dispatcher.publish(pending)
         except Exception:
             log.exception("publishing %d outbox message(s) failed; the sweep will retry", len(pending))

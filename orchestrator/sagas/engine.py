@@ -1,81 +1,39 @@
 """Moves sagas forward inside one transaction: dispatch, record outcomes, retry, compensate.
 
-Every method runs under the saga's row lock (see :func:`orchestrator.storage.db.lock_sagas`) and only
-writes rows: the messages it causes go to the outbox in the same transaction and are published
-by the caller after commit (invariant 1).
+Every method runs under the saga's row lock (see :func:`orchestrator.storage.db.lock_sagas`) and
+only changes the saga run, its step runs and attempts. What it causes (outbox messages, timers,
+attempt rows) goes to the transaction's unit of work, written as it commits and published by
+the caller afterwards (invariant 1); what it reads or writes beyond the saga goes through a
+:class:`~orchestrator.sagas.store.SagaStore`. So the decisions run without a database too: on a
+saga run built in memory, a :class:`~orchestrator.storage.unit_of_work.UnitOfWork` of its own
+and a store of plain lists.
+
+How a step's attempts start and are reported on depends on its kind
+(:mod:`orchestrator.sagas.steps`); what follows from an attempt's outcome is decided here.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Executable, delete, insert, select
-from sqlalchemy.dialects import sqlite
-from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import flag_modified
-
 from config import keys
 from config.settings import Settings
-from models.enums import Outcome, Phase, SagaState, StepState
-from models.keytemplate import render
+from models.enums import Outcome, Phase, SagaState, StepState, TimerKind
 from models.messages import StepDispatch, StepReport
-from models.tables import (
-    ATTEMPTS,
-    FAN_OUT_MEMBERS,
-    FENCING_SEQUENCE,
-    GLOBAL_SCOPE,
-    OUTBOX,
-    TIMERS,
-    FencingCounter,
-    SagaRun,
-    StepAttempt,
-    StepRun,
-    Timer,
-)
+from models.tables import SagaRun, StepAttempt, StepRun, Timer
 from models.template import StepSpec, TemplateSpec
-from orchestrator.sagas import sla as saga_sla
+from orchestrator.sagas import sla
+from orchestrator.sagas.deadlines import saga_deadline
+from orchestrator.sagas.keys import idempotence_key, task_id, timer_key
 from orchestrator.sagas.planner import GiveUp, after_failure, next_compensation, outcome_unknown
-from orchestrator.sagas.steps import handler_fan_out as fanout
-from orchestrator.sagas.steps import work_item as waiting
-from orchestrator.sagas.timer_keys import TIMER_DISPATCH, TIMER_SAGA_DEADLINE, timer_key
-from orchestrator.storage.db import pipelined
-from orchestrator.work import webhooks
-from orchestrator.work.links import cancel_items, open_remediation
+from orchestrator.sagas.steps import kind_of
+from orchestrator.sagas.store import SagaStore
+from orchestrator.storage.unit_of_work import UnitOfWork
 
-_UNIFORM_UPDATES: dict[type, tuple[str, ...]] = {
-    SagaRun: ("state", "results", "error", "updated_at", "finished_at"),
-    StepRun: ("state", "attempts", "compensation_attempts", "current_attempt", "error", "started_at", "finished_at"),
-    StepAttempt: ("outcome", "worker", "error", "started_at", "finished_at"),
-}
-
-
-@dataclass(frozen=True)
-class Outgoing:
-    """An outbox row written in this transaction, to publish once it has committed."""
-
-    id: int
-    queue: str
-    payload: dict[str, Any]
-
-
-def step_values(saga: SagaRun, spec: TemplateSpec, step: StepSpec) -> dict[str, Any]:
-    """What a key template such as ``order:{input.order_id}`` may refer to."""
-    return {"input": saga.input, "saga_id": saga.id, "step": step.name, "template": spec.name, "version": spec.version}
-
-
-def idempotence_key(saga: SagaRun, spec: TemplateSpec, step: StepSpec, phase: Phase, member: int | None = None) -> str:
-    base = (
-        render(step.idempotence_key, step_values(saga, spec, step))
-        if step.idempotence_key
-        else f"{saga.id}:{step.name}"
-    )
-    if member is not None:
-        base = f"{base}:{member}"  # each member of a fan-out has an effect of its own
-    return base if phase is Phase.forward else f"{base}:compensate"
+TERMINAL = (SagaState.completed, SagaState.compensated, SagaState.compensation_failed)
 
 
 def new_step_runs(spec: TemplateSpec) -> list[StepRun]:
@@ -85,110 +43,68 @@ def new_step_runs(spec: TemplateSpec) -> list[StepRun]:
     ]
 
 
-def issue_fencing_token(session: Session) -> int:
-    """Next fencing token, from the database so it grows even if Redis forgot everything.
-
-    One counter for every scope: a token that grows globally grows per scope, and one counter
-    cannot deadlock two transactions that take scopes in different orders. PostgreSQL hands
-    them out from a sequence (no row lock at all); SQLite serialises writers anyway.
-    """
-    if session.get_bind().dialect.name == "postgresql":
-        return int(session.execute(select(FENCING_SEQUENCE.next_value())).scalar_one())
-    upsert = (
-        sqlite.insert(FencingCounter)
-        .values(scope=GLOBAL_SCOPE, last_token=1)
-        .on_conflict_do_update(
-            index_elements=[FencingCounter.scope], set_={"last_token": FencingCounter.last_token + 1}
-        )
-        .returning(FencingCounter.last_token)
-    )
-    return int(session.execute(upsert).scalar_one())
-
-
 class SagaEngine:
-    """One transaction's worth of saga moves. Collects the outbox rows it wrote."""
+    """One transaction's worth of saga moves (see the module)."""
 
-    def __init__(self, session: Session, settings: Settings, now: datetime, rand: Callable[[], float] = random.random):
-        self.session = session
+    def __init__(
+        self,
+        uow: UnitOfWork,
+        store: SagaStore,
+        settings: Settings,
+        now: datetime,
+        rand: Callable[[], float] = random.random,
+    ):
+        self.uow = uow
+        self.store = store
         self.settings = settings
         self.now = now
         self.rand = rand
-        self.outbox: list[Outgoing] = []
-        # Rows written in bulk by finalize(): one INSERT per table per transaction, not one
-        # ORM flush per object (the coordinator's hottest path).
-        self.attempt_rows: list[dict[str, Any]] = []
-        self.member_rows: list[dict[str, Any]] = []
-        self._outbox_rows: list[dict[str, Any]] = []
-        self._timer_rows: list[dict[str, Any]] = []
-        self._cancelled_timers: list[str] = []
-        self._finished: list[str] = []
 
     # -- entry points ------------------------------------------------------------------------
 
     def start(self, saga: SagaRun, spec: TemplateSpec) -> None:
         if spec.deadline_ms is not None:
-            self.add_timer(
-                f"{TIMER_SAGA_DEADLINE}:{saga.id}",
-                TIMER_SAGA_DEADLINE,
-                saga.id,
-                {},
+            self.uow.arm_timer(
+                f"{TimerKind.saga_deadline.value}:{saga.id}",
+                TimerKind.saga_deadline,
                 self.now + timedelta(milliseconds=spec.deadline_ms),
+                self.now,
+                saga_id=saga.id,
             )
         if spec.sla is not None:
-            saga_sla.schedule(self, saga, spec.sla)
+            sla.schedule(self, saga, spec.sla)
         self._dispatch(saga, spec, 0, Phase.forward)
 
     def on_report(self, saga: SagaRun, spec: TemplateSpec, report: StepReport, attempt: StepAttempt) -> None:
         """Apply a worker's report to the attempt it answers (which the caller found running)."""
-        step_spec = spec.steps[report.step_index]
-        if report.member is not None and step_spec.for_each is not None:
-            if step_spec.item_for(report.phase) is not None:
-                waiting.member_report(self, saga, spec, report, attempt)
-            else:
-                fanout.member_report(self, saga, spec, report, attempt)
-            return
-        attempt.outcome = Outcome(report.outcome)
-        attempt.worker = report.worker[:255] if report.worker else None
-        attempt.started_at = report.started_at
-        attempt.finished_at = report.finished_at or self.now
-        attempt.error = f"{report.error.type}: {report.error.message}" if report.error else None
-        self.settle(
-            saga,
-            spec,
-            report.step_index,
-            Phase(report.phase),
-            Outcome(report.outcome),
-            retryable=report.retryable,
-            retry_after_ms=report.retry_after_ms,
-            result=report.result,
-            error=attempt.error,
-        )
+        kind_of(spec.steps[report.step_index], Phase(report.phase)).on_report(self, saga, spec, report, attempt)
 
     def on_timer(self, saga: SagaRun, spec: TemplateSpec, timer: Timer) -> None:
-        if saga.state in (SagaState.completed, SagaState.compensated, SagaState.compensation_failed):
+        """A timer of the saga is due: fired by its kind (see :data:`SAGA_TIMERS`)."""
+        if saga.state in TERMINAL:
             return
-        if timer.kind == TIMER_SAGA_DEADLINE:
-            waiting.saga_deadline(self, saga, spec)
-            return
-        if timer.kind in saga_sla.KINDS:
-            saga_sla.fire(self, saga, spec, timer)
-            return
+        SAGA_TIMERS[TimerKind(timer.kind)](self, saga, spec, timer)
+
+    def on_retry_due(self, saga: SagaRun, spec: TemplateSpec, timer: Timer) -> None:
+        """A retry's pause is over: dispatch the next attempt, unless something was dispatched
+        for the step since the timer was set."""
         index, phase, attempt_no = timer.payload["index"], Phase(timer.payload["phase"]), timer.payload["attempt"]
         step = saga.steps[index]
-        if timer.kind == TIMER_DISPATCH:
-            # Fire only if nothing was dispatched for this step since the timer was set.
-            if step.current_attempt + 1 == attempt_no and self._phase_of(step) is phase:
-                self._dispatch(saga, spec, index, phase)
+        if step.current_attempt + 1 == attempt_no and self._phase_of(step) is phase:
+            self._dispatch(saga, spec, index, phase)
 
     def on_deadline(self, saga: SagaRun, spec: TemplateSpec, attempt: StepAttempt) -> None:
         """An attempt (found running, under the saga's lock) is past its deadline: it timed out."""
         index, phase = attempt.step_index, Phase(attempt.phase)
+        kind = kind_of(spec.steps[index], phase)
         attempt.outcome = Outcome.timed_out
         attempt.finished_at = self.now
-        attempt.error = "TimedOut: no report from a worker before the step's deadline"
         if spec.steps[index].item_for(phase.value) is not None:
             attempt.error = "TimedOut: the work item was not finished before the step's deadline"
-            cancel_items(self.session, saga.id, index, phase, attempt.attempt, "the step's deadline passed")
+            kind.on_timeout(self, saga, attempt, "the step's deadline passed")
+        else:
+            attempt.error = "TimedOut: no report from a worker before the step's deadline"
+            kind.on_timeout(self, saga, attempt, attempt.error)
         self.settle(
             saga,
             spec,
@@ -200,50 +116,6 @@ class SagaEngine:
             result=None,
             error=attempt.error,
         )
-
-    def finalize(self, first: Sequence[tuple[Executable, list[dict[str, Any]]]] = ()) -> None:
-        """Write what was batched; call once before commit. ``first``: inserts of the caller's
-        own (statement, rows) to send ahead of the batch's (a new saga and its steps)."""
-        # Give every changed row of a table the same SET list, so the flush sends one
-        # executemany per table instead of one UPDATE per row (rows of different shapes
-        # interleave in primary-key order and would not group).
-        for obj in self.session.dirty:
-            for column in _UNIFORM_UPDATES.get(type(obj), ()):
-                flag_modified(obj, column)
-        self.session.flush()  # sagas and steps first: the rows below refer to them
-        # These need no answer: on PostgreSQL they go in one round trip. (The inserts are
-        # "inline": no RETURNING of generated keys, which a pipeline cannot answer in time.)
-        with pipelined(self.session):
-            for statement, rows in first:
-                self.session.execute(statement, rows)
-            if self.attempt_rows:
-                # One executemany needs one shape: handler and work-item attempts set different columns.
-                columns = {key for row in self.attempt_rows for key in row}
-                rows = [dict.fromkeys(columns) | row for row in self.attempt_rows]
-                self.session.execute(insert(ATTEMPTS).inline(), rows)
-            if self.member_rows:
-                self.session.execute(insert(FAN_OUT_MEMBERS).inline(), self.member_rows)
-            if self._timer_rows:
-                self.session.execute(insert(TIMERS).inline(), self._timer_rows)
-            if self._cancelled_timers:
-                self.session.execute(delete(TIMERS).where(TIMERS.c.key.in_(self._cancelled_timers)))
-            if self._finished:
-                # A finished saga needs none of its timers, including any written just above.
-                self.session.execute(delete(TIMERS).where(TIMERS.c.saga_id.in_(self._finished)))
-        if self._outbox_rows:
-            ids = self.session.scalars(
-                insert(OUTBOX).returning(OUTBOX.c.id, sort_by_parameter_order=True), self._outbox_rows
-            ).all()
-            self.outbox += [Outgoing(i, r["queue"], r["payload"]) for i, r in zip(ids, self._outbox_rows, strict=True)]
-        for batch in (
-            self.attempt_rows,
-            self.member_rows,
-            self._outbox_rows,
-            self._timer_rows,
-            self._cancelled_timers,
-            self._finished,
-        ):
-            batch.clear()
 
     # -- decisions ---------------------------------------------------------------------------
 
@@ -313,7 +185,7 @@ class SagaEngine:
             step.state = StepState.compensation_failed
             saga.error = f"compensation of step {step.name!r} {decision.reason}: {error}"
             self._finish(saga, SagaState.compensation_failed)
-            open_remediation(self.session, saga, step.name, error or "-", self.settings.remediation_tenant, self.now)
+            self.store.open_remediation(saga, step.name, error or "-", self.settings.remediation_tenant, self.now)
 
     def compensate_below(self, saga: SagaRun, spec: TemplateSpec, below: int, *, uncertain: int | None = None) -> None:
         saga.state = SagaState.compensating
@@ -330,10 +202,8 @@ class SagaEngine:
         saga.state = state
         saga.finished_at = self.now
         saga.updated_at = self.now
-        self._finished.append(saga.id)
-        webhooks.emit(
-            self.session,
-            None,
+        self.uow.drop_saga_timers(saga.id)
+        self.store.emit(
             f"saga.{state.value}",
             {
                 "saga": {
@@ -354,28 +224,12 @@ class SagaEngine:
     # -- effects -----------------------------------------------------------------------------
 
     def _dispatch(self, saga: SagaRun, spec: TemplateSpec, index: int, phase: Phase) -> None:
-        step_spec = spec.steps[index]
         step = saga.steps[index]
         step.current_attempt += 1
-        attempt_no = step.current_attempt
         if phase is Phase.forward:
             step.state = StepState.running
             step.started_at = step.started_at or self.now
-        item_spec = step_spec.item_for(phase.value)
-        if item_spec is not None:
-            waiting.open_step_items(self, saga, spec, index, phase, attempt_no, item_spec)
-            return
-        if step_spec.for_each is not None:
-            fanout.dispatch_members(self, saga, spec, index, phase, attempt_no)
-            return
-        scope = render(step_spec.mutex_scope, step_values(saga, spec, step_spec)) if step_spec.mutex_scope else None
-        token = issue_fencing_token(self.session) if scope is not None else None
-        self.attempt_rows.append(
-            self.attempt_row(
-                saga, spec, index, phase, attempt_no, fencing_token=token, deadline_at=self.attempt_deadline(step_spec)
-            )
-        )
-        self.send(saga, spec, index, phase, attempt_no, scope=scope, token=token)
+        kind_of(spec.steps[index], phase).dispatch(self, saga, spec, index, phase, step.current_attempt)
 
     def attempt_row(
         self, saga: SagaRun, spec: TemplateSpec, index: int, phase: Phase, attempt_no: int, **values: Any
@@ -407,7 +261,7 @@ class SagaEngine:
         """An attempt decided as it starts (nothing to wait for, or nothing that could work):
         record it as ended and settle it; no retry would change the answer."""
         ended = {"outcome": outcome, "error": error, "finished_at": self.now}
-        self.attempt_rows.append(self.attempt_row(saga, spec, index, phase, attempt_no, **ended))
+        self.uow.attempts.append(self.attempt_row(saga, spec, index, phase, attempt_no, **ended))
         self.settle(saga, spec, index, phase, outcome, retryable=False, retry_after_ms=None, result=result, error=error)
 
     def watchdog_s(self, step_spec: StepSpec) -> float:
@@ -458,38 +312,34 @@ class SagaEngine:
             member=member,
             each=each,
         )
-        task_id = f"{saga.id}-{index}-{phase.value[0]}{attempt_no}" + (f"-{member}" if member is not None else "")
         shadow = handler if phase is Phase.forward else f"{handler} (compensating {step_spec.name})"
-        self._outbox_rows.append(
+        self.uow.send(
+            keys.capability_queue(step_spec.capability),
             {
-                "queue": keys.capability_queue(step_spec.capability),
-                "payload": {
-                    "task_id": task_id,
-                    "shadow": shadow if member is None else f"{shadow} [{member}]",
-                    "timeout_ms": step_spec.timeout_ms,
-                    "body": dispatch.model_dump(mode="json"),
-                },
-                "created_at": self.now,
-                "publish_count": 0,
-            }
+                "task_id": task_id(saga.id, index, phase, attempt_no, member),
+                "shadow": shadow if member is None else f"{shadow} [{member}]",
+                "timeout_ms": step_spec.timeout_ms,
+                "body": dispatch.model_dump(mode="json"),
+            },
+            self.now,
         )
 
     def _schedule_dispatch(self, saga: SagaRun, index: int, phase: Phase, attempt_no: int, delay_ms: int) -> None:
-        self.set_timer(TIMER_DISPATCH, saga.id, index, phase, attempt_no, delay_ms)
-
-    def set_timer(self, kind: str, saga_id: str, index: int, phase: Phase, attempt_no: int, delay_ms: float) -> None:
-        self.add_timer(
-            timer_key(kind, saga_id, index, phase, attempt_no),
-            kind,
-            saga_id,
-            {"index": index, "phase": phase.value, "attempt": attempt_no},
+        self.uow.arm_timer(
+            timer_key(TimerKind.dispatch, saga.id, index, phase, attempt_no),
+            TimerKind.dispatch,
             self.now + timedelta(milliseconds=delay_ms),
+            self.now,
+            saga_id=saga.id,
+            payload={"index": index, "phase": phase.value, "attempt": attempt_no},
         )
 
-    def add_timer(self, key: str, kind: str, saga_id: str, payload: dict[str, Any], due_at: datetime) -> None:
-        self._timer_rows.append(
-            {"key": key, "kind": kind, "saga_id": saga_id, "payload": payload, "due_at": due_at, "created_at": self.now}
-        )
 
-    def cancel_timer(self, key: str) -> None:
-        self._cancelled_timers.append(key)
+# The saga's timer kinds and what fires them, under the saga's row lock.
+SAGA_TIMERS: dict[TimerKind, Callable[[SagaEngine, SagaRun, TemplateSpec, Timer], None]] = {
+    TimerKind.dispatch: SagaEngine.on_retry_due,
+    TimerKind.saga_deadline: lambda engine, saga, spec, _timer: saga_deadline(engine, saga, spec),
+    TimerKind.saga_sla_warn: sla.warn,
+    TimerKind.saga_sla_breach: sla.breach,
+    TimerKind.saga_sla_escalate: sla.escalate,
+}

@@ -20,96 +20,92 @@ A breach action on a saga means:
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from sqlalchemy import select
-
-from models.enums import SagaState
+from models.enums import SagaState, TimerKind
 from models.sla import BreachAction, SlaSpec
 from models.tables import SagaRun, Timer
 from models.template import TemplateSpec
-from models.work_tables import WorkItem
-from orchestrator.sagas.steps.work_item import stop_and_compensate
-from orchestrator.work import webhooks
-from orchestrator.work.links import open_saga_follow_up
-from orchestrator.work.sla import actions as item_sla
+from orchestrator.sagas.deadlines import stop_and_compensate
+from orchestrator.sagas.steps.kind import StepMoves
 
-if TYPE_CHECKING:
-    from orchestrator.sagas.engine import SagaEngine
-
-WARN, BREACH, ESCALATE = "saga_sla_warn", "saga_sla_breach", "saga_sla_escalate"
-KINDS = (WARN, BREACH, ESCALATE)
+KINDS = (TimerKind.saga_sla_warn, TimerKind.saga_sla_breach, TimerKind.saga_sla_escalate)
 
 
-def schedule(engine: SagaEngine, saga: SagaRun, sla: SlaSpec) -> None:
+def schedule(moves: StepMoves, saga: SagaRun, sla: SlaSpec) -> None:
     """The saga's SLA timers, from its start."""
 
-    def timer(kind: str, key: str, after_ms: float, payload: dict[str, Any]) -> None:
+    def timer(kind: TimerKind, key: str, after_ms: float, payload: dict[str, Any]) -> None:
         due = saga.created_at + timedelta(milliseconds=after_ms)
-        engine.add_timer(f"{kind}:{saga.id}:{key}", kind, saga.id, payload, due)
+        moves.uow.arm_timer(f"{kind.value}:{saga.id}:{key}", kind, due, moves.now, saga_id=saga.id, payload=payload)
 
     if sla.warn_at_pct is not None:
-        timer(WARN, "warn", sla.target_ms * sla.warn_at_pct / 100, {})
-    timer(BREACH, "breach", sla.target_ms, {})
+        timer(TimerKind.saga_sla_warn, "warn", sla.target_ms * sla.warn_at_pct / 100, {})
+    timer(TimerKind.saga_sla_breach, "breach", sla.target_ms, {})
     for n, step in enumerate(sla.escalation):
-        timer(ESCALATE, str(n), step.after_ms, {"step": n})
+        timer(TimerKind.saga_sla_escalate, str(n), step.after_ms, {"step": n})
 
 
-def fire(engine: SagaEngine, saga: SagaRun, spec: TemplateSpec, timer: Timer) -> None:
-    if spec.sla is None or saga.state in (
-        SagaState.completed,
-        SagaState.compensated,
-        SagaState.compensation_failed,
-    ):
+def _live(saga: SagaRun, spec: TemplateSpec) -> SlaSpec | None:
+    if spec.sla is None or saga.state in (SagaState.completed, SagaState.compensated, SagaState.compensation_failed):
+        return None
+    return spec.sla
+
+
+def warn(moves: StepMoves, saga: SagaRun, spec: TemplateSpec, timer: Timer) -> None:
+    if (sla := _live(saga, spec)) is None:
         return
-    sla, now = spec.sla, engine.now
-    if timer.kind == WARN:
-        saga.sla_warned_at = now
-        _note(engine, saga, "sla_warning", pct=sla.warn_at_pct)
-        webhooks.emit(engine.session, None, "saga.sla_warning", _event(saga, None), now)
-    elif timer.kind == BREACH:
-        saga.sla_breached_at = saga.sla_breached_at or now
-        saga.sla_breach_count += 1
-        _note(engine, saga, "sla_breached", action=sla.breach_action, target_ms=sla.target_ms)
-        webhooks.emit(engine.session, None, "saga.sla_breached", _event(saga, sla.breach_action), now)
-        apply(engine, saga, spec, sla.breach_action, sla.breach_to, why="the saga's SLA was breached")
-    elif timer.kind == ESCALATE:
-        n = int(timer.payload.get("step", 0))
-        if n < len(sla.escalation):
-            step = sla.escalation[n]
-            _note(engine, saga, "escalation_step", step=n + 1, of=len(sla.escalation), action=step.action, to=step.to)
-            webhooks.emit(
-                engine.session, None, "saga.escalated", {**_event(saga, step.action), "to": step.to, "step": n + 1}, now
-            )
-            apply(engine, saga, spec, step.action, step.to, why=f"escalation step {n + 1} of the saga's SLA")
+    saga.sla_warned_at = moves.now
+    _note(moves, saga, "sla_warning", pct=sla.warn_at_pct)
+    moves.store.emit("saga.sla_warning", _event(saga, None), moves.now)
+
+
+def breach(moves: StepMoves, saga: SagaRun, spec: TemplateSpec, timer: Timer) -> None:
+    if (sla := _live(saga, spec)) is None:
+        return
+    saga.sla_breached_at = saga.sla_breached_at or moves.now
+    saga.sla_breach_count += 1
+    _note(moves, saga, "sla_breached", action=sla.breach_action, target_ms=sla.target_ms)
+    moves.store.emit("saga.sla_breached", _event(saga, sla.breach_action), moves.now)
+    apply(moves, saga, spec, sla.breach_action, sla.breach_to, why="the saga's SLA was breached")
+
+
+def escalate(moves: StepMoves, saga: SagaRun, spec: TemplateSpec, timer: Timer) -> None:
+    if (sla := _live(saga, spec)) is None:
+        return
+    n = int(timer.payload.get("step", 0))
+    if n < len(sla.escalation):
+        step = sla.escalation[n]
+        _note(moves, saga, "escalation_step", step=n + 1, of=len(sla.escalation), action=step.action, to=step.to)
+        moves.store.emit("saga.escalated", {**_event(saga, step.action), "to": step.to, "step": n + 1}, moves.now)
+        apply(moves, saga, spec, step.action, step.to, why=f"escalation step {n + 1} of the saga's SLA")
 
 
 def apply(
-    engine: SagaEngine, saga: SagaRun, spec: TemplateSpec, action: BreachAction, to: str | None, *, why: str
+    moves: StepMoves, saga: SagaRun, spec: TemplateSpec, action: BreachAction, to: str | None, *, why: str
 ) -> None:
-    session, now = engine.session, engine.now
+    now = moves.now
     if action == "notify":
         return  # the webhook above is the notification
     if action in ("escalate", "pause"):
-        items = _waited_on(engine, saga)
+        items = moves.store.waited_on(saga.id)
         for item in items:
-            item_sla.apply(session, item, action, to, now, why=why)
+            moves.store.act_on_item(item, action, to, now, why=why)
         extra = {} if items else {"nothing": _nothing(action)}
-        _note(engine, saga, action, items=[i.id for i in items], to=to, **extra)
+        _note(moves, saga, action, items=[i.id for i in items], to=to, **extra)
     elif action == "cancel":
         if saga.state is not SagaState.running:
-            _note(engine, saga, "cancel_refused", reason=f"the saga is {saga.state.value}; undoing must finish")
+            _note(moves, saga, "cancel_refused", reason=f"the saga is {saga.state.value}; undoing must finish")
             return
         # Late is the same as past its deadline: stop waiting and compensate.
-        stop_and_compensate(engine, saga, spec, f"SlaBreached: {why}")
-        _note(engine, saga, "cancelled")
+        stop_and_compensate(moves, saga, spec, f"SlaBreached: {why}")
+        _note(moves, saga, "cancelled")
     else:
         approval = action == "queue-human-approval"
-        opened = open_saga_follow_up(
-            session,
+        opened = moves.store.open_follow_up(
             saga,
             now,
-            tenant=engine.settings.remediation_tenant,
+            tenant=moves.settings.remediation_tenant,
             kind="task" if approval else "remediation",
             key=f"saga:{saga.id}:sla:{action}:{saga.sla_breach_count}:{now.isoformat()}",
             title=(
@@ -121,28 +117,16 @@ def apply(
             payload={"late_saga": saga.id} if approval else _remediation(saga, now.isoformat(), why),
             scope="work:supervise" if approval else "work:claim",
         )
-        _note(engine, saga, "approval_queued" if approval else "remediation_opened", item=opened)
-
-
-def _waited_on(engine: SagaEngine, saga: SagaRun) -> list[WorkItem]:
-    """The open work items the saga's current step waits on, locked, in id order."""
-    return list(
-        engine.session.scalars(
-            select(WorkItem)
-            .where(WorkItem.saga_id == saga.id, WorkItem.saga_step_index.is_not(None), WorkItem.is_open.is_(True))
-            .order_by(WorkItem.id)
-            .with_for_update()
-        )
-    )
+        _note(moves, saga, "approval_queued" if approval else "remediation_opened", item=opened)
 
 
 def _nothing(action: str) -> str:
     return f"the saga waits on no work item now: nothing to {action} (a running handler is left as it is)"
 
 
-def _note(engine: SagaEngine, saga: SagaRun, what: str, **details: Any) -> None:
-    saga.sla_events = [*saga.sla_events, {"at": engine.now.isoformat(), "what": what, **details}]
-    saga.updated_at = engine.now
+def _note(moves: StepMoves, saga: SagaRun, what: str, **details: Any) -> None:
+    saga.sla_events = [*saga.sla_events, {"at": moves.now.isoformat(), "what": what, **details}]
+    saga.updated_at = moves.now
 
 
 def _event(saga: SagaRun, action: str | None) -> dict[str, Any]:

@@ -19,9 +19,12 @@ from models.keytemplate import KeyTemplateError, render
 from models.problems import summary
 from models.tables import SAGAS, STEPS, SagaRun, StepRun
 from orchestrator.errors import Conflict, InvalidInput
-from orchestrator.sagas.engine import Outgoing, SagaEngine, new_step_runs, step_values
+from orchestrator.sagas.engine import SagaEngine, new_step_runs
+from orchestrator.sagas.keys import step_values
+from orchestrator.sagas.store import SqlSagaStore
 from orchestrator.sagas.templates import get_template
 from orchestrator.storage.db import SessionFactory
+from orchestrator.storage.unit_of_work import Outgoing
 
 # Rendered idempotence keys and mutex scopes are stored and used as Redis keys: keep them sane.
 MAX_KEY_LENGTH = 400
@@ -98,11 +101,13 @@ def submit_saga(
             saga.steps = new_step_runs(spec)
             for step in saga.steps:
                 step.saga_id = saga.id
-            engine = SagaEngine(session, settings, now)
+            engine = SagaEngine(session.uow, SqlSagaStore(session), settings, now)
             engine.start(saga, spec)
             # Plain INSERTs of the new rows: the ORM's unit of work costs more than the SQL here,
             # on the path every upstream request takes. The objects stay out of the session.
-            engine.finalize(first=[(insert(SAGAS), [_row(saga)]), (insert(STEPS), [_row(s) for s in saga.steps])])
+            session.uow.write(
+                session, first=[(insert(SAGAS), [_row(saga)]), (insert(STEPS), [_row(s) for s in saga.steps])]
+            )
     except IntegrityError:
         # Another request with the same key won the race; answer with its saga.
         if idempotence_key is None:
@@ -112,7 +117,7 @@ def submit_saga(
         if existing is None:
             raise
         return Submitted(existing, False, [])
-    return Submitted(saga, True, engine.outbox)
+    return Submitted(saga, True, session.uow.take_outgoing())
 
 
 def _row(obj: SagaRun | StepRun) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from models.messages import DeadLetterReport, OrchestratorMessage, StepReport
 from models.problems import body_text, error_details, summary
 from models.tables import DeadLetter, StepAttempt
 from orchestrator.sagas.engine import SagaEngine
+from orchestrator.sagas.store import SqlSagaStore
 from orchestrator.sagas.templates import get_template
 from orchestrator.service.dispatcher import Dispatcher
 from orchestrator.storage.db import SessionFactory, lock_sagas
@@ -71,7 +72,7 @@ class Coordinator:
                 if sagas
                 else {}
             )
-            engine = SagaEngine(session, self.settings, now)
+            engine = SagaEngine(session.uow, SqlSagaStore(session), self.settings, now)
             for report in reports:
                 saga = sagas.get(report.saga_id)
                 if saga is None:
@@ -95,9 +96,8 @@ class Coordinator:
                 spec = get_template(session, saga.template_name, saga.template_version)
                 engine.on_report(saga, spec, report, attempt)
                 result.applied += 1
-            engine.finalize()
             self.dispatcher.delete_published(session)
-        self.dispatcher.publish(engine.outbox)
+        self.dispatcher.publish(session.uow.take_outgoing())
         if result.dropped:
             log.debug("dropped %d duplicate or stale report(s)", result.dropped)
         return result

@@ -16,23 +16,36 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
 
 from config.settings import Settings
 from models.base import utcnow
-from models.enums import Outcome, SagaState
+from models.enums import Outcome, SagaState, TimerKind
 from models.tables import StepAttempt, Timer
-from orchestrator.sagas.engine import Outgoing, SagaEngine
+from models.work_tables import WorkItem
+from orchestrator.sagas.engine import SAGA_TIMERS, SagaEngine
+from orchestrator.sagas.store import SqlSagaStore
 from orchestrator.sagas.templates import get_template
 from orchestrator.service.dispatcher import Dispatcher
 from orchestrator.storage.db import SessionFactory, lock_sagas
-from orchestrator.work.claims import LEASE_EXPIRY, fire_lease_timer
-from orchestrator.work.links import PENDING_KEY
+from orchestrator.work.claims import fire_lease_timer
 from orchestrator.work.sla import actions as sla
 
 log = logging.getLogger(__name__)
 
 TIMER_BATCH = 200
 RETRY_FAILED_S = 60
+
+ItemTimer = Callable[[Session, Timer, WorkItem | None, datetime], None]
+
+# The work items' timer kinds and what fires them, under the item's row lock. The sagas' are
+# in SAGA_TIMERS; between them every TimerKind has exactly one handler.
+ITEM_TIMERS: dict[TimerKind, ItemTimer] = {
+    TimerKind.sla_warn: sla.warn,
+    TimerKind.sla_breach: sla.breach,
+    TimerKind.sla_escalate: sla.escalate,
+    TimerKind.lease_expiry: fire_lease_timer,
+}
 
 
 class TimerService:
@@ -105,25 +118,22 @@ class TimerService:
             ).all()
             # Then the work items the item timers (SLA, lease) act on: in one statement, in id order.
             sla.lock_items(session, (t.item_id for t in timers if t.item_id is not None and t.saga_id not in sagas))
-            engine = SagaEngine(session, self.settings, now)
+            engine = SagaEngine(session.uow, SqlSagaStore(session), self.settings, now)
             for timer in timers:
+                kind = TimerKind(timer.kind)
                 saga = sagas.get(timer.saga_id) if timer.saga_id else None
-                if saga is not None:
-                    spec = get_template(session, saga.template_name, saga.template_version)
-                    engine.on_timer(saga, spec, timer)
-                elif timer.kind == LEASE_EXPIRY:
-                    fire_lease_timer(session, timer, sla.locked_item(session, timer.item_id), now)
-                elif timer.item_id is not None:
-                    sla.fire(session, timer, now)
+                if kind in SAGA_TIMERS:
+                    if saga is not None:
+                        engine.on_timer(saga, get_template(session, saga.template_name, saga.template_version), timer)
+                else:
+                    ITEM_TIMERS[kind](session, timer, sla.locked_item(session, timer.item_id), now)
                 fired += 1
             # In bulk and after firing: a saga that finished above already dropped its timers. A
             # timer its handler pushed into the future (a lease a beat extended) stays, re-armed.
             session.execute(delete(Timer).where(Timer.id.in_([t.id for t in timers if t.due_at <= now])))
-            engine.finalize()
             self.dispatcher.delete_published(session)
-            # Reports of work items an SLA ended (cancel), for the sagas waiting on them.
-            reported = [Outgoing(*row) for row in session.info.pop(PENDING_KEY, [])]
-        self.dispatcher.publish(engine.outbox + reported)
+        # Dispatches, and reports of work items an SLA ended (cancel) for the sagas waiting on them.
+        self.dispatcher.publish(session.uow.take_outgoing())
         return fired
 
     # -- attempts past their deadline --------------------------------------------------------
@@ -153,7 +163,7 @@ class TimerService:
                 )
                 .order_by(StepAttempt.deadline_at, StepAttempt.id)
             ).all()
-            engine = SagaEngine(session, self.settings, now)
+            engine = SagaEngine(session.uow, SqlSagaStore(session), self.settings, now)
             for attempt in attempts:
                 saga = sagas[attempt.saga_id]
                 if saga.state in (SagaState.completed, SagaState.compensated, SagaState.compensation_failed):
@@ -161,8 +171,6 @@ class TimerService:
                     attempt.deadline_at = None
                     continue
                 engine.on_deadline(saga, get_template(session, saga.template_name, saga.template_version), attempt)
-            engine.finalize()
             self.dispatcher.delete_published(session)
-            reported = [Outgoing(*row) for row in session.info.pop(PENDING_KEY, [])]
-        self.dispatcher.publish(engine.outbox + reported)
+        self.dispatcher.publish(session.uow.take_outgoing())
         return len(attempts)

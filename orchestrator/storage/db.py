@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import select as io_select
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, select
@@ -12,8 +11,9 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, Opera
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.tables import SagaRun
+from orchestrator.storage.unit_of_work import WorkSession
 
-SessionFactory = sessionmaker[Session]
+SessionFactory = sessionmaker[WorkSession]
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -63,31 +63,6 @@ def _idle_and_open(dbapi_conn: Any) -> bool:
     return not poller.poll(0)
 
 
-@contextmanager
-def pipelined(session: Session) -> Iterator[None]:
-    """Send the statements run inside without waiting for each one's answer, where the driver
-    can (psycopg's pipeline mode on PostgreSQL): a run of INSERTs then costs one round trip, not
-    one each. Only statements whose answer nobody reads belong inside: SQLAlchemy reads a
-    statement's rows as soon as it has run, before the pipeline has them, so a SELECT, a
-    RETURNING, or a single-row INSERT into a table with a generated key (unless ``.inline()``)
-    fails there. An error surfaces at the end of the block, as SQLAlchemy's error types.
-    Elsewhere (SQLite) the statements run one by one as usual."""
-    connection = session.connection()
-    driver = connection.connection.driver_connection
-    pipeline = getattr(driver, "pipeline", None)
-    if connection.dialect.driver != "psycopg" or pipeline is None:
-        yield
-        return
-    try:
-        with pipeline():
-            yield
-    except DBAPIError:
-        raise
-    except connection.dialect.loaded_dbapi.Error as exc:
-        # Raised as the pipeline synced on leaving the block: wrap it as SQLAlchemy would have.
-        raise DBAPIError.instance(None, None, exc, connection.dialect.loaded_dbapi.Error) from exc
-
-
 def _tune_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _connect(dbapi_conn: Any, _record: Any) -> None:
@@ -108,7 +83,7 @@ def _tune_sqlite(engine: Engine) -> None:
 
 
 def make_session_factory(engine: Engine) -> SessionFactory:
-    return sessionmaker(engine, expire_on_commit=False)
+    return sessionmaker(engine, class_=WorkSession, expire_on_commit=False)
 
 
 def lock_sagas(session: Session, saga_ids: Iterable[str]) -> dict[str, SagaRun]:

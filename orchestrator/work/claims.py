@@ -18,6 +18,7 @@ from sqlalchemy import ColumnElement, and_, delete, insert, or_, select, true, u
 from sqlalchemy.orm import Session
 
 from models.base import utcnow
+from models.enums import TimerKind
 from models.principal import Principal, PrincipalType, Scope
 from models.tables import TIMERS, Timer
 from models.work_api import WorkItemRead
@@ -27,8 +28,6 @@ from orchestrator.work import audit
 from orchestrator.work.access import require
 from orchestrator.work.items import load_item, read_items, touch
 from orchestrator.work.transitions import lifecycle_of, move, release_claim
-
-LEASE_EXPIRY = "lease_expiry"
 
 
 def offered_to(principal: Principal) -> ColumnElement[bool]:
@@ -237,7 +236,7 @@ def fail(session: Session, principal: Principal, item_id: str, lease_epoch: int 
 
 
 def lease_timer_key(item_id: str) -> str:
-    return f"{LEASE_EXPIRY}:{item_id}"
+    return f"{TimerKind.lease_expiry.value}:{item_id}"
 
 
 def arm_lease_timer(session: Session, item: WorkItem) -> None:
@@ -250,7 +249,7 @@ def arm_lease_timer(session: Session, item: WorkItem) -> None:
         insert(TIMERS),
         {
             "key": key,
-            "kind": LEASE_EXPIRY,
+            "kind": TimerKind.lease_expiry,
             "item_id": item.id,
             "payload": {"lease_epoch": item.lease_epoch},
             "due_at": item.lease_expires_at,

@@ -24,10 +24,11 @@ from models.keytemplate import render_value
 from models.lifecycles import LIFECYCLES, ORIGINS
 from models.messages import ErrorInfo, StepReport
 from models.step_item import WorkItemStepSpec
-from models.tables import OUTBOX, SagaRun
+from models.tables import SagaRun
 from models.template import StepSpec, TemplateSpec
 from models.work_api import HumanOffer
 from models.work_tables import LABELS, WorkItem
+from orchestrator.storage.unit_of_work import uow_of
 from orchestrator.work import audit
 from orchestrator.work.ids import work_item_id
 from orchestrator.work.sla import clock as sla_clock
@@ -35,8 +36,6 @@ from orchestrator.work.sla.follow_ups import open_follow_up
 from orchestrator.work.types import get_type, validate_item
 
 SAGA_ORIGIN = "saga"
-# Outbox rows written by work-item transactions, published by the caller after commit.
-PENDING_KEY = "workyard_outbox"
 
 
 class ItemSpecError(ValueError):
@@ -232,14 +231,7 @@ def report_outcome(session: Session, item: WorkItem, actor: str) -> None:
         started_at=item.started_at or item.created_at,
         finished_at=now,
     )
-    row = {
-        "queue": keys.ORCHESTRATOR_QUEUE,
-        "payload": {"kind": "report", "body": report.model_dump(mode="json")},
-        "created_at": now,
-        "publish_count": 0,
-    }
-    outbox_id = session.execute(insert(OUTBOX).returning(OUTBOX.c.id), row).scalar_one()
-    session.info.setdefault(PENDING_KEY, []).append((outbox_id, row["queue"], row["payload"]))
+    uow_of(session).send(keys.ORCHESTRATOR_QUEUE, {"kind": "report", "body": report.model_dump(mode="json")}, now)
 
 
 def open_remediation(session: Session, saga: SagaRun, step: str, error: str, tenant: str, now: datetime) -> str:

@@ -16,7 +16,7 @@ from models.tables import OUTBOX, SAGAS, SagaRun
 from orchestrator.sagas.submit import Submitted, submit_saga
 from orchestrator.sagas.templates import parse_template, register_template
 from orchestrator.service.wiring import Wiring
-from orchestrator.storage.db import pipelined
+from orchestrator.storage.pipeline import pipelined
 from tests.conftest import BACKENDS
 from tests.integration.harness import database_wiring
 from tests.support import RedisTarget

@@ -19,16 +19,14 @@ from models.lifecycles import LIFECYCLES, is_valid_transition
 from models.sla import BreachAction, SlaSpec
 from models.tables import Timer
 from models.work_tables import WorkItem
+from orchestrator.storage.unit_of_work import uow_of
 from orchestrator.work import audit, webhooks
-from orchestrator.work.sla.clock import BREACH, ESCALATE, WARN
 from orchestrator.work.sla.follow_ups import open_follow_up
 from orchestrator.work.transitions import move, release_claim
 
 log = logging.getLogger(__name__)
 
 SYSTEM = "system"
-# The items lock_items has locked in this transaction, by id.
-LOCKED_KEY = "sla_locked_items"
 # Where "pause" parks an item, by lifecycle: the status that means "waiting on something".
 PAUSE_STATUS = {"work": "blocked", "canonical": "waiting", "step": "blocked"}
 
@@ -39,56 +37,67 @@ def lock_items(session: Session, item_ids: Iterable[str]) -> None:
     ids = sorted(set(item_ids))
     if ids:
         items = session.scalars(select(WorkItem).where(WorkItem.id.in_(ids)).order_by(WorkItem.id).with_for_update())
-        # Held here: the session's identity map alone would let them be garbage-collected.
-        session.info.setdefault(LOCKED_KEY, {}).update({item.id: item for item in items})
+        uow_of(session).hold(items)
 
 
 def locked_item(session: Session, item_id: str | None) -> WorkItem | None:
     """The item a timer acts on, row-locked: from :func:`lock_items` if it took it."""
     if item_id is None:
         return None
-    item: WorkItem | None = session.info.get(LOCKED_KEY, {}).get(item_id)
+    item: WorkItem | None = uow_of(session).locked_items.get(item_id)
     if item is None:
         item = session.scalar(select(WorkItem).where(WorkItem.id == item_id).with_for_update())
     return item
 
 
-def fire(session: Session, timer: Timer, now: datetime) -> None:
-    """Act on one due SLA timer (the caller deletes it in the same transaction)."""
-    item = locked_item(session, timer.item_id)
+def _live_sla(item: WorkItem | None) -> SlaSpec | None:
+    """The SLA of an item that is still open (the clock stops when it ends)."""
     if item is None or not item.is_open or item.deleted_at is not None or item.sla is None:
+        return None
+    return SlaSpec.model_validate(item.sla)
+
+
+def warn(session: Session, timer: Timer, item: WorkItem | None, now: datetime) -> None:
+    """The early warning (the caller deletes the timer in the same transaction)."""
+    if item is None or (sla := _live_sla(item)) is None:
         return
-    sla = SlaSpec.model_validate(item.sla)
-    if timer.kind == WARN:
-        item.sla_warned_at = now
-        audit.record(session, item, "sla_warning", SYSTEM, details={"target_ms": sla.target_ms, "pct": sla.warn_at_pct})
-        webhooks.emit(session, item.tenant, "sla.warning", _event(item, f"{sla.warn_at_pct}% of the target"), now)
+    item.sla_warned_at = now
+    audit.record(session, item, "sla_warning", SYSTEM, details={"target_ms": sla.target_ms, "pct": sla.warn_at_pct})
+    webhooks.emit(session, item.tenant, "sla.warning", _event(item, f"{sla.warn_at_pct}% of the target"), now)
+
+
+def breach(session: Session, timer: Timer, item: WorkItem | None, now: datetime) -> None:
+    """The breach, and its action."""
+    if item is None or (sla := _live_sla(item)) is None:
         return
-    if timer.kind == BREACH:
-        item.sla_breached_at = item.sla_breached_at or now
-        item.sla_breach_count += 1
+    item.sla_breached_at = item.sla_breached_at or now
+    item.sla_breach_count += 1
+    audit.record(
+        session,
+        item,
+        "sla_breached",
+        SYSTEM,
+        details={"target_ms": sla.target_ms, "action": sla.breach_action, "count": item.sla_breach_count},
+    )
+    webhooks.emit(session, item.tenant, "sla.breached", _event(item, sla.breach_action), now)
+    apply(session, item, sla.breach_action, sla.breach_to, now, why="SLA breached")
+
+
+def escalate(session: Session, timer: Timer, item: WorkItem | None, now: datetime) -> None:
+    """One step of the escalation ladder."""
+    if item is None or (sla := _live_sla(item)) is None:
+        return
+    n = int(timer.payload.get("step", 0))
+    if n < len(sla.escalation):
+        step = sla.escalation[n]
         audit.record(
             session,
             item,
-            "sla_breached",
+            "escalation_step",
             SYSTEM,
-            details={"target_ms": sla.target_ms, "action": sla.breach_action, "count": item.sla_breach_count},
+            details={"step": n + 1, "of": len(sla.escalation), "action": step.action, "to": step.to},
         )
-        webhooks.emit(session, item.tenant, "sla.breached", _event(item, sla.breach_action), now)
-        apply(session, item, sla.breach_action, sla.breach_to, now, why="SLA breached")
-        return
-    if timer.kind == ESCALATE:
-        n = int(timer.payload.get("step", 0))
-        if n < len(sla.escalation):
-            step = sla.escalation[n]
-            audit.record(
-                session,
-                item,
-                "escalation_step",
-                SYSTEM,
-                details={"step": n + 1, "of": len(sla.escalation), "action": step.action, "to": step.to},
-            )
-            apply(session, item, step.action, step.to, now, why=f"escalation step {n + 1}")
+        apply(session, item, step.action, step.to, now, why=f"escalation step {n + 1}")
 
 
 def apply(session: Session, item: WorkItem, action: BreachAction, to: str | None, now: datetime, *, why: str) -> None:

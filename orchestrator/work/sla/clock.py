@@ -9,11 +9,10 @@ from typing import Any
 from sqlalchemy import delete, insert
 from sqlalchemy.orm import Session
 
+from models.enums import TimerKind
 from models.sla import SlaSpec
 from models.tables import TIMERS
 from models.work_tables import WorkItem
-
-WARN, BREACH, ESCALATE = "sla_warn", "sla_breach", "sla_escalate"
 
 
 def schedule(session: Session, item: WorkItem, sla: SlaSpec, now: datetime) -> None:
@@ -21,10 +20,10 @@ def schedule(session: Session, item: WorkItem, sla: SlaSpec, now: datetime) -> N
     start = item.created_at or now
     rows: list[dict[str, Any]] = []
 
-    def timer(kind: str, key: str, after_ms: float, payload: dict[str, Any]) -> None:
+    def timer(kind: TimerKind, key: str, after_ms: float, payload: dict[str, Any]) -> None:
         rows.append(
             {
-                "key": f"{kind}:{item.id}:{key}",
+                "key": f"{kind.value}:{item.id}:{key}",
                 "kind": kind,
                 "item_id": item.id,
                 "payload": payload,
@@ -34,10 +33,10 @@ def schedule(session: Session, item: WorkItem, sla: SlaSpec, now: datetime) -> N
         )
 
     if sla.warn_at_pct is not None:
-        timer(WARN, "warn", sla.target_ms * sla.warn_at_pct / 100, {})
-    timer(BREACH, "breach", sla.target_ms, {})
+        timer(TimerKind.sla_warn, "warn", sla.target_ms * sla.warn_at_pct / 100, {})
+    timer(TimerKind.sla_breach, "breach", sla.target_ms, {})
     for n, step in enumerate(sla.escalation):
-        timer(ESCALATE, str(n), step.after_ms, {"step": n})
+        timer(TimerKind.sla_escalate, str(n), step.after_ms, {"step": n})
     session.execute(insert(TIMERS), rows)
 
 

@@ -1,0 +1,226 @@
+"""One unit of work per transaction: what a transaction writes besides the rows it changes.
+
+A transaction of workyard changes saga runs, step runs and work items through the ORM, and
+besides writes rows that nobody reads back in it: the outbox rows of the messages it causes
+(invariant 1), the audit rows of the work items it changed, the timers it arms and cancels, the
+attempt and fan-out member rows of the saga engine. They are gathered here, typed, and written in
+bulk as the transaction commits (one statement per table, not one ORM flush per object: the
+coordinator's and the timer loop's hottest path), on PostgreSQL in one pipelined round trip.
+
+The outbox rows written are kept (:attr:`UnitOfWork.outgoing`) for the caller to publish once
+the transaction has committed: nothing is published from inside an open transaction, and a crash
+between commit and publish leaves the rows for the outbox sweep.
+
+Every session workyard opens is a :class:`WorkSession`; its :attr:`~WorkSession.uow` is the unit
+of work of its current transaction, written before the commit and discarded by a rollback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Executable, delete, event, insert
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import flag_modified
+
+from models.tables import ATTEMPTS, FAN_OUT_MEMBERS, OUTBOX, TIMERS, SagaRun, StepAttempt, StepRun
+from models.work_tables import EVENTS, WorkItem
+from orchestrator.storage.pipeline import pipelined
+
+# Changed rows of these tables get the same SET list, so the flush sends one executemany per
+# table instead of one UPDATE per row (rows of different shapes interleave in primary-key order
+# and would not group).
+_UNIFORM_UPDATES: dict[type, tuple[str, ...]] = {
+    SagaRun: ("state", "results", "error", "updated_at", "finished_at"),
+    StepRun: ("state", "attempts", "compensation_attempts", "current_attempt", "error", "started_at", "finished_at"),
+    StepAttempt: ("outcome", "worker", "error", "started_at", "finished_at"),
+}
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """An outbox row written by a committed transaction: the message to publish, and its row id
+    (deleted once the broker has it)."""
+
+    id: int
+    queue: str
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class _ArmTimer:
+    row: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class _CancelTimer:
+    key: str
+
+
+@dataclass(frozen=True)
+class _DropSagaTimers:
+    saga_id: str
+
+
+_TimerChange = _ArmTimer | _CancelTimer | _DropSagaTimers
+
+
+class UnitOfWork:
+    """What one transaction writes besides the rows it changes; see the module."""
+
+    def __init__(self) -> None:
+        self.attempts: list[dict[str, Any]] = []
+        self.members: list[dict[str, Any]] = []
+        self.audit: list[dict[str, Any]] = []
+        self.locked_items: dict[str, WorkItem] = {}
+        self.outgoing: list[Outgoing] = []
+        self._outbox: list[dict[str, Any]] = []
+        # In the order they were asked for: cancelling a key and arming it again is a re-arm.
+        self._timers: list[_TimerChange] = []
+
+    # -- what a transaction asks for ----------------------------------------------------------
+
+    def send(self, queue: str, payload: dict[str, Any], now: datetime) -> None:
+        """An outbox row: the message is published once the transaction has committed."""
+        self._outbox.append({"queue": queue, "payload": payload, "created_at": now, "publish_count": 0})
+
+    def arm_timer(
+        self,
+        key: str,
+        kind: str,
+        due_at: datetime,
+        now: datetime,
+        *,
+        saga_id: str | None = None,
+        item_id: str | None = None,
+        payload: dict[str, Any] | None = None,
+    ) -> None:
+        """A durable timer, unique by ``key``."""
+        row = {
+            "key": key,
+            "kind": kind,
+            "saga_id": saga_id,
+            "item_id": item_id,
+            "payload": payload or {},
+            "due_at": due_at,
+            "created_at": now,
+        }
+        self._timers.append(_ArmTimer(row))
+
+    def cancel_timer(self, key: str) -> None:
+        self._timers.append(_CancelTimer(key))
+
+    def drop_saga_timers(self, saga_id: str) -> None:
+        """A saga finished: none of its timers is needed, including any armed before in this
+        transaction."""
+        self._timers.append(_DropSagaTimers(saga_id))
+
+    def hold(self, items: Iterable[WorkItem]) -> None:
+        """Work items this transaction has row-locked, kept to be found again by id (the
+        session's identity map alone would let them be garbage-collected)."""
+        self.locked_items.update({item.id: item for item in items})
+
+    @property
+    def pending(self) -> bool:
+        return bool(self.attempts or self.members or self.audit or self._outbox or self._timers)
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def write(self, session: Session, first: Sequence[tuple[Executable, list[dict[str, Any]]]] = ()) -> None:
+        """Write what is buffered, in the transaction. ``first``: inserts of the caller's own
+        (statement, rows) to send ahead (a new saga and its steps, which the rows below refer to).
+        Called before every commit; a caller may call it earlier (to read its own audit rows)."""
+        for obj in session.dirty:
+            for column in _UNIFORM_UPDATES.get(type(obj), ()):
+                flag_modified(obj, column)
+        session.flush()  # sagas, steps and items first: the rows below refer to them
+        attempts, members, audit, timers, outbox = self.attempts, self.members, self.audit, self._timers, self._outbox
+        self.attempts, self.members, self.audit, self._timers, self._outbox = [], [], [], [], []
+        # None of these is read back: on PostgreSQL they go in one round trip. (The inserts are
+        # "inline": no RETURNING of generated keys, which a pipeline cannot answer in time.)
+        with pipelined(session):
+            for statement, rows in first:
+                session.execute(statement, rows)
+            if attempts:
+                # One executemany needs one shape: handler and work-item attempts set different columns.
+                columns = {key for row in attempts for key in row}
+                session.execute(insert(ATTEMPTS).inline(), [dict.fromkeys(columns) | row for row in attempts])
+            if members:
+                session.execute(insert(FAN_OUT_MEMBERS).inline(), members)
+            for change in _runs(timers):
+                _write_timers(session, change)
+            if audit:
+                session.execute(insert(EVENTS).inline(), audit)
+        if outbox:
+            ids = session.scalars(insert(OUTBOX).returning(OUTBOX.c.id, sort_by_parameter_order=True), outbox).all()
+            self.outgoing += [Outgoing(i, r["queue"], r["payload"]) for i, r in zip(ids, outbox, strict=True)]
+
+    def take_outgoing(self) -> list[Outgoing]:
+        """The outbox rows committed so far, to publish; each is handed out once."""
+        outgoing, self.outgoing = self.outgoing, []
+        return outgoing
+
+    def discard(self) -> None:
+        """The transaction rolled back: nothing buffered happened."""
+        self.attempts, self.members, self.audit, self._outbox, self._timers = [], [], [], [], []
+        self.locked_items.clear()
+        self.outgoing.clear()
+
+
+def _runs(changes: list[_TimerChange]) -> list[list[_TimerChange]]:
+    """Consecutive changes of one kind, to write as one statement each, in order."""
+    runs: list[list[_TimerChange]] = []
+    for change in changes:
+        if runs and type(runs[-1][0]) is type(change):
+            runs[-1].append(change)
+        else:
+            runs.append([change])
+    return runs
+
+
+def _write_timers(session: Session, run: list[_TimerChange]) -> None:
+    head = run[0]
+    if isinstance(head, _ArmTimer):
+        session.execute(insert(TIMERS).inline(), [c.row for c in run if isinstance(c, _ArmTimer)])
+    elif isinstance(head, _CancelTimer):
+        session.execute(delete(TIMERS).where(TIMERS.c.key.in_([c.key for c in run if isinstance(c, _CancelTimer)])))
+    else:
+        saga_ids = [c.saga_id for c in run if isinstance(c, _DropSagaTimers)]
+        session.execute(delete(TIMERS).where(TIMERS.c.saga_id.in_(saga_ids)))
+
+
+class WorkSession(Session):
+    """A session that carries the unit of work of its current transaction (:attr:`uow`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.uow = UnitOfWork()
+
+
+@event.listens_for(WorkSession, "before_commit")
+def _before_commit(session: Session) -> None:
+    assert isinstance(session, WorkSession)
+    if session.uow.pending:
+        session.uow.write(session)
+
+
+@event.listens_for(WorkSession, "after_commit")
+def _after_commit(session: Session) -> None:
+    assert isinstance(session, WorkSession)
+    session.uow.locked_items.clear()  # the locks ended with the transaction
+
+
+@event.listens_for(WorkSession, "after_rollback")
+def _after_rollback(session: Session) -> None:
+    assert isinstance(session, WorkSession)
+    session.uow.discard()
+
+
+def uow_of(session: Session) -> UnitOfWork:
+    """The unit of work of the session's transaction (every session workyard opens has one)."""
+    if not isinstance(session, WorkSession):
+        raise TypeError("a workyard transaction needs a WorkSession (orchestrator.storage.db.make_session_factory)")
+    return session.uow
