@@ -6,10 +6,12 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from models.errors import WorkyardError
+
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.]*)\}")
 
 
-class KeyTemplateError(ValueError):
+class KeyTemplateError(WorkyardError, ValueError):
     """A placeholder names a value the saga does not have."""
 
 

@@ -24,6 +24,7 @@ import httpx
 from pydantic import BaseModel, TypeAdapter
 
 from models.api import SagaPage, SagaRead, TemplateRead
+from models.errors import WorkyardError
 from models.work_api import (
     AllowedTransitions,
     EventRead,
@@ -37,13 +38,14 @@ M = TypeVar("M", bound=BaseModel)
 ItemRef = str | WorkItemRead
 
 
-class ApiError(Exception):
+class ApiError(WorkyardError):
+    """workyard's API answered with an error: its HTTP status, stable code, message and details."""
+
     def __init__(self, status: int, code: str, message: str, details: Any = None):
-        super().__init__(f"{status} {code}: {message}")
+        super().__init__(f"{status} {code}: {message}", details=details)
         self.status = status
         self.code = code
-        self.message = message
-        self.details = details
+        self.retryable = status in (429, 502, 503, 504)
 
 
 class WorkyardClient:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from models.errors import WorkyardError
 
-class WorkyardError(Exception):
-    """Root of every error workyard raises."""
+__all__ = ["StepFailed", "TransientError", "WorkyardError"]
 
 
 class StepFailed(WorkyardError):
@@ -16,9 +16,12 @@ class StepFailed(WorkyardError):
 
     def __init__(self, message: str, *, retryable: bool = True, retry_after: float | None = None):
         super().__init__(message)
+        # Per instance: the handler decides (the class default of the root is "not retryable").
         self.retryable = retryable
         self.retry_after = retry_after
 
 
 class TransientError(WorkyardError):
     """A blip worth retrying at once, inside the same attempt (a dropped connection, a 503)."""
+
+    retryable = True

@@ -19,9 +19,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from config.logging import setup_logging
 from config.settings import Settings, get_settings
 from models.enums import SagaState
-from orchestrator.errors import OrchestratorError
+from models.errors import WorkyardError
 from orchestrator.service.wiring import Wiring
-from workers.errors import WorkyardError
 
 
 class Failure(click.ClickException):
@@ -71,12 +70,8 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except SQLAlchemyError as exc:
             raise Failure(f"database error: {type(exc).__name__}: {getattr(exc, 'orig', None) or exc}") from exc
-        except (OrchestratorError, WorkyardError) as exc:
-            details = getattr(exc, "details", None)
-            message = str(exc)
-            if isinstance(details, list) and details:
-                message = str(getattr(exc, "message", message))
-            raise Failure(message) from exc
+        except WorkyardError as exc:
+            raise Failure(exc.message) from exc
 
 
 @click.group(cls=_Group)

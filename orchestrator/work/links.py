@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from config import keys
 from models.base import utcnow
 from models.enums import Outcome, Phase
+from models.errors import WorkyardError
 from models.keytemplate import render_value
 from models.lifecycles import LIFECYCLES, ORIGINS
 from models.messages import ErrorInfo, StepReport
@@ -38,7 +39,7 @@ from orchestrator.work.types import get_type, validate_item
 SAGA_ORIGIN = "saga"
 
 
-class ItemSpecError(ValueError):
+class ItemSpecError(WorkyardError, ValueError):
     """The step's work item could not be rendered from the saga (a placeholder is missing)."""
 
 
