@@ -155,7 +155,8 @@ def run_raw(n: int, broker: str, redis_url: str, workdir: Path, *, events: bool 
         before = cpu_snapshot(pids)
         submitted, start = burst(n, 0)
         after = cpu_snapshot(pids)
-        done = {int(k): float(t) for k, t in (e.decode().split() for e in books.lrange("bench:raw:done", 0, -1))}
+        entries = [e.decode() if isinstance(e, bytes) else e for e in books.lrange("bench:raw:done", 0, -1)]
+        done = {int(k): float(t) for k, t in (e.split() for e in entries)}
         latencies = [done[i] - submitted[i] for i in submitted]
         label = "raw chain, events on" if events else "raw celery chain"
         rate = report(label, n, max(done.values()) - start, latencies)
