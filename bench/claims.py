@@ -99,6 +99,8 @@ def agent(n: int) -> Principal:
 
 @dataclass
 class Claimer:
+    """One claimer thread's tally: the items it claimed, each claim's latency, when it ran dry, and what failed it."""
+
     principal: Principal
     claimed: list[str] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list)

@@ -94,6 +94,8 @@ ITEM_COLUMNS = (
 
 @dataclass(frozen=True)
 class Party:
+    """A seeded principal (a user or an agent of one tenant) that work items are assigned to or reported by."""
+
     type: str
     id: str
     tenant: str
@@ -123,6 +125,8 @@ def pick(rng: random.Random, weighted: tuple[tuple[str, float], ...]) -> str:
 
 @dataclass
 class Seeded:
+    """How many work items, dependencies and labels one seeding wrote."""
+
     items: int = 0
     dependencies: int = 0
     labels: int = 0
@@ -340,6 +344,8 @@ def supervisor(tenant: str) -> Principal:
 
 @dataclass
 class Timing:
+    """What the next-work calls measured: latencies, the pick SQL's alone, the rules that answered, who was slowest."""
+
     latencies: list[float]
     pick_latencies: list[float]
     levels: Counter[int]

@@ -166,6 +166,8 @@ class Loop:
 
 
 class Counter:
+    """Timers fired by every loop and how long their busy ticks took, shared by the loop threads under a lock."""
+
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.fired = 0

@@ -38,6 +38,8 @@ ItemRef = str | WorkItemRead
 
 
 class ApiError(Exception):
+    """An error answer of workyard's API: its HTTP status, code, message and details."""
+
     def __init__(self, status: int, code: str, message: str, details: Any = None):
         super().__init__(f"{status} {code}: {message}")
         self.status = status
@@ -47,6 +49,8 @@ class ApiError(Exception):
 
 
 class WorkyardClient:
+    """A typed client for workyard's HTTP API: sagas, work items, claims, leases, next work."""
+
     def __init__(self, base_url: str, token: str | None = None, *, timeout: float = 30.0, **httpx_options: Any):
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(base_url=base_url, headers=headers, timeout=timeout, **httpx_options)

@@ -36,6 +36,8 @@ RETRY_FAILED_S = 60
 
 
 class TimerService:
+    """Fires due durable timers (retries, deadlines, SLA clocks, lease expiries) exactly once, one batch a tick."""
+
     def __init__(
         self,
         sessions: SessionFactory,
