@@ -30,6 +30,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-logo
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .
@@ -55,4 +56,4 @@ bench-timers: $(STAMP)  ## timer fire lag at 1,000 due/s over 100k pending timer
 	$(BIN)/python bench/timers.py --database-url '$(BENCH_PG)'
 
 clean:
-	rm -rf $(VENV) .workyard .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .workyard .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import Engine, delete, func, insert, select  # noqa: E402
 
-from bench.next_work import DEFAULT_DATABASE_URL, PRIORITIES, log, pct, scratch_database  # noqa: E402
+from bench.support import DEFAULT_DATABASE_URL, PRIORITIES, log, open_task_row, pct, scratch_database  # noqa: E402
 from models.principal import Principal, PrincipalType  # noqa: E402
 from models.work_tables import EVENTS, WORK_ITEMS, WorkItem, WorkItemEvent  # noqa: E402
 from orchestrator.storage.db import make_engine, make_session_factory  # noqa: E402
@@ -56,28 +56,15 @@ def seed(engine: Engine, count: int, seed: int) -> list[str]:
         created = start + timedelta(milliseconds=n)
         item_id = f"WI-ACME-TASK-{created:%Y%m%d}-{rng.getrandbits(40):010X}"
         rows.append(
-            {
-                "id": item_id,
-                "code": item_id,
-                "tenant": TENANT,
-                "type": "task",
-                "lifecycle": "work",
-                "title": f"claimable {n}",
-                "description": "seeded by bench/claims.py",
-                "priority": PRIORITIES[rng.randrange(len(PRIORITIES))],
-                "status": "todo",
-                "is_open": True,
-                "created_by": "user:bench",
-                "reporter_type": "user",
-                "reporter_id": "bench",
-                "payload": {},
-                "metadata": {},
-                "offer_type": "agent",
-                "lease_epoch": 0,
-                "version": 1,
-                "created_at": created,
-                "updated_at": created,
-            }
+            open_task_row(
+                item_id,
+                tenant=TENANT,
+                title=f"claimable {n}",
+                priority=PRIORITIES[rng.randrange(len(PRIORITIES))],
+                created=created,
+                description="seeded by bench/claims.py",
+                offer_type="agent",
+            )
         )
     with engine.begin() as conn:
         for first in range(0, len(rows), BATCH):
@@ -112,6 +99,8 @@ def agent(n: int) -> Principal:
 
 @dataclass
 class Claimer:
+    """One claimer thread's tally: the items it claimed, each claim's latency, when it ran dry, and what failed it."""
+
     principal: Principal
     claimed: list[str] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list)

@@ -23,15 +23,11 @@ import argparse
 import gc
 import os
 import random
-import shutil
 import sys
-import tempfile
 import time
-import uuid
 from array import array
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -40,21 +36,19 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import Engine, create_engine, insert, text  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
+from sqlalchemy import Engine, insert, text  # noqa: E402
 
+from bench.support import DEFAULT_DATABASE_URL, PRIORITIES, log, pct, scratch_database  # noqa: E402
 from models.principal import Principal, PrincipalType  # noqa: E402
 from models.work_tables import DEPENDENCIES, LABELS, WORK_ITEMS  # noqa: E402
 from orchestrator.storage.db import make_engine, make_session_factory  # noqa: E402
 from orchestrator.storage.migrate import upgrade  # noqa: E402
 from orchestrator.work.next_work import next_work, pick_query  # noqa: E402
 
-DEFAULT_DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 TENANT_NAMES = ("acme", "globex", "initech", "umbrella", "hooli", "stark", "wayne", "tyrell")
 LABEL_NAMES = tuple(f"label-{n:02d}" for n in range(20))
 OPEN_STATUSES = (("todo", 0.45), ("in_progress", 0.20), ("blocked", 0.15), ("review", 0.20))
 CLOSED_STATUSES = (("done", 0.88), ("cancelled", 0.12))
-PRIORITIES = (10, 30, 50, 50, 50, 70, 90)
 SPAN = timedelta(days=365)
 PROGRESS_EVERY = 100_000
 BATCH = 5_000
@@ -95,54 +89,13 @@ ITEM_COLUMNS = (
 )
 
 
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def pct(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-# -- scratch databases -------------------------------------------------------------------------
-
-
-@contextmanager
-def scratch_database(base_url: str | None, *, prefix: str, keep: bool) -> Iterator[str]:
-    """A URL to an empty database: a fresh schema on PostgreSQL, or (base_url None) a SQLite file."""
-    if base_url is None:
-        workdir = Path(tempfile.mkdtemp(prefix=f"workyard-{prefix}-"))
-        try:
-            yield f"sqlite:///{workdir / 'bench.db'}"
-        finally:
-            if keep:
-                log(f"kept {workdir / 'bench.db'}")
-            else:
-                shutil.rmtree(workdir, ignore_errors=True)
-        return
-    schema = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(base_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-        url = make_url(base_url).update_query_dict({"options": f"-csearch_path={schema}"})
-        try:
-            yield url.render_as_string(hide_password=False)
-        finally:
-            if keep:
-                log(f"kept schema {schema}")
-            else:
-                with admin.connect() as conn:
-                    conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    finally:
-        admin.dispose()
-
-
 # -- the seeded population and items -----------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class Party:
+    """A seeded principal (a user or an agent of one tenant) that work items are assigned to or reported by."""
+
     type: str
     id: str
     tenant: str
@@ -172,6 +125,8 @@ def pick(rng: random.Random, weighted: tuple[tuple[str, float], ...]) -> str:
 
 @dataclass
 class Seeded:
+    """How many work items, dependencies and labels one seeding wrote."""
+
     items: int = 0
     dependencies: int = 0
     labels: int = 0
@@ -389,6 +344,8 @@ def supervisor(tenant: str) -> Principal:
 
 @dataclass
 class Timing:
+    """What the next-work calls measured: latencies, the pick SQL's alone, the rules that answered, who was slowest."""
+
     latencies: list[float]
     pick_latencies: list[float]
     levels: Counter[int]

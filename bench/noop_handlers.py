@@ -8,6 +8,8 @@ from workers import StepContext, step
 
 
 class Noop(BaseModel):
+    """The input and the result of each bench step: the saga's number, passed through untouched."""
+
     n: int = 0
 
 

@@ -25,6 +25,7 @@ import redis  # noqa: E402
 from celery import chain  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
+from bench.support import pct, proc_cpu_s  # noqa: E402
 from config.settings import Settings  # noqa: E402
 from models.tables import SagaRun  # noqa: E402
 from orchestrator.local.embedded import start_redis  # noqa: E402
@@ -43,15 +44,15 @@ TEMPLATE = {
 
 def cpu_seconds(pid: int, *, children: bool = True) -> float:
     """User + system CPU of a process (and, by default, its children) so far (Linux /proc)."""
-    total = 0.0
+    total = proc_cpu_s(pid)
+    if total is None:
+        return 0.0
+    if not children:
+        return total
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        if not children:
-            return total
         for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
             total += cpu_seconds(int(child))
-    except (OSError, IndexError, ValueError):
+    except (OSError, ValueError):
         pass
     return total
 
@@ -90,11 +91,6 @@ def print_cpu(before: dict[str, Any], after: dict[str, Any], n: int) -> None:
     ticks = [b - a for a, b in zip(before["host"], after["host"], strict=True)]
     steal = ticks[7] / max(1, sum(ticks)) * 100 if len(ticks) > 7 else 0.0
     print(f"{'':<22} CPU ms per saga: " + ", ".join(parts) + f"   (host steal {steal:.0f}%)", flush=True)
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def report(label: str, n: int, elapsed: float, latencies: list[float]) -> float:
@@ -159,7 +155,8 @@ def run_raw(n: int, broker: str, redis_url: str, workdir: Path, *, events: bool 
         before = cpu_snapshot(pids)
         submitted, start = burst(n, 0)
         after = cpu_snapshot(pids)
-        done = {int(k): float(t) for k, t in (e.decode().split() for e in books.lrange("bench:raw:done", 0, -1))}
+        entries = [e.decode() if isinstance(e, bytes) else e for e in books.lrange("bench:raw:done", 0, -1)]
+        done = {int(k): float(t) for k, t in (e.split() for e in entries)}
         latencies = [done[i] - submitted[i] for i in submitted]
         label = "raw chain, events on" if events else "raw celery chain"
         rate = report(label, n, max(done.values()) - start, latencies)

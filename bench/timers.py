@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import Engine, event, func, insert, select, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
-from bench.next_work import log, pct, scratch_database  # noqa: E402
+from bench.support import log, open_task_row, pct, proc_cpu_s, scratch_database  # noqa: E402
 from config.settings import Settings  # noqa: E402
 from models.base import utcnow  # noqa: E402
 from models.enums import TimerKind  # noqa: E402
@@ -67,15 +67,6 @@ def loadavg() -> str:
         return "n/a"
 
 
-def proc_cpu_s(pid: int) -> float | None:
-    """User + system CPU of a local process so far (Linux /proc), or None if it is not here."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return None
-
-
 # --- seeding ----------------------------------------------------------------------------------
 
 
@@ -98,31 +89,18 @@ def seed_items(engine: Engine, n: int) -> list[str]:
             item_id = work_item_id(TENANT, "task", now, f"bench-timers-{i}")
             ids.append(item_id)
             rows.append(
-                {
-                    "id": item_id,
-                    "code": item_id,
-                    "tenant": TENANT,
-                    "type": "task",
-                    "lifecycle": "work",
-                    "title": f"bench item {i}",
-                    "priority": 50,
-                    "status": "todo",
-                    "is_open": True,
-                    "created_by": "user:bench",
-                    "reporter_type": "user",
-                    "reporter_id": "bench",
-                    "payload": {},
-                    "meta": {},
-                    "offer_type": "human",
-                    "offer_scope": "work:claim",
-                    "offer_group": "nurses",
-                    "lease_epoch": 0,
-                    "version": 1,
-                    "sla": sla,
-                    "sla_breach_count": 0,
-                    "created_at": now,
-                    "updated_at": now,
-                }
+                open_task_row(
+                    item_id,
+                    tenant=TENANT,
+                    title=f"bench item {i}",
+                    priority=50,
+                    created=now,
+                    offer_type="human",
+                    offer_scope="work:claim",
+                    offer_group="nurses",
+                    sla=sla,
+                    sla_breach_count=0,
+                )
             )
         with engine.begin() as conn:
             conn.execute(insert(WORK_ITEMS), rows)
@@ -188,6 +166,8 @@ class Loop:
 
 
 class Counter:
+    """Timers fired by every loop and how long their busy ticks took, shared by the loop threads under a lock."""
+
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.fired = 0

@@ -14,6 +14,8 @@ from workers import StepContext, StepFailed, step
 
 
 class Order(BaseModel):
+    """The shop saga's input, and the command of each step and compensation: the order to reserve, charge and ship."""
+
     order_id: str
     amount: float
     fail_at: str | None = None
@@ -21,19 +23,27 @@ class Order(BaseModel):
 
 
 class StockReserved(BaseModel):
+    """What reserve_stock returns: the reservation that release_stock gives back."""
+
     reservation_id: str
 
 
 class CardCharged(BaseModel):
+    """What charge_card returns: the charge that refund_card refunds."""
+
     charge_id: str
     amount: float
 
 
 class Shipped(BaseModel):
+    """What ship returns: the parcel's tracking id."""
+
     tracking_id: str
 
 
 class Undone(BaseModel):
+    """What a compensation returns: the id of the reservation or charge it undid."""
+
     undone: str
 
 

@@ -11,6 +11,8 @@ from models.enums import Outcome, Phase, SagaState, StepState
 
 
 class ErrorDetail(BaseModel):
+    """The ``error`` object of every API error: a stable ``code``, a readable ``message``, optional ``details``."""
+
     code: str
     message: str
     details: Any = None
@@ -23,6 +25,8 @@ class ErrorBody(BaseModel):
 
 
 class SagaCreate(BaseModel):
+    """A request to start a saga run from a template version, with its input and an optional idempotence key."""
+
     model_config = ConfigDict(extra="forbid")
 
     template: str = Field(min_length=1, max_length=200)
@@ -37,6 +41,8 @@ class SagaCreate(BaseModel):
 
 
 class AttemptRead(BaseModel):
+    """One attempt of one step of a saga run (forward or compensation): who ran it, its fencing token, its outcome."""
+
     model_config = ConfigDict(from_attributes=True)
 
     step_index: int
@@ -59,6 +65,8 @@ class AttemptRead(BaseModel):
 
 
 class StepRead(BaseModel):
+    """One step run of a saga run: its state, its attempts and compensation attempts, its last error."""
+
     model_config = ConfigDict(from_attributes=True)
 
     index: int
@@ -72,6 +80,8 @@ class StepRead(BaseModel):
 
 
 class SagaSummary(BaseModel):
+    """A saga run as lists show it: template, state, idempotence key, timestamps and SLA standing."""
+
     model_config = ConfigDict(from_attributes=True)
 
     id: str
@@ -108,6 +118,8 @@ class SagaItemRead(BaseModel):
 
 
 class SagaRead(SagaSummary):
+    """A saga run in full: its input, the step results, every step run and attempt, its work items and SLA events."""
+
     input: dict[str, Any]
     results: dict[str, Any]
     steps: list[StepRead]
@@ -120,11 +132,15 @@ class SagaRead(SagaSummary):
 
 
 class SagaPage(BaseModel):
+    """One page of saga runs, with the cursor of the next page."""
+
     items: list[SagaSummary]
     next_cursor: str | None = Field(description="Pass as ?cursor= for the next page; null at the end.")
 
 
 class TemplateRead(BaseModel):
+    """One registered version of a saga template, with the spec it was registered with."""
+
     name: str
     version: str
     spec: dict[str, Any]

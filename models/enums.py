@@ -6,6 +6,8 @@ from enum import StrEnum
 
 
 class SagaState(StrEnum):
+    """Where a saga run stands: running forward, compensating, or one of its terminal states."""
+
     running = "running"
     compensating = "compensating"
     completed = "completed"
@@ -21,6 +23,8 @@ TERMINAL_SAGA_STATES = frozenset({SagaState.completed, SagaState.compensated, Sa
 
 
 class StepState(StrEnum):
+    """Where one step run stands, forward (pending to succeeded or failed) and through its compensation."""
+
     pending = "pending"
     running = "running"
     retry_wait = "retry_wait"

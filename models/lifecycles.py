@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class Lifecycle:
+    """A work-item lifecycle as data: its statuses, the transitions between them, and what each named action does."""
+
     name: str
     initial: str
     transitions: Mapping[str, tuple[str, ...]]

@@ -46,6 +46,8 @@ class StepDispatch(BaseModel):
 
 
 class ErrorInfo(BaseModel):
+    """Why an attempt failed or was deferred: the error's type name and message."""
+
     type: str
     message: str
 

@@ -25,12 +25,16 @@ class Scope(StrEnum):
 
 
 class PrincipalType(StrEnum):
+    """Whether a principal is a person (user) or an agent."""
+
     user = "user"
     agent = "agent"
 
 
 @dataclass(frozen=True)
 class Principal:
+    """Who is calling: a user or an agent of one tenant, with the scopes, groups and capabilities its token grants."""
+
     type: PrincipalType
     id: str
     tenant: str

@@ -11,6 +11,8 @@ BreachAction = Literal["notify", "escalate", "cancel", "open-remediation", "paus
 
 
 class EscalationStep(BaseModel):
+    """One rung of an SLA's escalation ladder: the breach action taken this long after creation, and to whom."""
+
     model_config = ConfigDict(extra="forbid")
 
     after_ms: int = Field(ge=0, le=366 * 86_400_000, description="From the item's creation.")
@@ -27,6 +29,8 @@ class EscalationStep(BaseModel):
 
 
 class SlaSpec(BaseModel):
+    """An SLA: the target time, an optional early warning, the breach action, and an escalation ladder."""
+
     model_config = ConfigDict(extra="forbid")
 
     target_ms: int = Field(gt=0, le=366 * 86_400_000, description="Done within this long of creation.")

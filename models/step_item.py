@@ -66,6 +66,8 @@ EVERY_MEMBER = CompletionPolicy()
 
 
 class WorkItemStepSpec(BaseModel):
+    """The work item a ``work_item`` step opens: its type, title, tenant, offer, assignee, payload and SLA."""
+
     model_config = ConfigDict(extra="forbid")
 
     type: str = Field(default="task", min_length=1, max_length=64, description="A registered work-item type.")

@@ -54,6 +54,8 @@ class TemplateRow(Base):
 
 
 class SagaRun(Base):
+    """One saga run: the template version it follows, its input, state, step results and SLA standing."""
+
     __tablename__ = "saga_runs"
     __table_args__ = (
         Index("ix_saga_runs_state_created", "state", "created_at"),
@@ -84,6 +86,8 @@ class SagaRun(Base):
 
 
 class StepRun(Base):
+    """One step of one saga run: its state and the attempts counted in its forward and compensation phases."""
+
     __tablename__ = "step_runs"
 
     saga_id: Mapped[str] = mapped_column(ForeignKey("saga_runs.id"), primary_key=True)

@@ -79,6 +79,8 @@ KEY_ROOTS = ("input", "saga_id", "step", "template", "version")
 
 
 class StepSpec(BaseModel):
+    """One step of a saga template: a handler on a capability or a work item; compensation, retries, mutex scope."""
+
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=NAME)

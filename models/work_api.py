@@ -52,6 +52,8 @@ def _no_status(data: Any) -> Any:
 
 
 class WorkItemCreate(BaseModel):
+    """A request to create a work item: its type, title, tenant, offer, assignee, payload, SLA and idempotence key."""
+
     model_config = ConfigDict(extra="forbid")
 
     type: str = Field(min_length=1, max_length=64)
@@ -120,6 +122,8 @@ class WorkItemUpdate(BaseModel):
 
 
 class ClaimRead(BaseModel):
+    """The claim on a work item: who holds it, since when, and its lease (epoch and expiry)."""
+
     type: PrincipalType
     id: str
     at: datetime
@@ -139,6 +143,8 @@ class SagaLink(BaseModel):
 
 
 class WorkItemRead(BaseModel):
+    """A work item as the API returns it: fields, status, offer, claim and lease, SLA, and the saga step it decides."""
+
     id: str
     code: str
     tenant: str
@@ -178,11 +184,15 @@ class WorkItemRead(BaseModel):
 
 
 class WorkItemPage(BaseModel):
+    """One page of work items, with the cursor of the next page."""
+
     items: list[WorkItemRead]
     next_cursor: str | None = Field(description="Pass as ?cursor= for the next page; null at the end.")
 
 
 class TransitionRequest(BaseModel):
+    """A request to move a work item to another status of its lifecycle, optionally at a known version."""
+
     model_config = ConfigDict(extra="forbid")
 
     to: str = Field(min_length=1, max_length=32)
@@ -191,6 +201,8 @@ class TransitionRequest(BaseModel):
 
 
 class AllowedTransitions(BaseModel):
+    """Where a work item may go next from its status, and which named actions apply there."""
+
     status: str
     lifecycle: str
     next: list[str]
@@ -201,6 +213,8 @@ class AllowedTransitions(BaseModel):
 
 
 class ClaimRequest(BaseModel):
+    """A request to claim a work item; an agent may ask for its lease's length."""
+
     model_config = ConfigDict(extra="forbid")
 
     ttl_s: float | None = Field(default=None, gt=0, le=86_400, description="An agent's lease; default from settings.")
@@ -215,23 +229,33 @@ class LeaseRequest(BaseModel):
 
 
 class HeartbeatRequest(LeaseRequest):
+    """A claim holder's heartbeat: extends its lease, for the lease epoch it holds."""
+
     lease_epoch: int = Field(ge=1)
     ttl_s: float | None = Field(default=None, gt=0, le=86_400)
 
 
 class ReleaseRequest(LeaseRequest):
+    """A claim holder gives the work item back to its offer, with an optional reason."""
+
     reason: str | None = Field(default=None, max_length=2000)
 
 
 class CompleteRequest(LeaseRequest):
+    """A claim holder completes the work item with its result (what a waiting saga resumes with)."""
+
     result: Any = None
 
 
 class FailRequest(LeaseRequest):
+    """A claim holder reports that the work item cannot be done, and why."""
+
     reason: str = Field(min_length=1, max_length=2000)
 
 
 class EventRead(BaseModel):
+    """One entry of a work item's audit trail: what changed, who changed it, when, from and to what."""
+
     model_config = ConfigDict(from_attributes=True)
 
     id: int
@@ -253,11 +277,15 @@ class NextWorkMetadata(BaseModel):
 
 
 class NextWork(BaseModel):
+    """The next-work answer: the work item to do next (or none), and which rule chose it."""
+
     work: WorkItemRead | None
     metadata: NextWorkMetadata
 
 
 class WorkItemTypeCreate(BaseModel):
+    """A request to register a work-item type: its JSON Schema and the lifecycle its items follow."""
+
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     name: str = Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_.-]*$")
@@ -267,6 +295,8 @@ class WorkItemTypeCreate(BaseModel):
 
 
 class WorkItemTypeRead(BaseModel):
+    """A work-item type, built in or registered: its JSON Schema and lifecycle."""
+
     model_config = ConfigDict(populate_by_name=True)
 
     name: str
@@ -277,6 +307,8 @@ class WorkItemTypeRead(BaseModel):
 
 
 class WebhookCreate(BaseModel):
+    """A request to register a webhook: the URL that events of a tenant are POSTed to, and which events."""
+
     model_config = ConfigDict(extra="forbid")
 
     url: str = Field(min_length=8, max_length=2000, pattern=r"^https?://", description="Where events are POSTed.")
@@ -285,6 +317,8 @@ class WebhookCreate(BaseModel):
 
 
 class WebhookRead(BaseModel):
+    """A registered webhook (its signing secret is not shown)."""
+
     model_config = ConfigDict(from_attributes=True)
 
     id: str
@@ -297,6 +331,8 @@ class WebhookRead(BaseModel):
 
 
 class DeliveryRead(BaseModel):
+    """One delivery of one event to one webhook: its state, attempts, last answer, and the next attempt."""
+
     id: int
     webhook_id: str
     url: str

@@ -14,6 +14,8 @@ from typing import Any
 
 @dataclass(frozen=True)
 class WorkItemType:
+    """A work-item type: the JSON Schema its items must satisfy and the lifecycle they follow."""
+
     name: str
     description: str
     schema: dict[str, Any]

@@ -17,6 +17,8 @@ OFFERED_PREDICATE = "is_open = {true} AND deleted_at IS NULL AND claimed_by_id I
 
 
 class WorkItem(Base):
+    """A work item: work offered to people or agents, claimed under a lease, moved through its lifecycle."""
+
     __tablename__ = "work_items"
     __table_args__ = (
         UniqueConstraint("tenant", "idempotence_key"),
@@ -131,6 +133,8 @@ class WorkItemDependency(Base):
 
 
 class WorkItemLabel(Base):
+    """One label on one work item."""
+
     __tablename__ = "work_item_labels"
 
     item_id: Mapped[str] = mapped_column(ForeignKey("work_items.id"), primary_key=True)

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import pytest
 import redis
@@ -25,10 +25,16 @@ IN_CI = bool(os.environ.get("CI"))
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def eventually(check: Callable[[], T], *, timeout: float = 30.0, interval: float = 0.05, what: str = "condition") -> T:
+def eventually(
+    check: Callable[[], T | Literal[False] | None],
+    *,
+    timeout: float = 30.0,
+    interval: float = 0.05,
+    what: str = "condition",
+) -> T:
     """Poll ``check`` until it returns something truthy; fail with ``what`` after ``timeout``."""
     deadline = time.monotonic() + timeout
-    last: T | None = None
+    last: T | Literal[False] | None = None
     while time.monotonic() < deadline:
         last = check()
         if last:
@@ -53,6 +59,15 @@ class RedisTarget:
 
     def client(self) -> redis.Redis:
         return redis.Redis.from_url(self.redis_url, socket_timeout=10)
+
+
+def as_text(reply: object) -> str:
+    """One string from a Redis reply: redis-py types replies as bytes or str (``decode_responses``)."""
+    if isinstance(reply, bytes):
+        return reply.decode()
+    if isinstance(reply, str):
+        return reply
+    raise TypeError(f"not a Redis string reply: {reply!r}")
 
 
 def redis_target_from_url(url: str) -> RedisTarget:

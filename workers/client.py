@@ -49,6 +49,8 @@ class ApiError(WorkyardError):
 
 
 class WorkyardClient:
+    """A typed client for workyard's HTTP API: sagas, work items, claims, leases, next work."""
+
     def __init__(self, base_url: str, token: str | None = None, *, timeout: float = 30.0, **httpx_options: Any):
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(base_url=base_url, headers=headers, timeout=timeout, **httpx_options)

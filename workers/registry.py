@@ -21,6 +21,8 @@ class RegistryError(WorkyardError):
 
 @dataclass(frozen=True)
 class StepHandler:
+    """A registered @step handler: its name, its capability, the function, and the pydantic model of its input."""
+
     name: str
     capability: str
     func: Callable[[StepContext, Any], Any]

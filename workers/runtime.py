@@ -44,6 +44,8 @@ RenderReport = Callable[[dict[str, Any]], tuple[str, str]]
 
 @dataclass
 class RuntimeConfig:
+    """How a worker runs deliveries: mutex lease length and wait, its name, transient retries, report copies."""
+
     lease_ttl_ms: int
     lease_wait_ms: int
     worker: str
@@ -53,6 +55,8 @@ class RuntimeConfig:
 
 
 class StepRuntime:
+    """Runs one delivery of a step dispatch: idempotence check, mutex lease, handler, stored result, report."""
+
     def __init__(
         self,
         store: StepStore,

@@ -88,6 +88,8 @@ return 0
 
 
 class Begin(StrEnum):
+    """What a delivery of a dispatch should do, as the idempotence check in Redis decides it."""
+
     run = "run"  # first delivery: run the handler
     result = "result"  # the key already succeeded: replay its result
     report = "report"  # this attempt already ended: replay its report
@@ -96,6 +98,8 @@ class Begin(StrEnum):
 
 
 class Acquire(StrEnum):
+    """The answer to a mutex lease request: granted, held by another step, or past the fencing token asked for."""
+
     granted = "granted"
     busy = "busy"
     stale = "stale"
@@ -114,6 +118,8 @@ class ReportPush:
 
 @dataclass(frozen=True)
 class BeginAnswer:
+    """The idempotence check's decision, with the stored result or report to replay where there is one."""
+
     decision: Begin
     stored: str | None = None
 

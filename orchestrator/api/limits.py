@@ -11,6 +11,8 @@ Message = dict[str, Any]
 
 
 class BodyLimit:
+    """ASGI middleware that answers 413 once a request body grows past ``max_bytes``, before it is buffered."""
+
     def __init__(self, app: Any, max_bytes: int):
         self.app = app
         self.max_bytes = max_bytes

@@ -17,6 +17,8 @@ from orchestrator.errors import OrchestratorError
 
 
 class EmbeddedRedisError(OrchestratorError):
+    """The embedded Redis server could not be found or started."""
+
     code = "embedded_redis"
 
 

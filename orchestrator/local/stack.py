@@ -24,11 +24,15 @@ from workers.registry import capabilities, load_handler_modules
 
 
 class StackError(OrchestratorError):
+    """A process of the local stack could not be started or did not come up."""
+
     code = "stack"
 
 
 @dataclass
 class WorkerSpec:
+    """One worker process of a local stack: the capabilities it consumes, its handler modules, its pool."""
+
     capabilities: list[str]
     handlers: list[str]
     concurrency: int = 2
@@ -38,6 +42,8 @@ class WorkerSpec:
 
 @dataclass
 class StackOptions:
+    """What a local stack runs besides the orchestrator: workers, the API, Flower, more orchestrators."""
+
     workers: list[WorkerSpec] = field(default_factory=list)
     api: bool = True
     flower: bool = True
@@ -52,6 +58,8 @@ def workers_for_modules(modules: list[str], concurrency: int = 2, pool: str = "p
 
 
 class Stack:
+    """A whole workyard on one machine: Redis, orchestrators, API, workers and Flower, started and stopped together."""
+
     def __init__(self, settings: Settings, options: StackOptions):
         self.settings = settings
         self.options = options

@@ -20,6 +20,8 @@ STOP_GRACE_S = 10.0
 
 @dataclass
 class Child:
+    """A process the supervisor started, by name."""
+
     name: str
     process: subprocess.Popen[bytes]
 

@@ -14,11 +14,15 @@ DEFER_DELAY_MS = 200
 
 @dataclass(frozen=True)
 class Retry:
+    """The planner's decision after a failed attempt: try the step again after this delay."""
+
     delay_ms: int
 
 
 @dataclass(frozen=True)
 class GiveUp:
+    """The planner's decision after a failed attempt: the step has failed for good, for this reason."""
+
     reason: str
 
 

@@ -32,6 +32,8 @@ MAX_KEY_LENGTH = 400
 
 @dataclass(frozen=True)
 class Submitted:
+    """The saga run a submit created (or found under its idempotence key) and the outbox rows to publish."""
+
     saga: SagaRun
     created: bool
     outbox: list[Outgoing]

@@ -29,6 +29,8 @@ RECONNECT_PAUSE_S = 1.0
 
 
 class ReportConsumer:
+    """Reads step reports from ``workyard.orchestrator`` in batches, acknowledged once the coordinator committed."""
+
     def __init__(self, app: Celery, coordinator: Coordinator, *, batch: int, stop: threading.Event):
         self.app = app
         self.coordinator = coordinator

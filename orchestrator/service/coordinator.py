@@ -29,6 +29,8 @@ _MESSAGE = TypeAdapter[StepReport | DeadLetterReport](OrchestratorMessage)
 
 @dataclass
 class BatchResult:
+    """What one batch of reports did: applied, dropped as stale or duplicate, or dead-lettered."""
+
     applied: int = 0
     dropped: int = 0
     dead_lettered: int = 0
@@ -44,6 +46,8 @@ def parse_message(body: Any, source: str) -> StepReport | DeadLetterReport:
 
 
 class Coordinator:
+    """Applies step reports to saga runs under row locks and writes the outbox rows of what comes next."""
+
     def __init__(self, sessions: SessionFactory, settings: Settings, dispatcher: Dispatcher):
         self.sessions = sessions
         self.settings = settings

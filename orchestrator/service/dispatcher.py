@@ -50,6 +50,8 @@ class Publishable(Protocol):
 
 
 class Dispatcher:
+    """Publishes committed outbox rows to the broker and deletes each once the broker has taken it."""
+
     def __init__(self, app: Celery, sessions: SessionFactory, settings: Settings):
         self.app = app
         self.sessions = sessions

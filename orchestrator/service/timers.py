@@ -49,6 +49,8 @@ ITEM_TIMERS: dict[TimerKind, ItemTimer] = {
 
 
 class TimerService:
+    """Fires due durable timers (retries, deadlines, SLA clocks, lease expiries) exactly once, one batch a tick."""
+
     def __init__(
         self,
         sessions: SessionFactory,

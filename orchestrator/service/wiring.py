@@ -16,6 +16,8 @@ from workers.celery.app import create_app
 
 
 class Wiring:
+    """The orchestrator's parts for one process: engine, sessions, Celery app, dispatcher, coordinator, timers."""
+
     def __init__(self, settings: Settings):
         self.settings = settings
 

@@ -31,6 +31,8 @@ from orchestrator.work.items import read_items
 
 @dataclass(frozen=True)
 class Rule:
+    """One of the next-work rules: its level, its description, and the criteria it matches."""
+
     level: int
     description: str
     criteria: tuple[str, ...]

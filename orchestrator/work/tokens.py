@@ -21,6 +21,8 @@ KNOWN_SCOPES = frozenset(s.value for s in Scope)
 
 @dataclass(frozen=True)
 class IssuedToken:
+    """A newly created API token: its id, and the secret shown once and never stored."""
+
     id: str
     secret: str  # the bearer token; not stored anywhere
 

@@ -55,6 +55,8 @@ CACHE_TTL_S = 2.0
 
 @dataclass(frozen=True)
 class Target:
+    """A webhook that may receive an event: its id and the events it subscribed to."""
+
     id: str
     events: frozenset[str]
 

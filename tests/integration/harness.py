@@ -21,7 +21,7 @@ from orchestrator.sagas.templates import parse_template, register_template
 from orchestrator.service.wiring import Wiring
 from orchestrator.storage.migrate import upgrade
 from tests.conftest import database_url
-from tests.support import RedisTarget, eventually
+from tests.support import RedisTarget, as_text, eventually
 
 HANDLERS = ["tests.integration.handlers"]
 
@@ -141,7 +141,7 @@ class Harness:
     # -- the handlers' own books ---------------------------------------------------------------
 
     def calls(self, tag: str) -> dict[str, int]:
-        return {k.decode(): int(v) for k, v in self.books.hgetall(f"test:calls:{tag}").items()}
+        return {as_text(k): int(v) for k, v in self.books.hgetall(f"test:calls:{tag}").items()}
 
     def effects(self, tag: str) -> list[str]:
-        return [e.decode() for e in self.books.lrange(f"test:effects:{tag}", 0, -1)]
+        return [as_text(e) for e in self.books.lrange(f"test:effects:{tag}", 0, -1)]

@@ -9,7 +9,7 @@ import uuid
 from config.keys import LEASE_PATTERNS, ORCHESTRATOR_QUEUE, capability_queue
 from models.tables import DeadLetter
 from tests.integration.harness import Harness
-from tests.support import eventually
+from tests.support import as_text, eventually
 from workers.celery.config import ORCHESTRATOR_EXCHANGE
 from workers.celery.config import capability_queue as cap_queue
 
@@ -17,7 +17,7 @@ from workers.celery.config import capability_queue as cap_queue
 def test_a_worker_killed_mid_step_is_recorded_and_the_saga_still_finishes(harness: Harness) -> None:
     tag = uuid.uuid4().hex[:12]
     saga_id = harness.submit("it.three", {"tag": tag, "behaviour": {"two": {"hang_first_call": True}}})
-    pid = int(eventually(lambda: harness.books.get(f"test:pid:{tag}"), what="the step to start"))
+    pid = int(as_text(eventually(lambda: harness.books.get(f"test:pid:{tag}"), what="the step to start")))
     os.kill(pid, signal.SIGKILL)
 
     saga = harness.wait_final(saga_id)
@@ -28,7 +28,7 @@ def test_a_worker_killed_mid_step_is_recorded_and_the_saga_still_finishes(harnes
     # The handler ran twice, but with the same idempotence key, so the effect happened once.
     assert harness.calls(tag)["two"] == 2
     assert harness.effects(tag) == ["one", "two", "three"]
-    keys = {k.decode() for k in harness.books.lrange(f"test:keys:{tag}", 0, -1) if k.startswith(b"two=")}
+    keys = {as_text(k) for k in harness.books.lrange(f"test:keys:{tag}", 0, -1) if as_text(k).startswith("two=")}
     assert len(keys) == 1
 
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from kombu import Connection
+from kombu.connection import Connection
 
 from tests.integration.harness import Harness, running_harness
 from tests.integration.templates import THREE_STEPS

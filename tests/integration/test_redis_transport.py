@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from kombu import Connection, Queue
+from kombu.connection import Connection
+from kombu.entity import Queue
 from kombu.message import Message
+from kombu.transport import virtual
 
-from tests.support import RedisTarget
+from tests.support import RedisTarget, as_text
 from workers.broker import redis as redis_transport
 from workers.celery.config import capability_queue
 
@@ -77,14 +79,14 @@ def test_a_batch_is_acknowledged_in_one_round_trip(redis_target: RedisTarget) ->
             while len(received) < 5:
                 conn.drain_events(timeout=5)
             tags = {m.delivery_tag for m in received}
-            assert tags <= {t.decode() for t in client.hkeys(channel.unacked_key)}  # held until acknowledged
+            assert tags <= {as_text(t) for t in client.hkeys(channel.unacked_key)}  # held until acknowledged
 
             before = client.info("commandstats").get("cmdstat_zrem", {}).get("calls", 0)
             redis_transport.ack_all(received)
             after = client.info("commandstats").get("cmdstat_zrem", {}).get("calls", 0)
             assert after - before == 1  # one ZREM (in one pipeline) for the five of them
-            assert not tags & {t.decode() for t in client.hkeys(channel.unacked_key)}
-            assert not tags & {t.decode() for t in client.zrange(channel.unacked_index_key, 0, -1)}
+            assert not tags & {as_text(t) for t in client.hkeys(channel.unacked_key)}
+            assert not tags & {as_text(t) for t in client.zrange(channel.unacked_index_key, 0, -1)}
 
             # The window is free again: the next five arrive.
             _publish(conn, queue.name, 5)
@@ -144,14 +146,15 @@ def test_a_consumer_receiving_in_batches_takes_many_per_round_trip(redis_target:
             assert client.llen(queue.name) == 2
 
             # Each is held as kombu holds a delivery: [message, exchange, routing key] by tag.
-            held = {k.decode(): json.loads(v) for k, v in client.hgetall(channel.unacked_key).items()}
-            indexed = {t.decode() for t in client.zrange(channel.unacked_index_key, 0, -1)}
+            held = {as_text(k): json.loads(v) for k, v in client.hgetall(channel.unacked_key).items()}
+            indexed = {as_text(t) for t in client.zrange(channel.unacked_index_key, 0, -1)}
             for message in received:
+                assert isinstance(message, virtual.Message)  # the virtual transports' message keeps _raw
                 assert held[message.delivery_tag] == [message._raw, "", queue.name]
                 assert message.delivery_tag in indexed
 
             redis_transport.ack_all(received)
-            assert not {m.delivery_tag for m in received} & {t.decode() for t in client.hkeys(channel.unacked_key)}
+            assert not {m.delivery_tag for m in received} & {as_text(t) for t in client.hkeys(channel.unacked_key)}
             while len(received) < 7:
                 conn.drain_events(timeout=5)
             assert [m.payload["n"] for m in received] == list(range(7))

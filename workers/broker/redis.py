@@ -79,6 +79,8 @@ return taken
 
 
 class QoS(kombu_redis.QoS):
+    """kombu's Redis QoS, knowing which deliveries the batch pop script already recorded as unacknowledged."""
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call]
         # Delivery tags the pop script already recorded as unacknowledged.
@@ -101,6 +103,8 @@ class QoS(kombu_redis.QoS):
 
 
 class Channel(kombu_redis.Channel):
+    """kombu's Redis channel with one shared client, batched receives and acknowledgements, and rendered puts."""
+
     QoS = QoS
     _sync_client: Any = None
     # Messages to take along with each one BRPOP delivers; see receive_in_batches().
@@ -174,6 +178,8 @@ class Channel(kombu_redis.Channel):
 
 
 class Transport(kombu_redis.Transport):
+    """kombu's Redis transport using workyard's channel; install() points the redis aliases at it."""
+
     Channel = Channel
 
 

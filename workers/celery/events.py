@@ -23,6 +23,8 @@ EVENT_FLUSH_S = 0.05
 
 
 class Consumer(CeleryConsumer):  # type: ignore[misc]
+    """The worker's Celery consumer, flushing task events at most every EVENT_FLUSH_S instead of every tick."""
+
     _event_flush_armed = False
 
     def on_send_event_buffered(self) -> None:

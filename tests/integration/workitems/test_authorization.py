@@ -252,7 +252,7 @@ def _api_routes(app: Any) -> set[tuple[str, str]]:
         for router in (work_items.router, queues.router, work_item_types.router)
         for route in router.routes
         if isinstance(route, APIRoute)
-        for method in route.methods
+        for method in route.methods or ()
     }
     return published | declared
 

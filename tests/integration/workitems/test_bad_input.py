@@ -78,7 +78,7 @@ def create(client: TestClient, headers: Headers, body: dict[str, Any]) -> dict[s
 
 # Types and their schemas.
 
-SCHEMA_VIOLATIONS = [
+SCHEMA_VIOLATIONS: list[tuple[dict[str, Any], list[str]]] = [
     (
         {"type": "investigation", "title": "why is it slow"},
         ["payload.scope", "payload.successCriteria", "payload.evidenceRequirements"],

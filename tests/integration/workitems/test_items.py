@@ -103,7 +103,7 @@ def test_list_filters_and_pages(client: TestClient, token: TokenFactory) -> None
         made.append(client.post("/api/v1/work-items", json=body, headers=pm).json()["id"])
     client.post(f"/api/v1/work-items/{made[0]}/transition", json={"to": "in_progress"}, headers=pm)
 
-    def ids(**params: object) -> list[str]:
+    def ids(**params: str) -> list[str]:
         response = client.get("/api/v1/work-items", params=params, headers=pm)
         assert response.status_code == 200, response.json()
         return [i["id"] for i in response.json()["items"]]
