@@ -10,12 +10,13 @@ import click
 import yaml
 
 from config.settings import Settings
-from orchestrator.cli.main import follow
+from orchestrator.cli.base import current_settings, main
+from orchestrator.cli.sagas import follow
 from orchestrator.local.stack import Stack, StackOptions, workers_for_modules
 from orchestrator.sagas.submit import submit_saga
 from orchestrator.sagas.templates import parse_template, register_template
 
-TEMPLATE = Path(__file__).resolve().parent.parent / "examples" / "shop.order.yaml"
+TEMPLATE = Path(__file__).resolve().parents[2] / "examples" / "shop.order.yaml"
 
 
 def _template_path() -> Path:
@@ -65,3 +66,10 @@ def run_demo(settings: Settings, *, keep_running: bool = False) -> None:
         pass
     finally:
         stack.stop()
+
+
+@main.command()
+@click.option("--keep-running/--no-keep-running", default=False, help="Leave the stack up after the demo.")
+def demo(keep_running: bool) -> None:
+    """Run the shop demo on the embedded default: one order completes, one is compensated."""
+    run_demo(current_settings(), keep_running=keep_running)

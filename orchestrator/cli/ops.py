@@ -1,0 +1,114 @@
+"""What an operator looks at and maintains: dead letters, timers, the webhook log, the database."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import click
+
+from orchestrator.cli.base import main, open_wiring
+
+
+@main.command("dead-letters")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000))
+def dead_letters(limit: int) -> None:
+    """Messages nobody could act on, newest first, with the reason."""
+    from sqlalchemy import select
+
+    from models.tables import DeadLetter
+
+    wiring = open_wiring()
+    with wiring.sessions() as session:
+        rows = session.scalars(select(DeadLetter).order_by(DeadLetter.id.desc()).limit(limit)).all()
+    if not rows:
+        click.echo("no dead letters")
+    for row in rows:
+        click.echo(f"{row.received_at:%Y-%m-%d %H:%M:%S}  {row.source}  {row.reason}\n    {row.body[:200]}")
+
+
+@main.command()
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--due/--all", "due_only", default=False, help="Only timers and deadlines already due.")
+def timers(limit: int, due_only: bool) -> None:
+    """Durable timers, soonest first: retries, deadlines, SLA warnings, breaches, escalations, lease
+    expiries; then the deadlines of running attempts."""
+    from sqlalchemy import func, select
+
+    from models.base import utcnow
+    from models.enums import Outcome
+    from models.tables import StepAttempt, Timer
+
+    wiring = open_wiring()
+    now = utcnow()
+    running = (StepAttempt.outcome == Outcome.running, StepAttempt.deadline_at.is_not(None))
+    with wiring.sessions() as session:
+        query = select(Timer).order_by(Timer.due_at, Timer.id).limit(limit)
+        attempts = select(StepAttempt).where(*running).order_by(StepAttempt.deadline_at).limit(limit)
+        if due_only:
+            query = query.where(Timer.due_at <= now)
+            attempts = attempts.where(StepAttempt.deadline_at <= now)
+        rows = session.scalars(query).all()
+        deadlines = session.scalars(attempts).all()
+        total = session.scalar(select(func.count()).select_from(Timer)) or 0
+        overdue = session.scalar(select(func.count()).select_from(Timer).where(Timer.due_at <= now)) or 0
+        watched = session.scalar(select(func.count()).select_from(StepAttempt).where(*running)) or 0
+        late = (
+            session.scalar(
+                select(func.count()).select_from(StepAttempt).where(*running, StepAttempt.deadline_at <= now)
+            )
+            or 0
+        )
+    wiring.close()
+    click.echo(f"{total} timer(s), {overdue} due now")
+    for timer in rows:
+        subject = f"saga {timer.saga_id}" if timer.saga_id else f"item {timer.item_id}"
+        click.echo(f"  {_when(timer.due_at, now)}  {timer.kind:<14} {subject}  {timer.payload or ''}")
+    click.echo(f"{watched} running attempt(s) with a deadline, {late} past it")
+    for attempt in deadlines:
+        assert attempt.deadline_at is not None
+        click.echo(
+            f"  {_when(attempt.deadline_at, now)}  {'deadline':<14} saga {attempt.saga_id}  "
+            f"step {attempt.step_name} {attempt.phase} attempt {attempt.attempt}"
+        )
+
+
+def _when(due_at: datetime, now: datetime) -> str:
+    seconds = (due_at - now).total_seconds()
+    return f"{due_at:%Y-%m-%d %H:%M:%S}  " + (f"in {seconds:8.1f} s" if seconds >= 0 else f"{-seconds:7.1f} s late")
+
+
+@main.command("webhooks")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--tenant", default=None, help="Only this tenant's webhooks.")
+def webhooks_log(limit: int, tenant: str | None) -> None:
+    """The webhook delivery log, newest first: event, state, attempts, last answer."""
+    from orchestrator.work.webhooks import deliveries
+
+    wiring = open_wiring()
+    with wiring.sessions() as session:
+        rows = deliveries(session, tenant=tenant, limit=limit)
+    wiring.close()
+    if not rows:
+        click.echo("no webhook deliveries (register webhooks with POST /api/v1/webhooks)")
+    for delivery, url in rows:
+        answer = f"HTTP {delivery.last_status}" if delivery.last_status else (delivery.last_error or "-")
+        click.echo(
+            f"{delivery.id:>6}  {delivery.created_at:%Y-%m-%d %H:%M:%S}  {delivery.event:<24} {delivery.state:<9} "
+            f"attempts={delivery.attempts}  {answer[:60]}  {url}"
+        )
+
+
+@main.group()
+def db() -> None:
+    """Database maintenance."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Apply the migrations to WORKYARD_DATABASE_URL (or the embedded SQLite)."""
+    from orchestrator.storage.migrate import upgrade
+
+    wiring = open_wiring(require_db=False)
+    wiring.settings.data_path.mkdir(parents=True, exist_ok=True)
+    upgrade(wiring.engine)
+    click.echo(f"database at {wiring.engine.url.render_as_string(hide_password=True)} is up to date")

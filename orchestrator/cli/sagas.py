@@ -1,0 +1,113 @@
+"""``workyard saga``: submit, follow, show and list sagas."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+import click
+
+from models.enums import SagaState
+from orchestrator.cli.base import Failure, main, open_wiring
+from orchestrator.service.wiring import Wiring
+
+# -- sagas ---------------------------------------------------------------------------------------
+
+
+@main.group()
+def saga() -> None:
+    """Submit and inspect sagas."""
+
+
+@saga.command("submit")
+@click.argument("template")
+@click.option("--input", "input_json", default="{}", help="The saga's input as JSON.")
+@click.option("--version", default=None, help="Template version (default: the highest).")
+@click.option("--idempotence-key", default=None, help="A retry with the same key returns the same saga.")
+@click.option("--wait/--no-wait", default=False, help="Follow the timeline until the saga ends.")
+@click.option("--timeout", default=300.0, show_default=True, help="Seconds --wait waits.")
+def saga_submit(
+    template: str, input_json: str, version: str | None, idempotence_key: str | None, wait: bool, timeout: float
+) -> None:
+    """Start a saga of TEMPLATE."""
+    from orchestrator.sagas.submit import submit_saga
+
+    try:
+        data = json.loads(input_json)
+    except json.JSONDecodeError as exc:
+        raise Failure(f"--input is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise Failure('--input must be a JSON object, such as \'{"order_id": "A-1"}\'')
+    wiring = open_wiring()
+    submitted = submit_saga(
+        wiring.sessions,
+        wiring.settings,
+        template=template,
+        version=version,
+        input=data,
+        idempotence_key=idempotence_key,
+    )
+    try:
+        wiring.dispatcher.publish(submitted.outbox)
+    except Exception as exc:
+        click.echo(f"note: could not reach the broker ({exc}); the orchestrator will publish it", err=True)
+    verb = "submitted" if submitted.created else "already submitted with this idempotence key"
+    click.echo(f"saga {submitted.saga.id} {verb}")
+    if wait:
+        final = follow(wiring, submitted.saga.id, timeout)
+        if final not in (SagaState.completed,):
+            sys.exit(3)
+
+
+def follow(wiring: Wiring, saga_id: str, timeout: float, echo: Any = click.echo) -> SagaState:
+    """Print a saga's timeline as attempts settle; returns its final state."""
+    from orchestrator.sagas.queries import read_saga
+    from orchestrator.sagas.timeline import attempt_line
+
+    shown: set[tuple[int, str, int, str]] = set()
+    deadline = time.monotonic() + timeout
+    while True:
+        with wiring.sessions() as session:
+            current = read_saga(session, saga_id)
+        for attempt in current.attempts:
+            key = (attempt.step_index, attempt.phase, attempt.attempt, attempt.outcome)
+            if attempt.outcome != "running" and key not in shown:
+                shown.add(key)
+                echo(attempt_line(attempt))
+        if current.state.terminal:
+            echo(f"saga {saga_id}: {current.state}" + (f" ({current.error})" if current.error else ""))
+            return current.state
+        if time.monotonic() > deadline:
+            raise Failure(f"saga {saga_id} is still {current.state} after {timeout:.0f} s")
+        time.sleep(0.1)
+
+
+@saga.command("show")
+@click.argument("saga_id")
+def saga_show(saga_id: str) -> None:
+    """A saga's state and timeline."""
+    from orchestrator.sagas.queries import read_saga
+    from orchestrator.sagas.timeline import render_saga
+
+    wiring = open_wiring()
+    with wiring.sessions() as session:
+        click.echo(render_saga(read_saga(session, saga_id)))
+
+
+@saga.command("list")
+@click.option("--state", type=click.Choice([s.value for s in SagaState]), default=None)
+@click.option("--template", default=None)
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 500))
+def saga_list(state: str | None, template: str | None, limit: int) -> None:
+    """Sagas, newest first."""
+    from orchestrator.sagas.queries import list_sagas
+
+    wiring = open_wiring()
+    with wiring.sessions() as session:
+        page = list_sagas(session, state=SagaState(state) if state else None, template=template, limit=limit)
+    if not page.items:
+        click.echo("no sagas")
+    for s in page.items:
+        click.echo(f"{s.id}  {s.state:<20} {s.template_name} {s.template_version}  {s.created_at:%Y-%m-%d %H:%M:%S}")
