@@ -8,8 +8,8 @@ import threading
 from collections.abc import Callable
 
 from orchestrator.service.consumer import ReportConsumer
+from orchestrator.service.webhooks import WebhookSender
 from orchestrator.service.wiring import Wiring
-from orchestrator.work.webhooks import WebhookSender
 
 log = logging.getLogger(__name__)
 

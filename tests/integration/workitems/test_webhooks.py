@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from orchestrator.service.timers import TimerService
-from orchestrator.work.webhooks import WebhookSender
+from orchestrator.service.webhooks import WebhookSender
 from tests.integration.workitems.conftest import Headers, TokenFactory, error, sessions, task
 from tests.webhook_receiver import Receiver, webhook_receiver
 
