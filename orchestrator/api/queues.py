@@ -12,8 +12,7 @@ from orchestrator.api.auth import PrincipalDep
 from orchestrator.api.deps import get_wiring
 from orchestrator.api.errors import responses
 from orchestrator.service.wiring import Wiring
-from orchestrator.work import claims, queues
-from orchestrator.work import next_work as nextwork
+from orchestrator.work import claims, next_work, queues
 
 router = APIRouter(prefix="/api/v1", tags=["queues"])
 WiringDep = Annotated[Wiring, Depends(get_wiring)]
@@ -29,7 +28,7 @@ def get_next_work(
 ) -> NextWork:
     """The next item for a user or an agent, by the next-work doc's four rules."""
     with wiring.sessions() as session:
-        return nextwork.next_work(session, principal, assignee_type, assignee_id)
+        return next_work.next_work(session, principal, assignee_type, assignee_id)
 
 
 @router.get("/queues/available", response_model=WorkItemPage, responses=responses(401, 403, 422))

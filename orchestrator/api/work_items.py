@@ -26,8 +26,7 @@ from orchestrator.api.deps import get_wiring, unit_of_work
 from orchestrator.api.errors import responses
 from orchestrator.errors import InvalidInput
 from orchestrator.service.wiring import Wiring
-from orchestrator.work import audit, claims, items
-from orchestrator.work import transitions as moves
+from orchestrator.work import audit, claims, items, transitions, views
 
 router = APIRouter(prefix="/api/v1/work-items", tags=["work items"])
 WiringDep = Annotated[Wiring, Depends(get_wiring)]
@@ -76,7 +75,7 @@ def list_work_items(
 ) -> WorkItemPage:
     """Work items, newest first; deleted ones are left out."""
     with wiring.sessions() as session:
-        return items.list_items(
+        return views.list_items(
             session,
             principal,
             type=type,
@@ -95,7 +94,7 @@ def list_work_items(
 @router.get("/{item_id}", response_model=WorkItemRead, responses=responses(*AUTH, 404))
 def get_work_item(item_id: str, wiring: WiringDep, principal: PrincipalDep) -> WorkItemRead:
     with wiring.sessions() as session:
-        return items.get_item(session, principal, item_id)
+        return views.get_item(session, principal, item_id)
 
 
 @router.patch("/{item_id}", response_model=WorkItemRead, responses=responses(*AUTH, 404, 409, 413, 422))
@@ -133,21 +132,21 @@ def transition_work_item(
 ) -> WorkItemRead:
     """Move the item to ``to``. A move its lifecycle does not allow is a 409 naming the allowed ones."""
     with unit_of_work(wiring) as session:
-        return moves.transition(session, principal, item_id, body.to, reason=body.reason, version=body.version)
+        return transitions.transition(session, principal, item_id, body.to, reason=body.reason, version=body.version)
 
 
 @router.get("/{item_id}/transitions", response_model=AllowedTransitions, responses=responses(*AUTH, 404))
 def allowed_transitions(item_id: str, wiring: WiringDep, principal: PrincipalDep) -> AllowedTransitions:
     """The statuses the item may move to next, and which named actions apply now."""
     with wiring.sessions() as session:
-        return moves.allowed(session, principal, item_id)
+        return transitions.allowed(session, principal, item_id)
 
 
 @router.get("/{item_id}/history", response_model=list[EventRead], responses=responses(*AUTH, 404))
 def work_item_history(item_id: str, wiring: WiringDep, principal: PrincipalDep) -> list[EventRead]:
     """The audit trail: every transition, claim, release, lease expiry and assignment, in order."""
     with wiring.sessions() as session:
-        items.get_item(session, principal, item_id)
+        views.get_item(session, principal, item_id)
         return [EventRead.model_validate(e) for e in audit.history(session, item_id)]
 
 

@@ -26,8 +26,9 @@ from models.work_tables import QUEUE_ORDER, WorkItem
 from orchestrator.errors import Conflict, Forbidden, InvalidInput
 from orchestrator.work import audit
 from orchestrator.work.access import require
-from orchestrator.work.items import load_item, read_items, touch
+from orchestrator.work.items import touch
 from orchestrator.work.transitions import lifecycle_of, move, release_claim
+from orchestrator.work.views import load_item, read_items
 
 
 def offered_to(principal: Principal) -> ColumnElement[bool]:

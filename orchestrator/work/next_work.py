@@ -26,7 +26,7 @@ from models.work_api import NextWork, NextWorkMetadata
 from models.work_tables import DEPENDENCIES, WorkItem
 from orchestrator.errors import Forbidden
 from orchestrator.work.access import require
-from orchestrator.work.items import read_items
+from orchestrator.work.views import read_items
 
 
 @dataclass(frozen=True)

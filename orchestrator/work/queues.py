@@ -18,7 +18,7 @@ from orchestrator.errors import Forbidden, NotFound
 from orchestrator.storage.cursors import decode_cursor, encode_cursor
 from orchestrator.work.access import require
 from orchestrator.work.claims import claimable, in_tenant
-from orchestrator.work.items import read_items
+from orchestrator.work.views import read_items
 
 
 def available(

@@ -24,8 +24,9 @@ from models.work_tables import DEPENDENCIES, WorkItem
 from orchestrator.errors import Conflict, InvalidInput
 from orchestrator.work import audit
 from orchestrator.work.access import require
-from orchestrator.work.items import load_item, read_items, touch
+from orchestrator.work.items import touch
 from orchestrator.work.links import report_outcome
+from orchestrator.work.views import load_item, read_items
 
 
 def lifecycle_of(item: WorkItem) -> Lifecycle:
