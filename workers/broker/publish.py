@@ -17,6 +17,7 @@ from celery import Celery
 from kombu.entity import Queue
 
 from config import keys
+from workers.broker import internals
 from workers.celery.config import capability_queue, orchestrator_queue
 
 log = logging.getLogger(__name__)
@@ -148,14 +149,14 @@ class SentEvents:
 
     def publish(self, type: str, fields: dict[str, Any], producer: Any, **_options: Any) -> None:
         """What ``send_task`` calls for each task it sends."""
-        self._events.append(self._dispatcher._prepare_event(type, fields))
+        self._events.append(internals.prepare_event(self._dispatcher, type, fields))
 
     def send(self, producer: Any) -> None:
         events, self._events = self._events, []
         if not events:
             return
         try:
-            self._dispatcher._publish(events, producer, "task.multi", retry=True)
+            internals.publish_events(self._dispatcher, events, producer, "task.multi")
         except Exception as exc:
             # The tasks went out: only Flower's view of them being sent is lost.
             log.warning("could not send %d task-sent event(s): %s", len(events), exc)
