@@ -22,7 +22,7 @@ from models.enums import Outcome
 from models.messages import DeadLetterReport, StepReport
 from tests.support import RedisTarget, kombu_envelope
 from workers import StepContext, step
-from workers.broker.publish import ReportRenderer, report_renderer
+from workers.broker.reports import ReportRenderer, report_queue
 from workers.celery.app import create_app
 from workers.runtime import RuntimeConfig, StepRuntime
 from workers.store import StepStore
@@ -66,7 +66,7 @@ def make_runtime(target: RedisTarget, *, pushed: bool, copies: int = 1) -> StepR
     render = None
     if pushed:
         settings = Settings(broker_url=target.broker_url, redis_url=target.redis_url)
-        render = report_renderer(create_app(settings), client)
+        render = report_queue(create_app(settings).connection_for_write()).renderer(client)
         assert render is not None, "broker and store share this Redis: reports should go with the outcome"
         RENDERERS.append(render)
     store = StepStore(client, claim_ttl_ms=600, dedup_ttl_s=3600)

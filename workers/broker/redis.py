@@ -10,17 +10,18 @@ rebuilt if the channel's pool is replaced (after a connection error).
 
 A worker's report can travel in the same round trip as the outcome it reports:
 :meth:`Channel.render_put` gives the list key and payload kombu itself would LPUSH for a message,
-and the worker's Lua script that stores the outcome pushes it (see ``workers.broker.publish``).
+and the worker's Lua script that stores the outcome pushes it (see ``workers.broker.reports``).
 
 kombu acknowledges a message with a round trip of its own (removing it from the channel's
-``unacked`` hash and index). :func:`ack_all` acknowledges a batch in one, as the orchestrator
-does after each committed batch of reports; on other transports it acknowledges one by one.
+``unacked`` hash and index). :meth:`Channel.basic_ack_many` acknowledges a batch in one, as the
+orchestrator does after each committed batch of reports.
 
 kombu also receives one message per round trip (BRPOP) and records each as unacknowledged with
-another (a MULTI of ZADD and HSET). :func:`receive_in_batches` lets a consumer that applies
-messages in batches, the orchestrator, take up to N more with every message BRPOP hands it: a
-Lua script pops them and records them as unacknowledged, as kombu would, in one atomic step, so
-a consumer that dies holding them loses nothing (kombu's ``restore_visible`` requeues them).
+another (a MULTI of ZADD and HSET). A channel whose ``receive_batch`` is set (by the orchestrator's
+report queue, ``workers.broker.reports``) takes up to that many more with every message BRPOP
+hands it: a Lua script pops them and records them as unacknowledged, as kombu would, in one atomic
+step, so a consumer that dies holding them loses nothing (kombu's ``restore_visible`` requeues
+them).
 
 The kombu internals this needs are reached through ``workers.broker.internals`` only.
 
@@ -37,7 +38,6 @@ from typing import Any
 
 import redis
 from kombu import serialization
-from kombu.message import Message
 from kombu.transport import TRANSPORT_ALIASES, virtual
 from kombu.transport import redis as kombu_redis
 from kombu.utils import json as kombu_json
@@ -177,25 +177,6 @@ class Channel(internals.RedisChannel):
 
 class Transport(kombu_redis.Transport):
     Channel = Channel
-
-
-def ack_all(messages: Sequence[Message]) -> None:
-    """Acknowledge received messages: in one round trip when they share a channel of this
-    transport, else one by one."""
-    channel = messages[0].channel if messages else None
-    ack_many = getattr(channel, "basic_ack_many", None)
-    if ack_many is None or any(m.channel is not channel or m.acknowledged for m in messages):
-        for message in messages:
-            message.ack()  # type: ignore[no-untyped-call]
-        return
-    ack_many([m.delivery_tag for m in messages])
-
-
-def receive_in_batches(channel: Any, batch: int) -> None:
-    """Take up to ``batch`` more messages with every one a Redis channel of this transport
-    receives (within its prefetch count). Other transports receive as they do."""
-    if isinstance(channel, Channel):
-        channel.receive_batch = max(0, batch)
 
 
 def install() -> None:
