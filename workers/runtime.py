@@ -229,8 +229,13 @@ class StepRuntime:
             )
             call: Callable[[], Any] = lambda: handler.func(ctx, cmd)  # noqa: E731
             result = retrying(call)
-            payload = result.model_dump(mode="json") if isinstance(result, BaseModel) else result
-            json.dumps(payload)  # a result that cannot travel as JSON fails here, not later
+            try:
+                payload = result.model_dump(mode="json") if isinstance(result, BaseModel) else result
+                json.dumps(payload)  # a result that cannot travel as JSON fails here, not later
+            except (TypeError, ValueError) as exc:
+                # Only the result's serialisation: running the handler again would return the same.
+                error = exc
+                return self._fail(dispatch, type(exc).__name__, str(exc), retryable=False, started=started)
             return self._report(dispatch, Outcome.succeeded, result=payload, started=started)
         except StepFailed as exc:
             error = exc
@@ -251,10 +256,6 @@ class StepRuntime:
                 retryable=True,
                 started=started,
             )
-        except (TypeError, ValueError) as exc:
-            # Most often a result that is not JSON: retrying would give the same answer.
-            error = exc
-            return self._fail(dispatch, type(exc).__name__, str(exc), retryable=False, started=started)
         except Exception as exc:
             error = exc
             log.exception("handler %s failed (saga %s, attempt %d)", handler.name, dispatch.saga_id, dispatch.attempt)

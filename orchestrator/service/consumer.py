@@ -16,8 +16,7 @@ from kombu.message import Message
 
 from orchestrator.service.coordinator import Coordinator
 from orchestrator.storage.db import is_transient
-from workers.broker.redis import ack_all, receive_in_batches
-from workers.celery.config import orchestrator_queue
+from workers.broker.reports import ReportQueue, report_queue
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +28,8 @@ RECONNECT_PAUSE_S = 1.0
 
 
 class ReportConsumer:
-    """Reads step reports from ``workyard.orchestrator`` in batches, acknowledged once the coordinator committed."""
+    """Receives reports from the report queue in batches, has the coordinator apply each batch in
+    one transaction, then acknowledges it (or gives it back, or dead-letters what breaks it)."""
 
     def __init__(self, app: Celery, coordinator: Coordinator, *, batch: int, stop: threading.Event):
         self.app = app
@@ -37,6 +37,8 @@ class ReportConsumer:
         self.batch = batch
         self.stop = stop
         self._pending: list[tuple[Any, Message]] = []
+        # Chosen from the transport of the broker reports are read from (nothing connects here).
+        self.reports: ReportQueue = report_queue(app.connection_for_read())
 
     def run(self) -> None:
         while not self.stop.is_set():
@@ -51,15 +53,7 @@ class ReportConsumer:
     def _consume(self) -> None:
         with self.app.connection_for_read() as conn:
             conn.ensure_connection(max_retries=None, interval_start=0.5, interval_max=5)
-            with conn.Consumer(
-                [orchestrator_queue()],
-                callbacks=[self._on_message],
-                accept=["json"],
-                on_decode_error=self._on_decode_error,
-                prefetch_count=self.batch,
-            ) as consumer:
-                # A stream of reports arrives a batch per round trip, not one message per two.
-                receive_in_batches(consumer.channel, self.batch - 1)
+            with self.reports.consumer(conn, self._on_message, batch=self.batch, on_decode_error=self._on_decode_error):
                 while not self.stop.is_set():
                     try:
                         conn.drain_events(timeout=FIRST_WAIT_S)
@@ -82,7 +76,7 @@ class ReportConsumer:
     def _on_decode_error(self, message: Message, exc: Exception) -> None:
         log.warning("dead-lettering an undecodable report: %s", exc)
         self.coordinator.dead_letter(message.body, f"undecodable message ({message.content_type}): {exc}")
-        message.ack()
+        self.reports.acknowledge([message])
 
     def _flush(self) -> None:
         pending, self._pending = self._pending, []
@@ -93,13 +87,13 @@ class ReportConsumer:
         except Exception as exc:
             if is_transient(exc):
                 log.warning("a batch of %d report(s) goes back to the queue: %s", len(pending), exc)
-                _requeue([message for _, message in pending])
+                self._requeue([message for _, message in pending])
                 return
             log.exception("a batch of %d report(s) failed; applying them one by one", len(pending))
             for body, message in pending:
                 self._one(body, message)
             return
-        ack_all([message for _, message in pending])
+        self.reports.acknowledge([message for _, message in pending])
 
     def _one(self, body: Any, message: Message) -> None:
         try:
@@ -108,20 +102,18 @@ class ReportConsumer:
             if is_transient(exc):
                 # The database is away, or this transaction lost a deadlock: not the message's fault.
                 log.warning("report goes back to the queue after a transient error: %s", exc)
-                _requeue([message])
+                self._requeue([message])
                 return
             try:
                 # This message alone breaks the batch: keep it with the reason, do not loop on it.
                 self.coordinator.dead_letter(body, f"report could not be applied: {type(exc).__name__}: {exc}")
             except Exception:
                 log.exception("cannot reach the database; the report goes back to the queue")
-                _requeue([message])
+                self._requeue([message])
                 return
-        message.ack()
+        self.reports.acknowledge([message])
 
-
-def _requeue(messages: list[Message]) -> None:
-    """Give messages back to the broker and pause, so a database outage is not a busy loop."""
-    for message in messages:
-        message.requeue()
-    time.sleep(RECONNECT_PAUSE_S)
+    def _requeue(self, messages: list[Message]) -> None:
+        """Give messages back to the broker and pause, so a database outage is not a busy loop."""
+        self.reports.requeue(messages)
+        time.sleep(RECONNECT_PAUSE_S)

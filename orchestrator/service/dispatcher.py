@@ -23,7 +23,8 @@ from config.settings import Settings
 from models.base import utcnow
 from models.tables import OUTBOX, OutboxMessage
 from orchestrator.storage.db import SessionFactory
-from workers.broker.publish import SentEvents, publish_dispatch, publish_report
+from workers.broker.publish import SentEvents, publish_dispatch
+from workers.broker.reports import ReportQueue, report_queue
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,10 @@ class Dispatcher:
         self._flush_timer: threading.Timer | None = None
 
     @cached_property
+    def _reports(self) -> ReportQueue:
+        return report_queue(self.app.connection_for_write())
+
+    @cached_property
     def _event_dispatcher(self) -> Any:
         return SentEvents.dispatcher_for(self.app)
 
@@ -80,7 +85,7 @@ class Dispatcher:
                 for _ in range(self.copies):
                     if payload.get("kind") == "report":
                         # A work item ended: the saga waiting on it hears it as a step report.
-                        publish_report(producer, payload["body"])
+                        self._reports.send(producer, [payload["body"]])
                         continue
                     publish_dispatch(
                         self.app,

@@ -1,4 +1,5 @@
-"""The same spine with RabbitMQ as the broker (Redis keeps only leases and dedup)."""
+"""The same spine with RabbitMQ as the broker (Redis keeps only leases and dedup), and the report
+queue's contract against RabbitMQ (test_redis_transport.py runs it against Redis)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,35 @@ import pytest
 from kombu.connection import Connection
 
 from tests.integration.harness import Harness, running_harness
+from tests.integration.report_queue_contract import ReportQueueContract
 from tests.integration.templates import THREE_STEPS
 from tests.support import RedisTarget, need
+from workers.broker.reports import KombuReportQueue
 from workers.celery.config import capability_queue, orchestrator_queue
 
 AMQP_URL = os.environ.get("WORKYARD_TEST_RABBITMQ_URL")
+
+
+def _rabbitmq_url() -> str:
+    """WORKYARD_TEST_RABBITMQ_URL, if it answers (a test needing it skips, or fails in CI)."""
+    if not AMQP_URL:
+        need("RabbitMQ", "set WORKYARD_TEST_RABBITMQ_URL")
+    assert AMQP_URL is not None
+    try:
+        with Connection(AMQP_URL, connect_timeout=5) as conn:
+            conn.ensure_connection(max_retries=1)
+    except Exception as exc:
+        need("RabbitMQ", f"{AMQP_URL} does not answer: {exc}")
+    return AMQP_URL
+
+
+class TestReportQueueOnRabbitMQ(ReportQueueContract):
+    implementation = KombuReportQueue
+    renders = False
+
+    @pytest.fixture
+    def broker_url(self) -> str:
+        return _rabbitmq_url()
 
 
 @pytest.fixture(scope="module")

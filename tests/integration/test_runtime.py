@@ -22,7 +22,7 @@ from models.enums import Outcome
 from models.messages import DeadLetterReport, StepReport
 from tests.support import RedisTarget, kombu_envelope
 from workers import StepContext, step
-from workers.broker.publish import ReportRenderer, report_renderer
+from workers.broker.reports import ReportRenderer, report_queue
 from workers.celery.app import create_app
 from workers.runtime import RuntimeConfig, StepRuntime
 from workers.store import StepStore
@@ -34,6 +34,10 @@ class Cmd(BaseModel):
     tag: str
     sleep_ms: int = 0
     drop_lease: bool = False
+    # The name of a built-in exception for the handler to raise.
+    raises: str | None = None
+    # Return something that cannot travel as JSON.
+    not_json: bool = False
 
 
 @step("rt_work", capability="rt")
@@ -42,6 +46,10 @@ def rt_work(ctx: StepContext, cmd: Cmd) -> dict[str, Any]:
     if cmd.drop_lease and ctx.mutex_scope:
         RUNTIME_REDIS[0].delete(keys.mutex_lease(ctx.mutex_scope))  # as if it had expired
     time.sleep(cmd.sleep_ms / 1000)
+    if cmd.raises is not None:
+        raise {"ValueError": ValueError, "TypeError": TypeError}[cmd.raises](f"{cmd.tag} went wrong")
+    if cmd.not_json:
+        return {"tag": cmd.tag, "when": object()}
     return {"tag": cmd.tag}
 
 
@@ -58,7 +66,7 @@ def make_runtime(target: RedisTarget, *, pushed: bool, copies: int = 1) -> StepR
     render = None
     if pushed:
         settings = Settings(broker_url=target.broker_url, redis_url=target.redis_url)
-        render = report_renderer(create_app(settings), client)
+        render = report_queue(create_app(settings).connection_for_write()).renderer(client)
         assert render is not None, "broker and store share this Redis: reports should go with the outcome"
         RENDERERS.append(render)
     store = StepStore(client, claim_ttl_ms=600, dedup_ttl_s=3600)
@@ -197,6 +205,21 @@ def test_sagas_sharing_an_idempotence_key_keep_their_own_identity(runtime: StepR
     assert first.outcome == second.outcome == Outcome.succeeded
     assert second.saga_id == other_saga
     assert CALLS["shared"] == 1
+
+
+@pytest.mark.parametrize("raises", ["ValueError", "TypeError"])
+def test_a_handler_raising_a_value_or_type_error_may_be_retried(runtime: StepRuntime, raises: str) -> None:
+    # Like any exception other than StepFailed: only the result's serialisation is final.
+    report = only_report(runtime.execute(dispatch("raises", raises=raises)))
+    assert report.outcome == Outcome.failed and report.retryable
+    assert report.error is not None and report.error.type == raises and "raises went wrong" in report.error.message
+
+
+def test_a_result_that_is_not_json_fails_for_good(runtime: StepRuntime) -> None:
+    report = only_report(runtime.execute(dispatch("not-json", not_json=True)))
+    assert report.outcome == Outcome.failed and not report.retryable
+    assert report.error is not None and report.error.type == "TypeError"
+    assert CALLS["not-json"] == 1
 
 
 def test_a_malformed_dispatch_becomes_a_dead_letter(runtime: StepRuntime) -> None:

@@ -10,17 +10,20 @@ rebuilt if the channel's pool is replaced (after a connection error).
 
 A worker's report can travel in the same round trip as the outcome it reports:
 :meth:`Channel.render_put` gives the list key and payload kombu itself would LPUSH for a message,
-and the worker's Lua script that stores the outcome pushes it (see ``workers.broker.publish``).
+and the worker's Lua script that stores the outcome pushes it (see ``workers.broker.reports``).
 
 kombu acknowledges a message with a round trip of its own (removing it from the channel's
-``unacked`` hash and index). :func:`ack_all` acknowledges a batch in one, as the orchestrator does
-after each committed batch of reports; on other transports it acknowledges one by one.
+``unacked`` hash and index). :meth:`Channel.basic_ack_many` acknowledges a batch in one, as the
+orchestrator does after each committed batch of reports.
 
 kombu also receives one message per round trip (BRPOP) and records each as unacknowledged with
-another (a MULTI of ZADD and HSET). :func:`receive_in_batches` lets a consumer that applies
-messages in batches, the orchestrator, take up to N more with every message BRPOP hands it: a
-Lua script pops them and records them as unacknowledged, as kombu would, in one atomic step, so
-a consumer that dies holding them loses nothing (kombu's ``restore_visible`` requeues them).
+another (a MULTI of ZADD and HSET). A channel whose ``receive_batch`` is set (by the orchestrator's
+report queue, ``workers.broker.reports``) takes up to that many more with every message BRPOP
+hands it: a Lua script pops them and records them as unacknowledged, as kombu would, in one atomic
+step, so a consumer that dies holding them loses nothing (kombu's ``restore_visible`` requeues
+them).
+
+The kombu internals this needs are reached through ``workers.broker.internals`` only.
 
 :func:`install` points the ``redis`` transport alias (``redis://``, ``redis+socket://``) here;
 every other transport is left as it is.
@@ -35,10 +38,11 @@ from typing import Any
 
 import redis
 from kombu import serialization
-from kombu.message import Message
 from kombu.transport import TRANSPORT_ALIASES, virtual
 from kombu.transport import redis as kombu_redis
 from kombu.utils import json as kombu_json
+
+from workers.broker import internals
 
 log = logging.getLogger(__name__)
 
@@ -102,20 +106,18 @@ class QoS(kombu_redis.QoS):
             virtual.QoS.ack(self, tag)  # type: ignore[no-untyped-call]
 
 
-class Channel(kombu_redis.Channel):
+class Channel(internals.RedisChannel):
     """kombu's Redis channel with one shared client, batched receives and acknowledgements, and rendered puts."""
 
     QoS = QoS
     _sync_client: Any = None
-    # Messages to take along with each one BRPOP delivers; see receive_in_batches().
+    # Messages to take along with each one BRPOP delivers (0: one per round trip, as kombu).
     receive_batch = 0
     _pop_script: Any = None
 
-    def _brpop_read(self, **options: Any) -> bool:
-        delivered: bool = super()._brpop_read(**options)  # type: ignore[no-untyped-call]
-        if delivered and self.receive_batch:
+    def after_brpop_delivery(self) -> None:
+        if self.receive_batch:
             self._receive_more()
-        return delivered
 
     def _receive_more(self) -> None:
         queues = self.active_queues
@@ -129,7 +131,9 @@ class Channel(kombu_redis.Channel):
         kombu: Any = self
         qos: Any = self.qos
         # The lists in the order BRPOP reads them, highest priority first.
-        keys = [qos.unacked_index_key, qos.unacked_key] + [kombu._q_for_pri(queue, pri) for pri in kombu.priority_steps]
+        keys = [qos.unacked_index_key, qos.unacked_key] + [
+            internals.queue_key(self, queue, pri) for pri in kombu.priority_steps
+        ]
         with kombu.conn_or_acquire() as client:
             if self._pop_script is None:
                 self._pop_script = client.register_script(_POP_AND_HOLD)
@@ -145,9 +149,10 @@ class Channel(kombu_redis.Channel):
         for raw in items:
             message = decode(raw)
             qos._held.add(message["properties"]["delivery_tag"])
-            self.connection._deliver(message, queue)
+            internals.deliver(self, message, queue)
 
     def basic_ack_many(self, delivery_tags: Sequence[str]) -> None:
+        """Acknowledge deliveries of this channel in one round trip."""
         if delivery_tags:
             self.qos.ack_many(delivery_tags)
 
@@ -156,24 +161,21 @@ class Channel(kombu_redis.Channel):
         default exchange to queue ``routing_key``) would LPUSH, made by kombu's own code, as
         ``Producer.publish`` and ``_put`` do. None where that publish would do more than one
         LPUSH (a global key prefix, a queue that expires)."""
-        if self.global_keyprefix or routing_key in (self._expires or {}):
+        if self.global_keyprefix or routing_key in internals.expiring_queues(self):
             return None
         kombu: Any = self  # kombu's channel API carries no annotations
         serialize: Any = serialization.dumps
         encode: Any = kombu_json.dumps
         content_type, content_encoding, data = serialize(body, serializer="json")
         message = kombu.prepare_message(data, 0, content_type, content_encoding, {}, {"delivery_mode": 2})
-        kombu._inplace_augment_message(message, "", routing_key)
-        key = kombu._q_for_pri(routing_key, kombu._get_message_priority(message, reverse=False))
+        internals.augment_message(self, message, "", routing_key)
+        key = internals.queue_key(self, routing_key, internals.message_priority(self, message))
         return key, str(encode(message))
 
-    def _create_client(self, asynchronous: bool = False) -> Any:
-        if asynchronous:
-            # The BRPOP/pub-sub clients have their own pool and lifecycle in kombu: untouched.
-            return super()._create_client(asynchronous=True)  # type: ignore[no-untyped-call]
+    def sync_client(self) -> Any:
         client = self._sync_client
         if client is None or client.connection_pool is not self.pool:
-            client = self._sync_client = super()._create_client(asynchronous=False)  # type: ignore[no-untyped-call]
+            client = self._sync_client = self.new_sync_client()
         return client
 
 
@@ -181,25 +183,6 @@ class Transport(kombu_redis.Transport):
     """kombu's Redis transport using workyard's channel; install() points the redis aliases at it."""
 
     Channel = Channel
-
-
-def ack_all(messages: Sequence[Message]) -> None:
-    """Acknowledge received messages: in one round trip when they share a channel of this
-    transport, else one by one."""
-    channel = messages[0].channel if messages else None
-    ack_many = getattr(channel, "basic_ack_many", None)
-    if ack_many is None or any(m.channel is not channel or m.acknowledged for m in messages):
-        for message in messages:
-            message.ack()  # type: ignore[no-untyped-call]
-        return
-    ack_many([m.delivery_tag for m in messages])
-
-
-def receive_in_batches(channel: Any, batch: int) -> None:
-    """Take up to ``batch`` more messages with every one a Redis channel of this transport
-    receives (within its prefetch count). Other transports receive as they do."""
-    if isinstance(channel, Channel):
-        channel.receive_batch = max(0, batch)
 
 
 def install() -> None:

@@ -15,7 +15,7 @@ from celery import Celery, Task
 
 from config.keys import STEP_TASK
 from config.settings import Settings
-from workers.broker.publish import publish_reports, report_renderer
+from workers.broker.reports import report_queue
 from workers.celery.config import celery_config
 from workers.hooks import HookChain
 from workers.runtime import RuntimeConfig, StepRuntime
@@ -37,6 +37,8 @@ def create_app(settings: Settings, capabilities: list[str] | None = None, *, hoo
     app.conf.update(celery_config(settings, capabilities))
     state: dict[str, StepRuntime] = {}
     copies = 2 if settings.fault_duplicate_delivery else 1
+    # Only a template connection here: nothing connects before a pool process sends a report.
+    reports = report_queue(app.connection_for_write())
 
     def runtime(hostname: str) -> StepRuntime:
         # Built lazily in each pool process: a Redis connection must not cross a fork.
@@ -52,7 +54,7 @@ def create_app(settings: Settings, capabilities: list[str] | None = None, *, hoo
                     report_copies=copies,
                 ),
                 hooks,
-                render_report=report_renderer(app, client),
+                render_report=reports.renderer(client),
             )
         return state["rt"]
 
@@ -61,6 +63,7 @@ def create_app(settings: Settings, capabilities: list[str] | None = None, *, hoo
         hostname = self.request.hostname or socket.gethostname()
         messages = runtime(hostname).execute(body, source=f"{self.request.delivery_info.get('routing_key')}")
         if messages:
-            publish_reports(app, [m.model_dump(mode="json") for m in messages], copies=copies)
+            with app.producer_or_acquire() as producer:
+                reports.send(producer, [m.model_dump(mode="json") for m in messages], copies=copies)
 
     return app

@@ -17,17 +17,20 @@ import logging
 
 from celery.worker.consumer import Consumer as CeleryConsumer
 
+from workers.broker import internals
+
 log = logging.getLogger(__name__)
 
 EVENT_FLUSH_S = 0.05
 
 
 class Consumer(CeleryConsumer):  # type: ignore[misc]
-    """The worker's Celery consumer, flushing task events at most every EVENT_FLUSH_S instead of every tick."""
+    """Celery's worker consumer, flushing buffered task events on a short timer."""
 
     _event_flush_armed = False
 
     def on_send_event_buffered(self) -> None:
+        # Celery calls this (its name is in internals.REQUIRED_PRIVATE_NAMES) for each buffered event.
         if self.hub is None or self._event_flush_armed:
             return
         self._event_flush_armed = True
@@ -35,7 +38,7 @@ class Consumer(CeleryConsumer):  # type: ignore[misc]
 
     def _flush_events_armed(self) -> None:
         self._event_flush_armed = False
-        self._flush_events()
+        internals.flush_task_events(self)
 
     def stop(self) -> None:
         self._flush_before_closing()
@@ -48,6 +51,6 @@ class Consumer(CeleryConsumer):  # type: ignore[misc]
     def _flush_before_closing(self) -> None:
         # The event loop will not run the armed flush any more; send what is buffered now.
         try:
-            self._flush_events()
+            internals.flush_task_events(self)
         except Exception as exc:  # the broker may be what is going away
             log.debug("could not flush task events while stopping: %s", exc)
