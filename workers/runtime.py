@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from celery.exceptions import SoftTimeLimitExceeded
 from pydantic import BaseModel, ValidationError
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
@@ -52,6 +51,9 @@ class RuntimeConfig:
     transient_tries: int = TRANSIENT_TRIES
     # Copies of each report to send (2 under the duplicate-delivery fault setting).
     report_copies: int = 1
+    # What the task runner raises inside a handler that ran past the step's timeout (Celery's
+    # soft time limit, set by workers.celery): reported as a retryable Timeout.
+    timeout_errors: tuple[type[BaseException], ...] = ()
 
 
 class StepRuntime:
@@ -247,7 +249,7 @@ class StepRuntime:
                 started=started,
                 retry_after_ms=None if exc.retry_after is None else int(exc.retry_after * 1000),
             )
-        except SoftTimeLimitExceeded as exc:
+        except self.config.timeout_errors as exc:
             error = exc
             return self._fail(
                 dispatch,

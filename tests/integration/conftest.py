@@ -6,7 +6,7 @@ import pytest
 
 from tests.conftest import BACKENDS
 from tests.integration.harness import Harness, running_harness
-from tests.integration.templates import FAN_OUT_HANDLERS, LOCKED, THREE_STEPS
+from tests.integration.templates import FAN_OUT_HANDLERS, LOCKED, SLOW, THREE_STEPS
 from tests.support import RedisTarget
 
 
@@ -26,6 +26,6 @@ def harness(
 ) -> Iterator[Harness]:
     """A running stack per (backend, delivery mode): every saga scenario runs in each."""
     tmp = tmp_path_factory.mktemp(f"stack-{backend}")
-    templates = [THREE_STEPS, LOCKED, FAN_OUT_HANDLERS]
+    templates = [THREE_STEPS, LOCKED, FAN_OUT_HANDLERS, SLOW]
     with running_harness(backend, tmp, redis_target, templates, fault_duplicate_delivery=delivered_twice) as h:
         yield h

@@ -83,6 +83,7 @@ for _name, _cap in [
     ("undo_two", "beta"),
     ("three", "alpha"),
     ("locked", "alpha"),
+    ("slow", "alpha"),
     ("fan_each", "beta"),
     ("undo_fan_each", "beta"),
 ]:

@@ -45,6 +45,22 @@ LOCKED: dict[str, Any] = {
     ],
 }
 
+# A handler that runs past its step's timeout: the task runner stops it, and the attempt is a
+# retryable Timeout.
+SLOW: dict[str, Any] = {
+    "name": "it.slow",
+    "version": "1.0.0",
+    "steps": [
+        {
+            "name": "slow",
+            "capability": "alpha",
+            "handler": "slow",
+            "timeout_ms": 300,
+            "retry": {**FAST_RETRY, "max_attempts": 2},
+        },
+    ],
+}
+
 # A person approves between two automated steps.
 APPROVAL: dict[str, Any] = {
     "name": "it.approval",

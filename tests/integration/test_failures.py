@@ -32,6 +32,19 @@ def test_a_worker_killed_mid_step_is_recorded_and_the_saga_still_finishes(harnes
     assert len(keys) == 1
 
 
+def test_a_handler_past_its_timeout_is_stopped_and_its_attempt_is_a_retryable_timeout(harness: Harness) -> None:
+    tag = uuid.uuid4().hex[:12]
+    saga_id = harness.submit("it.slow", {"tag": tag, "behaviour": {"slow": {"sleep_ms": 30_000}}})
+
+    saga = harness.wait_final(saga_id)
+    assert saga.state == "compensated"
+    attempts = [(a.attempt, a.outcome) for a in saga.attempts]
+    assert attempts == [(1, "failed"), (2, "failed")]  # retried once: a timeout is retryable
+    for attempt in saga.attempts:
+        assert attempt.error is not None and attempt.error.startswith("Timeout: step ran past its timeout of 300 ms")
+    assert "gave up after 2 attempt(s)" in (saga.error or "")
+
+
 def test_steps_with_one_mutex_scope_never_overlap_and_tokens_only_grow(harness: Harness) -> None:
     account = uuid.uuid4().hex[:8]
     scope = f"acct:{account}"

@@ -12,6 +12,7 @@ from typing import Any
 
 import redis
 from celery import Celery, Task
+from celery.exceptions import SoftTimeLimitExceeded
 
 from config.keys import STEP_TASK
 from config.settings import Settings
@@ -52,6 +53,7 @@ def create_app(settings: Settings, capabilities: list[str] | None = None, *, hoo
                     lease_wait_ms=settings.lease_wait_ms,
                     worker=hostname,
                     report_copies=copies,
+                    timeout_errors=(SoftTimeLimitExceeded,),
                 ),
                 hooks,
                 render_report=reports.renderer(client),
