@@ -216,3 +216,26 @@ def test_the_retried_attempt_is_dispatched_like_the_first() -> None:
     assert (first.idempotence_key, first.results) == (second.idempotence_key, second.results)
     assert s.latest(1).attempt == 2 and s.latest(1).outcome is Outcome.running
     assert s.attempt(1, Phase.forward, 1) is not None
+
+
+@pytest.mark.parametrize("stopper", ["saga_deadline:s-1", "saga_sla_breach:s-1:breach"])
+def test_a_retry_timer_fired_after_the_saga_gave_up_on_the_step_does_nothing(stopper: str) -> None:
+    # The timer loop loads a batch of due timers and then fires them in one transaction: the
+    # deadline (or an SLA breach that cancels) cancels the step's retry timer, but the timer
+    # was loaded already and fires right after it.
+    s = Scenario(
+        template(
+            handler("first"),
+            handler("a", undo=False, retry=retry(3, 1000)),
+            deadline_ms=500,
+            sla={"target_ms": 500, "breach_action": "cancel"},
+        )
+    ).start()
+    s.succeed(0)
+    s.report(1, Outcome.failed)
+    (waiting,) = [t for t in s.timers.values() if t.kind == TimerKind.dispatch]
+    s.fire(stopper)
+    assert s.step_states() == [StepState.compensating, StepState.failed]
+    s.fire_timer(waiting)
+    assert s.step_states() == [StepState.compensating, StepState.failed]
+    assert s.moves() == [("first", "forward", 1), ("a", "forward", 1), ("first", "compensate", 1)]
