@@ -349,8 +349,8 @@ class Scenario:
 
     # -- reading -------------------------------------------------------------------------------
 
-    @property
     def state(self) -> SagaState:
+        """The saga's state (a call, so a type checker does not keep it narrowed between moves)."""
         return self.saga.state
 
     def step_states(self) -> list[StepState]:

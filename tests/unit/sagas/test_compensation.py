@@ -35,7 +35,7 @@ def undo_all(s: Scenario, *indexes: int) -> None:
 
 def test_a_failure_compensates_the_latest_succeeded_step_first() -> None:
     s = four()
-    assert s.state is SagaState.compensating
+    assert s.state() is SagaState.compensating
     assert s.step_states() == [StepState.succeeded, StepState.succeeded, StepState.compensating, StepState.failed]
     assert s.moves()[-1] == ("c", "compensate", 1)
     assert len(s.last_sent) == 1  # one compensation at a time
@@ -47,7 +47,7 @@ def test_compensations_run_in_strict_reverse_order_one_at_a_time() -> None:
         assert s.moves()[-1][0] == "abc"[index]
         undo_all(s, index)
     assert s.moves()[4:] == [("c", "compensate", 1), ("b", "compensate", 1), ("a", "compensate", 1)]
-    assert s.state is SagaState.compensated
+    assert s.state() is SagaState.compensated
     assert s.step_states() == [StepState.compensated] * 3 + [StepState.failed]
 
 
@@ -66,14 +66,14 @@ def test_steps_without_a_compensation_are_passed_over() -> None:
     undo_all(s, 2)
     assert s.moves()[-1] == ("a", "compensate", 1)
     undo_all(s, 0)
-    assert s.state is SagaState.compensated
+    assert s.state() is SagaState.compensated
     assert s.step_states() == [StepState.compensated, StepState.succeeded, StepState.compensated, StepState.failed]
 
 
 def test_a_failing_first_step_leaves_nothing_to_compensate() -> None:
     s = Scenario(template(handler("a"), handler("b"))).start()
     s.report(0, Outcome.failed, retryable=False)
-    assert s.state is SagaState.compensated
+    assert s.state() is SagaState.compensated
     assert s.step_states() == [StepState.failed, StepState.pending]
     assert s.moves() == [("a", "forward", 1)]
     assert s.event_names() == ["saga.compensated"]
@@ -83,7 +83,7 @@ def test_nothing_compensable_below_compensates_at_once() -> None:
     s = Scenario(template(handler("a", undo=False), handler("b", undo=False), handler("c"))).start()
     s.succeed(0, 1)
     s.report(2, Outcome.failed, retryable=False)
-    assert s.state is SagaState.compensated
+    assert s.state() is SagaState.compensated
     assert s.step_states() == [StepState.succeeded, StepState.succeeded, StepState.failed]
 
 
@@ -109,7 +109,7 @@ def test_without_a_compensation_policy_the_step_retry_policy_applies() -> None:
     assert (timer.due_at - s.now).total_seconds() == 0.07
     s.fire_retry(0, Phase.compensate)
     s.report(0, Outcome.failed, phase=Phase.compensate)
-    assert s.state is SagaState.compensation_failed  # budget of 2
+    assert s.state() is SagaState.compensation_failed  # budget of 2
 
 
 def test_a_deferred_compensation_is_retried_without_counting() -> None:
@@ -130,7 +130,7 @@ def spend_compensation(s: Scenario, index: int, attempts: int) -> None:
 def test_a_compensation_that_spends_its_budget_fails_the_saga_and_stops_there() -> None:
     s = four()
     spend_compensation(s, 2, 4)
-    assert s.state is SagaState.compensation_failed
+    assert s.state() is SagaState.compensation_failed
     assert s.step_states() == [
         StepState.succeeded,
         StepState.succeeded,
@@ -152,7 +152,7 @@ def test_a_failed_compensation_opens_a_remediation_item() -> None:
 def test_a_non_retryable_compensation_failure_fails_at_once() -> None:
     s = four()
     s.report(2, Outcome.failed, phase=Phase.compensate, retryable=False)
-    assert s.state is SagaState.compensation_failed
+    assert s.state() is SagaState.compensation_failed
     assert s.saga.steps[2].compensation_attempts == 1
     assert len(s.store.remediations) == 1
 
@@ -193,7 +193,7 @@ def test_a_finished_saga_drops_its_timers_and_emits_one_event(ending: str) -> No
         s.report(
             0, Outcome.succeeded if ending == "compensated" else Outcome.failed, phase=Phase.compensate, retryable=False
         )
-    assert s.state == ending
+    assert s.state() == ending
     assert s.timers == {}
     assert s.event_names() == [f"saga.{ending}"]
     payload = s.store.events[0][1]["saga"]

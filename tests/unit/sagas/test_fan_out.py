@@ -160,7 +160,7 @@ def test_a_for_each_that_is_not_a_list_fails_at_once(xs: Any, type_name: str) ->
     s = handlers(xs=xs)
     assert s.latest(1).error == f"FanOutFailed: for_each {{input.xs}} is not a list but {type_name}"
     assert s.saga.steps[1].state is StepState.failed
-    assert s.state is SagaState.compensating
+    assert s.state() is SagaState.compensating
 
 
 def test_a_fan_out_over_an_earlier_result() -> None:

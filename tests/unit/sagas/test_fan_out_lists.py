@@ -35,4 +35,4 @@ def test_a_list_missing_from_the_saga_fails_the_fan_out_at_once(kind: str, for_e
     assert s.saga.steps[1].attempts == 1  # not retried: the saga's data will not change
     assert s.moves()[-1] == ("first", "compensate", 1)
     s.succeed(0, phase=Phase.compensate)
-    assert s.state is SagaState.compensated
+    assert s.state() is SagaState.compensated

@@ -20,7 +20,7 @@ def test_start_dispatches_the_first_step_only() -> None:
     s = three()
     assert s.moves() == [("a", "forward", 1)]
     assert s.step_states() == [StepState.running, StepState.pending, StepState.pending]
-    assert s.state is SagaState.running
+    assert s.state() is SagaState.running
     assert s.saga.steps[0].started_at == T0
 
 
@@ -39,7 +39,7 @@ def test_the_last_step_completes_the_saga_and_emits_its_event() -> None:
     s.succeed(0, 1)
     s.advance(10)
     s.succeed(2)
-    assert s.state is SagaState.completed
+    assert s.state() is SagaState.completed
     assert s.step_states() == [StepState.succeeded] * 3
     assert s.saga.finished_at == T0 + timedelta(milliseconds=10)
     assert s.last_sent == []
@@ -193,5 +193,5 @@ def test_every_move_stamps_the_saga_as_updated() -> None:
 def test_a_one_step_saga_completes_on_its_first_success() -> None:
     s = Scenario(template(handler("only"))).start()
     s.succeed(0)
-    assert s.state is SagaState.completed
+    assert s.state() is SagaState.completed
     assert s.event_names() == ["saga.completed"]

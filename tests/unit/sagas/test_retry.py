@@ -48,7 +48,7 @@ def test_a_retry_that_succeeds_moves_on() -> None:
     s.report(1, Outcome.failed)
     s.fire_retry(1)
     s.succeed(1)
-    assert s.state is SagaState.completed
+    assert s.state() is SagaState.completed
     assert [a.outcome for a in s.attempts_of(1)] == [Outcome.failed, Outcome.succeeded]
 
 
@@ -99,7 +99,7 @@ def test_a_non_retryable_failure_gives_up_at_once() -> None:
     assert step.state is StepState.failed and step.attempts == 1
     assert s.saga.error == "step 'a' failed with a non-retryable error: Boom: no such account"
     assert s.timers == {}
-    assert s.state is SagaState.compensating
+    assert s.state() is SagaState.compensating
 
 
 def test_a_deferral_is_retried_after_a_short_pause_and_not_counted() -> None:
@@ -172,7 +172,7 @@ def test_a_lost_attempt_counts_like_a_failure(outcome: Outcome) -> None:
     s.fire_retry(1)
     s.report(1, outcome)
     # Given up: a lost attempt may have done its work, so the step is undone too (see unknown outcomes).
-    assert s.saga.steps[1].attempts == 2 and s.state is SagaState.compensating
+    assert s.saga.steps[1].attempts == 2 and s.state() is SagaState.compensating
     assert s.saga.error is not None and s.saga.error.startswith("step 'a' gave up after 2 attempt(s)")
     assert not [t for t in s.timers.values() if t.kind == TimerKind.dispatch]
 
@@ -183,7 +183,7 @@ def test_a_timed_out_attempt_counts_and_is_retried() -> None:
     assert s.saga.steps[1].attempts == 1 and s.step_states()[1] is StepState.retry_wait
     s.fire_retry(1)
     s.time_out(1)
-    assert s.saga.steps[1].attempts == 2 and s.state is SagaState.compensating
+    assert s.saga.steps[1].attempts == 2 and s.state() is SagaState.compensating
     assert "gave up after 2 attempt(s)" in (s.saga.error or "")
 
 
@@ -204,7 +204,7 @@ def test_the_retry_policy_is_per_step() -> None:
     assert timer.due_at - s.now == timedelta(milliseconds=60)
     s2 = Scenario(template(handler("a", retry=retry(1)), handler("b"))).start()
     s2.report(0, Outcome.failed)
-    assert s2.step_states()[0] is StepState.failed and s2.state is SagaState.compensated
+    assert s2.step_states()[0] is StepState.failed and s2.state() is SagaState.compensated
 
 
 def test_the_retried_attempt_is_dispatched_like_the_first() -> None:

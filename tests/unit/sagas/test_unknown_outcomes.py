@@ -39,7 +39,7 @@ def test_an_unknown_last_outcome_compensates_the_step_itself_first(how: str) -> 
     s.succeed(1, phase=Phase.compensate)
     assert s.moves()[-1] == ("a", "compensate", 1)
     s.succeed(0, phase=Phase.compensate)
-    assert s.state is SagaState.compensated
+    assert s.state() is SagaState.compensated
     assert s.step_states() == [StepState.compensated, StepState.compensated]
 
 
@@ -71,7 +71,7 @@ def test_an_unknown_outcome_before_the_last_attempt_is_just_retried() -> None:
     assert s.step_states()[1] is StepState.retry_wait
     s.fire_retry(1)
     s.succeed(1)
-    assert s.state is SagaState.completed
+    assert s.state() is SagaState.completed
     assert [a.outcome for a in s.attempts_of(1)] == [Outcome.lost, Outcome.succeeded]
 
 
@@ -89,7 +89,7 @@ def test_an_unknown_outcome_of_the_first_step_compensates_it_alone() -> None:
     s.report(0, Outcome.lost)
     assert s.moves() == [("a", "forward", 1), ("a", "compensate", 1)]
     s.succeed(0, phase=Phase.compensate)
-    assert s.state is SagaState.compensated and s.step_states()[0] is StepState.compensated
+    assert s.state() is SagaState.compensated and s.step_states()[0] is StepState.compensated
 
 
 def test_the_timed_out_attempt_is_recorded_as_such() -> None:
