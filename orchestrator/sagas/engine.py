@@ -87,10 +87,12 @@ class SagaEngine:
 
     def on_retry_due(self, saga: SagaRun, spec: TemplateSpec, timer: Timer) -> None:
         """A retry's pause is over: dispatch the next attempt, unless something was dispatched
-        for the step since the timer was set."""
+        for the step since the timer was set, or the step was given up on (a saga deadline or an
+        SLA cancel fired in the same batch cancels this timer only as the batch commits)."""
         index, phase, attempt_no = timer.payload["index"], Phase(timer.payload["phase"]), timer.payload["attempt"]
         step = saga.steps[index]
-        if step.current_attempt + 1 == attempt_no and self._phase_of(step) is phase:
+        waiting = StepState.retry_wait if phase is Phase.forward else StepState.compensating
+        if step.current_attempt + 1 == attempt_no and step.state is waiting:
             self._dispatch(saga, spec, index, phase)
 
     def on_deadline(self, saga: SagaRun, spec: TemplateSpec, attempt: StepAttempt) -> None:
@@ -216,10 +218,6 @@ class SagaEngine:
             },
             self.now,
         )
-
-    @staticmethod
-    def _phase_of(step: StepRun) -> Phase:
-        return Phase.compensate if step.state is StepState.compensating else Phase.forward
 
     # -- effects -----------------------------------------------------------------------------
 

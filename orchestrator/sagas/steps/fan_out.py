@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from models.enums import Outcome, Phase
-from models.keytemplate import render_value
+from models.keytemplate import KeyTemplateError, render_value
 from models.messages import StepReport
 from models.step_item import EVERY_MEMBER, CompletionPolicy
 from models.tables import SagaRun, StepAttempt
@@ -24,7 +24,10 @@ def list_elements(saga: SagaRun, spec: TemplateSpec, index: int) -> list[tuple[i
     """The elements of the list a fan-out step runs over (``for_each``), numbered."""
     step_spec = spec.steps[index]
     assert step_spec.for_each is not None
-    elements = render_value(step_spec.for_each, item_values(saga, spec, step_spec))
+    try:
+        elements = render_value(step_spec.for_each, item_values(saga, spec, step_spec))
+    except KeyTemplateError as exc:  # the list is not in the saga: no retry will change that
+        raise ItemSpecError(str(exc)) from exc
     if not isinstance(elements, list):
         raise ItemSpecError(f"for_each {step_spec.for_each} is not a list but {type(elements).__name__}")
     return list(enumerate(elements))
