@@ -51,21 +51,27 @@ class Outgoing:
 
 
 @dataclass(frozen=True)
-class _ArmTimer:
+class ArmTimer:
+    """A durable timer to write (its row)."""
+
     row: dict[str, Any]
 
 
 @dataclass(frozen=True)
-class _CancelTimer:
+class CancelTimer:
+    """The timer with this key is no longer wanted."""
+
     key: str
 
 
 @dataclass(frozen=True)
-class _DropSagaTimers:
+class DropSagaTimers:
+    """None of the saga's timers is wanted any more (it finished)."""
+
     saga_id: str
 
 
-_TimerChange = _ArmTimer | _CancelTimer | _DropSagaTimers
+TimerChange = ArmTimer | CancelTimer | DropSagaTimers
 
 
 class UnitOfWork:
@@ -79,7 +85,7 @@ class UnitOfWork:
         self.outgoing: list[Outgoing] = []
         self._outbox: list[dict[str, Any]] = []
         # In the order they were asked for: cancelling a key and arming it again is a re-arm.
-        self._timers: list[_TimerChange] = []
+        self._timers: list[TimerChange] = []
 
     # -- what a transaction asks for ----------------------------------------------------------
 
@@ -108,20 +114,30 @@ class UnitOfWork:
             "due_at": due_at,
             "created_at": now,
         }
-        self._timers.append(_ArmTimer(row))
+        self._timers.append(ArmTimer(row))
 
     def cancel_timer(self, key: str) -> None:
-        self._timers.append(_CancelTimer(key))
+        self._timers.append(CancelTimer(key))
 
     def drop_saga_timers(self, saga_id: str) -> None:
         """A saga finished: none of its timers is needed, including any armed before in this
         transaction."""
-        self._timers.append(_DropSagaTimers(saga_id))
+        self._timers.append(DropSagaTimers(saga_id))
 
     def hold(self, items: Iterable[WorkItem]) -> None:
         """Work items this transaction has row-locked, kept to be found again by id (the
         session's identity map alone would let them be garbage-collected)."""
         self.locked_items.update({item.id: item for item in items})
+
+    @property
+    def outbox_rows(self) -> tuple[dict[str, Any], ...]:
+        """The outbox rows asked for and not yet written (what the transaction will publish)."""
+        return tuple(self._outbox)
+
+    @property
+    def timer_changes(self) -> tuple[TimerChange, ...]:
+        """The timer changes asked for and not yet written, in order."""
+        return tuple(self._timers)
 
     @property
     def pending(self) -> bool:
@@ -170,9 +186,9 @@ class UnitOfWork:
         self.outgoing.clear()
 
 
-def _runs(changes: list[_TimerChange]) -> list[list[_TimerChange]]:
+def _runs(changes: list[TimerChange]) -> list[list[TimerChange]]:
     """Consecutive changes of one kind, to write as one statement each, in order."""
-    runs: list[list[_TimerChange]] = []
+    runs: list[list[TimerChange]] = []
     for change in changes:
         if runs and type(runs[-1][0]) is type(change):
             runs[-1].append(change)
@@ -181,14 +197,14 @@ def _runs(changes: list[_TimerChange]) -> list[list[_TimerChange]]:
     return runs
 
 
-def _write_timers(session: Session, run: list[_TimerChange]) -> None:
+def _write_timers(session: Session, run: list[TimerChange]) -> None:
     head = run[0]
-    if isinstance(head, _ArmTimer):
-        session.execute(insert(TIMERS).inline(), [c.row for c in run if isinstance(c, _ArmTimer)])
-    elif isinstance(head, _CancelTimer):
-        session.execute(delete(TIMERS).where(TIMERS.c.key.in_([c.key for c in run if isinstance(c, _CancelTimer)])))
+    if isinstance(head, ArmTimer):
+        session.execute(insert(TIMERS).inline(), [c.row for c in run if isinstance(c, ArmTimer)])
+    elif isinstance(head, CancelTimer):
+        session.execute(delete(TIMERS).where(TIMERS.c.key.in_([c.key for c in run if isinstance(c, CancelTimer)])))
     else:
-        saga_ids = [c.saga_id for c in run if isinstance(c, _DropSagaTimers)]
+        saga_ids = [c.saga_id for c in run if isinstance(c, DropSagaTimers)]
         session.execute(delete(TIMERS).where(TIMERS.c.saga_id.in_(saga_ids)))
 
 

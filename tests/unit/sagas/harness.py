@@ -26,7 +26,7 @@ from models.work_tables import WorkItem
 from orchestrator.errors import InvalidInput
 from orchestrator.sagas.engine import SagaEngine, new_step_runs
 from orchestrator.sagas.store import MAYBE_DONE
-from orchestrator.storage.unit_of_work import UnitOfWork, _ArmTimer, _CancelTimer, _DropSagaTimers
+from orchestrator.storage.unit_of_work import ArmTimer, CancelTimer, DropSagaTimers, UnitOfWork
 from orchestrator.work.links import ItemSpecError, item_values
 
 T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
@@ -337,14 +337,14 @@ class Scenario:
     def _commit(self, uow: UnitOfWork) -> None:
         self.store.attempts += [StepAttempt(**row) for row in uow.attempts]
         self.store.members += [FanOutMember(**row) for row in uow.members]
-        for change in uow._timers:
-            if isinstance(change, _ArmTimer):
+        for change in uow.timer_changes:
+            if isinstance(change, ArmTimer):
                 self.timers[change.row["key"]] = Timer(**change.row)
-            elif isinstance(change, _CancelTimer):
+            elif isinstance(change, CancelTimer):
                 self.timers.pop(change.key, None)
-            elif isinstance(change, _DropSagaTimers):
+            elif isinstance(change, DropSagaTimers):
                 self.timers = {k: t for k, t in self.timers.items() if t.saga_id != change.saga_id}
-        self.last_sent = [row["payload"] for row in uow._outbox]
+        self.last_sent = [row["payload"] for row in uow.outbox_rows]
         self.sent += self.last_sent
 
     # -- reading -------------------------------------------------------------------------------
