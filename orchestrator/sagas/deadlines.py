@@ -42,6 +42,10 @@ def stop_and_compensate(moves: StepMoves, saga: SagaRun, spec: TemplateSpec, why
     current.finished_at = moves.now
     saga.error = error
     saga.updated_at = moves.now
-    # A handler may have done its work before the deadline: undo it too.
-    uncertain = index if step_spec.kind == "handler" else None
+    # A handler may have done its work before the deadline, and a fan-out of work items may have
+    # items that were done: undo them too (a fan-out's compensation covers only the done items).
+    maybe_done = step_spec.kind == "handler" or (
+        step_spec.for_each is not None and bool(moves.store.items_done(saga.id, index))
+    )
+    uncertain = index if maybe_done else None
     moves.compensate_below(saga, spec, index + 1 if uncertain is not None else index, uncertain=uncertain)

@@ -156,3 +156,29 @@ def test_a_saga_that_finished_in_time_has_no_deadline_left() -> None:
     s = saga_with_deadline(handler("a"))
     s.succeed(0)
     assert s.timers == {}
+
+
+def test_the_saga_deadline_undoes_the_items_of_a_fan_out_that_were_already_done() -> None:
+    withdraw = {"type": "task", "title": "Withdraw {each}", "tenant": "acme", "offer": {"type": "human"}}
+    review = work_item("review", title="Review {each}", for_each="{input.docs}", compensate_work_item=withdraw)
+    s = Scenario(template(handler("first"), review, deadline_ms=5000), {"docs": ["d0", "d1", "d2"], "tag": "t"})
+    s.start().succeed(0)
+    s.finish_item("item:s-1:1:forward:1:1", "done", result="r1")
+    s.fire("saga_deadline:s-1")
+    # The two open items are cancelled; the one that was done is undone before step one.
+    assert s.state() is SagaState.compensating
+    assert s.step_states()[1] is StepState.compensating
+    (undo,) = s.open_items(1)
+    assert undo.id == "item:s-1:1:compensate:1:1" and undo.title == "Withdraw d1"
+    s.finish_item(undo.id, "done")
+    assert s.moves()[-1] == ("first", "compensate", 1)
+
+
+def test_the_saga_deadline_does_not_undo_a_fan_out_of_items_none_of_which_was_done() -> None:
+    withdraw = {"type": "task", "title": "Withdraw {each}", "tenant": "acme", "offer": {"type": "human"}}
+    review = work_item("review", title="Review {each}", for_each="{input.docs}", compensate_work_item=withdraw)
+    s = Scenario(template(handler("first"), review, deadline_ms=5000), {"docs": ["d0", "d1"], "tag": "t"})
+    s.start().succeed(0)
+    s.fire("saga_deadline:s-1")
+    assert s.step_states() == [StepState.compensating, StepState.failed]
+    assert s.moves()[-1] == ("first", "compensate", 1)
