@@ -101,9 +101,13 @@ class SagaEngine:
         kind = kind_of(spec.steps[index], phase)
         attempt.outcome = Outcome.timed_out
         attempt.finished_at = self.now
-        if spec.steps[index].item_for(phase.value) is not None:
+        step_spec = spec.steps[index]
+        maybe_done: bool | None = None  # a handler's task may have done its work: unknown
+        if step_spec.item_for(phase.value) is not None:
             attempt.error = "TimedOut: the work item was not finished before the step's deadline"
             kind.on_timeout(self, saga, attempt, "the step's deadline passed")
+            # Its items are cancelled: only the members of a fan-out that were done did anything.
+            maybe_done = step_spec.for_each is not None and bool(self.store.items_done(saga.id, index))
         else:
             attempt.error = "TimedOut: no report from a worker before the step's deadline"
             kind.on_timeout(self, saga, attempt, attempt.error)
@@ -117,6 +121,7 @@ class SagaEngine:
             retry_after_ms=None,
             result=None,
             error=attempt.error,
+            compensate_self=maybe_done,
         )
 
     # -- decisions ---------------------------------------------------------------------------
@@ -133,8 +138,11 @@ class SagaEngine:
         retry_after_ms: int | None,
         result: Any,
         error: str | None,
-        compensate_self: bool = False,
+        compensate_self: bool | None = None,
     ) -> None:
+        """An attempt of step ``index`` ended with ``outcome``: what follows. ``compensate_self``:
+        whether the step, if given up, may have done its work and is undone too (None: as the
+        outcome says, i.e. when it timed out or was lost)."""
         step = saga.steps[index]
         forward = phase is Phase.forward
         saga.updated_at = self.now
@@ -178,7 +186,7 @@ class SagaEngine:
         if forward:
             step.state = StepState.failed
             saga.error = f"step {step.name!r} {decision.reason}: {error}"
-            if outcome_unknown(outcome) or compensate_self:
+            if outcome_unknown(outcome) if compensate_self is None else compensate_self:
                 self.compensate_below(saga, spec, index + 1, uncertain=index)
             else:
                 self.compensate_below(saga, spec, index)

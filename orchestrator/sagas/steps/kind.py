@@ -41,7 +41,7 @@ class StepMoves(Protocol):
         retry_after_ms: int | None,
         result: Any,
         error: str | None,
-        compensate_self: bool = False,
+        compensate_self: bool | None = None,
     ) -> None:
         """An attempt of step ``index`` ended with ``outcome``: decide what follows."""
 

@@ -182,3 +182,28 @@ def test_the_saga_deadline_does_not_undo_a_fan_out_of_items_none_of_which_was_do
     s.fire("saga_deadline:s-1")
     assert s.step_states() == [StepState.compensating, StepState.failed]
     assert s.moves()[-1] == ("first", "compensate", 1)
+
+
+def test_a_work_item_step_past_its_last_deadline_is_not_undone_its_item_was_never_done() -> None:
+    withdraw = {"type": "task", "title": "Withdraw {input.tag}", "tenant": "acme", "offer": {"type": "human"}}
+    sign = work_item("sign", timeout_ms=1000, retry=retry(1), compensate_work_item=withdraw)
+    s = Scenario(template(handler("first"), sign), {"tag": "t"}).start()
+    s.succeed(0)
+    s.time_out(1)
+    # The item was cancelled, nobody did it: nothing of step two to undo, only step one.
+    assert s.step_states() == [StepState.compensating, StepState.failed]
+    assert s.moves()[-1] == ("first", "compensate", 1)
+    assert s.open_items(1) == []
+
+
+def test_a_work_item_fan_out_past_its_last_deadline_undoes_the_items_that_were_done() -> None:
+    withdraw = {"type": "task", "title": "Withdraw {each}", "tenant": "acme", "offer": {"type": "human"}}
+    review = work_item(
+        "review", for_each="{input.docs}", timeout_ms=1000, retry=retry(1), compensate_work_item=withdraw
+    )
+    s = Scenario(template(handler("first"), review), {"docs": ["d0", "d1"], "tag": "t"}).start()
+    s.succeed(0)
+    s.finish_item("item:s-1:1:forward:1:0", "done")
+    s.time_out(1)
+    (undo,) = s.open_items(1)
+    assert undo.title == "Withdraw d0"
