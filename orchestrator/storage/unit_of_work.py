@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Executable, delete, event, insert
+from sqlalchemy import Executable, delete, event, insert, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import flag_modified
 
@@ -71,7 +71,22 @@ class DropSagaTimers:
     saga_id: str
 
 
-TimerChange = ArmTimer | CancelTimer | DropSagaTimers
+@dataclass(frozen=True)
+class DropItemTimers:
+    """None of the work item's timers is wanted any more (it ended: its SLA clock stops)."""
+
+    item_id: str
+
+
+@dataclass(frozen=True)
+class MoveTimer:
+    """The timer with this key fires at another time (a lease a heartbeat extended)."""
+
+    key: str
+    due_at: datetime
+
+
+TimerChange = ArmTimer | CancelTimer | DropSagaTimers | DropItemTimers | MoveTimer
 
 
 class UnitOfWork:
@@ -123,6 +138,13 @@ class UnitOfWork:
         """A saga finished: none of its timers is needed, including any armed before in this
         transaction."""
         self._timers.append(DropSagaTimers(saga_id))
+
+    def drop_item_timers(self, item_id: str) -> None:
+        """A work item ended: its SLA clock stops, its lease timer goes."""
+        self._timers.append(DropItemTimers(item_id))
+
+    def move_timer(self, key: str, due_at: datetime) -> None:
+        self._timers.append(MoveTimer(key, due_at))
 
     def hold(self, items: Iterable[WorkItem]) -> None:
         """Work items this transaction has row-locked, kept to be found again by id (the
@@ -203,9 +225,16 @@ def _write_timers(session: Session, run: list[TimerChange]) -> None:
         session.execute(insert(TIMERS).inline(), [c.row for c in run if isinstance(c, ArmTimer)])
     elif isinstance(head, CancelTimer):
         session.execute(delete(TIMERS).where(TIMERS.c.key.in_([c.key for c in run if isinstance(c, CancelTimer)])))
-    else:
+    elif isinstance(head, DropSagaTimers):
         saga_ids = [c.saga_id for c in run if isinstance(c, DropSagaTimers)]
         session.execute(delete(TIMERS).where(TIMERS.c.saga_id.in_(saga_ids)))
+    elif isinstance(head, DropItemTimers):
+        item_ids = [c.item_id for c in run if isinstance(c, DropItemTimers)]
+        session.execute(delete(TIMERS).where(TIMERS.c.item_id.in_(item_ids)))
+    else:
+        for change in run:
+            if isinstance(change, MoveTimer):
+                session.execute(update(TIMERS).where(TIMERS.c.key == change.key).values(due_at=change.due_at))
 
 
 class WorkSession(Session):

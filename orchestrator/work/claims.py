@@ -14,16 +14,17 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, insert, or_, select, true, update
+from sqlalchemy import ColumnElement, and_, or_, select, true
 from sqlalchemy.orm import Session
 
 from models.base import utcnow
 from models.enums import TimerKind
 from models.principal import Principal, PrincipalType, Scope
-from models.tables import TIMERS, Timer
+from models.tables import Timer
 from models.work_api import WorkItemRead
 from models.work_tables import QUEUE_ORDER, WorkItem
 from orchestrator.errors import Conflict, Forbidden, InvalidInput
+from orchestrator.storage.unit_of_work import uow_of
 from orchestrator.work import audit
 from orchestrator.work.access import require
 from orchestrator.work.items import touch
@@ -178,9 +179,7 @@ def heartbeat(
     if item.lease_expires_at is not None:
         item.lease_expires_at = utcnow() + timedelta(seconds=ttl_s or default_ttl_s)
         # The lease's timer moves with it (one UPDATE): it fires only if no beat comes in time.
-        session.execute(
-            update(TIMERS).where(TIMERS.c.key == lease_timer_key(item.id)).values(due_at=item.lease_expires_at)
-        )
+        uow_of(session).move_timer(lease_timer_key(item.id), item.lease_expires_at)
     return read_items(session, [item])[0]
 
 
@@ -244,18 +243,17 @@ def arm_lease_timer(session: Session, item: WorkItem) -> None:
     """The durable timer that returns the item to its queue when this claim's lease lapses."""
     assert item.lease_expires_at is not None
     key = lease_timer_key(item.id)
+    uow = uow_of(session)
     # One per item: a new claim replaces the last claim's timer.
-    session.execute(delete(TIMERS).where(TIMERS.c.key == key))
-    session.execute(
-        insert(TIMERS),
-        {
-            "key": key,
-            "kind": TimerKind.lease_expiry,
-            "item_id": item.id,
-            "payload": {"lease_epoch": item.lease_epoch},
-            "due_at": item.lease_expires_at,
-            "created_at": utcnow(),
-        },
+    uow.cancel_timer(key)
+    now = utcnow()
+    uow.arm_timer(
+        key,
+        TimerKind.lease_expiry,
+        item.lease_expires_at,
+        now,
+        item_id=item.id,
+        payload={"lease_epoch": item.lease_epoch},
     )
 
 

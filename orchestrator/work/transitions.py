@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from models.base import utcnow
@@ -18,10 +18,10 @@ from models.lifecycles import (
     next_statuses,
 )
 from models.principal import Principal, Scope
-from models.tables import TIMERS
 from models.work_api import AllowedTransitions, WorkItemRead
 from models.work_tables import DEPENDENCIES, WorkItem
 from orchestrator.errors import Conflict, InvalidInput
+from orchestrator.storage.unit_of_work import uow_of
 from orchestrator.work import audit
 from orchestrator.work.access import require
 from orchestrator.work.items import touch
@@ -109,7 +109,7 @@ def move(
         item.completed_at = now
         release_claim(item)
         # The work is over: its SLA clock stops.
-        session.execute(delete(TIMERS).where(TIMERS.c.item_id == item.id))
+        uow_of(session).drop_item_timers(item.id)
     touch(item)
     audit.record(session, item, action, actor, from_status=before, to_status=to, reason=reason, details=details)
     report_outcome(session, item, actor)
