@@ -31,6 +31,14 @@ class SagaCreate(BaseModel):
 
     template: str = Field(min_length=1, max_length=200)
     version: str | None = Field(default=None, description="Semantic version; the highest if omitted.")
+    tenant: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description=(
+            "The tenant to run it for: the token's own (the default); an operator's all-tenant token may name one."
+        ),
+    )
     input: dict[str, Any] = Field(default_factory=dict)
     idempotence_key: str | None = Field(
         default=None,
@@ -85,6 +93,7 @@ class SagaSummary(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     id: str
+    tenant: str = Field(description='The tenant the saga runs for ("*": an operator\'s saga of no tenant).')
     template_name: str
     template_version: str
     state: SagaState
@@ -141,6 +150,7 @@ class SagaPage(BaseModel):
 class TemplateRead(BaseModel):
     """One registered version of a saga template, with the spec it was registered with."""
 
+    tenant: str = Field(description='The tenant that owns it; "*": shared, runnable by every tenant.')
     name: str
     version: str
     spec: dict[str, Any]

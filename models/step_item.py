@@ -73,7 +73,16 @@ class WorkItemStepSpec(BaseModel):
     type: str = Field(default="task", min_length=1, max_length=64, description="A registered work-item type.")
     title: str = Field(min_length=1, max_length=500)
     description: str | None = Field(default=None, max_length=20_000)
-    tenant: str = Field(min_length=1, max_length=64, description="The tenant whose people or agents do it.")
+    tenant: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        pattern=r"^[^{}]+$",
+        description=(
+            "The tenant whose people or agents do it: the saga's own (the default, and the only one a "
+            "template may name; a shared template names none)."
+        ),
+    )
     priority: int = Field(default=50, ge=0, le=100)
     offer: Offer = Field(description="Who may claim it: people by scope and group, or agents by capability.")
     assignee: str | None = Field(default=None, description="user:<id> or agent:<id>; may be a placeholder.")

@@ -46,6 +46,9 @@ class TemplateRow(Base):
 
     __tablename__ = "templates"
 
+    # The tenant that owns it; "*": a shared template, published by an operator, that every
+    # tenant may run but no tenant may add versions to.
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(200), primary_key=True)
     version: Mapped[str] = mapped_column(String(64), primary_key=True)
     spec: Mapped[dict[str, Any]]
@@ -60,15 +63,20 @@ class SagaRun(Base):
     __table_args__ = (
         Index("ix_saga_runs_state_created", "state", "created_at"),
         Index("ix_saga_runs_template_created", "template_name", "created_at"),
+        Index("ix_saga_runs_tenant_created", "tenant", "created_at"),
+        # Idempotence keys are a tenant's own: another tenant's key neither collides nor leaks.
+        UniqueConstraint("tenant", "idempotence_key"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    # The tenant the saga runs for; "*": an operator's saga of no tenant (it opens no work items).
+    tenant: Mapped[str] = mapped_column(String(64))
     template_name: Mapped[str] = mapped_column(String(200))
     template_version: Mapped[str] = mapped_column(String(64))
     state: Mapped[SagaState] = mapped_column(_status(SagaState))
     input: Mapped[dict[str, Any]]
     input_hash: Mapped[str] = mapped_column(String(64))
-    idempotence_key: Mapped[str | None] = mapped_column(String(255), unique=True)
+    idempotence_key: Mapped[str | None] = mapped_column(String(255))
     # Outputs of the steps that succeeded, by step name; handlers of later steps read them.
     results: Mapped[dict[str, Any]] = mapped_column(default=dict)
     error: Mapped[str | None] = mapped_column(Text)

@@ -9,11 +9,11 @@ from fastapi import APIRouter, Depends, Header, Query, Response
 
 from models.api import SagaCreate, SagaPage, SagaRead
 from models.enums import SagaState
-from models.principal import Scope
+from models.principal import ALL_TENANTS, Principal, Scope
 from orchestrator.api.auth import needs
 from orchestrator.api.deps import get_wiring
 from orchestrator.api.errors import responses
-from orchestrator.errors import InvalidInput
+from orchestrator.errors import Forbidden, InvalidInput
 from orchestrator.sagas.queries import list_sagas, read_saga
 from orchestrator.sagas.submit import submit_saga
 from orchestrator.service.wiring import Wiring
@@ -29,12 +29,12 @@ WiringDep = Annotated[Wiring, Depends(get_wiring)]
     status_code=202,
     response_model=SagaRead,
     responses=responses(400, 401, 403, 404, 409, 422),
-    dependencies=[needs(Scope.sagas_write)],
 )
 def create_saga(
     body: SagaCreate,
     response: Response,
     wiring: WiringDep,
+    principal: Annotated[Principal, needs(Scope.sagas_write)],
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)] = None,
 ) -> SagaRead:
     """Start a saga (202). A retry with the same idempotence key and input returns the first
@@ -52,6 +52,7 @@ def create_saga(
         version=body.version,
         input=body.input,
         idempotence_key=key or idempotency_key,
+        tenant=_tenant_for(principal, body.tenant),
     )
     if not submitted.created:
         response.status_code = 200
@@ -61,26 +62,34 @@ def create_saga(
         # Committed already; the outbox sweep publishes it shortly.
         log.exception("publishing the first step of saga %s failed; the sweep will retry", submitted.saga.id)
     with wiring.sessions() as session:
-        return read_saga(session, submitted.saga.id)
+        return read_saga(session, submitted.saga.id, tenant=principal.tenant)
 
 
-@router.get(
-    "/{saga_id}", response_model=SagaRead, responses=responses(401, 403, 404), dependencies=[needs(Scope.sagas_read)]
-)
-def get_saga(saga_id: str, wiring: WiringDep) -> SagaRead:
-    """A saga's state, its steps, and every attempt (the timeline)."""
+def _tenant_for(principal: Principal, tenant: str | None) -> str:
+    """The tenant a new saga runs for: the token's own; an all-tenant token may name one (or none)."""
+    if principal.all_tenants:
+        return tenant or ALL_TENANTS
+    if tenant is not None and tenant != principal.tenant:
+        raise Forbidden(f"this token is for tenant {principal.tenant!r}, not {tenant!r}")
+    return principal.tenant
+
+
+@router.get("/{saga_id}", response_model=SagaRead, responses=responses(401, 403, 404))
+def get_saga(saga_id: str, wiring: WiringDep, principal: Annotated[Principal, needs(Scope.sagas_read)]) -> SagaRead:
+    """A saga's state, its steps, and every attempt (the timeline); another tenant's is a 404."""
     with wiring.sessions() as session:
-        return read_saga(session, saga_id)
+        return read_saga(session, saga_id, tenant=principal.tenant)
 
 
-@router.get("", response_model=SagaPage, responses=responses(401, 403, 422), dependencies=[needs(Scope.sagas_read)])
+@router.get("", response_model=SagaPage, responses=responses(401, 403, 422))
 def get_sagas(
     wiring: WiringDep,
+    principal: Annotated[Principal, needs(Scope.sagas_read)],
     state: SagaState | None = None,
     template: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: str | None = None,
 ) -> SagaPage:
-    """Sagas, newest first."""
+    """The tenant's sagas, newest first."""
     with wiring.sessions() as session:
-        return list_sagas(session, state=state, template=template, limit=limit, cursor=cursor)
+        return list_sagas(session, state=state, template=template, limit=limit, cursor=cursor, tenant=principal.tenant)

@@ -28,8 +28,17 @@ def saga() -> None:
 @click.option("--idempotence-key", default=None, help="A retry with the same key returns the same saga.")
 @click.option("--wait/--no-wait", default=False, help="Follow the timeline until the saga ends.")
 @click.option("--timeout", default=300.0, show_default=True, help="Seconds --wait waits.")
+@click.option(
+    "--tenant", default="*", show_default=True, help="The tenant to run it for ('*': none; its work items cannot open)."
+)
 def saga_submit(
-    template: str, input_json: str, version: str | None, idempotence_key: str | None, wait: bool, timeout: float
+    template: str,
+    input_json: str,
+    version: str | None,
+    idempotence_key: str | None,
+    wait: bool,
+    timeout: float,
+    tenant: str,
 ) -> None:
     """Start a saga of TEMPLATE."""
     from orchestrator.sagas.submit import submit_saga
@@ -48,6 +57,7 @@ def saga_submit(
         version=version,
         input=data,
         idempotence_key=idempotence_key,
+        tenant=tenant,
     )
     try:
         wiring.dispatcher.publish(submitted.outbox)

@@ -19,7 +19,10 @@ def template() -> None:
 
 @template.command("add")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def template_add(file: Path) -> None:
+@click.option(
+    "--tenant", default="*", show_default=True, help="The tenant that owns it ('*': shared, every tenant may run it)."
+)
+def template_add(file: Path, tenant: str) -> None:
     """Register a template from a YAML or JSON file."""
     from orchestrator.sagas.templates import parse_template, register_template
 
@@ -31,8 +34,11 @@ def template_add(file: Path) -> None:
         raise Failure(f"{file} is not valid YAML/JSON: {exc}") from exc
     spec = parse_template(data)
     wiring = open_wiring()
-    _, created = register_template(wiring.sessions, spec)
-    click.echo(f"template {spec.name} {spec.version} " + ("registered" if created else "was already registered"))
+    _, created = register_template(wiring.sessions, spec, tenant=tenant)
+    owner = "shared" if tenant == "*" else f"of tenant {tenant}"
+    click.echo(
+        f"template {spec.name} {spec.version} ({owner}) " + ("registered" if created else "was already registered")
+    )
 
 
 @template.command("list")
@@ -42,4 +48,5 @@ def template_list() -> None:
     wiring = open_wiring()
     with wiring.sessions() as session:
         for row in list_templates(session):
-            click.echo(f"{row.name} {row.version}  ({len(row.spec['steps'])} steps)")
+            owner = "shared" if row.tenant == "*" else f"tenant {row.tenant}"
+            click.echo(f"{row.name} {row.version}  ({len(row.spec['steps'])} steps, {owner})")

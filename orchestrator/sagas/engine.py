@@ -214,6 +214,7 @@ class SagaEngine:
         saga.updated_at = self.now
         self.uow.drop_saga_timers(saga.id)
         self.store.emit(
+            saga,
             f"saga.{state.value}",
             {
                 "saga": {

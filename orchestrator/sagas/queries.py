@@ -9,22 +9,28 @@ from sqlalchemy.orm import Session
 
 from models.api import AttemptRead, SagaItemRead, SagaPage, SagaRead, SagaSummary, StepRead
 from models.enums import SagaState
+from models.principal import ALL_TENANTS
 from models.sla import SlaSpec
 from models.tables import SagaRun, StepAttempt
 from models.work_tables import WorkItem
 from orchestrator.errors import NotFound
-from orchestrator.sagas.templates import get_template
+from orchestrator.sagas.templates import template_of
 from orchestrator.storage.cursors import decode_cursor, encode_cursor
 
 
-def read_saga(session: Session, saga_id: str) -> SagaRead:
+def read_saga(session: Session, saga_id: str, *, tenant: str = ALL_TENANTS) -> SagaRead:
+    """A saga with its steps, attempts and work items, as a reader of ``tenant`` (``*``: any)
+    may see it; another tenant's saga is not found, as a missing one."""
     saga = session.get(SagaRun, saga_id)
-    if saga is None:
+    if saga is None or (tenant != ALL_TENANTS and saga.tenant != tenant):
         raise NotFound(f"no saga with id {saga_id!r}")
     attempts = session.scalars(
         select(StepAttempt).where(StepAttempt.saga_id == saga_id).order_by(StepAttempt.dispatched_at, StepAttempt.id)
     ).all()
-    items = session.scalars(select(WorkItem).where(WorkItem.saga_id == saga_id).order_by(WorkItem.created_at)).all()
+    query = select(WorkItem).where(WorkItem.saga_id == saga_id).order_by(WorkItem.created_at)
+    if tenant != ALL_TENANTS:
+        query = query.where(WorkItem.tenant == tenant)  # not the operators' remediation items
+    items = session.scalars(query).all()
     summary = SagaSummary.model_validate(saga)
     return SagaRead(
         **summary.model_dump(),
@@ -63,9 +69,13 @@ def list_sagas(
     template: str | None = None,
     limit: int = 50,
     cursor: str | None = None,
+    tenant: str = ALL_TENANTS,
 ) -> SagaPage:
-    """Newest first, paged by an opaque cursor (stable while new sagas arrive)."""
+    """Newest first, paged by an opaque cursor (stable while new sagas arrive); a tenant's own
+    sagas only (``*``: every tenant's)."""
     query = select(SagaRun)
+    if tenant != ALL_TENANTS:
+        query = query.where(SagaRun.tenant == tenant)
     if state is not None:
         query = query.where(SagaRun.state == state)
     if template is not None:
@@ -83,6 +93,6 @@ def list_sagas(
 
 def _sla_of(session: Session, saga: SagaRun) -> SlaSpec | None:
     try:
-        return get_template(session, saga.template_name, saga.template_version).sla
+        return template_of(session, saga).sla
     except NotFound:
         return None

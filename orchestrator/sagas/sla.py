@@ -57,7 +57,7 @@ def warn(moves: StepMoves, saga: SagaRun, spec: TemplateSpec, timer: Timer) -> N
         return
     saga.sla_warned_at = moves.now
     _note(moves, saga, "sla_warning", pct=sla.warn_at_pct)
-    moves.store.emit("saga.sla_warning", _event(saga, None), moves.now)
+    moves.store.emit(saga, "saga.sla_warning", _event(saga, None), moves.now)
 
 
 def breach(moves: StepMoves, saga: SagaRun, spec: TemplateSpec, timer: Timer) -> None:
@@ -66,7 +66,7 @@ def breach(moves: StepMoves, saga: SagaRun, spec: TemplateSpec, timer: Timer) ->
     saga.sla_breached_at = saga.sla_breached_at or moves.now
     saga.sla_breach_count += 1
     _note(moves, saga, "sla_breached", action=sla.breach_action, target_ms=sla.target_ms)
-    moves.store.emit("saga.sla_breached", _event(saga, sla.breach_action), moves.now)
+    moves.store.emit(saga, "saga.sla_breached", _event(saga, sla.breach_action), moves.now)
     apply(moves, saga, spec, sla.breach_action, sla.breach_to, why="the saga's SLA was breached")
 
 
@@ -77,7 +77,7 @@ def escalate(moves: StepMoves, saga: SagaRun, spec: TemplateSpec, timer: Timer) 
     if n < len(sla.escalation):
         step = sla.escalation[n]
         _note(moves, saga, "escalation_step", step=n + 1, of=len(sla.escalation), action=step.action, to=step.to)
-        moves.store.emit("saga.escalated", {**_event(saga, step.action), "to": step.to, "step": n + 1}, moves.now)
+        moves.store.emit(saga, "saga.escalated", {**_event(saga, step.action), "to": step.to, "step": n + 1}, moves.now)
         apply(moves, saga, spec, step.action, step.to, why=f"escalation step {n + 1} of the saga's SLA")
 
 

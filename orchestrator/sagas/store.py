@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from models.enums import Outcome, Phase
 from models.lifecycles import LIFECYCLES
+from models.principal import ALL_TENANTS
 from models.sla import BreachAction
 from models.step_item import WorkItemStepSpec
 from models.tables import FENCING_SEQUENCE, GLOBAL_SCOPE, FanOutMember, FencingCounter, SagaRun, StepAttempt
@@ -36,8 +37,8 @@ class SagaStore(Protocol):
 
     def fencing_token(self) -> int: ...
 
-    def emit(self, event: str, payload: dict[str, Any], now: datetime) -> None:
-        """Queue a saga webhook event in the transaction."""
+    def emit(self, saga: SagaRun, event: str, payload: dict[str, Any], now: datetime) -> None:
+        """Queue a webhook event about the saga in the transaction (for its tenant's webhooks)."""
 
     def open_items(
         self,
@@ -110,9 +111,9 @@ class SqlSagaStore:
         )
         return int(session.execute(upsert).scalar_one())
 
-    def emit(self, event: str, payload: dict[str, Any], now: datetime) -> None:
-        # Sagas carry no tenant yet: their events go to all-tenant webhooks.
-        webhooks.emit(self.session, None, event, payload, now)
+    def emit(self, saga: SagaRun, event: str, payload: dict[str, Any], now: datetime) -> None:
+        # An operator's saga of no tenant is heard by all-tenant webhooks only.
+        webhooks.emit(self.session, None if saga.tenant == ALL_TENANTS else saga.tenant, event, payload, now)
 
     def open_items(
         self,

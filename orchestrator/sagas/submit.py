@@ -16,6 +16,7 @@ from config.settings import Settings
 from models.base import utcnow
 from models.enums import SagaState
 from models.keytemplate import KeyTemplateError, render
+from models.principal import ALL_TENANTS
 from models.problems import summary
 from models.tables import SAGAS, STEPS, SagaRun, StepRun
 from orchestrator.errors import Conflict, InvalidInput
@@ -52,6 +53,7 @@ def submit_saga(
     input: Any,
     version: str | None = None,
     idempotence_key: str | None = None,
+    tenant: str = ALL_TENANTS,
 ) -> Submitted:
     """Start a saga, or return the one already started with this idempotence key.
 
@@ -74,10 +76,10 @@ def submit_saga(
     try:
         with sessions.begin() as session:
             if idempotence_key is not None:
-                existing = _existing(session, idempotence_key, digest)
+                existing = _existing(session, tenant, idempotence_key, digest)
                 if existing is not None:
                     return Submitted(existing, False, [])
-            spec = get_template(session, template, version)
+            spec = get_template(session, template, version, tenant=tenant)
             errors = spec.input_errors(input)
             if errors:
                 raise InvalidInput(
@@ -87,6 +89,7 @@ def submit_saga(
             now = utcnow()
             saga = SagaRun(
                 id=str(uuid.uuid4()),
+                tenant=tenant,
                 template_name=spec.name,
                 template_version=spec.version,
                 state=SagaState.running,
@@ -115,7 +118,7 @@ def submit_saga(
         if idempotence_key is None:
             raise
         with sessions.begin() as session:
-            existing = _existing(session, idempotence_key, digest)
+            existing = _existing(session, tenant, idempotence_key, digest)
         if existing is None:
             raise
         return Submitted(existing, False, [])
@@ -126,8 +129,9 @@ def _row(obj: SagaRun | StepRun) -> dict[str, Any]:
     return {column.key: getattr(obj, column.key) for column in obj.__table__.columns}
 
 
-def _existing(session: Session, key: str, digest: str) -> SagaRun | None:
-    saga = session.scalar(select(SagaRun).where(SagaRun.idempotence_key == key))
+def _existing(session: Session, tenant: str, key: str, digest: str) -> SagaRun | None:
+    """The tenant's saga started with this key (another tenant's keys are not looked at)."""
+    saga = session.scalar(select(SagaRun).where(SagaRun.tenant == tenant, SagaRun.idempotence_key == key))
     if saga is not None and saga.input_hash != digest:
         raise Conflict(
             f"idempotence key {key!r} was already used for saga {saga.id} with a different "

@@ -18,7 +18,7 @@ from models.problems import body_text, error_details, summary
 from models.tables import DeadLetter, StepAttempt
 from orchestrator.sagas.engine import SagaEngine
 from orchestrator.sagas.store import SqlSagaStore
-from orchestrator.sagas.templates import get_template
+from orchestrator.sagas.templates import template_of
 from orchestrator.service.dispatcher import Dispatcher
 from orchestrator.storage.db import SessionFactory, lock_sagas
 
@@ -97,7 +97,7 @@ class Coordinator:
                     # A duplicate, or an answer to an attempt already settled (timed out, lost).
                     result.dropped += 1
                     continue
-                spec = get_template(session, saga.template_name, saga.template_version)
+                spec = template_of(session, saga)
                 engine.on_report(saga, spec, report, attempt)
                 result.applied += 1
             self.dispatcher.delete_published(session)

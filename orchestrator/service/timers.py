@@ -25,7 +25,7 @@ from models.tables import StepAttempt, Timer
 from models.work_tables import WorkItem
 from orchestrator.sagas.engine import SAGA_TIMERS, SagaEngine
 from orchestrator.sagas.store import SqlSagaStore
-from orchestrator.sagas.templates import get_template
+from orchestrator.sagas.templates import template_of
 from orchestrator.service.dispatcher import Dispatcher
 from orchestrator.storage.db import SessionFactory, lock_sagas
 from orchestrator.work.claims import fire_lease_timer
@@ -126,7 +126,11 @@ class TimerService:
                 saga = sagas.get(timer.saga_id) if timer.saga_id else None
                 if kind in SAGA_TIMERS:
                     if saga is not None:
-                        engine.on_timer(saga, get_template(session, saga.template_name, saga.template_version), timer)
+                        engine.on_timer(
+                            saga,
+                            template_of(session, saga),
+                            timer,
+                        )
                 else:
                     ITEM_TIMERS[kind](session, timer, sla.locked_item(session, timer.item_id), now)
                 fired += 1
@@ -172,7 +176,7 @@ class TimerService:
                     # Nothing left to time out; keep it out of the next tick's query.
                     attempt.deadline_at = None
                     continue
-                engine.on_deadline(saga, get_template(session, saga.template_name, saga.template_version), attempt)
+                engine.on_deadline(saga, template_of(session, saga), attempt)
             self.dispatcher.delete_published(session)
         self.dispatcher.publish(session.uow.take_outgoing())
         return len(attempts)

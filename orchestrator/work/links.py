@@ -24,6 +24,7 @@ from models.errors import WorkyardError
 from models.keytemplate import render_value
 from models.lifecycles import LIFECYCLES, ORIGINS
 from models.messages import ErrorInfo, StepReport
+from models.principal import ALL_TENANTS
 from models.step_item import WorkItemStepSpec
 from models.tables import SagaRun
 from models.template import StepSpec, TemplateSpec
@@ -81,7 +82,6 @@ def open_item(
             {
                 "title": item_spec.title,
                 "description": item_spec.description,
-                "tenant": item_spec.tenant,
                 "assignee": item_spec.assignee,
                 "labels": item_spec.labels,
                 "payload": item_spec.payload,
@@ -95,7 +95,11 @@ def open_item(
         item_type,
         {k: rendered[k] for k in ("title", "description", "payload") if rendered[k] is not None},
     )
-    tenant = str(rendered["tenant"])
+    if saga.tenant == ALL_TENANTS:
+        raise ItemSpecError("a saga of no tenant opens no work items: submit it for a tenant")
+    # A saga's items open in its own tenant, whatever the template says (registration refused
+    # templates that name another).
+    tenant = saga.tenant
     key = f"saga:{saga.id}:{index}:{phase.value}:{attempt}" + (f":{member}" if member is not None else "")
     item_id = work_item_id(tenant, item_spec.type, now, key)
     if session.get(WorkItem, item_id) is not None:

@@ -114,7 +114,7 @@ def _answers(socket_path: Path) -> bool:
 def test_template_add_submit_wait_show_and_list(stack_env: dict[str, str]) -> None:
     added = workyard(stack_env, "template", "add", str(SHOP))
     assert added.returncode == 0, added.stderr
-    assert "shop.order 1.0.0 registered" in added.stdout
+    assert "shop.order 1.0.0 (shared) registered" in added.stdout
 
     order = [
         "saga",

@@ -78,6 +78,10 @@ def running_harness(
             harness.stop()
 
 
+# The tenant the stacks' templates and sagas belong to (their work items open there).
+TENANT = "acme"
+
+
 class Harness:
     def __init__(
         self,
@@ -115,11 +119,13 @@ class Harness:
     def wiring(self) -> Any:
         return self.stack.wiring
 
-    def register(self, doc: dict[str, Any]) -> None:
-        register_template(self.wiring.sessions, parse_template(doc))
+    def register(self, doc: dict[str, Any], tenant: str = TENANT) -> None:
+        register_template(self.wiring.sessions, parse_template(doc), tenant=tenant)
 
-    def submit(self, template: str, data: dict[str, Any], key: str | None = None) -> str:
-        submitted = submit_saga(self.wiring.sessions, self.settings, template=template, input=data, idempotence_key=key)
+    def submit(self, template: str, data: dict[str, Any], key: str | None = None, tenant: str = TENANT) -> str:
+        submitted = submit_saga(
+            self.wiring.sessions, self.settings, template=template, input=data, idempotence_key=key, tenant=tenant
+        )
         self.wiring.dispatcher.publish(submitted.outbox)
         return submitted.saga.id
 

@@ -256,7 +256,7 @@ def test_an_sla_breach_that_cancels_the_item_compensates_the_saga(stack: Stack) 
     assert actions.count("sla_breached") == 1 and actions[-1] == "cancelled"
 
 
-ITEM = {"title": "t", "description": "d", "tenant": "acme", "offer": {"type": "agent"}}
+ITEM = {"title": "t", "description": "d", "offer": {"type": "agent"}}
 
 
 def test_a_template_with_a_bad_work_item_step_is_refused_and_nothing_is_written(stack: Stack) -> None:
@@ -267,7 +267,7 @@ def test_a_template_with_a_bad_work_item_step_is_refused_and_nothing_is_written(
             {
                 "name": "x",
                 "kind": "work_item",
-                "work_item": {"type": "nope", "title": "t", "tenant": "acme", "offer": {"type": "agent"}},
+                "work_item": {"type": "nope", "title": "t", "offer": {"type": "agent"}},
             },
             "work_item.type",
         ),
@@ -276,7 +276,7 @@ def test_a_template_with_a_bad_work_item_step_is_refused_and_nothing_is_written(
             {
                 "name": "x",
                 "kind": "work_item",
-                "work_item": {"title": "t", "tenant": "acme", "offer": {"type": "agent"}},
+                "work_item": {"title": "t", "offer": {"type": "agent"}},
             },
             "steps.0.work_item.(root)",  # a task needs a description or a payload
         ),

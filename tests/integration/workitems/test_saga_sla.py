@@ -34,7 +34,6 @@ def template(sla: dict[str, Any]) -> dict[str, Any]:
                     "type": "task",
                     "title": "Approve {input.tag}",
                     "description": "approve it",
-                    "tenant": "acme",
                     "offer": {"type": "human", "scope": "work:claim", "group": "nurses"},
                 },
             }
@@ -66,7 +65,9 @@ def started(client: TestClient, ops: Headers, sla: dict[str, Any]) -> tuple[str,
     body = template(sla)
     response = client.post("/api/v1/templates", json=body, headers=ops)
     assert response.status_code == 201, response.json()
-    response = client.post("/api/v1/sagas", json={"template": body["name"], "input": {"tag": "t1"}}, headers=ops)
+    # A shared template (published by an operator), run for tenant acme: its items open there.
+    submit = {"template": body["name"], "input": {"tag": "t1"}, "tenant": "acme"}
+    response = client.post("/api/v1/sagas", json=submit, headers=ops)
     assert response.status_code == 202, response.json()
     saga_id = response.json()["id"]
     with sessions(client)() as session:

@@ -52,7 +52,7 @@ class MemoryStore:
         self.last_token += 1
         return self.last_token
 
-    def emit(self, event: str, payload: dict[str, Any], now: datetime) -> None:
+    def emit(self, saga: SagaRun, event: str, payload: dict[str, Any], now: datetime) -> None:
         self.events.append((event, payload))
 
     def open_items(
