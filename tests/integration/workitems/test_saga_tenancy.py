@@ -226,3 +226,31 @@ def test_saga_and_template_routes_hold_for_each_kind_of_caller(
     elif method == "get":
         assert other.status_code == 200 and saga["id"] not in other.text and template not in other.text
     assert call(acme).status_code in (200, 201, 202)
+
+
+def test_a_sagas_webhook_events_go_to_its_own_tenants_webhooks(
+    client: TestClient, token: TokenFactory, acme: Headers, operator: Headers
+) -> None:
+    hooks = {}
+    for tenant in ("acme", "beta", "*"):
+        headers = token(f"user:hooks-{tenant.strip('*') or 'ops'}", scopes=["webhooks"], tenant=tenant)
+        body = {"url": f"https://{tenant.strip('*') or 'ops'}.example/hooks", "events": ["saga.compensated"]}
+        response = client.post("/api/v1/webhooks", json=body, headers=headers)
+        assert response.status_code == 201, response.json()
+        hooks[tenant] = (headers, response.json()["id"])
+    template = name()
+    # The item's payload needs an input field the saga lacks: the step fails as it starts and
+    # the saga ends compensated in the submit's own transaction.
+    broken = order_template(template, "1.0.0", "t", payload={"missing": "{input.nowhere}"})
+    client.post("/api/v1/templates", json=broken, headers=acme)
+    response = client.post("/api/v1/sagas", json={"template": template, "input": {"order_id": "x"}}, headers=acme)
+    assert response.status_code == 202 and response.json()["state"] == "compensated"
+
+    def delivered(tenant: str) -> list[str]:
+        headers, hook_id = hooks[tenant]
+        rows = client.get("/api/v1/webhooks/deliveries", params={"webhook_id": hook_id}, headers=headers).json()
+        return [d["event"] for d in rows]
+
+    assert delivered("acme") == ["saga.compensated"]
+    assert delivered("*") == ["saga.compensated"]  # operators hear every tenant
+    assert delivered("beta") == []
