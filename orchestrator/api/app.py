@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from config.settings import Settings, get_settings
 from orchestrator.api import errors, queues, sagas, templates, webhooks, work_item_types, work_items
 from orchestrator.api.auth import Authenticate
+from orchestrator.api.gate import InputGate
 from orchestrator.api.limits import BodyLimit
 from orchestrator.service.wiring import Wiring
 
@@ -30,6 +31,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.wiring = wiring
     errors.install(app)
+    # Middleware added later runs earlier: the token, then the body's size, then its content.
+    app.add_middleware(InputGate)
     app.add_middleware(BodyLimit, max_bytes=wiring.settings.max_request_bytes)
     # Added last, so it runs first: no body is read for a caller without a valid token.
     app.add_middleware(Authenticate, wiring=wiring)

@@ -7,6 +7,7 @@ import json
 from datetime import datetime
 from typing import Any
 
+from models.documents import loads
 from orchestrator.errors import InvalidInput
 
 
@@ -18,7 +19,7 @@ def encode_cursor(*key: Any) -> str:
 def decode_cursor(cursor: str, *kinds: type) -> tuple[Any, ...]:
     """Decode a cursor whose parts have the given types (datetime parts must carry a zone)."""
     try:
-        parts = json.loads(base64.urlsafe_b64decode(cursor.encode()).decode())
+        parts = loads(base64.urlsafe_b64decode(cursor.encode()).decode(), "cursor")
         if not isinstance(parts, list) or len(parts) != len(kinds):
             raise ValueError("wrong shape")
         values: list[Any] = []
@@ -28,7 +29,11 @@ def decode_cursor(cursor: str, *kinds: type) -> tuple[Any, ...]:
                 if moment.tzinfo is None:
                     raise ValueError("cursor time has no zone")
                 values.append(moment)
-            elif isinstance(part, kind):
+            elif kind is int and isinstance(part, int) and not isinstance(part, bool):
+                if not -(2**63) <= part < 2**63:
+                    raise ValueError("cursor number out of range")  # a database's BIGINT holds no more
+                values.append(part)
+            elif isinstance(part, kind) and kind is not int:
                 values.append(part)
             else:
                 raise ValueError(f"expected {kind.__name__}")
