@@ -7,28 +7,24 @@ import json
 import re
 from typing import Any, Literal
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
-from referencing import Registry
-from referencing.exceptions import Unresolvable
-from referencing.jsonschema import DRAFT202012
 
 from models.keytemplate import placeholders
+from models.schemas import SchemaProblem, check_schema, validator_for
 from models.sla import SlaSpec
 from models.step_item import CompletionPolicy, WorkItemStepSpec
 
-SEMVER = re.compile(
-    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
-    r"(?:-([0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?$"
-)
+# MAJOR.MINOR.PATCH[-PRERELEASE], matched whole (\Z: "$" would let a trailing newline through).
+# No +BUILD metadata: SemVer gives it no precedence, so two versions that differ only by it would
+# tie for "latest".
+SEMVER = re.compile(r"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-([0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?\Z")
 NAME = r"^[A-Za-z][A-Za-z0-9_.\-]{0,199}$"
 CAPABILITY = r"^[a-z0-9][a-z0-9_\-]{0,99}$"
 
 
 def semver_key(version: str) -> tuple[Any, ...]:
     """Sort key for semantic versions: pre-releases sort before their release."""
-    match = SEMVER.match(version)
+    match = SEMVER.fullmatch(version)
     if match is None:
         raise ValueError(f"not a semantic version: {version!r}")
     major, minor, patch, pre = match.groups()
@@ -36,19 +32,6 @@ def semver_key(version: str) -> tuple[Any, ...]:
     if pre:
         pre_key = (0, *((0, int(p), "") if p.isdigit() else (1, 0, p) for p in pre.split(".")))
     return (int(major), int(minor), int(patch), pre_key)
-
-
-_SCHEMA_URI = "urn:workyard:input-schema"
-
-
-def _refs(node: Any) -> list[str]:
-    """Every ``$ref`` string in a schema document."""
-    if isinstance(node, dict):
-        found = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
-        return found + [ref for child in node.values() for ref in _refs(child)]
-    if isinstance(node, list):
-        return [ref for child in node for ref in _refs(child)]
-    return []
 
 
 class RetryPolicy(BaseModel):
@@ -185,12 +168,17 @@ class TemplateSpec(BaseModel):
         default=None,
         description="The whole saga's SLA, from its start: warning, breach action, escalation ladder.",
     )
-    _input_validator: Draft202012Validator | None = PrivateAttr(default=None)
+    _input_validator: Any = PrivateAttr(default=None)
 
     @field_validator("version")
     @classmethod
     def _semver(cls, value: str) -> str:
-        if not SEMVER.match(value):
+        if "+" in value:
+            raise ValueError(
+                f"{value!r} carries build metadata (+...), which gives no precedence: two versions that differ "
+                "only by it would tie; leave it out"
+            )
+        if not SEMVER.fullmatch(value):
             raise ValueError(f"{value!r} is not a semantic version such as 1.0.0")
         return value
 
@@ -198,18 +186,9 @@ class TemplateSpec(BaseModel):
     @classmethod
     def _valid_schema(cls, value: dict[str, Any]) -> dict[str, Any]:
         try:
-            Draft202012Validator.check_schema(value)
-        except SchemaError as exc:
-            raise ValueError(f"input_schema is not a valid JSON Schema: {exc.message}") from exc
-        # check_schema does not follow $ref: resolve each one now, not at the first submission.
-        resolver = Registry().with_resource(_SCHEMA_URI, DRAFT202012.create_resource(value)).resolver(_SCHEMA_URI)
-        for ref in _refs(value):
-            if not ref.startswith("#"):
-                raise ValueError(f"input_schema: only local $ref (#/...) is supported, not {ref!r}")
-            try:
-                resolver.lookup(ref)
-            except Unresolvable as exc:
-                raise ValueError(f"input_schema: $ref {ref!r} points nowhere") from exc
+            check_schema(value, "input_schema")
+        except SchemaProblem as exc:
+            raise ValueError(str(exc)) from exc
         return value
 
     @model_validator(mode="after")
@@ -225,10 +204,10 @@ class TemplateSpec(BaseModel):
         canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
-    def _validator(self) -> Draft202012Validator:
+    def _validator(self) -> Any:
         # Built once per template object: templates are immutable and cached per process.
         if self._input_validator is None:
-            self._input_validator = Draft202012Validator(self.input_schema)
+            self._input_validator = validator_for(self.input_schema)
         return self._input_validator
 
     def input_errors(self, data: Any) -> list[dict[str, str]]:

@@ -210,7 +210,14 @@ def start_work_item(
 def complete_work_item(item_id: str, body: CompleteRequest, wiring: WiringDep, principal: PrincipalDep) -> WorkItemRead:
     """Complete the held item with a result; its lifecycle says where that takes it."""
     with unit_of_work(wiring) as session:
-        return claims.complete(session, principal, item_id, body.lease_epoch, body.result)
+        return claims.complete(
+            session,
+            principal,
+            item_id,
+            body.lease_epoch,
+            body.result,
+            max_result_bytes=wiring.settings.work_item_max_payload_bytes,
+        )
 
 
 @router.post("/{item_id}/fail", response_model=WorkItemRead, responses=responses(*AUTH, 404, 409, 422))

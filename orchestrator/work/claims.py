@@ -11,6 +11,7 @@ never queue up behind each other; on SQLite the transaction holds the database's
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,7 +24,7 @@ from models.principal import Principal, PrincipalType, Scope
 from models.tables import Timer
 from models.work_api import WorkItemRead
 from models.work_tables import QUEUE_ORDER, WorkItem
-from orchestrator.errors import Conflict, Forbidden, InvalidInput
+from orchestrator.errors import Conflict, Forbidden, InvalidInput, PayloadTooLarge
 from orchestrator.storage.unit_of_work import uow_of
 from orchestrator.work import audit
 from orchestrator.work.access import require
@@ -210,8 +211,22 @@ def start(
 
 
 def complete(
-    session: Session, principal: Principal, item_id: str, lease_epoch: int | None, result: Any
+    session: Session,
+    principal: Principal,
+    item_id: str,
+    lease_epoch: int | None,
+    result: Any,
+    *,
+    max_result_bytes: int | None = None,
 ) -> WorkItemRead:
+    if max_result_bytes is not None:
+        # The result is kept on the item and handed to the saga: held to the payload's limit.
+        size = len(json.dumps(result, separators=(",", ":")))
+        if size > max_result_bytes:
+            raise PayloadTooLarge(
+                f"the result is {size} bytes; the limit is {max_result_bytes} (WORKYARD_WORK_ITEM_MAX_PAYLOAD_BYTES)",
+                details=[{"path": "result", "message": f"{size} bytes > {max_result_bytes}"}],
+            )
     item = holder_item(session, principal, item_id, lease_epoch)
     target = lifecycle_of(item).complete.get(item.status)
     if target is None:

@@ -8,14 +8,14 @@ import re
 from functools import lru_cache
 from typing import Any
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError, ValidationError
+from jsonschema.exceptions import ValidationError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from models.lifecycles import LIFECYCLES
 from models.principal import Principal
+from models.schemas import SchemaProblem, check_schema, validator_for
 from models.work_api import WorkItemTypeCreate
 from models.work_item_types import BUILTIN_TYPES, WorkItemType
 from models.work_tables import WorkItemTypeRow
@@ -55,11 +55,11 @@ def register_type(session: Session, body: WorkItemTypeCreate, principal: Princip
             details=[{"path": "lifecycle", "message": f"known: {', '.join(choosable)}"}],
         )
     try:
-        Draft202012Validator.check_schema(body.json_schema)
-    except SchemaError as exc:
-        path = ".".join(["schema", *map(str, exc.absolute_path)])
+        check_schema(body.json_schema, "schema")
+    except SchemaProblem as exc:
         raise InvalidInput(
-            f"schema is not a valid JSON Schema: {exc.message}", details=[{"path": path, "message": exc.message}]
+            f"schema is not a valid JSON Schema for workyard: {exc.path}: {exc.message}",
+            details=[{"path": exc.path, "message": exc.message}],
         ) from exc
     existing = session.get(WorkItemTypeRow, body.name)
     if existing is None:
@@ -127,8 +127,8 @@ def _detail(error: ValidationError) -> dict[str, str]:
 
 
 @lru_cache(maxsize=256)
-def _validator(schema_json: str) -> Draft202012Validator:
-    return Draft202012Validator(json.loads(schema_json))
+def _validator(schema_json: str) -> Any:
+    return validator_for(json.loads(schema_json))
 
 
 def _from_row(row: WorkItemTypeRow) -> WorkItemType:

@@ -118,3 +118,79 @@ def test_a_cursor_that_decodes_to_deep_json_or_a_huge_number_is_a_422(client: Te
             response = client.get(path, params={"cursor": cursor}, headers=me)
             assert response.status_code == 422, (path, response.text[:200])
             assert error(response)["details"] == [{"path": "cursor", "message": "malformed"}]
+
+
+# Schemas users register run on every request: linear-time patterns, local references only.
+
+EVIL = "^(a+)+$"
+
+
+def test_a_catastrophic_pattern_runs_in_linear_time_in_a_type_and_a_template(
+    client: TestClient, token: TokenFactory, me: Headers
+) -> None:
+    op = token("user:op", scopes=["types:write", "templates:write"], tenant="*")
+    schema = {
+        "type": "object",
+        "properties": {"payload": {"properties": {"code": {"type": "string", "pattern": EVIL}}}},
+    }
+    response = client.post(
+        "/api/v1/work-item-types", json={"name": "evil", "schema": schema, "lifecycle": "work"}, headers=op
+    )
+    assert response.status_code == 201, response.text
+    # With a backtracking engine this input took 11 s and doubled with every character.
+    body = {"type": "evil", "title": "t", "payload": {"code": "a" * 40 + "!"}}
+    response = client.post(ITEMS, json=body, headers=me)
+    assert response.status_code == 422 and "does not match" in response.text
+    template = {
+        "name": "gate.evil",
+        "version": "1.0.0",
+        "input_schema": {"type": "object", "properties": {"code": {"type": "string", "pattern": EVIL}}},
+        "steps": [{"name": "a", "capability": "c", "handler": "h"}],
+    }
+    assert client.post("/api/v1/templates", json=template, headers=me).status_code == 201
+    response = client.post(
+        "/api/v1/sagas", json={"template": "gate.evil", "input": {"code": "a" * 40 + "!"}}, headers=me
+    )
+    assert response.status_code == 422 and error(response)["details"][0]["path"] == "input.code"
+
+
+@pytest.mark.parametrize(
+    ("schema", "problem"),
+    [
+        ({"type": "object", "properties": {"x": {"type": "string", "pattern": "(a)\\1"}}}, "cannot run in linear time"),
+        ({"type": "object", "patternProperties": {"(?=x)": {}}}, "cannot run in linear time"),
+        ({"$ref": "http://127.0.0.1:9/schema.json"}, "only local $ref"),
+        ({"$ref": "file:///etc/passwd"}, "only local $ref"),
+        ({"$defs": {}, "properties": {"x": {"$ref": "#/$defs/nowhere"}}}, "points nowhere"),
+    ],
+)
+def test_a_type_schema_with_a_pattern_or_ref_it_cannot_run_safely_is_refused(
+    client: TestClient, token: TokenFactory, schema: dict[str, Any], problem: str
+) -> None:
+    op = token("user:op", scopes=["types:write"], tenant="*")
+    before = counts(client)
+    response = client.post("/api/v1/work-item-types", json={"name": "t2", "schema": schema}, headers=op)
+    assert response.status_code == 422, response.text
+    assert problem in error(response)["message"]
+    assert error(response)["details"][0]["path"].startswith("schema")
+    assert counts(client) == before
+
+
+@pytest.mark.parametrize("version", ["1.0.0\n", "1.0.0+build.1", "01.0.0", "1.0"])
+def test_a_template_version_must_be_strict_semver(client: TestClient, me: Headers, version: str) -> None:
+    before = counts(client)
+    template = {"name": "gate.v", "version": version, "steps": [{"name": "a", "capability": "c", "handler": "h"}]}
+    response = client.post("/api/v1/templates", json=template, headers=me)
+    assert response.status_code == 422 and error(response)["details"][0]["path"] == "body.version"
+    assert counts(client) == before
+
+
+def test_a_work_items_result_is_held_to_the_payload_limit(client: TestClient, me: Headers) -> None:
+    limit = client.app.state.wiring.settings.work_item_max_payload_bytes  # type: ignore[attr-defined]
+    item = client.post(ITEMS, json=task(), headers=me).json()
+    assert client.post(f"{ITEMS}/{item['id']}/start", headers=me).status_code == 200
+    too_big = {"x": "a" * limit}
+    response = client.post(f"{ITEMS}/{item['id']}/complete", json={"result": too_big}, headers=me)
+    assert response.status_code == 413 and error(response)["details"][0]["path"] == "result"
+    done = client.post(f"{ITEMS}/{item['id']}/complete", json={"result": {"ok": True}}, headers=me)
+    assert done.status_code == 200 and done.json()["result"] == {"ok": True}
