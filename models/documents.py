@@ -36,6 +36,15 @@ def text_problem(value: str) -> str | None:
     return None
 
 
+def keepable(text: str) -> str:
+    """``text`` with what a database cannot keep spelled out: NUL as ``\\u0000``, a lone surrogate
+    as ``\\udXXX``. For text workyard records from elsewhere (a handler's error message, a
+    worker's name) rather than refuses."""
+    if text_problem(text) is None:
+        return text
+    return "".join(f"\\u{ord(c):04x}" if c == "\x00" or "\ud800" <= c <= "\udfff" else c for c in text)
+
+
 def check_document(value: Any, root: str) -> None:
     """Raise :class:`DocumentError` for the first part of ``value`` that breaks a rule."""
     # Iterative, so a deep document cannot exhaust the stack on its way to being refused.

@@ -24,7 +24,7 @@ from models.messages import StepReport
 from models.tables import SagaRun, StepAttempt
 from models.template import TemplateSpec
 from orchestrator.sagas.steps.fan_out import end_fan_out, list_elements, policy
-from orchestrator.sagas.steps.kind import StepMoves, settle_report
+from orchestrator.sagas.steps.kind import StepMoves, reported_error, reported_worker, settle_report
 from orchestrator.sagas.store import MAYBE_DONE
 from orchestrator.work.links import ItemSpecError
 
@@ -94,8 +94,8 @@ class HandlerFanOut:
         if member is None or member.outcome is not Outcome.running:
             return
         member.outcome = Outcome(report.outcome)
-        member.worker = report.worker[:255] if report.worker else None
-        member.error = f"{report.error.type}: {report.error.message}" if report.error else None
+        member.worker = reported_worker(report)
+        member.error = reported_error(report)
         member.result = report.result if member.outcome is Outcome.succeeded else None
         member.finished_at = report.finished_at or moves.now
         rows = moves.store.fan_out_members(saga.id, index, phase, report.attempt)

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from config.settings import Settings
+from models.documents import keepable
 from models.enums import Outcome, Phase
 from models.messages import StepReport
 from models.tables import SagaRun, StepAttempt
@@ -110,10 +111,10 @@ def settle_report(
     """A report that decides its attempt by itself (a handler's, a work item's): record it on the
     attempt's row and settle the step."""
     attempt.outcome = Outcome(report.outcome)
-    attempt.worker = report.worker[:255] if report.worker else None
+    attempt.worker = reported_worker(report)
     attempt.started_at = report.started_at
     attempt.finished_at = report.finished_at or moves.now
-    attempt.error = f"{report.error.type}: {report.error.message}" if report.error else None
+    attempt.error = reported_error(report)
     moves.settle(
         saga,
         spec,
@@ -125,3 +126,15 @@ def settle_report(
         result=report.result,
         error=attempt.error,
     )
+
+
+def reported_worker(report: StepReport) -> str | None:
+    """Who ran it, as the timeline keeps it."""
+    return keepable(report.worker)[:255] if report.worker else None
+
+
+def reported_error(report: StepReport) -> str | None:
+    """A report's error as the timeline keeps it. A handler's message may hold anything (a NUL from
+    the saga's input, say); it is recorded spelled out rather than refused by the database, which
+    would fail the whole batch of reports and leave the saga waiting for its deadline."""
+    return keepable(f"{report.error.type}: {report.error.message}") if report.error else None

@@ -195,3 +195,10 @@ def test_a_one_step_saga_completes_on_its_first_success() -> None:
     s.succeed(0)
     assert s.state() is SagaState.completed
     assert s.event_names() == ["saga.completed"]
+
+
+def test_a_handlers_error_with_nul_or_a_lone_surrogate_is_recorded_spelled_out() -> None:
+    s = Scenario(template(handler("a", undo=False, retry=retry(1))), {"tag": "t"}).start()
+    assert s.report(0, Outcome.failed, retryable=False, error="bad \x00 byte and \ud800 half")
+    error = s.latest(0).error
+    assert error is not None and "\x00" not in error and "\\u0000" in error and "\\ud800" in error
