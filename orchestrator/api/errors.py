@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 
 from models.api import ErrorBody
 from models.problems import error_details, summary
@@ -57,9 +58,15 @@ def install(app: FastAPI) -> None:
         return error_response(422, "invalid_input", f"request is not valid: {summary(details)}", details)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return error_response(exc.status_code, code, str(exc.detail))
+        response = error_response(exc.status_code, code, str(exc.detail))
+        response.headers.update(exc.headers or {})
+        if exc.status_code == 405:
+            # RFC 9110: a 405 names every method the resource takes. The router names only those
+            # of the first route on the path, and a path may have one route per method.
+            response.headers["Allow"] = ", ".join(_allowed(request))
+        return response
 
     @app.exception_handler(SQLAlchemyError)
     async def _database(_: Request, exc: SQLAlchemyError) -> JSONResponse:
@@ -72,3 +79,15 @@ def install(app: FastAPI) -> None:
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error")
         return error_response(500, "internal", "internal error; the server log has the details")
+
+
+def _allowed(request: Request) -> list[str]:
+    """The methods the OpenAPI document lists for the request's path."""
+    table = getattr(request.app.state, "allow_table", None)
+    if table is None:
+        table = [
+            (compile_path(path)[0], sorted(method.upper() for method in operations))
+            for path, operations in request.app.openapi().get("paths", {}).items()
+        ]
+        request.app.state.allow_table = table
+    return sorted({m for pattern, methods in table if pattern.match(request.url.path) for m in methods})

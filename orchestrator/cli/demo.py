@@ -34,7 +34,8 @@ def run_demo(settings: Settings, *, keep_running: bool = False) -> None:
         stack.start(progress=lambda m: click.echo(f"… {m}"))
         click.echo(
             f"stack up in {time.monotonic() - started:.1f} s: API {settings.api_url}, "
-            f"Flower http://127.0.0.1:{settings.flower_port}, workers {', '.join(stack.worker_names)}"
+            f"Flower http://127.0.0.1:{settings.flower_port} (user and password in "
+            f"{settings.data_path / 'flower-credentials'}), workers {', '.join(stack.worker_names)}"
         )
         wiring = stack.wiring
         spec = parse_template(yaml.safe_load(_template_path().read_text()))

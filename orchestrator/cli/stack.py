@@ -32,10 +32,13 @@ def up(modules: tuple[str, ...], concurrency: int, flower: bool) -> None:
         click.echo(f"workyard is up (data dir {settings.data_path})")
         click.echo(f"  API     {settings.api_url}   (OpenAPI at {settings.api_url}/docs)")
         if flower:
-            click.echo(f"  Flower  http://127.0.0.1:{settings.flower_port}")
-        if settings.database_url is None:
-            # The embedded default: hand the operator a token for the work-item API.
-            click.echo(f"  admin token {admin_token(settings)}   (kept in {settings.data_path / 'admin-token'})")
+            user, password = stack.flower_credentials
+            click.echo(
+                f"  Flower  http://127.0.0.1:{settings.flower_port}   (user {user}, password {password}; "
+                f"kept in {settings.data_path / 'flower-credentials'})"
+            )
+        # An operator's token for the API, on whichever database the stack runs.
+        click.echo(f"  admin token {admin_token(settings)}   (kept in {settings.data_path / 'admin-token'})")
         click.echo(f"  database {settings.effective_database_url()}")
         click.echo(f"  broker   {settings.effective_broker_url()}")
         for name in stack.worker_names:

@@ -7,6 +7,7 @@ real worker processes against real Redis and a real database.
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import time
 from collections.abc import Callable
@@ -72,11 +73,24 @@ class Stack:
     def env(self) -> dict[str, str]:
         env = settings_env(self.settings)
         env.update(self.options.extra_env)
-        env.setdefault("FLOWER_UNAUTHENTICATED_API", "true")
         return env
 
+    @property
+    def flower_credentials(self) -> tuple[str, str]:
+        """Flower's basic-auth user and password: made once, kept in the data dir (owner only)."""
+        path = self.settings.data_path / "flower-credentials"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch(mode=0o600, exist_ok=True)
+            path.write_text(f"workyard:{secrets.token_urlsafe(18)}\n")
+        path.chmod(0o600)
+        user, _, password = path.read_text().strip().partition(":")
+        return user, password
+
     def start(self, progress: Callable[[str], None] = lambda _: None) -> None:
+        # The admin token, Flower's credentials, the logs and Redis's files live here: owner only.
         self.settings.data_path.mkdir(parents=True, exist_ok=True)
+        self.settings.data_path.chmod(0o700)
         if self.settings.embedded_redis:
             progress(f"starting Redis on {self.settings.redis_socket}")
             self.supervisor.adopt("redis", start_redis(self.settings.data_path, self.settings.redis_socket))
@@ -90,6 +104,9 @@ class Stack:
         for i, worker in enumerate(self.options.workers):
             self.start_worker(worker, index=i)
         if self.options.flower:
+            # Flower's UI and HTTP API (which can stop a worker consuming a queue) take basic auth;
+            # the credentials go by environment, not argv, which other local users can read.
+            flower_env = env | {"FLOWER_BASIC_AUTH": ":".join(self.flower_credentials)}
             self.supervisor.spawn(
                 "flower",
                 python_argv(
@@ -101,7 +118,7 @@ class Stack:
                     f"--port={self.settings.flower_port}",
                     "--address=127.0.0.1",
                 ),
-                env,
+                flower_env,
             )
         progress("waiting for the services to answer")
         self.wait_ready()
