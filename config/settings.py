@@ -12,7 +12,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # A Unix socket path must fit in sockaddr_un.sun_path (108 bytes on Linux, NUL included).
@@ -73,6 +73,22 @@ class Settings(BaseSettings):
         default=None, description="Bearer token with every scope in every tenant (workyard up creates one)."
     )
 
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Fernet key(s) that encrypt stored secrets (webhook signing secrets), comma-separated: "
+        "the first encrypts, any decrypts. Default: a key generated into the data dir (set it in production).",
+    )
+    webhook_allow_private_targets: bool = Field(
+        default=False,
+        description="Let webhooks reach loopback, private, unique-local and link-local addresses "
+        "(on-premises receivers). Cloud metadata, multicast and unspecified addresses stay refused.",
+    )
+    webhook_concurrency: int = Field(default=8, ge=1, le=256, description="Webhook POSTs in flight per process.")
+    webhook_tenant_concurrency: int = Field(
+        default=2, ge=1, le=256, description="Webhook POSTs in flight per tenant per process."
+    )
+    webhook_timeout_s: float = Field(default=5.0, gt=0, le=120, description="How long a webhook POST may take.")
+
     # Fault injection for the test suite and for trying failures by hand: every message that
     # workyard publishes (dispatches and reports) is published twice.
     fault_duplicate_delivery: bool = False
@@ -126,6 +142,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
     env = dict(os.environ)
     for name in settings.model_fields_set:
         value = getattr(settings, name)
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
         if value is not None:
             env[f"WORKYARD_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
     env["WORKYARD_DATA_DIR"] = str(settings.data_path)
