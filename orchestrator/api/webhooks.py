@@ -160,4 +160,3 @@ def _delivery(d: WebhookDelivery, url: str) -> DeliveryRead:
         )
     }
     return DeliveryRead(url=url, **fields)
-

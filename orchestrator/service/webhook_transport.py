@@ -19,7 +19,7 @@ import httpx
 
 from orchestrator.work.webhook_targets import allowed_addresses
 
-SocketOption = tuple[int, int, int | bytes] | tuple[int, int, None, int]
+SocketOption = tuple[int, int, int] | tuple[int, int, bytes | bytearray] | tuple[int, int, None, int]
 
 
 class GuardedBackend(httpcore.SyncBackend):
