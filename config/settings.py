@@ -7,12 +7,14 @@ finds the stack that ``workyard up`` started there.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import os
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # A Unix socket path must fit in sockaddr_un.sun_path (108 bytes on Linux, NUL included).
@@ -22,7 +24,8 @@ _MAX_SOCKET_PATH = 100
 class Settings(BaseSettings):
     """Everything workyard reads from its environment (prefix ``WORKYARD_``)."""
 
-    model_config = SettingsConfigDict(env_prefix="WORKYARD_", extra="ignore")
+    # An error about a setting never repeats its value: keys and URLs with passwords end up in logs.
+    model_config = SettingsConfigDict(env_prefix="WORKYARD_", extra="ignore", hide_input_in_errors=True)
 
     data_dir: Path = Field(default=Path(".workyard"), description="Where the embedded default keeps its state.")
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in the data dir.")
@@ -92,6 +95,27 @@ class Settings(BaseSettings):
     # Fault injection for the test suite and for trying failures by hand: every message that
     # workyard publishes (dispatches and reports) is published twice.
     fault_duplicate_delivery: bool = False
+
+    @field_validator("secret_key")
+    @classmethod
+    def _fernet_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        # Refused when the settings are read, not at the first webhook a tenant registers.
+        if value is None:
+            return None
+        keys = [k.strip() for k in value.get_secret_value().split(",") if k.strip()]
+        for key in keys:
+            try:
+                raw = base64.urlsafe_b64decode(key.encode())
+            except (binascii.Error, ValueError):
+                raw = b""
+            if len(raw) != 32:
+                raise ValueError(
+                    "WORKYARD_SECRET_KEY must be Fernet keys (32 url-safe base64 bytes), comma-separated; make one "
+                    "with python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
+                )
+        if not keys:
+            raise ValueError("WORKYARD_SECRET_KEY is empty")
+        return value
 
     @property
     def data_path(self) -> Path:

@@ -72,3 +72,19 @@ def test_urls_are_refused_by_literal_address_and_well_known_name(url: str) -> No
 
 def test_names_are_left_to_the_send_time_check() -> None:
     assert url_refusal("https://hooks.example.com/workyard", allow_private=False) is None
+
+
+def test_a_secret_key_that_is_not_a_fernet_key_is_refused_when_the_settings_are_read() -> None:
+    from cryptography.fernet import Fernet
+    from pydantic import ValidationError
+
+    from config.settings import Settings
+
+    good = Fernet.generate_key().decode()
+    assert Settings(secret_key=f"{good}, {Fernet.generate_key().decode()}").secret_key is not None
+    for bad in ("hunter2", f"{good},short", " , "):
+        with pytest.raises(ValidationError, match="WORKYARD_SECRET_KEY") as refused:
+            Settings(secret_key=bad)
+        assert good not in str(refused.value) and "hunter2" not in str(refused.value)
+    # And it is never shown: not in the settings' repr, not in an error about it.
+    assert good not in repr(Settings(secret_key=good))
