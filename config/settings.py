@@ -7,12 +7,14 @@ finds the stack that ``workyard up`` started there.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import os
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # A Unix socket path must fit in sockaddr_un.sun_path (108 bytes on Linux, NUL included).
@@ -22,7 +24,8 @@ _MAX_SOCKET_PATH = 100
 class Settings(BaseSettings):
     """Everything workyard reads from its environment (prefix ``WORKYARD_``)."""
 
-    model_config = SettingsConfigDict(env_prefix="WORKYARD_", extra="ignore")
+    # An error about a setting never repeats its value: keys and URLs with passwords end up in logs.
+    model_config = SettingsConfigDict(env_prefix="WORKYARD_", extra="ignore", hide_input_in_errors=True)
 
     data_dir: Path = Field(default=Path(".workyard"), description="Where the embedded default keeps its state.")
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in the data dir.")
@@ -73,9 +76,46 @@ class Settings(BaseSettings):
         default=None, description="Bearer token with every scope in every tenant (workyard up creates one)."
     )
 
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Fernet key(s) that encrypt stored secrets (webhook signing secrets), comma-separated: "
+        "the first encrypts, any decrypts. Default: a key generated into the data dir (set it in production).",
+    )
+    webhook_allow_private_targets: bool = Field(
+        default=False,
+        description="Let webhooks reach loopback, private, unique-local and link-local addresses "
+        "(on-premises receivers). Cloud metadata, multicast and unspecified addresses stay refused.",
+    )
+    webhook_concurrency: int = Field(default=8, ge=1, le=256, description="Webhook POSTs in flight per process.")
+    webhook_tenant_concurrency: int = Field(
+        default=2, ge=1, le=256, description="Webhook POSTs in flight per tenant per process."
+    )
+    webhook_timeout_s: float = Field(default=5.0, gt=0, le=120, description="How long a webhook POST may take.")
+
     # Fault injection for the test suite and for trying failures by hand: every message that
     # workyard publishes (dispatches and reports) is published twice.
     fault_duplicate_delivery: bool = False
+
+    @field_validator("secret_key")
+    @classmethod
+    def _fernet_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        # Refused when the settings are read, not at the first webhook a tenant registers.
+        if value is None:
+            return None
+        keys = [k.strip() for k in value.get_secret_value().split(",") if k.strip()]
+        for key in keys:
+            try:
+                raw = base64.urlsafe_b64decode(key.encode())
+            except (binascii.Error, ValueError):
+                raw = b""
+            if len(raw) != 32:
+                raise ValueError(
+                    "WORKYARD_SECRET_KEY must be Fernet keys (32 url-safe base64 bytes), comma-separated; make one "
+                    "with python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
+                )
+        if not keys:
+            raise ValueError("WORKYARD_SECRET_KEY is empty")
+        return value
 
     @property
     def data_path(self) -> Path:
@@ -126,6 +166,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
     env = dict(os.environ)
     for name in settings.model_fields_set:
         value = getattr(settings, name)
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
         if value is not None:
             env[f"WORKYARD_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
     env["WORKYARD_DATA_DIR"] = str(settings.data_path)

@@ -317,7 +317,7 @@ class WebhookCreate(BaseModel):
 
 
 class WebhookRead(BaseModel):
-    """A registered webhook (its signing secret is not shown)."""
+    """A registered webhook (its signing secret is never shown again)."""
 
     model_config = ConfigDict(from_attributes=True)
 
@@ -327,7 +327,13 @@ class WebhookRead(BaseModel):
     events: list[str]
     created_by: str
     created_at: datetime
-    secret: str | None = Field(default=None, description="Shown once, when the webhook is created.")
+    disabled_at: datetime | None = Field(default=None, description="Set while the webhook is disabled.")
+
+
+class WebhookWithSecret(WebhookRead):
+    """A webhook with its signing secret: the answer to its creation and to a rotation, and only those."""
+
+    secret: str = Field(description="The HMAC-SHA256 signing secret; shown this once.")
 
 
 class DeliveryRead(BaseModel):

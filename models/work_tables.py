@@ -191,18 +191,24 @@ class ApiToken(Base):
 
 
 class Webhook(Base):
-    """An outgoing webhook a tenant registered: events POSTed to ``url``, signed with ``secret``."""
+    """An outgoing webhook a tenant registered: events POSTed to ``url``, signed with its secret.
+
+    The secret is stored encrypted (``secret_encrypted``, see ``orchestrator.storage.secret_box``).
+    A disabled webhook hears no events and its pending deliveries wait; a deleted one is kept (the
+    delivery log points at it) without its secret, and nothing shows it.
+    """
 
     __tablename__ = "webhooks"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     tenant: Mapped[str] = mapped_column(String(64), index=True)
     url: Mapped[str] = mapped_column(String(2000))
-    secret: Mapped[str] = mapped_column(String(200))
+    secret_encrypted: Mapped[str] = mapped_column(String(500))
     events: Mapped[list[str]] = mapped_column(JSON, default=list)
     created_by: Mapped[str] = mapped_column(String(300))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     disabled_at: Mapped[datetime | None]
+    deleted_at: Mapped[datetime | None]
 
 
 class WebhookDelivery(Base):

@@ -1,20 +1,24 @@
-"""``/api/v1/webhooks``: a tenant's outgoing notifications and their delivery log."""
+"""``/api/v1/webhooks``: a tenant's outgoing notifications and their delivery log.
+
+Every route is the caller's tenant's (an all-tenant token's: every tenant's); another tenant's
+webhook or delivery is a 404, the same answer as one that does not exist.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
-from sqlalchemy import select
+from fastapi import APIRouter, Depends, Query, Response
 
-from models.principal import Scope
-from models.work_api import DeliveryRead, WebhookCreate, WebhookRead
-from models.work_tables import Webhook
+from models.principal import Principal, Scope
+from models.work_api import DeliveryRead, WebhookCreate, WebhookRead, WebhookWithSecret
+from models.work_tables import Webhook, WebhookDelivery
 from orchestrator.api.auth import PrincipalDep, needs
 from orchestrator.api.deps import get_wiring
 from orchestrator.api.errors import responses
-from orchestrator.errors import InvalidInput, NotFound
+from orchestrator.errors import InvalidInput
 from orchestrator.service.wiring import Wiring
+from orchestrator.storage.secret_box import secret_box
 from orchestrator.work import webhooks
 from orchestrator.work.access import tenant_for_write
 
@@ -22,12 +26,18 @@ router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"], dependencies=[n
 WiringDep = Annotated[Wiring, Depends(get_wiring)]
 
 
-@router.post("", status_code=201, response_model=WebhookRead, responses=responses(401, 403, 422))
-def create_webhook(body: WebhookCreate, wiring: WiringDep, principal: PrincipalDep) -> WebhookRead:
+def _tenant(principal: Principal) -> str | None:
+    return None if principal.all_tenants else principal.tenant
+
+
+@router.post("", status_code=201, response_model=WebhookWithSecret, responses=responses(401, 403, 422))
+def create_webhook(body: WebhookCreate, wiring: WiringDep, principal: PrincipalDep) -> WebhookWithSecret:
     """Register a URL for events (``sla.warning``, ``sla.breached``, ``work_item.escalated``,
     ``saga.completed``, ``saga.compensated``, ``saga.compensation_failed``, ``saga.sla_warning``,
     ``saga.sla_breached``, ``saga.escalated``, or ``*``). The answer carries the signing secret,
-    once. Saga events go to all-tenant webhooks (registered with an all-tenant token)."""
+    once. A URL whose host is a loopback, private, link-local, unique-local, multicast,
+    unspecified or cloud metadata address (or a well-known name of one) is a 422 naming ``url``,
+    unless the operator allows private targets."""
     unknown = [e for e in body.events if e != "*" and e not in webhooks.EVENTS]
     if unknown:
         raise InvalidInput(
@@ -36,47 +46,117 @@ def create_webhook(body: WebhookCreate, wiring: WiringDep, principal: PrincipalD
         )
     tenant = tenant_for_write(principal, body.tenant) if body.tenant or not principal.all_tenants else "*"
     with wiring.sessions.begin() as session:
-        hook = webhooks.register(session, tenant=tenant, url=body.url, events=body.events, created_by=principal.ref)
-        return WebhookRead.model_validate(hook).model_copy(update={"secret": hook.secret})
+        hook, secret = webhooks.register(
+            session,
+            tenant=tenant,
+            url=body.url,
+            events=body.events,
+            created_by=principal.ref,
+            box=secret_box(wiring.settings),
+            allow_private=wiring.settings.webhook_allow_private_targets,
+        )
+        return _with_secret(hook, secret)
 
 
 @router.get("", response_model=list[WebhookRead], responses=responses(401, 403))
 def list_webhooks(wiring: WiringDep, principal: PrincipalDep) -> list[WebhookRead]:
-    query = select(Webhook).where(Webhook.disabled_at.is_(None)).order_by(Webhook.created_at)
-    if not principal.all_tenants:
-        query = query.where(Webhook.tenant == principal.tenant)
+    """The webhooks, enabled and disabled (never their secrets)."""
     with wiring.sessions() as session:
-        return [WebhookRead.model_validate(r) for r in session.scalars(query)]
+        return [WebhookRead.model_validate(r) for r in webhooks.listed(session, tenant=_tenant(principal))]
 
 
-@router.get("/deliveries", response_model=list[DeliveryRead], responses=responses(401, 403, 422))
+@router.get("/deliveries", response_model=list[DeliveryRead], responses=responses(401, 403, 404, 422))
 def list_deliveries(
     wiring: WiringDep,
     principal: PrincipalDep,
     webhook_id: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> list[DeliveryRead]:
-    """The delivery log, newest first."""
+    """The delivery log, newest first: state, attempts, last HTTP status and a short reason
+    (never what the receiver answered)."""
     with wiring.sessions() as session:
-        tenant = None if principal.all_tenants else principal.tenant
+        tenant = _tenant(principal)
         if webhook_id is not None:
-            hook = session.get(Webhook, webhook_id)
-            if hook is None or not principal.sees(hook.tenant):
-                raise NotFound(f"no webhook {webhook_id!r}")
+            webhooks.get(session, webhook_id, tenant=tenant)
         rows = webhooks.deliveries(session, tenant=tenant, webhook_id=webhook_id, limit=limit)
-        return [
-            DeliveryRead(
-                id=d.id,
-                webhook_id=d.webhook_id,
-                url=url,
-                event=d.event,
-                state=d.state,
-                attempts=d.attempts,
-                last_status=d.last_status,
-                last_error=d.last_error,
-                created_at=d.created_at,
-                next_attempt_at=d.next_attempt_at,
-                delivered_at=d.delivered_at,
-            )
-            for d, url in rows
-        ]
+        return [_delivery(d, url) for d, url in rows]
+
+
+@router.post(
+    "/deliveries/{delivery_id}/redeliver",
+    status_code=202,
+    response_model=DeliveryRead,
+    responses=responses(401, 403, 404, 422),
+)
+def redeliver(delivery_id: int, wiring: WiringDep, principal: PrincipalDep) -> DeliveryRead:
+    """Send a delivery again, now, with a fresh budget of attempts and the same
+    ``X-Workyard-Delivery`` (a receiver that has it already can tell)."""
+    with wiring.sessions.begin() as session:
+        delivery, url = webhooks.redeliver(session, delivery_id, tenant=_tenant(principal))
+        return _delivery(delivery, url)
+
+
+@router.get("/{webhook_id}", response_model=WebhookRead, responses=responses(401, 403, 404))
+def get_webhook(webhook_id: str, wiring: WiringDep, principal: PrincipalDep) -> WebhookRead:
+    """One webhook (never its secret)."""
+    with wiring.sessions() as session:
+        return WebhookRead.model_validate(webhooks.get(session, webhook_id, tenant=_tenant(principal)))
+
+
+@router.delete("/{webhook_id}", status_code=204, responses=responses(401, 403, 404))
+def delete_webhook(webhook_id: str, wiring: WiringDep, principal: PrincipalDep) -> Response:
+    """Delete a webhook: it hears nothing more, its secret is wiped and its pending deliveries fail."""
+    with wiring.sessions.begin() as session:
+        webhooks.delete(session, webhooks.get(session, webhook_id, tenant=_tenant(principal), lock=True))
+    return Response(status_code=204)
+
+
+@router.post("/{webhook_id}/disable", response_model=WebhookRead, responses=responses(401, 403, 404))
+def disable_webhook(webhook_id: str, wiring: WiringDep, principal: PrincipalDep) -> WebhookRead:
+    """Stop a webhook: no new events reach it and its pending deliveries wait until it is enabled."""
+    return _set_enabled(webhook_id, wiring, principal, enabled=False)
+
+
+@router.post("/{webhook_id}/enable", response_model=WebhookRead, responses=responses(401, 403, 404))
+def enable_webhook(webhook_id: str, wiring: WiringDep, principal: PrincipalDep) -> WebhookRead:
+    """Start a disabled webhook again: its pending deliveries go out."""
+    return _set_enabled(webhook_id, wiring, principal, enabled=True)
+
+
+@router.post("/{webhook_id}/rotate-secret", response_model=WebhookWithSecret, responses=responses(401, 403, 404))
+def rotate_secret(webhook_id: str, wiring: WiringDep, principal: PrincipalDep) -> WebhookWithSecret:
+    """Give a webhook a new signing secret, answered once; deliveries from now on are signed with it."""
+    with wiring.sessions.begin() as session:
+        hook = webhooks.get(session, webhook_id, tenant=_tenant(principal), lock=True)
+        secret = webhooks.rotate_secret(session, hook, secret_box(wiring.settings))
+        return _with_secret(hook, secret)
+
+
+def _set_enabled(webhook_id: str, wiring: Wiring, principal: Principal, *, enabled: bool) -> WebhookRead:
+    with wiring.sessions.begin() as session:
+        hook = webhooks.get(session, webhook_id, tenant=_tenant(principal), lock=True)
+        webhooks.set_enabled(session, hook, enabled)
+        return WebhookRead.model_validate(hook)
+
+
+def _with_secret(hook: Webhook, secret: str) -> WebhookWithSecret:
+    return WebhookWithSecret.model_validate({**WebhookRead.model_validate(hook).model_dump(), "secret": secret})
+
+
+def _delivery(d: WebhookDelivery, url: str) -> DeliveryRead:
+    fields: dict[str, Any] = {
+        name: getattr(d, name)
+        for name in (
+            "id",
+            "webhook_id",
+            "event",
+            "state",
+            "attempts",
+            "last_status",
+            "last_error",
+            "created_at",
+            "next_attempt_at",
+            "delivered_at",
+        )
+    }
+    return DeliveryRead(url=url, **fields)

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import click
 
-from orchestrator.cli.base import main, open_wiring
+from orchestrator.cli.base import Failure, current_settings, main, open_wiring
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from models.work_tables import Webhook
 
 
 @main.command("dead-letters")
@@ -77,11 +84,16 @@ def _when(due_at: datetime, now: datetime) -> str:
     return f"{due_at:%Y-%m-%d %H:%M:%S}  " + (f"in {seconds:8.1f} s" if seconds >= 0 else f"{-seconds:7.1f} s late")
 
 
-@main.command("webhooks")
+@main.group("webhooks", invoke_without_command=True)
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
 @click.option("--tenant", default=None, help="Only this tenant's webhooks.")
-def webhooks_log(limit: int, tenant: str | None) -> None:
-    """The webhook delivery log, newest first: event, state, attempts, last answer."""
+@click.pass_context
+def webhooks_group(ctx: click.Context, limit: int, tenant: str | None) -> None:
+    """The webhook delivery log, newest first: event, state, attempts, last answer (without a
+    command); and the webhooks themselves (list, delete, disable, enable, rotate-secret, redeliver)."""
+    ctx.obj = tenant
+    if ctx.invoked_subcommand is not None:
+        return
     from orchestrator.work.webhooks import deliveries
 
     wiring = open_wiring()
@@ -91,11 +103,111 @@ def webhooks_log(limit: int, tenant: str | None) -> None:
     if not rows:
         click.echo("no webhook deliveries (register webhooks with POST /api/v1/webhooks)")
     for delivery, url in rows:
-        answer = f"HTTP {delivery.last_status}" if delivery.last_status else (delivery.last_error or "-")
+        answer = delivery.last_error or (f"HTTP {delivery.last_status}" if delivery.last_status else "-")
         click.echo(
             f"{delivery.id:>6}  {delivery.created_at:%Y-%m-%d %H:%M:%S}  {delivery.event:<24} {delivery.state:<9} "
             f"attempts={delivery.attempts}  {answer[:60]}  {url}"
         )
+
+
+@webhooks_group.command("list")
+@click.pass_obj
+def webhooks_list(tenant: str | None) -> None:
+    """Registered webhooks (never their secrets)."""
+    from orchestrator.work.webhooks import listed
+
+    wiring = open_wiring()
+    with wiring.sessions() as session:
+        rows = listed(session, tenant=tenant)
+    wiring.close()
+    if not rows:
+        click.echo("no webhooks")
+    for hook in rows:
+        state = "disabled" if hook.disabled_at else "enabled"
+        click.echo(f"{hook.id}  tenant={hook.tenant}  {state:<8}  events={','.join(hook.events)}  {hook.url}")
+
+
+def _change_hook(hook_id: str, tenant: str | None, change: Callable[[Session, Webhook], str | None]) -> str | None:
+    from orchestrator.errors import NotFound
+    from orchestrator.work.webhooks import get
+
+    wiring = open_wiring()
+    try:
+        with wiring.sessions.begin() as session:
+            try:
+                hook = get(session, hook_id, tenant=tenant, lock=True)
+            except NotFound as exc:
+                raise Failure(f"no webhook {hook_id!r}; `workyard webhooks list` shows them") from exc
+            return change(session, hook)
+    finally:
+        wiring.close()
+
+
+@webhooks_group.command("delete")
+@click.argument("hook_id")
+@click.pass_obj
+def webhooks_delete(tenant: str | None, hook_id: str) -> None:
+    """Delete a webhook: it hears nothing more, its secret is wiped, its pending deliveries fail."""
+    from orchestrator.work.webhooks import delete
+
+    _change_hook(hook_id, tenant, lambda session, hook: delete(session, hook))
+    click.echo(f"deleted webhook {hook_id}")
+
+
+@webhooks_group.command("disable")
+@click.argument("hook_id")
+@click.pass_obj
+def webhooks_disable(tenant: str | None, hook_id: str) -> None:
+    """Stop a webhook; its pending deliveries wait until it is enabled."""
+    from orchestrator.work.webhooks import set_enabled
+
+    _change_hook(hook_id, tenant, lambda session, hook: set_enabled(session, hook, False))
+    click.echo(f"disabled webhook {hook_id}")
+
+
+@webhooks_group.command("enable")
+@click.argument("hook_id")
+@click.pass_obj
+def webhooks_enable(tenant: str | None, hook_id: str) -> None:
+    """Start a disabled webhook again."""
+    from orchestrator.work.webhooks import set_enabled
+
+    _change_hook(hook_id, tenant, lambda session, hook: set_enabled(session, hook, True))
+    click.echo(f"enabled webhook {hook_id}")
+
+
+@webhooks_group.command("rotate-secret")
+@click.argument("hook_id")
+@click.pass_obj
+def webhooks_rotate_secret(tenant: str | None, hook_id: str) -> None:
+    """Give a webhook a new signing secret and print it once."""
+    from orchestrator.storage.secret_box import secret_box
+    from orchestrator.work.webhooks import rotate_secret
+
+    box = secret_box(current_settings())
+    secret = _change_hook(hook_id, tenant, lambda session, hook: rotate_secret(session, hook, box))
+    click.echo(secret)
+    click.echo(f"new signing secret of webhook {hook_id}; it is not shown again", err=True)
+
+
+@webhooks_group.command("redeliver")
+@click.argument("delivery_id", type=int)
+@click.pass_obj
+def webhooks_redeliver(tenant: str | None, delivery_id: int) -> None:
+    """Send a delivery again, now, with a fresh budget of attempts."""
+    from orchestrator.errors import NotFound
+    from orchestrator.work.webhooks import redeliver
+
+    wiring = open_wiring()
+    try:
+        with wiring.sessions.begin() as session:
+            try:
+                redeliver(session, delivery_id, tenant=tenant)
+            except NotFound as exc:
+                raise Failure(f"no webhook delivery {delivery_id}; `workyard webhooks` shows them") from exc
+    finally:
+        wiring.close()
+    click.echo(f"delivery {delivery_id} is due again")
 
 
 @main.group()

@@ -36,7 +36,7 @@ def run_orchestrator(wiring: Wiring, stop: threading.Event | None = None) -> Non
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
     settings = wiring.settings
-    sender = WebhookSender(wiring.sessions)
+    sender = WebhookSender(wiring.sessions, settings)
     consumer = ReportConsumer(wiring.app, wiring.coordinator, batch=settings.coordinator_batch, stop=stop)
     threads = [
         threading.Thread(target=consumer.run, name="coordinator", daemon=True),
@@ -50,7 +50,7 @@ def run_orchestrator(wiring: Wiring, stop: threading.Event | None = None) -> Non
             target=_loop, args=("timers", stop, settings.timer_poll_s, wiring.timers.tick), name="timers", daemon=True
         ),
         threading.Thread(
-            target=_loop, args=("webhooks", stop, WEBHOOKS_EVERY_S, sender.deliver_due), name="webhooks", daemon=True
+            target=_loop, args=("webhooks", stop, WEBHOOKS_EVERY_S, sender.tick), name="webhooks", daemon=True
         ),
     ]
     for thread in threads:

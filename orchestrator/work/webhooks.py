@@ -7,6 +7,11 @@ never sent for something that rolled back); the sender loop delivers them afterw
 check ``X-Workyard-Signature: sha256=<hex>``, an HMAC-SHA256 with the webhook's secret over
 ``<X-Workyard-Timestamp>.<body>``, and dedup on ``X-Workyard-Delivery`` (a delivery may be
 retried after a timeout that the receiver in fact answered).
+
+A webhook's URL is checked against the target policy (``webhook_targets``) when it is registered,
+and again by the sender after DNS. Its secret is shown once (at creation and at rotation) and
+stored encrypted. A tenant disables, enables, deletes, rotates and redelivers its own webhooks
+only: another tenant's is not there (``NotFound``).
 """
 
 from __future__ import annotations
@@ -22,12 +27,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from models.base import utcnow
 from models.principal import ALL_TENANTS
 from models.work_tables import DELIVERIES, Webhook, WebhookDelivery
+from orchestrator.errors import InvalidInput, NotFound
+from orchestrator.storage.secret_box import SecretBox
+from orchestrator.work.webhook_targets import url_refusal
 
 log = logging.getLogger(__name__)
 
@@ -59,15 +67,39 @@ _cache_lock = threading.Lock()
 
 
 def signature(secret: str, timestamp: str, body: bytes) -> str:
+    """``sha256=<hex>``: HMAC-SHA256 with ``secret`` over ``<timestamp>.<body>``."""
     return "sha256=" + hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
 
 
-def register(session: Session, *, tenant: str, url: str, events: Iterable[str], created_by: str) -> Webhook:
+def new_secret() -> str:
+    return f"whsec_{secrets.token_urlsafe(24)}"
+
+
+def check_url(url: str, *, allow_private: bool) -> None:
+    """InvalidInput (naming ``url``) when the target policy refuses ``url``."""
+    reason = url_refusal(url, allow_private=allow_private)
+    if reason is not None:
+        raise InvalidInput(f"webhook target not allowed: {reason}", details=[{"path": "url", "message": reason}])
+
+
+def register(
+    session: Session,
+    *,
+    tenant: str,
+    url: str,
+    events: Iterable[str],
+    created_by: str,
+    box: SecretBox,
+    allow_private: bool,
+) -> tuple[Webhook, str]:
+    """Register a webhook; returns it and its signing secret (which is stored encrypted only)."""
+    check_url(url, allow_private=allow_private)
+    secret = new_secret()
     hook = Webhook(
         id=secrets.token_hex(8),
         tenant=tenant,
         url=url,
-        secret=f"whsec_{secrets.token_urlsafe(24)}",
+        secret_encrypted=box.encrypt(secret),
         events=sorted(set(events)),
         created_by=created_by,
         created_at=utcnow(),
@@ -75,7 +107,83 @@ def register(session: Session, *, tenant: str, url: str, events: Iterable[str], 
     session.add(hook)
     session.flush()
     _cache.clear()
+    return hook, secret
+
+
+def get(session: Session, hook_id: str, *, tenant: str | None, lock: bool = False) -> Webhook:
+    """The webhook ``hook_id`` of ``tenant`` (None: any tenant's); NotFound when it is another
+    tenant's, deleted, or not there (the same answer, so nothing leaks)."""
+    query = select(Webhook).where(Webhook.id == hook_id, Webhook.deleted_at.is_(None))
+    if tenant is not None:
+        query = query.where(Webhook.tenant == tenant)
+    hook = session.scalars(query.with_for_update() if lock else query).first()
+    if hook is None:
+        raise NotFound(f"no webhook {hook_id!r}")
     return hook
+
+
+def listed(session: Session, *, tenant: str | None) -> list[Webhook]:
+    """Webhooks (enabled and disabled, not deleted), oldest first."""
+    query = select(Webhook).where(Webhook.deleted_at.is_(None)).order_by(Webhook.created_at, Webhook.id)
+    if tenant is not None:
+        query = query.where(Webhook.tenant == tenant)
+    return list(session.scalars(query))
+
+
+def rotate_secret(session: Session, hook: Webhook, box: SecretBox) -> str:
+    """Give ``hook`` a new signing secret (deliveries from now on are signed with it); returns it."""
+    secret = new_secret()
+    hook.secret_encrypted = box.encrypt(secret)
+    session.flush()
+    return secret
+
+
+def set_enabled(session: Session, hook: Webhook, enabled: bool) -> None:
+    """Disable (no new events; pending deliveries wait) or enable (they go out) ``hook``."""
+    if enabled:
+        hook.disabled_at = None
+    elif hook.disabled_at is None:
+        hook.disabled_at = utcnow()
+    session.flush()
+    _cache.clear()
+
+
+def delete(session: Session, hook: Webhook) -> None:
+    """Delete ``hook``: its secret is wiped and its pending deliveries fail. The row stays (the
+    delivery log points at it, and another process may still hold it in its cache for a moment)."""
+    now = utcnow()
+    hook.deleted_at = now
+    hook.disabled_at = hook.disabled_at or now
+    hook.secret_encrypted = ""
+    session.execute(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.webhook_id == hook.id, WebhookDelivery.state == "pending")
+        .values(state="failed", last_error="webhook deleted")
+    )
+    session.flush()
+    _cache.clear()
+
+
+def redeliver(session: Session, delivery_id: int, *, tenant: str | None) -> tuple[WebhookDelivery, str]:
+    """Send delivery ``delivery_id`` again, now, with a fresh budget of attempts (same delivery id,
+    so a receiver that got it already can tell). Returns it and its webhook's URL."""
+    query = (
+        select(WebhookDelivery, Webhook.url)
+        .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
+        .where(WebhookDelivery.id == delivery_id, Webhook.deleted_at.is_(None))
+    )
+    if tenant is not None:
+        query = query.where(Webhook.tenant == tenant)
+    row = session.execute(query).first()
+    if row is None:
+        raise NotFound(f"no webhook delivery {delivery_id}")
+    delivery, url = row
+    delivery.state = "pending"
+    delivery.attempts = 0
+    delivery.next_attempt_at = utcnow()
+    delivery.delivered_at = None
+    session.flush()
+    return delivery, url
 
 
 def emit(session: Session, tenant: str | None, event: str, payload: dict[str, Any], now: datetime) -> int:
@@ -124,9 +232,11 @@ def _targets(session: Session, tenant: str | None) -> list[Target]:
 
 
 def deliveries(session: Session, *, tenant: str | None, webhook_id: str | None = None, limit: int = 50) -> list[Any]:
+    """The delivery log of ``tenant``'s webhooks (None: every tenant's), newest first: (delivery, url) rows."""
     query = (
         select(WebhookDelivery, Webhook.url)
         .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
+        .where(Webhook.deleted_at.is_(None))
         .order_by(WebhookDelivery.id.desc())
         .limit(limit)
     )

@@ -89,7 +89,14 @@ def stack(
     backend, twice = request.param
     tmp = tmp_path_factory.mktemp("waiting")
     for url in database_url(str(backend), tmp):
-        settings = stack_settings(tmp, url, redis_target, admin_token=ADMIN, fault_duplicate_delivery=twice)
+        settings = stack_settings(
+            tmp,
+            url,
+            redis_target,
+            admin_token=ADMIN,
+            fault_duplicate_delivery=twice,
+            webhook_allow_private_targets=True,  # the webhook receiver listens on 127.0.0.1
+        )
         harness = Harness(settings, redis_target, api=True).start()
         try:
             for template in (

@@ -8,10 +8,12 @@ import hmac
 import json
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from typing import cast
 
 import pytest
 from fastapi.testclient import TestClient
 
+from config.settings import Settings
 from orchestrator.service.timers import TimerService
 from orchestrator.service.webhooks import WebhookSender
 from tests.integration.workitems.conftest import Headers, TokenFactory, error, sessions, task
@@ -30,6 +32,18 @@ class Clock:
 def receiver() -> Iterator[Receiver]:
     with webhook_receiver() as r:
         yield r
+
+
+@pytest.fixture(autouse=True)
+def allow_private_targets(client: TestClient) -> None:
+    """The receiver listens on 127.0.0.1: only an operator's setting lets webhooks reach it."""
+    allow_private(client)
+
+
+def allow_private(client: TestClient, allowed: bool = True) -> Settings:
+    wiring = client.app.state.wiring  # type: ignore[attr-defined]
+    wiring.settings = wiring.settings.model_copy(update={"webhook_allow_private_targets": allowed})
+    return cast(Settings, wiring.settings)
 
 
 @pytest.fixture
@@ -52,7 +66,7 @@ def test_a_breach_is_posted_signed_retried_and_logged(client: TestClient, ops: H
     wiring = client.app.state.wiring  # type: ignore[attr-defined]
     clock = Clock(datetime.fromisoformat(item["created_at"]) + timedelta(seconds=2))
     assert TimerService(wiring.sessions, wiring.settings, wiring.dispatcher, clock=clock).tick() == 1
-    sender = WebhookSender(sessions(client), clock=clock)
+    sender = WebhookSender(sessions(client), wiring.settings, clock=clock)
     receiver.statuses = [500]  # the receiver is down for the first request
     try:
         assert sender.deliver_due() == 2
@@ -61,6 +75,7 @@ def test_a_breach_is_posted_signed_retried_and_logged(client: TestClient, ops: H
         assert sorted(by_event) == ["sla.breached", "work_item.escalated"]
         failed = [d for d in log if d["state"] == "pending"]
         assert len(failed) == 1 and failed[0]["attempts"] == 1 and failed[0]["last_status"] == 500
+        assert failed[0]["last_error"] == "HTTP 500"  # the status, never what the receiver said
         assert sender.deliver_due() == 0  # not yet: it backs off
         clock.now += timedelta(seconds=2)
         assert sender.deliver_due() == 1
