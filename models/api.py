@@ -10,12 +10,23 @@ from pydantic import BaseModel, ConfigDict, Field
 from models.enums import Outcome, Phase, SagaState, StepState
 
 
+class ErrorItem(BaseModel):
+    """One thing wrong with a request: where (``path``: a field, ``query.x``, ``header.x``,
+    ``path``, ``body``) and what; some errors add the facts a client needs (``allowed``, ...)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    path: str
+    message: str
+
+
 class ErrorDetail(BaseModel):
-    """The ``error`` object of every API error: a stable ``code``, a readable ``message``, optional ``details``."""
+    """The ``error`` object of every API error: a stable ``code``, a readable ``message``, and
+    ``details``, always a list (empty when there is nothing more to say)."""
 
     code: str
     message: str
-    details: Any = None
+    details: list[ErrorItem] = Field(default_factory=list)
 
 
 class ErrorBody(BaseModel):

@@ -21,6 +21,11 @@ log = logging.getLogger(__name__)
 
 
 def error_response(status: int, code: str, message: str, details: Any = None) -> JSONResponse:
+    """The one error shape; ``details`` is always a list."""
+    if details is None:
+        details = []
+    elif isinstance(details, dict):
+        details = [{"path": "(root)", "message": message, **details}]
     return JSONResponse(status_code=status, content={"error": {"code": code, "message": message, "details": details}})
 
 

@@ -62,7 +62,7 @@ class BodyLimit:
                 "error": {
                     "code": "payload_too_large",
                     "message": f"the request body is over {self.max_bytes} bytes (WORKYARD_MAX_REQUEST_BYTES)",
-                    "details": None,
+                    "details": [{"path": "body", "message": f"over {self.max_bytes} bytes"}],
                 }
             }
         ).encode()

@@ -136,7 +136,7 @@ def _existing(session: Session, tenant: str, key: str, digest: str) -> SagaRun |
         raise Conflict(
             f"idempotence key {key!r} was already used for saga {saga.id} with a different "
             "template or input; use a new key for a new job",
-            details={"saga_id": saga.id},
+            details=[{"path": "idempotence_key", "message": f"already names saga {saga.id}", "saga_id": saga.id}],
         )
     return saga
 

@@ -306,5 +306,13 @@ def _no_action(item: WorkItem, action: str) -> Conflict:
     return Conflict(
         f"cannot {action} {item.id} while it is {item.status} (the {lc.name} lifecycle allows {action} from: "
         f"{', '.join(allowed_from) or 'nowhere'})",
-        details={"status": item.status, "action": action, "allowed_from": allowed_from},
+        details=[
+            {
+                "path": "status",
+                "message": f"{action} is allowed from: {', '.join(allowed_from) or 'nowhere'}",
+                "status": item.status,
+                "action": action,
+                "allowed_from": allowed_from,
+            }
+        ],
     )

@@ -76,7 +76,15 @@ def check_transition(item: WorkItem, to: str) -> None:
         allowed_text = ", ".join(options) if options else "none (the status is terminal)"
         raise Conflict(
             f"cannot move {item.id} from {item.status} to {to}; allowed next: {allowed_text}",
-            details={"from": item.status, "to": to, "allowed": options},
+            details=[
+                {
+                    "path": "status",
+                    "message": f"allowed next: {allowed_text}",
+                    "from": item.status,
+                    "to": to,
+                    "allowed": options,
+                }
+            ],
         )
 
 
@@ -97,7 +105,7 @@ def move(
         if blockers:
             raise Conflict(
                 f"{item.id} cannot start: it waits on {', '.join(blockers)}",
-                details={"blocked_by": blockers},
+                details=[{"path": "dependencies", "message": "not resolved yet", "blocked_by": blockers}],
             )
     before = item.status
     now = utcnow()

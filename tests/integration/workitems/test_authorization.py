@@ -440,7 +440,7 @@ def test_a_token_revoked_before_its_first_use_is_a_401(client: TestClient) -> No
     assert error(response) == {
         "code": "unauthorized",
         "message": "the bearer token is unknown or revoked",
-        "details": None,
+        "details": [],
     }
 
 

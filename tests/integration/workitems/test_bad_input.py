@@ -132,7 +132,15 @@ def test_bad_transitions_are_refused_with_what_is_allowed(client: TestClient, pm
     path = f"{ITEMS}/{item['id']}/transition"
     err = refused(client, "POST", path, 409, "conflict", pm, body={"to": "done"})
     assert err["message"].endswith("from todo to done; allowed next: in_progress, blocked, cancelled")
-    assert err["details"] == {"from": "todo", "to": "done", "allowed": ["in_progress", "blocked", "cancelled"]}
+    assert err["details"] == [
+        {
+            "path": "status",
+            "message": "allowed next: in_progress, blocked, cancelled",
+            "from": "todo",
+            "to": "done",
+            "allowed": ["in_progress", "blocked", "cancelled"],
+        }
+    ]
     assert client.post(path, json={"to": "cancelled"}, headers=pm).status_code == 200
     final = refused(client, "POST", path, 409, "conflict", pm, body={"to": "todo"})
     assert final["message"].endswith("allowed next: none (the status is terminal)")
@@ -229,7 +237,7 @@ def test_malformed_json_is_a_400(client: TestClient, pm: Headers) -> None:
         ("POST", TYPES, b"{name: note}"),
     ):
         err = refused(client, method, path, 400, "malformed_json", pm, content=content)
-        assert err["message"].startswith("request body is not valid JSON") and err["details"] is None
+        assert err["message"].startswith("request body is not valid JSON") and err["details"] == []
 
 
 def test_a_payload_over_the_limit_is_a_413(client: TestClient, pm: Headers) -> None:

@@ -60,7 +60,7 @@ def test_every_pair_of_statuses(client: TestClient, token: TokenFactory, name: s
                 assert response.json()["status"] == target
             else:
                 assert response.status_code == 409, (source, target, response.json())
-                assert error(response)["details"]["allowed"] == allowed
+                assert error(response)["details"][0]["allowed"] == allowed
                 assert f"from {source} to {target}" in error(response)["message"]
     assert tried == len(lifecycle.statuses) ** 2
 
