@@ -20,11 +20,17 @@ demo: $(STAMP)  ## run the shop sagas on the embedded default, then stop everyth
 up: $(STAMP)  ## run the stack with the shop workers until Ctrl-C
 	$(BIN)/workyard up --handlers examples.shop
 
+# Parallel test workers (pytest-xdist): tests sharing a running stack stay on one worker
+# (tests/conftest.py groups them); TEST_WORKERS=0 runs everything in this process.
+TEST_WORKERS ?= 2
+PYTEST_ARGS  ?=
+XDIST = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup)
+
 test: $(STAMP)  ## unit + integration + e2e tests (PostgreSQL too when WORKYARD_TEST_DATABASE_URL is set)
-	$(BIN)/python -m pytest tests/unit tests/integration tests/e2e tests/faults
+	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS) tests/unit tests/integration tests/e2e tests/faults
 
 faults: $(STAMP)  ## only the fault runs: orchestrator killed mid-stream
-	$(BIN)/python -m pytest tests/faults
+	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS) tests/faults
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
