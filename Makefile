@@ -20,14 +20,14 @@ demo: $(STAMP)  ## run the shop sagas on the embedded default, then stop everyth
 up: $(STAMP)  ## run the stack with the shop workers until Ctrl-C
 	$(BIN)/workyard up --handlers examples.shop
 
-# Parallel test workers (pytest-xdist): tests sharing a running stack stay on one worker
-# (tests/conftest.py groups them); TEST_WORKERS=0 runs everything in this process.
+# Parallel test workers (pytest-xdist), a whole module each: tests sharing a module's running stack
+# stay on one worker. TEST_WORKERS=0 runs everything in this process.
 TEST_WORKERS ?= 2
 PYTEST_ARGS  ?=
-XDIST = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup)
+XDIST = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadscope)
 
 test: $(STAMP)  ## unit + integration + e2e tests (PostgreSQL too when WORKYARD_TEST_DATABASE_URL is set)
-	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS) tests/unit tests/integration tests/e2e tests/faults
+	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS) tests/faults tests/e2e tests/integration tests/unit
 
 faults: $(STAMP)  ## only the fault runs: orchestrator killed mid-stream
 	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS) tests/faults

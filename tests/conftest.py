@@ -78,22 +78,18 @@ def database_url(backend: str, tmp_path: Path) -> Iterator[str]:
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
-# First: pytest-xdist's own hook (on each worker) reads the groups to name the tests' scopes.
-@pytest.hookimpl(tryfirst=True)
+# Last: after pytest has ordered each module's tests to set each fixture up as few times as it can.
+@pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Keep together, on one pytest-xdist worker (``--dist loadgroup``), the tests that share a
-    module-scoped fixture (a running stack): one group per module and per value of its
-    module-scoped parameters, so each stack still starts once and different stacks run in parallel."""
-    for item in items:
-        info = getattr(item, "_fixtureinfo", None)
-        if info is None:
-            continue
-        shared = {
-            name for name, defs in info.name2fixturedefs.items() if defs and defs[-1].scope in ("module", "package")
-        }
-        if not shared:
-            continue
-        callspec = getattr(item, "callspec", None)
-        params = sorted(f"{k}={v}" for k, v in (callspec.params.items() if callspec else ()) if k in shared)
-        group = "::".join([item.nodeid.split("::")[0], *params])
-        item.add_marker(pytest.mark.xdist_group(group))
+    """Modules that start a stack (a module-scoped fixture) run first: ``make test`` hands whole
+    modules to its parallel workers (``--dist loadscope``, so a stack still starts once per
+    module), and the long ones are best not left for last."""
+    stacks = {item.nodeid.split("::")[0] for item in items if _uses_module_fixture(item)}
+    items.sort(key=lambda item: item.nodeid.split("::")[0] not in stacks)  # stable: order kept within
+
+
+def _uses_module_fixture(item: pytest.Item) -> bool:
+    info = getattr(item, "_fixtureinfo", None)
+    return info is not None and any(
+        defs and defs[-1].scope in ("module", "package") for defs in info.name2fixturedefs.values()
+    )
