@@ -21,8 +21,9 @@ up: $(STAMP)  ## run the stack with the shop workers until Ctrl-C
 	$(BIN)/workyard up --handlers examples.shop
 
 # Parallel test workers (pytest-xdist), a whole module each: tests sharing a module's running stack
-# stay on one worker. TEST_WORKERS=0 runs everything in this process.
-TEST_WORKERS ?= 2
+# stay on one worker. Three on two cores: the tests mostly wait on their processes and databases.
+# TEST_WORKERS=0 runs everything in this process.
+TEST_WORKERS ?= 3
 PYTEST_ARGS  ?=
 XDIST = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadscope)
 
