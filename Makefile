@@ -20,11 +20,18 @@ demo: $(STAMP)  ## run the shop sagas on the embedded default, then stop everyth
 up: $(STAMP)  ## run the stack with the shop workers until Ctrl-C
 	$(BIN)/workyard up --handlers examples.shop
 
+# Parallel test workers (pytest-xdist), a whole module each: tests sharing a module's running stack
+# stay on one worker. Three on two cores: the tests mostly wait on their processes and databases.
+# TEST_WORKERS=0 runs everything in this process.
+TEST_WORKERS ?= 3
+PYTEST_ARGS  ?=
+XDIST = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadscope)
+
 test: $(STAMP)  ## unit + integration + e2e tests (PostgreSQL too when WORKYARD_TEST_DATABASE_URL is set)
-	$(BIN)/python -m pytest tests/unit tests/integration tests/e2e tests/faults
+	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS) tests/faults tests/e2e tests/integration tests/unit
 
 faults: $(STAMP)  ## only the fault runs: orchestrator killed mid-stream
-	$(BIN)/python -m pytest tests/faults
+	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS) tests/faults
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

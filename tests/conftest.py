@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import redis
@@ -16,15 +17,35 @@ PG_URL = os.environ.get("WORKYARD_TEST_DATABASE_URL")
 REDIS_URL = os.environ.get("WORKYARD_TEST_REDIS_URL")
 
 
+def worker_index() -> int:
+    """Which pytest-xdist worker this process is (gw0, gw1, ...); 0 without xdist."""
+    name = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return int(name.removeprefix("gw") or 0)
+
+
+def worker_redis_url(url: str, index: int) -> str:
+    """``url`` moved down ``index`` databases, so parallel workers never flush or consume each
+    other's keys and queues (kombu scopes its fanout channels by database too)."""
+    if index == 0:
+        return url
+    parts = urlsplit(url)
+    db = int(parts.path.strip("/") or 0)
+    return urlunsplit(parts._replace(path=f"/{(db - index) % REDIS_DATABASES}"))
+
+
+REDIS_DATABASES = 16  # redis-server's default `databases`
+
+
 @pytest.fixture(scope="session")
 def redis_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisTarget]:
-    """WORKYARD_TEST_REDIS_URL if set (it must answer), else a redis-server started for the session."""
+    """WORKYARD_TEST_REDIS_URL if set (it must answer; an xdist worker takes a database of its own
+    below it), else a redis-server started for the session (one per xdist worker)."""
     if REDIS_URL:
-        target = redis_target_from_url(REDIS_URL)
+        target = redis_target_from_url(worker_redis_url(REDIS_URL, worker_index()))
         try:
             target.client().ping()
         except redis.RedisError as exc:
-            pytest.fail(f"WORKYARD_TEST_REDIS_URL={REDIS_URL} does not answer: {exc}")
+            pytest.fail(f"WORKYARD_TEST_REDIS_URL={REDIS_URL} ({target.redis_url}) does not answer: {exc}")
         yield target
         return
     directory = Path(tmp_path_factory.mktemp("redis"))
@@ -55,3 +76,20 @@ def database_url(backend: str, tmp_path: Path) -> Iterator[str]:
 
 
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+# Last: after pytest has ordered each module's tests to set each fixture up as few times as it can.
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Modules that start a stack (a module-scoped fixture) run first: ``make test`` hands whole
+    modules to its parallel workers (``--dist loadscope``, so a stack still starts once per
+    module), and the long ones are best not left for last."""
+    stacks = {item.nodeid.split("::")[0] for item in items if _uses_module_fixture(item)}
+    items.sort(key=lambda item: item.nodeid.split("::")[0] not in stacks)  # stable: order kept within
+
+
+def _uses_module_fixture(item: pytest.Item) -> bool:
+    info = getattr(item, "_fixtureinfo", None)
+    return info is not None and any(
+        defs and defs[-1].scope in ("module", "package") for defs in info.name2fixturedefs.values()
+    )

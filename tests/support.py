@@ -39,8 +39,21 @@ def eventually(
         last = check()
         if last:
             return last
-        time.sleep(interval)
+        time.sleep(interval)  # the poll interval: the one wait the tests' helpers make
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
+
+
+def consistently(check: Callable[[], object], *, duration: float, interval: float = 0.05, what: str) -> None:
+    """Assert ``check`` holds on every poll for ``duration`` seconds, for a span that is itself the
+    behaviour under test: a lease outliving its TTL, a saga that must not move on meanwhile.
+    Fails at the first poll where it does not hold."""
+    deadline = time.monotonic() + duration
+    while True:
+        held = check()
+        assert held, f"{what} stopped holding (got {held!r})"
+        if time.monotonic() >= deadline:
+            return
+        time.sleep(interval)  # the poll interval, as in eventually()
 
 
 def need(service: str, reason: str) -> None:

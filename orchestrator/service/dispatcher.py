@@ -61,6 +61,8 @@ class Dispatcher:
         self._published: list[int] = []
         self._lock = threading.Lock()
         self._flush_timer: threading.Timer | None = None
+        # Every timer started and maybe still flushing (one that fired is no longer _flush_timer).
+        self._timers: list[threading.Timer] = []
 
     @cached_property
     def _reports(self) -> ReportQueue:
@@ -102,9 +104,11 @@ class Dispatcher:
         with self._lock:
             self._published.extend(r.id for r in rows)
             if self._flush_timer is None:
-                self._flush_timer = threading.Timer(FLUSH_AFTER_S, self.flush)
-                self._flush_timer.daemon = True
-                self._flush_timer.start()
+                timer = threading.Timer(FLUSH_AFTER_S, self.flush)
+                timer.daemon = True
+                self._flush_timer = timer
+                self._timers = [t for t in self._timers if t.is_alive()] + [timer]
+                timer.start()
 
     def delete_published(self, session: Session) -> None:
         """Delete published rows inside the caller's transaction."""
@@ -125,10 +129,15 @@ class Dispatcher:
             log.exception("deleting published outbox rows failed")
 
     def close(self) -> None:
+        """Stop the flush timers, then flush what is left. A timer that already fired is waited
+        for: its flush holds a pooled connection, which closing the engine next would strand
+        open (closed by no one, collected some time later)."""
         with self._lock:
-            timer, self._flush_timer = self._flush_timer, None
-        if timer is not None:
+            timers, self._timers, self._flush_timer = self._timers, [], None
+        for timer in timers:
             timer.cancel()
+            if timer is not threading.current_thread():
+                timer.join()
         if self._published:
             self.flush()
 

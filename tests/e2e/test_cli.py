@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import httpx
 import pytest
 
 from tests.integration.harness import free_port
-from tests.support import eventually
+from tests.support import consistently, eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOP = ROOT / "examples" / "shop.order.yaml"
@@ -234,7 +233,13 @@ def test_an_agent_works_an_item_over_http_with_a_cli_token(stack_env: dict[str, 
         assert claimed is not None and claimed.id == item.id
         started = agent.start(claimed)
         with agent.keep_alive(started):
-            time.sleep(3.0)  # twice the lease: only the heartbeats (every 0.5 s) keep it
+            # Twice the lease, on the server's clock: only the heartbeats (every 0.5 s) keep it.
+            consistently(
+                lambda: (claim := admin.get_work_item(item).claim) is not None and claim.id == "summarizer-1",
+                duration=3.0,
+                interval=0.25,
+                what="the agent's heartbeated claim",
+            )
         done = agent.complete(started, {"summary": "disk filled up"})
         assert done.status == "review" and done.result == {"summary": "disk filled up"}
         assert admin.transition(item, "done", reason="reads well").status == "done"

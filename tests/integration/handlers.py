@@ -61,7 +61,7 @@ def _handle(ctx: StepContext, cmd: Cmd) -> dict[str, Any]:
             r.rpush(f"test:effects:{cmd.tag}", name)
         if behaviour.hang_first_call and calls == 1:
             r.set(f"test:pid:{cmd.tag}", os.getpid())
-            time.sleep(60)
+            time.sleep(60)  # the behaviour under test: hang mid-step until the test kills us
         return {"step": name, "calls": calls, **({"each": ctx.each} if ctx.member is not None else {})}
     finally:
         if ctx.fencing_token is not None:

@@ -69,8 +69,9 @@ def running_harness(
     """A started stack on ``backend`` (its own PostgreSQL schema, or SQLite in ``tmp``), with
     ``templates`` registered; stopped, and its schema dropped, on the way out."""
     for url in database_url(backend, tmp):
-        harness = Harness(stack_settings(tmp, url, target, **overrides), target).start()
+        harness = Harness(stack_settings(tmp, url, target, **overrides), target)
         try:
+            harness.start()  # inside: a stack that fails to come up still stops what it started
             for template in templates:
                 harness.register(template)
             yield harness

@@ -20,7 +20,7 @@ from config import keys
 from config.settings import Settings
 from models.enums import Outcome
 from models.messages import DeadLetterReport, StepReport
-from tests.support import RedisTarget, kombu_envelope
+from tests.support import RedisTarget, consistently, eventually, kombu_envelope
 from workers import StepContext, step
 from workers.broker.reports import ReportRenderer, report_queue
 from workers.celery.app import create_app
@@ -145,7 +145,7 @@ def test_a_duplicate_arriving_while_the_first_runs_does_not_run_it_again(runtime
     results: list[Any] = []
     first = threading.Thread(target=lambda: results.append(runtime.execute(body)))
     first.start()
-    time.sleep(0.2)
+    eventually(lambda: CALLS.get("concurrent"), what="the first delivery to be running the handler")
     second = runtime.execute(body)
     first.join()
     assert CALLS["concurrent"] == 1
@@ -162,7 +162,16 @@ def test_the_claim_stays_alive_while_a_step_waits_for_its_mutex(runtime: StepRun
     results: list[Any] = []
     first = threading.Thread(target=lambda: results.append(runtime.execute(body)))
     first.start()
-    time.sleep(1.2)  # two claim TTLs: without renewal the duplicate would see the attempt as lost
+    key, saga_id = body["idempotence_key"], body["saga_id"]
+    seen, claim, report = keys.attempt_seen(key, saga_id, 1), keys.run_claim(key), keys.attempt_report(key, saga_id, 1)
+    # Two claim TTLs (on Redis's clock: nothing to drive): without renewal the duplicate would see
+    # the attempt as lost. From its begin (seen marker and claim, one script) to its end (report
+    # stored and claim released, one script), the first delivery holds its claim.
+    consistently(
+        lambda: not client.exists(seen) or client.exists(claim, report),
+        duration=1.2,
+        what="the first delivery's renewed run claim",
+    )
     duplicate = runtime.execute(body)
     first.join()
     assert all(r.outcome != Outcome.lost for r in duplicate if isinstance(r, StepReport))
@@ -191,7 +200,8 @@ def test_a_redelivery_after_a_death_is_reported_lost(runtime: StepRuntime) -> No
     store = runtime.store
     # The first delivery began (claim and seen marker set) and its worker died: the claim expires.
     store.begin(body["idempotence_key"], body["saga_id"], 1, "dead-owner")
-    time.sleep(0.7)
+    claim = keys.run_claim(body["idempotence_key"])
+    eventually(lambda: not RUNTIME_REDIS[0].exists(claim), what="the dead owner's claim to expire")
     report = only_report(runtime.execute(body))
     assert report.outcome == Outcome.lost
     assert "died" not in CALLS

@@ -25,13 +25,17 @@ class EventTap:
     """Listens to the broker's event channels the way Flower does, counting messages and events."""
 
     def __init__(self, target: RedisTarget):
-        self.pubsub = target.client().pubsub()
+        self.client = target.client()  # kept: a client that is collected closes its pool's connections
+        self.pubsub = self.client.pubsub()
         self.messages = 0
         self.sent_messages = 0  # messages carrying task-sent events
         self.events: list[dict[str, Any]] = []
         self.lock = threading.Lock()
         # Decoded by hand: the envelope is kombu's, the body Celery's JSON event (or list of them).
-        self.pubsub.psubscribe(**{"*celeryev*": lambda message: self.handle(message["data"])})
+        # Pub/sub channels span every Redis database: kombu prefixes its fanout channels with the
+        # database ("/<db>.celeryev/..."), so listen to this target's only, not a neighbour's stack.
+        db = self.client.connection_pool.connection_kwargs.get("db", 0)
+        self.pubsub.psubscribe(**{f"/{db}.celeryev*": lambda message: self.handle(message["data"])})
         self.thread = self.pubsub.run_in_thread(sleep_time=0.01, daemon=True)
 
     def handle(self, raw: Any) -> None:
@@ -51,6 +55,7 @@ class EventTap:
     def stop(self) -> None:
         self.thread.stop()  # closes the pubsub connection once the thread has let go of it
         self.thread.join(timeout=10)
+        self.client.close()
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ Celery workers as subprocesses), on SQLite and PostgreSQL, with messages deliver
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -27,8 +26,8 @@ from tests.integration.templates import (
     SAGA_DEADLINE,
     THREE_STEPS,
 )
-from tests.support import RedisTarget, eventually
-from tests.webhook_receiver import webhook_receiver
+from tests.support import RedisTarget, consistently, eventually
+from tests.webhook_receiver import Receiver, webhook_receiver
 from workers.client import ApiError, WorkyardClient
 
 ADMIN = "it-admin-token"
@@ -97,8 +96,9 @@ def stack(
             fault_duplicate_delivery=twice,
             webhook_allow_private_targets=True,  # the webhook receiver listens on 127.0.0.1
         )
-        harness = Harness(settings, redis_target, api=True).start()
+        harness = Harness(settings, redis_target, api=True)
         try:
+            harness.start()
             for template in (
                 FAN_OUT,
                 THREE_STEPS,
@@ -204,8 +204,7 @@ def test_a_compensation_can_be_a_work_item(stack: Stack) -> None:
     call = stack.item_of(saga_id, "two", phase="compensate")
     assert call.title == f"Call the customer about {tag}"
     # The saga waits for the person before it undoes step one: strict reverse order.
-    time.sleep(0.5)
-    assert stack.h.effects(tag) == ["one", "two"]
+    consistently(lambda: stack.h.effects(tag) == ["one", "two"], duration=0.5, what="step one left undone")
     agent = stack.client("user:sam", groups=["support"])
     agent.complete(agent.claim(call), {"called": True})
     saga = stack.h.wait_final(saga_id)
@@ -314,7 +313,7 @@ def test_saga_outcomes_are_posted_to_operator_webhooks(stack: Stack) -> None:
             "/api/v1/webhooks", json={"url": receiver.url, "events": ["saga.completed", "saga.compensated"]}
         )
         assert response.status_code == 201 and response.json()["tenant"] == "*"
-        time.sleep(CACHE_TTL_S + 0.2)  # the orchestrator looks its webhooks up again this often
+        seen_by_orchestrator(stack, receiver)
         done = stack.h.submit("it.three", {"tag": _tag()})
         undone = stack.h.submit(
             "it.three", {"tag": _tag(), "behaviour": {"three": {"fail_always": True, "retryable": False}}}
@@ -335,10 +334,29 @@ def test_saga_outcomes_are_posted_to_operator_webhooks(stack: Stack) -> None:
             what="both saga outcomes posted",
         )
         assert events
+
         # Also where every message is delivered twice: a saga finishes once, so one POST each.
-        time.sleep(1.0)
-        posted = [json.loads(r.body)["data"]["saga"]["id"] for r in receiver.requests]
-        assert (posted.count(done), posted.count(undone)) == (1, 1)
+        def posted() -> tuple[int, int]:
+            ids = [json.loads(r.body)["data"]["saga"]["id"] for r in receiver.requests]
+            return ids.count(done), ids.count(undone)
+
+        consistently(lambda: posted() == (1, 1), duration=1.0, what="one POST per saga outcome")
+
+
+def seen_by_orchestrator(stack: Stack, receiver: Receiver) -> None:
+    """Wait until the orchestrator has looked its webhooks up again (it caches them for
+    ``CACHE_TTL_S``), seen from outside: a probe saga's outcome is posted to ``receiver``."""
+    probes: list[str] = []
+
+    def probe_posted() -> bool:
+        posted = {json.loads(r.body)["data"]["saga"]["id"] for r in receiver.requests}
+        if posted & set(probes):
+            return True
+        if not probes or stack.h.saga(probes[-1]).state.terminal:
+            probes.append(stack.h.submit("it.three", {"tag": _tag()}))
+        return False
+
+    eventually(probe_posted, timeout=30 + CACHE_TTL_S, what="the orchestrator to post to the new webhook")
 
 
 def _members(stack: Stack, saga_id: str, count: int, phase: str = "forward") -> list[Any]:
@@ -362,8 +380,11 @@ def test_a_fan_out_resumes_at_its_kth_completion_and_cancels_the_rest(stack: Sta
     reviewer = stack.client("agent:reviewer", capabilities=["review"])
     for item in items[:14]:
         reviewer.complete(reviewer.claim(item), {"ok": item.payload["document"]})
-    time.sleep(0.5)
-    assert stack.h.saga(saga_id).state == "running" and stack.h.effects(tag) == ["one"]
+    consistently(
+        lambda: stack.h.saga(saga_id).state == "running" and stack.h.effects(tag) == ["one"],
+        duration=0.5,
+        what="the fan-out waiting for its 15th completion",
+    )
     reviewer.complete(reviewer.claim(items[14]), {"ok": items[14].payload["document"]})
     saga = stack.h.wait_final(saga_id)
     assert saga.state == "completed" and stack.h.effects(tag) == ["one", "three"]

@@ -198,13 +198,17 @@ def test_two_orchestrator_processes_fire_each_breach_once(client: TestClient, pm
                 str(go),
             ],
             cwd=ROOT,
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
         )
         for _ in range(2)
     ]
     eventually(lambda: len(list(tmp_path.glob("go.ready-*"))) == 2 or None, timeout=60, what="both loops connected")
-    go.touch()
+    for loop in loops:  # go, both at once
+        assert loop.stdin is not None
+        loop.stdin.write("go\n")
+        loop.stdin.flush()
     outputs = [p.communicate(timeout=120)[0] for p in loops]
     assert [p.returncode for p in loops] == [0, 0]
     assert sum(int(o.strip()) for o in outputs) == len(late)
