@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 
 from config.settings import Settings, get_settings
 from orchestrator.api import errors, queues, sagas, templates, webhooks, work_item_types, work_items
@@ -13,6 +14,12 @@ from orchestrator.api.auth import Authenticate
 from orchestrator.api.gate import InputGate
 from orchestrator.api.limits import BodyLimit
 from orchestrator.service.wiring import Wiring
+
+
+def operation_id(route: APIRoute) -> str:
+    """``claim_work_item`` -> ``claimWorkItem``: an operation's id in the OpenAPI document."""
+    first, *rest = route.name.split("_")
+    return first + "".join(word.capitalize() for word in rest)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -28,6 +35,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
         description="Sagas of work across AI agents, people and ordinary workers.",
+        generate_unique_id_function=operation_id,
+        # What any request may be answered, whatever its route: no valid token (401), a body that
+        # is not JSON (400), too large (413), input the gate refuses (422), the database away (503).
+        responses=errors.responses(400, 401, 413, 422, 503),
     )
     app.state.wiring = wiring
     errors.install(app)

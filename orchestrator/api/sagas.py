@@ -28,7 +28,10 @@ WiringDep = Annotated[Wiring, Depends(get_wiring)]
     "",
     status_code=202,
     response_model=SagaRead,
-    responses=responses(400, 401, 403, 404, 409, 422),
+    responses={
+        200: {"model": SagaRead, "description": "A retry with the same idempotence key and input: the first saga"},
+        **responses(400, 401, 403, 404, 409, 422),
+    },
 )
 def create_saga(
     body: SagaCreate,

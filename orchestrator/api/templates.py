@@ -25,7 +25,10 @@ WiringDep = Annotated[Wiring, Depends(get_wiring)]
     "",
     status_code=201,
     response_model=TemplateRead,
-    responses=responses(400, 401, 403, 409, 422),
+    responses={
+        200: {"model": TemplateRead, "description": "The same version with the same content, registered before"},
+        **responses(400, 401, 403, 409, 422),
+    },
 )
 def create_template(
     spec: TemplateSpec,

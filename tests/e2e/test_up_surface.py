@@ -99,3 +99,19 @@ def _admin(app: object, tmp_path: Path) -> str:
     wiring = app.state.wiring  # type: ignore[attr-defined]
     with wiring.sessions.begin() as session:
         return ensure_admin_token(session, tmp_path / "admin-token")
+
+
+def test_the_openapi_document_names_each_operation_and_the_statuses_every_request_may_get(tmp_path: Path) -> None:
+    from config.settings import Settings
+    from orchestrator.api.app import create_app
+
+    doc = create_app(Settings(database_url=f"sqlite:///{tmp_path / 'api.db'}", data_dir=tmp_path)).openapi()
+    operations = [op for path in doc["paths"].values() for op in path.values()]
+    ids = [op["operationId"] for op in operations]
+    assert len(ids) == len(set(ids))
+    assert all(i[0].islower() and "_" not in i for i in ids), ids
+    assert "claimWorkItem" in ids and "createSaga" in ids
+    for op in operations:
+        assert {"400", "401", "413", "422", "503"} <= set(op["responses"]), op["operationId"]
+    assert {"200", "202"} <= set(doc["paths"]["/api/v1/sagas"]["post"]["responses"])
+    assert {"200", "201"} <= set(doc["paths"]["/api/v1/templates"]["post"]["responses"])
