@@ -13,17 +13,19 @@ import json
 import math
 from typing import Any
 
+from models.errors import WorkyardError
+
 # Objects and arrays inside one another: business documents are far shallower than this.
 MAX_DEPTH = 64
 
 
-class DocumentError(ValueError):
+class DocumentError(WorkyardError, ValueError):
     """A document that breaks one of the rules: where (a dotted path) and why."""
 
     def __init__(self, path: str, message: str):
         super().__init__(f"{path}: {message}")
         self.path = path
-        self.message = message
+        self.message = message  # the reason alone; str() of the error names the path too
 
 
 def text_problem(value: str) -> str | None:

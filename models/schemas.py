@@ -22,16 +22,18 @@ from referencing import Registry
 from referencing.exceptions import Unresolvable
 from referencing.jsonschema import DRAFT202012
 
+from models.errors import WorkyardError
+
 _SCHEMA_URI = "urn:workyard:schema"
 
 
-class SchemaProblem(ValueError):
+class SchemaProblem(WorkyardError, ValueError):
     """A schema workyard will not run: where in it (a dotted path) and why."""
 
     def __init__(self, path: str, message: str):
         super().__init__(f"{path}: {message}")
         self.path = path
-        self.message = message
+        self.message = message  # the reason alone; str() of the error names the path too
 
 
 def _options() -> Any:
