@@ -39,7 +39,7 @@ def read_saga(session: Session, saga_id: str, *, tenant: str = ALL_TENANTS) -> S
         sla=spec_sla.model_dump(mode="json") if (spec_sla := _sla_of(session, saga)) is not None else None,
         sla_events=saga.sla_events,
         steps=[StepRead.model_validate(s) for s in saga.steps],
-        attempts=[AttemptRead.model_validate(a) for a in attempts],
+        attempts=[_attempt(a, tenant) for a in attempts],
         work_items=[
             SagaItemRead(
                 id=i.id,
@@ -60,6 +60,14 @@ def read_saga(session: Session, saga_id: str, *, tenant: str = ALL_TENANTS) -> S
             for i in items
         ],
     )
+
+
+def _attempt(attempt: StepAttempt, tenant: str) -> AttemptRead:
+    read = AttemptRead.model_validate(attempt)
+    if tenant != ALL_TENANTS and read.worker and "@" in read.worker:
+        # A tenant sees which worker ran its step, not the host it runs on (operators see both).
+        read.worker = read.worker.split("@", 1)[0]
+    return read
 
 
 def list_sagas(

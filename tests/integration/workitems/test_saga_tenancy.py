@@ -254,3 +254,38 @@ def test_a_sagas_webhook_events_go_to_its_own_tenants_webhooks(
     assert delivered("acme") == ["saga.compensated"]
     assert delivered("*") == ["saga.compensated"]  # operators hear every tenant
     assert delivered("beta") == []
+
+
+def test_a_tenant_reads_which_worker_ran_its_step_but_not_its_host(
+    client: TestClient, acme: Headers, operator: Headers
+) -> None:
+    from models.enums import Outcome, Phase
+    from models.tables import StepAttempt
+    from tests.integration.workitems.conftest import sessions
+
+    template = name()
+    client.post("/api/v1/templates", json=order_template(template, "1.0.0", "t"), headers=acme)
+    saga_id = client.post(
+        "/api/v1/sagas", json={"template": template, "input": {"order_id": "x"}}, headers=acme
+    ).json()["id"]
+    with sessions(client).begin() as session:
+        session.add(
+            StepAttempt(
+                saga_id=saga_id,
+                step_index=0,
+                step_name="review",
+                phase=Phase.forward,
+                attempt=2,
+                outcome=Outcome.succeeded,
+                worker="payments-1@db-host-7",
+            )
+        )
+    workers = {
+        who: [
+            a["worker"]
+            for a in client.get(f"/api/v1/sagas/{saga_id}", headers=h).json()["attempts"]
+            if a["attempt"] == 2
+        ]
+        for who, h in (("acme", acme), ("operator", operator))
+    }
+    assert workers == {"acme": ["payments-1"], "operator": ["payments-1@db-host-7"]}
