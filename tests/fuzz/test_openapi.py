@@ -31,13 +31,15 @@ BOUNDED_EXCLUDED: dict[str, dict[Callable[..., Any], str]] = {
     # TODO(fuzz): a work item's type must be registered (a runtime registry no schema can name).
     "POST /api/v1/work-items": {_ACCEPT: "type must be a registered work-item type"},
     # TODO(fuzz): reporter/assignee filters must look like user:<id> or agent:<id> (no pattern in the
-    # schema); a repeated scalar query parameter (parent_id=a&parent_id=b) is read as its last value.
+    # schema); a scalar query parameter sent as an array or object (parent_id=a&parent_id=b) is read
+    # as one value rather than refused.
     "GET /api/v1/work-items": {
         _ACCEPT: "principal filters have no pattern in the schema; arbitrary cursors are refused",
         _REJECT: "a repeated scalar query parameter is accepted (last value wins)",
     },
-    # TODO(fuzz): payload is nullable in the schema but null is refused ("leave it out to keep it").
-    "PATCH /api/v1/work-items/{item_id}": {_ACCEPT: "payload: null is documented but refused"},
+    # TODO(fuzz): payload, priority, ... are nullable in the schema but null is refused ("leave it out
+    # to keep it"); If-Match must carry the item's version number (no pattern in the schema).
+    "PATCH /api/v1/work-items/{item_id}": {_ACCEPT: "null fields are documented but refused; If-Match shape"},
     # TODO(fuzz): a type's lifecycle must be a known lifecycle (canonical, work, ...); no enum in the schema.
     "POST /api/v1/work-item-types": {_ACCEPT: "lifecycle must be a known lifecycle, no enum in the schema"},
     # TODO(fuzz): webhook events must be known event names or "*"; the schema has no enum.
