@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from models.principal import PrincipalType
 from models.sla import SlaSpec
@@ -212,12 +221,29 @@ class AllowedTransitions(BaseModel):
     can_send_back: bool
 
 
+T = TypeVar("T")
+
+
+def _refuse_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not true or false")
+    return value
+
+
+# A number field that refuses JSON true/false: pydantic's lax mode reads them as 1 and 0 (a lease of
+# ``"ttl_s": true`` was one second). Not strict mode: that would refuse 2.0 for an integer, which JSON
+# Schema counts as one.
+NotBool = Annotated[T, BeforeValidator(_refuse_bool)]
+
+
 class ClaimRequest(BaseModel):
     """A request to claim a work item; an agent may ask for its lease's length."""
 
     model_config = ConfigDict(extra="forbid")
 
-    ttl_s: float | None = Field(default=None, gt=0, le=86_400, description="An agent's lease; default from settings.")
+    ttl_s: NotBool[float | None] = Field(
+        default=None, gt=0, le=86_400, description="An agent's lease; default from settings."
+    )
 
 
 class LeaseRequest(BaseModel):
@@ -225,14 +251,14 @@ class LeaseRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    lease_epoch: int | None = Field(default=None, ge=1)
+    lease_epoch: NotBool[int | None] = Field(default=None, ge=1)
 
 
 class HeartbeatRequest(LeaseRequest):
     """A claim holder's heartbeat: extends its lease, for the lease epoch it holds."""
 
-    lease_epoch: int = Field(ge=1)
-    ttl_s: float | None = Field(default=None, gt=0, le=86_400)
+    lease_epoch: NotBool[int] = Field(ge=1)
+    ttl_s: NotBool[float | None] = Field(default=None, gt=0, le=86_400)
 
 
 class ReleaseRequest(LeaseRequest):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 
 from models.principal import Principal, Scope
 from models.work_api import DeliveryRead, WebhookCreate, WebhookRead, WebhookWithSecret
@@ -88,7 +88,12 @@ def list_deliveries(
     response_model=DeliveryRead,
     responses=responses(401, 403, 404, 422),
 )
-def redeliver(delivery_id: int, wiring: WiringDep, principal: PrincipalDep) -> DeliveryRead:
+def redeliver(
+    # Bounded to a BIGINT: a larger id was a 500 on PostgreSQL ("bigint out of range"), found by make fuzz.
+    delivery_id: Annotated[int, Path(ge=1, le=2**63 - 1)],
+    wiring: WiringDep,
+    principal: PrincipalDep,
+) -> DeliveryRead:
     """Send a delivery again, now, with a fresh budget of attempts and the same
     ``X-Workyard-Delivery`` (a receiver that has it already can tell)."""
     with wiring.sessions.begin() as session:
