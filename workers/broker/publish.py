@@ -17,7 +17,7 @@ from kombu.entity import Queue
 
 from config import keys
 from workers.broker import internals
-from workers.celery.config import capability_queue, orchestrator_queue
+from workers.celery.config import capability_queue
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +34,10 @@ _DECLARED: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary(
 def _queue(name: str) -> Queue:
     queue = _QUEUES.get(name)
     if queue is None:
-        if name == keys.ORCHESTRATOR_QUEUE:
-            queue = orchestrator_queue()
-        elif name.startswith(keys.CAPABILITY_QUEUE_PREFIX):
+        if name.startswith(keys.CAPABILITY_QUEUE_PREFIX):
             queue = capability_queue(name[len(keys.CAPABILITY_QUEUE_PREFIX) :])
         else:
-            raise ValueError(f"workyard publishes only to its own queues, not {name!r}")
+            raise ValueError(f"dispatches go to capability queues only, not {name!r}")
         _QUEUES[name] = queue
     return queue
 

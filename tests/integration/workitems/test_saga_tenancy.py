@@ -289,3 +289,28 @@ def test_a_tenant_reads_which_worker_ran_its_step_but_not_its_host(
         for who, h in (("acme", acme), ("operator", operator))
     }
     assert workers == {"acme": ["payments-1"], "operator": ["payments-1@db-host-7"]}
+
+
+def test_a_tenant_reading_its_saga_does_not_see_the_operators_remediation_items(
+    client: TestClient, acme: Headers, operator: Headers
+) -> None:
+    from models.base import utcnow
+    from models.tables import SagaRun
+    from orchestrator.work.links import open_remediation
+    from tests.integration.workitems.conftest import sessions
+
+    template = name()
+    client.post("/api/v1/templates", json=order_template(template, "1.0.0", "t"), headers=acme)
+    saga_id = client.post(
+        "/api/v1/sagas", json={"template": template, "input": {"order_id": "x"}}, headers=acme
+    ).json()["id"]
+    with sessions(client).begin() as session:
+        saga = session.get(SagaRun, saga_id)
+        assert saga is not None
+        remediation = open_remediation(session, saga, "review", "it broke", "ops", utcnow())
+
+    def items(headers: Headers) -> set[str]:
+        return {i["id"] for i in client.get(f"/api/v1/sagas/{saga_id}", headers=headers).json()["work_items"]}
+
+    assert remediation in items(operator)
+    assert remediation not in items(acme) and len(items(acme)) == 1  # its own review item only
