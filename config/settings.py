@@ -38,7 +38,13 @@ class Settings(BaseSettings):
     api_port: int = 8700
     flower_port: int = 5555
 
-    visibility_timeout_s: int = Field(default=3600, ge=1, description="Broker and result visibility timeout.")
+    visibility_timeout_s: int = Field(
+        default=15,
+        ge=2,
+        description="How long a message held by a process that stopped renewing it (it died or froze) stays "
+        "held before any live process gives it back to its queue (Redis broker). Live processes renew "
+        "what they hold every fifth of it, so a step may run far longer.",
+    )
     dedup_ttl_s: int = Field(default=7 * 24 * 3600, ge=60, description="How long a step's stored result dedups.")
     run_claim_ttl_ms: int = Field(
         default=5000, ge=500, description="TTL of a running step's claim; renewed while it runs."

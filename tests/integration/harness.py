@@ -40,7 +40,6 @@ def stack_settings(data_dir: Path, database_url: str, target: RedisTarget, **ove
         "redis_url": target.redis_url,
         "run_claim_ttl_ms": 1500,
         "lease_ttl_ms": 3000,
-        "visibility_timeout_s": 60,
         "outbox_sweep_after_s": 1.0,
         "timer_poll_s": 0.05,
         "api_port": free_port(),

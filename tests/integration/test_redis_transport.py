@@ -15,7 +15,7 @@ from kombu.entity import Queue
 from kombu.message import Message
 
 from tests.integration.report_queue_contract import ReportQueueContract
-from tests.support import RedisTarget, as_text
+from tests.support import RedisTarget, as_text, eventually
 from workers.broker import internals
 from workers.broker import redis as redis_transport
 from workers.broker.reports import RedisReportQueue, ReportQueue, report_queue
@@ -271,3 +271,45 @@ def test_a_worker_whose_store_is_another_redis_database_gets_no_renderer(redis_t
         renderer = reports.renderer(store)
         assert renderer is not None
         renderer.close()
+
+
+def test_messages_a_live_consumer_holds_are_renewed_and_not_given_back(redis_target: RedisTarget) -> None:
+    """Held past the visibility timeout, by a consumer that is alive: a sweep finds nothing due,
+    because the keeper re-scored what it holds. Once renewals stop (the process died), the same
+    sweep gives them back."""
+    queue = capability_queue("transport-held-renewed")
+    client = redis_target.client()
+    options = {"visibility_timeout": 2}
+    with Connection(redis_target.broker_url, transport_options=options) as conn:
+        _empty(queue, conn.default_channel)
+        received: list[Message] = []
+        _reports, consumer = _collecting(conn, queue, received, 10)
+        consumer.consume()
+        _publish(conn, queue.name, 3)
+        conn.drain_events(timeout=5)
+        assert len(received) == 3
+        qos = consumer.channel.qos
+        index = qos.unacked_index_key
+        tags = [m.delivery_tag for m in received]
+        first_scores = [client.zscore(index, tag) or 0.0 for tag in tags]
+        # Three visibility timeouts later, each still held, and scored later than it was delivered.
+        eventually(
+            lambda: all((client.zscore(index, t) or 0) > s + 4 for t, s in zip(tags, first_scores, strict=True)),
+            timeout=15,
+            what="the held messages to be renewed",
+        )
+        with Connection(redis_target.broker_url, transport_options=options) as other:
+            other.default_channel.qos.restore_visible(num=100)
+        assert client.llen(queue.name) == 0, "a sweep gave back messages a live consumer holds"
+        # The consumer stops renewing (as a dead process would) and stops restoring at shutdown.
+        qos.renew_held = lambda: 0
+        qos.restore_at_shutdown = False
+    with Connection(redis_target.broker_url, transport_options=options) as conn:
+        channel = conn.default_channel
+
+        def given_back() -> int:
+            channel.qos.restore_visible(num=100)
+            return int(client.llen(queue.name))
+
+        eventually(lambda: given_back() == 3, timeout=15, what="the dead consumer's messages to come back")
+        queue(channel).purge()

@@ -1,4 +1,9 @@
-"""A whole worker host dies (main process and pool, kill -9): the step's deadline moves the saga on."""
+"""A whole worker host dies (main process and pool, kill -9): what it held comes back, or the step's
+deadline moves the saga on.
+
+The stack runs on the default visibility timeout: a worker that dies holding a dispatch no longer
+renews it, so any live process gives it back to the queue within seconds, not the hour a plain
+kombu visibility timeout would take."""
 
 from __future__ import annotations
 
@@ -21,6 +26,18 @@ DEADLINED = {
     "steps": [
         {"name": "one", "capability": "alpha", "handler": "one", "retry": FAST_RETRY},
         {"name": "two", "capability": "beta", "handler": "two", "retry": FAST_RETRY, "timeout_ms": 1500},
+    ],
+}
+
+
+# Step two has no timeout_ms: its deadline is the step watchdog's hour, so only the dispatch the
+# dead worker held coming back can move the saga on in time.
+UNTIMED = {
+    "name": "it.untimed",
+    "version": "1.0.0",
+    "steps": [
+        {"name": "one", "capability": "alpha", "handler": "one", "retry": FAST_RETRY},
+        {"name": "two", "capability": "beta", "handler": "two", "retry": FAST_RETRY},
     ],
 }
 
@@ -48,7 +65,9 @@ def harness(
     request: pytest.FixtureRequest, redis_target: RedisTarget, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Harness]:
     tmp = tmp_path_factory.mktemp("death")
-    with running_harness(str(request.param), tmp, redis_target, [DEADLINED, DEADLINED_ONCE], watchdog_grace_s=1) as h:
+    with running_harness(
+        str(request.param), tmp, redis_target, [DEADLINED, DEADLINED_ONCE, UNTIMED], watchdog_grace_s=1
+    ) as h:
         yield h
 
 
@@ -85,3 +104,13 @@ def test_a_step_that_ends_on_an_unknown_outcome_is_compensated_too(harness: Harn
     ]
     # Step two did its work before its worker died: undoing it was right.
     assert harness.effects(tag) == ["one", "two", "two:compensate", "one:compensate"]
+
+
+def test_a_dead_workers_dispatch_comes_back_and_the_attempt_is_recorded_lost(harness: Harness) -> None:
+    tag = uuid.uuid4().hex[:12]
+    # Well inside the step watchdog's hour: the dispatch came back, the deadline did not fire.
+    saga = harness.wait_final(kill_beta_mid_step(harness, "it.untimed", tag), timeout=90)
+    assert saga.state == "completed"
+    two = [(a.attempt, a.outcome) for a in saga.attempts if a.step_name == "two"]
+    assert two[0] == (1, "lost") and two[-1][1] == "succeeded"
+    assert harness.effects(tag) == ["one", "two"]

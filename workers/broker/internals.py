@@ -29,6 +29,8 @@ REQUIRED_PRIVATE_NAMES: tuple[tuple[str, str], ...] = (
     ("kombu.transport.virtual:Channel", "_inplace_augment_message"),
     ("kombu.transport.virtual:Channel", "_get_message_priority"),
     ("kombu.transport.virtual:Transport", "_deliver"),
+    ("kombu.transport.virtual:QoS", "_delivered"),
+    ("kombu.transport.virtual:QoS", "_dirty"),
     ("celery.events.dispatcher:EventDispatcher", "_prepare_event"),
     ("celery.events.dispatcher:EventDispatcher", "_publish"),
     ("celery.worker.consumer:Consumer", "_flush_events"),
@@ -109,6 +111,17 @@ def deliver(channel: Any, message: dict[str, Any], queue: str) -> None:
     BRPOP (the consumer's callback, and QoS bookkeeping). kombu has no public way to deliver a
     message the transport fetched itself."""
     channel.connection._deliver(message, queue)
+
+
+def held_delivery_tags(qos: Any) -> list[str]:
+    """The delivery tags a channel's QoS holds unacknowledged (delivered, not yet acknowledged or
+    given back). Called from another thread than the consumer's: kombu mutates these while we
+    read, so a concurrent change makes this answer empty for the moment (the caller tries again)."""
+    try:
+        dirty = set(qos._dirty)
+        return [tag for tag in list(qos._delivered) if tag not in dirty]
+    except RuntimeError:  # changed size during iteration
+        return []
 
 
 def queue_key(channel: Any, queue: str, priority: int) -> str:

@@ -23,6 +23,15 @@ hands it: a Lua script pops them and records them as unacknowledged, as kombu wo
 step, so a consumer that dies holding them loses nothing (kombu's ``restore_visible`` requeues
 them).
 
+A message a consumer holds (delivered, not yet acknowledged) sits in kombu's ``unacked`` index,
+scored with the time it was delivered; kombu gives back to its queue whatever is older than the
+visibility timeout. Alone, that makes the timeout a trade: short, and a long step's dispatch is
+handed to a second worker while the first still runs it; long, and a dead process's messages wait
+that long. Here every live process re-scores what it holds every fifth of the timeout (one ZADD
+from a keeper thread, see :class:`HeldMessages`), so the timeout only has to outlast a missed
+renewal or two: what a process that died (or stopped) held comes back within seconds, and a
+step that runs for an hour keeps its dispatch.
+
 The kombu internals this needs are reached through ``workers.broker.internals`` only.
 
 :func:`install` points the ``redis`` transport alias (``redis://``, ``redis+socket://``) here;
@@ -32,7 +41,10 @@ every other transport is left as it is.
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import time
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -89,8 +101,12 @@ class QoS(kombu_redis.QoS):
         super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call]
         # Delivery tags the pop script already recorded as unacknowledged.
         self._held: set[str] = set()
+        self._kept = False  # whether the process's keeper renews what this QoS holds
 
     def append(self, message: Any, delivery_tag: str) -> None:
+        if not self._kept:
+            _keeper().watch(self)
+            self._kept = True
         if delivery_tag in self._held:
             self._held.discard(delivery_tag)
             virtual.QoS.append(self, message, delivery_tag)  # type: ignore[no-untyped-call]
@@ -104,6 +120,76 @@ class QoS(kombu_redis.QoS):
         for tag in delivery_tags:
             # Counted against the prefetch window until kombu hears it was acknowledged.
             virtual.QoS.ack(self, tag)  # type: ignore[no-untyped-call]
+
+    def renew_held(self) -> int:
+        """Score every message this consumer holds as delivered now, so no sweep gives it back
+        while we live; how many were renewed. XX: one acknowledged meanwhile stays gone."""
+        tags = internals.held_delivery_tags(self)
+        if not tags:
+            return 0
+        now = time.time()
+        kombu: Any = self.channel
+        with kombu.conn_or_acquire() as client:
+            client.zadd(self.unacked_index_key, dict.fromkeys(tags, now), xx=True)
+        return len(tags)
+
+
+# Held messages are re-scored this often, as a share of the visibility timeout: four renewals
+# can fail (a Redis failover, a long GC pause) before a live consumer's message is given back.
+RENEWALS_PER_TIMEOUT = 5
+KEEPER_TICK_S = 0.5
+
+
+class HeldMessages:
+    """One thread per process that keeps the messages its consumers hold from being given back
+    (see the module). It serves every QoS that ever held a message, and forgets one whose
+    channel is gone."""
+
+    def __init__(self) -> None:
+        self._watched: weakref.WeakSet[QoS] = weakref.WeakSet()
+        self._due: weakref.WeakKeyDictionary[QoS, float] = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="workyard-held-messages", daemon=True)
+        self._thread.start()
+
+    def watch(self, qos: QoS) -> None:
+        with self._lock:
+            self._watched.add(qos)
+            self._due[qos] = time.monotonic() + _interval(qos)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(KEEPER_TICK_S)
+            now = time.monotonic()
+            with self._lock:
+                due = [qos for qos in self._watched if self._due.get(qos, 0.0) <= now]
+            for qos in due:
+                self._due[qos] = now + _interval(qos)
+                try:
+                    qos.renew_held()
+                except Exception as exc:  # Redis away: the next tick tries again, well in time
+                    log.warning("could not renew the messages this process holds: %s", exc)
+
+
+def _interval(qos: QoS) -> float:
+    timeout: Any = qos.visibility_timeout
+    return max(float(timeout) / RENEWALS_PER_TIMEOUT, KEEPER_TICK_S)
+
+
+_KEEPER: tuple[int, HeldMessages] | None = None
+_KEEPER_LOCK = threading.Lock()
+
+
+def _keeper() -> HeldMessages:
+    """The process's keeper; a forked process gets its own (threads do not survive fork)."""
+    global _KEEPER
+    keeper = _KEEPER
+    if keeper is not None and keeper[0] == os.getpid():
+        return keeper[1]
+    with _KEEPER_LOCK:
+        if _KEEPER is None or _KEEPER[0] != os.getpid():
+            _KEEPER = (os.getpid(), HeldMessages())
+        return _KEEPER[1]
 
 
 class Channel(internals.RedisChannel):

@@ -38,6 +38,15 @@ def celery_config(settings: Settings, capabilities: list[str] | None = None) -> 
     """The Celery settings every workyard process uses."""
     transport_options: dict[str, Any] = {"visibility_timeout": settings.visibility_timeout_s}
     broker = settings.effective_broker_url()
+    if broker.startswith(("redis", "rediss")):
+        transport_options.update(
+            # Live processes renew what they hold (workers.broker.redis), so what a dead one held
+            # is older than the timeout within seconds: look for it every second, in every
+            # process, and do not let a sweeper that died mid-sweep block the others for long.
+            unacked_restore_interval=1,
+            unacked_restore_throttle=1,
+            unacked_mutex_expire=5,
+        )
     if broker.startswith(("amqp", "pyamqp")):
         # Publisher confirms: an outbox row is deleted only once RabbitMQ has the message.
         transport_options["confirm_publish"] = True
