@@ -61,10 +61,22 @@ def reserve_stock(ctx: StepContext, order: Order) -> StockReserved:
     return StockReserved(reservation_id=f"res-{ctx.idempotence_key}")
 
 
+def _forward_key(ctx: StepContext) -> str:
+    """The idempotence key the compensated step ran under: a compensation's key is its own plus
+    ``:compensate``."""
+    return ctx.idempotence_key.removesuffix(":compensate")
+
+
+# A compensation may run for a step whose outcome is unknown: it timed out or its worker was lost,
+# so it may or may not have done its work, and ctx.results has nothing for it. A compensation
+# therefore never relies on the result being there: it undoes whatever the step did under its
+# idempotence key, and undoing nothing is a success.
 @step("release_stock", capability="inventory")
 def release_stock(ctx: StepContext, order: Order) -> Undone:
     _work(ctx, order)
-    return Undone(undone=ctx.results["reserve_stock"]["reservation_id"])
+    reserved = ctx.results.get("reserve_stock")
+    # A real inventory service would release "the reservation made under this key, if any".
+    return Undone(undone=reserved["reservation_id"] if reserved else f"res-{_forward_key(ctx)}")
 
 
 @step("charge_card", capability="payments")
@@ -76,7 +88,9 @@ def charge_card(ctx: StepContext, order: Order) -> CardCharged:
 @step("refund_card", capability="payments")
 def refund_card(ctx: StepContext, order: Order) -> Undone:
     _work(ctx, order)
-    return Undone(undone=ctx.results["charge_card"]["charge_id"])
+    charged = ctx.results.get("charge_card")
+    # A real payment provider would refund "the charge made under this key, if any".
+    return Undone(undone=charged["charge_id"] if charged else f"ch-{_forward_key(ctx)}")
 
 
 @step("ship", capability="shipping")

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import redis
 
-from workers.store import StepStore
+from workers.store import Renew, StepStore
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +25,9 @@ TICK_S = 0.1
 class Renewal:
     """Renew ``(key, ttl_ms)`` pairs owned by ``owner`` while inside the ``with`` block.
 
-    ``lost`` names the first key found gone or taken by someone else; the step must then not
-    be reported as a success.
+    ``lost`` names the first key found taken by someone else; the step must then not be reported
+    as a success. A key that lapsed (the process stalled past its TTL) and that nobody took is
+    taken back: whether the finished step still counts is decided when its outcome is stored.
     """
 
     store: StepStore
@@ -56,9 +57,14 @@ class Renewal:
     def renew(self) -> None:
         for key, ttl_ms in list(self.leases):
             try:
-                if not self.store.renew(key, self.owner, ttl_ms):
+                answer = self.store.renew(key, self.owner, ttl_ms)
+                if answer is Renew.taken:
                     self.lost = self.lost or key
-                    log.warning("lease %s was lost while the step ran", key)
+                    log.warning("lease %s was taken by someone else while the step ran", key)
+                elif answer is Renew.retaken:
+                    # Renewals stopped for longer than the TTL (a pause of the whole process);
+                    # nobody took it meanwhile. Finishing decides whether the work still counts.
+                    log.warning("lease %s had lapsed while the step ran; taken back", key)
             except redis.RedisError as exc:
                 # Not lost yet: the key may still be ours; the next renewal tries again.
                 log.warning("renewing %s failed: %s", key, exc)

@@ -10,7 +10,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -148,8 +148,8 @@ class StepRuntime:
         claim = (keys.run_claim(dispatch.idempotence_key), self.store.claim_ttl_ms)
         with Renewal(self.store, owner, [claim]) as renewal:
             report = self._run(dispatch, handler, owner, renewal)
-        mutex = [lease for lease, _ in renewal.leases[1:]]  # the scope's lease, if the step took it
-        return self._store(dispatch, owner, report, mutex=mutex, lost=renewal.lost)
+        took_mutex = len(renewal.leases) > 1  # the scope's lease follows the claim, if the step took it
+        return self._store(dispatch, owner, report, took_mutex=took_mutex, lost=renewal.lost)
 
     def _run(self, dispatch: StepDispatch, handler: StepHandler, owner: str, renewal: Renewal) -> StepReport:
         started = datetime.now(UTC)
@@ -271,18 +271,20 @@ class StepRuntime:
         owner: str,
         report: StepReport,
         *,
-        mutex: Sequence[str] = (),
+        took_mutex: bool = False,
         lost: str | None = None,
     ) -> list[Message]:
         """Store the outcome and let go of claim and lease. A success is stored only while both
-        are still ours, checked by Redis in the same step: a renewal can fail or come late.
-        Returns the report to publish, or nothing if it was pushed with the outcome."""
+        are still ours (or lapsed with nobody taking the step meanwhile), checked by Redis in the
+        same step: a renewal can fail or come late. Returns the report to publish, or nothing if
+        it was pushed with the outcome."""
         fallback = None
         if report.outcome is Outcome.succeeded:
             fallback = self._fail(
                 dispatch,
                 "LeaseLost",
-                f"{lost or 'the run claim or the mutex lease'} expired while the handler ran; not reporting a success",
+                f"{lost or 'the run claim or the mutex lease'} was taken by another delivery while the handler "
+                "ran; not reporting a success",
                 retryable=True,
                 started=report.started_at,
             )
@@ -304,7 +306,8 @@ class StepRuntime:
             owner,
             result_json=json.dumps(report.result) if report.outcome is Outcome.succeeded else None,
             report_json=report.model_dump_json(),
-            leases=mutex,
+            mutex_scope=dispatch.mutex_scope if took_mutex else None,
+            fencing_token=dispatch.fencing_token,
             fallback_json=fallback.model_dump_json() if fallback else None,
             push=push,
         )

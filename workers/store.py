@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 from typing import Any
 
 import redis
@@ -28,19 +27,33 @@ return {'lost', ''}
 
 # Store an attempt's outcome and give up our claim and leases, in one round trip; and, where the
 # broker is this same Redis, send the report to the orchestrator's queue in the same step.
-# If a claim or lease is no longer ours, the attempt must not count as a success: the
-# fallback report (a retryable failure) is stored (and sent) instead of the result.
+# A claim or lease still counts as ours if it lapsed (a stall longer than its TTL: a GC or VM
+# pause, SIGSTOP) and nobody took the step meanwhile: the run claim while no other delivery
+# stored a result for the key, a mutex lease while no step took the scope with a later fencing
+# token. Then the finished work is kept rather than run again. If someone else did take it, the
+# attempt must not count as a success: the fallback report (a retryable failure) is stored (and
+# sent) instead of the result.
 # KEYS[1] stored result   KEYS[2] stored report   KEYS[3] the orchestrator's queue (list)
-# KEYS[4..] run claim, then mutex leases
+# KEYS[4] run claim   KEYS[5..] pairs of (mutex lease, the scope's highest fencing token)
 # ARGV[1] owner   ARGV[2] result JSON ('' unless the attempt succeeded)   ARGV[3] report JSON
 # ARGV[4] TTL (s)   ARGV[5] fallback report JSON ('' = none)
 # ARGV[6] the report as the broker message to push ('' = the caller publishes it)
 # ARGV[7] the fallback report as a broker message   ARGV[8] how many copies to push
-# Returns the index of the first key no longer ours, 0 when all were.
+# ARGV[9] the step's fencing token ('' = none)
+# Returns 0 when claim and leases were ours, else which was not: 1 the claim, 2.. the leases.
 _FINISH = """
 local lost = 0
-for i = 4, #KEYS do
-  if redis.call('GET', KEYS[i]) ~= ARGV[1] then lost = i; break end
+local claim = redis.call('GET', KEYS[4])
+if (claim and claim ~= ARGV[1]) or redis.call('EXISTS', KEYS[1]) == 1 then lost = 1 end
+if lost == 0 then
+  for i = 5, #KEYS, 2 do
+    local holder = redis.call('GET', KEYS[i])
+    local last = tonumber(redis.call('GET', KEYS[i + 1]) or '0')
+    if (holder and holder ~= ARGV[1]) or last > (tonumber(ARGV[9]) or 0) then
+      lost = 2 + (i - 5) / 2
+      break
+    end
+  end
 end
 local message = ARGV[6]
 if lost > 0 and ARGV[5] ~= '' then
@@ -50,7 +63,8 @@ else
   if ARGV[2] ~= '' then redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[4]) end
   redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4])
 end
-for i = 4, #KEYS do
+if claim == ARGV[1] then redis.call('DEL', KEYS[4]) end
+for i = 5, #KEYS, 2 do
   if redis.call('GET', KEYS[i]) == ARGV[1] then redis.call('DEL', KEYS[i]) end
 end
 if message ~= '' then
@@ -72,10 +86,18 @@ redis.call('SET', KEYS[2], ARGV[3])
 return 1
 """
 
-# Extend a key's TTL only while we still own it.  KEYS[1] key; ARGV[1] owner, ARGV[2] TTL (ms)
+# Extend a key's TTL while we still own it; take it back if it lapsed and nobody took it (the
+# process stalled past the TTL). 1 renewed, 2 taken back, 0 someone else holds it.
+# KEYS[1] key; ARGV[1] owner, ARGV[2] TTL (ms)
 _RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+if not holder then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 2
 end
 return 0
 """
@@ -95,6 +117,14 @@ class Begin(StrEnum):
     report = "report"  # this attempt already ended: replay its report
     busy = "busy"  # another delivery is running it right now
     lost = "lost"  # delivered before, and whoever had it died
+
+
+class Renew(IntEnum):
+    """The answer to renewing a claim or lease."""
+
+    taken = 0  # someone else holds it: the step has lost it
+    renewed = 1
+    retaken = 2  # it had lapsed (we stalled past its TTL) and nobody had taken it
 
 
 class Acquire(StrEnum):
@@ -160,14 +190,17 @@ class StepStore:
         *,
         result_json: str | None,
         report_json: str,
-        leases: Sequence[str] = (),
+        mutex_scope: str | None = None,
+        fencing_token: int | None = None,
         fallback_json: str | None = None,
         push: ReportPush | None = None,
     ) -> str | None:
-        """Store the outcome, release claim and leases, and push the report if ``push`` says how;
-        returns the key found lost, if any (then ``fallback_json`` was stored instead of the
-        result, and the fallback pushed)."""
-        claim_and_leases = [keys.run_claim(idempotence_key), *leases]
+        """Store the outcome, release claim and lease, and push the report if ``push`` says how;
+        returns the key found taken by someone else, if any (then ``fallback_json`` was stored
+        instead of the result, and the fallback pushed). A claim or lease that merely lapsed,
+        with nobody taking the step meanwhile, still counts as ours (see ``_FINISH``)."""
+        claim = keys.run_claim(idempotence_key)
+        lease_keys = [keys.mutex_lease(mutex_scope), keys.fence(mutex_scope)] if mutex_scope else []
         report_key = keys.attempt_report(idempotence_key, saga_id, attempt)
         lost = int(
             self._finish(
@@ -175,7 +208,8 @@ class StepStore:
                     keys.step_result(idempotence_key),
                     report_key,
                     push.queue_key if push else report_key,  # a key either way; used only with a push
-                    *claim_and_leases,
+                    claim,
+                    *lease_keys,
                 ],
                 args=[
                     owner,
@@ -186,17 +220,20 @@ class StepStore:
                     push.message if push else "",
                     (push.fallback or "") if push else "",
                     push.copies if push else 0,
+                    "" if fencing_token is None else fencing_token,
                 ],
             )
         )
-        return claim_and_leases[lost - 4] if lost else None
+        if not lost:
+            return None
+        return claim if lost == 1 else lease_keys[0]
 
     def acquire(self, scope: str, owner: str, ttl_ms: int, token: int) -> Acquire:
         reply = int(self._acquire(keys=[keys.mutex_lease(scope), keys.fence(scope)], args=[owner, ttl_ms, token]))
         return {1: Acquire.granted, 0: Acquire.busy, -1: Acquire.stale}[reply]
 
-    def renew(self, key: str, owner: str, ttl_ms: int) -> bool:
-        return bool(int(self._renew(keys=[key], args=[owner, ttl_ms])))
+    def renew(self, key: str, owner: str, ttl_ms: int) -> Renew:
+        return Renew(int(self._renew(keys=[key], args=[owner, ttl_ms])))
 
     def release(self, key: str, owner: str) -> None:
         self._release(keys=[key], args=[owner])

@@ -33,7 +33,11 @@ CALLS: dict[str, int] = {}
 class Cmd(BaseModel):
     tag: str
     sleep_ms: int = 0
-    drop_lease: bool = False
+    # What happens to the step's claim or lease while the handler runs, as a stall longer than
+    # their TTLs would leave them: "claim"/"lease" lapse (nobody takes the step meanwhile);
+    # "claim-taken"/"lease-taken" are taken by another delivery; "fence": another step took the
+    # scope with a later fencing token and let it go again.
+    lapse: str | None = None
     # The name of a built-in exception for the handler to raise.
     raises: str | None = None
     # Return something that cannot travel as JSON.
@@ -43,14 +47,30 @@ class Cmd(BaseModel):
 @step("rt_work", capability="rt")
 def rt_work(ctx: StepContext, cmd: Cmd) -> dict[str, Any]:
     CALLS[cmd.tag] = CALLS.get(cmd.tag, 0) + 1
-    if cmd.drop_lease and ctx.mutex_scope:
-        RUNTIME_REDIS[0].delete(keys.mutex_lease(ctx.mutex_scope))  # as if it had expired
+    if cmd.lapse is not None:
+        lapse(cmd.lapse, ctx)
     time.sleep(cmd.sleep_ms / 1000)
     if cmd.raises is not None:
         raise {"ValueError": ValueError, "TypeError": TypeError}[cmd.raises](f"{cmd.tag} went wrong")
     if cmd.not_json:
         return {"tag": cmd.tag, "when": object()}
     return {"tag": cmd.tag}
+
+
+def lapse(how: str, ctx: StepContext) -> None:
+    client, claim = RUNTIME_REDIS[0], keys.run_claim(ctx.idempotence_key)
+    scope = ctx.mutex_scope or "none"
+    if how == "claim":
+        client.delete(claim)
+    elif how == "lease":
+        client.delete(keys.mutex_lease(scope))
+    elif how == "claim-taken":
+        client.set(claim, "another-delivery", px=60_000)
+    elif how == "lease-taken":
+        client.set(keys.mutex_lease(scope), "another-step", px=60_000)
+    else:  # "fence"
+        client.delete(keys.mutex_lease(scope))
+        client.set(keys.fence(scope), 10**6)
 
 
 RUNTIME_REDIS: list[Any] = []
@@ -179,11 +199,51 @@ def test_the_claim_stays_alive_while_a_step_waits_for_its_mutex(runtime: StepRun
     assert CALLS["waiting"] == 1
 
 
-def test_a_step_that_lost_its_lease_is_not_reported_as_a_success(runtime: StepRuntime) -> None:
+@pytest.mark.parametrize("lapse", ["claim-taken", "lease-taken", "fence"])
+def test_a_step_whose_claim_or_lease_someone_else_took_is_not_reported_as_a_success(
+    runtime: StepRuntime, lapse: str
+) -> None:
     scope = f"acct:{uuid.uuid4().hex[:6]}"
-    report = only_report(runtime.execute(dispatch("lease", scope=scope, token=5, drop_lease=True)))
+    report = only_report(runtime.execute(dispatch(lapse, scope=scope, token=5, lapse=lapse)))
     assert report.outcome == Outcome.failed and report.retryable
     assert report.error is not None and report.error.type == "LeaseLost"
+    assert RUNTIME_REDIS[0].get(keys.step_result(f"{report.saga_id}:work")) is None
+
+
+@pytest.mark.parametrize("lapse", ["claim", "lease"])
+def test_a_finished_step_whose_claim_lapsed_unclaimed_keeps_its_result(runtime: StepRuntime, lapse: str) -> None:
+    """The worker stalled past its claim's TTL (a long GC or VM pause) and nobody took the step
+    meanwhile: the work it finished is kept and reported, and a retry replays it."""
+    scope = f"acct:{uuid.uuid4().hex[:6]}"
+    body = dispatch(lapse, scope=scope, token=5, lapse=lapse)
+    assert only_report(runtime.execute(body)).outcome == Outcome.succeeded
+    retry = {**body, "attempt": 2}
+    again = only_report(runtime.execute(retry))
+    assert again.outcome == Outcome.succeeded and again.result == {"tag": lapse}
+    assert CALLS[lapse] == 1
+
+
+def test_a_delivery_that_found_the_stalled_one_lost_does_not_make_the_retry_run_again(runtime: StepRuntime) -> None:
+    """The redelivered dispatch of a stalled worker reports the attempt lost; when the stalled
+    worker finishes afterwards, before the retry began, the retry replays its result."""
+    body = dispatch("stalled")
+    store, client = runtime.store, RUNTIME_REDIS[0]
+    store.begin(body["idempotence_key"], body["saga_id"], 1, "stalled-owner")  # began, then froze
+    client.delete(keys.run_claim(body["idempotence_key"]))  # its claim lapsed
+    assert only_report(runtime.execute(body)).outcome == Outcome.lost  # the redelivery
+    # The stalled worker wakes up and finishes the work it had done.
+    store.finish(
+        body["idempotence_key"],
+        body["saga_id"],
+        1,
+        "stalled-owner",
+        result_json='{"tag": "stalled"}',
+        report_json="{}",
+    )
+    assert client.get(keys.step_result(body["idempotence_key"])) is not None
+    retry = only_report(runtime.execute({**body, "attempt": 2}))
+    assert retry.outcome == Outcome.succeeded and retry.result == {"tag": "stalled"}
+    assert "stalled" not in CALLS
 
 
 def test_a_stale_fencing_token_is_deferred(runtime: StepRuntime) -> None:
