@@ -32,7 +32,7 @@ from models.base import utcnow
 from models.work_tables import Webhook, WebhookDelivery
 from orchestrator.storage.db import SessionFactory
 from orchestrator.storage.secret_box import SecretKeyError, secret_box
-from orchestrator.work.webhook_targets import TargetRefused
+from orchestrator.work.webhook_targets import Resolver, TargetRefused, system_resolver
 from orchestrator.work.webhooks import signature
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,7 @@ class WebhookSender:
         *,
         clock: Callable[[], datetime] = utcnow,
         verify: ssl.SSLContext | None = None,
+        resolver: Resolver = system_resolver,
     ):
         from orchestrator.service.webhook_transport import guarded_client
 
@@ -82,6 +83,7 @@ class WebhookSender:
             timeout_s=settings.webhook_timeout_s,
             verify=verify,
             max_connections=settings.webhook_concurrency,
+            resolver=resolver,
         )
         self._pool = ThreadPoolExecutor(settings.webhook_concurrency, thread_name_prefix="webhook")
         self._lock = threading.Lock()

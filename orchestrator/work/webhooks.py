@@ -8,8 +8,9 @@ check ``X-Workyard-Signature: sha256=<hex>``, an HMAC-SHA256 with the webhook's 
 ``<X-Workyard-Timestamp>.<body>``, and dedup on ``X-Workyard-Delivery`` (a delivery may be
 retried after a timeout that the receiver in fact answered).
 
-A webhook's URL is checked against the target policy (``webhook_targets``) when it is registered,
-and again by the sender after DNS. Its secret is shown once (at creation and at rotation) and
+A webhook's URL is checked against the target policy (``webhook_targets``) when it is registered
+(with a DNS lookup: ``check_url`` with a resolver, before the registering transaction opens), and
+again by the sender at every send. Its secret is shown once (at creation and at rotation) and
 stored encrypted. A tenant disables, enables, deletes, rotates and redelivers its own webhooks
 only: another tenant's is not there (``NotFound``).
 """
@@ -35,7 +36,7 @@ from models.principal import ALL_TENANTS
 from models.work_tables import DELIVERIES, Webhook, WebhookDelivery
 from orchestrator.errors import InvalidInput, NotFound
 from orchestrator.storage.secret_box import SecretBox
-from orchestrator.work.webhook_targets import url_refusal
+from orchestrator.work.webhook_targets import Resolver, registration_refusal, url_refusal
 
 log = logging.getLogger(__name__)
 
@@ -75,9 +76,14 @@ def new_secret() -> str:
     return f"whsec_{secrets.token_urlsafe(24)}"
 
 
-def check_url(url: str, *, allow_private: bool) -> None:
-    """InvalidInput (naming ``url``) when the target policy refuses ``url``."""
-    reason = url_refusal(url, allow_private=allow_private)
+def check_url(url: str, *, allow_private: bool, resolver: Resolver | None = None) -> None:
+    """InvalidInput (naming ``url``) when the target policy refuses ``url``: its literal address
+    or well-known name, and with a ``resolver``, the addresses its name resolves to now (which may
+    take up to ``REGISTRATION_LOOKUP_TIMEOUT_S``: call it outside a transaction)."""
+    if resolver is None:
+        reason = url_refusal(url, allow_private=allow_private)
+    else:
+        reason = registration_refusal(url, allow_private=allow_private, resolver=resolver)
     if reason is not None:
         raise InvalidInput(f"webhook target not allowed: {reason}", details=[{"path": "url", "message": reason}])
 

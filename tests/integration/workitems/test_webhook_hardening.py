@@ -121,6 +121,59 @@ def test_an_operator_may_allow_private_targets_but_never_metadata(client: TestCl
         assert response.status_code == 422 and "metadata" in error(response)["details"][0]["message"], url
 
 
+class FakeDNS:
+    """A resolver that knows the names it is given; any other name does not resolve."""
+
+    def __init__(self, names: dict[str, list[str]]):
+        self.names = names
+
+    def __call__(self, host: str, port: int) -> list[str]:
+        if host not in self.names:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return list(self.names[host])
+
+
+def test_a_name_is_resolved_at_registration_and_refused_when_it_points_inside(
+    client: TestClient, hooks: Headers
+) -> None:
+    dns = FakeDNS({"inside.test": ["127.0.0.1"], "office.test": ["10.0.0.5"], "hooks.acme.test": ["93.184.215.14"]})
+    client.app.state.wiring.resolver = dns  # type: ignore[attr-defined]
+    before = counts(client)
+    for url, reason in (
+        ("http://inside.test:8700/hooks", "inside.test resolves to an address that is loopback"),
+        ("https://office.test/hooks", "office.test resolves to an address that is private"),
+    ):
+        response = client.post("/api/v1/webhooks", json={"url": url, "events": ["*"]}, headers=hooks)
+        assert response.status_code == 422, (url, response.json())
+        assert error(response)["message"] == f"webhook target not allowed: {reason}"
+        assert [(d["path"], d["message"]) for d in error(response)["details"]] == [("url", reason)]
+    assert counts(client) == before
+    # A public address is accepted, and so is a name that does not resolve (yet, or from here):
+    # the sender checks every address again at every send.
+    public = register(client, hooks, "https://hooks.acme.test/workyard")
+    unresolved = register(client, hooks, "https://not-yet.acme.test/workyard")
+    assert {h["id"] for h in client.get("/api/v1/webhooks", headers=hooks).json()} == {public["id"], unresolved["id"]}
+    # An operator who allows private targets allows names that resolve to them.
+    configure(client, webhook_allow_private_targets=True)
+    register(client, hooks, "https://office.test/hooks")
+
+
+def test_a_name_that_resolved_to_a_public_address_at_registration_is_checked_again_at_send_time(
+    client: TestClient, hooks: Headers, receiver: Receiver
+) -> None:
+    # DNS rebinding: public when registered, loopback when sent; nothing is sent.
+    dns = FakeDNS({"rebind.test": ["93.184.215.14"]})
+    client.app.state.wiring.resolver = dns  # type: ignore[attr-defined]
+    settings = configure(client)
+    hook = register(client, hooks, receiver.url.replace("127.0.0.1", "rebind.test"))
+    dns.names["rebind.test"] = ["127.0.0.1"]
+    emit(client, "acme")
+    assert send(client, settings, resolver=dns) == 1
+    [delivery] = log(client, hooks, webhook_id=hook["id"])
+    assert (delivery["state"], delivery["last_error"]) == ("failed", "target not allowed: 127.0.0.1 is loopback")
+    assert receiver.requests == []
+
+
 def test_a_name_that_resolves_to_loopback_is_refused_at_send_time(
     client: TestClient, hooks: Headers, receiver: Receiver
 ) -> None:
