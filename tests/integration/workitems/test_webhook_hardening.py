@@ -26,6 +26,7 @@ from sqlalchemy import text
 from config.settings import Settings
 from models.base import utcnow
 from orchestrator.service.webhooks import WebhookSender
+from orchestrator.storage.db import make_engine, make_session_factory
 from orchestrator.work import webhooks
 from tests.integration.workitems.conftest import Headers, TokenFactory, counts, error, sessions
 from tests.support import eventually
@@ -307,6 +308,63 @@ def test_one_tenants_hanging_hooks_do_not_hold_back_anothers(
         while send(client, settings):
             pass
         assert len(hanging.requests) == 10
+
+
+def test_the_tenant_cap_holds_across_orchestrator_processes(
+    client: TestClient, token: TokenFactory, hooks: Headers, receiver: Receiver
+) -> None:
+    # Two senders, as two orchestrator processes run them (each with an engine of its own), with
+    # room for 4 POSTs each and a cap of 2 per tenant: together they send 2 of acme's, not 4.
+    settings = configure(
+        client, webhook_allow_private_targets=True, webhook_concurrency=4, webhook_tenant_concurrency=2
+    )
+    settings = settings.model_copy(update={"webhook_timeout_s": 120})  # leases outlast the test
+    beta = token("user:beta-hooks", tenant="beta", scopes=["webhooks"])
+    url = client.app.state.wiring.engine.url.render_as_string(hide_password=False)  # type: ignore[attr-defined]
+    other_engine = make_engine(url)
+    with webhook_receiver() as hanging:
+        hanging.hold = threading.Event()
+        register(client, hooks, hanging.url)
+        register(client, beta, receiver.url)
+        for _ in range(6):
+            emit(client, "acme")  # six deliveries, due before beta's
+        emit(client, "beta")
+        senders = [
+            WebhookSender(sessions(client), settings),
+            WebhookSender(make_session_factory(other_engine), settings),
+        ]
+        ticks = [0, 0]
+        stop = threading.Event()
+
+        def run(index: int) -> None:  # one orchestrator's webhook loop
+            while not stop.is_set():
+                ticks[index] += 1
+                if not senders[index].tick():
+                    stop.wait(0.02)
+
+        loops = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+        for loop in loops:
+            loop.start()
+        try:
+            eventually(lambda: len(receiver.requests) == 1, what="beta's delivery while acme's hang")
+            eventually(lambda: hanging.held == 2, what="acme's first two POSTs held")
+            # Both loops go round many more times while acme's two hang: neither sends a third.
+            seen = list(ticks)
+            eventually(lambda: all(t >= s + 20 for t, s in zip(ticks, seen, strict=True)), what="both loops ticking")
+            assert len(hanging.requests) == 2 and hanging.most_active == 2
+            eventually(lambda: [d["state"] for d in log(client, beta)] == ["delivered"], what="beta's log")
+            # Released, the rest go out, still never more than two at once.
+            hanging.hold.set()
+            eventually(lambda: [d["state"] for d in log(client, hooks)] == ["delivered"] * 6, what="acme's deliveries")
+        finally:
+            hanging.hold.set()
+            stop.set()
+            for loop in loops:
+                loop.join(timeout=60)
+            for sender in senders:
+                sender.close()
+            other_engine.dispose()
+        assert len(hanging.requests) == 6 and hanging.most_active == 2
 
 
 # --- managing webhooks ---------------------------------------------------------------------------
