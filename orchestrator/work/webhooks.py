@@ -24,18 +24,18 @@ import secrets
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from models.base import utcnow
 from models.principal import ALL_TENANTS
 from models.work_tables import DELIVERIES, Webhook, WebhookDelivery
 from orchestrator.errors import InvalidInput, NotFound
-from orchestrator.storage.secret_box import SecretBox
+from orchestrator.storage.secret_box import SecretBox, SecretKeyError
 from orchestrator.work.webhook_targets import Resolver, registration_refusal, url_refusal
 
 log = logging.getLogger(__name__)
@@ -142,6 +142,55 @@ def rotate_secret(session: Session, hook: Webhook, box: SecretBox) -> str:
     hook.secret_encrypted = box.encrypt(secret)
     session.flush()
     return secret
+
+
+@dataclass
+class Rekeyed:
+    """What one batch of ``rekey`` did."""
+
+    seen: int = 0  # stored secrets looked at
+    reencrypted: int = 0  # written again with the first key
+    current: int = 0  # already under the first key: left alone
+    undecryptable: list[str] = field(default_factory=list)  # ids of webhooks no key decrypts: left alone
+    last_id: str = ""  # where the next batch starts (after this id)
+
+
+def stored_secrets(session: Session) -> int:
+    """How many webhooks have a stored secret (a deleted one has none)."""
+    return session.scalar(select(func.count()).select_from(Webhook).where(Webhook.secret_encrypted != "")) or 0
+
+
+def rekey(session: Session, box: SecretBox, *, after: str = "", limit: int = 100) -> Rekeyed:
+    """Re-encrypt, with ``box``'s first key, the stored secrets of up to ``limit`` webhooks whose
+    id sorts after ``after``. A secret under the first key already is left as it is (running it
+    again changes nothing); one that no key decrypts is left as it is and its webhook named."""
+    done = Rekeyed(last_id=after)
+    rows = session.execute(
+        select(Webhook.id, Webhook.secret_encrypted)
+        .where(Webhook.secret_encrypted != "", Webhook.id > after)
+        .order_by(Webhook.id)
+        .limit(limit)
+    ).all()
+    for hook_id, token in rows:
+        done.seen += 1
+        done.last_id = hook_id
+        try:
+            fresh = box.reencrypt(token)
+        except SecretKeyError:
+            done.undecryptable.append(hook_id)
+            continue
+        if fresh is None:
+            done.current += 1
+            continue
+        # Only over the ciphertext that was read: a secret rotated (or a webhook deleted) since
+        # then was written by a process that already encrypts with the first key, and stays.
+        session.execute(
+            update(Webhook)
+            .where(Webhook.id == hook_id, Webhook.secret_encrypted == token)
+            .values(secret_encrypted=fresh)
+        )
+        done.reencrypted += 1
+    return done
 
 
 def set_enabled(session: Session, hook: Webhook, enabled: bool) -> None:

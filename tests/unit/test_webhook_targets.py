@@ -153,3 +153,18 @@ def test_a_secret_key_that_is_not_a_fernet_key_is_refused_when_the_settings_are_
         assert good not in str(refused.value) and "hunter2" not in str(refused.value)
     # And it is never shown: not in the settings' repr, not in an error about it.
     assert good not in repr(Settings(secret_key=good))
+
+
+def test_reencrypting_moves_a_secret_to_the_first_key_once() -> None:
+    from cryptography.fernet import Fernet
+
+    from orchestrator.storage.secret_box import SecretBox, SecretKeyError
+
+    old, new, other = (Fernet.generate_key().decode() for _ in range(3))
+    token = SecretBox([old]).encrypt("whsec_x")
+    both = SecretBox([new, old])
+    fresh = both.reencrypt(token)
+    assert fresh is not None and SecretBox([new]).decrypt(fresh) == "whsec_x"
+    assert both.reencrypt(fresh) is None  # already under the first key: nothing to write
+    with pytest.raises(SecretKeyError):
+        SecretBox([new, other]).reencrypt(token)
