@@ -94,7 +94,7 @@ class Settings(BaseSettings):
     )
     webhook_concurrency: int = Field(default=8, ge=1, le=256, description="Webhook POSTs in flight per process.")
     webhook_tenant_concurrency: int = Field(
-        default=2, ge=1, le=256, description="Webhook POSTs in flight per tenant per process."
+        default=2, ge=1, le=256, description="Webhook POSTs of one tenant in flight at once, across every process."
     )
     webhook_timeout_s: float = Field(default=5.0, gt=0, le=120, description="How long a webhook POST may take.")
 

@@ -211,11 +211,27 @@ class Webhook(Base):
     deleted_at: Mapped[datetime | None]
 
 
+# Deliveries a sender leased (being POSTed, or held by a sender that died, until the lease lapses).
+DELIVERY_LEASED_PREDICATE = "leased_until IS NOT NULL"
+
+
 class WebhookDelivery(Base):
-    """One event for one webhook, and how delivering it went (the delivery log)."""
+    """One event for one webhook, and how delivering it went (the delivery log).
+
+    ``leased_until`` is set while a sender POSTs it (and cleared when the outcome is recorded):
+    every sender counts a tenant's live leases, so the per-tenant cap holds across processes.
+    """
 
     __tablename__ = "webhook_deliveries"
-    __table_args__ = (Index("ix_webhook_deliveries_due", "state", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_webhook_deliveries_due", "state", "next_attempt_at"),
+        Index(
+            "ix_webhook_deliveries_leased",
+            "leased_until",
+            postgresql_where=text(DELIVERY_LEASED_PREDICATE),
+            sqlite_where=text(DELIVERY_LEASED_PREDICATE),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     webhook_id: Mapped[str] = mapped_column(ForeignKey("webhooks.id"), index=True)
@@ -228,6 +244,7 @@ class WebhookDelivery(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     delivered_at: Mapped[datetime | None]
+    leased_until: Mapped[datetime | None]
 
 
 WORK_ITEMS = cast(Table, WorkItem.__table__)

@@ -24,6 +24,8 @@ class Receiver:
     # When set: each request is recorded, then held unanswered until this event is set.
     hold: threading.Event | None = None
     held: int = 0
+    active: int = 0  # requests being answered now
+    most_active: int = 0  # the most that ever were at once
     server_names: list[str | None] = field(default_factory=list)  # TLS SNI of each handshake
 
 
@@ -35,6 +37,16 @@ def webhook_receiver(*, tls: ssl.SSLContext | None = None, host: str = "127.0.0.
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
+            with lock:
+                receiver.active += 1
+                receiver.most_active = max(receiver.most_active, receiver.active)
+            try:
+                self.answer()
+            finally:
+                with lock:
+                    receiver.active -= 1
+
+        def answer(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
             receiver.requests.append(Received({k.lower(): v for k, v in self.headers.items()}, body))
             if receiver.hold is not None:

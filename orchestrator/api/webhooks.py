@@ -36,8 +36,11 @@ def create_webhook(body: WebhookCreate, wiring: WiringDep, principal: PrincipalD
     ``saga.completed``, ``saga.compensated``, ``saga.compensation_failed``, ``saga.sla_warning``,
     ``saga.sla_breached``, ``saga.escalated``, or ``*``). The answer carries the signing secret,
     once. A URL whose host is a loopback, private, link-local, unique-local, multicast,
-    unspecified or cloud metadata address (or a well-known name of one) is a 422 naming ``url``,
-    unless the operator allows private targets."""
+    unspecified or cloud metadata address (or a well-known name of one), or a name that resolves
+    to one now, is a 422 naming ``url``, unless the operator allows private targets. A name that
+    does not resolve (or not within 2 s) is accepted: the API's resolver may not be the
+    orchestrators' (split-horizon DNS) and a record may be published later; every address a name
+    resolves to is checked again at every send, and a refused one fails the delivery."""
     unknown = [e for e in body.events if e != "*" and e not in webhooks.EVENTS]
     if unknown:
         raise InvalidInput(
@@ -45,6 +48,9 @@ def create_webhook(body: WebhookCreate, wiring: WiringDep, principal: PrincipalD
             details=[{"path": f"events.{body.events.index(e)}", "message": "unknown event"} for e in unknown],
         )
     tenant = tenant_for_write(principal, body.tenant) if body.tenant or not principal.all_tenants else "*"
+    # The DNS lookup, before the transaction opens: it may take seconds, and this (sync) route
+    # runs in the server's thread pool, never on its event loop.
+    webhooks.check_url(body.url, allow_private=wiring.settings.webhook_allow_private_targets, resolver=wiring.resolver)
     with wiring.sessions.begin() as session:
         hook, secret = webhooks.register(
             session,

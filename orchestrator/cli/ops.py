@@ -90,7 +90,8 @@ def _when(due_at: datetime, now: datetime) -> str:
 @click.pass_context
 def webhooks_group(ctx: click.Context, limit: int, tenant: str | None) -> None:
     """The webhook delivery log, newest first: event, state, attempts, last answer (without a
-    command); and the webhooks themselves (list, delete, disable, enable, rotate-secret, redeliver)."""
+    command); and the webhooks themselves (list, delete, disable, enable, rotate-secret, redeliver,
+    rekey)."""
     ctx.obj = tenant
     if ctx.invoked_subcommand is not None:
         return
@@ -208,6 +209,55 @@ def webhooks_redeliver(tenant: str | None, delivery_id: int) -> None:
     finally:
         wiring.close()
     click.echo(f"delivery {delivery_id} is due again")
+
+
+@webhooks_group.command("rekey")
+@click.option("--batch-size", default=100, show_default=True, type=click.IntRange(1, 10_000))
+@click.pass_obj
+def webhooks_rekey(tenant: str | None, batch_size: int) -> None:
+    """Re-encrypt every stored webhook secret with the first key of WORKYARD_SECRET_KEY, a batch
+    per transaction. Run it after putting a new key first (on every API and orchestrator too);
+    once it has succeeded the old key may go. Safe to run again."""
+    from orchestrator.storage.secret_box import SecretKeyError, secret_box
+    from orchestrator.work.webhooks import Rekeyed, rekey, stored_secrets
+
+    if tenant is not None:
+        raise Failure(
+            "rekey re-encrypts every tenant's webhook secrets (the key is not a tenant's): leave out --tenant"
+        )
+    try:
+        box = secret_box(current_settings())
+    except SecretKeyError as exc:
+        raise Failure(str(exc)) from exc
+    wiring = open_wiring()
+    total = Rekeyed()
+    try:
+        with wiring.sessions() as session:
+            stored = stored_secrets(session)
+        while True:
+            with wiring.sessions.begin() as session:
+                batch = rekey(session, box, after=total.last_id, limit=batch_size)
+            if not batch.seen:
+                break
+            total.seen += batch.seen
+            total.reencrypted += batch.reencrypted
+            total.current += batch.current
+            total.undecryptable += batch.undecryptable
+            total.last_id = batch.last_id
+            click.echo(f"rekeyed {total.reencrypted + total.current} of {stored}")
+    finally:
+        wiring.close()
+    click.echo(
+        f"{total.reencrypted} secret(s) re-encrypted with the first key, {total.current} already were, "
+        f"{len(total.undecryptable)} left as they were"
+    )
+    if total.undecryptable:
+        ids = ", ".join(total.undecryptable)
+        raise Failure(
+            f"the secret of webhook(s) {ids} does not decrypt with any key in WORKYARD_SECRET_KEY; "
+            "they were left unchanged. Add the key they were encrypted with (after the first) and run "
+            "`workyard webhooks rekey` again, or give each a new secret with `workyard webhooks rotate-secret ID`"
+        )
 
 
 @main.group()

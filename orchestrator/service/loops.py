@@ -36,7 +36,7 @@ def run_orchestrator(wiring: Wiring, stop: threading.Event | None = None) -> Non
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
     settings = wiring.settings
-    sender = WebhookSender(wiring.sessions, settings)
+    sender = WebhookSender(wiring.sessions, settings, resolver=wiring.resolver)
     consumer = ReportConsumer(wiring.app, wiring.coordinator, batch=settings.coordinator_batch, stop=stop)
     threads = [
         threading.Thread(target=consumer.run, name="coordinator", daemon=True),

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 import httpcore
 import httpx
 
-from orchestrator.work.webhook_targets import allowed_addresses
+from orchestrator.work.webhook_targets import Resolver, allowed_addresses, system_resolver
 
 SocketOption = tuple[int, int, int] | tuple[int, int, bytes | bytearray] | tuple[int, int, None, int]
 
@@ -25,8 +25,9 @@ SocketOption = tuple[int, int, int] | tuple[int, int, bytes | bytearray] | tuple
 class GuardedBackend(httpcore.SyncBackend):
     """httpcore's network backend with the target policy applied at every TCP connect."""
 
-    def __init__(self, *, allow_private: bool):
+    def __init__(self, *, allow_private: bool, resolver: Resolver = system_resolver):
         self.allow_private = allow_private
+        self.resolver = resolver
 
     def connect_tcp(
         self,
@@ -37,7 +38,7 @@ class GuardedBackend(httpcore.SyncBackend):
         socket_options: Iterable[SocketOption] | None = None,
     ) -> httpcore.NetworkStream:
         try:
-            addresses = allowed_addresses(host, port, allow_private=self.allow_private)
+            addresses = allowed_addresses(host, port, allow_private=self.allow_private, resolver=self.resolver)
         except socket.gaierror as exc:
             raise httpcore.ConnectError(f"DNS lookup failed: {exc}") from exc
         last: Exception | None = None
@@ -53,7 +54,14 @@ class GuardedBackend(httpcore.SyncBackend):
 class GuardedTransport(httpx.HTTPTransport):
     """httpx's transport over ``GuardedBackend``, without proxies, HTTP/1.1 only."""
 
-    def __init__(self, *, allow_private: bool, verify: ssl.SSLContext | None = None, max_connections: int = 8):
+    def __init__(
+        self,
+        *,
+        allow_private: bool,
+        verify: ssl.SSLContext | None = None,
+        max_connections: int = 8,
+        resolver: Resolver = system_resolver,
+    ):
         ssl_context = verify or httpx.create_ssl_context()
         super().__init__(verify=ssl_context, trust_env=False)
         # httpx builds its pool without a way to pass a network backend: replace it (the tests
@@ -62,13 +70,20 @@ class GuardedTransport(httpx.HTTPTransport):
             ssl_context=ssl_context,
             max_connections=max_connections,
             max_keepalive_connections=max_connections,
-            network_backend=GuardedBackend(allow_private=allow_private),
+            network_backend=GuardedBackend(allow_private=allow_private, resolver=resolver),
         )
 
 
 def guarded_client(
-    *, allow_private: bool, timeout_s: float, verify: ssl.SSLContext | None = None, max_connections: int = 8
+    *,
+    allow_private: bool,
+    timeout_s: float,
+    verify: ssl.SSLContext | None = None,
+    max_connections: int = 8,
+    resolver: Resolver = system_resolver,
 ) -> httpx.Client:
     """A client for webhook POSTs: checked targets, no redirects, no proxies."""
-    transport = GuardedTransport(allow_private=allow_private, verify=verify, max_connections=max_connections)
+    transport = GuardedTransport(
+        allow_private=allow_private, verify=verify, max_connections=max_connections, resolver=resolver
+    )
     return httpx.Client(transport=transport, timeout=timeout_s, follow_redirects=False, trust_env=False)

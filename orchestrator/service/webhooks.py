@@ -2,9 +2,13 @@
 tenants registered, signed with HMAC-SHA256 (``X-Workyard-Signature``), retried with backoff and
 logged. Any number of orchestrator processes may run one: a delivery being sent is leased.
 
-POSTs run in a small thread pool (``WORKYARD_WEBHOOK_CONCURRENCY``) with at most
-``WORKYARD_WEBHOOK_TENANT_CONCURRENCY`` of one tenant's in flight, so a tenant whose receivers
-hang holds back its own deliveries only. Every connection goes through the target policy after
+POSTs run in a small thread pool (``WORKYARD_WEBHOOK_CONCURRENCY`` per process) with at most
+``WORKYARD_WEBHOOK_TENANT_CONCURRENCY`` of one tenant's in flight across every orchestrator
+process, so a tenant whose receivers hang holds back its own deliveries only. The cap is counted in
+the database: a delivery being sent carries its lease (``leased_until``), and senders lease one at
+a time (a transaction-scoped advisory lock on PostgreSQL; SQLite's write lock, which every
+transaction of ours takes up front), so a count of a tenant's live leases and the leases added to
+it are one step. Every connection goes through the target policy after
 DNS (``webhook_transport``). The delivery log keeps the status and a short reason (``HTTP 500``,
 ``connect refused``, ``target not allowed: …``), never what the receiver answered: a log that
 echoes answers or connect errors would turn webhooks into a port scanner.
@@ -25,14 +29,15 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, text, update
+from sqlalchemy.orm import Session
 
 from config.settings import Settings
 from models.base import utcnow
 from models.work_tables import Webhook, WebhookDelivery
 from orchestrator.storage.db import SessionFactory
 from orchestrator.storage.secret_box import SecretKeyError, secret_box
-from orchestrator.work.webhook_targets import TargetRefused
+from orchestrator.work.webhook_targets import Resolver, TargetRefused, system_resolver
 from orchestrator.work.webhooks import signature
 
 log = logging.getLogger(__name__)
@@ -44,6 +49,9 @@ SENDING_LEASE_MARGIN_S = 55
 # Due deliveries looked at per query; tenants at their cap are left out of the next query.
 BATCH = 100
 MAX_QUERIES_PER_TICK = 8
+# PostgreSQL advisory lock key that serialises leasing across orchestrator processes
+# ("wyhooks" in ASCII; any bigint no other code of ours takes).
+LEASE_LOCK_KEY = 0x77_79_68_6F_6F_6B_73
 
 
 @dataclass(frozen=True)
@@ -70,6 +78,7 @@ class WebhookSender:
         *,
         clock: Callable[[], datetime] = utcnow,
         verify: ssl.SSLContext | None = None,
+        resolver: Resolver = system_resolver,
     ):
         from orchestrator.service.webhook_transport import guarded_client
 
@@ -82,10 +91,11 @@ class WebhookSender:
             timeout_s=settings.webhook_timeout_s,
             verify=verify,
             max_connections=settings.webhook_concurrency,
+            resolver=resolver,
         )
         self._pool = ThreadPoolExecutor(settings.webhook_concurrency, thread_name_prefix="webhook")
         self._lock = threading.Lock()
-        self._in_flight: Counter[str] = Counter()
+        self._running = 0  # POSTs of this process in flight (the tenants' counts are in the database)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -118,60 +128,58 @@ class WebhookSender:
         whether another query may find more (some were left because their tenant was full)."""
         cap = self.settings.webhook_tenant_concurrency
         with self._lock:
-            free = self.settings.webhook_concurrency - sum(self._in_flight.values())
-            full = [tenant for tenant, n in self._in_flight.items() if n >= cap]
+            free = self.settings.webhook_concurrency - self._running
         if free <= 0:
             return [], False
         now = self.clock()
-        query = (
-            select(WebhookDelivery, Webhook)
-            .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
-            .where(
-                WebhookDelivery.state == "pending",
-                WebhookDelivery.next_attempt_at <= now,
-                # Deliveries of a disabled webhook wait; those a deleted one got late are dropped below.
-                or_(Webhook.disabled_at.is_(None), Webhook.deleted_at.is_not(None)),
-            )
-            .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
-            .limit(BATCH)
-            .with_for_update(skip_locked=True, of=WebhookDelivery)
-        )
-        if full:
-            query = query.where(Webhook.tenant.not_in(full))
         jobs: list[Job] = []
         dropped: list[int] = []
         capped = False
         with self.sessions.begin() as session:
-            taken: Counter[str] = Counter()
-            with self._lock:
-                for delivery, hook in session.execute(query).all():
-                    if hook.deleted_at is not None:
-                        dropped.append(delivery.id)
-                        continue
-                    if len(jobs) >= free:
-                        break
-                    if self._in_flight[hook.tenant] + taken[hook.tenant] >= cap:
-                        capped = True
-                        continue
-                    taken[hook.tenant] += 1
-                    jobs.append(
-                        Job(
-                            delivery.id,
-                            hook.tenant,
-                            delivery.event,
-                            delivery.payload,
-                            delivery.attempts,
-                            hook.url,
-                            hook.secret_encrypted,
-                        )
+            in_flight = _leased_per_tenant(session, now)
+            full = [tenant for tenant, n in in_flight.items() if n >= cap]
+            query = (
+                select(WebhookDelivery, Webhook)
+                .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
+                .where(
+                    WebhookDelivery.state == "pending",
+                    WebhookDelivery.next_attempt_at <= now,
+                    # Deliveries of a disabled webhook wait; those a deleted one got late are dropped below.
+                    or_(Webhook.disabled_at.is_(None), Webhook.deleted_at.is_not(None)),
+                )
+                .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
+                .limit(BATCH)
+                .with_for_update(skip_locked=True, of=WebhookDelivery)
+            )
+            if full:
+                query = query.where(Webhook.tenant.not_in(full))
+            for delivery, hook in session.execute(query).all():
+                if hook.deleted_at is not None:
+                    dropped.append(delivery.id)
+                    continue
+                if len(jobs) >= free:
+                    break
+                if in_flight[hook.tenant] >= cap:
+                    capped = True
+                    continue
+                in_flight[hook.tenant] += 1
+                jobs.append(
+                    Job(
+                        delivery.id,
+                        hook.tenant,
+                        delivery.event,
+                        delivery.payload,
+                        delivery.attempts,
+                        hook.url,
+                        hook.secret_encrypted,
                     )
-                self._in_flight.update(taken)
+                )
             if jobs:
-                lease = timedelta(seconds=self.settings.webhook_timeout_s + SENDING_LEASE_MARGIN_S)
+                until = now + timedelta(seconds=self.settings.webhook_timeout_s + SENDING_LEASE_MARGIN_S)
                 session.execute(
                     update(WebhookDelivery)
                     .where(WebhookDelivery.id.in_([j.delivery_id for j in jobs]))
-                    .values(next_attempt_at=now + lease)
+                    .values(next_attempt_at=until, leased_until=until)
                 )
             if dropped:
                 session.execute(
@@ -179,25 +187,31 @@ class WebhookSender:
                     .where(WebhookDelivery.id.in_(dropped))
                     .values(state="failed", last_error="webhook deleted")
                 )
+        with self._lock:
+            self._running += len(jobs)
         return jobs, capped and len(jobs) < free
 
     def _run(self, job: Job) -> None:
         try:
             self._send(job)
         except Exception:
-            # The delivery stays leased and is tried again when its lease lapses.
+            # The delivery stays leased (and counted against its tenant's cap) and is tried
+            # again when its lease lapses.
             log.exception("webhook delivery %s could not be sent or recorded", job.delivery_id)
         finally:
             with self._lock:
-                self._in_flight[job.tenant] -= 1
-                if self._in_flight[job.tenant] <= 0:
-                    del self._in_flight[job.tenant]
+                self._running -= 1
 
     def _send(self, job: Job) -> None:
         status, error, final = self._post(job)
         attempts = job.attempts + 1
         now = self.clock()
-        values: dict[str, Any] = {"attempts": attempts, "last_status": status, "last_error": error}
+        values: dict[str, Any] = {
+            "attempts": attempts,
+            "last_status": status,
+            "last_error": error,
+            "leased_until": None,
+        }
         if error is None:
             values.update(state="delivered", delivered_at=now)
         elif final or attempts >= MAX_ATTEMPTS:
@@ -235,6 +249,27 @@ class WebhookSender:
         except httpx.HTTPError as exc:
             return None, _reason(exc), False
         return status, None if 200 <= status < 300 else f"HTTP {status}", False
+
+
+def _leased_per_tenant(session: Session, now: datetime) -> Counter[str]:
+    """How many deliveries of each tenant are being sent now, by any process; from here to the
+    end of ``session``'s transaction no other sender leases (so the counts stay true)."""
+    if session.get_bind().dialect.name == "postgresql":
+        # Taken before the count: under READ COMMITTED the count then sees every lease a sender
+        # committed before it let go of the lock. Released at commit.
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LEASE_LOCK_KEY})
+    rows = session.execute(
+        select(Webhook.tenant, func.count())
+        .select_from(WebhookDelivery)
+        .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
+        .where(
+            WebhookDelivery.leased_until.is_not(None),
+            WebhookDelivery.leased_until > now,
+            WebhookDelivery.state == "pending",
+        )
+        .group_by(Webhook.tenant)
+    ).all()
+    return Counter({tenant: int(n) for tenant, n in rows})
 
 
 def _reason(exc: httpx.HTTPError) -> str:

@@ -12,14 +12,17 @@ from orchestrator.service.coordinator import Coordinator
 from orchestrator.service.dispatcher import Dispatcher
 from orchestrator.service.timers import TimerService
 from orchestrator.storage.db import SessionFactory, make_engine, make_session_factory
+from orchestrator.work.webhook_targets import Resolver, system_resolver
 from workers.celery.app import create_app
 
 
 class Wiring:
     """The orchestrator's parts for one process: engine, sessions, Celery app, dispatcher, coordinator, timers."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, *, resolver: Resolver = system_resolver):
         self.settings = settings
+        # How webhook URLs' names are looked up (tests map names to addresses without DNS).
+        self.resolver = resolver
 
     @cached_property
     def engine(self) -> Engine:

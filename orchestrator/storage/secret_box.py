@@ -4,7 +4,8 @@ dir (mode 0600, as the admin token is).
 
 A database dump or a logged SQL statement then shows ciphertext only. ``WORKYARD_SECRET_KEY`` may
 list several keys, comma-separated: the first encrypts, every one decrypts, so a key is replaced by
-putting the new one first and keeping the old one until every secret was rotated.
+putting the new one first, re-encrypting what is stored (``workyard webhooks rekey``), then
+dropping the old one.
 """
 
 from __future__ import annotations
@@ -34,12 +35,14 @@ class SecretBox:
         if not keys:
             raise SecretKeyError("no secret key: set WORKYARD_SECRET_KEY")
         try:
-            self._fernet = MultiFernet([Fernet(k.encode()) for k in keys])
+            fernets = [Fernet(k.encode()) for k in keys]
         except ValueError as exc:
             raise SecretKeyError(
                 "WORKYARD_SECRET_KEY must be Fernet keys (32 url-safe base64 bytes), comma-separated; make one with "
                 "python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
             ) from exc
+        self._first = fernets[0]
+        self._fernet = MultiFernet(fernets)
 
     def encrypt(self, secret: str) -> str:
         return self._fernet.encrypt(secret.encode()).decode()
@@ -49,6 +52,19 @@ class SecretBox:
             return self._fernet.decrypt(token.encode()).decode()
         except InvalidToken as exc:
             # Never say more: the token is ciphertext, but the message may end up in a log.
+            raise SecretKeyError("a stored secret does not decrypt with WORKYARD_SECRET_KEY") from exc
+
+    def reencrypt(self, token: str) -> str | None:
+        """``token``'s secret encrypted with the first key, or None when ``token`` already is
+        (nothing to write); SecretKeyError when no configured key decrypts it."""
+        try:
+            self._first.decrypt(token.encode())
+            return None
+        except InvalidToken:
+            pass
+        try:
+            return self._fernet.rotate(token.encode()).decode()
+        except InvalidToken as exc:
             raise SecretKeyError("a stored secret does not decrypt with WORKYARD_SECRET_KEY") from exc
 
 

@@ -8,8 +8,9 @@ check ``X-Workyard-Signature: sha256=<hex>``, an HMAC-SHA256 with the webhook's 
 ``<X-Workyard-Timestamp>.<body>``, and dedup on ``X-Workyard-Delivery`` (a delivery may be
 retried after a timeout that the receiver in fact answered).
 
-A webhook's URL is checked against the target policy (``webhook_targets``) when it is registered,
-and again by the sender after DNS. Its secret is shown once (at creation and at rotation) and
+A webhook's URL is checked against the target policy (``webhook_targets``) when it is registered
+(with a DNS lookup: ``check_url`` with a resolver, before the registering transaction opens), and
+again by the sender at every send. Its secret is shown once (at creation and at rotation) and
 stored encrypted. A tenant disables, enables, deletes, rotates and redelivers its own webhooks
 only: another tenant's is not there (``NotFound``).
 """
@@ -23,19 +24,19 @@ import secrets
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from models.base import utcnow
 from models.principal import ALL_TENANTS
 from models.work_tables import DELIVERIES, Webhook, WebhookDelivery
 from orchestrator.errors import InvalidInput, NotFound
-from orchestrator.storage.secret_box import SecretBox
-from orchestrator.work.webhook_targets import url_refusal
+from orchestrator.storage.secret_box import SecretBox, SecretKeyError
+from orchestrator.work.webhook_targets import Resolver, registration_refusal, url_refusal
 
 log = logging.getLogger(__name__)
 
@@ -75,9 +76,14 @@ def new_secret() -> str:
     return f"whsec_{secrets.token_urlsafe(24)}"
 
 
-def check_url(url: str, *, allow_private: bool) -> None:
-    """InvalidInput (naming ``url``) when the target policy refuses ``url``."""
-    reason = url_refusal(url, allow_private=allow_private)
+def check_url(url: str, *, allow_private: bool, resolver: Resolver | None = None) -> None:
+    """InvalidInput (naming ``url``) when the target policy refuses ``url``: its literal address
+    or well-known name, and with a ``resolver``, the addresses its name resolves to now (which may
+    take up to ``REGISTRATION_LOOKUP_TIMEOUT_S``: call it outside a transaction)."""
+    if resolver is None:
+        reason = url_refusal(url, allow_private=allow_private)
+    else:
+        reason = registration_refusal(url, allow_private=allow_private, resolver=resolver)
     if reason is not None:
         raise InvalidInput(f"webhook target not allowed: {reason}", details=[{"path": "url", "message": reason}])
 
@@ -136,6 +142,55 @@ def rotate_secret(session: Session, hook: Webhook, box: SecretBox) -> str:
     hook.secret_encrypted = box.encrypt(secret)
     session.flush()
     return secret
+
+
+@dataclass
+class Rekeyed:
+    """What one batch of ``rekey`` did."""
+
+    seen: int = 0  # stored secrets looked at
+    reencrypted: int = 0  # written again with the first key
+    current: int = 0  # already under the first key: left alone
+    undecryptable: list[str] = field(default_factory=list)  # ids of webhooks no key decrypts: left alone
+    last_id: str = ""  # where the next batch starts (after this id)
+
+
+def stored_secrets(session: Session) -> int:
+    """How many webhooks have a stored secret (a deleted one has none)."""
+    return session.scalar(select(func.count()).select_from(Webhook).where(Webhook.secret_encrypted != "")) or 0
+
+
+def rekey(session: Session, box: SecretBox, *, after: str = "", limit: int = 100) -> Rekeyed:
+    """Re-encrypt, with ``box``'s first key, the stored secrets of up to ``limit`` webhooks whose
+    id sorts after ``after``. A secret under the first key already is left as it is (running it
+    again changes nothing); one that no key decrypts is left as it is and its webhook named."""
+    done = Rekeyed(last_id=after)
+    rows = session.execute(
+        select(Webhook.id, Webhook.secret_encrypted)
+        .where(Webhook.secret_encrypted != "", Webhook.id > after)
+        .order_by(Webhook.id)
+        .limit(limit)
+    ).all()
+    for hook_id, token in rows:
+        done.seen += 1
+        done.last_id = hook_id
+        try:
+            fresh = box.reencrypt(token)
+        except SecretKeyError:
+            done.undecryptable.append(hook_id)
+            continue
+        if fresh is None:
+            done.current += 1
+            continue
+        # Only over the ciphertext that was read: a secret rotated (or a webhook deleted) since
+        # then was written by a process that already encrypts with the first key, and stays.
+        session.execute(
+            update(Webhook)
+            .where(Webhook.id == hook_id, Webhook.secret_encrypted == token)
+            .values(secret_encrypted=fresh)
+        )
+        done.reencrypted += 1
+    return done
 
 
 def set_enabled(session: Session, hook: Webhook, enabled: bool) -> None:

@@ -3,10 +3,27 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
+import threading
+import time
 
 import pytest
 
-from orchestrator.work.webhook_targets import address_refusal, url_refusal
+from orchestrator.work.webhook_targets import address_refusal, registration_refusal, url_refusal
+
+
+class FakeDNS:
+    """A resolver that knows the names it is given (a name it does not know does not resolve)."""
+
+    def __init__(self, names: dict[str, list[str]]):
+        self.names = names
+        self.asked: list[tuple[str, int]] = []
+
+    def __call__(self, host: str, port: int) -> list[str]:
+        self.asked.append((host, port))
+        if host not in self.names:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return list(self.names[host])
 
 
 @pytest.mark.parametrize(
@@ -74,6 +91,54 @@ def test_names_are_left_to_the_send_time_check() -> None:
     assert url_refusal("https://hooks.example.com/workyard", allow_private=False) is None
 
 
+DNS = FakeDNS(
+    {
+        "loopback.test": ["127.0.0.1"],
+        "private.test": ["93.184.215.14", "10.0.0.5"],  # one refused address refuses the name
+        "mapped.test": ["::ffff:169.254.169.254"],
+        "public.test": ["93.184.215.14", "2606:2800:21f:cb07:6820:80da:af6b:8b2c"],
+    }
+)
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("http://loopback.test:8080/hooks", "loopback.test resolves to an address that is loopback"),
+        ("https://Private.Test./hooks", "private.test resolves to an address that is private"),
+        ("https://mapped.test/", "mapped.test resolves to an address that is a cloud metadata address"),
+        ("http://127.0.0.1/hooks", "127.0.0.1 is loopback"),  # literal: refused without a lookup
+    ],
+)
+def test_names_that_resolve_to_refused_addresses_are_refused_at_registration(url: str, reason: str) -> None:
+    assert registration_refusal(url, allow_private=False, resolver=DNS) == reason
+
+
+def test_names_that_resolve_to_public_addresses_or_not_at_all_are_accepted_at_registration() -> None:
+    dns = FakeDNS(DNS.names)
+    assert registration_refusal("https://public.test/hooks", allow_private=False, resolver=dns) is None
+    assert registration_refusal("http://nowhere.test:81/hooks", allow_private=False, resolver=dns) is None
+    assert dns.asked == [("public.test", 443), ("nowhere.test", 81)]
+    # Allowed private targets: a name resolving to one is accepted, one resolving to metadata is not.
+    assert registration_refusal("http://private.test/", allow_private=True, resolver=dns) is None
+    assert registration_refusal("http://mapped.test/", allow_private=True, resolver=dns) is not None
+
+
+def test_a_hanging_resolver_costs_a_registration_its_timeout_only() -> None:
+    release = threading.Event()
+
+    def hanging(host: str, port: int) -> list[str]:
+        release.wait(10)
+        return ["127.0.0.1"]
+
+    started = time.monotonic()
+    try:
+        assert registration_refusal("http://slow.test/", allow_private=False, resolver=hanging, timeout_s=0.2) is None
+        assert time.monotonic() - started < 2
+    finally:
+        release.set()
+
+
 def test_a_secret_key_that_is_not_a_fernet_key_is_refused_when_the_settings_are_read() -> None:
     from cryptography.fernet import Fernet
     from pydantic import ValidationError
@@ -88,3 +153,18 @@ def test_a_secret_key_that_is_not_a_fernet_key_is_refused_when_the_settings_are_
         assert good not in str(refused.value) and "hunter2" not in str(refused.value)
     # And it is never shown: not in the settings' repr, not in an error about it.
     assert good not in repr(Settings(secret_key=good))
+
+
+def test_reencrypting_moves_a_secret_to_the_first_key_once() -> None:
+    from cryptography.fernet import Fernet
+
+    from orchestrator.storage.secret_box import SecretBox, SecretKeyError
+
+    old, new, other = (Fernet.generate_key().decode() for _ in range(3))
+    token = SecretBox([old]).encrypt("whsec_x")
+    both = SecretBox([new, old])
+    fresh = both.reencrypt(token)
+    assert fresh is not None and SecretBox([new]).decrypt(fresh) == "whsec_x"
+    assert both.reencrypt(fresh) is None  # already under the first key: nothing to write
+    with pytest.raises(SecretKeyError):
+        SecretBox([new, other]).reencrypt(token)

@@ -26,6 +26,7 @@ from sqlalchemy import text
 from config.settings import Settings
 from models.base import utcnow
 from orchestrator.service.webhooks import WebhookSender
+from orchestrator.storage.db import make_engine, make_session_factory
 from orchestrator.work import webhooks
 from tests.integration.workitems.conftest import Headers, TokenFactory, counts, error, sessions
 from tests.support import eventually
@@ -119,6 +120,59 @@ def test_an_operator_may_allow_private_targets_but_never_metadata(client: TestCl
     for url in ("http://169.254.169.254/latest/", "http://metadata.google.internal/", "http://[fd00:ec2::254]/"):
         response = client.post("/api/v1/webhooks", json={"url": url, "events": ["*"]}, headers=hooks)
         assert response.status_code == 422 and "metadata" in error(response)["details"][0]["message"], url
+
+
+class FakeDNS:
+    """A resolver that knows the names it is given; any other name does not resolve."""
+
+    def __init__(self, names: dict[str, list[str]]):
+        self.names = names
+
+    def __call__(self, host: str, port: int) -> list[str]:
+        if host not in self.names:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return list(self.names[host])
+
+
+def test_a_name_is_resolved_at_registration_and_refused_when_it_points_inside(
+    client: TestClient, hooks: Headers
+) -> None:
+    dns = FakeDNS({"inside.test": ["127.0.0.1"], "office.test": ["10.0.0.5"], "hooks.acme.test": ["93.184.215.14"]})
+    client.app.state.wiring.resolver = dns  # type: ignore[attr-defined]
+    before = counts(client)
+    for url, reason in (
+        ("http://inside.test:8700/hooks", "inside.test resolves to an address that is loopback"),
+        ("https://office.test/hooks", "office.test resolves to an address that is private"),
+    ):
+        response = client.post("/api/v1/webhooks", json={"url": url, "events": ["*"]}, headers=hooks)
+        assert response.status_code == 422, (url, response.json())
+        assert error(response)["message"] == f"webhook target not allowed: {reason}"
+        assert [(d["path"], d["message"]) for d in error(response)["details"]] == [("url", reason)]
+    assert counts(client) == before
+    # A public address is accepted, and so is a name that does not resolve (yet, or from here):
+    # the sender checks every address again at every send.
+    public = register(client, hooks, "https://hooks.acme.test/workyard")
+    unresolved = register(client, hooks, "https://not-yet.acme.test/workyard")
+    assert {h["id"] for h in client.get("/api/v1/webhooks", headers=hooks).json()} == {public["id"], unresolved["id"]}
+    # An operator who allows private targets allows names that resolve to them.
+    configure(client, webhook_allow_private_targets=True)
+    register(client, hooks, "https://office.test/hooks")
+
+
+def test_a_name_that_resolved_to_a_public_address_at_registration_is_checked_again_at_send_time(
+    client: TestClient, hooks: Headers, receiver: Receiver
+) -> None:
+    # DNS rebinding: public when registered, loopback when sent; nothing is sent.
+    dns = FakeDNS({"rebind.test": ["93.184.215.14"]})
+    client.app.state.wiring.resolver = dns  # type: ignore[attr-defined]
+    settings = configure(client)
+    hook = register(client, hooks, receiver.url.replace("127.0.0.1", "rebind.test"))
+    dns.names["rebind.test"] = ["127.0.0.1"]
+    emit(client, "acme")
+    assert send(client, settings, resolver=dns) == 1
+    [delivery] = log(client, hooks, webhook_id=hook["id"])
+    assert (delivery["state"], delivery["last_error"]) == ("failed", "target not allowed: 127.0.0.1 is loopback")
+    assert receiver.requests == []
 
 
 def test_a_name_that_resolves_to_loopback_is_refused_at_send_time(
@@ -254,6 +308,63 @@ def test_one_tenants_hanging_hooks_do_not_hold_back_anothers(
         while send(client, settings):
             pass
         assert len(hanging.requests) == 10
+
+
+def test_the_tenant_cap_holds_across_orchestrator_processes(
+    client: TestClient, token: TokenFactory, hooks: Headers, receiver: Receiver
+) -> None:
+    # Two senders, as two orchestrator processes run them (each with an engine of its own), with
+    # room for 4 POSTs each and a cap of 2 per tenant: together they send 2 of acme's, not 4.
+    settings = configure(
+        client, webhook_allow_private_targets=True, webhook_concurrency=4, webhook_tenant_concurrency=2
+    )
+    settings = settings.model_copy(update={"webhook_timeout_s": 120})  # leases outlast the test
+    beta = token("user:beta-hooks", tenant="beta", scopes=["webhooks"])
+    url = client.app.state.wiring.engine.url.render_as_string(hide_password=False)  # type: ignore[attr-defined]
+    other_engine = make_engine(url)
+    with webhook_receiver() as hanging:
+        hanging.hold = threading.Event()
+        register(client, hooks, hanging.url)
+        register(client, beta, receiver.url)
+        for _ in range(6):
+            emit(client, "acme")  # six deliveries, due before beta's
+        emit(client, "beta")
+        senders = [
+            WebhookSender(sessions(client), settings),
+            WebhookSender(make_session_factory(other_engine), settings),
+        ]
+        ticks = [0, 0]
+        stop = threading.Event()
+
+        def run(index: int) -> None:  # one orchestrator's webhook loop
+            while not stop.is_set():
+                ticks[index] += 1
+                if not senders[index].tick():
+                    stop.wait(0.02)
+
+        loops = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+        for loop in loops:
+            loop.start()
+        try:
+            eventually(lambda: len(receiver.requests) == 1, what="beta's delivery while acme's hang")
+            eventually(lambda: hanging.held == 2, what="acme's first two POSTs held")
+            # Both loops go round many more times while acme's two hang: neither sends a third.
+            seen = list(ticks)
+            eventually(lambda: all(t >= s + 20 for t, s in zip(ticks, seen, strict=True)), what="both loops ticking")
+            assert len(hanging.requests) == 2 and hanging.most_active == 2
+            eventually(lambda: [d["state"] for d in log(client, beta)] == ["delivered"], what="beta's log")
+            # Released, the rest go out, still never more than two at once.
+            hanging.hold.set()
+            eventually(lambda: [d["state"] for d in log(client, hooks)] == ["delivered"] * 6, what="acme's deliveries")
+        finally:
+            hanging.hold.set()
+            stop.set()
+            for loop in loops:
+                loop.join(timeout=60)
+            for sender in senders:
+                sender.close()
+            other_engine.dispose()
+        assert len(hanging.requests) == 6 and hanging.most_active == 2
 
 
 # --- managing webhooks ---------------------------------------------------------------------------
