@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 from typing import Any
@@ -237,6 +238,15 @@ class StepStore:
 
     def release(self, key: str, owner: str) -> None:
         self._release(keys=[key], args=[owner])
+
+
+def stored_reports(client: redis.Redis, attempts: Sequence[tuple[str, str, int]]) -> list[str | None]:
+    """The final reports workers stored for ``(idempotence_key, saga_id, attempt)``, in order
+    (None where an attempt has none yet), in one round trip."""
+    if not attempts:
+        return []
+    found: list[Any] = client.mget([keys.attempt_report(k, saga_id, n) for k, saga_id, n in attempts])
+    return [None if raw is None else _text(raw) for raw in found]
 
 
 def _text(value: Any) -> str:

@@ -1,4 +1,5 @@
-"""The orchestrator process: report consumer, outbox sweep and timer loop, as threads."""
+"""The orchestrator process: report consumer, outbox sweep, timer loop, webhook sender and the
+recovery of lost reports, as threads."""
 
 from __future__ import annotations
 
@@ -15,6 +16,9 @@ log = logging.getLogger(__name__)
 
 SWEEP_EVERY_S = 1.0
 WEBHOOKS_EVERY_S = 0.5
+# Lost reports are looked for among attempts running past the visibility timeout: a few seconds
+# more on a recovery that is rare anyway, and one cheap query (and MGET) when there is nothing.
+RECOVERY_EVERY_S = 3.0
 
 
 def _loop(name: str, stop: threading.Event, every_s: float, tick: Callable[[], int]) -> None:
@@ -51,6 +55,12 @@ def run_orchestrator(wiring: Wiring, stop: threading.Event | None = None) -> Non
         ),
         threading.Thread(
             target=_loop, args=("webhooks", stop, WEBHOOKS_EVERY_S, sender.tick), name="webhooks", daemon=True
+        ),
+        threading.Thread(
+            target=_loop,
+            args=("report recovery", stop, RECOVERY_EVERY_S, wiring.recovery.tick),
+            name="report-recovery",
+            daemon=True,
         ),
     ]
     for thread in threads:

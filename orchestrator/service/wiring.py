@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from functools import cached_property
 
+import redis
 from celery import Celery
 from sqlalchemy import Engine
 
 from config.settings import Settings
 from orchestrator.service.coordinator import Coordinator
 from orchestrator.service.dispatcher import Dispatcher
+from orchestrator.service.recovery import ReportRecovery
 from orchestrator.service.timers import TimerService
 from orchestrator.storage.db import SessionFactory, make_engine, make_session_factory
 from orchestrator.work.webhook_targets import Resolver, system_resolver
-from workers.celery.app import create_app
+from workers.celery.app import create_app, redis_client
 
 
 class Wiring:
@@ -45,6 +47,15 @@ class Wiring:
         return Coordinator(self.sessions, self.settings, self.dispatcher)
 
     @cached_property
+    def store_client(self) -> redis.Redis:
+        """The workers' store (dedup results, stored reports, leases), as workers reach it."""
+        return redis_client(self.settings)
+
+    @cached_property
+    def recovery(self) -> ReportRecovery:
+        return ReportRecovery(self.sessions, self.settings, self.coordinator, self.store_client)
+
+    @cached_property
     def timers(self) -> TimerService:
         return TimerService(self.sessions, self.settings, self.dispatcher)
 
@@ -55,3 +66,5 @@ class Wiring:
             self.engine.dispose()
         if "app" in self.__dict__:
             self.app.close()
+        if "store_client" in self.__dict__:
+            self.store_client.close()
