@@ -45,6 +45,12 @@ class Settings(BaseSettings):
         "held before any live process gives it back to its queue (Redis broker). Live processes renew "
         "what they hold every fifth of it, so a step may run far longer.",
     )
+    broker_connection_max_retries: int | None = Field(
+        default=None,
+        ge=1,
+        description="A worker that lost its broker gives up (exits non-zero, for its supervisor to restart it) "
+        "after this many reconnect attempts; unset: Celery's default (100).",
+    )
     dedup_ttl_s: int = Field(default=7 * 24 * 3600, ge=60, description="How long a step's stored result dedups.")
     run_claim_ttl_ms: int = Field(
         default=5000, ge=500, description="TTL of a running step's claim; renewed while it runs."

@@ -87,6 +87,8 @@ def worker(
     from workers.celery.main import run_worker
 
     handlers_from_cwd()
-    run_worker(
+    code = run_worker(
         current_settings(), list(capabilities), list(modules), concurrency=concurrency, pool=pool, hostname=hostname
     )
+    if code:
+        raise SystemExit(code)

@@ -51,6 +51,9 @@ class ReportConsumer:
                 self.stop.wait(RECONNECT_PAUSE_S)
 
     def _consume(self) -> None:
+        # What was gathered on a connection that broke was never acknowledged: the broker
+        # delivers it again on this one. Applying the leftovers too would apply them twice.
+        self._pending.clear()
         with self.app.connection_for_read() as conn:
             conn.ensure_connection(max_retries=None, interval_start=0.5, interval_max=5)
             with self.reports.consumer(conn, self._on_message, batch=self.batch, on_decode_error=self._on_decode_error):

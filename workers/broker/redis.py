@@ -260,6 +260,15 @@ class Channel(internals.RedisChannel):
 
     def sync_client(self) -> Any:
         client = self._sync_client
+        transport: Any = self.connection
+        if transport is None or transport.client is None:
+            # The transport was detached from its connection (``Connection.collect``, as Celery's
+            # consumer does after a connection error) and no new pool can be built: this channel
+            # is being closed, and kombu gives back the messages it held. The last client is the
+            # one way left to reach Redis; else the messages wait in Redis for restore_visible.
+            if client is None:
+                raise redis.ConnectionError("the channel's broker connection is closed")
+            return client
         if client is None or client.connection_pool is not self.pool:
             client = self._sync_client = self.new_sync_client()
         return client

@@ -50,6 +50,9 @@ def celery_config(settings: Settings, capabilities: list[str] | None = None) -> 
     if broker.startswith(("amqp", "pyamqp")):
         # Publisher confirms: an outbox row is deleted only once RabbitMQ has the message.
         transport_options["confirm_publish"] = True
+    extra: dict[str, Any] = {}
+    if settings.broker_connection_max_retries is not None:
+        extra["broker_connection_max_retries"] = settings.broker_connection_max_retries
     queues = [orchestrator_queue()] + [capability_queue(c) for c in capabilities or []]
     return {
         "broker_url": broker,
@@ -74,4 +77,5 @@ def celery_config(settings: Settings, capabilities: list[str] | None = None) -> 
         "worker_cancel_long_running_tasks_on_connection_loss": True,
         # Sends task events in batches rather than one broker message each (see the module).
         "worker_consumer": "workers.celery.events:Consumer",
+        **extra,
     }

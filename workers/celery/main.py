@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import socket
+from typing import Any
+
+from celery import signals
 
 from config.keys import capability_queue
 from config.settings import Settings
@@ -42,8 +45,10 @@ def run_worker(
     pool: str = "prefork",
     hostname: str | None = None,
     loglevel: str | None = None,
-) -> None:
-    """Import the handlers, check each capability has one, and run the Celery worker."""
+) -> int:
+    """Import the handlers, check each capability has one, and run the Celery worker. Returns
+    the worker's exit code: 0 after an orderly stop (SIGTERM, SIGINT), non-zero when it stopped
+    on an error, so that a supervisor (systemd's ``Restart=on-failure``) starts it again."""
     load_handler_modules(handler_modules)
     missing = [c for c in capabilities if not handlers_for([c])]
     if missing:
@@ -53,4 +58,18 @@ def run_worker(
     app = create_app(settings, capabilities)
     # Celery logs two lines per task at INFO; WORKYARD_LOG_LEVEL=WARNING spares that on busy workers.
     level = loglevel or os.environ.get("WORKYARD_LOG_LEVEL", "INFO")
-    app.worker_main(worker_argv(capabilities, concurrency=concurrency, pool=pool, hostname=hostname, loglevel=level))
+    # Celery's worker command ends with the worker's exit code, which app.worker_main() drops
+    # (click hands it back to Celery, which does not return it): read it off the worker itself.
+    started: list[Any] = []
+
+    def keep(sender: Any, **_: Any) -> None:
+        started.append(sender)
+
+    signals.worker_init.connect(keep, weak=False)
+    try:
+        app.worker_main(
+            worker_argv(capabilities, concurrency=concurrency, pool=pool, hostname=hostname, loglevel=level)
+        )
+    finally:
+        signals.worker_init.disconnect(keep)
+    return int(started[-1].exitcode or 0) if started else 0
