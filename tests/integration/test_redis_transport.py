@@ -313,3 +313,31 @@ def test_messages_a_live_consumer_holds_are_renewed_and_not_given_back(redis_tar
 
         eventually(lambda: given_back() == 3, timeout=15, what="the dead consumer's messages to come back")
         queue(channel).purge()
+
+
+def test_a_closed_channels_messages_are_not_renewed(redis_target: RedisTarget) -> None:
+    """A channel closed while it held messages it could not give back (its connection was lost,
+    Redis was down) must not keep renewing them: the consumer carries on in a new channel, and
+    only the sweep can bring those messages back."""
+    queue = capability_queue("transport-held-closed")
+    client = redis_target.client()
+    options = {"visibility_timeout": 2}
+    with Connection(redis_target.broker_url, transport_options=options) as conn:
+        _empty(queue, conn.default_channel)
+        received: list[Message] = []
+        _reports, consumer = _collecting(conn, queue, received, 10)
+        consumer.consume()
+        _publish(conn, queue.name, 2)
+        conn.drain_events(timeout=5)
+        assert len(received) == 2
+        consumer.channel.qos.restore_at_shutdown = False  # as if Redis were down as it closed
+        consumer.channel.close()
+        with Connection(redis_target.broker_url, transport_options=options) as other:
+            channel = other.default_channel
+
+            def given_back() -> int:
+                channel.qos.restore_visible(num=100)
+                return int(client.llen(queue.name))
+
+            eventually(lambda: given_back() == 2, timeout=15, what="the closed channel's messages to come back")
+            queue(channel).purge()
