@@ -51,6 +51,7 @@ import httpx
 import redis
 from sqlalchemy import func, select
 
+from config import keys
 from config.settings import Settings
 from models.enums import Outcome, SagaState
 from models.tables import DeadLetter, SagaRun, StepAttempt
@@ -100,6 +101,8 @@ class Fault:
     only: tuple[str, ...] = ("sqlite", "postgres")
     # Why this machine cannot run it, or None (checked before the run).
     unavailable: Callable[[], str | None] = lambda: None
+    # The second charge worker's clock can be stepped (see step_clock).
+    stepped_clock: bool = False
 
 
 @dataclass
@@ -250,9 +253,34 @@ def garbage_everywhere(run: Run) -> None:
         for raw in GARBAGE:
             client.lpush(queue, raw)
     # A well-formed task message of a task nobody registered.
-    run.stack.wiring.app.send_task("workyard.no_such_task", args=[1], queue="cap.fb")
+    run.stack.wiring.app.send_task("workyard.no_such_task", args=[1], exchange=keys.STEP_EXCHANGE, routing_key="cap.fb")
     client.close()
     run.notes.append(f"{len(queues) * len(GARBAGE) + 1} garbage messages")
+
+
+LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
+
+
+def clock_env(directory: Path) -> dict[str, str]:
+    """A worker whose wall clock follows the offset in a file (libfaketime, re-read on every
+    call); its monotonic clock is left alone, as a real clock step leaves it."""
+    offset = directory / "clock-offset"
+    offset.write_text("+0\n")
+    return {
+        "LD_PRELOAD": str(LIBFAKETIME),
+        "FAKETIME_TIMESTAMP_FILE": str(offset),
+        "FAKETIME_NO_CACHE": "1",
+        "DONT_FAKE_MONOTONIC": "1",
+    }
+
+
+def step_clock(run: Run) -> None:
+    """One charge worker's wall clock jumps an hour ahead (an NTP step, a VM restored)."""
+    (run.directory / "clock-offset").write_text("+3600\n")
+
+
+def _faketime_missing() -> str | None:
+    return None if LIBFAKETIME.exists() else f"libfaketime not installed ({LIBFAKETIME}; apt-get install faketime)"
 
 
 def restart_rabbitmq(run: Run) -> None:
@@ -296,6 +324,13 @@ FAULTS: list[Fault] = [
     ),
     Fault("garbage", "garbage on every queue", garbage_everywhere),
     Fault(
+        "clock-step",
+        "one charge worker's clock jumps an hour ahead",
+        step_clock,
+        stepped_clock=True,
+        unavailable=_faketime_missing,
+    ),
+    Fault(
         "rabbitmq-restart",
         "RabbitMQ as broker, its node restarted",
         restart_rabbitmq,
@@ -303,7 +338,6 @@ FAULTS: list[Fault] = [
         unavailable=_rabbitmq_missing,
     ),
 ]
-# Not in the matrix yet: a clock step on one worker needs libfaketime, which this machine lacks.
 
 
 # -- one run --------------------------------------------------------------------------------------
@@ -370,7 +404,12 @@ def run_fault(fault: Fault, backend: str, count: int, directory: Path, log: Call
             admin_token=token,
             **fault.settings,
         )
-        workers = [WorkerSpec(["fa"], HANDLERS), WorkerSpec(["fb"], HANDLERS), WorkerSpec(["fb"], HANDLERS)]
+        stepped = clock_env(directory) if fault.stepped_clock else {}
+        workers = [
+            WorkerSpec(["fa"], HANDLERS),
+            WorkerSpec(["fb"], HANDLERS),
+            WorkerSpec(["fb"], HANDLERS, env=stepped),
+        ]
         workers.append(WorkerSpec(["fc"], HANDLERS))
         stack = Stack(
             settings,
