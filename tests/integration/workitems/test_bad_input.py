@@ -448,7 +448,7 @@ def test_the_types_registry_refuses_bad_and_conflicting_definitions(client: Test
     err = refused(
         client, "POST", TYPES, 422, "invalid_input", op, body={"name": "bad", "schema": {}, "lifecycle": "nope"}
     )
-    assert paths(err) == ["lifecycle"]
+    assert paths(err) == ["body.lifecycle"]
 
     # A built-in type cannot be redefined.
     err = refused(client, "POST", TYPES, 409, "conflict", op, body={"name": "task", "schema": {"type": "object"}})
