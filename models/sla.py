@@ -61,16 +61,16 @@ class SlaSpec(BaseModel):
     escalation: list[EscalationStep] = Field(
         default_factory=list,
         max_length=20,
-        description="Further steps after the breach, each at its after_ms; kept in order of after_ms.",
+        description="Further steps after the breach, each at its after_ms; listed in order of after_ms.",
     )
 
     @model_validator(mode="after")
     def _consistent(self) -> SlaSpec:
         if self.breach_action == "escalate" and self.breach_to is None:
             raise ValueError("breach_action escalate needs breach_to: the group to offer the item to")
-        # The ladder's order is its after_ms: steps sent in another order are put in it (a stable
-        # sort, so steps at the same moment keep the order they were given in).
-        self.escalation = sorted(self.escalation, key=lambda step: step.after_ms)
+        offsets = [s.after_ms for s in self.escalation]
+        if offsets != sorted(offsets):
+            raise ValueError("escalation steps must be in order of after_ms")
         return self
 
     def groups(self) -> list[str]:

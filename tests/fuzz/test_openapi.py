@@ -87,6 +87,11 @@ INEXPRESSIBLE = [
     ),
     Inexpressible(
         r"^request is not valid: ",
+        "an SLA's escalation steps are listed in order of after_ms: JSON Schema cannot compare items",
+        detail=r"(^|\.)sla: Value error, escalation steps must be in order of after_ms$",
+    ),
+    Inexpressible(
+        r"^request is not valid: ",
         "step names are unique within a template: JSON Schema's uniqueItems compares whole items, not a key",
         detail=r"^body: Value error, step name .* is used twice$",
     ),
@@ -133,9 +138,10 @@ def test_operation(label: str, mode: GenerationMode, fuzz_schema: OpenApiSchema,
         suppress_health_check=list(HealthCheck),
     )
     def run(case: Case[Any], who: str) -> None:
-        # An extra query parameter whose value is an empty list is not sent at all: the request is
-        # the valid one it was made from, which no check can hold against the server.
-        assume(not any(value == [] for value in (case.query or {}).values()))
+        # A query value made a list of no or one element is sent as no parameter or as one value:
+        # the request is then the valid one it was made from, which no check can hold against the
+        # server. (Two or more are sent as a repeated parameter, which the API refuses.)
+        assume(not any(isinstance(value, list) and len(value) < 2 for value in (case.query or {}).values()))
         case.call_and_validate(headers=identities.headers[who], excluded_checks=EXCLUDED, additional_checks=ADDED)
 
     try:
