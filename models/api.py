@@ -16,23 +16,28 @@ class ErrorItem(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    path: str
-    message: str
+    path: str = Field(
+        description="Where: a body field (body.steps.0.name), query.<name>, header.<name>, path, or (root)."
+    )
+    message: str = Field(description="What is wrong there, in words.")
 
 
 class ErrorDetail(BaseModel):
     """The ``error`` object of every API error: a stable ``code``, a readable ``message``, and
     ``details``, always a list (empty when there is nothing more to say)."""
 
-    code: str
-    message: str
-    details: list[ErrorItem] = Field(default_factory=list)
+    code: str = Field(
+        description="Stable, for programs: invalid_input, malformed_json, unauthorized, forbidden, not_found, "
+        "conflict, payload_too_large, unavailable, ..."
+    )
+    message: str = Field(description="For people: what went wrong and, where it helps, what to do.")
+    details: list[ErrorItem] = Field(default_factory=list, description="One entry per failing field; may be empty.")
 
 
 class ErrorBody(BaseModel):
     """Every error the API returns has this one shape."""
 
-    error: ErrorDetail
+    error: ErrorDetail = Field(description="What went wrong.")
 
 
 class SagaCreate(BaseModel):
@@ -40,8 +45,12 @@ class SagaCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    template: str = Field(min_length=1, max_length=200)
-    version: str | None = Field(default=None, description="Semantic version; the highest if omitted.")
+    template: str = Field(
+        min_length=1, max_length=200, description="The template's name: the tenant's own or a shared one."
+    )
+    version: str | None = Field(
+        default=None, description="The template's semantic version; null or left out: its highest version."
+    )
     tenant: str | None = Field(
         default=None,
         min_length=1,
@@ -50,12 +59,17 @@ class SagaCreate(BaseModel):
             "The tenant to run it for: the token's own (the default); an operator's all-tenant token may name one."
         ),
     )
-    input: dict[str, Any] = Field(default_factory=dict)
+    input: dict[str, Any] = Field(
+        default_factory=dict, description="The saga's input; must satisfy the template's input_schema."
+    )
     idempotence_key: str | None = Field(
         default=None,
         min_length=1,
         max_length=255,
-        description="Retries with the same key return the first saga; or send an Idempotency-Key header.",
+        description=(
+            "Retries with the same key return the first saga; or send an Idempotency-Key header "
+            "(when both are sent they must be equal)."
+        ),
     )
 
 
@@ -64,17 +78,21 @@ class AttemptRead(BaseModel):
 
     model_config = ConfigDict(from_attributes=True)
 
-    step_index: int
-    step_name: str
-    phase: Phase
-    attempt: int
-    outcome: Outcome
-    worker: str | None
-    fencing_token: int | None
-    error: str | None
-    dispatched_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
+    step_index: int = Field(description="The step's position in the template, from 0.")
+    step_name: str = Field(description="The step's name.")
+    phase: Phase = Field(description="forward (the step) or compensate (undoing it).")
+    attempt: int = Field(description="The attempt's number within its step and phase, from 1.")
+    outcome: Outcome = Field(description="What became of it; running until a worker reports.")
+    worker: str | None = Field(
+        description="The worker that ran it (a tenant sees its name, operators also its host); null: not started."
+    )
+    fencing_token: int | None = Field(
+        description="The fencing token it held under the step's mutex scope; null: the step has none."
+    )
+    error: str | None = Field(description="Why it failed; null: it did not.")
+    dispatched_at: datetime = Field(description="When it was sent to its queue.")
+    started_at: datetime | None = Field(description="When a worker started it; null: not yet.")
+    finished_at: datetime | None = Field(description="When it ended; null: not yet.")
 
     @property
     def duration_ms(self) -> float | None:
@@ -88,14 +106,14 @@ class StepRead(BaseModel):
 
     model_config = ConfigDict(from_attributes=True)
 
-    index: int
-    name: str
-    state: StepState
-    attempts: int
-    compensation_attempts: int
-    error: str | None
-    started_at: datetime | None
-    finished_at: datetime | None
+    index: int = Field(description="The step's position in the template, from 0.")
+    name: str = Field(description="The step's name.")
+    state: StepState = Field(description="Where the step stands, forward and through its compensation.")
+    attempts: int = Field(description="Forward attempts made so far.")
+    compensation_attempts: int = Field(description="Compensation attempts made so far.")
+    error: str | None = Field(description="The last error; null: none.")
+    started_at: datetime | None = Field(description="When its first attempt started; null: not yet.")
+    finished_at: datetime | None = Field(description="When it reached a final state; null: not yet.")
 
 
 class SagaSummary(BaseModel):
@@ -103,48 +121,50 @@ class SagaSummary(BaseModel):
 
     model_config = ConfigDict(from_attributes=True)
 
-    id: str
+    id: str = Field(description="The saga run's id.")
     tenant: str = Field(description='The tenant the saga runs for ("*": an operator\'s saga of no tenant).')
-    template_name: str
-    template_version: str
-    state: SagaState
-    idempotence_key: str | None
-    error: str | None
-    created_at: datetime
-    updated_at: datetime
-    finished_at: datetime | None
-    sla_warned_at: datetime | None = None
-    sla_breached_at: datetime | None = None
-    sla_breach_count: int = 0
+    template_name: str = Field(description="The template it runs.")
+    template_version: str = Field(description="The template version it runs.")
+    state: SagaState = Field(description="Where it stands: running, compensating, or a final state.")
+    idempotence_key: str | None = Field(description="The idempotence key it was submitted with; null: none.")
+    error: str | None = Field(description="Why it failed (what made it compensate); null: it did not.")
+    created_at: datetime = Field(description="When it was submitted.")
+    updated_at: datetime = Field(description="When it last changed.")
+    finished_at: datetime | None = Field(description="When it reached a final state; null: not yet.")
+    sla_warned_at: datetime | None = Field(default=None, description="When its SLA warning fired; null: not yet.")
+    sla_breached_at: datetime | None = Field(default=None, description="When its SLA target passed; null: not yet.")
+    sla_breach_count: int = Field(default=0, description="How many SLA breach and escalation steps have fired.")
 
 
 class SagaItemRead(BaseModel):
     """A work item a saga opened: one a step waits on, or a remediation."""
 
-    id: str
-    type: str
-    title: str
-    tenant: str
-    status: str
-    step: str | None
-    phase: str | None
-    attempt: int | None
-    holder: str | None
-    lease_expires_at: datetime | None
-    created_at: datetime
+    id: str = Field(description="The work item's id.")
+    type: str = Field(description="Its work-item type.")
+    title: str = Field(description="Its title.")
+    tenant: str = Field(description="The tenant it belongs to.")
+    status: str = Field(description="Its status in its lifecycle.")
+    step: str | None = Field(description="The step that waits on it; null: a remediation item.")
+    phase: str | None = Field(description="forward or compensate; null: a remediation item.")
+    attempt: int | None = Field(description="The step attempt it belongs to; null: a remediation item.")
+    holder: str | None = Field(description="Who has claimed it, as user:<id> or agent:<id>; null: nobody.")
+    lease_expires_at: datetime | None = Field(description="When the holder's lease lapses; null: no lease.")
+    created_at: datetime = Field(description="When it was opened.")
     sla_due_at: datetime | None = Field(default=None, description="When the item's SLA target passes, if it has one.")
-    sla_breached_at: datetime | None = None
-    sla_breach_count: int = 0
+    sla_breached_at: datetime | None = Field(default=None, description="When its SLA target passed; null: not yet.")
+    sla_breach_count: int = Field(default=0, description="How many SLA breach and escalation steps have fired.")
 
 
 class SagaRead(SagaSummary):
     """A saga run in full: its input, the step results, every step run and attempt, its work items and SLA events."""
 
-    input: dict[str, Any]
-    results: dict[str, Any]
-    steps: list[StepRead]
-    attempts: list[AttemptRead]
-    work_items: list[SagaItemRead] = Field(default_factory=list)
+    input: dict[str, Any] = Field(description="The input it was submitted with.")
+    results: dict[str, Any] = Field(description="Each finished step's result, by step name.")
+    steps: list[StepRead] = Field(description="Every step of the template, in order.")
+    attempts: list[AttemptRead] = Field(description="Every attempt of every step, forward and compensation, in order.")
+    work_items: list[SagaItemRead] = Field(
+        default_factory=list, description="The work items it opened (its steps' and remediations)."
+    )
     sla: dict[str, Any] | None = Field(default=None, description="The template's SLA for the saga, if any.")
     sla_events: list[dict[str, Any]] = Field(
         default_factory=list, description="Each SLA warning, breach and escalation step, and what it did."
@@ -154,7 +174,7 @@ class SagaRead(SagaSummary):
 class SagaPage(BaseModel):
     """One page of saga runs, with the cursor of the next page."""
 
-    items: list[SagaSummary]
+    items: list[SagaSummary] = Field(description="The saga runs of this page, newest first.")
     next_cursor: str | None = Field(description="Pass as ?cursor= for the next page; null at the end.")
 
 
@@ -162,7 +182,7 @@ class TemplateRead(BaseModel):
     """One registered version of a saga template, with the spec it was registered with."""
 
     tenant: str = Field(description='The tenant that owns it; "*": shared, runnable by every tenant.')
-    name: str
-    version: str
-    spec: dict[str, Any]
-    created_at: datetime
+    name: str = Field(description="The template's name.")
+    version: str = Field(description="Its semantic version.")
+    spec: dict[str, Any] = Field(description="The template as registered (the TemplateSpec, defaults filled in).")
+    created_at: datetime = Field(description="When this version was registered.")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Literal, get_args
 
 
 @dataclass(frozen=True)
@@ -161,6 +162,13 @@ LIFECYCLES: dict[str, Lifecycle] = {lc.name: lc for lc in (CANONICAL, WORK, BACK
 ORIGINS: dict[str, str] = {"backlog": "backlog", "chat": "chat", "saga": "step"}
 for _lifecycle in LIFECYCLES.values():
     _lifecycle.check()
+
+# The lifecycles a work-item type may name: every one but "step", which is for the items sagas open
+# (chosen by their origin). A Literal, so the OpenAPI lists them; LIFECYCLES is fixed at import.
+TypeLifecycle = Literal["canonical", "work", "backlog", "chat"]
+TYPE_LIFECYCLES: tuple[str, ...] = get_args(TypeLifecycle)
+if set(TYPE_LIFECYCLES) != set(LIFECYCLES) - {"step"}:
+    raise RuntimeError("TypeLifecycle must name every lifecycle a type may choose")
 
 # Every status any lifecycle counts as resolved: a dependency in one of them no longer blocks.
 RESOLVED_STATUSES = frozenset().union(*(lc.resolved for lc in LIFECYCLES.values()))

@@ -3,20 +3,36 @@ escalation ladder (the work-items spec, sections 3 and 4)."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 BreachAction = Literal["notify", "escalate", "cancel", "open-remediation", "pause", "queue-human-approval"]
+ACTIONS = (
+    "notify: record it and send the webhook event; escalate: offer the item (a saga: the items it waits "
+    "on) to another group; cancel: close or fail the item (a saga: compensate); open-remediation: open a "
+    "remediation item for a person; pause: park the item in its waiting status; queue-human-approval: "
+    "open an approval item."
+)
+
+
+def _escalate_needs(field: str, group: str) -> dict[str, Any]:
+    """JSON Schema: when ``field`` is escalate, ``group`` is given (the validators' rule, for the OpenAPI)."""
+    return {
+        "anyOf": [
+            {"properties": {field: {"not": {"const": "escalate"}}}},
+            {"properties": {field: {"const": "escalate"}, group: {"type": "string"}}, "required": [field, group]},
+        ]
+    }
 
 
 class EscalationStep(BaseModel):
     """One rung of an SLA's escalation ladder: the breach action taken this long after creation, and to whom."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_escalate_needs("action", "to"))
 
     after_ms: int = Field(ge=0, le=366 * 86_400_000, description="From the item's creation.")
-    action: BreachAction
+    action: BreachAction = Field(description=f"What to do. {ACTIONS}")
     to: str | None = Field(
         default=None, min_length=1, max_length=200, description="For escalate: the group the item is offered to next."
     )
@@ -31,13 +47,22 @@ class EscalationStep(BaseModel):
 class SlaSpec(BaseModel):
     """An SLA: the target time, an optional early warning, the breach action, and an escalation ladder."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_escalate_needs("breach_action", "breach_to"))
 
     target_ms: int = Field(gt=0, le=366 * 86_400_000, description="Done within this long of creation.")
     warn_at_pct: int | None = Field(default=None, ge=1, le=99, description="Warn when this much of it has passed.")
-    breach_action: BreachAction = "notify"
-    breach_to: str | None = Field(default=None, min_length=1, max_length=200, description="For escalate on breach.")
-    escalation: list[EscalationStep] = Field(default_factory=list, max_length=20)
+    breach_action: BreachAction = Field(default="notify", description=f"What to do when the target passes. {ACTIONS}")
+    breach_to: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="For breach_action escalate (and only needed then): the group the item is offered to next.",
+    )
+    escalation: list[EscalationStep] = Field(
+        default_factory=list,
+        max_length=20,
+        description="Further steps after the breach, each at its after_ms; listed in order of after_ms.",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> SlaSpec:

@@ -21,10 +21,24 @@ ITEM_ROOTS = ("input", "results", "saga_id", "step", "template", "version", "eac
 class CompletionPolicy(BaseModel):
     """When a fan-out is done: every member, any one, or at least ``k`` of them."""
 
-    model_config = ConfigDict(extra="forbid")
+    # k goes with at_least, and only with it (the validator's rule, for the OpenAPI).
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "anyOf": [
+                {"properties": {"policy": {"enum": ["all", "any"]}, "k": {"type": "null"}}},
+                {
+                    "properties": {"policy": {"const": "at_least"}, "k": {"type": "integer"}},
+                    "required": ["policy", "k"],
+                },
+            ]
+        },
+    )
 
-    policy: Literal["all", "any", "at_least"] = "all"
-    k: int | None = Field(default=None, ge=1, le=10_000)
+    policy: Literal["all", "any", "at_least"] = Field(
+        default="all", description="all: every member must be done; any: one; at_least: k of them."
+    )
+    k: int | None = Field(default=None, ge=1, le=10_000, description="For at_least (and only then): how many.")
 
     @model_validator(mode="after")
     def _k_with_at_least(self) -> CompletionPolicy:
@@ -71,8 +85,10 @@ class WorkItemStepSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: str = Field(default="task", min_length=1, max_length=64, description="A registered work-item type.")
-    title: str = Field(min_length=1, max_length=500)
-    description: str | None = Field(default=None, max_length=20_000)
+    title: str = Field(min_length=1, max_length=500, description="The item's title; may hold placeholders.")
+    description: str | None = Field(
+        default=None, max_length=20_000, description="The item's text; may hold placeholders; null: none."
+    )
     tenant: str | None = Field(
         default=None,
         min_length=1,
@@ -83,12 +99,16 @@ class WorkItemStepSpec(BaseModel):
             "template may name; a shared template names none)."
         ),
     )
-    priority: int = Field(default=50, ge=0, le=100)
+    priority: int = Field(default=50, ge=0, le=100, description="0 (lowest) to 100 (highest).")
     offer: Offer = Field(description="Who may claim it: people by scope and group, or agents by capability.")
     assignee: str | None = Field(default=None, description="user:<id> or agent:<id>; may be a placeholder.")
-    labels: list[str] = Field(default_factory=list, max_length=50)
-    payload: dict[str, Any] = Field(default_factory=dict)
-    sla: SlaSpec | None = None
+    labels: list[str] = Field(
+        default_factory=list, max_length=50, description="The item's labels; may hold placeholders."
+    )
+    payload: dict[str, Any] = Field(
+        default_factory=dict, description="The item's payload; strings in it may hold placeholders."
+    )
+    sla: SlaSpec | None = Field(default=None, description="The item's SLA, from its creation; null: none.")
 
     @field_validator("offer", mode="before")
     @classmethod

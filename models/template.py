@@ -18,6 +18,9 @@ from models.step_item import CompletionPolicy, WorkItemStepSpec
 # No +BUILD metadata: SemVer gives it no precedence, so two versions that differ only by it would
 # tie for "latest".
 SEMVER = re.compile(r"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-([0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?\Z")
+# The same rule for the OpenAPI (ECMA-262, where "$" is the very end). Only in the schema: the
+# validator below says why a version is refused (build metadata, ...) better than "no match".
+SEMVER_PATTERN = r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$"
 NAME = r"^[A-Za-z][A-Za-z0-9_.\-]{0,199}$"
 CAPABILITY = r"^[a-z0-9][a-z0-9_\-]{0,99}$"
 
@@ -39,11 +42,15 @@ class RetryPolicy(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    max_attempts: int = Field(default=3, ge=1, le=1000)
-    initial_ms: int = Field(default=200, ge=0, le=86_400_000)
-    max_ms: int = Field(default=30_000, ge=0, le=86_400_000)
-    multiplier: float = Field(default=2.0, ge=1.0, le=100.0)
-    jitter: float = Field(default=0.1, ge=0.0, le=1.0)
+    max_attempts: int = Field(default=3, ge=1, le=1000, description="Tries in all, the first one included.")
+    initial_ms: int = Field(default=200, ge=0, le=86_400_000, description="Wait before the second try, in ms.")
+    max_ms: int = Field(
+        default=30_000, ge=0, le=86_400_000, description="Longest wait between tries, in ms; at least initial_ms."
+    )
+    multiplier: float = Field(default=2.0, ge=1.0, le=100.0, description="Each wait is the last one times this.")
+    jitter: float = Field(
+        default=0.1, ge=0.0, le=1.0, description="Each wait is spread at random by up to this fraction of it."
+    )
 
     @model_validator(mode="after")
     def _max_not_below_initial(self) -> RetryPolicy:
@@ -61,22 +68,77 @@ class RetryPolicy(BaseModel):
 KEY_ROOTS = ("input", "saga_id", "step", "template", "version")
 
 
+def _present(*names: str, **types: str) -> dict[str, Any]:
+    """JSON Schema: these fields are given and not null (``types``: of that JSON type)."""
+    return {"properties": {n: {"type": types.get(n, "string")} for n in names}, "required": list(names)}
+
+
+# The rules StepSpec's validators hold a step to, as JSON Schema, so that the OpenAPI says them:
+# one shape per kind, and the fields that go together or exclude each other. Only in the schema:
+# the model stays one class (a step without "kind" is a handler step, which a discriminated union
+# could not say), and its validators give the clearer messages.
+STEP_RULES: dict[str, Any] = {
+    "oneOf": [
+        {
+            "title": "handler step",
+            "properties": {
+                "kind": {"const": "handler"},
+                "capability": {"type": "string"},
+                "handler": {"type": "string"},
+                "work_item": {"type": "null"},
+            },
+            "required": ["capability", "handler"],
+        },
+        {
+            "title": "work_item step",
+            "properties": {
+                "kind": {"const": "work_item"},
+                "work_item": {"type": "object"},
+                "handler": {"type": "null"},
+                "mutex_scope": {"type": "null"},
+            },
+            "required": ["kind", "work_item"],
+        },
+    ],
+    "allOf": [
+        {"not": _present("compensate", "compensate_work_item", compensate_work_item="object")},
+        {"not": _present("for_each", "mutex_scope")},
+        {"anyOf": [{"not": _present("compensate")}, _present("capability")]},
+        # completion applies to fan-outs only: without for_each it may only restate the default.
+        {
+            "anyOf": [
+                _present("for_each"),
+                {"properties": {"completion": {"properties": {"policy": {"const": "all"}, "k": {"type": "null"}}}}},
+            ]
+        },
+    ],
+}
+
+
 class StepSpec(BaseModel):
     """One step of a saga template: a handler on a capability or a work item; compensation, retries, mutex scope."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=STEP_RULES)
 
-    name: str = Field(pattern=NAME)
+    name: str = Field(pattern=NAME, description="The step's name, unique in its template; results are kept under it.")
     # "handler": a Celery task on cap.<capability>. "work_item": the orchestrator creates a work
     # item for a person or an agent and the saga waits for it, holding no worker slot.
-    kind: Literal["handler", "work_item"] = "handler"
+    kind: Literal["handler", "work_item"] = Field(
+        default="handler",
+        description=(
+            "handler: a task on queue cap.<capability> runs handler (both needed). work_item: the saga waits for "
+            "the work item work_item describes (needed), holding no worker slot."
+        ),
+    )
     capability: str | None = Field(
         default=None,
         pattern=CAPABILITY,
         validate_default=True,
         description="Queue cap.<capability> runs the handler (and compensation).",
     )
-    handler: str | None = Field(default=None, pattern=NAME, validate_default=True)
+    handler: str | None = Field(
+        default=None, pattern=NAME, validate_default=True, description="The @step handler's name (kind handler)."
+    )
     work_item: WorkItemStepSpec | None = Field(default=None, description="The item a work_item step waits on.")
     for_each: str | None = Field(
         default=None,
@@ -91,11 +153,35 @@ class StepSpec(BaseModel):
     compensate_work_item: WorkItemStepSpec | None = Field(
         default=None, description="Or: a work item that undoes it (e.g. 'call the customer')."
     )
-    retry: RetryPolicy = RetryPolicy()
-    compensate_retry: RetryPolicy | None = None
-    timeout_ms: int | None = Field(default=None, ge=1, le=86_400_000)
-    idempotence_key: str | None = Field(default=None, max_length=400)
-    mutex_scope: str | None = Field(default=None, max_length=400)
+    retry: RetryPolicy = Field(default=RetryPolicy(), description="How often the step is tried.")
+    compensate_retry: RetryPolicy | None = Field(
+        default=None, description="How often its compensation is tried; null: as retry says."
+    )
+    timeout_ms: int | None = Field(
+        default=None,
+        ge=1,
+        le=86_400_000,
+        description=(
+            "An attempt not reported within this long counts as failed; null: the server's step watchdog "
+            "(WORKYARD_STEP_WATCHDOG_S)."
+        ),
+    )
+    idempotence_key: str | None = Field(
+        default=None,
+        max_length=400,
+        description=(
+            "The key the handler gets as ctx.idempotence_key, with placeholders such as {input.order_id} "
+            "(from input, saga_id, step, template, version); null: one made from the saga and the step."
+        ),
+    )
+    mutex_scope: str | None = Field(
+        default=None,
+        max_length=400,
+        description=(
+            "Attempts with the same scope (placeholders as in idempotence_key) run one at a time, each with a "
+            "fencing token; null: no mutex."
+        ),
+    )
 
     @field_validator("idempotence_key", "mutex_scope")
     @classmethod
@@ -156,11 +242,20 @@ class TemplateSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(pattern=NAME)
-    version: str = Field(max_length=64, description="Semantic version, immutable once registered.")
-    description: str = ""
-    input_schema: dict[str, Any] = Field(default_factory=lambda: {"type": "object"})
-    steps: list[StepSpec] = Field(min_length=1, max_length=200)
+    name: str = Field(pattern=NAME, description="The template's name, as sagas name it.")
+    version: str = Field(
+        max_length=64,
+        json_schema_extra={"pattern": SEMVER_PATTERN},
+        description="Semantic version (MAJOR.MINOR.PATCH[-PRERELEASE], no +BUILD), immutable once registered.",
+    )
+    description: str = Field(default="", description="What the saga does.")
+    input_schema: dict[str, Any] = Field(
+        default_factory=lambda: {"type": "object"},
+        description="JSON Schema (2020-12) a saga's input must satisfy; only local $refs, patterns in RE2 syntax.",
+    )
+    steps: list[StepSpec] = Field(
+        min_length=1, max_length=200, description="The steps, run in this order; compensated in reverse."
+    )
     deadline_ms: int | None = Field(
         default=None, ge=1, le=366 * 86_400_000, description="The whole saga's deadline: past it, it compensates."
     )

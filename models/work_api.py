@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, get_args
 
 from pydantic import (
     AwareDatetime,
@@ -16,11 +16,35 @@ from pydantic import (
     model_validator,
 )
 
+from models.lifecycles import TypeLifecycle
 from models.principal import PrincipalType
 from models.sla import SlaSpec
 
 Label = Annotated[str, Field(min_length=1, max_length=100)]
 ItemId = Annotated[str, Field(min_length=1, max_length=96)]
+
+# Every event a webhook may subscribe to (``*``: all of them). A Literal, so the OpenAPI lists them.
+WebhookEvent = Literal[
+    "sla.warning",
+    "sla.breached",
+    "work_item.escalated",
+    "saga.completed",
+    "saga.compensated",
+    "saga.compensation_failed",
+    "saga.sla_warning",
+    "saga.sla_breached",
+    "saga.escalated",
+]
+WEBHOOK_EVENTS: tuple[str, ...] = get_args(WebhookEvent)
+# What a webhook may subscribe to: one event, or "*" for all (one Literal: one error, listing all).
+Subscription = Literal[WebhookEvent, "*"]
+
+# A ``user:<id>`` or ``agent:<id>`` reference, as filters and step assignees name a party. ``[\s\S]``
+# rather than ``.``: an id may hold any character (ECMA's ``.`` stops at a line break).
+PARTY_PATTERN = r"^(user|agent):[\s\S]+$"
+# The "type" tag of an offer has a default for callers that build one in code, but a request must
+# send it: the union is told apart by it. Said in the schema, which would otherwise call it optional.
+_TYPE_REQUIRED: dict[str, Any] = {"required": ["type"]}
 
 
 class PartyRef(BaseModel):
@@ -28,27 +52,39 @@ class PartyRef(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    type: PrincipalType
-    id: str = Field(min_length=1, max_length=255)
+    type: PrincipalType = Field(description="user (a person) or agent.")
+    id: str = Field(min_length=1, max_length=255, description="The user's or agent's id, as its tokens name it.")
 
 
 class HumanOffer(BaseModel):
     """Offered to people holding ``scope`` (and, if given, in ``group``)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_TYPE_REQUIRED)
 
-    type: Literal["human"] = "human"
-    scope: str = Field(default="work:claim", min_length=1, max_length=200)
-    group: str | None = Field(default=None, min_length=1, max_length=200)
+    type: Literal["human"] = Field(default="human", description="Tells the offer kinds apart: human.")
+    scope: str = Field(
+        default="work:claim", min_length=1, max_length=200, description="The token scope a person needs to claim it."
+    )
+    group: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="Only people in this group may claim it; null: anyone with the scope.",
+    )
 
 
 class AgentOffer(BaseModel):
     """Offered to agents; with ``capability``, only to agents that declare it."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_TYPE_REQUIRED)
 
-    type: Literal["agent"] = "agent"
-    capability: str | None = Field(default=None, min_length=1, max_length=200)
+    type: Literal["agent"] = Field(default="agent", description="Tells the offer kinds apart: agent.")
+    capability: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="Only agents that declare this capability may claim it; null: any agent.",
+    )
 
 
 Offer = Annotated[HumanOffer | AgentOffer, Field(discriminator="type")]
@@ -61,32 +97,87 @@ def _no_status(data: Any) -> Any:
 
 
 class WorkItemCreate(BaseModel):
-    """A request to create a work item: its type, title, tenant, offer, assignee, payload, SLA and idempotence key."""
+    """A request to create a work item: its type, title, tenant, offer, assignee, payload, SLA and idempotence key.
+
+    The item (title, description, payload, metadata) must satisfy its type's JSON Schema; its
+    status is its lifecycle's first one (set it later with the transition operation)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    type: str = Field(min_length=1, max_length=64)
-    title: str = Field(min_length=1, max_length=500)
-    description: str | None = Field(default=None, max_length=20_000)
-    code: str | None = Field(default=None, min_length=1, max_length=96, description="Business code; default the id.")
-    tenant: str | None = Field(default=None, min_length=1, max_length=64, description="Default: the token's tenant.")
-    priority: int = Field(default=50, ge=0, le=100)
-    reporter: PartyRef | None = Field(default=None, description="Default: the caller.")
-    assignee: PartyRef | None = None
-    labels: list[Label] = Field(default_factory=list, max_length=50)
-    dependencies: list[ItemId] = Field(default_factory=list, max_length=200)
-    parent_id: ItemId | None = None
-    payload: dict[str, Any] = Field(default_factory=dict)
-    metadata: dict[str, Any] = Field(default_factory=dict)
-    due_at: AwareDatetime | None = None
-    origin: Literal["backlog", "chat"] | None = Field(
-        default=None, description="Picks the task-workflow doc's lifecycle for this origin."
+    type: str = Field(
+        min_length=1,
+        max_length=64,
+        description=(
+            "A work-item type: a built-in one (task, subtask, epic, ...) or one an operator registered "
+            "(GET /api/v1/work-item-types lists them); an unknown one is a 422."
+        ),
     )
-    offer: Offer | None = Field(default=None, description="Default: people with the work:claim scope.")
-    sla: SlaSpec | None = None
-    idempotence_key: str | None = Field(default=None, min_length=1, max_length=255)
+    title: str = Field(min_length=1, max_length=500, description="A short line saying what is to be done.")
+    description: str | None = Field(default=None, max_length=20_000, description="Longer text; null: none.")
+    code: str | None = Field(
+        default=None, min_length=1, max_length=96, description="A business code of your own; default: the item's id."
+    )
+    tenant: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description=(
+            "The tenant the item belongs to. Default: the token's; another is a 403 unless the token is all-tenant."
+        ),
+    )
+    priority: int = Field(
+        default=50, ge=0, le=100, description="0 (lowest) to 100 (highest); queues serve higher first."
+    )
+    reporter: PartyRef | None = Field(default=None, description="Who asked for the work. Default: the caller.")
+    assignee: PartyRef | None = Field(default=None, description="Who is to do it; null: nobody yet (it is offered).")
+    labels: list[Label] = Field(
+        default_factory=list, max_length=50, description="Free labels (1-100 characters each) to filter by."
+    )
+    dependencies: list[ItemId] = Field(
+        default_factory=list,
+        max_length=200,
+        description="Ids of items of the same tenant that must be resolved before this one counts as ready.",
+    )
+    parent_id: ItemId | None = Field(
+        default=None, description="The id of the item this one is part of (e.g. a subtask's task); null: none."
+    )
+    payload: dict[str, Any] = Field(
+        default_factory=dict, description="What the worker needs to do the work, shaped by the type's JSON Schema."
+    )
+    metadata: dict[str, Any] = Field(
+        default_factory=dict, description="Anything else to keep with the item; workyard does not read it."
+    )
+    due_at: AwareDatetime | None = Field(
+        default=None, description="When it should be done (with a time zone); informational, see sla for timers."
+    )
+    origin: Literal["backlog", "chat"] | None = Field(
+        default=None,
+        description="Picks the task-workflow doc's lifecycle for this origin; null: the type's own lifecycle.",
+    )
+    offer: Offer | None = Field(
+        default=None, description="Who may claim it. Default: people with the work:claim scope."
+    )
+    sla: SlaSpec | None = Field(default=None, description="A target time, warning and breach actions; null: none.")
+    idempotence_key: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=255,
+        description=(
+            "A retry with the same key and body returns the first item (200); the same key with another "
+            "body is a 409. Or send an Idempotency-Key header (both: they must agree)."
+        ),
+    )
 
     _reject_status = model_validator(mode="before")(_no_status)
+
+
+def no_null(schema: dict[str, Any]) -> None:
+    """The OpenAPI of a field or header that refuses null (None only means "left out"): its
+    non-null branch alone, and no null default."""
+    branches = [b for b in schema.pop("anyOf", []) if b.get("type") != "null"]
+    if branches:
+        schema.update(branches[0])
+    schema.pop("default", None)
 
 
 # Fields of an update that cannot be null, and what to send to empty them instead.
@@ -101,23 +192,60 @@ _NOT_NULL = {
 
 class WorkItemUpdate(BaseModel):
     """Fields to change; leave out what stays. ``version`` (or an If-Match header) makes the
-    update conditional on nobody having changed the item since it was read."""
+    update conditional on nobody having changed the item since it was read.
+
+    A field given as null clears it where the field's description says what null means; title,
+    priority, labels, dependencies and payload cannot be null (send [] or {} to empty a list or
+    the payload)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    version: int | None = Field(default=None, ge=1)
-    title: str | None = Field(default=None, min_length=1, max_length=500)
-    description: str | None = Field(default=None, max_length=20_000)
-    priority: int | None = Field(default=None, ge=0, le=100)
-    reporter: PartyRef | None = None
-    assignee: PartyRef | None = None
-    labels: list[Label] | None = Field(default=None, max_length=50)
-    dependencies: list[ItemId] | None = Field(default=None, max_length=200)
-    parent_id: ItemId | None = None
-    payload: dict[str, Any] | None = None
-    metadata: dict[str, Any] | None = None
-    due_at: AwareDatetime | None = None
-    offer: Offer | None = None
+    version: int | None = Field(
+        default=None,
+        ge=1,
+        description="Apply only if the item is still at this version (409 otherwise); null: unconditionally.",
+    )
+    # Fields that refuse null are ``X | None`` in Python (None: left out) with no null in the OpenAPI.
+    title: str | None = Field(
+        default=None, min_length=1, max_length=500, json_schema_extra=no_null, description="A new title."
+    )
+    description: str | None = Field(default=None, max_length=20_000, description="New text; null clears it.")
+    priority: int | None = Field(
+        default=None,
+        ge=0,
+        le=100,
+        json_schema_extra=no_null,
+        description="A new priority, 0 (lowest) to 100 (highest).",
+    )
+    reporter: PartyRef | None = Field(default=None, description="A new reporter; null clears it.")
+    assignee: PartyRef | None = Field(
+        default=None, description="A new assignee (recorded in the history); null unassigns the item."
+    )
+    labels: list[Label] | None = Field(
+        default=None,
+        max_length=50,
+        json_schema_extra=no_null,
+        description="The labels, replacing the old ones ([] removes them all).",
+    )
+    dependencies: list[ItemId] | None = Field(
+        default=None,
+        max_length=200,
+        json_schema_extra=no_null,
+        description="The dependencies, replacing the old ones ([] removes them all).",
+    )
+    parent_id: ItemId | None = Field(default=None, description="A new parent item's id; null detaches the item.")
+    payload: dict[str, Any] | None = Field(
+        default=None,
+        json_schema_extra=no_null,
+        description="The payload, replacing the old one whole; must satisfy the type's JSON Schema.",
+    )
+    metadata: dict[str, Any] | None = Field(
+        default=None, description="The metadata, replacing the old one whole; null empties it (as {})."
+    )
+    due_at: AwareDatetime | None = Field(default=None, description="A new due time (with a time zone); null clears it.")
+    offer: Offer | None = Field(
+        default=None, description="A new offer; null restores the default (people with the work:claim scope)."
+    )
 
     _reject_status = model_validator(mode="before")(_no_status)
 
@@ -133,69 +261,77 @@ class WorkItemUpdate(BaseModel):
 class ClaimRead(BaseModel):
     """The claim on a work item: who holds it, since when, and its lease (epoch and expiry)."""
 
-    type: PrincipalType
-    id: str
-    at: datetime
-    lease_epoch: int
-    lease_expires_at: datetime | None
+    type: PrincipalType = Field(description="Whether a user or an agent holds it.")
+    id: str = Field(description="The holder's id.")
+    at: datetime = Field(description="When the claim was made.")
+    lease_epoch: int = Field(
+        description="The claim's number (it grows with every claim): send it with heartbeat, complete, fail, release."
+    )
+    lease_expires_at: datetime | None = Field(
+        description="When the claim lapses unless the holder heartbeats; null: it does not lapse (a person's claim)."
+    )
 
 
 class SagaLink(BaseModel):
     """The saga step whose outcome the item decides."""
 
-    saga_id: str
-    step: str
-    step_index: int
-    phase: str
-    attempt: int
-    member: int | None = None
+    saga_id: str = Field(description="The saga run's id.")
+    step: str = Field(description="The step's name in the template.")
+    step_index: int = Field(description="The step's position in the template, from 0.")
+    phase: str = Field(description="forward (the step itself) or compensate (undoing it).")
+    attempt: int = Field(description="Which attempt of the step the item belongs to, from 1.")
+    member: int | None = Field(
+        default=None, description="For a fan-out step: the position of the list element it is for; else null."
+    )
 
 
 class WorkItemRead(BaseModel):
     """A work item as the API returns it: fields, status, offer, claim and lease, SLA, and the saga step it decides."""
 
-    id: str
-    code: str
-    tenant: str
-    type: str
-    lifecycle: str
-    origin: str | None
-    title: str
-    description: str | None
-    priority: int
-    status: str
-    created_by: str
-    reporter: PartyRef | None
-    assignee: PartyRef | None
-    labels: list[str]
-    dependencies: list[str]
-    parent_id: str | None
-    payload: dict[str, Any]
-    metadata: dict[str, Any]
-    result: Any = None
-    reason: str | None
-    due_at: datetime | None
-    idempotence_key: str | None
-    offer: HumanOffer | AgentOffer | None
-    claim: ClaimRead | None
-    lease_epoch: int
-    version: int
-    saga: SagaLink | None = None
-    sla: SlaSpec | None = None
-    sla_warned_at: datetime | None = None
-    sla_breached_at: datetime | None = None
-    sla_breach_count: int = 0
-    created_at: datetime
-    updated_at: datetime
-    started_at: datetime | None
-    completed_at: datetime | None
-    deleted_at: datetime | None
+    id: str = Field(description="The item's id, made by workyard (e.g. WI-ACME-TASK-20260101-...).")
+    code: str = Field(description="The business code given at creation; the id if none was.")
+    tenant: str = Field(description="The tenant the item belongs to.")
+    type: str = Field(description="The work-item type; its JSON Schema holds the item's content.")
+    lifecycle: str = Field(description="The lifecycle its status follows (canonical, work, backlog, chat or step).")
+    origin: str | None = Field(description="backlog, chat or saga where that picked the lifecycle; else null.")
+    title: str = Field(description="A short line saying what is to be done.")
+    description: str | None = Field(description="Longer text; null: none.")
+    priority: int = Field(description="0 (lowest) to 100 (highest).")
+    status: str = Field(description="Where it stands in its lifecycle (GET .../transitions says where it may go).")
+    created_by: str = Field(description="Who created it, as user:<id> or agent:<id>.")
+    reporter: PartyRef | None = Field(description="Who asked for the work; null: nobody named.")
+    assignee: PartyRef | None = Field(description="Who is to do it; null: nobody (it is offered).")
+    labels: list[str] = Field(description="Its labels.")
+    dependencies: list[str] = Field(description="Ids of items that must be resolved before this one is ready.")
+    parent_id: str | None = Field(description="The item this one is part of; null: none.")
+    payload: dict[str, Any] = Field(description="What the worker needs to do the work.")
+    metadata: dict[str, Any] = Field(description="Anything else kept with the item.")
+    result: Any = Field(default=None, description="What the item was completed with; null until then.")
+    reason: str | None = Field(description="Why it last failed or was moved, where a reason was given; else null.")
+    due_at: datetime | None = Field(description="When it should be done; null: no date.")
+    idempotence_key: str | None = Field(description="The idempotence key it was created with; null: none.")
+    offer: HumanOffer | AgentOffer | None = Field(description="Who may claim it; null: not offered.")
+    claim: ClaimRead | None = Field(description="Who holds it now; null: nobody.")
+    lease_epoch: int = Field(description="The number of the latest claim (0: never claimed).")
+    version: int = Field(
+        description="Grows with every change: send it back (version or If-Match) to update only an unchanged item."
+    )
+    saga: SagaLink | None = Field(default=None, description="The saga step waiting on this item; null: none.")
+    sla: SlaSpec | None = Field(default=None, description="The item's SLA; null: none.")
+    sla_warned_at: datetime | None = Field(default=None, description="When its SLA warning fired; null: not yet.")
+    sla_breached_at: datetime | None = Field(default=None, description="When its SLA target passed; null: not yet.")
+    sla_breach_count: int = Field(default=0, description="How many SLA breach and escalation steps have fired.")
+    created_at: datetime = Field(description="When it was created.")
+    updated_at: datetime = Field(description="When it last changed.")
+    started_at: datetime | None = Field(description="When work on it started; null: not yet.")
+    completed_at: datetime | None = Field(description="When it reached a terminal status; null: not yet.")
+    deleted_at: datetime | None = Field(description="When it was deleted; null: it is not.")
 
 
 class WorkItemPage(BaseModel):
     """One page of work items, with the cursor of the next page."""
 
-    items: list[WorkItemRead]
+    items: list[WorkItemRead] = Field(description="The items of this page, in the listing's order.")
     next_cursor: str | None = Field(description="Pass as ?cursor= for the next page; null at the end.")
 
 
@@ -204,21 +340,29 @@ class TransitionRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    to: str = Field(min_length=1, max_length=32)
-    reason: str | None = Field(default=None, max_length=2000)
-    version: int | None = Field(default=None, ge=1)
+    to: str = Field(
+        min_length=1,
+        max_length=32,
+        description=(
+            "The status to move to; one its lifecycle does not allow from here is a 409 naming the allowed ones."
+        ),
+    )
+    reason: str | None = Field(default=None, max_length=2000, description="Why, kept in the history; null: none.")
+    version: int | None = Field(
+        default=None, ge=1, description="Move only if the item is still at this version (409 otherwise)."
+    )
 
 
 class AllowedTransitions(BaseModel):
     """Where a work item may go next from its status, and which named actions apply there."""
 
-    status: str
-    lifecycle: str
-    next: list[str]
-    terminal: bool
-    can_complete: bool
-    can_close: bool
-    can_send_back: bool
+    status: str = Field(description="The item's status now.")
+    lifecycle: str = Field(description="The lifecycle it follows.")
+    next: list[str] = Field(description="The statuses it may move to from here.")
+    terminal: bool = Field(description="Whether the status ends the work (nothing may claim it).")
+    can_complete: bool = Field(description="Whether the complete operation applies now.")
+    can_close: bool = Field(description="Whether its lifecycle can close it from here.")
+    can_send_back: bool = Field(description="Whether its lifecycle can send it back for rework from here.")
 
 
 T = TypeVar("T")
@@ -235,15 +379,16 @@ def _refuse_bool(value: Any) -> Any:
 # Schema counts as one.
 NotBool = Annotated[T, BeforeValidator(_refuse_bool)]
 
+TTL = "The lease's length in seconds (an agent's claim); null: the server's default (WORKYARD_WORK_LEASE_TTL_S)."
+EPOCH = "The lease_epoch of the caller's claim: a holder whose claim was lost since gets a 409; null: not checked."
+
 
 class ClaimRequest(BaseModel):
     """A request to claim a work item; an agent may ask for its lease's length."""
 
     model_config = ConfigDict(extra="forbid")
 
-    ttl_s: NotBool[float | None] = Field(
-        default=None, gt=0, le=86_400, description="An agent's lease; default from settings."
-    )
+    ttl_s: NotBool[float | None] = Field(default=None, gt=0, le=86_400, description=TTL)
 
 
 class LeaseRequest(BaseModel):
@@ -251,32 +396,36 @@ class LeaseRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    lease_epoch: NotBool[int | None] = Field(default=None, ge=1)
+    lease_epoch: NotBool[int | None] = Field(default=None, ge=1, description=EPOCH)
 
 
 class HeartbeatRequest(LeaseRequest):
     """A claim holder's heartbeat: extends its lease, for the lease epoch it holds."""
 
-    lease_epoch: NotBool[int] = Field(ge=1)
-    ttl_s: NotBool[float | None] = Field(default=None, gt=0, le=86_400)
+    lease_epoch: NotBool[int] = Field(
+        ge=1, description="The lease_epoch of the caller's claim; a lost or stale one is a 409."
+    )
+    ttl_s: NotBool[float | None] = Field(default=None, gt=0, le=86_400, description=f"From now on. {TTL}")
 
 
 class ReleaseRequest(LeaseRequest):
     """A claim holder gives the work item back to its offer, with an optional reason."""
 
-    reason: str | None = Field(default=None, max_length=2000)
+    reason: str | None = Field(default=None, max_length=2000, description="Why, kept in the history; null: none.")
 
 
 class CompleteRequest(LeaseRequest):
     """A claim holder completes the work item with its result (what a waiting saga resumes with)."""
 
-    result: Any = None
+    result: Any = Field(
+        default=None, description="Any JSON value; kept on the item and handed to a waiting saga. Default: null."
+    )
 
 
 class FailRequest(LeaseRequest):
     """A claim holder reports that the work item cannot be done, and why."""
 
-    reason: str = Field(min_length=1, max_length=2000)
+    reason: str = Field(min_length=1, max_length=2000, description="Why it cannot be done, kept on the item.")
 
 
 class EventRead(BaseModel):
@@ -284,29 +433,31 @@ class EventRead(BaseModel):
 
     model_config = ConfigDict(from_attributes=True)
 
-    id: int
-    action: str
-    actor: str
-    from_status: str | None
-    to_status: str | None
-    reason: str | None
-    details: dict[str, Any]
-    at: datetime
+    id: int = Field(description="The entry's number; later entries have larger ones.")
+    action: str = Field(description="What happened: created, transition, claimed, released, assigned, updated, ...")
+    actor: str = Field(
+        description="Who did it, as user:<id> or agent:<id>; system: workyard itself (an SLA, a lease expiry)."
+    )
+    from_status: str | None = Field(description="The status before; null where the status did not change.")
+    to_status: str | None = Field(description="The status after; null where the status did not change.")
+    reason: str | None = Field(description="The reason given; null: none.")
+    details: dict[str, Any] = Field(description="What else the action records (e.g. the fields an update changed).")
+    at: datetime = Field(description="When it happened.")
 
 
 class NextWorkMetadata(BaseModel):
     """Shaped exactly as the next-work doc's response."""
 
-    priorityLevel: int
-    priorityDescription: str
-    matchedCriteria: list[str]
+    priorityLevel: int = Field(description="The rule that chose the item, 1 (first) to 4; 0: no work available.")
+    priorityDescription: str = Field(description="The rule in words.")
+    matchedCriteria: list[str] = Field(description="The rule's criteria the item met (e.g. assigned_to_me).")
 
 
 class NextWork(BaseModel):
     """The next-work answer: the work item to do next (or none), and which rule chose it."""
 
-    work: WorkItemRead | None
-    metadata: NextWorkMetadata
+    work: WorkItemRead | None = Field(description="The item to do next; null: nothing for this user or agent.")
+    metadata: NextWorkMetadata = Field(description="Which rule chose it.")
 
 
 class WorkItemTypeCreate(BaseModel):
@@ -314,10 +465,23 @@ class WorkItemTypeCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    name: str = Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_.-]*$")
-    description: str = Field(default="", max_length=2000)
-    json_schema: dict[str, Any] = Field(alias="schema", description="JSON Schema (2020-12) of an item of this type.")
-    lifecycle: str = Field(default="canonical", description="canonical, work, backlog or chat.")
+    name: str = Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[a-z][a-z0-9_.-]*$",
+        description="The type's name, as items name it; types are immutable once registered.",
+    )
+    description: str = Field(default="", max_length=2000, description="What items of this type are for.")
+    json_schema: dict[str, Any] = Field(
+        alias="schema",
+        description=(
+            "JSON Schema (2020-12) that an item of this type (title, description, payload, metadata) must "
+            "satisfy; only local $refs, patterns in RE2 syntax."
+        ),
+    )
+    lifecycle: TypeLifecycle = Field(
+        default="canonical", description="The lifecycle its items follow, unless their origin picks another."
+    )
 
 
 class WorkItemTypeRead(BaseModel):
@@ -325,11 +489,13 @@ class WorkItemTypeRead(BaseModel):
 
     model_config = ConfigDict(populate_by_name=True)
 
-    name: str
-    description: str
-    json_schema: dict[str, Any] = Field(serialization_alias="schema")
-    lifecycle: str
-    builtin: bool
+    name: str = Field(description="The type's name.")
+    description: str = Field(description="What items of this type are for.")
+    json_schema: dict[str, Any] = Field(
+        serialization_alias="schema", description="The JSON Schema an item of this type must satisfy."
+    )
+    lifecycle: str = Field(description="The lifecycle its items follow, unless their origin picks another.")
+    builtin: bool = Field(description="Whether workyard ships it (true) or an operator registered it.")
 
 
 class WebhookCreate(BaseModel):
@@ -337,9 +503,21 @@ class WebhookCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    url: str = Field(min_length=8, max_length=2000, pattern=r"^https?://", description="Where events are POSTed.")
-    events: list[str] = Field(min_length=1, max_length=20, description="Event names, or '*' for all.")
-    tenant: str | None = Field(default=None, min_length=1, max_length=64, description="Default: the token's tenant.")
+    url: str = Field(
+        min_length=8,
+        max_length=2000,
+        pattern=r"^https?://",
+        description=(
+            "Where events are POSTed. A host that is or names a loopback, private, link-local or metadata "
+            "address is a 422 unless the operator allows private targets."
+        ),
+    )
+    events: list[Subscription] = Field(
+        min_length=1, max_length=20, description="The events to send, or '*' for all of them."
+    )
+    tenant: str | None = Field(
+        default=None, min_length=1, max_length=64, description="Whose events. Default: the token's tenant."
+    )
 
 
 class WebhookRead(BaseModel):
@@ -347,12 +525,12 @@ class WebhookRead(BaseModel):
 
     model_config = ConfigDict(from_attributes=True)
 
-    id: str
-    tenant: str
-    url: str
-    events: list[str]
-    created_by: str
-    created_at: datetime
+    id: str = Field(description="The webhook's id.")
+    tenant: str = Field(description='Whose events it hears ("*": every tenant\'s).')
+    url: str = Field(description="Where events are POSTed.")
+    events: list[str] = Field(description="The events it hears ('*': all).")
+    created_by: str = Field(description="Who registered it, as user:<id> or agent:<id>.")
+    created_at: datetime = Field(description="When it was registered.")
     disabled_at: datetime | None = Field(default=None, description="Set while the webhook is disabled.")
 
 
@@ -365,14 +543,14 @@ class WebhookWithSecret(WebhookRead):
 class DeliveryRead(BaseModel):
     """One delivery of one event to one webhook: its state, attempts, last answer, and the next attempt."""
 
-    id: int
-    webhook_id: str
-    url: str
-    event: str
-    state: str
-    attempts: int
-    last_status: int | None
-    last_error: str | None
-    created_at: datetime
-    next_attempt_at: datetime
-    delivered_at: datetime | None
+    id: int = Field(description="The delivery's id (also sent as the X-Workyard-Delivery header).")
+    webhook_id: str = Field(description="The webhook it goes to.")
+    url: str = Field(description="The webhook's URL.")
+    event: str = Field(description="The event's name.")
+    state: str = Field(description="pending (to be sent or retried), delivered, or failed (attempts spent).")
+    attempts: int = Field(description="How many times it was sent.")
+    last_status: int | None = Field(description="The HTTP status of the last attempt; null: no answer or none yet.")
+    last_error: str | None = Field(description="Why the last attempt failed, in short; null: it did not.")
+    created_at: datetime = Field(description="When the event happened.")
+    next_attempt_at: datetime = Field(description="When it is (or was last) due to be sent.")
+    delivered_at: datetime | None = Field(description="When the receiver accepted it (2xx); null: not yet.")

@@ -5,15 +5,35 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.routing import APIRoute
 
 from config.settings import Settings, get_settings
+from models.documents import MAX_DEPTH
 from orchestrator.api import errors, queues, sagas, templates, webhooks, work_item_types, work_items
 from orchestrator.api.auth import Authenticate
 from orchestrator.api.gate import InputGate
 from orchestrator.api.limits import BodyLimit
+from orchestrator.api.query import strict_query
 from orchestrator.service.wiring import Wiring
+
+# Rules every operation holds its input to, beyond what each schema says: said once here, as the
+# OpenAPI has no way to put "no NUL" on every string short of a pattern on each one.
+DESCRIPTION = f"""Sagas of work across AI agents, people and ordinary workers.
+
+Input rules that hold for every operation, in addition to each schema (a request that breaks one
+is a 422 naming where, and nothing is written):
+
+- No string anywhere (path, query, header, JSON body, object keys included) may contain a NUL
+  character (U+0000) or a lone surrogate: workyard stores text in PostgreSQL, which holds neither.
+- Numbers in a JSON body must be finite; a JSON body nests at most {MAX_DEPTH} levels deep.
+- A query parameter the operation does not declare, or one that takes a single value sent more
+  than once, is refused rather than ignored.
+- A body larger than the server's limit (`WORKYARD_MAX_REQUEST_BYTES`, 1 MiB by default) is a 413.
+
+Every error has one shape: `{{"error": {{"code", "message", "details": [{{"path", "message"}}]}}}}`.
+Every `/api/` operation needs a bearer token (`Authorization: Bearer <token>`, from
+`workyard token create`)."""
 
 
 def operation_id(route: APIRoute) -> str:
@@ -34,11 +54,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="workyard",
         version="0.1.0",
         lifespan=lifespan,
-        description="Sagas of work across AI agents, people and ordinary workers.",
+        description=DESCRIPTION,
         generate_unique_id_function=operation_id,
         # What any request may be answered, whatever its route: no valid token (401), a body that
         # is not JSON (400), too large (413), input the gate refuses (422), the database away (503).
         responses=errors.responses(400, 401, 413, 422, 503),
+        # Every operation: an undeclared or repeated query parameter is a 422, not ignored.
+        dependencies=[Depends(strict_query)],
     )
     app.state.wiring = wiring
     errors.install(app)
@@ -56,6 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:
+        """Whether the process answers: {"status": "ok"}. It needs no token and touches no database."""
         return {"status": "ok"}
 
     return app

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 
 from models.principal import PrincipalType
 from models.work_api import ClaimRequest, NextWork, WorkItemPage, WorkItemRead
@@ -16,15 +16,24 @@ from orchestrator.work import claims, next_work, queues
 
 router = APIRouter(prefix="/api/v1", tags=["queues"])
 WiringDep = Annotated[Wiring, Depends(get_wiring)]
-Limit = Annotated[int, Query(ge=1, le=500)]
+# Cursors are opaque: only the next_cursor of an earlier page is valid (anything else is a 422).
+Cursor = Annotated[
+    str | None,
+    Query(description="Opaque: the next_cursor of the previous page, unchanged; left out: the first page."),
+]
+Limit = Annotated[int, Query(ge=1, le=500, description="The most items per page.")]
 
 
 @router.get("/works/next-work", response_model=NextWork, responses=responses(401, 403, 422))
 def get_next_work(
     wiring: WiringDep,
     principal: PrincipalDep,
-    assignee_type: Annotated[PrincipalType, Query(alias="assigneeType")],
-    assignee_id: Annotated[str, Query(alias="assigneeId", min_length=1, max_length=255)],
+    assignee_type: Annotated[
+        PrincipalType, Query(alias="assigneeType", description="Whether the work is for a user or an agent.")
+    ],
+    assignee_id: Annotated[
+        str, Query(alias="assigneeId", min_length=1, max_length=255, description="The user's or agent's id.")
+    ],
 ) -> NextWork:
     """The next item for a user or an agent, by the next-work doc's four rules."""
     with wiring.sessions() as session:
@@ -33,7 +42,7 @@ def get_next_work(
 
 @router.get("/queues/available", response_model=WorkItemPage, responses=responses(401, 403, 422))
 def available_queue(
-    wiring: WiringDep, principal: PrincipalDep, limit: Limit = 50, cursor: str | None = None
+    wiring: WiringDep, principal: PrincipalDep, limit: Limit = 50, cursor: Cursor = None
 ) -> WorkItemPage:
     """Open, unclaimed items offered or assigned to the caller: highest priority, then oldest."""
     with wiring.sessions() as session:
@@ -41,9 +50,7 @@ def available_queue(
 
 
 @router.get("/queues/claimed", response_model=WorkItemPage, responses=responses(401, 403, 422))
-def claimed_queue(
-    wiring: WiringDep, principal: PrincipalDep, limit: Limit = 50, cursor: str | None = None
-) -> WorkItemPage:
+def claimed_queue(wiring: WiringDep, principal: PrincipalDep, limit: Limit = 50, cursor: Cursor = None) -> WorkItemPage:
     """Items the caller holds."""
     with wiring.sessions() as session:
         return queues.claimed(session, principal, limit=limit, cursor=cursor)
@@ -51,7 +58,11 @@ def claimed_queue(
 
 @router.get("/queues/lifecycles/{lifecycle}", response_model=WorkItemPage, responses=responses(401, 403, 404, 422))
 def lifecycle_queue(
-    lifecycle: str, wiring: WiringDep, principal: PrincipalDep, limit: Limit = 50, cursor: str | None = None
+    lifecycle: Annotated[str, Path(description="A lifecycle's name (canonical, work, backlog, chat, step).")],
+    wiring: WiringDep,
+    principal: PrincipalDep,
+    limit: Limit = 50,
+    cursor: Cursor = None,
 ) -> WorkItemPage:
     """The caller's available items that follow one lifecycle (a workflow's queue)."""
     with wiring.sessions() as session:
@@ -60,7 +71,11 @@ def lifecycle_queue(
 
 @router.get("/queues/groups/{group}", response_model=WorkItemPage, responses=responses(401, 403, 422))
 def group_queue(
-    group: str, wiring: WiringDep, principal: PrincipalDep, limit: Limit = 50, cursor: str | None = None
+    group: Annotated[str, Path(description="The group items are offered to.")],
+    wiring: WiringDep,
+    principal: PrincipalDep,
+    limit: Limit = 50,
+    cursor: Cursor = None,
 ) -> WorkItemPage:
     """A group supervisor's view: every open item offered to the group, claimed or not."""
     with wiring.sessions() as session:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Response
 
 from models.api import SagaCreate, SagaPage, SagaRead
 from models.enums import SagaState
@@ -22,6 +22,12 @@ log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/api/v1/sagas", tags=["sagas"])
 WiringDep = Annotated[Wiring, Depends(get_wiring)]
+# Cursors are opaque: only the next_cursor of an earlier page is valid (anything else is a 422).
+Cursor = Annotated[
+    str | None,
+    Query(description="Opaque: the next_cursor of the previous page, unchanged; left out: the first page."),
+]
+Limit = Annotated[int, Query(ge=1, le=500, description="The most items per page.")]
 
 
 @router.post(
@@ -38,7 +44,15 @@ def create_saga(
     response: Response,
     wiring: WiringDep,
     principal: Annotated[Principal, needs(Scope.sagas_write)],
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)] = None,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            min_length=1,
+            max_length=255,
+            description="Same as idempotence_key in the body (when both are sent they must be equal).",
+        ),
+    ] = None,
 ) -> SagaRead:
     """Start a saga (202). A retry with the same idempotence key and input returns the first
     saga (200); the same key with another input is a 409."""
@@ -78,7 +92,11 @@ def _tenant_for(principal: Principal, tenant: str | None) -> str:
 
 
 @router.get("/{saga_id}", response_model=SagaRead, responses=responses(401, 403, 404))
-def get_saga(saga_id: str, wiring: WiringDep, principal: Annotated[Principal, needs(Scope.sagas_read)]) -> SagaRead:
+def get_saga(
+    saga_id: Annotated[str, Path(description="The saga run's id.")],
+    wiring: WiringDep,
+    principal: Annotated[Principal, needs(Scope.sagas_read)],
+) -> SagaRead:
     """A saga's state, its steps, and every attempt (the timeline); another tenant's is a 404."""
     with wiring.sessions() as session:
         return read_saga(session, saga_id, tenant=principal.tenant)
@@ -88,10 +106,10 @@ def get_saga(saga_id: str, wiring: WiringDep, principal: Annotated[Principal, ne
 def get_sagas(
     wiring: WiringDep,
     principal: Annotated[Principal, needs(Scope.sagas_read)],
-    state: SagaState | None = None,
-    template: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: str | None = None,
+    state: Annotated[SagaState | None, Query(description="Only sagas in this state.")] = None,
+    template: Annotated[str | None, Query(description="Only sagas of this template (by name).")] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
 ) -> SagaPage:
     """The tenant's sagas, newest first."""
     with wiring.sessions() as session:

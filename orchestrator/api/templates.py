@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Path, Response
 
 from models.api import TemplateRead
 from models.principal import Principal, Scope
@@ -19,6 +19,7 @@ from orchestrator.service.wiring import Wiring
 
 router = APIRouter(prefix="/api/v1/templates", tags=["templates"])
 WiringDep = Annotated[Wiring, Depends(get_wiring)]
+NamePath = Annotated[str, Path(description="The template's name.")]
 
 
 @router.post(
@@ -59,13 +60,19 @@ def all_templates(wiring: WiringDep, principal: ReaderDep) -> list[TemplateRead]
 
 
 @router.get("/{name}", response_model=TemplateRead, responses=responses(401, 403, 404))
-def latest_template(name: str, wiring: WiringDep, principal: ReaderDep) -> TemplateRead:
+def latest_template(name: NamePath, wiring: WiringDep, principal: ReaderDep) -> TemplateRead:
     """The highest version of the template a saga of the token's tenant would run."""
     return _get(wiring, principal, name, None)
 
 
 @router.get("/{name}/{version}", response_model=TemplateRead, responses=responses(401, 403, 404))
-def template_version(name: str, version: str, wiring: WiringDep, principal: ReaderDep) -> TemplateRead:
+def template_version(
+    name: NamePath,
+    version: Annotated[str, Path(description="The semantic version, e.g. 1.2.0.")],
+    wiring: WiringDep,
+    principal: ReaderDep,
+) -> TemplateRead:
+    """One version of a template the token's tenant may run: its own, else the shared one."""
     return _get(wiring, principal, name, version)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Path, Response
 
 from models.principal import Scope
 from models.work_api import WorkItemTypeCreate, WorkItemTypeRead
@@ -52,13 +52,17 @@ def create_type(
 
 @router.get("", response_model=list[WorkItemTypeRead], responses=responses(401, 403))
 def all_types(wiring: WiringDep, principal: PrincipalDep) -> list[WorkItemTypeRead]:
+    """Every work-item type: the built-in ones, then the registered ones by name."""
     require(principal, Scope.work_read)
     with wiring.sessions() as session:
         return [_read(t) for t in list_types(session)]
 
 
 @router.get("/{name}", response_model=WorkItemTypeRead, responses=responses(401, 403, 404))
-def one_type(name: str, wiring: WiringDep, principal: PrincipalDep) -> WorkItemTypeRead:
+def one_type(
+    name: Annotated[str, Path(description="The type's name.")], wiring: WiringDep, principal: PrincipalDep
+) -> WorkItemTypeRead:
+    """One work-item type, built in or registered; an unknown name is a 404."""
     require(principal, Scope.work_read)
     with wiring.sessions() as session:
         try:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import re
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Response
 
 from models.work_api import (
+    PARTY_PATTERN,
     AllowedTransitions,
     ClaimRequest,
     CompleteRequest,
@@ -20,6 +22,7 @@ from models.work_api import (
     WorkItemPage,
     WorkItemRead,
     WorkItemUpdate,
+    no_null,
 )
 from orchestrator.api.auth import PrincipalDep
 from orchestrator.api.deps import get_wiring, unit_of_work
@@ -31,6 +34,22 @@ from orchestrator.work import audit, claims, items, transitions, views
 router = APIRouter(prefix="/api/v1/work-items", tags=["work items"])
 WiringDep = Annotated[Wiring, Depends(get_wiring)]
 AUTH = (401, 403)
+ItemId = Annotated[str, Path(description="The work item's id.")]
+# Cursors are opaque: only the next_cursor of an earlier page is valid (anything else is a 422).
+Cursor = Annotated[
+    str | None,
+    Query(description="Opaque: the next_cursor of the previous page, unchanged; left out: the first page."),
+]
+# The party patterns are only in the schema: views.parse_party says what is wrong in words.
+# What If-Match may carry: "*", or the item's version, bare, quoted or weak (W/"3").
+IF_MATCH = r'^(\*|[0-9]+|"[0-9]+"|W/"[0-9]+")$'
+
+
+def _if_match_schema(schema: dict[str, Any]) -> None:
+    # The pattern only in the schema: _version says what is wrong in words. And no null: a header
+    # is absent or a string.
+    no_null(schema)
+    schema["pattern"] = IF_MATCH
 
 
 @router.post("", status_code=201, response_model=WorkItemRead, responses=responses(*AUTH, 400, 409, 413, 422))
@@ -39,7 +58,15 @@ def create_work_item(
     response: Response,
     wiring: WiringDep,
     principal: PrincipalDep,
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)] = None,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            min_length=1,
+            max_length=255,
+            description="Same as idempotence_key in the body (when both are sent they must be equal).",
+        ),
+    ] = None,
 ) -> WorkItemRead:
     """Create a work item (201). A retry with the same idempotence key and body returns the first
     item (200); the same key with another body is a 409."""
@@ -62,16 +89,30 @@ def create_work_item(
 def list_work_items(
     wiring: WiringDep,
     principal: PrincipalDep,
-    type: str | None = None,
-    status: str | None = None,
-    label: str | None = None,
-    assignee: Annotated[str | None, Query(description="user:<id> or agent:<id>")] = None,
-    reporter: Annotated[str | None, Query(description="user:<id> or agent:<id>")] = None,
-    parent_id: str | None = None,
-    tenant: str | None = None,
+    type: Annotated[str | None, Query(description="Only items of this work-item type.")] = None,
+    status: Annotated[str | None, Query(description="Only items in this status.")] = None,
+    label: Annotated[str | None, Query(description="Only items that carry this label.")] = None,
+    assignee: Annotated[
+        str | None,
+        Query(
+            json_schema_extra={"pattern": PARTY_PATTERN},
+            description="Only items assigned to this party: user:<id> or agent:<id>.",
+        ),
+    ] = None,
+    reporter: Annotated[
+        str | None,
+        Query(
+            json_schema_extra={"pattern": PARTY_PATTERN},
+            description="Only items reported by this party: user:<id> or agent:<id>.",
+        ),
+    ] = None,
+    parent_id: Annotated[str | None, Query(description="Only the children of this item.")] = None,
+    tenant: Annotated[
+        str | None, Query(description="Only this tenant's items (another tenant's is a 403 unless all-tenant).")
+    ] = None,
     saga_id: Annotated[str | None, Query(description="Items a saga's steps wait on.")] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500, description="The most items per page.")] = 50,
+    cursor: Cursor = None,
 ) -> WorkItemPage:
     """Work items, newest first; deleted ones are left out."""
     with wiring.sessions() as session:
@@ -92,18 +133,26 @@ def list_work_items(
 
 
 @router.get("/{item_id}", response_model=WorkItemRead, responses=responses(*AUTH, 404))
-def get_work_item(item_id: str, wiring: WiringDep, principal: PrincipalDep) -> WorkItemRead:
+def get_work_item(item_id: ItemId, wiring: WiringDep, principal: PrincipalDep) -> WorkItemRead:
+    """One work item; a deleted one, or another tenant's, is a 404."""
     with wiring.sessions() as session:
         return views.get_item(session, principal, item_id)
 
 
 @router.patch("/{item_id}", response_model=WorkItemRead, responses=responses(*AUTH, 404, 409, 413, 422))
 def update_work_item(
-    item_id: str,
+    item_id: ItemId,
     body: WorkItemUpdate,
     wiring: WiringDep,
     principal: PrincipalDep,
-    if_match: Annotated[str | None, Header(alias="If-Match")] = None,
+    if_match: Annotated[
+        str | None,
+        Header(
+            alias="If-Match",
+            json_schema_extra=_if_match_schema,
+            description='Update only if the item is at this version: 3, "3" or W/"3"; * : any version.',
+        ),
+    ] = None,
 ) -> WorkItemRead:
     """Change fields. With ``version`` in the body (or ``If-Match: <version>``) the update applies
     only if the item is still at that version (409 otherwise)."""
@@ -119,7 +168,7 @@ def update_work_item(
 
 
 @router.delete("/{item_id}", status_code=204, responses=responses(*AUTH, 404))
-def delete_work_item(item_id: str, wiring: WiringDep, principal: PrincipalDep) -> Response:
+def delete_work_item(item_id: ItemId, wiring: WiringDep, principal: PrincipalDep) -> Response:
     """Soft delete: the item leaves lists and queues; its history stays."""
     with unit_of_work(wiring) as session:
         items.delete_item(session, principal, item_id)
@@ -128,7 +177,7 @@ def delete_work_item(item_id: str, wiring: WiringDep, principal: PrincipalDep) -
 
 @router.post("/{item_id}/transition", response_model=WorkItemRead, responses=responses(*AUTH, 404, 409, 422))
 def transition_work_item(
-    item_id: str, body: TransitionRequest, wiring: WiringDep, principal: PrincipalDep
+    item_id: ItemId, body: TransitionRequest, wiring: WiringDep, principal: PrincipalDep
 ) -> WorkItemRead:
     """Move the item to ``to``. A move its lifecycle does not allow is a 409 naming the allowed ones."""
     with unit_of_work(wiring) as session:
@@ -136,14 +185,14 @@ def transition_work_item(
 
 
 @router.get("/{item_id}/transitions", response_model=AllowedTransitions, responses=responses(*AUTH, 404))
-def allowed_transitions(item_id: str, wiring: WiringDep, principal: PrincipalDep) -> AllowedTransitions:
+def allowed_transitions(item_id: ItemId, wiring: WiringDep, principal: PrincipalDep) -> AllowedTransitions:
     """The statuses the item may move to next, and which named actions apply now."""
     with wiring.sessions() as session:
         return transitions.allowed(session, principal, item_id)
 
 
 @router.get("/{item_id}/history", response_model=list[EventRead], responses=responses(*AUTH, 404))
-def work_item_history(item_id: str, wiring: WiringDep, principal: PrincipalDep) -> list[EventRead]:
+def work_item_history(item_id: ItemId, wiring: WiringDep, principal: PrincipalDep) -> list[EventRead]:
     """The audit trail: every transition, claim, release, lease expiry and assignment, in order."""
     with wiring.sessions() as session:
         views.get_item(session, principal, item_id)
@@ -152,7 +201,7 @@ def work_item_history(item_id: str, wiring: WiringDep, principal: PrincipalDep) 
 
 @router.post("/{item_id}/claim", response_model=WorkItemRead, responses=responses(*AUTH, 404, 409))
 def claim_work_item(
-    item_id: str, wiring: WiringDep, principal: PrincipalDep, body: ClaimRequest | None = None
+    item_id: ItemId, wiring: WiringDep, principal: PrincipalDep, body: ClaimRequest | None = None
 ) -> WorkItemRead:
     """Claim the item exclusively. An agent's claim is a lease: heartbeat before it lapses."""
     with unit_of_work(wiring) as session:
@@ -167,7 +216,7 @@ def claim_work_item(
 
 @router.post("/{item_id}/heartbeat", response_model=WorkItemRead, responses=responses(*AUTH, 404, 409, 422))
 def heartbeat_work_item(
-    item_id: str, body: HeartbeatRequest, wiring: WiringDep, principal: PrincipalDep
+    item_id: ItemId, body: HeartbeatRequest, wiring: WiringDep, principal: PrincipalDep
 ) -> WorkItemRead:
     """Extend the caller's lease. A lost or stale lease is a 409."""
     with unit_of_work(wiring) as session:
@@ -183,7 +232,7 @@ def heartbeat_work_item(
 
 @router.post("/{item_id}/release", response_model=WorkItemRead, responses=responses(*AUTH, 404, 409, 422))
 def release_work_item(
-    item_id: str, wiring: WiringDep, principal: PrincipalDep, body: ReleaseRequest | None = None
+    item_id: ItemId, wiring: WiringDep, principal: PrincipalDep, body: ReleaseRequest | None = None
 ) -> WorkItemRead:
     """Give the item back to its queue."""
     body = body or ReleaseRequest()
@@ -193,7 +242,7 @@ def release_work_item(
 
 @router.post("/{item_id}/start", response_model=WorkItemRead, responses=responses(*AUTH, 404, 409, 422))
 def start_work_item(
-    item_id: str, wiring: WiringDep, principal: PrincipalDep, body: LeaseRequest | None = None
+    item_id: ItemId, wiring: WiringDep, principal: PrincipalDep, body: LeaseRequest | None = None
 ) -> WorkItemRead:
     """Start the item, claiming it first if the caller does not hold it."""
     with unit_of_work(wiring) as session:
@@ -207,7 +256,9 @@ def start_work_item(
 
 
 @router.post("/{item_id}/complete", response_model=WorkItemRead, responses=responses(*AUTH, 404, 409, 422))
-def complete_work_item(item_id: str, body: CompleteRequest, wiring: WiringDep, principal: PrincipalDep) -> WorkItemRead:
+def complete_work_item(
+    item_id: ItemId, body: CompleteRequest, wiring: WiringDep, principal: PrincipalDep
+) -> WorkItemRead:
     """Complete the held item with a result; its lifecycle says where that takes it."""
     with unit_of_work(wiring) as session:
         return claims.complete(
@@ -221,7 +272,7 @@ def complete_work_item(item_id: str, body: CompleteRequest, wiring: WiringDep, p
 
 
 @router.post("/{item_id}/fail", response_model=WorkItemRead, responses=responses(*AUTH, 404, 409, 422))
-def fail_work_item(item_id: str, body: FailRequest, wiring: WiringDep, principal: PrincipalDep) -> WorkItemRead:
+def fail_work_item(item_id: ItemId, body: FailRequest, wiring: WiringDep, principal: PrincipalDep) -> WorkItemRead:
     """Give up on the held item, with a reason."""
     with unit_of_work(wiring) as session:
         return claims.fail(session, principal, item_id, body.lease_epoch, body.reason)
@@ -230,11 +281,12 @@ def fail_work_item(item_id: str, body: FailRequest, wiring: WiringDep, principal
 def _version(if_match: str | None) -> int | None:
     if if_match is None:
         return None
-    text = if_match.strip().removeprefix("W/").strip('"')
-    if text == "*":
-        return None  # RFC 9110: any current version of the item will do
-    if not text.isdigit():
+    # Matched whole, as the OpenAPI's pattern says (str.isdigit would pass "²", which int() refuses);
+    # no surrounding whitespace to strip: HTTP servers take it off a header value before the app.
+    match = re.fullmatch(r'\*|W/"([0-9]+)"|"([0-9]+)"|([0-9]+)', if_match)
+    if match is None:
         raise InvalidInput(
             "If-Match must carry the item's version number", details=[{"path": "If-Match", "message": "not a number"}]
         )
-    return int(text)
+    digits = next((group for group in match.groups() if group is not None), None)
+    return None if digits is None else int(digits)  # "*" (RFC 9110): any current version will do

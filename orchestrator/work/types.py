@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from models.lifecycles import LIFECYCLES
+from models.lifecycles import TYPE_LIFECYCLES
 from models.principal import Principal
 from models.schemas import SchemaProblem, check_schema, validator_for
 from models.work_api import WorkItemTypeCreate
@@ -47,8 +47,8 @@ def register_type(session: Session, body: WorkItemTypeCreate, principal: Princip
     """Register a type; the same definition again is a no-op (False), another one a 409."""
     if body.name in BUILTIN_TYPES:
         raise Conflict(f"{body.name!r} is a built-in type and cannot be redefined")
-    # "step" is for the items sagas open (chosen by their origin), not a type's own lifecycle.
-    choosable = [name for name in LIFECYCLES if name != "step"]
+    # The request model holds it to these already; kept for callers that build the model by hand.
+    choosable = TYPE_LIFECYCLES
     if body.lifecycle not in choosable:
         raise InvalidInput(
             f"unknown lifecycle {body.lifecycle!r}",

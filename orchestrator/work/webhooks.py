@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session
 
 from models.base import utcnow
 from models.principal import ALL_TENANTS
+from models.work_api import WEBHOOK_EVENTS
 from models.work_tables import DELIVERIES, Webhook, WebhookDelivery
 from orchestrator.errors import InvalidInput, NotFound
 from orchestrator.storage.secret_box import SecretBox, SecretKeyError
@@ -40,17 +41,7 @@ from orchestrator.work.webhook_targets import Resolver, registration_refusal, ur
 
 log = logging.getLogger(__name__)
 
-EVENTS = (
-    "sla.warning",
-    "sla.breached",
-    "work_item.escalated",
-    "saga.completed",
-    "saga.compensated",
-    "saga.compensation_failed",
-    "saga.sla_warning",
-    "saga.sla_breached",
-    "saga.escalated",
-)
+EVENTS = WEBHOOK_EVENTS
 # Which webhooks exist is looked up again after this long (it is read on every saga outcome).
 CACHE_TTL_S = 2.0
 

@@ -411,6 +411,18 @@ def test_a_cursor_this_api_did_not_issue_is_a_422(client: TestClient, token: Tok
             assert err["details"] == [{"path": "cursor", "message": "malformed"}], (path, cursor)
 
 
+def test_an_unknown_or_repeated_query_parameter_is_refused(client: TestClient, pm: Headers) -> None:
+    # A misspelt filter would otherwise list everything; of a repeated one, the last value would win.
+    err = refused(client, "GET", f"{ITEMS}?stauts=done", 422, "invalid_input", pm)
+    assert err["details"] == [{"path": "query.stauts", "message": "is not a parameter of this operation"}]
+    err = refused(client, "GET", f"{ITEMS}?parent_id=a&parent_id=b", 422, "invalid_input", pm)
+    assert err["details"] == [{"path": "query.parent_id", "message": "takes one value; it was sent 2 times"}]
+    err = refused(client, "POST", f"{ITEMS}?dry_run=1", 422, "invalid_input", pm, body=task())
+    assert paths(err) == ["query.dry_run"]
+    # What the operation declares still works.
+    assert client.get(ITEMS, params={"parent_id": "a", "limit": 5}, headers=pm).status_code == 200
+
+
 # The types registry.
 
 
@@ -436,7 +448,7 @@ def test_the_types_registry_refuses_bad_and_conflicting_definitions(client: Test
     err = refused(
         client, "POST", TYPES, 422, "invalid_input", op, body={"name": "bad", "schema": {}, "lifecycle": "nope"}
     )
-    assert paths(err) == ["lifecycle"]
+    assert paths(err) == ["body.lifecycle"]
 
     # A built-in type cannot be redefined.
     err = refused(client, "POST", TYPES, 409, "conflict", op, body={"name": "task", "schema": {"type": "object"}})

@@ -113,7 +113,7 @@ def test_other_tenants_hooks_hear_nothing(
     [
         ({"url": "ftp://x.example/hook", "events": ["*"]}, "body.url"),
         ({"url": "https://x.example/hook", "events": []}, "body.events"),
-        ({"url": "https://x.example/hook", "events": ["sla.exploded"]}, "events.0"),
+        ({"url": "https://x.example/hook", "events": ["sla.exploded"]}, "body.events.0"),
     ],
 )
 def test_bad_registrations_are_refused(client: TestClient, ops: Headers, body: dict[str, object], path: str) -> None:
