@@ -3,13 +3,21 @@
 Each handler writes its effect to a file of the run's own (``WORKYARD_FAULT_EFFECTS``): one JSON
 line, appended with O_APPEND so that lines from every process land whole and in the order they
 happened. Nothing the faults touch (Redis, the database, the broker) holds the count.
+
+The charge step writes to an account as a fencing-aware resource does (what workyard's README asks
+of a handler with a mutex scope): under a lock, a write whose fencing token is below the highest the
+account has accepted is refused (recorded, not counted as an effect); one with the same token as an
+accepted write of another step is accepted but marked ``reused``, which fencing should make
+impossible (the matrix counts those as stale writes accepted).
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -52,7 +60,30 @@ class Order(BaseModel):
 
 
 def effect(ctx: StepContext, order: Order) -> dict[str, Any]:
-    line = {
+    if ctx.fencing_token is None:
+        _append(_line(ctx, order))
+        return {"step": ctx.step, "token": None}
+    path = Path(os.environ["WORKYARD_FAULT_EFFECTS"])
+    with open(path.with_suffix(".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        accounts = path.with_suffix(".tokens")
+        highest: dict[str, list[Any]] = json.loads(accounts.read_text()) if accounts.exists() else {}
+        token, writer = highest.get(order.account, [0, None])
+        me = f"{order.tag}:{ctx.step}:{ctx.phase}:{ctx.attempt}"
+        if ctx.fencing_token < token:
+            _append(_line(ctx, order) | {"refused": True})
+            raise StepFailed(f"account {order.account} refused fencing token {ctx.fencing_token}: it has seen {token}")
+        line = _line(ctx, order)
+        if ctx.fencing_token == token and writer != me:
+            line["reused"] = True
+        highest[order.account] = [ctx.fencing_token, me]
+        accounts.write_text(json.dumps(highest))
+        _append(line)
+    return {"step": ctx.step, "token": ctx.fencing_token}
+
+
+def _line(ctx: StepContext, order: Order) -> dict[str, Any]:
+    return {
         "tag": order.tag,
         "account": order.account,
         "step": ctx.step,
@@ -62,12 +93,14 @@ def effect(ctx: StepContext, order: Order) -> dict[str, Any]:
         "pid": os.getpid(),
         "t": time.time(),
     }
+
+
+def _append(line: dict[str, Any]) -> None:
     fd = os.open(os.environ["WORKYARD_FAULT_EFFECTS"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, (json.dumps(line) + "\n").encode())
     finally:
         os.close(fd)
-    return {"step": ctx.step, "token": ctx.fencing_token}
 
 
 def forward(ctx: StepContext, order: Order) -> dict[str, Any]:

@@ -17,8 +17,8 @@ What is measured, per fault:
 - **lost**: sagas not finished (completed, compensated or compensation_failed) when the run ends;
 - **twice**: steps whose effect happened more than once (same saga, step and phase);
 - **out of order**: compensated sagas whose compensations did not run in reverse step order;
-- **stale**: charges workyard counted as succeeded although their write came after a write with a
-  later fencing token on the same account (a stale lease holder's write accepted as the step's);
+- **stale**: writes an account accepted with a fencing token another step's accepted write already
+  had (the account refuses lower tokens, as a fencing-aware resource does; those are noted);
 - **recover**: from the fault to the last of the sagas in flight at that moment finishing.
 
 A fault *holds* when lost, twice (except where Redis loses its data, reported apart), out of
@@ -53,7 +53,7 @@ from sqlalchemy import func, select
 
 from config import keys
 from config.settings import Settings
-from models.enums import Outcome, SagaState
+from models.enums import SagaState
 from models.tables import DeadLetter, SagaRun, StepAttempt
 from orchestrator.local.stack import Stack, StackOptions, WorkerSpec
 from orchestrator.local.supervisor import Child, python_argv
@@ -426,7 +426,7 @@ def run_fault(fault: Fault, backend: str, count: int, directory: Path, log: Call
             register_template(stack.wiring.sessions, parse_template(TEMPLATE))
             run = Run(stack, redis_server, postgres, settings, directory)
             _drive(run, fault, orders(uuid.uuid4().hex[:8], count), row, effects, log)
-            row.note = "; ".join(run.notes)
+            row.note = "; ".join([*run.notes, row.note] if row.note else run.notes)
         finally:
             stack.stop()
     return row
@@ -543,7 +543,7 @@ def _measure(
 ) -> None:
     tags = [o["tag"] for o in batch]
 
-    def read() -> tuple[list[Any], list[Any], int]:
+    def read() -> tuple[list[Any], int]:
         with run.stack.wiring.sessions() as session:
             sagas = list(
                 session.execute(
@@ -552,21 +552,10 @@ def _measure(
                     )
                 )
             )
-            charges = list(
-                session.execute(
-                    select(SagaRun.idempotence_key, StepAttempt.fencing_token)
-                    .join(StepAttempt, StepAttempt.saga_id == SagaRun.id)
-                    .where(
-                        StepAttempt.step_name == "charge",
-                        StepAttempt.phase == "forward",
-                        StepAttempt.outcome == Outcome.succeeded,
-                    )
-                )
-            )
             dead = session.scalar(select(func.count()).select_from(DeadLetter)) or 0
-        return sagas, charges, int(dead)
+        return sagas, int(dead)
 
-    sagas, charges, dead = _retrying(read)
+    sagas, dead = _retrying(read)
     row.sagas = len(batch)
     by_tag = {key: (state, finished) for _, key, state, finished in sagas}
     for tag in tags:
@@ -579,7 +568,8 @@ def _measure(
             row.compensation_failed += 1
         else:
             row.lost += 1
-    lines = [json.loads(line) for line in effects.read_text().splitlines()] if effects.exists() else []
+    written = [json.loads(line) for line in effects.read_text().splitlines()] if effects.exists() else []
+    lines = [e for e in written if not e.get("refused")]
     seen: dict[tuple[str, str, str], int] = defaultdict(int)
     for e in lines:
         seen[(e["tag"], e["step"], e["phase"])] += 1
@@ -592,15 +582,11 @@ def _measure(
             if index not in compensations[e["tag"]]:
                 compensations[e["tag"]].append(index)
     row.out_of_order = sum(1 for steps in compensations.values() if steps != sorted(steps, reverse=True))
-    # A write is stale if a later fencing token had already written on its account.
-    highest: dict[str, int] = defaultdict(int)
-    stale_writes: set[tuple[str, int]] = set()
-    for e in lines:
-        if e["step"] == "charge" and e["token"] is not None:
-            if e["token"] < highest[e["account"]]:
-                stale_writes.add((e["tag"], e["token"]))
-            highest[e["account"]] = max(highest[e["account"]], e["token"])
-    row.stale = sum(1 for tag, token in charges if (tag, token) in stale_writes)
+    # The account accepted a write whose fencing token another step's accepted write already had.
+    row.stale = sum(1 for e in lines if e.get("reused"))
+    refused = len(written) - len(lines)
+    if refused:
+        run.notes.append(f"{refused} stale write(s) refused by fencing")
     if row.lost == 0:
         finished = [by_tag[t][1] for t in in_flight if by_tag.get(t, (None, None))[1] is not None]
         ends = [f.replace(tzinfo=UTC) if f.tzinfo is None else f for f in finished]
