@@ -259,16 +259,20 @@ class Channel(internals.RedisChannel):
         return key, str(encode(message))
 
     def sync_client(self) -> Any:
-        if getattr(self.connection, "client", None) is None:
+        try:
+            pool = self.pool
+        except AttributeError:
+            if getattr(self.connection, "client", None) is not None:
+                raise
             # The transport was detached from its connection (closed after the broker went away)
-            # and its pool dropped: kombu would fail building a new pool with an AttributeError
-            # that Celery's worker does not survive (it happens while closing the channel, to
-            # give back the messages it holds). A connection error is what the caller expects and
-            # recovers from: the worker reconnects, and the messages come back by the visibility
-            # timeout (or with a Redis that lost its data, by the orchestrator's re-dispatch).
-            raise redis.ConnectionError("the broker connection was closed")
+            # and the pool dropped: kombu fails building a new one with an AttributeError that
+            # Celery's worker does not survive (it happens while the channel closes, giving back
+            # the messages it holds). A connection error is what the caller expects and recovers
+            # from: the worker reconnects, and the messages come back by the visibility timeout
+            # (or, from a Redis that lost its data, by the orchestrator's re-dispatch).
+            raise redis.ConnectionError("the broker connection was closed") from None
         client = self._sync_client
-        if client is None or client.connection_pool is not self.pool:
+        if client is None or client.connection_pool is not pool:
             client = self._sync_client = self.new_sync_client()
         return client
 
