@@ -51,5 +51,11 @@ def fence(scope: str) -> str:
     return f"{PREFIX}fence:{scope}"
 
 
+# The orchestrator's marker of the data a Redis holds (a generation id it also keeps in the
+# database): a Redis found without it lost its data. Never expires; in the store's Redis, and in
+# the broker's where that is another one.
+GENERATION = f"{PREFIX}generation"
+
+
 # Patterns an operator (or a test) may scan to inspect or drop lease state.
 LEASE_PATTERNS = (f"{PREFIX}lease:*", f"{PREFIX}fence:*")

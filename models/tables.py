@@ -214,6 +214,17 @@ class FencingCounter(Base):
     last_token: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
+class RedisGeneration(Base):
+    """The generation id the orchestrator last wrote into Redis (a marker key): a Redis found
+    without it, or with another, lost its data (see orchestrator.service.redis_loss)."""
+
+    __tablename__ = "redis_generations"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    generation: Mapped[str] = mapped_column(String(64))
+    changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class DeadLetter(Base):
     """A message nobody could act on, kept with the reason instead of retried forever."""
 

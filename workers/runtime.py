@@ -66,8 +66,12 @@ class StepRuntime:
         hooks: HookChain | None = None,
         *,
         render_report: RenderReport | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ):
         self.store = store
+        # The worker's wall clock: checks a dispatch's deadline (with Redis's, see _deliver) and
+        # stamps reports. A test may shift it.
+        self.clock = clock
         self.config = config
         self.hooks = hooks or HookChain()
         # Where the broker is the store's Redis: the report goes out with the stored outcome.
@@ -101,22 +105,29 @@ class StepRuntime:
                     retryable=False,
                 )
             ]
-        if dispatch.expires_at is not None and datetime.now(UTC) > dispatch.expires_at:
-            log.info(
-                "dropping saga %s step %s attempt %d: past its deadline, the orchestrator has moved on",
-                dispatch.saga_id,
-                dispatch.step,
-                dispatch.attempt,
-            )
-            return []
         owner = f"{self.config.worker}:{uuid.uuid4().hex}"
         return self._deliver(dispatch, handler, owner)
 
     def _deliver(self, dispatch: StepDispatch, handler: StepHandler, owner: str) -> list[Message]:
         key = dispatch.idempotence_key
         deadline = time.monotonic() + self.store.claim_ttl_ms / 1000 * 2
+        # Past its deadline, the orchestrator has moved on: no use running it. The worker's clock
+        # alone does not decide (one running ahead would drop fresh work, and its saga would wait
+        # for the attempt's deadline): Redis's clock must agree (see workers.store._BEGIN). One
+        # running behind runs a stale dispatch; its report is then dropped as stale, and the
+        # idempotence key keeps its effects once.
+        expires_at = dispatch.expires_at
+        expired_at = expires_at if expires_at is not None and self.clock() > expires_at else None
         while True:
-            answer = self.store.begin(key, dispatch.saga_id, dispatch.attempt, owner)
+            answer = self.store.begin(key, dispatch.saga_id, dispatch.attempt, owner, expired_at=expired_at)
+            if answer.decision is Begin.expired:
+                log.info(
+                    "dropping saga %s step %s attempt %d: past its deadline, the orchestrator has moved on",
+                    dispatch.saga_id,
+                    dispatch.step,
+                    dispatch.attempt,
+                )
+                return []
             if answer.decision is not Begin.busy:
                 break
             if time.monotonic() > deadline:
@@ -152,7 +163,7 @@ class StepRuntime:
         return self._store(dispatch, owner, report, took_mutex=took_mutex, lost=renewal.lost)
 
     def _run(self, dispatch: StepDispatch, handler: StepHandler, owner: str, renewal: Renewal) -> StepReport:
-        started = datetime.now(UTC)
+        started = self.clock()
         try:
             cmd = handler.input_model.model_validate(dispatch.input)
         except ValidationError as exc:
@@ -339,7 +350,7 @@ class StepRuntime:
             worker=self.config.worker,
             fencing_token=dispatch.fencing_token,
             started_at=started,
-            finished_at=datetime.now(UTC),
+            finished_at=self.clock(),
             member=dispatch.member,
         )
 

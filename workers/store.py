@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from enum import IntEnum, StrEnum
 from typing import Any, TypeVar
 
@@ -17,10 +18,21 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 # Decide what a delivery of a dispatch should do, atomically.
+# A dispatch the worker's clock finds past its deadline is dropped only if Redis's clock agrees:
+# one clock shared by every worker, so a worker whose own clock runs ahead does not drop fresh
+# work (and its saga does not wait for the attempt's deadline).
 # KEYS[1] stored result of the idempotence key   KEYS[2] stored report of this attempt
 # KEYS[3] "seen" marker of this attempt          KEYS[4] run claim of the idempotence key
 # ARGV[1] claim owner   ARGV[2] claim TTL (ms)   ARGV[3] seen-marker TTL (s)
+# ARGV[4] the dispatch's deadline, ms since the epoch, to check ('' = the worker's clock finds it
+# not past: no check)
 _BEGIN = """
+if ARGV[4] ~= '' then
+  local now = redis.call('TIME')
+  if tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) > tonumber(ARGV[4]) then
+    return {'expired', ''}
+  end
+end
 local result = redis.call('GET', KEYS[1])
 if result then return {'result', result} end
 local report = redis.call('GET', KEYS[2])
@@ -128,6 +140,7 @@ class Begin(StrEnum):
     report = "report"  # this attempt already ended: replay its report
     busy = "busy"  # another delivery is running it right now
     lost = "lost"  # delivered before, and whoever had it died
+    expired = "expired"  # past its deadline by the worker's clock and by Redis's: the orchestrator moved on
 
 
 class Renew(IntEnum):
@@ -198,7 +211,11 @@ class StepStore:
         self._renew = client.register_script(_RENEW)
         self._release = client.register_script(_RELEASE)
 
-    def begin(self, idempotence_key: str, saga_id: str, attempt: int, owner: str) -> BeginAnswer:
+    def begin(
+        self, idempotence_key: str, saga_id: str, attempt: int, owner: str, *, expired_at: datetime | None = None
+    ) -> BeginAnswer:
+        """Decide what this delivery does. ``expired_at``: the dispatch's deadline, given when
+        the worker's clock finds it past; the answer is ``expired`` if Redis's clock agrees."""
         script_keys = [
             keys.step_result(idempotence_key),
             keys.attempt_report(idempotence_key, saga_id, attempt),
@@ -206,7 +223,12 @@ class StepStore:
             keys.run_claim(idempotence_key),
         ]
         # The seen marker must not outlive the report it stands for.
-        args: list[str | int] = [owner, self.claim_ttl_ms, self.dedup_ttl_s]
+        args: list[str | int] = [
+            owner,
+            self.claim_ttl_ms,
+            self.dedup_ttl_s,
+            "" if expired_at is None else int(expired_at.timestamp() * 1000),
+        ]
         reply: Any = _patient(lambda: self._begin(keys=script_keys, args=args))
         decision, stored = (_text(part) for part in reply)
         return BeginAnswer(Begin(decision), stored or None)

@@ -95,6 +95,14 @@ class SagaEngine:
         if step.current_attempt + 1 == attempt_no and step.state is waiting:
             self._dispatch(saga, spec, index, phase)
 
+    def resend(self, saga: SagaRun, spec: TemplateSpec, attempt: StepAttempt) -> int:
+        """Dispatch a running attempt again, as it was (its dispatch may be lost with a Redis that
+        lost its data); how many dispatches were written. A duplicate is harmless: the worker's
+        idempotence check finds the attempt running or ended."""
+        if saga.state in TERMINAL:
+            return 0
+        return kind_of(spec.steps[attempt.step_index], Phase(attempt.phase)).resend(self, saga, spec, attempt)
+
     def on_deadline(self, saga: SagaRun, spec: TemplateSpec, attempt: StepAttempt) -> None:
         """An attempt (found running, under the saga's lock) is past its deadline: it timed out."""
         index, phase = attempt.step_index, Phase(attempt.phase)
@@ -292,6 +300,7 @@ class SagaEngine:
         token: int | None = None,
         member: int | None = None,
         each: Any = None,
+        expires_at: datetime | None = None,
     ) -> None:
         """Write the dispatch of one attempt (or of one member of a fan-out's attempt) to the outbox."""
         step_spec = spec.steps[index]
@@ -315,7 +324,7 @@ class SagaEngine:
             results=saga.results,
             timeout_ms=step_spec.timeout_ms,
             dispatched_at=self.now,
-            expires_at=self.attempt_deadline(step_spec),
+            expires_at=expires_at or self.attempt_deadline(step_spec),
             member=member,
             each=each,
         )

@@ -1,5 +1,5 @@
 """The orchestrator process: report consumer, outbox sweep, timer loop, webhook sender and the
-recovery of lost reports, as threads."""
+recovery of lost reports and of a Redis that lost its data, as threads."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ SWEEP_EVERY_S = 1.0
 WEBHOOKS_EVERY_S = 0.5
 # Lost reports are looked for among attempts running past the visibility timeout: a few seconds
 # more on a recovery that is rare anyway, and one cheap query (and MGET) when there is nothing.
+# Each pass also reads the Redis generation markers (a GET each) to notice a data loss.
 RECOVERY_EVERY_S = 3.0
 
 
@@ -58,7 +59,7 @@ def run_orchestrator(wiring: Wiring, stop: threading.Event | None = None) -> Non
         ),
         threading.Thread(
             target=_loop,
-            args=("report recovery", stop, RECOVERY_EVERY_S, wiring.recovery.tick),
+            args=("recovery", stop, RECOVERY_EVERY_S, wiring.recover),
             name="report-recovery",
             daemon=True,
         ),

@@ -12,10 +12,12 @@ from config.settings import Settings
 from orchestrator.service.coordinator import Coordinator
 from orchestrator.service.dispatcher import Dispatcher
 from orchestrator.service.recovery import ReportRecovery
+from orchestrator.service.redis_loss import RedisLoss
 from orchestrator.service.timers import TimerService
 from orchestrator.storage.db import SessionFactory, make_engine, make_session_factory
 from orchestrator.work.webhook_targets import Resolver, system_resolver
-from workers.celery.app import create_app, redis_client
+from workers.broker.reports import redis_server
+from workers.celery.app import broker_redis_client, create_app, redis_client
 
 
 class Wiring:
@@ -56,6 +58,28 @@ class Wiring:
         return ReportRecovery(self.sessions, self.settings, self.coordinator, self.store_client)
 
     @cached_property
+    def broker_client(self) -> redis.Redis | None:
+        """The broker's Redis where it is another server or database than the store's (it gets
+        a generation marker of its own); None where it is the same, or not Redis."""
+        client = broker_redis_client(self.settings)
+        if client is not None and redis_server(client) == redis_server(self.store_client):
+            client.close()
+            return None
+        return client
+
+    @cached_property
+    def redis_loss(self) -> RedisLoss:
+        clients = [self.store_client] + ([self.broker_client] if self.broker_client is not None else [])
+        return RedisLoss(self.sessions, self.settings, self.dispatcher, clients)
+
+    def recover(self) -> int:
+        """One pass of the recovery loop: a Redis that lost its data first (then what was in
+        flight is dispatched again, and no stored report is left to look for), else lost reports."""
+        if self.redis_loss.tick():
+            return 0
+        return self.recovery.tick()
+
+    @cached_property
     def timers(self) -> TimerService:
         return TimerService(self.sessions, self.settings, self.dispatcher)
 
@@ -68,3 +92,5 @@ class Wiring:
             self.app.close()
         if "store_client" in self.__dict__:
             self.store_client.close()
+        if self.__dict__.get("broker_client") is not None:
+            self.__dict__["broker_client"].close()

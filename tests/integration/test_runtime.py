@@ -10,7 +10,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -302,6 +302,40 @@ def test_a_dispatch_past_its_deadline_is_dropped_unrun(runtime: StepRuntime) -> 
     body["expires_at"] = "2000-01-01T00:00:00+00:00"
     assert runtime.execute(body) == []
     assert "late" not in CALLS
+
+
+def shifted(runtime: StepRuntime, by: timedelta) -> StepRuntime:
+    """The same runtime on a worker whose wall clock is off by ``by``."""
+    return StepRuntime(
+        runtime.store, runtime.config, render_report=runtime.render_report, clock=lambda: datetime.now(UTC) + by
+    )
+
+
+def test_a_worker_whose_clock_runs_ahead_still_runs_fresh_dispatches(runtime: StepRuntime) -> None:
+    ahead = shifted(runtime, timedelta(hours=1))
+    body = dispatch("ahead")
+    body["expires_at"] = (datetime.now(UTC) + timedelta(minutes=10)).isoformat()  # past, by the worker's clock
+    reports = ahead.execute(body) or pushed_reports()
+    assert [r.outcome for r in reports if isinstance(r, StepReport)] == [Outcome.succeeded]
+    assert CALLS["ahead"] == 1
+
+
+def test_a_dispatch_past_its_deadline_by_both_clocks_is_dropped(runtime: StepRuntime) -> None:
+    ahead = shifted(runtime, timedelta(hours=1))
+    body = dispatch("stale")
+    body["expires_at"] = (datetime.now(UTC) - timedelta(seconds=5)).isoformat()
+    assert ahead.execute(body) == []
+    assert "stale" not in CALLS and pushed_reports() == []
+
+
+def test_a_worker_whose_clock_runs_behind_runs_a_stale_dispatch(runtime: StepRuntime) -> None:
+    """The price of never dropping on one clock's word: wasted work, not a stalled saga (its
+    report is dropped as stale by the orchestrator)."""
+    behind = shifted(runtime, -timedelta(hours=1))
+    body = dispatch("behind")
+    body["expires_at"] = (datetime.now(UTC) - timedelta(minutes=10)).isoformat()
+    reports = behind.execute(body) or pushed_reports()
+    assert [r.outcome for r in reports if isinstance(r, StepReport)] == [Outcome.succeeded]
 
 
 def test_a_report_pushed_with_its_outcome_goes_out_as_often_as_told(clean_redis: RedisTarget) -> None:

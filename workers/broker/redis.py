@@ -264,17 +264,20 @@ class Channel(internals.RedisChannel):
         return key, str(encode(message))
 
     def sync_client(self) -> Any:
+        try:
+            pool = self.pool
+        except AttributeError:
+            if getattr(self.connection, "client", None) is not None:
+                raise
+            # The transport was detached from its connection (closed after the broker went away)
+            # and the pool dropped: kombu fails building a new one with an AttributeError that
+            # Celery's worker does not survive (it happens while the channel closes, giving back
+            # the messages it holds). A connection error is what the caller expects and recovers
+            # from: the worker reconnects, and the messages come back by the visibility timeout
+            # (or, from a Redis that lost its data, by the orchestrator's re-dispatch).
+            raise redis.ConnectionError("the broker connection was closed") from None
         client = self._sync_client
-        transport: Any = self.connection
-        if transport is None or transport.client is None:
-            # The transport was detached from its connection (``Connection.collect``, as Celery's
-            # consumer does after a connection error) and no new pool can be built: this channel
-            # is being closed, and kombu gives back the messages it held. The last client is the
-            # one way left to reach Redis; else the messages wait in Redis for restore_visible.
-            if client is None:
-                raise redis.ConnectionError("the channel's broker connection is closed")
-            return client
-        if client is None or client.connection_pool is not self.pool:
+        if client is None or client.connection_pool is not pool:
             client = self._sync_client = self.new_sync_client()
         return client
 

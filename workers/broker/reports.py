@@ -145,7 +145,7 @@ class RedisReportQueue(KombuReportQueue):
             # None from render_put: kombu would do more than one LPUSH here.
             if (
                 isinstance(channel, RedisChannel)
-                and _server(channel.client) == _server(store_client)
+                and redis_server(channel.client) == redis_server(store_client)
                 and channel.render_put({}, self._queue.name) is not None
             ):
                 return ReportRenderer(connection, channel, self._queue.name)
@@ -190,7 +190,7 @@ class ReportRenderer:
         self.connection.release()
 
 
-def _server(client: Any) -> tuple[Any, ...]:
+def redis_server(client: Any) -> tuple[Any, ...]:
     """Which Redis server and database a client talks to."""
     kwargs = client.connection_pool.connection_kwargs
     where = (kwargs["path"],) if kwargs.get("path") else (kwargs.get("host"), int(kwargs.get("port") or 6379))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import socket
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import redis
 from celery import Celery, Task
@@ -30,6 +31,22 @@ def redis_client(settings: Settings) -> redis.Redis:
     return redis.Redis.from_url(
         settings.effective_redis_url(), socket_timeout=10, socket_connect_timeout=5, health_check_interval=30
     )
+
+
+def broker_redis_client(settings: Settings) -> redis.Redis | None:
+    """The broker's Redis as a plain client (for the orchestrator's marker of its data, see
+    ``orchestrator.service.redis_loss``); None where the broker is not a Redis reached by
+    ``redis://``, ``rediss://`` or ``redis+socket://`` (RabbitMQ keeps durable queues)."""
+    url = settings.effective_broker_url()
+    parts = urlsplit(url)
+    options: dict[str, Any] = {"socket_timeout": 10, "socket_connect_timeout": 5}
+    if parts.scheme in ("redis", "rediss"):
+        return redis.Redis.from_url(url, **options)
+    if parts.scheme in ("redis+socket", "socket"):
+        # kombu's form: the socket's path, the database as ?virtual_host=N.
+        db = parse_qs(parts.query).get("virtual_host", ["0"])[0] or "0"
+        return redis.Redis(unix_socket_path=parts.path, db=int(db), password=parts.password, **options)
+    return None
 
 
 def create_app(settings: Settings, capabilities: list[str] | None = None, *, hooks: HookChain | None = None) -> Celery:

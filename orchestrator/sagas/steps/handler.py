@@ -27,6 +27,21 @@ class HandlerStep:
         )
         moves.send(saga, spec, index, phase, attempt_no, scope=scope, token=token)
 
+    def resend(self, moves: StepMoves, saga: SagaRun, spec: TemplateSpec, attempt: StepAttempt) -> int:
+        step_spec = spec.steps[attempt.step_index]
+        scope = render(step_spec.mutex_scope, step_values(saga, spec, step_spec)) if step_spec.mutex_scope else None
+        moves.send(
+            saga,
+            spec,
+            attempt.step_index,
+            Phase(attempt.phase),
+            attempt.attempt,
+            scope=scope,
+            token=attempt.fencing_token,
+            expires_at=attempt.deadline_at,
+        )
+        return 1
+
     def on_report(
         self, moves: StepMoves, saga: SagaRun, spec: TemplateSpec, report: StepReport, attempt: StepAttempt
     ) -> None:

@@ -69,6 +69,20 @@ class HandlerFanOut:
             )
             moves.send(saga, spec, index, phase, attempt_no, member=member, each=each)
 
+    def resend(self, moves: StepMoves, saga: SagaRun, spec: TemplateSpec, attempt: StepAttempt) -> int:
+        """The members still running; those that ended have been counted."""
+        index, phase = attempt.step_index, Phase(attempt.phase)
+        running = [
+            m
+            for m in moves.store.fan_out_members(saga.id, index, phase, attempt.attempt)
+            if m.outcome is Outcome.running
+        ]
+        for m in running:
+            moves.send(
+                saga, spec, index, phase, attempt.attempt, member=m.member, each=m.each, expires_at=attempt.deadline_at
+            )
+        return len(running)
+
     @staticmethod
     def _members(
         moves: StepMoves, saga: SagaRun, spec: TemplateSpec, index: int, phase: Phase

@@ -80,8 +80,10 @@ class StepMoves(Protocol):
         token: int | None = None,
         member: int | None = None,
         each: Any = None,
+        expires_at: datetime | None = None,
     ) -> None:
-        """Write the dispatch of one attempt (or of one member of a fan-out's attempt) to the outbox."""
+        """Write the dispatch of one attempt (or of one member of a fan-out's attempt) to the outbox;
+        it expires at ``expires_at`` (default: the deadline of an attempt dispatched now)."""
 
     def compensate_below(self, saga: SagaRun, spec: TemplateSpec, below: int, *, uncertain: int | None = None) -> None:
         """Compensate the steps below ``below`` that need it, in strict reverse order."""
@@ -103,6 +105,11 @@ class StepKind(Protocol):
     def on_timeout(self, moves: StepMoves, saga: SagaRun, attempt: StepAttempt, reason: str) -> str:
         """The attempt is given up on (its deadline, the saga's): let go of what it holds;
         returns the error to record."""
+
+    def resend(self, moves: StepMoves, saga: SagaRun, spec: TemplateSpec, attempt: StepAttempt) -> int:
+        """Write the dispatches of ``attempt`` (found running) to the outbox again, as they were
+        (same attempt, idempotence key, fencing token, deadline): they may be lost (a Redis that
+        lost its data). Returns how many were written."""
 
 
 def settle_report(

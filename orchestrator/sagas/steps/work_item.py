@@ -93,6 +93,12 @@ class WorkItemStep:
         error = f"FanOutFailed: {len(done)} of {len(items)} done, {completion.needed(len(items))} needed"
         end_fan_out(moves, saga, spec, attempt, report, outcome, worker=worker, error=error, compensate_self=bool(done))
 
+    def resend(self, moves: StepMoves, saga: SagaRun, spec: TemplateSpec, attempt: StepAttempt) -> int:
+        # Nothing was dispatched: the items are in the database. (An item that ended wrote its
+        # report to the outbox; once published, that report may be lost too: see
+        # orchestrator.service.redis_loss.)
+        return 0
+
     def on_timeout(self, moves: StepMoves, saga: SagaRun, attempt: StepAttempt, reason: str) -> str:
         moves.store.cancel_items(saga.id, attempt.step_index, Phase(attempt.phase), attempt.attempt, reason)
         return reason
