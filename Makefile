@@ -30,8 +30,15 @@ XDIST = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadscope)
 test: $(STAMP)  ## unit + integration + e2e tests (PostgreSQL too when WORKYARD_TEST_DATABASE_URL is set)
 	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS) tests/faults tests/e2e tests/integration tests/unit tests/fuzz
 
-faults: $(STAMP)  ## only the fault runs: orchestrator killed mid-stream
-	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS) tests/faults
+# The fault matrix (tests/faults/matrix.py): each fault over FAULT_SAGAS sagas on the default
+# settings, on SQLite and on a PostgreSQL cluster of its own; one table, and a last line saying how
+# many faults held. make test runs a short version (tests/faults/test_matrix_*.py).
+FAULT_SAGAS    ?= 200
+FAULT_BACKENDS ?= sqlite,postgres
+FAULT_NAMES    ?= all
+
+faults: $(STAMP)  ## the fault matrix: kills, restarts, pauses, duplicates, garbage; one table
+	$(BIN)/python -m tests.faults.matrix --sagas $(FAULT_SAGAS) --backends $(FAULT_BACKENDS) --faults $(FAULT_NAMES)
 
 # Schemathesis over the whole OpenAPI, in process, on SQLite (and PostgreSQL when
 # WORKYARD_TEST_DATABASE_URL is set). make test runs a bounded, derandomized version (a few examples

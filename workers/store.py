@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from config import keys
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Decide what a delivery of a dispatch should do, atomically.
 # KEYS[1] stored result of the idempotence key   KEYS[2] stored report of this attempt
@@ -20,7 +25,10 @@ local result = redis.call('GET', KEYS[1])
 if result then return {'result', result} end
 local report = redis.call('GET', KEYS[2])
 if report then return {'report', report} end
-if redis.call('EXISTS', KEYS[4]) == 1 then return {'busy', ''} end
+local claim = redis.call('GET', KEYS[4])
+-- Ours: this very call ran before and its answer was lost with the connection.
+if claim == ARGV[1] then return {'run', ''} end
+if claim then return {'busy', ''} end
 redis.call('SET', KEYS[4], ARGV[1], 'PX', ARGV[2])
 if redis.call('SET', KEYS[3], ARGV[1], 'NX', 'EX', ARGV[3]) then return {'run', ''} end
 return {'lost', ''}
@@ -43,6 +51,8 @@ return {'lost', ''}
 # ARGV[9] the step's fencing token ('' = none)
 # Returns 0 when claim and leases were ours, else which was not: 1 the claim, 2.. the leases.
 _FINISH = """
+-- Already done by this very call, whose answer was lost with the connection: do not push again.
+if redis.call('GET', KEYS[2]) == ARGV[3] then return 0 end
 local lost = 0
 local claim = redis.call('GET', KEYS[4])
 if (claim and claim ~= ARGV[1]) or redis.call('EXISTS', KEYS[1]) == 1 then lost = 1 end
@@ -155,8 +165,28 @@ class BeginAnswer:
     stored: str | None = None
 
 
+# A Redis restart, a failover or a dropped connection lasts seconds. A store call waits it out
+# rather than raise: the step's outcome would be lost with the exception (Celery acknowledges a
+# failed task, so its dispatch would be gone too). The scripts are safe to run again.
+OUTAGE_S = 30.0
+_OUTAGE_ERRORS = (redis.ConnectionError, redis.TimeoutError)
+
+
+def _patient(call: Callable[[], T]) -> T:
+    retrying = Retrying(
+        retry=retry_if_exception_type(_OUTAGE_ERRORS),
+        stop=stop_after_delay(OUTAGE_S),
+        wait=wait_exponential(multiplier=0.05, max=1.0),
+        before_sleep=lambda state: log.warning(
+            "the step store is unreachable (%s); trying again", state.outcome.exception() if state.outcome else ""
+        ),
+        reraise=True,
+    )
+    return retrying(call)
+
+
 class StepStore:
-    """The worker's view of Redis; every method is one round trip."""
+    """The worker's view of Redis; every method is one round trip (more only while Redis is away)."""
 
     def __init__(self, client: redis.Redis, *, claim_ttl_ms: int, dedup_ttl_s: int):
         self.client = client
@@ -169,16 +199,15 @@ class StepStore:
         self._release = client.register_script(_RELEASE)
 
     def begin(self, idempotence_key: str, saga_id: str, attempt: int, owner: str) -> BeginAnswer:
-        reply: Any = self._begin(
-            keys=[
-                keys.step_result(idempotence_key),
-                keys.attempt_report(idempotence_key, saga_id, attempt),
-                keys.attempt_seen(idempotence_key, saga_id, attempt),
-                keys.run_claim(idempotence_key),
-            ],
-            # The seen marker must not outlive the report it stands for.
-            args=[owner, self.claim_ttl_ms, self.dedup_ttl_s],
-        )
+        script_keys = [
+            keys.step_result(idempotence_key),
+            keys.attempt_report(idempotence_key, saga_id, attempt),
+            keys.attempt_seen(idempotence_key, saga_id, attempt),
+            keys.run_claim(idempotence_key),
+        ]
+        # The seen marker must not outlive the report it stands for.
+        args: list[str | int] = [owner, self.claim_ttl_ms, self.dedup_ttl_s]
+        reply: Any = _patient(lambda: self._begin(keys=script_keys, args=args))
         decision, stored = (_text(part) for part in reply)
         return BeginAnswer(Begin(decision), stored or None)
 
@@ -203,41 +232,39 @@ class StepStore:
         claim = keys.run_claim(idempotence_key)
         lease_keys = [keys.mutex_lease(mutex_scope), keys.fence(mutex_scope)] if mutex_scope else []
         report_key = keys.attempt_report(idempotence_key, saga_id, attempt)
-        lost = int(
-            self._finish(
-                keys=[
-                    keys.step_result(idempotence_key),
-                    report_key,
-                    push.queue_key if push else report_key,  # a key either way; used only with a push
-                    claim,
-                    *lease_keys,
-                ],
-                args=[
-                    owner,
-                    result_json or "",
-                    report_json,
-                    self.dedup_ttl_s,
-                    fallback_json or "",
-                    push.message if push else "",
-                    (push.fallback or "") if push else "",
-                    push.copies if push else 0,
-                    "" if fencing_token is None else fencing_token,
-                ],
-            )
-        )
+        script_keys = [
+            keys.step_result(idempotence_key),
+            report_key,
+            push.queue_key if push else report_key,  # a key either way; used only with a push
+            claim,
+            *lease_keys,
+        ]
+        args: list[str | int] = [
+            owner,
+            result_json or "",
+            report_json,
+            self.dedup_ttl_s,
+            fallback_json or "",
+            push.message if push else "",
+            (push.fallback or "") if push else "",
+            push.copies if push else 0,
+            "" if fencing_token is None else fencing_token,
+        ]
+        lost = int(_patient(lambda: self._finish(keys=script_keys, args=args)))
         if not lost:
             return None
         return claim if lost == 1 else lease_keys[0]
 
     def acquire(self, scope: str, owner: str, ttl_ms: int, token: int) -> Acquire:
-        reply = int(self._acquire(keys=[keys.mutex_lease(scope), keys.fence(scope)], args=[owner, ttl_ms, token]))
+        script_keys = [keys.mutex_lease(scope), keys.fence(scope)]
+        reply = int(_patient(lambda: self._acquire(keys=script_keys, args=[owner, ttl_ms, token])))
         return {1: Acquire.granted, 0: Acquire.busy, -1: Acquire.stale}[reply]
 
     def renew(self, key: str, owner: str, ttl_ms: int) -> Renew:
         return Renew(int(self._renew(keys=[key], args=[owner, ttl_ms])))
 
     def release(self, key: str, owner: str) -> None:
-        self._release(keys=[key], args=[owner])
+        _patient(lambda: self._release(keys=[key], args=[owner]))
 
 
 def stored_reports(client: redis.Redis, attempts: Sequence[tuple[str, str, int]]) -> list[str | None]:

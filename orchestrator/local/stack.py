@@ -39,6 +39,8 @@ class WorkerSpec:
     concurrency: int = 2
     pool: str = "prefork"
     name: str | None = None
+    # Environment for this worker alone, over the stack's.
+    env: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -143,7 +145,7 @@ class Stack:
             argv += ["--capability", cap]
         for module in worker.handlers:
             argv += ["--handlers", module]
-        self.supervisor.spawn(f"worker-{name.split('@')[0]}", python_argv(*argv), self.env)
+        self.supervisor.spawn(f"worker-{name.split('@')[0]}", python_argv(*argv), self.env | worker.env)
         self.worker_names.append(name)
         return name
 

@@ -373,3 +373,31 @@ def test_garbage_is_dead_lettered_and_the_messages_around_it_arrive_in_order(
         # Nothing stays held for the garbage the batch pop took.
         assert client.hget(consumer.channel.unacked_key, "junk-tag") is None
         assert client.llen(queue.name) == 0
+
+
+def test_a_closed_channels_messages_are_not_renewed(redis_target: RedisTarget) -> None:
+    """A channel closed while it held messages it could not give back (its connection was lost,
+    Redis was down) must not keep renewing them: the consumer carries on in a new channel, and
+    only the sweep can bring those messages back."""
+    queue = capability_queue("transport-held-closed")
+    client = redis_target.client()
+    options = {"visibility_timeout": 2}
+    with Connection(redis_target.broker_url, transport_options=options) as conn:
+        _empty(queue, conn.default_channel)
+        received: list[Message] = []
+        _reports, consumer = _collecting(conn, queue, received, 10)
+        consumer.consume()
+        _publish(conn, queue.name, 2)
+        conn.drain_events(timeout=5)
+        assert len(received) == 2
+        consumer.channel.qos.restore_at_shutdown = False  # as if Redis were down as it closed
+        consumer.channel.close()
+        with Connection(redis_target.broker_url, transport_options=options) as other:
+            channel = other.default_channel
+
+            def given_back() -> int:
+                channel.qos.restore_visible(num=100)
+                return int(client.llen(queue.name))
+
+            eventually(lambda: given_back() == 2, timeout=15, what="the closed channel's messages to come back")
+            queue(channel).purge()

@@ -135,11 +135,16 @@ class QoS(kombu_redis.QoS):
     def renew_held(self) -> int:
         """Score every message this consumer holds as delivered now, so no sweep gives it back
         while we live; how many were renewed. XX: one acknowledged meanwhile stays gone."""
+        kombu: Any = self.channel
+        if kombu.closed:
+            # A channel closed after a lost connection (a Redis restart): whatever it still
+            # holds was given back as it closed, or could not be, and must come back by the
+            # sweep. Its consumer lives on in a new channel that holds its own messages.
+            return 0
         tags = internals.held_delivery_tags(self)
         if not tags:
             return 0
         now = time.time()
-        kombu: Any = self.channel
         with kombu.conn_or_acquire() as client:
             client.zadd(self.unacked_index_key, dict.fromkeys(tags, now), xx=True)
         return len(tags)

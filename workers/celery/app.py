@@ -12,7 +12,7 @@ from typing import Any
 
 import redis
 from celery import Celery, Task
-from celery.exceptions import SoftTimeLimitExceeded
+from celery.exceptions import Reject, SoftTimeLimitExceeded
 
 from config.keys import STEP_TASK
 from config.settings import Settings
@@ -63,7 +63,12 @@ def create_app(settings: Settings, capabilities: list[str] | None = None, *, hoo
     @app.task(name=STEP_TASK, bind=True, ignore_result=True, acks_late=True)
     def run_step(self: Task, body: Any = None) -> None:
         hostname = self.request.hostname or socket.gethostname()
-        messages = runtime(hostname).execute(body, source=f"{self.request.delivery_info.get('routing_key')}")
+        try:
+            messages = runtime(hostname).execute(body, source=f"{self.request.delivery_info.get('routing_key')}")
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            # The store stayed away longer than a restart takes (see workers.store). A task that
+            # raises is acknowledged, and its dispatch would be gone: give it back instead.
+            raise Reject(exc, requeue=True) from exc
         if messages:
             with app.producer_or_acquire() as producer:
                 reports.send(producer, [m.model_dump(mode="json") for m in messages], copies=copies)
