@@ -21,12 +21,17 @@ def summary(details: Iterable[Mapping[str, str]]) -> str:
 
 
 def body_text(body: Any) -> str:
-    """A message body as text for a dead letter, whatever it turned out to be."""
+    """A message body as text for a dead letter, whatever it turned out to be: bytes that are not
+    UTF-8 as ``\\xNN`` escapes, at most :data:`MAX_BODY_CHARS`."""
     if isinstance(body, bytes):
-        return body.decode("utf-8", errors="replace")[:MAX_BODY_CHARS]
-    if isinstance(body, str):
-        return body[:MAX_BODY_CHARS]
-    try:
-        return json.dumps(body)[:MAX_BODY_CHARS]
-    except (TypeError, ValueError):
-        return repr(body)[:MAX_BODY_CHARS]
+        # Not decoded in full: a huge body would cost its whole size to keep a bounded part.
+        text = body[: MAX_BODY_CHARS * 4].decode("utf-8", errors="backslashreplace")
+    elif isinstance(body, str):
+        text = body
+    else:
+        try:
+            text = json.dumps(body)
+        except (TypeError, ValueError):
+            text = repr(body)
+    # PostgreSQL's text cannot hold NUL: a body with one would fail its dead letter's insert.
+    return text[:MAX_BODY_CHARS].replace("\x00", "\\x00")[:MAX_BODY_CHARS]

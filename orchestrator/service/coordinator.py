@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
@@ -25,6 +26,8 @@ from orchestrator.storage.db import SessionFactory, lock_sagas
 log = logging.getLogger(__name__)
 
 _MESSAGE = TypeAdapter[StepReport | DeadLetterReport](OrchestratorMessage)
+# The length of DeadLetter.source.
+SOURCE_CHARS = 200
 
 
 @dataclass
@@ -45,6 +48,14 @@ def parse_message(body: Any, source: str) -> StepReport | DeadLetterReport:
         return DeadLetterReport(source=source, reason=f"malformed report: {reason}", body=body_text(body))
 
 
+def dead_letter_row(source: str, reason: str, body: Any, now: datetime) -> DeadLetter:
+    """A dead letter's row, its texts made storable: whoever sent a message chose what it holds
+    (a NUL, which PostgreSQL's text refuses; a source longer than its column)."""
+    return DeadLetter(
+        source=body_text(source)[:SOURCE_CHARS], reason=body_text(reason), body=body_text(body), received_at=now
+    )
+
+
 class Coordinator:
     """Applies step reports to saga runs under row locks and writes the outbox rows of what comes next."""
 
@@ -61,7 +72,7 @@ class Coordinator:
         now = utcnow()
         with self.sessions.begin() as session:
             for letter in (m for m in messages if isinstance(m, DeadLetterReport)):
-                session.add(DeadLetter(source=letter.source, reason=letter.reason, body=letter.body, received_at=now))
+                session.add(dead_letter_row(letter.source, letter.reason, letter.body, now))
                 result.dead_lettered += 1
             sagas = lock_sagas(session, (r.saga_id for r in reports))
             running = (
@@ -80,14 +91,8 @@ class Coordinator:
             for report in reports:
                 saga = sagas.get(report.saga_id)
                 if saga is None:
-                    session.add(
-                        DeadLetter(
-                            source=source,
-                            reason=f"report for unknown saga {report.saga_id}",
-                            body=report.model_dump_json(),
-                            received_at=now,
-                        )
-                    )
+                    reason = f"report for unknown saga {report.saga_id}"
+                    session.add(dead_letter_row(source, reason, report.model_dump_json(), now))
                     result.dead_lettered += 1
                     continue
                 # Looked up, not removed: the members of a fan-out step report on one attempt, which
@@ -108,4 +113,4 @@ class Coordinator:
 
     def dead_letter(self, body: Any, reason: str, source: str = "workyard.orchestrator") -> None:
         with self.sessions.begin() as session:
-            session.add(DeadLetter(source=source, reason=reason, body=body_text(body), received_at=utcnow()))
+            session.add(dead_letter_row(source, reason, body, utcnow()))

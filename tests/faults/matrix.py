@@ -426,7 +426,8 @@ def run_fault(fault: Fault, backend: str, count: int, directory: Path, log: Call
             register_template(stack.wiring.sessions, parse_template(TEMPLATE))
             run = Run(stack, redis_server, postgres, settings, directory)
             _drive(run, fault, orders(uuid.uuid4().hex[:8], count), row, effects, log)
-            row.note = "; ".join([*run.notes, row.note] if row.note else run.notes)
+            # After what _drive measured (dead letters, unfinished sagas), not instead of it.
+            row.note = "; ".join(note for note in [*run.notes, row.note] if note)
         finally:
             stack.stop()
     return row

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,6 +15,7 @@ from sqlalchemy import func, select
 from config.settings import Settings
 from models.api import SagaRead
 from models.base import Base
+from models.tables import DeadLetter
 from orchestrator.local.stack import Stack, StackOptions, WorkerSpec
 from orchestrator.sagas.queries import read_saga
 from orchestrator.sagas.submit import submit_saga
@@ -151,3 +153,29 @@ class Harness:
 
     def effects(self, tag: str) -> list[str]:
         return [as_text(e) for e in self.books.lrange(f"test:effects:{tag}", 0, -1)]
+
+
+# -- dead letters ----------------------------------------------------------------------------------
+
+
+def letters(harness: Harness, marker: str) -> list[tuple[str, str]]:
+    """(source, reason) of each dead letter whose body holds ``marker``."""
+    with harness.wiring.sessions() as session:
+        rows = session.scalars(select(DeadLetter).where(DeadLetter.body.contains(marker)).order_by(DeadLetter.id))
+        return [(row.source, row.reason) for row in rows]
+
+
+def dead_lettered(harness: Harness, marker: str) -> tuple[str, str]:
+    found = eventually(lambda: letters(harness, marker), what=f"a dead letter holding {marker}")
+    assert len(found) == 1, found
+    return found[0]
+
+
+def still_working(harness: Harness, marker: str) -> None:
+    """No process exited, an ``it.three`` saga submitted now completes, and the garbage holding
+    ``marker`` was dead-lettered once (not delivered again meanwhile)."""
+    exited = [c.name for c in harness.stack.supervisor.children if c.process.poll() is not None]
+    assert exited == [], f"{exited} exited"
+    saga_id = harness.submit("it.three", {"tag": uuid.uuid4().hex[:12]})
+    assert harness.wait_final(saga_id, timeout=60).state == "completed"
+    assert len(letters(harness, marker)) == 1

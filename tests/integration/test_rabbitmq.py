@@ -8,10 +8,11 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import amqp
 import pytest
 from kombu.connection import Connection
 
-from tests.integration.harness import Harness, running_harness
+from tests.integration.harness import Harness, dead_lettered, running_harness, still_working
 from tests.integration.report_queue_contract import ReportQueueContract
 from tests.integration.templates import THREE_STEPS
 from tests.support import RedisTarget, need
@@ -81,3 +82,39 @@ def test_compensation_over_rabbitmq(rabbit_harness: Harness) -> None:
     )
     assert saga.state == "compensated"
     assert rabbit_harness.effects(tag) == ["one", "two", "two:compensate", "one:compensate"]
+
+
+# Raw publishes nobody should make: each carries the marker to find its dead letter by.
+RAW_PUBLISHES: dict[str, tuple[str | None, bytes]] = {
+    "not-json": ("application/json", b"\x00\xffnot json "),
+    "unknown-content-type": ("application/x-garbage", b"whatever "),
+    "no-properties": (None, b"no properties at all "),
+}
+
+
+@pytest.mark.parametrize("kind", list(RAW_PUBLISHES))
+@pytest.mark.parametrize("queue", [capability_queue("alpha").name, orchestrator_queue().name])
+def test_garbage_over_rabbitmq_is_dead_lettered_and_the_consumer_carries_on(
+    rabbit_harness: Harness, queue: str, kind: str
+) -> None:
+    marker = uuid.uuid4().hex
+    content_type, body = RAW_PUBLISHES[kind]
+    properties = {"content_type": content_type, "content_encoding": "binary"} if content_type else {}
+    assert AMQP_URL is not None
+    with Connection(AMQP_URL) as conn:
+        conn.default_channel.basic_publish(amqp.Message(body + marker.encode(), **properties), "", queue)
+
+    source, reason = dead_lettered(rabbit_harness, marker)
+    assert source == queue
+    assert reason, reason
+    still_working(rabbit_harness, marker)
+
+
+def test_a_task_nobody_registered_over_rabbitmq_is_dead_lettered(rabbit_harness: Harness) -> None:
+    marker = uuid.uuid4().hex
+    queue = capability_queue("alpha")
+    rabbit_harness.wiring.app.send_task("workyard.no_such_task", args=[marker], queue=queue, routing_key=queue.name)
+
+    source, reason = dead_lettered(rabbit_harness, marker)
+    assert source == queue.name and "workyard.no_such_task" in reason, (source, reason)
+    still_working(rabbit_harness, marker)

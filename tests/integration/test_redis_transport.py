@@ -315,6 +315,66 @@ def test_messages_a_live_consumer_holds_are_renewed_and_not_given_back(redis_tar
         queue(channel).purge()
 
 
+def _junk_envelope(tag: str) -> str:
+    """A kombu envelope with a delivery tag the batch pop reads, whose body is not the base64 it
+    says it is (bad padding): kombu's Message would raise on it."""
+    return json.dumps(
+        {
+            "body": "abcde",
+            "headers": {},
+            "content-type": "application/json",
+            "properties": {"delivery_tag": tag, "body_encoding": "base64", "delivery_info": {"routing_key": "x"}},
+        }
+    )
+
+
+def _letters(channel: Any, queue_name: str) -> list[dict[str, Any]]:
+    letters = []
+    while (message := Queue(queue_name, routing_key=queue_name)(channel).get()) is not None:
+        letters.append(message.payload)
+        message.ack()
+    return letters
+
+
+@pytest.mark.parametrize("batch", [1, 10], ids=["one-by-one", "batched"])
+def test_garbage_is_dead_lettered_and_the_messages_around_it_arrive_in_order(
+    redis_target: RedisTarget, batch: int
+) -> None:
+    queue = capability_queue(f"transport-garbage-{batch}")
+    dead = f"test.dead-letters-{batch}"
+    client = redis_target.client()
+    client.delete(dead)
+    with Connection(redis_target.broker_url) as conn:
+        _empty(queue, conn.default_channel)
+        received: list[Message] = []
+        reports, consumer = _collecting(conn, queue, received, batch)
+        assert isinstance(consumer.channel, redis_transport.Channel)
+        consumer.channel.dead_letter_queue = dead
+        with consumer:
+            _publish(conn, queue.name, 1)
+            client.lpush(queue.name, b"\x00\xffnot json")
+            _publish(conn, queue.name, 1, first=1)
+            client.lpush(queue.name, _junk_envelope("junk-tag"))
+            client.lpush(queue.name, b"[1, 2, 3]")
+            _publish(conn, queue.name, 1, first=2)
+            while len(received) < 3:
+                conn.drain_events(timeout=5)  # garbage delivers nothing: the loop drains again
+                if unacknowledged := [m for m in received if not m.acknowledged]:
+                    reports.acknowledge(unacknowledged)
+            assert [m.payload["n"] for m in received] == [0, 1, 2]
+            letters = eventually(lambda: len(got := _letters(conn.default_channel, dead)) == 3 and got, what="3")
+        assert [(letter["kind"], letter["source"]) for letter in letters] == [("dead_letter", queue.name)] * 3
+        assert [letter["reason"].split(" (")[0] for letter in letters] == [
+            "undecodable message: not UTF-8",
+            "undecodable message: body does not decode as 'base64'",
+            "undecodable message: not a kombu message",
+        ]
+        assert letters[0]["body"] == "\\x00\\xffnot json"
+        # Nothing stays held for the garbage the batch pop took.
+        assert client.hget(consumer.channel.unacked_key, "junk-tag") is None
+        assert client.llen(queue.name) == 0
+
+
 def test_a_closed_channels_messages_are_not_renewed(redis_target: RedisTarget) -> None:
     """A channel closed while it held messages it could not give back (its connection was lost,
     Redis was down) must not keep renewing them: the consumer carries on in a new channel, and

@@ -14,14 +14,19 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Iterable, Mapping
+from queue import Empty
 from typing import Any
 
 from kombu.transport import redis as kombu_redis
+from kombu.utils import json as kombu_json
 
 # (object path "module:Class", attribute). An attribute kombu sets in ``__init__`` counts as
 # present when some ``__init__`` in the class's MRO assigns it.
 REQUIRED_PRIVATE_NAMES: tuple[tuple[str, str], ...] = (
     ("kombu.transport.redis:Channel", "_brpop_read"),
+    ("kombu.transport.redis:Channel", "_in_poll"),
+    ("kombu.transport.redis:Channel", "_queue_cycle"),
+    ("kombu.transport.redis:Channel", "_flush_brpop_reauth"),
     ("kombu.transport.redis:Channel", "_create_client"),
     ("kombu.transport.redis:Channel", "_q_for_pri"),
     ("kombu.transport.redis:Channel", "_expires"),
@@ -76,16 +81,41 @@ def _assigned_in_init(cls: type) -> set[str]:
 
 class RedisChannel(kombu_redis.Channel):
     """kombu's Redis channel with the private methods workyard extends turned into named hooks:
-    :meth:`after_brpop_delivery` and :meth:`sync_client`. ``workers.broker.redis`` overrides
-    those, never kombu's names."""
+    :meth:`receive_raw`, :meth:`after_brpop_delivery` and :meth:`sync_client`.
+    ``workers.broker.redis`` overrides those, never kombu's names."""
 
     def _brpop_read(self, **options: Any) -> bool:
-        # kombu delivers the one message a BRPOP returned here, and has no hook after it: this
-        # is where a batch consumer can take more in the same turn of the event loop.
-        delivered: bool = super()._brpop_read(**options)  # type: ignore[no-untyped-call]
-        if delivered:
+        # kombu's own, but for two hooks. kombu decodes what BRPOP returned in place, and a
+        # message that is not JSON raises out of the consumer's event loop (stopping a worker):
+        # here the raw message goes to receive_raw, which may refuse it. And kombu has no hook
+        # after a delivery: after_brpop_delivery is where a batch consumer can take more in the
+        # same turn of the event loop.
+        kombu: Any = self
+        try:
+            try:
+                dest_item = kombu.client.parse_response(kombu.client.connection, "BRPOP", **options)
+            except self.connection_errors:
+                # The next poll reconnects (kombu's words: a disconnect makes it).
+                kombu.client.connection.disconnect()
+                raise
+            if not dest_item:
+                raise Empty()
+            dest, item = dest_item
+            queue = _text(dest).rsplit(self.sep, 1)[0]
+            kombu._queue_cycle.rotate(queue)
+            self.receive_raw(item, queue)
             self.after_brpop_delivery()
-        return delivered
+            return True
+        finally:
+            kombu._in_poll = None
+            # The BRPOP connection is idle now: kombu flushes a pending re-authentication here.
+            kombu._flush_brpop_reauth()
+
+    def receive_raw(self, raw: bytes, queue: str) -> None:
+        """A message BRPOP took from ``queue``, as Redis stored it; decoded and delivered to the
+        queue's consumer here, as kombu does."""
+        loads: Any = kombu_json.loads
+        deliver(self, loads(_text(raw)), queue)
 
     def after_brpop_delivery(self) -> None:
         """Called after a BRPOP delivered a message; does nothing here."""
@@ -104,6 +134,11 @@ class RedisChannel(kombu_redis.Channel):
     def new_sync_client(self) -> Any:
         """A new ``redis.Redis`` on the channel's connection pool, built as kombu builds it."""
         return super()._create_client(asynchronous=False)  # type: ignore[no-untyped-call]
+
+
+def _text(value: bytes | str) -> str:
+    # What kombu's bytes_to_str does with what redis-py returns.
+    return value.decode("utf-8") if isinstance(value, bytes) else value
 
 
 def deliver(channel: Any, message: dict[str, Any], queue: str) -> None:

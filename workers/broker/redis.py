@@ -32,6 +32,12 @@ from a keeper thread, see :class:`HeldMessages`), so the timeout only has to out
 renewal or two: what a process that died (or stopped) held comes back within seconds, and a
 step that runs for an hour keeps its dispatch.
 
+What BRPOP (or the batch pop) takes from a queue that is no kombu message (not UTF-8, not JSON,
+no envelope with a delivery tag, a body that does not decode) would raise out of kombu's event
+loop and stop the consumer. Here it is sent to ``workyard.orchestrator`` as a dead letter instead,
+with the reason and the queue it came from (:meth:`Channel.dead_letter_raw`), and the consumer
+carries on with the next message.
+
 The kombu internals this needs are reached through ``workers.broker.internals`` only.
 
 :func:`install` points the ``redis`` transport alias (``redis://``, ``redis+socket://``) here;
@@ -40,6 +46,7 @@ every other transport is left as it is.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -50,10 +57,14 @@ from typing import Any
 
 import redis
 from kombu import serialization
+from kombu.messaging import Producer
 from kombu.transport import TRANSPORT_ALIASES, virtual
 from kombu.transport import redis as kombu_redis
 from kombu.utils import json as kombu_json
 
+from config import keys
+from models.messages import DeadLetterReport
+from models.problems import body_text
 from workers.broker import internals
 
 log = logging.getLogger(__name__)
@@ -205,6 +216,66 @@ class Channel(internals.RedisChannel):
     # Messages to take along with each one BRPOP delivers (0: one per round trip, as kombu).
     receive_batch = 0
     _pop_script: Any = None
+    # Where what a queue holds that is no message goes, as a dead letter: the orchestrator keeps it.
+    dead_letter_queue = keys.ORCHESTRATOR_QUEUE
+
+    def receive_raw(self, raw: bytes, queue: str) -> None:
+        message = self._readable(raw)
+        if isinstance(message, str):
+            self.dead_letter_raw(raw, queue, message)
+            return
+        internals.deliver(self, message, queue)
+
+    def _readable(self, raw: bytes) -> dict[str, Any] | str:
+        """The kombu message ``raw`` holds, or why it holds none: not UTF-8, not JSON, not a kombu
+        envelope (properties with a delivery tag; a body that decodes as its properties say).
+        kombu would raise on each of these, out of the consumer's event loop."""
+        try:
+            loads: Any = kombu_json.loads
+            message = loads(raw.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            return f"not UTF-8 ({exc.reason} at byte {exc.start})"
+        except ValueError as exc:
+            return f"not JSON ({exc})"
+        if not isinstance(message, dict):
+            return f"not a kombu message (a JSON {type(message).__name__}, not an object)"
+        properties = message.get("properties")
+        if not isinstance(properties, dict) or not isinstance(properties.get("delivery_tag"), str):
+            return "not a kombu message (no properties with a delivery tag)"
+        body = message.get("body")
+        if body:
+            try:
+                # What kombu's Message does first; a few microseconds for a step's dispatch.
+                self.decode_body(body, properties.get("body_encoding"))  # type: ignore[no-untyped-call]
+            except Exception as exc:
+                return f"body does not decode as {properties.get('body_encoding')!r} ({type(exc).__name__}: {exc})"
+        return message
+
+    def dead_letter_raw(self, raw: bytes, queue: str, why: str, *, held: bool = False) -> None:
+        """Send what ``queue`` held that is no message to the orchestrator as a dead letter. If
+        the broker is away, raise (kombu reconnects) with ``raw`` kept: a message the batch pop
+        ``held`` comes back from kombu's unacknowledged records; one BRPOP took is put back at the
+        end BRPOP reads from (of the queue's default-priority list), to be met again next."""
+        reason = f"undecodable message: {why}"
+        log.warning("dead-lettering a message from %s: %s", queue, reason)
+        letter = DeadLetterReport(source=queue, reason=reason, body=body_text(raw))
+        try:
+            # The default exchange: to the queue by name, as reports travel.
+            producer: Any = Producer(self, serializer="json", auto_declare=False)  # type: ignore[no-untyped-call]
+            producer.publish(letter.model_dump(mode="json"), routing_key=self.dead_letter_queue, delivery_mode=2)
+        except self.connection_errors:
+            if not held:
+                try:
+                    kombu: Any = self
+                    with kombu.conn_or_acquire() as client:
+                        client.rpush(queue, raw)
+                except Exception as exc:
+                    log.error("lost an undecodable message from %s (%s): %s", queue, exc, letter.body[:1000])
+            raise
+        except Exception:
+            # Not the broker: raising would stop the consumer, and the message would only come
+            # back to fail the same way.
+            log.exception("could not dead-letter a message from %s; dropped: %s", queue, letter.body[:1000])
 
     def after_brpop_delivery(self) -> None:
         if self.receive_batch:
@@ -236,11 +307,26 @@ class Channel(internals.RedisChannel):
                 log.warning("receiving messages one at a time: Redis refused the batch pop (%s)", exc)
                 self.receive_batch = 0
                 return
-        decode: Any = kombu_json.loads
         for raw in items:
-            message = decode(raw)
+            message = self._readable(raw)
+            if isinstance(message, str):
+                # Held by the script on a tag it could read; not a message kombu can deliver.
+                self.dead_letter_raw(raw, queue, message, held=True)
+                self._forget(raw)
+                continue
             qos._held.add(message["properties"]["delivery_tag"])
             internals.deliver(self, message, queue)
+
+    def _forget(self, raw: bytes) -> None:
+        """Drop what the pop script recorded as held for ``raw`` (by the tag it read in it)."""
+        try:
+            tag = json.loads(raw.decode("utf-8", errors="replace"))["properties"]["delivery_tag"]
+        except (ValueError, TypeError, KeyError):
+            return
+        qos: Any = self.qos
+        kombu: Any = self
+        with kombu.conn_or_acquire() as client:
+            client.pipeline().zrem(qos.unacked_index_key, tag).hdel(qos.unacked_key, tag).execute()
 
     def basic_ack_many(self, delivery_tags: Sequence[str]) -> None:
         """Acknowledge deliveries of this channel in one round trip."""

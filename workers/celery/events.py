@@ -1,4 +1,4 @@
-"""The worker's Celery consumer, sending task events in batches.
+"""The worker's Celery consumer: task events in batches, refused messages dead-lettered.
 
 A workyard worker sends Celery's task events (received, started, succeeded...) so that Flower
 can show every step. Celery buffers them per worker, but asks its event loop to flush the
@@ -9,15 +9,25 @@ Flower reads), and a busy worker sends one message for many steps. Celery still 
 once when the buffer holds ``buffer_limit`` events.
 
 Events reach Flower up to ``EVENT_FLUSH_S`` later; nothing in workyard waits for them.
+
+A message on a capability queue that Celery refuses (no task in it, a task nobody registered, a
+body that does not decode, a content type not accepted) Celery only logs and discards. This
+consumer sends it to the orchestrator as a dead letter, with the reason and the queue, and then
+acknowledges it (invariant 7: a malformed message is kept with its reason, never retried forever).
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from celery.worker.consumer import Consumer as CeleryConsumer
+from kombu.message import Message
 
+from models.messages import DeadLetterReport
+from models.problems import body_text
 from workers.broker import internals
+from workers.broker.reports import ReportQueue, report_queue
 
 log = logging.getLogger(__name__)
 
@@ -25,9 +35,45 @@ EVENT_FLUSH_S = 0.05
 
 
 class Consumer(CeleryConsumer):  # type: ignore[misc]
-    """Celery's worker consumer, flushing buffered task events on a short timer."""
+    """Celery's worker consumer, flushing buffered task events on a short timer and
+    dead-lettering the messages it refuses."""
 
     _event_flush_armed = False
+    _reports: ReportQueue | None = None
+
+    # Celery's hooks for what it refuses (it logs, rejects, and forgets).
+    def on_unknown_message(self, body: Any, message: Message) -> None:
+        self._dead_letter(message, "not a task message: no task name in its headers or body")
+
+    def on_unknown_task(self, body: Any, message: Message, exc: BaseException) -> None:
+        headers = message.headers if isinstance(message.headers, dict) else {}
+        self._dead_letter(message, f"unknown task {headers.get('task')!r}: no task of that name on this worker")
+
+    def on_invalid_task(self, body: Any, message: Message, exc: BaseException) -> None:
+        self._dead_letter(message, f"refused task: {type(exc).__name__}: {exc}")
+
+    def on_decode_error(self, message: Message, exc: BaseException) -> None:
+        self._dead_letter(message, f"undecodable task body ({message.content_type}): {type(exc).__name__}: {exc}")
+
+    def _dead_letter(self, message: Message, reason: str) -> None:
+        """Send ``message`` to the orchestrator as a dead letter, then acknowledge it. If it
+        cannot be sent, it goes back to its queue (the broker is likely away: the consumer
+        reconnects and meets it again)."""
+        info = message.delivery_info if isinstance(message.delivery_info, dict) else {}
+        source = str(info.get("routing_key") or "unknown queue")
+        log.warning("dead-lettering a message from %s: %s", source, reason)
+        letter = DeadLetterReport(source=source, reason=reason, body=body_text(message.body))
+        try:
+            if self._reports is None:
+                # Only a template connection: nothing connects before the first send.
+                self._reports = report_queue(self.app.connection_for_write())
+            with self.app.producer_or_acquire() as producer:
+                self._reports.send(producer, [letter.model_dump(mode="json")])
+        except Exception:
+            log.exception("could not dead-letter a message from %s; it goes back to its queue", source)
+            message.reject_log_error(log, self.connection_errors, requeue=True)  # type: ignore[no-untyped-call]
+            return
+        message.ack_log_error(log, self.connection_errors)  # type: ignore[no-untyped-call]
 
     def on_send_event_buffered(self) -> None:
         # Celery calls this (its name is in internals.REQUIRED_PRIVATE_NAMES) for each buffered event.
