@@ -12,6 +12,15 @@ timeout (by then a report held by a dead orchestrator is back on the queue, so o
 is lost) are looked up in the store, and the reports found there are applied as if they had
 arrived. Applying one twice is harmless: the coordinator drops a report for a settled attempt.
 Fan-out members are not looked up yet: their attempts still wait for their deadline.
+
+A dispatch can be lost the same way, on the worker's side: a worker killed between its BRPOP and
+kombu's record of the message as held takes it along, and no worker ever begins the attempt. Such
+an attempt (no stored report, no "seen" marker: no worker began it) is dispatched again once its
+capability's queue is empty (while the queue holds messages, it may be among them, merely waiting)
+and then again after twice as long each time, while it stays unbegun (a worker's prefetched
+message can wait for a free pool process). A duplicate is harmless: the idempotence check finds
+the attempt running or ended. This holds for a Redis broker; RabbitMQ gives a dead consumer's
+messages back itself.
 """
 
 from __future__ import annotations
@@ -19,19 +28,23 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import redis
 from sqlalchemy import select
 
+from config import keys
 from config.settings import Settings
 from models.base import utcnow
 from models.enums import Outcome, Phase
 from models.tables import SagaRun, StepAttempt
+from orchestrator.sagas.engine import SagaEngine
 from orchestrator.sagas.keys import idempotence_key
+from orchestrator.sagas.store import SqlSagaStore
 from orchestrator.sagas.templates import template_of
 from orchestrator.service.coordinator import Coordinator
-from orchestrator.storage.db import SessionFactory
+from orchestrator.storage.db import SessionFactory, lock_sagas
 from workers.store import stored_reports
 
 log = logging.getLogger(__name__)
@@ -50,30 +63,76 @@ class ReportRecovery:
         coordinator: Coordinator,
         client: redis.Redis,
         *,
+        broker: redis.Redis | None = None,
         clock: Callable[[], datetime] = utcnow,
     ):
         self.sessions = sessions
         self.settings = settings
         self.coordinator = coordinator
         self.client = client
+        # The broker's Redis, for the length of a capability's queue; None: not a Redis broker.
+        self.broker = broker
         self.clock = clock
+        # Attempt id -> (when it may be dispatched again, the wait after that).
+        self._resent: dict[int, tuple[datetime, timedelta]] = {}
 
     def tick(self) -> int:
-        """One pass; how many lost reports it found and handed to the coordinator."""
+        """One pass; how many lost reports it applied and lost dispatches it sent again."""
         wanted = self._candidates()
         if not wanted:
+            self._resent.clear()
             return 0
-        found = [raw for raw in stored_reports(self.client, wanted) if raw is not None]
-        if not found:
-            return 0
-        log.warning("applying %d report(s) that never reached the orchestrator, from the workers' store", len(found))
-        self.coordinator.handle([json.loads(raw) for raw in found], source="recovered from the workers' store")
-        return 0  # the next pass waits its interval: what was found is applied
+        reports = stored_reports(self.client, [w.stored for w in wanted])
+        found = [raw for raw in reports if raw is not None]
+        if found:
+            log.warning(
+                "applying %d report(s) that never reached the orchestrator, from the workers' store", len(found)
+            )
+            self.coordinator.handle([json.loads(raw) for raw in found], source="recovered from the workers' store")
+        unreported = [w for w, raw in zip(wanted, reports, strict=True) if raw is None]
+        if self.broker is not None:
+            self._resend_unbegun(unreported)
+        self._resent = {k: v for k, v in self._resent.items() if k in {w.attempt_id for w in wanted}}
+        return 0  # the next pass waits its interval: what was found is applied, what was lost sent
 
-    def _candidates(self) -> list[tuple[str, str, int]]:
-        """(idempotence key, saga id, attempt) of handler attempts running past the visibility timeout."""
+    def _resend_unbegun(self, unreported: list[_Candidate]) -> int:
+        """Dispatch again the attempts no worker began, whose queue is empty (see the module)."""
+        assert self.broker is not None
+        now = self.clock()
+        due = [w for w in unreported if self._resent.get(w.attempt_id, (now, timedelta()))[0] <= now]
+        if not due:
+            return 0
+        seen = self.client.mget([keys.attempt_seen(*w.stored) for w in due])
+        unbegun = [w for w, marker in zip(due, seen, strict=True) if marker is None]
+        if not unbegun:
+            return 0
+        lengths = {cap: int(self.broker.llen(keys.capability_queue(cap))) for cap in {w.capability for w in unbegun}}
+        lost = [w for w in unbegun if lengths[w.capability] == 0]
+        if not lost:
+            return 0
+        with self.sessions.begin() as session:
+            sagas = lock_sagas(session, (w.saga_id for w in lost))
+            engine = SagaEngine(session.uow, SqlSagaStore(session), self.settings, now)
+            sent = 0
+            for w in lost:
+                attempt = session.get(StepAttempt, w.attempt_id)
+                saga = sagas.get(w.saga_id)
+                if attempt is None or saga is None or attempt.outcome is not Outcome.running:
+                    continue
+                sent += engine.resend(saga, template_of(session, saga), attempt)
+                wait = self._resent.get(w.attempt_id, (now, timedelta()))[1] or timedelta(
+                    seconds=self.settings.visibility_timeout_s
+                )
+                self._resent[w.attempt_id] = (now + wait, wait * 2)
+        self.coordinator.dispatcher.publish(session.uow.take_outgoing())
+        if sent:
+            log.warning("dispatched again %d attempt(s) that no worker began (their dispatch was lost)", sent)
+        return sent
+
+    def _candidates(self) -> list[_Candidate]:
+        """Handler attempts running past the visibility timeout, with what finds them in the store."""
         before = self.clock() - timedelta(seconds=self.settings.visibility_timeout_s)
-        wanted: list[tuple[str, str, int]] = []
+        wanted: list[_Candidate] = []
         with self.sessions() as session:
             attempts = list(
                 session.scalars(
@@ -95,5 +154,17 @@ class ReportRecovery:
                 ran_a_handler = step.kind == "handler" if phase is Phase.forward else step.compensate is not None
                 if not ran_a_handler or step.for_each is not None:
                     continue  # a work item's end comes through the database; fan-out members: see above
-                wanted.append((idempotence_key(saga, spec, step, phase), saga.id, attempt.attempt))
+                stored = (idempotence_key(saga, spec, step, phase), saga.id, attempt.attempt)
+                assert step.capability is not None  # a handler runs on a capability
+                wanted.append(_Candidate(attempt.id, saga.id, step.capability, stored))
         return wanted
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    """A running handler attempt past the visibility timeout."""
+
+    attempt_id: int
+    saga_id: str
+    capability: str
+    stored: tuple[str, str, int]  # (idempotence key, saga id, attempt): its keys in the store

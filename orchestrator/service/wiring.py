@@ -27,6 +27,7 @@ class Wiring:
         self.settings = settings
         # How webhook URLs' names are looked up (tests map names to addresses without DNS).
         self.resolver = resolver
+        self._recovery_broker: redis.Redis | None = None
 
     @cached_property
     def engine(self) -> Engine:
@@ -55,7 +56,11 @@ class Wiring:
 
     @cached_property
     def recovery(self) -> ReportRecovery:
-        return ReportRecovery(self.sessions, self.settings, self.coordinator, self.store_client)
+        # Its own client on the broker's Redis (None for RabbitMQ), for the queues' lengths.
+        self._recovery_broker = broker_redis_client(self.settings)
+        return ReportRecovery(
+            self.sessions, self.settings, self.coordinator, self.store_client, broker=self._recovery_broker
+        )
 
     @cached_property
     def broker_client(self) -> redis.Redis | None:
@@ -94,3 +99,5 @@ class Wiring:
             self.store_client.close()
         if self.__dict__.get("broker_client") is not None:
             self.__dict__["broker_client"].close()
+        if self._recovery_broker is not None:
+            self._recovery_broker.close()

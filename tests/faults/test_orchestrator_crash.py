@@ -13,7 +13,10 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from sqlalchemy import select
 
+from models.enums import SagaState
+from models.tables import SagaRun
 from orchestrator.local.supervisor import python_argv
 from tests.conftest import BACKENDS
 from tests.integration.harness import Harness, running_harness
@@ -32,11 +35,15 @@ def harness(
 
 def test_sagas_survive_an_orchestrator_crash(harness: Harness) -> None:
     run = uuid.uuid4().hex[:8]
-    tags = [f"{run}-{i}" for i in range(40)]
+    tags = [f"{run}-{i}" for i in range(80)]
     ids = [harness.submit("it.three", {"tag": t, "behaviour": {"two": {"sleep_ms": 100}}}) for t in tags]
 
     def finished() -> int:
-        return sum(harness.saga(i).state.terminal for i in ids)
+        # One query: reading every saga in full each poll is slow enough on a loaded machine
+        # that the stream could end before the crash.
+        with harness.wiring.sessions() as session:
+            states = session.scalars(select(SagaRun.state).where(SagaRun.id.in_(ids)))
+            return sum(SagaState(s).terminal for s in states)
 
     eventually(lambda: finished() >= 5, timeout=60, what="some sagas to finish")
     orchestrator = next(c for c in harness.stack.supervisor.children if c.name.startswith("orchestrator"))

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from config import keys
 from models.enums import Outcome, Phase
 from models.messages import StepReport
 from models.tables import SagaRun, StepAttempt
@@ -24,6 +25,7 @@ from orchestrator.service.wiring import Wiring
 from tests.conftest import BACKENDS
 from tests.integration.harness import database_wiring
 from tests.support import RedisTarget
+from workers.celery.app import broker_redis_client
 from workers.store import StepStore
 
 
@@ -96,3 +98,58 @@ def test_an_attempt_without_a_stored_report_is_left_to_its_deadline(wiring: Wiri
     late = created + timedelta(hours=2)
     ReportRecovery(wiring.sessions, wiring.settings, wiring.coordinator, wiring.store_client, clock=lambda: late).tick()
     assert outcomes(wiring, saga_id) == [("one", 1, "running")]
+
+
+def test_a_dispatch_no_worker_began_is_sent_again_once_its_queue_is_empty(wiring: Wiring) -> None:
+    """A worker killed between taking a dispatch off the queue and recording it as held takes it
+    along: no worker ever begins the attempt. Once the attempt has run past the visibility
+    timeout with its queue empty, the dispatch is sent again; then again only after twice as long."""
+    name = f"unbegun.{uuid.uuid4().hex[:8]}"
+    steps = [{"name": "one", "capability": "alpha", "handler": "one"}]
+    register_template(wiring.sessions, parse_template({"name": name, "version": "1.0.0", "steps": steps}))
+    done = submit_saga(wiring.sessions, wiring.settings, template=name, input={"tag": "t"})
+    wiring.dispatcher.publish(done.outbox)
+    broker = broker_redis_client(wiring.settings)
+    assert broker is not None
+    queue = keys.capability_queue("alpha")
+    assert broker.llen(queue) == 1
+    broker.delete(queue)  # the dispatch is lost with the worker that took it
+    with wiring.sessions() as session:
+        row = session.get(SagaRun, done.saga.id)
+        assert row is not None
+        created = row.created_at
+    timeout = timedelta(seconds=wiring.settings.visibility_timeout_s)
+    now = [created + timeout * 2]
+
+    def recovery() -> ReportRecovery:
+        return ReportRecovery(
+            wiring.sessions,
+            wiring.settings,
+            wiring.coordinator,
+            wiring.store_client,
+            broker=broker,
+            clock=lambda: now[0],
+        )
+
+    sweeper = recovery()
+    sweeper.tick()
+    assert broker.llen(queue) == 1, "the lost dispatch was not sent again"
+    sweeper.tick()
+    assert broker.llen(queue) == 1, "sent again while the queue still held it"
+    broker.delete(queue)  # lost again
+    sweeper.tick()
+    assert broker.llen(queue) == 0, "sent again before its wait was up"
+    now[0] += timeout
+    sweeper.tick()
+    assert broker.llen(queue) == 1
+    assert outcomes(wiring, done.saga.id) == [("one", 1, "running")]  # the same attempt, dispatched again
+
+    # An attempt a worker began (its seen marker is set) is left to its worker.
+    broker.delete(queue)
+    StepStore(wiring.store_client, claim_ttl_ms=5000, dedup_ttl_s=3600).begin(
+        f"{done.saga.id}:one", done.saga.id, 1, "worker-a:1"
+    )
+    now[0] += timeout * 4
+    sweeper.tick()
+    assert broker.llen(queue) == 0
+    broker.close()
