@@ -38,8 +38,12 @@ if result then return {'result', result} end
 local report = redis.call('GET', KEYS[2])
 if report then return {'report', report} end
 local claim = redis.call('GET', KEYS[4])
--- Ours: this very call ran before and its answer was lost with the connection.
-if claim == ARGV[1] then return {'run', ''} end
+-- Ours: this very call ran before and its answer was lost with the connection. It answered
+-- 'run' if it set the seen marker, 'lost' if the marker was another delivery's.
+if claim == ARGV[1] then
+  if redis.call('GET', KEYS[3]) == ARGV[1] then return {'run', ''} end
+  return {'lost', ''}
+end
 if claim then return {'busy', ''} end
 redis.call('SET', KEYS[4], ARGV[1], 'PX', ARGV[2])
 if redis.call('SET', KEYS[3], ARGV[1], 'NX', 'EX', ARGV[3]) then return {'run', ''} end

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import redis
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 
 from config import keys
 from config.settings import Settings
@@ -49,8 +49,10 @@ from workers.store import stored_reports
 
 log = logging.getLogger(__name__)
 
-# Attempts looked up per pass, the longest-running first.
+# Attempts looked at per pass, the longest-running first (from where the last pass stopped).
 BATCH = 200
+# Attempts sent again whose next wait is remembered.
+MAX_REMEMBERED = 10_000
 
 
 class ReportRecovery:
@@ -75,12 +77,15 @@ class ReportRecovery:
         self.clock = clock
         # Attempt id -> (when it may be dispatched again, the wait after that).
         self._resent: dict[int, tuple[datetime, timedelta]] = {}
+        # Where the next pass goes on: attempts are looked at a page at a time, oldest first, so
+        # that long-running ones (a person's work item, an hour-long step) do not hide the rest.
+        self._after: tuple[datetime, int] | None = None
 
     def tick(self) -> int:
-        """One pass; how many lost reports it applied and lost dispatches it sent again."""
+        """One pass. Always 0: what it found is applied or sent, and the next pass waits its
+        interval (the loop goes on at once only when a tick says there is more)."""
         wanted = self._candidates()
         if not wanted:
-            self._resent.clear()
             return 0
         reports = stored_reports(self.client, [w.stored for w in wanted])
         found = [raw for raw in reports if raw is not None]
@@ -92,7 +97,8 @@ class ReportRecovery:
         unreported = [w for w, raw in zip(wanted, reports, strict=True) if raw is None]
         if self.broker is not None:
             self._resend_unbegun(unreported)
-        self._resent = {k: v for k, v in self._resent.items() if k in {w.attempt_id for w in wanted}}
+        if len(self._resent) > MAX_REMEMBERED:
+            self._resent.clear()  # attempts long settled; the worst a fresh start costs is one early resend
         return 0  # the next pass waits its interval: what was found is applied, what was lost sent
 
     def _resend_unbegun(self, unreported: list[_Candidate]) -> int:
@@ -133,15 +139,19 @@ class ReportRecovery:
         """Handler attempts running past the visibility timeout, with what finds them in the store."""
         before = self.clock() - timedelta(seconds=self.settings.visibility_timeout_s)
         wanted: list[_Candidate] = []
-        with self.sessions() as session:
-            attempts = list(
-                session.scalars(
-                    select(StepAttempt)
-                    .where(StepAttempt.outcome == Outcome.running, StepAttempt.dispatched_at < before)
-                    .order_by(StepAttempt.dispatched_at)
-                    .limit(BATCH)
+        query = select(StepAttempt).where(StepAttempt.outcome == Outcome.running, StepAttempt.dispatched_at < before)
+        if self._after is not None:
+            at, attempt_id = self._after
+            query = query.where(
+                or_(
+                    StepAttempt.dispatched_at > at,
+                    and_(StepAttempt.dispatched_at == at, StepAttempt.id > attempt_id),
                 )
             )
+        with self.sessions() as session:
+            attempts = list(session.scalars(query.order_by(StepAttempt.dispatched_at, StepAttempt.id).limit(BATCH)))
+            # A short page ends the round: the next pass starts again from the oldest.
+            self._after = (attempts[-1].dispatched_at, attempts[-1].id) if len(attempts) == BATCH else None
             ids = {a.saga_id for a in attempts}
             sagas = {s.id: s for s in session.scalars(select(SagaRun).where(SagaRun.id.in_(ids)))}
             for attempt in attempts:

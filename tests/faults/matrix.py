@@ -3,7 +3,7 @@ purpose, some slow so that faults land mid-step), one fault injected in the midd
 became of every saga and every side effect.
 
 ``make faults`` runs every fault on SQLite and PostgreSQL with 200 sagas each and prints one table;
-``make test`` runs a short version (tests/faults/test_matrix.py). By hand::
+``make test`` runs a short version (tests/faults/test_matrix_sqlite.py, test_matrix_postgres.py). By hand::
 
     python -m tests.faults.matrix --sagas 200 --backends sqlite,postgres --faults worker,orchestrator
 
@@ -19,7 +19,8 @@ What is measured, per fault:
 - **out of order**: compensated sagas whose compensations did not run in reverse step order;
 - **stale**: writes an account accepted with a fencing token another step's accepted write already
   had (the account refuses lower tokens, as a fencing-aware resource does; those are noted);
-- **recover**: from the fault to the last of the sagas in flight at that moment finishing.
+- **recover**: from the fault to the last of the sagas in flight at that moment finishing (a run with
+  none in flight at the fault does not hold: it proved nothing).
 
 A fault *holds* when lost, twice (except where Redis loses its data, reported apart), out of
 order, stale and compensation_failed are 0, and every saga finished within ``RECOVERY_TARGET_S``.
@@ -103,6 +104,7 @@ class Fault:
     unavailable: Callable[[], str | None] = lambda: None
     # The second charge worker's clock can be stepped (see step_clock).
     stepped_clock: bool = False
+    dead_expected: int | None = None
 
 
 @dataclass
@@ -121,6 +123,9 @@ class Row:
     stale: int = 0
     recover_s: float | None = None
     twice_allowed: bool = False
+    # Dead letters the fault must leave (garbage: one per message injected), and how many it did.
+    dead_expected: int | None = None
+    dead_letters: int = 0
     note: str = ""
     skipped: str | None = None
 
@@ -135,6 +140,7 @@ class Row:
             and self.compensation_failed == 0
             and self.recover_s is not None
             and self.recover_s <= RECOVERY_TARGET_S
+            and (self.dead_expected is None or self.dead_letters == self.dead_expected)
         )
 
 
@@ -322,7 +328,7 @@ FAULTS: list[Fault] = [
         duplicate_everything,
         settings={"fault_duplicate_delivery": True},
     ),
-    Fault("garbage", "garbage on every queue", garbage_everywhere),
+    Fault("garbage", "garbage on every queue", garbage_everywhere, dead_expected=4 * len(GARBAGE) + 1),
     Fault(
         "clock-step",
         "one charge worker's clock jumps an hour ahead",
@@ -383,7 +389,7 @@ def rabbitmq_vhost() -> Iterator[str]:
 
 
 def run_fault(fault: Fault, backend: str, count: int, directory: Path, log: Callable[[str], None] = print) -> Row:
-    row = Row(fault.name, backend, twice_allowed=not fault.redis_persists)
+    row = Row(fault.name, backend, twice_allowed=not fault.redis_persists, dead_expected=fault.dead_expected)
     if backend not in fault.only:
         row.skipped = f"{backend}: not a fault of this backend"
         return row
@@ -588,12 +594,16 @@ def _measure(
     refused = len(written) - len(lines)
     if refused:
         run.notes.append(f"{refused} stale write(s) refused by fencing")
-    if row.lost == 0:
+    if not in_flight:
+        run.notes.append("no saga was in flight at the fault: nothing recovered, the run proves nothing")
+    elif row.lost == 0:
         finished = [by_tag[t][1] for t in in_flight if by_tag.get(t, (None, None))[1] is not None]
         ends = [f.replace(tzinfo=UTC) if f.tzinfo is None else f for f in finished]
-        row.recover_s = max([(end - t0).total_seconds() for end in ends] + [0.0])
-    if dead:
-        row.note = f"{dead} dead letter(s)" + (f"; {row.note}" if row.note else "")
+        row.recover_s = max(((end - t0).total_seconds() for end in ends), default=0.0)
+    row.dead_letters = dead
+    if dead or row.dead_expected:
+        expected = f" of {row.dead_expected} expected" if row.dead_expected is not None else ""
+        row.note = f"{dead} dead letter(s){expected}" + (f"; {row.note}" if row.note else "")
     if row.lost:
         waiting = [t for t in tags if by_tag.get(t, (None, None))[0] not in _FINAL][:3]
         row.note += "; unfinished: " + "; ".join(_retrying(lambda: _describe(run, waiting)))

@@ -7,12 +7,14 @@ against RabbitMQ."""
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
 from kombu.connection import Connection
 from kombu.entity import Queue
 from kombu.message import Message
+from kombu.transport import redis as kombu_redis
 
 from tests.integration.report_queue_contract import ReportQueueContract
 from tests.support import RedisTarget, as_text, eventually
@@ -401,3 +403,30 @@ def test_a_closed_channels_messages_are_not_renewed(redis_target: RedisTarget) -
 
             eventually(lambda: given_back() == 2, timeout=15, what="the closed channel's messages to come back")
             queue(channel).purge()
+
+
+def test_a_process_whose_clock_runs_ahead_does_not_give_back_what_others_hold(
+    redis_target: RedisTarget, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Holders score and sweepers compare on Redis's clock: a sweeper an hour ahead finds nothing
+    due among messages a live consumer took a moment ago."""
+    queue = capability_queue("transport-held-skewed")
+    client = redis_target.client()
+    options = {"visibility_timeout": 15}
+    with Connection(redis_target.broker_url, transport_options=options) as conn:
+        _empty(queue, conn.default_channel)
+        received: list[Message] = []
+        _reports, consumer = _collecting(conn, queue, received, 10)
+        consumer.consume()
+        _publish(conn, queue.name, 3)
+        conn.drain_events(timeout=5)
+        assert len(received) == 3
+        consumer.channel.qos.renew_held()  # every held message scored on Redis's clock
+        real = time.time
+        monkeypatch.setattr(time, "time", lambda: real() + 3600)
+        monkeypatch.setattr(kombu_redis, "time", lambda: real() + 3600)  # kombu's own binding
+        with Connection(redis_target.broker_url, transport_options=options) as skewed:
+            skewed.default_channel.qos.restore_visible(num=100)
+        monkeypatch.undo()
+        assert client.llen(queue.name) == 0, "a sweeper whose clock runs ahead gave back live consumers' messages"
+        _reports.acknowledge(received)

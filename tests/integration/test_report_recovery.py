@@ -20,6 +20,7 @@ from models.messages import StepReport
 from models.tables import SagaRun, StepAttempt
 from orchestrator.sagas.submit import submit_saga
 from orchestrator.sagas.templates import parse_template, register_template
+from orchestrator.service import recovery as recovery_module
 from orchestrator.service.recovery import ReportRecovery
 from orchestrator.service.wiring import Wiring
 from tests.conftest import BACKENDS
@@ -153,3 +154,22 @@ def test_a_dispatch_no_worker_began_is_sent_again_once_its_queue_is_empty(wiring
     sweeper.tick()
     assert broker.llen(queue) == 0
     broker.close()
+
+
+def test_attempts_are_looked_at_a_page_at_a_time_so_old_ones_hide_none(
+    wiring: Wiring, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Long-running attempts (people's work items, hour-long steps) fill the oldest page; the
+    passes that follow look further, so a newer attempt's lost report is still found."""
+    monkeypatch.setattr(recovery_module, "BATCH", 2)
+    older = [submitted(wiring) for _ in range(2)]  # running, no report: long steps
+    saga_id, created = submitted(wiring)
+    store_report_as_a_worker_would(wiring, saga_id)
+    late = created + timedelta(seconds=wiring.settings.visibility_timeout_s * 2)
+    sweeper = ReportRecovery(
+        wiring.sessions, wiring.settings, wiring.coordinator, wiring.store_client, clock=lambda: late
+    )
+    sweeper.tick()
+    sweeper.tick()
+    assert outcomes(wiring, saga_id)[0] == ("one", 1, "succeeded")
+    assert all(outcomes(wiring, s)[0] == ("one", 1, "running") for s, _ in older)

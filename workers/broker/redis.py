@@ -71,10 +71,13 @@ log = logging.getLogger(__name__)
 
 # Pops up to ARGV[1] messages from the lists in KEYS[3..] (a queue's keys, highest priority
 # first) and records each as kombu's QoS.append would: the delivery tag in the unacked index
-# (KEYS[1]) scored ARGV[2], and [message, exchange, routing key] under it in the unacked hash
+# (KEYS[1]) scored with Redis's clock (as every holder renews and every sweep compares: see
+# QoS.restore_visible), and [message, exchange, routing key] under it in the unacked hash
 # (KEYS[2]). A message without a readable delivery tag goes back where it was, with those after
 # it, for kombu's own path to meet. RPOP with a count needs Redis 6.2.
 _POP_AND_HOLD = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
 local want = tonumber(ARGV[1])
 local taken = {}
 for i = 3, #KEYS do
@@ -94,7 +97,7 @@ for i = 3, #KEYS do
       local info = type(props['delivery_info']) == 'table' and props['delivery_info'] or {}
       local exchange = type(info['exchange']) == 'string' and info['exchange'] or ''
       local routing_key = type(info['routing_key']) == 'string' and info['routing_key'] or ''
-      redis.call('ZADD', KEYS[1], ARGV[2], tag)
+      redis.call('ZADD', KEYS[1], now, tag)
       redis.call('HSET', KEYS[2], tag,
         '[' .. raw .. ',' .. cjson.encode(exchange) .. ',' .. cjson.encode(routing_key) .. ']')
       taken[#taken + 1] = raw
@@ -102,6 +105,15 @@ for i = 3, #KEYS do
   end
 end
 return taken
+"""
+
+
+# Scores every tag in ARGV as held now, on Redis's clock, where it is still held (XX).
+_RENEW_HELD = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+for i = 1, #ARGV do redis.call('ZADD', KEYS[1], 'XX', now, ARGV[i]) end
+return #ARGV
 """
 
 
@@ -113,6 +125,7 @@ class QoS(kombu_redis.QoS):
         # Delivery tags the pop script already recorded as unacknowledged.
         self._held: set[str] = set()
         self._kept = False  # whether the process's keeper renews what this QoS holds
+        self._renew_script: Any = None
 
     def append(self, message: Any, delivery_tag: str) -> None:
         if not self._kept:
@@ -144,10 +157,38 @@ class QoS(kombu_redis.QoS):
         tags = internals.held_delivery_tags(self)
         if not tags:
             return 0
-        now = time.time()
         with kombu.conn_or_acquire() as client:
-            client.zadd(self.unacked_index_key, dict.fromkeys(tags, now), xx=True)
+            if self._renew_script is None:
+                self._renew_script = client.register_script(_RENEW_HELD)
+            self._renew_script(keys=[self.unacked_index_key], args=tags, client=client)
         return len(tags)
+
+    def restore_visible(self, start: int = 0, num: int | None = 10, interval: int = 10) -> None:
+        """Give back what has been held longer than the visibility timeout, as kombu does, but
+        on Redis's clock: every process scores and sweeps on the same clock, so a process whose
+        own clock runs ahead neither gives back what live processes hold nor keeps, when it
+        dies, its own messages from coming back (the timeout is seconds, not an hour). Every
+        call sweeps (workyard sets kombu's throttle to 1)."""
+        kombu: Any = self.channel
+        with kombu.conn_or_acquire() as client:
+            seconds, micros = client.time()
+            ceil = seconds + micros / 1_000_000 - float(self.visibility_timeout)
+            try:
+                with kombu_redis.Mutex(client, self.unacked_mutex_key, self.unacked_mutex_expire):
+                    visible = client.zrange(
+                        self.unacked_index_key,
+                        ceil,
+                        0,
+                        desc=True,
+                        byscore=True,
+                        offset=num and start,
+                        num=num,
+                        withscores=True,
+                    )
+                    for tag, _score in visible or []:
+                        self.restore_by_tag(tag, client)  # type: ignore[no-untyped-call]
+            except kombu_redis.MutexHeld:
+                pass
 
 
 # Held messages are re-scored this often, as a share of the visibility timeout: four renewals
@@ -300,7 +341,7 @@ class Channel(internals.RedisChannel):
             if self._pop_script is None:
                 self._pop_script = client.register_script(_POP_AND_HOLD)
             try:
-                items = self._pop_script(keys=keys, args=[want, time.time()], client=client)
+                items = self._pop_script(keys=keys, args=[want], client=client)
             except redis.ResponseError as exc:
                 # Refused before it popped anything (RPOP with a count needs Redis 6.2): receive
                 # one message per round trip from here on, as kombu does.

@@ -69,10 +69,15 @@ class Consumer(CeleryConsumer):  # type: ignore[misc]
                 self._reports = report_queue(self.app.connection_for_write())
             with self.app.producer_or_acquire() as producer:
                 self._reports.send(producer, [letter.model_dump(mode="json")])
-        except Exception:
-            log.exception("could not dead-letter a message from %s; it goes back to its queue", source)
+        except self.connection_errors:
+            # The broker is away: the message goes back, and the consumer meets it again once
+            # it reconnected.
+            log.warning("could not dead-letter a message from %s (broker away); it goes back to its queue", source)
             message.reject_log_error(log, self.connection_errors, requeue=True)  # type: ignore[no-untyped-call]
             return
+        except Exception:
+            # Anything else would fail again on every redelivery: drop it, loudly, rather than loop.
+            log.exception("could not dead-letter a message from %s; dropping it", source)
         message.ack_log_error(log, self.connection_errors)  # type: ignore[no-untyped-call]
 
     def on_send_event_buffered(self) -> None:
