@@ -88,12 +88,20 @@ class _Renewer:
 
     def _run(self) -> None:
         while True:
-            time.sleep(TICK_S)
-            now = time.monotonic()
-            with self._lock:
-                due = [r for r in self._active if r._next_s <= now and r.lost is None]
-            for renewal in due:
-                renewal.renew()
+            try:
+                self._tick()
+            except Exception:
+                # This thread keeps every running step's claim alive: it must outlive any one
+                # failure (a renewal that raised, a sleep interrupted oddly), or claims lapse.
+                log.exception("renewing claims and leases failed; going on")
+
+    def _tick(self) -> None:
+        time.sleep(TICK_S)
+        now = time.monotonic()
+        with self._lock:
+            due = [r for r in self._active if r._next_s <= now and r.lost is None]
+        for renewal in due:
+            renewal.renew()
 
 
 _RENEWER: tuple[int, _Renewer] | None = None

@@ -268,15 +268,15 @@ LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
 
 
 def clock_env(directory: Path) -> dict[str, str]:
-    """A worker whose wall clock follows the offset in a file (libfaketime, re-read on every
-    call); its monotonic clock is left alone, as a real clock step leaves it."""
+    """A worker whose clock follows the offset in a file (libfaketime, re-read on every call).
+    Its monotonic clock jumps with the wall clock: libfaketime cannot step the wall clock alone
+    without breaking ``time.sleep`` (EINVAL), which a real clock step does not do."""
     offset = directory / "clock-offset"
     offset.write_text("+0\n")
     return {
         "LD_PRELOAD": str(LIBFAKETIME),
         "FAKETIME_TIMESTAMP_FILE": str(offset),
         "FAKETIME_NO_CACHE": "1",
-        "DONT_FAKE_MONOTONIC": "1",
     }
 
 
@@ -606,7 +606,8 @@ def _measure(
         row.note = f"{dead} dead letter(s){expected}" + (f"; {row.note}" if row.note else "")
     if row.lost:
         waiting = [t for t in tags if by_tag.get(t, (None, None))[0] not in _FINAL][:3]
-        row.note += "; unfinished: " + "; ".join(_retrying(lambda: _describe(run, waiting)))
+        unfinished = "unfinished: " + "; ".join(_retrying(lambda: _describe(run, waiting)))
+        row.note = f"{row.note}; {unfinished}" if row.note else unfinished
 
 
 _FINAL = {SagaState.completed, SagaState.compensated, SagaState.compensation_failed}

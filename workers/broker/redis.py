@@ -216,16 +216,25 @@ class HeldMessages:
 
     def _run(self) -> None:
         while True:
-            time.sleep(KEEPER_TICK_S)
-            now = time.monotonic()
-            with self._lock:
-                due = [qos for qos in self._watched if self._due.get(qos, 0.0) <= now]
+            try:
+                self._tick()
+            except Exception:
+                # Were this thread to die, every message the process holds would be given back
+                # to its queue while the process runs it: it must outlive any one failure.
+                log.exception("renewing held messages failed; going on")
+
+    def _tick(self) -> None:
+        time.sleep(KEEPER_TICK_S)
+        now = time.monotonic()
+        with self._lock:
+            due = [qos for qos in self._watched if self._due.get(qos, 0.0) <= now]
             for qos in due:
                 self._due[qos] = now + _interval(qos)
-                try:
-                    qos.renew_held()
-                except Exception as exc:  # Redis away: the next tick tries again, well in time
-                    log.warning("could not renew the messages this process holds: %s", exc)
+        for qos in due:
+            try:
+                qos.renew_held()
+            except Exception as exc:  # Redis away: the next tick tries again, well in time
+                log.warning("could not renew the messages this process holds: %s", exc)
 
 
 def _interval(qos: QoS) -> float:
