@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import redis
 
-from workers.store import Renew, StepStore
+from workers.store import Guard, Renew, StepStore
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,8 @@ class Renewal:
     owner: str
     leases: list[tuple[str, int]]
     lost: str | None = None
+    # Per key: what shows someone else took the step, should the key lapse (see StepStore.renew).
+    guards: dict[str, Guard] = field(default_factory=dict)
     _next_s: float = field(default=0.0, repr=False)
 
     @property
@@ -50,14 +52,16 @@ class Renewal:
         if self.leases:
             _renewer().discard(self)
 
-    def add(self, key: str, ttl_ms: int) -> None:
+    def add(self, key: str, ttl_ms: int, guard: Guard | None = None) -> None:
         """Renew one more key from now on (a mutex lease taken after the claim)."""
+        if guard is not None:
+            self.guards = {**self.guards, key: guard}
         self.leases = [*self.leases, (key, ttl_ms)]
 
     def renew(self) -> None:
         for key, ttl_ms in list(self.leases):
             try:
-                answer = self.store.renew(key, self.owner, ttl_ms)
+                answer = self.store.renew(key, self.owner, ttl_ms, self.guards.get(key))
                 if answer is Renew.taken:
                     self.lost = self.lost or key
                     log.warning("lease %s was taken by someone else while the step ran", key)

@@ -27,7 +27,7 @@ from workers.errors import StepFailed, TransientError
 from workers.hooks import HookChain
 from workers.registry import StepHandler, get_handler
 from workers.renewal import Renewal
-from workers.store import Acquire, Begin, ReportPush, StepStore
+from workers.store import Acquire, Begin, Guard, ReportPush, StepStore
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +157,8 @@ class StepRuntime:
             return self._store(dispatch, owner, report)
         # The claim is renewed from here on, also while the step waits for its mutex.
         claim = (keys.run_claim(dispatch.idempotence_key), self.store.claim_ttl_ms)
-        with Renewal(self.store, owner, [claim]) as renewal:
+        guards = {claim[0]: Guard.claim(dispatch.idempotence_key)}
+        with Renewal(self.store, owner, [claim], guards=guards) as renewal:
             report = self._run(dispatch, handler, owner, renewal)
         took_mutex = len(renewal.leases) > 1  # the scope's lease follows the claim, if the step took it
         return self._store(dispatch, owner, report, took_mutex=took_mutex, lost=renewal.lost)
@@ -192,7 +193,11 @@ class StepRuntime:
                         ),
                     ),
                 )
-            renewal.add(keys.mutex_lease(dispatch.mutex_scope), self.config.lease_ttl_ms)
+            renewal.add(
+                keys.mutex_lease(dispatch.mutex_scope),
+                self.config.lease_ttl_ms,
+                Guard.lease(dispatch.mutex_scope, dispatch.fencing_token or 0),
+            )
 
         ctx = StepContext(
             saga_id=dispatch.saga_id,

@@ -113,20 +113,28 @@ redis.call('SET', KEYS[2], ARGV[3])
 return 1
 """
 
-# Extend a key's TTL while we still own it; take it back if it lapsed and nobody took it (the
-# process stalled past the TTL). 1 renewed, 2 taken back, 0 someone else holds it.
-# KEYS[1] key; ARGV[1] owner, ARGV[2] TTL (ms)
+# Extend a key's TTL while we still own it; take it back if it lapsed and nobody took the step
+# meanwhile (the process stalled past the TTL). 1 renewed, 2 taken back, 0 someone else took it.
+# Who took it meanwhile is told by the guard: for a run claim, a result stored under the key
+# (KEYS[2] exists, ARGV[3] 'absent'); for a mutex lease, a later fencing token granted on the
+# scope (KEYS[2] above the token in ARGV[3]). The same rules decide again when the step finishes.
+# KEYS[1] key, KEYS[2] guard (optional); ARGV[1] owner, ARGV[2] TTL (ms), ARGV[3] guard rule
 _RENEW = """
 local holder = redis.call('GET', KEYS[1])
 if holder == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
   return 1
 end
-if not holder then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 2
+if holder then return 0 end
+if #KEYS > 1 then
+  if ARGV[3] == 'absent' then
+    if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+  elseif tonumber(redis.call('GET', KEYS[2]) or '0') > tonumber(ARGV[3]) then
+    return 0
+  end
 end
-return 0
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 2
 """
 
 # Delete a key only while we still own it.  KEYS[1] key; ARGV[1] owner
@@ -153,6 +161,22 @@ class Renew(IntEnum):
     taken = 0  # someone else holds it: the step has lost it
     renewed = 1
     retaken = 2  # it had lapsed (we stalled past its TTL) and nobody had taken it
+
+
+@dataclass(frozen=True)
+class Guard:
+    """What shows that someone else took a step whose claim or lease lapsed (see ``_RENEW``)."""
+
+    key: str
+    rule: str  # "absent": the key must not exist; else a fencing token the key must not exceed
+
+    @staticmethod
+    def claim(idempotence_key: str) -> Guard:
+        return Guard(keys.step_result(idempotence_key), "absent")
+
+    @staticmethod
+    def lease(scope: str, token: int) -> Guard:
+        return Guard(keys.fence(scope), str(token))
 
 
 class Acquire(StrEnum):
@@ -286,8 +310,11 @@ class StepStore:
         reply = int(_patient(lambda: self._acquire(keys=script_keys, args=[owner, ttl_ms, token])))
         return {1: Acquire.granted, 0: Acquire.busy, -1: Acquire.stale}[reply]
 
-    def renew(self, key: str, owner: str, ttl_ms: int) -> Renew:
-        return Renew(int(self._renew(keys=[key], args=[owner, ttl_ms])))
+    def renew(self, key: str, owner: str, ttl_ms: int, guard: Guard | None = None) -> Renew:
+        """Extend ``key``, or take it back if it lapsed and ``guard`` shows nobody took the step."""
+        if guard is None:
+            return Renew(int(self._renew(keys=[key], args=[owner, ttl_ms])))
+        return Renew(int(self._renew(keys=[key, guard.key], args=[owner, ttl_ms, guard.rule])))
 
     def release(self, key: str, owner: str) -> None:
         _patient(lambda: self._release(keys=[key], args=[owner]))

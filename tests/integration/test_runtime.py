@@ -25,7 +25,7 @@ from workers import StepContext, step
 from workers.broker.reports import ReportRenderer, report_queue
 from workers.celery.app import create_app
 from workers.runtime import RuntimeConfig, StepRuntime
-from workers.store import StepStore
+from workers.store import Guard, Renew, StepStore
 
 CALLS: dict[str, int] = {}
 
@@ -343,3 +343,21 @@ def test_a_report_pushed_with_its_outcome_goes_out_as_often_as_told(clean_redis:
     assert runtime.execute(dispatch("twice")) == []
     first, second = pushed_reports()
     assert first == second and first.outcome == Outcome.succeeded and first.result == {"tag": "twice"}
+
+
+def test_a_lapsed_claim_or_lease_is_taken_back_only_if_nobody_took_the_step(clean_redis: RedisTarget) -> None:
+    client = clean_redis.client()
+    store = StepStore(client, claim_ttl_ms=600, dedup_ttl_s=3600)
+    key, scope = f"k-{uuid.uuid4().hex[:6]}", f"acct:{uuid.uuid4().hex[:6]}"
+    claim, lease = keys.run_claim(key), keys.mutex_lease(scope)
+    # Lapsed, and nobody took the step: taken back.
+    assert store.renew(claim, "me", 600, Guard.claim(key)) is Renew.retaken
+    client.set(keys.fence(scope), 5)
+    assert store.renew(lease, "me", 600, Guard.lease(scope, 5)) is Renew.retaken
+    # Lapsed, and someone else finished the step (a result) or took the scope (a later token).
+    client.delete(claim, lease)
+    client.set(keys.step_result(key), "{}")
+    assert store.renew(claim, "me", 600, Guard.claim(key)) is Renew.taken
+    client.set(keys.fence(scope), 6)
+    assert store.renew(lease, "me", 600, Guard.lease(scope, 5)) is Renew.taken
+    assert not client.exists(claim, lease)
