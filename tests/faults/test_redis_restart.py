@@ -94,8 +94,10 @@ def test_workers_and_the_orchestrator_survive_a_redis_restart(
         assert harness.wait_final(_submit(harness), timeout=90).state == "completed"
     assert _exited(harness) == [], f"{_exited(harness)} exited on the restart"
     if keep_data:
-        # The held message was safe in Redis: its saga finishes too.
+        # The held message was safe in Redis: its saga finishes too, and the step that was
+        # running went on to its end rather than being cancelled and run again.
         assert harness.wait_final(held, timeout=90).state == "completed"
+        assert harness.calls(tag)["two"] == 1
 
 
 def test_a_consumer_closed_while_redis_is_down_loses_nothing(tmp_path: Path) -> None:

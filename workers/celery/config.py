@@ -74,7 +74,11 @@ def celery_config(settings: Settings, capabilities: list[str] | None = None) -> 
         "task_create_missing_queues": False,
         "broker_connection_retry_on_startup": True,
         "worker_hijack_root_logger": False,
-        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        # A step running when the broker connection drops finishes and stores its outcome (the
+        # store waits out a Redis restart); its message, which can no longer be acknowledged,
+        # comes back later and replays the stored outcome. Cancelling it instead would throw
+        # away work that may already have had its effect, and run it again.
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
         # Sends task events in batches rather than one broker message each (see the module).
         "worker_consumer": "workers.celery.events:Consumer",
         **extra,
