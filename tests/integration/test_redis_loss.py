@@ -62,6 +62,16 @@ def watcher(wiring: Wiring, clients: list[redis.Redis] | None = None) -> RedisLo
     return RedisLoss(wiring.sessions, wiring.settings, wiring.dispatcher, clients or [wiring.store_client])
 
 
+def lose_data(wiring: Wiring) -> None:
+    """The store's and the broker's Redis databases lose everything (FLUSHDB each: the suite's
+    Redis is shared with other test workers, each on databases of its own)."""
+    wiring.store_client.flushdb()
+    broker = broker_redis_client(wiring.settings)
+    assert broker is not None
+    broker.flushdb()
+    broker.close()
+
+
 def generation(wiring: Wiring) -> str | None:
     with wiring.sessions() as session:
         row = session.get(RedisGeneration, ROW)
@@ -79,7 +89,7 @@ def test_a_lost_redis_gets_running_attempts_dispatched_again_once(wiring: Wiring
     assert client.get(keys.GENERATION) is not None
     assert watcher(wiring).tick() == 0  # markers and database agree: nothing to do
 
-    client.flushall()  # the data is gone: queue, markers, kombu's bindings
+    lose_data(wiring)  # the data is gone: queue, markers, kombu's bindings
     assert client.keys("_kombu.binding.*") == []
     a, b = watcher(wiring), watcher(wiring)
     known = generation(wiring)
@@ -107,7 +117,7 @@ def test_a_fan_out_sends_its_running_members_again(wiring: Wiring) -> None:
     submitted(wiring, for_each="{input.items}")
     eventually(lambda: len(queued(client)) == 3, what="three members dispatched")
     assert watcher(wiring).tick() == 0
-    client.flushall()
+    lose_data(wiring)
     assert watcher(wiring).tick() == 3
     members = eventually(lambda: len(q := queued(client)) == 3 and q, what="the members sent again")
     assert sorted((m["member"], m["each"]) for m in members) == [(0, 1), (1, 2), (2, 3)]
