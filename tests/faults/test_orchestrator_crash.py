@@ -13,10 +13,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import select
 
-from models.enums import SagaState
-from models.tables import SagaRun
 from orchestrator.local.supervisor import python_argv
 from tests.conftest import BACKENDS
 from tests.integration.harness import Harness, running_harness
@@ -38,33 +35,16 @@ def test_sagas_survive_an_orchestrator_crash(harness: Harness) -> None:
     tags = [f"{run}-{i}" for i in range(80)]
     ids = [harness.submit("it.three", {"tag": t, "behaviour": {"two": {"sleep_ms": 100}}}) for t in tags]
 
-    def finished() -> int:
-        # One query: reading every saga in full each poll is slow enough on a loaded machine
-        # that the stream could end before the crash.
-        with harness.wiring.sessions() as session:
-            states = session.scalars(select(SagaRun.state).where(SagaRun.id.in_(ids)))
-            return sum(SagaState(s).terminal for s in states)
-
-    eventually(lambda: finished() >= 5, timeout=60, what="some sagas to finish")
+    eventually(lambda: harness.finished(ids) >= 5, timeout=60, what="some sagas to finish")
     orchestrator = next(c for c in harness.stack.supervisor.children if c.name.startswith("orchestrator"))
     os.killpg(orchestrator.process.pid, signal.SIGKILL)
     orchestrator.process.wait()
-    assert finished() < len(ids), "the crash came too late to test anything"
+    assert harness.finished(ids) < len(ids), "the crash came too late to test anything"
     harness.stack.supervisor.spawn(
         "orchestrator-restarted", python_argv("-m", "orchestrator.cli", "orchestrator"), harness.stack.env
     )
 
-    def unfinished() -> list[str]:
-        waiting = [s for s in map(harness.saga, ids) if not s.state.terminal]
-        return [
-            f"{s.id} {s.state}: " + ", ".join(f"{a.step_name}#{a.attempt} {a.outcome}" for a in s.attempts)
-            for s in waiting
-        ]
-
-    try:
-        eventually(lambda: not unfinished(), timeout=180, what="every saga to finish after the restart")
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}; still running: {unfinished()}") from None
+    harness.wait_all_final(ids, timeout=180, what="every saga to finish after the restart")
     for saga_id, tag in zip(ids, tags, strict=True):
         assert harness.saga(saga_id).state == "completed"
         assert harness.effects(tag) == ["one", "two", "three"]

@@ -99,25 +99,12 @@ def test_sagas_finish_after_redis_loses_its_data(harness: Harness, volatile_redi
     data = [{"tag": f"{run}-{i}", "behaviour": {"two": {"sleep_ms": 3000 if i % 4 == 0 else 100}}} for i in range(40)]
     ids = [harness.submit("it.three", d) for d in data]
 
-    def finished() -> int:
-        return sum(harness.saga(i).state.terminal for i in ids)
-
-    eventually(lambda: finished() >= 5, timeout=60, what="some sagas to finish")
+    eventually(lambda: harness.finished(ids) >= 5, timeout=60, what="some sagas to finish")
     volatile_redis.lose_everything()
-    assert finished() < len(ids), "the loss came too late to test anything"
-
-    def unfinished() -> list[str]:
-        waiting = [s for s in map(harness.saga, ids) if not s.state.terminal]
-        return [
-            f"{s.id} {s.state}: " + ", ".join(f"{a.step_name}#{a.attempt} {a.outcome}" for a in s.attempts)
-            for s in waiting
-        ]
+    assert harness.finished(ids) < len(ids), "the loss came too late to test anything"
 
     # Far below the step watchdog's hour: the loss is noticed within a recovery pass (3 s).
-    try:
-        eventually(lambda: not unfinished(), timeout=120, what="every saga to finish after the loss")
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}; still running: {unfinished()}") from None
+    harness.wait_all_final(ids, timeout=120, what="every saga to finish after the loss")
     states = [harness.saga(i).state for i in ids]
     # A step running while Redis was away may fail (its handler's books are in that Redis), and
     # its retries may run out: the saga then compensates, as designed. Nothing is left waiting.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -15,7 +15,8 @@ from sqlalchemy import func, select
 from config.settings import Settings
 from models.api import SagaRead
 from models.base import Base
-from models.tables import DeadLetter
+from models.enums import SagaState
+from models.tables import DeadLetter, SagaRun
 from orchestrator.local.stack import Stack, StackOptions, WorkerSpec
 from orchestrator.sagas.queries import read_saga
 from orchestrator.sagas.submit import submit_saga
@@ -139,6 +140,29 @@ class Harness:
         return eventually(
             lambda: (s := self.saga(saga_id)).state.terminal and s, timeout=timeout, what=f"saga {saga_id} to finish"
         )
+
+    def finished(self, saga_ids: Sequence[str]) -> int:
+        """How many of these sagas have ended, in one query: a fault test polls it while the
+        stream runs, and reading every saga in full each poll is slow on a loaded machine."""
+        with self.wiring.sessions() as session:
+            states = session.scalars(select(SagaRun.state).where(SagaRun.id.in_(saga_ids)))
+            return sum(SagaState(s).terminal for s in states)
+
+    def wait_all_final(self, saga_ids: Sequence[str], *, timeout: float, what: str) -> None:
+        """Wait until every one of these sagas has ended; a timeout names those still running,
+        with their attempts."""
+
+        def unfinished() -> list[str]:
+            waiting = [s for s in map(self.saga, saga_ids) if not s.state.terminal]
+            return [
+                f"{s.id} {s.state}: " + ", ".join(f"{a.step_name}#{a.attempt} {a.outcome}" for a in s.attempts)
+                for s in waiting
+            ]
+
+        try:
+            eventually(lambda: not unfinished(), timeout=timeout, what=what)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; still running: {unfinished()}") from None
 
     def row_counts(self) -> dict[str, int]:
         with self.wiring.sessions() as session:

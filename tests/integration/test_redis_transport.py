@@ -51,6 +51,19 @@ def _collecting(conn: Connection, queue: Queue, received: list[Message], batch: 
     return reports, consumer
 
 
+def _holding(conn: Connection, queue: Queue, count: int) -> tuple[ReportQueue, Any, list[Message]]:
+    """A batch consumer of ``queue`` (emptied first) that has received, and holds unacknowledged,
+    ``count`` messages published to it."""
+    _empty(queue, conn.default_channel)
+    received: list[Message] = []
+    reports, consumer = _collecting(conn, queue, received, 10)
+    consumer.consume()
+    _publish(conn, queue.name, count)
+    conn.drain_events(timeout=5)
+    assert len(received) == count
+    return reports, consumer, received
+
+
 def _undecodable(message: Message, exc: Exception) -> None:
     raise AssertionError(f"every message sent here decodes: {exc}")
 
@@ -195,13 +208,7 @@ def test_messages_taken_in_a_batch_come_back_if_their_consumer_dies(redis_target
     # message, and a fast run would restore that one alone.)
     options = {"visibility_timeout": 0}
     with Connection(redis_target.broker_url, transport_options=options) as conn:
-        _empty(queue, conn.default_channel)
-        received: list[Message] = []
-        _reports, consumer = _collecting(conn, queue, received, 10)
-        consumer.consume()
-        _publish(conn, queue.name, 6)
-        conn.drain_events(timeout=5)
-        assert len(received) == 6
+        _reports, consumer, received = _holding(conn, queue, 6)
         # The consumer dies: its unacknowledged deliveries stay recorded in Redis, and nothing
         # restores them at shutdown.
         consumer.channel.qos.restore_at_shutdown = False
@@ -283,13 +290,7 @@ def test_messages_a_live_consumer_holds_are_renewed_and_not_given_back(redis_tar
     client = redis_target.client()
     options = {"visibility_timeout": 2}
     with Connection(redis_target.broker_url, transport_options=options) as conn:
-        _empty(queue, conn.default_channel)
-        received: list[Message] = []
-        _reports, consumer = _collecting(conn, queue, received, 10)
-        consumer.consume()
-        _publish(conn, queue.name, 3)
-        conn.drain_events(timeout=5)
-        assert len(received) == 3
+        _reports, consumer, received = _holding(conn, queue, 3)
         qos = consumer.channel.qos
         index = qos.unacked_index_key
         tags = [m.delivery_tag for m in received]
@@ -385,13 +386,7 @@ def test_a_closed_channels_messages_are_not_renewed(redis_target: RedisTarget) -
     client = redis_target.client()
     options = {"visibility_timeout": 2}
     with Connection(redis_target.broker_url, transport_options=options) as conn:
-        _empty(queue, conn.default_channel)
-        received: list[Message] = []
-        _reports, consumer = _collecting(conn, queue, received, 10)
-        consumer.consume()
-        _publish(conn, queue.name, 2)
-        conn.drain_events(timeout=5)
-        assert len(received) == 2
+        _reports, consumer, received = _holding(conn, queue, 2)
         consumer.channel.qos.restore_at_shutdown = False  # as if Redis were down as it closed
         consumer.channel.close()
         with Connection(redis_target.broker_url, transport_options=options) as other:
@@ -414,13 +409,7 @@ def test_a_process_whose_clock_runs_ahead_does_not_give_back_what_others_hold(
     client = redis_target.client()
     options = {"visibility_timeout": 15}
     with Connection(redis_target.broker_url, transport_options=options) as conn:
-        _empty(queue, conn.default_channel)
-        received: list[Message] = []
-        _reports, consumer = _collecting(conn, queue, received, 10)
-        consumer.consume()
-        _publish(conn, queue.name, 3)
-        conn.drain_events(timeout=5)
-        assert len(received) == 3
+        _reports, consumer, received = _holding(conn, queue, 3)
         consumer.channel.qos.renew_held()  # every held message scored on Redis's clock
         real = time.time
         monkeypatch.setattr(time, "time", lambda: real() + 3600)
