@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import JSON, ForeignKey, Index, String, Table, Text, UniqueConstraint, text
+from sqlalchemy import JSON, Float, ForeignKey, Index, String, Table, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, utcnow
@@ -87,6 +87,12 @@ class WorkItem(Base):
     claimed_at: Mapped[datetime | None]
     lease_epoch: Mapped[int] = mapped_column(default=0)
     lease_expires_at: Mapped[datetime | None]
+    # The TTL the claim asked for: a heartbeat without one keeps it (null: the server default).
+    lease_ttl_s: Mapped[float | None] = mapped_column(Float)
+    # What the holder's heartbeats last reported, and when that last changed (stall detection).
+    progress: Mapped[Any | None]
+    progress_at: Mapped[datetime | None]
+    stalled_at: Mapped[datetime | None]
     version: Mapped[int] = mapped_column(default=1)
     # The SLA, if any, and what it has done so far (the spec's reporting fields).
     sla: Mapped[dict[str, Any] | None]
