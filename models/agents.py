@@ -8,6 +8,7 @@ agent registered over HTTP and one announced by a Celery worker are assigned the
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 from typing import Literal
 
@@ -159,3 +160,23 @@ class AgentSpec(BaseModel):
 
     def proficiency(self, capability: str) -> Proficiency | None:
         return next((c.level for c in self.capabilities if c.name == capability), None)
+
+
+Liveness = Literal["live", "stale", "dead"]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A registered agent as the router sees it at one moment: its profile, how busy it is, whether
+    it is alive, and what it spent in its budget's current period."""
+
+    ref: str  # "agent:<id>", as claims and the audit trail name it
+    tenant: str  # its tenant, or "*" for an operator's agent that serves every tenant
+    spec: AgentSpec
+    load: int  # open items it holds claimed now
+    liveness: Liveness
+    spent: float = 0.0  # in spec.budget.unit, in the budget's current period
+
+    @property
+    def free(self) -> int:
+        return max(0, self.spec.capacity - self.load)
