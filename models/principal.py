@@ -21,6 +21,7 @@ class Scope(StrEnum):
     sagas_write = "sagas:write"  # submit sagas
     templates_write = "templates:write"  # register saga templates
     webhooks = "webhooks"  # register a tenant's webhooks and read their delivery log
+    routing_write = "routing:write"  # register and disable routing rules, reroute work items
     admin = "admin"
 
 

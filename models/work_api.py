@@ -285,6 +285,14 @@ class SagaLink(BaseModel):
     )
 
 
+class ItemHitl(BaseModel):
+    """A human-in-the-loop requirement on a work item, put there by the routing rule that placed it."""
+
+    required: bool = Field(description="Whether a person must approve before the gated transitions.")
+    gates: list[str] = Field(description="Where approval is needed (e.g. privacy_review).")
+    rule_id: str | None = Field(default=None, description="The routing rule that asked for it; null: none named.")
+
+
 class WorkItemRead(BaseModel):
     """A work item as the API returns it: fields, status, offer, claim and lease, SLA, and the saga step it decides."""
 
@@ -321,6 +329,9 @@ class WorkItemRead(BaseModel):
     sla_warned_at: datetime | None = Field(default=None, description="When its SLA warning fired; null: not yet.")
     sla_breached_at: datetime | None = Field(default=None, description="When its SLA target passed; null: not yet.")
     sla_breach_count: int = Field(default=0, description="How many SLA breach and escalation steps have fired.")
+    hitl: ItemHitl | None = Field(
+        default=None, description="A human-in-the-loop requirement its routing rule put on it; null: none."
+    )
     created_at: datetime = Field(description="When it was created.")
     updated_at: datetime = Field(description="When it last changed.")
     started_at: datetime | None = Field(description="When work on it started; null: not yet.")

@@ -99,6 +99,9 @@ class WorkItem(Base):
     sla_warned_at: Mapped[datetime | None]
     sla_breached_at: Mapped[datetime | None]
     sla_breach_count: Mapped[int] = mapped_column(default=0)
+    # A human-in-the-loop requirement the routing rule that placed the item put on it:
+    # {"required", "gates", "rule_id"} (the gates themselves are enforced elsewhere); null: none.
+    hitl: Mapped[dict[str, Any] | None]
     # Set when a saga step waits on the item: which attempt of which step its outcome answers.
     saga_id: Mapped[str | None] = mapped_column(String(36))
     saga_step: Mapped[str | None] = mapped_column(String(200))

@@ -12,7 +12,16 @@ from sqlalchemy.orm import Session
 
 from models.principal import Principal, PrincipalType, Scope
 from models.sla import SlaSpec
-from models.work_api import AgentOffer, ClaimRead, HumanOffer, PartyRef, SagaLink, WorkItemPage, WorkItemRead
+from models.work_api import (
+    AgentOffer,
+    ClaimRead,
+    HumanOffer,
+    ItemHitl,
+    PartyRef,
+    SagaLink,
+    WorkItemPage,
+    WorkItemRead,
+)
 from models.work_tables import DEPENDENCIES, LABELS, WorkItem
 from orchestrator.errors import Forbidden, InvalidInput, NotFound
 from orchestrator.storage.cursors import decode_cursor, encode_cursor
@@ -150,6 +159,7 @@ def item_view(item: WorkItem, labels: list[str], dependencies: list[str]) -> Wor
         sla_warned_at=item.sla_warned_at,
         sla_breached_at=item.sla_breached_at,
         sla_breach_count=item.sla_breach_count,
+        hitl=ItemHitl.model_validate(item.hitl) if item.hitl else None,
         created_at=item.created_at,
         updated_at=item.updated_at,
         started_at=item.started_at,
