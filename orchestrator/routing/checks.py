@@ -1,0 +1,180 @@
+"""The assignment algorithm's filters (work-items spec §12.1), in its order: capabilities (the
+rule's selectors and the item's own needs), autonomy against the item's risk, budget, data
+boundary, safety, then capacity and liveness. An agent is out at the first check it fails; that
+check's name and the reason in words are what the decision records.
+
+Pure: rules, item facts and candidates in, verdicts out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from models.agents import MIN_AUTONOMY, Autonomy, Candidate, Proficiency, RiskLevel
+from models.routing import AgentTypeSelector, CapabilitySelector, CostBudget, MembershipSelector, RoutingRuleSpec
+from orchestrator.routing.inputs import ItemFacts
+
+CHECKS = ("capabilities", "autonomy", "budget", "data_boundary", "safety", "capacity", "liveness")
+# An item that needs a person in the loop goes to agents that act under supervision or more
+# freely (L2+): an L0/L1 agent only suggests, so a gate would have nothing to approve.
+HITL_AUTONOMY = Autonomy.L2
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What one rule asks of an agent for one item, worked out once per decision."""
+
+    capabilities: Mapping[str, Proficiency]  # name -> the least proficiency
+    roles: frozenset[str]
+    groups: frozenset[str]
+    agent_types: frozenset[str]  # any of them; empty: any class
+    risk: RiskLevel
+    hitl: bool
+    autonomy: Autonomy
+    budget: CostBudget | None
+    regions: frozenset[str] | None  # None: anywhere
+    datasets: frozenset[str]
+    actions: frozenset[str]
+
+
+def needs_of(rule: RoutingRuleSpec, facts: ItemFacts) -> Needs:
+    capabilities: dict[str, Proficiency] = dict.fromkeys(facts.capabilities, Proficiency.novice)
+    roles: set[str] = set()
+    groups: set[str] = set()
+    agent_types: set[str] = set()
+    for selector in rule.selectors:
+        if isinstance(selector, CapabilitySelector):
+            least = Proficiency[selector.min_proficiency] if selector.min_proficiency else Proficiency.novice
+            capabilities[selector.value] = max(least, capabilities.get(selector.value, Proficiency.novice))
+        elif isinstance(selector, MembershipSelector):
+            (roles if selector.kind == "role" else groups).add(selector.value)
+        elif isinstance(selector, AgentTypeSelector):
+            agent_types.add(selector.value.value)
+    hitl = facts.hitl or bool(rule.hitl and rule.hitl.required)
+    autonomy = MIN_AUTONOMY[facts.risk]
+    if hitl:
+        autonomy = max(autonomy, HITL_AUTONOMY)
+    return Needs(
+        capabilities=capabilities,
+        roles=frozenset(roles),
+        groups=frozenset(groups),
+        agent_types=frozenset(agent_types),
+        risk=facts.risk,
+        hitl=hitl,
+        autonomy=autonomy,
+        budget=rule.cost_budget,
+        regions=frozenset(rule.data_residency.allowed_regions) if rule.data_residency else None,
+        datasets=facts.datasets,
+        actions=facts.actions | frozenset(rule.actions),
+    )
+
+
+def first_failure(needs: Needs, candidate: Candidate) -> tuple[str, str] | None:
+    """The first check (in §12.1 order) the candidate fails, and why; None if it fits."""
+    for check, why in (
+        ("capabilities", _capabilities(needs, candidate)),
+        ("autonomy", _autonomy(needs, candidate)),
+        ("budget", _budget(needs, candidate)),
+        ("data_boundary", _data_boundary(needs, candidate)),
+        ("safety", _safety(needs, candidate)),
+        ("capacity", _capacity(candidate)),
+        ("liveness", _liveness(candidate)),
+    ):
+        if why is not None:
+            return check, why
+    return None
+
+
+def proficiency(needs: Needs, candidate: Candidate) -> int:
+    """How well the candidate does what is asked: its weakest required capability (0: none asked)."""
+    if not needs.capabilities:
+        return 0
+    declared = {c.name: c.level for c in candidate.spec.capabilities}
+    return min(int(declared.get(name, 0)) for name in needs.capabilities)
+
+
+def _capabilities(needs: Needs, c: Candidate) -> str | None:
+    spec = c.spec
+    if needs.capabilities:
+        declared = {d.name: d.level for d in spec.capabilities}
+        for name, least in needs.capabilities.items():
+            have = declared.get(name)
+            if have is None:
+                return f"lacks capability {name}"
+            if have < least:
+                return f"does {name} at {have.name}; the rule needs {least.name}"
+    missing_role = needs.roles.difference(spec.roles)
+    if missing_role:
+        return f"does not fill role {', '.join(sorted(missing_role))}"
+    missing_group = needs.groups.difference(spec.groups)
+    if missing_group:
+        return f"is not in group {', '.join(sorted(missing_group))}"
+    if needs.agent_types and spec.agent_type.value not in needs.agent_types:
+        return f"is a {spec.agent_type.value} agent, not {' or '.join(sorted(needs.agent_types))}"
+    return None
+
+
+def _autonomy(needs: Needs, c: Candidate) -> str | None:
+    have = c.spec.autonomy_level
+    if have >= needs.autonomy:
+        return None
+    if needs.hitl and needs.autonomy == HITL_AUTONOMY and MIN_AUTONOMY[needs.risk] < HITL_AUTONOMY:
+        return f"autonomy {have.name} is below {needs.autonomy.name}, which an item with a human in the loop needs"
+    return f"autonomy {have.name} is below {needs.autonomy.name}, which a {needs.risk.value}-risk item needs"
+
+
+def _budget(needs: Needs, c: Candidate) -> str | None:
+    spec = c.spec
+    unit = spec.budget.unit if spec.budget else None
+    cost = spec.cost_per_item
+    if needs.budget is not None:
+        # An agent without a budget of its own states its cost in the rule's currency.
+        if unit is not None and unit != needs.budget.currency:
+            return f"counts its costs in {unit}; the rule's budget is in {needs.budget.currency}"
+        if cost > needs.budget.limit:
+            return f"costs {cost:g} {needs.budget.currency} per item, over the rule's limit of {needs.budget.limit:g}"
+    if spec.budget is not None and spec.budget.on_exhausted != "notify":
+        left = spec.budget.limit - c.spent
+        if left <= 0 or left < cost:
+            period = spec.budget.period
+            return f"has {max(left, 0):g} {spec.budget.unit} left of its {period}'s budget; an item costs {cost:g}"
+    return None
+
+
+def _data_boundary(needs: Needs, c: Candidate) -> str | None:
+    boundary = c.spec.data_boundary
+    if needs.regions is not None:
+        if not boundary.regions:
+            return f"declares no data regions; the rule allows only {', '.join(sorted(needs.regions))}"
+        outside = set(boundary.regions).difference(needs.regions)
+        if outside:
+            return f"may keep data in {', '.join(sorted(outside))}, outside {', '.join(sorted(needs.regions))}"
+    # An agent that lists no datasets may touch any.
+    if needs.datasets and boundary.datasets:
+        missing = needs.datasets.difference(boundary.datasets)
+        if missing:
+            return f"may not touch dataset {', '.join(sorted(missing))}"
+    return None
+
+
+def _safety(needs: Needs, c: Candidate) -> str | None:
+    if not needs.actions:
+        return None
+    safety = c.spec.safety
+    prohibited = needs.actions.intersection(safety.prohibited_actions)
+    if prohibited:
+        return f"is prohibited from {', '.join(sorted(prohibited))}"
+    if safety.allowed_actions:
+        not_allowed = needs.actions.difference(safety.allowed_actions)
+        if not_allowed:
+            return f"is not allowed to {', '.join(sorted(not_allowed))}"
+    return None
+
+
+def _capacity(c: Candidate) -> str | None:
+    return None if c.free > 0 else f"is at capacity: holds {c.load} of {c.spec.capacity}"
+
+
+def _liveness(c: Candidate) -> str | None:
+    return None if c.liveness == "live" else f"is {c.liveness}"

@@ -1,0 +1,152 @@
+"""The routing engine: which live rules match an item, and, for the first that yields one, which
+registered agent gets it. Pure (no database): the caller loads the rules, the item's facts, the
+candidates and a round-robin rule's cursor, and applies and records the decision.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+from models.agents import Candidate
+from models.routing import RETRIGGERS, Trigger, Verdict
+from orchestrator.routing.checks import CHECKS, first_failure, needs_of
+from orchestrator.routing.inputs import ItemFacts, LiveRule
+from orchestrator.routing.strategies import ranked, why_chosen
+
+# A round-robin rule's cursor: the ref it chose last for this item's tenant (None: never).
+CursorOf = Callable[[LiveRule], str | None]
+
+
+@dataclass(frozen=True)
+class CandidateOutcome:
+    """What one evaluation made of one candidate."""
+
+    ref: str
+    verdict: Verdict
+    check: str | None
+    why: str
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One rule against one item and the candidates: the chosen agent, if any, and every verdict
+    (chosen, then the other fitting ones in the strategy's order, then the excluded and rejected,
+    those that got furthest through the checks first)."""
+
+    rule: LiveRule
+    chosen: Candidate | None
+    why: str
+    outcomes: tuple[CandidateOutcome, ...]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The router's answer for an item: the deciding rule (the first that matched, when none
+    yielded an agent), the agent chosen (None: nobody fits), the reason and every verdict."""
+
+    rule: LiveRule
+    chosen: Candidate | None
+    reason: str
+    outcomes: tuple[CandidateOutcome, ...]
+    matched: tuple[LiveRule, ...]
+
+
+def matches(rule: LiveRule, facts: ItemFacts) -> bool:
+    """Whether the rule applies to the item: every condition its match gives holds."""
+    spec = rule.spec
+    match = spec.match
+    if not spec.enabled or rule.tenant not in (facts.tenant, "*"):
+        return False
+    if match.tenant is not None and match.tenant != facts.tenant:
+        return False
+    if match.types and facts.type not in match.types:
+        return False
+    if match.labels and not facts.labels.issuperset(match.labels):
+        return False
+    return match.priority is None or match.priority.min <= facts.priority <= match.priority.max
+
+
+def matching(rules: Sequence[LiveRule], facts: ItemFacts, trigger: Trigger) -> list[LiveRule]:
+    """The rules that apply to the item on this trigger, in the order they are tried: higher
+    priority first, a tenant's own before an operator's, then by id."""
+    found = [r for r in rules if matches(r, facts) and (trigger not in RETRIGGERS or trigger in r.spec.reroute_on)]
+    return sorted(found, key=lambda r: (-r.spec.priority, r.operators, r.id))
+
+
+def evaluate(
+    rule: LiveRule,
+    facts: ItemFacts,
+    candidates: Sequence[Candidate],
+    *,
+    cursor: str | None = None,
+    exclude: frozenset[str] = frozenset(),
+) -> Evaluation:
+    """Filter the candidates by §12.1's checks for this rule and item, and let the rule's strategy choose."""
+    needs = needs_of(rule.spec, facts)
+    fit: list[Candidate] = []
+    out: list[tuple[int, CandidateOutcome]] = []
+    for candidate in candidates:
+        if candidate.ref == facts.holder and candidate.load > 0:
+            # Its load counts this very item: keeping it adds nothing.
+            candidate = replace(candidate, load=candidate.load - 1)
+        if candidate.ref in exclude:
+            out.append((len(CHECKS), CandidateOutcome(candidate.ref, "excluded", None, "failed this item before")))
+            continue
+        failure = first_failure(needs, candidate)
+        if failure is None:
+            fit.append(candidate)
+        else:
+            check, why = failure
+            out.append((CHECKS.index(check), CandidateOutcome(candidate.ref, "rejected", check, why)))
+    # The rejected that got furthest first: they are the ones worth reading.
+    out.sort(key=lambda pair: (-pair[0], pair[1].ref))
+    rejected = tuple(outcome for _, outcome in out)
+    if not fit:
+        return Evaluation(rule, None, _none_fit(len(candidates), rejected), rejected)
+    order = ranked(rule.spec.strategy, fit, needs, cursor)
+    chosen = order[0]
+    why = why_chosen(rule.spec.strategy, chosen, needs, cursor)
+    outcomes = (
+        CandidateOutcome(chosen.ref, "chosen", None, why),
+        *(CandidateOutcome(c.ref, "eligible", None, "fits; not first by the strategy") for c in order[1:]),
+        *rejected,
+    )
+    return Evaluation(rule, chosen, f"{why}; {len(fit)} of {len(candidates)} agents fit", outcomes)
+
+
+def route(
+    rules: Sequence[LiveRule],
+    facts: ItemFacts,
+    candidates: Sequence[Candidate],
+    *,
+    trigger: Trigger,
+    cursor_of: CursorOf,
+    exclude: frozenset[str] = frozenset(),
+) -> Decision | None:
+    """The decision for an item: None when no rule applies; else the first matching rule that
+    yields an agent decides, and when none does, the first matching rule's verdicts are kept."""
+    matched = matching(rules, facts, trigger)
+    if not matched:
+        return None
+    first: Evaluation | None = None
+    for rule in matched:
+        cursor = cursor_of(rule) if rule.spec.strategy == "round_robin" else None
+        evaluation = evaluate(rule, facts, candidates, cursor=cursor, exclude=exclude)
+        if evaluation.chosen is not None:
+            reason = f"{evaluation.chosen.ref} chosen by {rule.label} ({rule.spec.strategy}): {evaluation.why}"
+            return Decision(rule, evaluation.chosen, reason, evaluation.outcomes, tuple(matched))
+        first = first or evaluation
+    assert first is not None
+    others = f" (nor by {len(matched) - 1} other matching rule(s))" if len(matched) > 1 else ""
+    reason = f"no candidate for {first.rule.label}: {first.why}{others}"
+    return Decision(first.rule, None, reason, first.outcomes, tuple(matched))
+
+
+def _none_fit(total: int, rejected: Sequence[CandidateOutcome]) -> str:
+    if not total:
+        return "no agent is registered for the tenant"
+    counts = Counter(o.check or o.verdict for o in rejected)
+    by_check = ", ".join(f"{name} {counts[name]}" for name in (*CHECKS, "excluded") if counts[name])
+    return f"none of {total} agents fits ({by_check})"

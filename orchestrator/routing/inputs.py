@@ -1,0 +1,53 @@
+"""What the routing engine decides on, besides the candidates (``models.agents.Candidate``): the
+facts of one work item, and the live rules."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from models.agents import RiskLevel
+from models.principal import ALL_TENANTS
+from models.routing import RoutingRuleSpec
+
+
+@dataclass(frozen=True)
+class ItemFacts:
+    """A work item as routing sees it: what rules match on and what an agent must meet."""
+
+    id: str
+    tenant: str
+    type: str
+    labels: frozenset[str]
+    priority: int
+    risk: RiskLevel = RiskLevel.low
+    # The capabilities the item needs whatever the rule: its type's, and its agent offer's.
+    capabilities: tuple[str, ...] = ()
+    # What its work involves (metadata.actions) and touches (metadata.datasets).
+    actions: frozenset[str] = frozenset()
+    datasets: frozenset[str] = frozenset()
+    # A human-in-the-loop requirement already on the item (an earlier rule put it there).
+    hitl: bool = False
+    assignee: str | None = None  # "agent:<id>" / "user:<id>"
+    holder: str | None = None  # who holds its claim now
+
+
+@dataclass(frozen=True)
+class LiveRule:
+    """The live (latest) version of a routing rule of a tenant (or ``*``, an operator's)."""
+
+    tenant: str
+    version: int
+    spec: RoutingRuleSpec
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
+    @property
+    def operators(self) -> bool:
+        return self.tenant == ALL_TENANTS
+
+    @property
+    def label(self) -> str:
+        owner = "operator rule" if self.operators else "rule"
+        return f"{owner} {self.id} v{self.version}"
