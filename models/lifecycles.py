@@ -170,6 +170,11 @@ TYPE_LIFECYCLES: tuple[str, ...] = get_args(TypeLifecycle)
 if set(TYPE_LIFECYCLES) != set(LIFECYCLES) - {"step"}:
     raise RuntimeError("TypeLifecycle must name every lifecycle a type may choose")
 
+# Every lifecycle's name, as a filter takes it (a Literal, so the OpenAPI lists them).
+LifecycleName = Literal["canonical", "work", "backlog", "chat", "step"]
+if set(get_args(LifecycleName)) != set(LIFECYCLES):
+    raise RuntimeError("LifecycleName must name every lifecycle")
+
 # Every status any lifecycle counts as resolved: a dependency in one of them no longer blocks.
 RESOLVED_STATUSES = frozenset().union(*(lc.resolved for lc in LIFECYCLES.values()))
 

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Response
 
+from models.lifecycles import LifecycleName
 from models.principal import PrincipalType
 from models.work_api import ClaimRequest, NextWork, WorkItemPage, WorkItemRead
 from orchestrator.api.auth import PrincipalDep
@@ -42,11 +43,24 @@ def get_next_work(
 
 @router.get("/queues/available", response_model=WorkItemPage, responses=responses(401, 403, 422))
 def available_queue(
-    wiring: WiringDep, principal: PrincipalDep, limit: Limit = 50, cursor: Cursor = None
+    wiring: WiringDep,
+    principal: PrincipalDep,
+    type: Annotated[str | None, Query(min_length=1, max_length=64, description="Only items of this type.")] = None,
+    label: Annotated[
+        str | None, Query(min_length=1, max_length=100, description="Only items that carry this label.")
+    ] = None,
+    lifecycle: Annotated[
+        LifecycleName | None, Query(description="Only items that follow this lifecycle (a workflow's queue).")
+    ] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
 ) -> WorkItemPage:
-    """Open, unclaimed items offered or assigned to the caller: highest priority, then oldest."""
+    """Open, unclaimed items offered or assigned to the caller: highest priority, then oldest;
+    filtered by type, label and lifecycle where given (together: all of them)."""
     with wiring.sessions() as session:
-        return queues.available(session, principal, limit=limit, cursor=cursor)
+        return queues.available(
+            session, principal, type=type, label=label, lifecycle=lifecycle, limit=limit, cursor=cursor
+        )
 
 
 @router.get("/queues/claimed", response_model=WorkItemPage, responses=responses(401, 403, 422))

@@ -26,7 +26,7 @@ from models.work_api import WorkItemRead
 from models.work_tables import QUEUE_ORDER, WorkItem
 from orchestrator.errors import Conflict, Forbidden, InvalidInput, PayloadTooLarge
 from orchestrator.storage.unit_of_work import uow_of
-from orchestrator.work import audit
+from orchestrator.work import audit, routing_hooks
 from orchestrator.work.access import require
 from orchestrator.work.items import touch
 from orchestrator.work.transitions import lifecycle_of, move, release_claim
@@ -241,6 +241,8 @@ def complete(
 
 def fail(session: Session, principal: Principal, item_id: str, lease_epoch: int | None, reason: str) -> WorkItemRead:
     item = holder_item(session, principal, item_id, lease_epoch)
+    if routing_hooks.holder_failed(session, item, principal.ref, reason):
+        return read_items(session, [item])[0]  # given to another agent instead: it stays open
     target = lifecycle_of(item).fail.get(item.status)
     if target is None:
         raise _no_action(item, "fail")
@@ -285,6 +287,7 @@ def fire_lease_timer(session: Session, timer: Timer, item: WorkItem | None, now:
         return
     _expire(session, item)
     touch(item)
+    routing_hooks.lease_expired(session, item)
 
 
 def _expire(session: Session, item: WorkItem) -> None:

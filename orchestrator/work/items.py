@@ -26,7 +26,7 @@ from models.work_item_types import PARENT_REQUIRED, PARENT_TYPES
 from models.work_tables import DEPENDENCIES, LABELS, WorkItem, WorkItemDependency, WorkItemLabel
 from orchestrator.errors import Conflict, InvalidInput, PayloadTooLarge
 from orchestrator.storage.db import SessionFactory
-from orchestrator.work import audit
+from orchestrator.work import audit, routing_hooks
 from orchestrator.work.access import require, tenant_for_write
 from orchestrator.work.ids import work_item_id
 from orchestrator.work.links import report_outcome
@@ -75,6 +75,7 @@ def create_item(
                     principal.ref,
                     details={"assignee": _ref(item.assignee_type, item.assignee_id)},
                 )
+            routing_hooks.item_created(session, item, principal.ref)
             return read_items(session, [item])[0], True
     raise Conflict("could not allocate a work-item id; try again")
 

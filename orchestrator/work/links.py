@@ -31,7 +31,7 @@ from models.template import StepSpec, TemplateSpec
 from models.work_api import HumanOffer
 from models.work_tables import LABELS, WorkItem
 from orchestrator.storage.unit_of_work import uow_of
-from orchestrator.work import audit
+from orchestrator.work import audit, routing_hooks
 from orchestrator.work.ids import work_item_id
 from orchestrator.work.sla import clock as sla_clock
 from orchestrator.work.sla.follow_ups import open_follow_up
@@ -163,6 +163,7 @@ def open_item(
         to_status=item.status,
         details={"type": item.type, "step": step.name, "phase": phase.value, "attempt": attempt},
     )
+    routing_hooks.item_created(session, item, f"saga:{saga.id}")
     return item_id
 
 

@@ -6,14 +6,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, or_, select, true
+from sqlalchemy import ColumnElement, Select, and_, literal, or_, select, true
 from sqlalchemy.orm import Session
 
 from models.base import utcnow
 from models.lifecycles import LIFECYCLES
 from models.principal import Principal, Scope
 from models.work_api import WorkItemPage
-from models.work_tables import QUEUE_ORDER, WorkItem
+from models.work_tables import LABELS, QUEUE_ORDER, WorkItem
 from orchestrator.errors import Forbidden, NotFound
 from orchestrator.storage.cursors import decode_cursor, encode_cursor
 from orchestrator.work.access import require
@@ -22,15 +22,27 @@ from orchestrator.work.views import read_items
 
 
 def available(
-    session: Session, principal: Principal, *, lifecycle: str | None = None, limit: int, cursor: str | None
+    session: Session,
+    principal: Principal,
+    *,
+    lifecycle: str | None = None,
+    type: str | None = None,
+    label: str | None = None,
+    limit: int,
+    cursor: str | None,
 ) -> WorkItemPage:
-    """Open, unclaimed items offered (or assigned) to the caller."""
+    """Open, unclaimed items offered (or assigned) to the caller; of one lifecycle (a workflow),
+    one type, and carrying one label, where given."""
     require(principal, Scope.work_read)
     query = select(WorkItem).where(claimable(principal, utcnow()))
     if lifecycle is not None:
         if lifecycle not in LIFECYCLES:
             raise NotFound(f"no lifecycle {lifecycle!r}; known: {', '.join(LIFECYCLES)}")
         query = query.where(WorkItem.lifecycle == lifecycle)
+    if type is not None:
+        query = query.where(WorkItem.type == type)
+    if label is not None:
+        query = query.where(select(literal(1)).where(LABELS.c.item_id == WorkItem.id, LABELS.c.label == label).exists())
     return _page(session, query, limit, cursor)
 
 

@@ -20,7 +20,7 @@ from models.sla import BreachAction, SlaSpec
 from models.tables import Timer
 from models.work_tables import WorkItem
 from orchestrator.storage.unit_of_work import uow_of
-from orchestrator.work import audit, webhooks
+from orchestrator.work import audit, routing_hooks, webhooks
 from orchestrator.work.sla.follow_ups import open_follow_up
 from orchestrator.work.transitions import move, release_claim
 
@@ -81,6 +81,7 @@ def breach(session: Session, timer: Timer, item: WorkItem | None, now: datetime)
     )
     webhooks.emit(session, item.tenant, "sla.breached", _event(item, sla.breach_action), now)
     apply(session, item, sla.breach_action, sla.breach_to, now, why="SLA breached")
+    routing_hooks.sla_breached(session, item, sla.breach_action)
 
 
 def escalate(session: Session, timer: Timer, item: WorkItem | None, now: datetime) -> None:

@@ -30,14 +30,22 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from config.settings import Settings
-from models.principal import PrincipalType, Scope
-from orchestrator.api import auth, queues, work_item_types, work_items
+from models.principal import Principal, PrincipalType, Scope
+from models.routing import RoutingRuleCreate
+from orchestrator.api import auth, queues, routing, work_item_types, work_items
 from orchestrator.api.app import create_app
+from orchestrator.routing import rules
 from orchestrator.work import audit
 from orchestrator.work.tokens import create_token, revoke_token
 from tests.integration.workitems.conftest import Headers, TokenFactory, counts, error, sessions, task
 
-PREFIXES = ("/api/v1/work-items", "/api/v1/works", "/api/v1/queues", "/api/v1/work-item-types")
+PREFIXES = (
+    "/api/v1/work-items",
+    "/api/v1/works",
+    "/api/v1/queues",
+    "/api/v1/work-item-types",
+    "/api/v1/routing-rules",
+)
 EVERY_SCOPE = frozenset(s.value for s in Scope if s is not Scope.admin)
 # Shaped like a real id of the tenant the calls address, but never issued.
 MISSING_ID = "WI-ACME-TASK-20990101-0000000000"
@@ -76,7 +84,7 @@ class Ctx:
 class Call:
     path: str
     json: Any = None
-    item_id: str | None = None  # the acme item the path addresses, if it addresses one
+    item_id: str | None = None  # the acme item (or routing rule) the path addresses, if it addresses one
     shows: str | None = None  # what the success response must contain (the positive control)
 
 
@@ -138,6 +146,37 @@ def _new_type(ctx: Ctx) -> Call:
     return Call("/api/v1/work-item-types", {"name": name, "schema": schema}, shows=name)
 
 
+def _rule(ctx: Ctx, **body: Any) -> str:
+    """An acme routing rule, registered as an acme operator would; its id."""
+    name = f"rule-{next(ctx.names)}"
+    registrar = Principal(PrincipalType.user, "op", "acme", frozenset({Scope.routing_write.value}))
+    with sessions(ctx.client).begin() as session:
+        rules.register(session, registrar, RoutingRuleCreate(id=name, **body))
+    return name
+
+
+def _new_rule(ctx: Ctx) -> Call:
+    name = f"rule-{next(ctx.names)}"
+    return Call("/api/v1/routing-rules", {"id": name, "match": {"types": ["task"]}}, shows=f'"id":"{name}"')
+
+
+def _listed_rules(ctx: Ctx) -> Call:
+    return Call("/api/v1/routing-rules", shows=_rule(ctx))
+
+
+def _on_rule(ctx: Ctx) -> Call:
+    name = _rule(ctx)
+    return Call(f"/api/v1/routing-rules/{name}", item_id=name, shows='"versions":[')
+
+
+def _routed_item(ctx: Ctx) -> Call:
+    # A rule that matches the item: its creation is decided on (no agent fits: none is registered).
+    label = f"routed-{next(ctx.names)}"
+    _rule(ctx, match={"labels": [label]})
+    item_id = ctx.item(labels=[label])
+    return Call(f"/api/v1/work-items/{item_id}/routing", item_id=item_id, shows='"trigger":"created"')
+
+
 def _fixed(path: str, body: Any = None, shows: str | None = None) -> Callable[[Ctx], Call]:
     return lambda ctx: Call(path, body, shows=shows)
 
@@ -146,7 +185,7 @@ def _seeded(path: str) -> Callable[[Ctx], Call]:
     return lambda ctx: Call(path, shows=ctx.seed)
 
 
-READ, WRITE, CLAIM = Scope.work_read, Scope.work_write, Scope.work_claim
+READ, WRITE, CLAIM, ROUTE = Scope.work_read, Scope.work_write, Scope.work_claim, Scope.routing_write
 ITEM = "/api/v1/work-items/{item_id}"
 
 # The matrix: one row per endpoint.
@@ -191,6 +230,14 @@ ROWS = [
         200,
         _on_claimed("/fail", lambda e: {"lease_epoch": e, "reason": "cannot"}, '"status":"cancelled"'),
     ),
+    Row("GET", ITEM + "/routing", READ, 200, _routed_item),
+    Row("POST", ITEM + "/reroute", ROUTE, 200, _on_item("/reroute", shows='"decision":null'), principal="user:u1"),
+    # /api/v1/routing-rules: another tenant registers its own rules, lists only its own (and the
+    # operators'), and finds none of acme's.
+    Row("POST", "/api/v1/routing-rules", ROUTE, 201, _new_rule, other=201, principal="user:u1"),
+    Row("GET", "/api/v1/routing-rules", READ, 200, _listed_rules, other=200),
+    Row("GET", "/api/v1/routing-rules/{rule_id}", READ, 200, _on_rule),
+    Row("DELETE", "/api/v1/routing-rules/{rule_id}", ROUTE, 204, _on_rule, principal="user:u1"),
     # next work and queues
     Row(
         "GET",
@@ -249,7 +296,7 @@ def _api_routes(app: Any) -> set[tuple[str, str]]:
     }
     declared = {
         (method, route.path)
-        for router in (work_items.router, queues.router, work_item_types.router)
+        for router in (work_items.router, queues.router, work_item_types.router, routing.router, routing.items_router)
         for route in router.routes
         if isinstance(route, APIRoute)
         for method in route.methods or ()
@@ -335,8 +382,11 @@ def test_authorization_matrix(client: TestClient, token: TokenFactory, row: Row)
     assert response.status_code == row.success, response.text
     if call.shows is not None and row.success != 204:
         assert call.shows in response.text
-    if row.method == "DELETE":
+    if row.method == "DELETE" and row.route.startswith("/api/v1/work-items"):
         assert client.get(call.path, headers=setup).status_code == 404
+    elif row.method == "DELETE":
+        # A routing rule is disabled, not removed: its versions stay readable.
+        assert '"enabled":false' in client.get(call.path, headers=setup).text
 
 
 def test_an_item_of_another_tenant_cannot_be_named_as_tenant_parent_or_dependency(

@@ -1,0 +1,16 @@
+"""The one seam through which routing reads the agents it may choose from: the agent registry's
+``candidates`` (registered agents serving the tenant, with their load, liveness and spend)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from models.agents import Candidate
+
+
+def candidates(session: Session, tenant: str, *, now: datetime) -> list[Candidate]:
+    """The registered agents that serve ``tenant`` (its own and the operators'), as of ``now``."""
+    # The agent registry (orchestrator.agents.registry) is not in this branch yet: no agents.
+    return []

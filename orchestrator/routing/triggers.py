@@ -1,0 +1,101 @@
+"""When the router looks at an item: on its creation, and on every re-routing trigger (its holder
+fails it, its lease lapses, its SLA breaches, someone asks). Each runs in the transaction of
+what triggered it, under that transaction's lock on the item.
+
+An item created with an assignee keeps it (the creator chose); an item no rule matches is left
+as it is and no decision is recorded.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from models.base import utcnow
+from models.principal import Principal, Scope
+from models.routing import RerouteRequest, RerouteResult, Trigger
+from models.sla import BreachAction
+from models.work_tables import WorkItem
+from orchestrator.errors import Conflict
+from orchestrator.routing import assign, cursors, decisions, engine, rules, source
+from orchestrator.routing.facts import item_facts
+from orchestrator.work.access import require
+from orchestrator.work.views import load_item, read_items
+
+
+def on_created(session: Session, item: WorkItem, actor: str) -> None:
+    """A new item: routed unless its creator assigned it."""
+    if item.assignee_id is None and item.is_open:
+        decide(session, item, "created", actor)
+
+
+def on_failure(session: Session, item: WorkItem, actor: str, reason: str) -> bool:
+    """The holder fails the item: True when a matching rule gave it to another agent (or, with a
+    fallback, to people) instead, so it stays open; False: it fails as it would without routing.
+    The parties that failed it are not chosen for it again."""
+    exclude = decisions.failed_before(session, item.id) | {actor}
+    note = f"{actor} failed it: {reason}"
+    applied = decide(session, item, "failure", actor, exclude=exclude, note=note)
+    if applied is None or not applied.placed:
+        return False
+    # Whoever it went to, the party that failed it lets go (a person's claim included).
+    assign.take_back(session, item, assign.SYSTEM, to=applied.record.chosen_assignee, reason=note)
+    item.reason = reason
+    return True
+
+
+def on_lease_expired(session: Session, item: WorkItem) -> None:
+    """The holder's lease lapsed (and the item went back to its queue): route it again."""
+    if item.is_open:
+        decide(session, item, "lease_expired", "system", note="its holder's lease lapsed")
+
+
+def on_sla_breach(session: Session, item: WorkItem, action: BreachAction) -> None:
+    """The item's SLA breached: route it again, unless the breach itself escalated it to people
+    or ended it."""
+    if item.is_open and action not in ("escalate", "cancel"):
+        decide(session, item, "sla_breach", "system", note="its SLA breached")
+
+
+def reroute(session: Session, principal: Principal, item_id: str, body: RerouteRequest) -> RerouteResult:
+    """Evaluate the item's rules again now, whatever their reroute_on says."""
+    require(principal, Scope.routing_write)
+    item = load_item(session, principal, item_id, lock=True)
+    if not item.is_open:
+        raise Conflict(f"{item_id} is {item.status}; a closed item is not routed")
+    applied = decide(session, item, "manual", principal.ref, note=f"reroute: {body.reason}" if body.reason else None)
+    decision = decisions.view(applied.record) if applied is not None else None
+    return RerouteResult(decision=decision, item=read_items(session, [item])[0])
+
+
+def decide(
+    session: Session,
+    item: WorkItem,
+    trigger: Trigger,
+    actor: str,
+    *,
+    exclude: frozenset[str] = frozenset(),
+    note: str | None = None,
+    now: datetime | None = None,
+) -> assign.Applied | None:
+    """Route the item on ``trigger``: None when no rule applies, else the decision carried out."""
+    now = now or utcnow()
+    live = rules.live_rules(session, item.tenant)
+    if not live:
+        return None
+    facts = item_facts(session, item)
+    matched = engine.matching(live, facts, trigger)
+    if not matched:
+        return None
+    decision = engine.route(
+        matched,
+        facts,
+        source.candidates(session, item.tenant, now=now),
+        trigger=trigger,
+        cursor_of=lambda rule: cursors.cursor_for(session, rule, item.tenant),
+        exclude=exclude,
+    )
+    if decision is None:
+        return None
+    return assign.apply(session, item, decision, trigger=trigger, actor=actor, now=now, note=note)
