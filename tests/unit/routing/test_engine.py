@@ -1,0 +1,107 @@
+"""Which rules match an item and in what order; the first rule that yields an agent decides;
+when none does, the decision keeps the first matching rule's verdicts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from orchestrator.routing.engine import matches, matching, route
+from tests.unit.routing.fleet import agent, item, no_cursor, rule
+
+
+@pytest.mark.parametrize(
+    ("match", "facts", "expected"),
+    [
+        ({}, {}, True),
+        ({"types": ["task", "change"]}, {"type": "change"}, True),
+        ({"types": ["task"]}, {"type": "change"}, False),
+        ({"labels": ["db", "urgent"]}, {"labels": ["db", "urgent", "x"]}, True),
+        ({"labels": ["db", "urgent"]}, {"labels": ["db"]}, False),  # every label, not any
+        ({"tenant": "acme"}, {}, True),
+        ({"tenant": "globex"}, {}, False),
+        ({"priority": {"min": 50, "max": 80}}, {"priority": 50}, True),
+        ({"priority": {"min": 50, "max": 80}}, {"priority": 81}, False),
+        ({"priority": {"min": 51}}, {"priority": 50}, False),
+    ],
+)
+def test_match_conditions(match: dict[str, Any], facts: dict[str, Any], expected: bool) -> None:
+    assert matches(rule(match=match), item(**facts)) is expected
+
+
+def test_a_disabled_rule_and_another_tenants_rule_never_match() -> None:
+    assert not matches(rule(enabled=False), item())
+    assert not matches(rule(tenant="globex"), item())
+    assert matches(rule(tenant="*"), item())  # an operator's rule applies to every tenant
+
+
+def test_rules_are_tried_by_priority_then_own_before_operators_then_id() -> None:
+    rules = [
+        rule("b", priority=5),
+        rule("a", priority=5, tenant="*"),
+        rule("c", priority=5),
+        rule("z", priority=9, tenant="*"),
+        rule("low", priority=-1),
+    ]
+    assert [r.id for r in matching(rules, item(), "created")] == ["z", "b", "c", "a", "low"]
+
+
+def test_a_rule_is_evaluated_again_only_on_the_triggers_it_names() -> None:
+    quiet = rule(reroute_on=["sla_breach"])
+    assert matching([quiet], item(), "created") and matching([quiet], item(), "manual")
+    assert matching([quiet], item(), "sla_breach")
+    assert not matching([quiet], item(), "failure") and not matching([quiet], item(), "lease_expired")
+
+
+def test_the_first_rule_that_yields_an_agent_decides() -> None:
+    fleet = [agent("sqler", caps={"sql": "expert"}), agent("pyer", caps={"python": "expert"})]
+    wants_go = rule("go", priority=10, selectors=[{"kind": "capability", "value": "go"}])
+    wants_py = rule("py", priority=5, selectors=[{"kind": "capability", "value": "python"}])
+    decision = route([wants_py, wants_go], item(), fleet, trigger="created", cursor_of=no_cursor)
+    assert decision is not None and decision.chosen is not None
+    assert (decision.rule.id, decision.chosen.ref) == ("py", "agent:pyer")
+    assert [r.id for r in decision.matched] == ["go", "py"]
+    assert decision.reason.startswith("agent:pyer chosen by rule py v1 (priority): ")
+
+
+def test_when_nobody_fits_the_first_matching_rules_verdicts_are_kept() -> None:
+    fleet = [agent("pyer", caps={"python": "expert"}), agent("gone", caps={"go": "expert"}, liveness="dead")]
+    wants_go = rule("go", priority=10, selectors=[{"kind": "capability", "value": "go"}])
+    wants_rust = rule("rust", priority=5, selectors=[{"kind": "capability", "value": "rust"}])
+    decision = route([wants_go, wants_rust], item(), fleet, trigger="created", cursor_of=no_cursor)
+    assert decision is not None and decision.chosen is None and decision.rule.id == "go"
+    assert decision.reason == (
+        "no candidate for rule go v1: none of 2 agents fits (capabilities 1, liveness 1)"
+        " (nor by 1 other matching rule(s))"
+    )
+    assert {o.ref: (o.verdict, o.check) for o in decision.outcomes} == {
+        "agent:gone": ("rejected", "liveness"),
+        "agent:pyer": ("rejected", "capabilities"),
+    }
+
+
+def test_no_matching_rule_is_no_decision() -> None:
+    decision = route([rule(match={"types": ["change"]})], item(), [agent("a")], trigger="created", cursor_of=no_cursor)
+    assert decision is None
+
+
+def test_excluded_agents_are_passed_over_and_said_so() -> None:
+    fleet = [agent("a"), agent("b")]
+    decision = route([rule()], item(), fleet, trigger="failure", cursor_of=no_cursor, exclude=frozenset({"agent:a"}))
+    assert decision is not None and decision.chosen is not None and decision.chosen.ref == "agent:b"
+    assert ("agent:a", "excluded") in {(o.ref, o.verdict) for o in decision.outcomes}
+
+
+def test_the_cursor_is_asked_only_of_round_robin_rules() -> None:
+    asked: list[str] = []
+
+    def cursor_of(r: Any) -> str | None:
+        asked.append(r.id)
+        return "agent:a"
+
+    fleet = [agent("a"), agent("b")]
+    route([rule("p")], item(), fleet, trigger="created", cursor_of=cursor_of)
+    decision = route([rule("rr", strategy="round_robin")], item(), fleet, trigger="created", cursor_of=cursor_of)
+    assert asked == ["rr"]
+    assert decision is not None and decision.chosen is not None and decision.chosen.ref == "agent:b"
