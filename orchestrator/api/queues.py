@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Path, Query, Response
 
 from models.lifecycles import LifecycleName
 from models.principal import PrincipalType
-from models.work_api import ClaimRequest, NextWork, WorkItemPage, WorkItemRead
+from models.work_api import ClaimRequest, NextWork, WorkItemPage, WorkItemRead, no_null
 from orchestrator.api.auth import PrincipalDep
 from orchestrator.api.deps import get_wiring
 from orchestrator.api.errors import responses
@@ -45,12 +45,18 @@ def get_next_work(
 def available_queue(
     wiring: WiringDep,
     principal: PrincipalDep,
-    type: Annotated[str | None, Query(min_length=1, max_length=64, description="Only items of this type.")] = None,
+    # No null in these schemas: a query parameter is absent or a string.
+    type: Annotated[
+        str | None,
+        Query(min_length=1, max_length=64, json_schema_extra=no_null, description="Only items of this type."),
+    ] = None,
     label: Annotated[
-        str | None, Query(min_length=1, max_length=100, description="Only items that carry this label.")
+        str | None,
+        Query(min_length=1, max_length=100, json_schema_extra=no_null, description="Only items that carry this label."),
     ] = None,
     lifecycle: Annotated[
-        LifecycleName | None, Query(description="Only items that follow this lifecycle (a workflow's queue).")
+        LifecycleName | None,
+        Query(json_schema_extra=no_null, description="Only items that follow this lifecycle (a workflow's queue)."),
     ] = None,
     limit: Limit = 50,
     cursor: Cursor = None,

@@ -21,6 +21,7 @@ from models.routing import (
     RoutingRuleList,
     RoutingRuleRead,
 )
+from models.work_api import no_null
 from orchestrator.api.auth import PrincipalDep
 from orchestrator.api.deps import get_wiring, unit_of_work
 from orchestrator.api.errors import responses
@@ -38,13 +39,23 @@ Tenant = Annotated[
     Query(
         min_length=1,
         max_length=64,
+        # No null in the schema: a query parameter is absent or a string.
+        json_schema_extra=no_null,
         description="Whose rule: for an all-tenant token, the tenant (default '*', the operators' rules); a "
         "tenant's token may name its own tenant or '*'.",
     ),
 ]
 
 
-@router.post("", status_code=201, response_model=RoutingRuleRead, responses=responses(401, 403, 409, 422))
+@router.post(
+    "",
+    status_code=201,
+    response_model=RoutingRuleRead,
+    responses={
+        200: {"model": RoutingRuleRead, "description": "The live version's definition again: nothing added"},
+        **responses(401, 403, 409, 422),
+    },
+)
 def create_routing_rule(
     body: RoutingRuleCreate, response: Response, wiring: WiringDep, principal: PrincipalDep
 ) -> RoutingRuleRead:

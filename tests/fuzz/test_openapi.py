@@ -95,6 +95,20 @@ INEXPRESSIBLE = [
         "step names are unique within a template: JSON Schema's uniqueItems compares whole items, not a key",
         detail=r"^body: Value error, step name .* is used twice$",
     ),
+    Inexpressible(
+        r"^the rule offers items to group\(s\) no principal is in: ",
+        "a routing rule's escalation and fallback offer items to groups some principal is in: the tokens are a"
+        " runtime registry",
+    ),
+    Inexpressible(
+        r"^a tenant's rule matches only its own tenant's items",
+        "a tenant's routing rule may match only its own tenant's items: it depends on the caller's token",
+    ),
+    Inexpressible(
+        r"^request is not valid: ",
+        "a priority range's min may not exceed its max: JSON Schema cannot compare two fields",
+        detail=r"^body\.match\.priority: Value error, priority\.min must not exceed priority\.max$",
+    ),
 ]
 
 
