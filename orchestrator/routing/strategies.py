@@ -36,6 +36,6 @@ def why_chosen(strategy: Strategy, chosen: Candidate, needs: Needs, cursor: str 
     if strategy == "capacity_aware":
         return f"the most free capacity ({chosen.free} of {chosen.spec.capacity} free)"
     if strategy == "cost_minimizing":
-        unit = chosen.spec.budget.unit if chosen.spec.budget else (needs.budget.currency if needs.budget else "")
-        return f"the cheapest ({chosen.spec.cost_per_item:g} {unit} per item)".replace(" )", ")")
+        unit = chosen.spec.budget.unit if chosen.spec.budget else (needs.budget.currency if needs.budget else None)
+        return f"the cheapest ({chosen.spec.cost_per_item:g}{f' {unit}' if unit else ''} per item)"
     return f"next in turn after {cursor}" if cursor else "first in turn"
