@@ -64,8 +64,6 @@ def apply(
     placed = chosen is not None
     if chosen is not None:
         give(session, item, chosen, changer, reason=reason)
-        if trigger == "created":
-            _adopt_escalation(session, item, rule, now)
         if rule.spec.strategy == "round_robin":
             cursors.advance(session, rule, item.tenant, chosen, now)
     else:
@@ -75,6 +73,9 @@ def apply(
             placed = True
             reason += f"; offered to people{f' in group {fallback.group}' if fallback.group else ''}"
             details["fallback"] = fallback.model_dump()
+    if trigger == "created":
+        # Whoever it went to, or if it went to nobody, the item follows the rule's escalation path.
+        _adopt_escalation(session, item, rule, now)
     row = decisions.record(
         session, item, trigger, decision, reason=reason, chosen=chosen, previous=previous, actor=actor, now=now
     )
