@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 from models.agents import Candidate
 from models.routing import RETRIGGERS, Trigger, Verdict
@@ -19,9 +20,8 @@ from orchestrator.routing.strategies import ranked, why_chosen
 CursorOf = Callable[[LiveRule], str | None]
 
 
-@dataclass(frozen=True)
-class CandidateOutcome:
-    """What one evaluation made of one candidate."""
+class CandidateOutcome(NamedTuple):
+    """What one evaluation made of one candidate (a tuple: a thousand are made per decision)."""
 
     ref: str
     verdict: Verdict
@@ -55,23 +55,24 @@ class Decision:
 
 def matches(rule: LiveRule, facts: ItemFacts) -> bool:
     """Whether the rule applies to the item: every condition its match gives holds."""
-    spec = rule.spec
-    match = spec.match
-    if not spec.enabled or rule.tenant not in (facts.tenant, "*"):
+    when = rule.conditions
+    if not when.enabled or rule.tenant not in (facts.tenant, "*"):
         return False
-    if match.tenant is not None and match.tenant != facts.tenant:
+    if when.tenant is not None and when.tenant != facts.tenant:
         return False
-    if match.types and facts.type not in match.types:
+    if when.types and facts.type not in when.types:
         return False
-    if match.labels and not facts.labels.issuperset(match.labels):
+    if when.labels and not when.labels <= facts.labels:
         return False
-    return match.priority is None or match.priority.min <= facts.priority <= match.priority.max
+    return when.lowest <= facts.priority <= when.highest
 
 
 def matching(rules: Sequence[LiveRule], facts: ItemFacts, trigger: Trigger) -> list[LiveRule]:
     """The rules that apply to the item on this trigger, in the order they are tried: higher
     priority first, a tenant's own before an operator's, then by id."""
-    found = [r for r in rules if matches(r, facts) and (trigger not in RETRIGGERS or trigger in r.spec.reroute_on)]
+    found = [
+        r for r in rules if matches(r, facts) and (trigger not in RETRIGGERS or trigger in r.conditions.retriggers)
+    ]
     return sorted(found, key=lambda r: (-r.spec.priority, r.operators, r.id))
 
 
@@ -98,8 +99,8 @@ def evaluate(
         if failure is None:
             fit.append(candidate)
         else:
-            check, why = failure
-            out.append((CHECKS.index(check), CandidateOutcome(candidate.ref, "rejected", check, why)))
+            stage, why = failure
+            out.append((stage, CandidateOutcome(candidate.ref, "rejected", CHECKS[stage], why)))
     # The rejected that got furthest first: they are the ones worth reading.
     out.sort(key=lambda pair: (-pair[0], pair[1].ref))
     rejected = tuple(outcome for _, outcome in out)

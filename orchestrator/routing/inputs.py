@@ -4,6 +4,7 @@ facts of one work item, and the live rules."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from models.agents import RiskLevel
 from models.principal import ALL_TENANTS
@@ -32,6 +33,19 @@ class ItemFacts:
 
 
 @dataclass(frozen=True)
+class Conditions:
+    """A rule's match as sets and bounds: checked for every rule against every item routed."""
+
+    enabled: bool
+    tenant: str | None
+    types: frozenset[str]
+    labels: frozenset[str]
+    lowest: int
+    highest: int
+    retriggers: frozenset[str]
+
+
+@dataclass(frozen=True)
 class LiveRule:
     """The live (latest) version of a routing rule of a tenant (or ``*``, an operator's)."""
 
@@ -46,6 +60,19 @@ class LiveRule:
     @property
     def operators(self) -> bool:
         return self.tenant == ALL_TENANTS
+
+    @cached_property
+    def conditions(self) -> Conditions:
+        match = self.spec.match
+        return Conditions(
+            enabled=self.spec.enabled,
+            tenant=match.tenant,
+            types=frozenset(match.types),
+            labels=frozenset(match.labels),
+            lowest=match.priority.min if match.priority else 0,
+            highest=match.priority.max if match.priority else 100,
+            retriggers=frozenset(self.spec.reroute_on),
+        )
 
     @property
     def label(self) -> str:

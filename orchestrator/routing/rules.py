@@ -31,6 +31,7 @@ from orchestrator.work.tokens import unknown_groups
 MAX_RULES_PER_TENANT = 1000
 _PARSED_MAX = 20_000
 _parsed: dict[str, RoutingRuleSpec] = {}
+_live: dict[tuple[str, int, str], LiveRule] = {}
 _SESSION_KEY = "routing.live_rules"
 
 
@@ -119,11 +120,19 @@ def _load_live(session: Session, tenant: str) -> list[LiveRule]:
     if missing:
         if len(_parsed) + len(missing) > _PARSED_MAX:
             _parsed.clear()
+            _live.clear()
         for body, digest in session.execute(
             select(RULES.c.body, RULES.c.body_hash).where(RULES.c.body_hash.in_(missing))
         ):
             _parsed[digest] = RoutingRuleSpec.model_validate(body)
-    return [LiveRule(owner, version, _parsed[digest]) for owner, version, digest in keys]
+    live: list[LiveRule] = []
+    for owner, version, digest in keys:
+        # Kept too: a LiveRule works out its match conditions once.
+        rule = _live.get((owner, version, digest))
+        if rule is None:
+            rule = _live[(owner, version, digest)] = LiveRule(owner, version, _parsed[digest])
+        live.append(rule)
+    return live
 
 
 def read(row: RoutingRuleRow) -> RoutingRuleRead:
