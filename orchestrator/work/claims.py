@@ -241,11 +241,11 @@ def complete(
 
 def fail(session: Session, principal: Principal, item_id: str, lease_epoch: int | None, reason: str) -> WorkItemRead:
     item = holder_item(session, principal, item_id, lease_epoch)
-    if routing_hooks.holder_failed(session, item, principal.ref, reason):
-        return read_items(session, [item])[0]  # given to another agent instead: it stays open
     target = lifecycle_of(item).fail.get(item.status)
     if target is None:
         raise _no_action(item, "fail")
+    if routing_hooks.holder_failed(session, item, principal.ref, reason):
+        return read_items(session, [item])[0]  # given to another agent instead: it stays open
     item.reason = reason
     move(session, item, target, principal.ref, action="failed", reason=reason)
     release_claim(item)
