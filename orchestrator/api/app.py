@@ -10,7 +10,7 @@ from fastapi.routing import APIRoute
 
 from config.settings import Settings, get_settings
 from models.documents import MAX_DEPTH
-from orchestrator.api import errors, queues, routing, sagas, templates, webhooks, work_item_types, work_items
+from orchestrator.api import agents, errors, queues, routing, sagas, templates, webhooks, work_item_types, work_items
 from orchestrator.api.auth import Authenticate
 from orchestrator.api.gate import InputGate
 from orchestrator.api.limits import BodyLimit
@@ -75,6 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(queues.router)
     app.include_router(work_item_types.router)
     app.include_router(webhooks.router)
+    app.include_router(agents.router)
     app.include_router(routing.router)
     app.include_router(routing.items_router)
 

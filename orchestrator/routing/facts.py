@@ -7,24 +7,26 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from models.agents import RiskLevel
+from models.work_item_types import effective_risk, required_capabilities
 from models.work_tables import LABELS, WorkItem
 from orchestrator.routing.inputs import ItemFacts
+from orchestrator.work.types import get_type
 
 
 def item_facts(session: Session, item: WorkItem) -> ItemFacts:
     labels = frozenset(session.scalars(select(LABELS.c.label).where(LABELS.c.item_id == item.id)))
     meta = item.meta or {}
-    # An item offered to agents with a capability needs it, whatever a rule selects.
-    capabilities = (item.offer_capability,) if item.offer_type == "agent" and item.offer_capability else ()
+    item_type = get_type(session, item.type)
+    # An item offered to agents with a capability needs it too, whatever a rule selects.
+    offered = item.offer_capability if item.offer_type == "agent" else None
     return ItemFacts(
         id=item.id,
         tenant=item.tenant,
         type=item.type,
         labels=labels,
         priority=item.priority,
-        risk=RiskLevel.low,
-        capabilities=capabilities,
+        risk=effective_risk(item_type, item.risk_level),
+        capabilities=tuple(required_capabilities(item_type, offered)),
         actions=_names(meta.get("actions")),
         datasets=_names(meta.get("datasets")),
         hitl=bool(item.hitl and item.hitl.get("required")),

@@ -8,9 +8,9 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from models.agents import Candidate
+from orchestrator import agents
 
 
 def candidates(session: Session, tenant: str, *, now: datetime) -> list[Candidate]:
     """The registered agents that serve ``tenant`` (its own and the operators'), as of ``now``."""
-    # The agent registry (orchestrator.agents.registry) is not in this branch yet: no agents.
-    return []
+    return agents.candidates(session, tenant, now=now)

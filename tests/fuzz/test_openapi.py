@@ -109,6 +109,15 @@ INEXPRESSIBLE = [
         "a priority range's min may not exceed its max: JSON Schema cannot compare two fields",
         detail=r"^body\.match\.priority: Value error, priority\.min must not exceed priority\.max$",
     ),
+    Inexpressible(
+        r"^request is not valid: ",
+        "an agent declares each capability once, with one proficiency: uniqueItems compares whole items, not a key",
+        detail=r"^body(\.capabilities)?: Value error, a capability is declared twice$",
+    ),
+    Inexpressible(
+        r"^risk_level \w+ is below its type's ",
+        "an item may raise its type's risk level, never lower it: the type's is in a runtime registry",
+    ),
 ]
 
 
