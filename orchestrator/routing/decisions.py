@@ -37,7 +37,7 @@ def record(
     now: datetime,
 ) -> RoutingDecision:
     """Write the decision's row (flushed: its id goes into the item's history)."""
-    listed, omitted = listing(decision.outcomes)
+    listed, omitted = listing(decision.outcomes, decision.left_out)
     rule = decision.rule
     row = RoutingDecision(
         item_id=item.id,
@@ -60,10 +60,13 @@ def record(
     return row
 
 
-def listing(outcomes: Sequence[CandidateOutcome]) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    """The verdicts a decision keeps, and how many it leaves out by check (outcomes come best first)."""
+def listing(outcomes: Sequence[CandidateOutcome], left_out: int = 0) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """The verdicts a decision keeps, and how many it leaves out by check (outcomes come best
+    first; ``left_out`` agents were never read, for lacking a needed capability)."""
     listed = [{"ref": o.ref, "verdict": o.verdict, "check": o.check, "why": o.why} for o in outcomes[:MAX_LISTED]]
     omitted = Counter(o.check or o.verdict for o in outcomes[MAX_LISTED:])
+    if left_out:
+        omitted["capabilities"] += left_out
     return listed, dict(omitted)
 
 

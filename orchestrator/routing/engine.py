@@ -20,6 +20,26 @@ from orchestrator.routing.strategies import ranked, why_chosen
 CursorOf = Callable[[LiveRule], str | None]
 
 
+@dataclass(frozen=True)
+class Pool:
+    """The candidates a rule is evaluated against: the agents serving the tenant that declare every
+    capability it needs (a source may give more: each is checked anyway), and how many serving
+    agents the source left out for lacking one (counted as rejected by the capabilities check)."""
+
+    agents: Sequence[Candidate]
+    left_out: int = 0
+
+
+# The pool for a rule, by the capability names it needs (its selectors' and the item's own).
+PoolOf = Callable[[frozenset[str]], Pool]
+
+
+def whole(candidates: Sequence[Candidate]) -> PoolOf:
+    """Every candidate for every rule, none left out."""
+    pool = Pool(tuple(candidates))
+    return lambda _: pool
+
+
 class CandidateOutcome(NamedTuple):
     """What one evaluation made of one candidate (a tuple: a thousand are made per decision)."""
 
@@ -39,6 +59,7 @@ class Evaluation:
     chosen: Candidate | None
     why: str
     outcomes: tuple[CandidateOutcome, ...]
+    left_out: int = 0
 
 
 @dataclass(frozen=True)
@@ -51,6 +72,8 @@ class Decision:
     reason: str
     outcomes: tuple[CandidateOutcome, ...]
     matched: tuple[LiveRule, ...]
+    # Serving agents not among the outcomes: they lack a capability the rule needs.
+    left_out: int = 0
 
 
 def matches(rule: LiveRule, facts: ItemFacts) -> bool:
@@ -83,8 +106,10 @@ def evaluate(
     *,
     cursor: str | None = None,
     exclude: frozenset[str] = frozenset(),
+    left_out: int = 0,
 ) -> Evaluation:
-    """Filter the candidates by §12.1's checks for this rule and item, and let the rule's strategy choose."""
+    """Filter the candidates by §12.1's checks for this rule and item, and let the rule's strategy
+    choose. ``left_out`` serving agents were not given for lacking a needed capability."""
     needs = needs_of(rule.spec, facts)
     fit: list[Candidate] = []
     out: list[tuple[int, CandidateOutcome]] = []
@@ -104,8 +129,9 @@ def evaluate(
     # The rejected that got furthest first: they are the ones worth reading.
     out.sort(key=lambda pair: (-pair[0], pair[1].ref))
     rejected = tuple(outcome for _, outcome in out)
+    total = len(candidates) + left_out
     if not fit:
-        return Evaluation(rule, None, _none_fit(len(candidates), rejected), rejected)
+        return Evaluation(rule, None, _none_fit(total, rejected, left_out), rejected, left_out)
     order = ranked(rule.spec.strategy, fit, needs, cursor)
     chosen = order[0]
     why = why_chosen(rule.spec.strategy, chosen, needs, cursor)
@@ -114,13 +140,13 @@ def evaluate(
         *(CandidateOutcome(c.ref, "eligible", None, "fits; not first by the strategy") for c in order[1:]),
         *rejected,
     )
-    return Evaluation(rule, chosen, f"{why}; {len(fit)} of {len(candidates)} agents fit", outcomes)
+    return Evaluation(rule, chosen, f"{why}; {len(fit)} of {total} agents fit", outcomes, left_out)
 
 
 def route(
     rules: Sequence[LiveRule],
     facts: ItemFacts,
-    candidates: Sequence[Candidate],
+    pool_of: PoolOf,
     *,
     trigger: Trigger,
     cursor_of: CursorOf,
@@ -132,22 +158,28 @@ def route(
     if not matched:
         return None
     first: Evaluation | None = None
+    pools: dict[frozenset[str], Pool] = {}
     for rule in matched:
+        needed = frozenset(needs_of(rule.spec, facts).capabilities)
+        pool = pools.get(needed)
+        if pool is None:
+            pool = pools[needed] = pool_of(needed)
         cursor = cursor_of(rule) if rule.spec.strategy == "round_robin" else None
-        evaluation = evaluate(rule, facts, candidates, cursor=cursor, exclude=exclude)
+        evaluation = evaluate(rule, facts, pool.agents, cursor=cursor, exclude=exclude, left_out=pool.left_out)
         if evaluation.chosen is not None:
             reason = f"{evaluation.chosen.ref} chosen by {rule.label} ({rule.spec.strategy}): {evaluation.why}"
-            return Decision(rule, evaluation.chosen, reason, evaluation.outcomes, tuple(matched))
+            return Decision(rule, evaluation.chosen, reason, evaluation.outcomes, tuple(matched), pool.left_out)
         first = first or evaluation
     assert first is not None
     others = f" (nor by {len(matched) - 1} other matching rule(s))" if len(matched) > 1 else ""
     reason = f"no candidate for {first.rule.label}: {first.why}{others}"
-    return Decision(first.rule, None, reason, first.outcomes, tuple(matched))
+    return Decision(first.rule, None, reason, first.outcomes, tuple(matched), first.left_out)
 
 
-def _none_fit(total: int, rejected: Sequence[CandidateOutcome]) -> str:
+def _none_fit(total: int, rejected: Sequence[CandidateOutcome], left_out: int) -> str:
     if not total:
         return "no agent is registered for the tenant"
     counts = Counter(o.check or o.verdict for o in rejected)
+    counts["capabilities"] += left_out
     by_check = ", ".join(f"{name} {counts[name]}" for name in (*CHECKS, "excluded") if counts[name])
     return f"none of {total} agents fits ({by_check})"

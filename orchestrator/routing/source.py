@@ -1,16 +1,147 @@
 """The one seam through which routing reads the agents it may choose from: the agent registry's
-``candidates`` (registered agents serving the tenant, with their load, liveness and spend)."""
+candidates (registered agents serving the tenant, with their load, liveness and spend).
+
+The registry's ``candidates()`` reads every agent serving the tenant and parses each one's spec;
+with a thousand agents that is most of a decision's time. A rule that needs capabilities can
+only choose agents that declare them, so here the same candidates are read for those agents only
+(the registry's ``agent_capabilities`` index), and parsed specs are kept per agent version. They
+are built from the registry's own helpers (``serving``, ``loads``, ``liveness``, ``spent_now``):
+``tests/integration/workitems/test_routing_source.py`` holds them equal to ``candidates()``'s.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from datetime import datetime
+from typing import Any
 
+from sqlalchemy import ColumnElement, FromClause, Select, and_, exists, func, or_, select, true, tuple_
 from sqlalchemy.orm import Session
 
-from models.agents import Candidate
+from models.agent_tables import AGENT_CAPABILITIES, AGENTS, Agent
+from models.agents import AgentSpec, Candidate
+from models.principal import ALL_TENANTS
+from models.work_tables import WORK_ITEMS
 from orchestrator import agents
+from orchestrator.agents.liveness import Thresholds, liveness
+from orchestrator.agents.periods import spent_now
+from orchestrator.routing.decisions import MAX_LISTED
+from orchestrator.routing.engine import Pool
+
+# (tenant, id, version, updated_at) -> spec. A spec changes only with a new version (and
+# updated_at, which also tells apart two databases that reuse a tenant, id and version).
+_SPECS_MAX = 50_000
+_specs: dict[tuple[str, str, int, datetime], AgentSpec] = {}
 
 
 def candidates(session: Session, tenant: str, *, now: datetime) -> list[Candidate]:
     """The registered agents that serve ``tenant`` (its own and the operators'), as of ``now``."""
     return agents.candidates(session, tenant, now=now)
+
+
+def pool(
+    session: Session,
+    tenant: str,
+    *,
+    now: datetime,
+    capabilities: Collection[str] = (),
+    narrow_above: int = MAX_LISTED,
+) -> Pool:
+    """The candidates serving ``tenant`` that declare every one of ``capabilities`` (all of them
+    for none), and how many serving agents were left out for lacking one.
+
+    One statement: the agents, each one's load, and the number serving the tenant. Where no more
+    than ``narrow_above`` agents serve the tenant, every one is read after all: a decision lists
+    that many by name, so each gets its own verdict ("lacks capability x")."""
+    found = _read(session, tenant, now, capabilities)
+    if found.left_out and found.left_out + len(found.agents) <= narrow_above:
+        return _read(session, tenant, now, ())
+    return found
+
+
+def _read(session: Session, tenant: str, now: datetime, capabilities: Collection[str]) -> Pool:
+    agent, claimed = AGENTS.alias("agent"), WORK_ITEMS.alias("claimed")
+    serves = and_(agent.c.tenant.in_(sorted({tenant, ALL_TENANTS})), agent.c.deregistered_at.is_(None))
+    # As the registry's ``loads``: open items the agent holds a live claim on; an operator's agent
+    # (tenant *) counts its claims in every tenant, a tenant's own those in its tenant.
+    load = (
+        select(func.count())
+        .select_from(claimed)
+        .where(
+            claimed.c.claimed_by_type == "agent",
+            claimed.c.claimed_by_id == agent.c.id,
+            claimed.c.is_open == true(),
+            claimed.c.deleted_at.is_(None),
+            or_(claimed.c.lease_expires_at.is_(None), claimed.c.lease_expires_at > now),
+            or_(agent.c.tenant == ALL_TENANTS, claimed.c.tenant == agent.c.tenant),
+        )
+        .scalar_subquery()
+    )
+    query = select(
+        agent.c.tenant,
+        agent.c.id,
+        agent.c.version,
+        agent.c.updated_at,
+        agent.c.last_heartbeat_at,
+        agent.c.spent,
+        agent.c.period_start,
+        load.label("load"),
+        _serving(tenant).scalar_subquery().label("serving"),
+    ).where(serves)
+    for name in sorted(set(capabilities)):
+        query = query.where(_declares(agent, name))
+    rows = session.execute(query.order_by(agent.c.tenant, agent.c.id)).all()
+    serving: int = rows[0].serving if rows else (session.scalar(_serving(tenant)) or 0)
+    specs = _specs_of(session, rows)
+    thresholds = Thresholds.of()
+    found: list[Candidate] = []
+    for row in rows:
+        spec = specs[(row.tenant, row.id)]
+        found.append(
+            Candidate(
+                ref=f"agent:{row.id}",
+                tenant=row.tenant,
+                spec=spec,
+                load=int(row.load),
+                liveness=liveness(row.last_heartbeat_at, now, thresholds),
+                spent=spent_now(spec, row.spent, row.period_start, now),
+            )
+        )
+    return Pool(found, left_out=serving - len(found))
+
+
+def _serving(tenant: str) -> Select[int]:
+    """SQL: how many agents serve the tenant."""
+    every = AGENTS.alias("every")
+    return (
+        select(func.count())
+        .select_from(every)
+        .where(every.c.tenant.in_(sorted({tenant, ALL_TENANTS})), every.c.deregistered_at.is_(None))
+    )
+
+
+def _declares(agent: FromClause, name: str) -> ColumnElement[bool]:
+    return exists().where(
+        AGENT_CAPABILITIES.c.tenant == agent.c.tenant,
+        AGENT_CAPABILITIES.c.agent_id == agent.c.id,
+        AGENT_CAPABILITIES.c.name == name,
+    )
+
+
+def _specs_of(session: Session, rows: Sequence[Any]) -> dict[tuple[str, str], AgentSpec]:
+    """Each row's agent's spec, parsed once per version (one query for those not parsed yet)."""
+    keys = {(r.tenant, r.id): (r.tenant, r.id, r.version, r.updated_at) for r in rows}
+    missing = [pair for pair, key in keys.items() if key not in _specs]
+    fresh: dict[tuple[str, str], AgentSpec] = {}
+    if missing:
+        if len(_specs) + len(missing) > _SPECS_MAX:
+            _specs.clear()
+        bodies = session.execute(
+            select(Agent.tenant, Agent.id, Agent.version, Agent.updated_at, Agent.spec).where(
+                tuple_(Agent.tenant, Agent.id).in_(missing)
+            )
+        )
+        for tenant, agent_id, version, updated_at, body in bodies:
+            # Kept under the version read here: an update in between is a newer version.
+            fresh[(tenant, agent_id)] = _specs[(tenant, agent_id, version, updated_at)] = AgentSpec.model_validate(body)
+    return {pair: _specs.get(key) or fresh[pair] for pair, key in keys.items()}

@@ -91,7 +91,7 @@ def decide(
     decision = engine.route(
         matched,
         facts,
-        source.candidates(session, item.tenant, now=now),
+        lambda capabilities: source.pool(session, item.tenant, now=now, capabilities=capabilities),
         trigger=trigger,
         cursor_of=lambda rule: cursors.cursor_for(session, rule, item.tenant),
         exclude=exclude,

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.routing.engine import matches, matching, route
+from orchestrator.routing.engine import Pool, matches, matching, route, whole
 from tests.unit.routing.fleet import agent, item, no_cursor, rule
 
 
@@ -58,7 +58,7 @@ def test_the_first_rule_that_yields_an_agent_decides() -> None:
     fleet = [agent("sqler", caps={"sql": "expert"}), agent("pyer", caps={"python": "expert"})]
     wants_go = rule("go", priority=10, selectors=[{"kind": "capability", "value": "go"}])
     wants_py = rule("py", priority=5, selectors=[{"kind": "capability", "value": "python"}])
-    decision = route([wants_py, wants_go], item(), fleet, trigger="created", cursor_of=no_cursor)
+    decision = route([wants_py, wants_go], item(), whole(fleet), trigger="created", cursor_of=no_cursor)
     assert decision is not None and decision.chosen is not None
     assert (decision.rule.id, decision.chosen.ref) == ("py", "agent:pyer")
     assert [r.id for r in decision.matched] == ["go", "py"]
@@ -69,7 +69,7 @@ def test_when_nobody_fits_the_first_matching_rules_verdicts_are_kept() -> None:
     fleet = [agent("pyer", caps={"python": "expert"}), agent("gone", caps={"go": "expert"}, liveness="dead")]
     wants_go = rule("go", priority=10, selectors=[{"kind": "capability", "value": "go"}])
     wants_rust = rule("rust", priority=5, selectors=[{"kind": "capability", "value": "rust"}])
-    decision = route([wants_go, wants_rust], item(), fleet, trigger="created", cursor_of=no_cursor)
+    decision = route([wants_go, wants_rust], item(), whole(fleet), trigger="created", cursor_of=no_cursor)
     assert decision is not None and decision.chosen is None and decision.rule.id == "go"
     assert decision.reason == (
         "no candidate for rule go v1: none of 2 agents fits (capabilities 1, liveness 1)"
@@ -82,13 +82,17 @@ def test_when_nobody_fits_the_first_matching_rules_verdicts_are_kept() -> None:
 
 
 def test_no_matching_rule_is_no_decision() -> None:
-    decision = route([rule(match={"types": ["change"]})], item(), [agent("a")], trigger="created", cursor_of=no_cursor)
+    decision = route(
+        [rule(match={"types": ["change"]})], item(), whole([agent("a")]), trigger="created", cursor_of=no_cursor
+    )
     assert decision is None
 
 
 def test_excluded_agents_are_passed_over_and_said_so() -> None:
     fleet = [agent("a"), agent("b")]
-    decision = route([rule()], item(), fleet, trigger="failure", cursor_of=no_cursor, exclude=frozenset({"agent:a"}))
+    decision = route(
+        [rule()], item(), whole(fleet), trigger="failure", cursor_of=no_cursor, exclude=frozenset({"agent:a"})
+    )
     assert decision is not None and decision.chosen is not None and decision.chosen.ref == "agent:b"
     assert ("agent:a", "excluded") in {(o.ref, o.verdict) for o in decision.outcomes}
 
@@ -101,7 +105,26 @@ def test_the_cursor_is_asked_only_of_round_robin_rules() -> None:
         return "agent:a"
 
     fleet = [agent("a"), agent("b")]
-    route([rule("p")], item(), fleet, trigger="created", cursor_of=cursor_of)
-    decision = route([rule("rr", strategy="round_robin")], item(), fleet, trigger="created", cursor_of=cursor_of)
+    route([rule("p")], item(), whole(fleet), trigger="created", cursor_of=cursor_of)
+    decision = route([rule("rr", strategy="round_robin")], item(), whole(fleet), trigger="created", cursor_of=cursor_of)
     assert asked == ["rr"]
     assert decision is not None and decision.chosen is not None and decision.chosen.ref == "agent:b"
+
+
+def test_each_rule_asks_for_the_pool_of_what_it_needs_and_agents_left_out_count_as_rejected() -> None:
+    asked: list[frozenset[str]] = []
+    fleet = [agent("sqler", caps={"sql": "expert"}, liveness="dead"), agent("other")]
+
+    def pool_of(capabilities: frozenset[str]) -> Pool:
+        asked.append(capabilities)
+        # A source that reads only the agents declaring the capabilities, and counts the rest.
+        fitting = [c for c in fleet if all(c.spec.proficiency(n) for n in capabilities)]
+        return Pool(fitting, left_out=len(fleet) - len(fitting))
+
+    sql = rule("sql", priority=2, selectors=[{"kind": "capability", "value": "sql"}])
+    also_sql = rule("sql2", priority=1, selectors=[{"kind": "skill", "value": "sql"}])
+    decision = route([sql, also_sql], item(capabilities=("sql",)), pool_of, trigger="created", cursor_of=no_cursor)
+    assert asked == [frozenset({"sql"})]  # one pool for both rules: they need the same
+    assert decision is not None and decision.chosen is None and decision.left_out == 1
+    assert [(o.ref, o.check) for o in decision.outcomes] == [("agent:sqler", "liveness")]
+    assert "none of 2 agents fits (capabilities 1, liveness 1)" in decision.reason

@@ -103,6 +103,8 @@ def test_a_decision_lists_the_first_verdicts_and_counts_the_rest() -> None:
     assert len(listed) == MAX_LISTED and listed[0]["verdict"] == "chosen"
     assert omitted == {"capabilities": 250 - MAX_LISTED}
     assert listing(outcomes[:5]) == ([_as_dict(o) for o in outcomes[:5]], {})
+    # Agents a source never read (lacking a capability) are counted with the capability rejections.
+    assert listing(outcomes[:5], left_out=7) == ([_as_dict(o) for o in outcomes[:5]], {"capabilities": 7})
 
 
 def _as_dict(o: CandidateOutcome) -> dict[str, Any]:

@@ -1,0 +1,134 @@
+"""The seam through which routing reads the registry: for any capabilities, its pool is the
+registry's ``candidates()`` narrowed to the agents declaring them (same load, liveness, spend and
+spec, same order), with the others counted, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import update
+
+from models.agent_api import AgentCreate, AgentUpdate
+from models.agent_tables import Agent
+from models.base import utcnow
+from models.principal import ALL_TENANTS, Principal, PrincipalType
+from models.work_api import WorkItemCreate
+from models.work_tables import WorkItem
+from orchestrator.agents import candidates, record_spend
+from orchestrator.agents.registry import deregister, register
+from orchestrator.agents.registry import update as update_agent
+from orchestrator.routing import source
+from orchestrator.work import claims
+from orchestrator.work.items import create_item
+from tests.integration.workitems.conftest import sessions, task
+
+ROOT = Principal(type=PrincipalType.user, id="root", tenant=ALL_TENANTS, scopes=frozenset({"admin"}))
+
+
+def as_agent(ident: str, tenant: str) -> Principal:
+    return Principal(PrincipalType.agent, ident, tenant, frozenset({"work:read", "work:write", "work:claim"}))
+
+
+def add(client: TestClient, agent_id: str, tenant: str, caps: dict[str, str], **spec: Any) -> None:
+    capabilities = [{"name": n, "proficiency": p} for n, p in caps.items()]
+    body = {"id": agent_id, "tenant": tenant, "agent_type": "actuator", "capabilities": capabilities, **spec}
+    with sessions(client).begin() as session:
+        register(session, ROOT, AgentCreate.model_validate(body))
+
+
+@pytest.fixture
+def fleet(client: TestClient) -> TestClient:
+    add(client, "a-sql", "acme", {"sql": "expert"}, capacity=3, budget={"unit": "USD", "limit": 10, "period": "day"})
+    add(client, "a-both", "acme", {"sql": "novice", "python": "advanced"})
+    add(client, "a-py", "acme", {"python": "expert"})
+    add(client, "shared", ALL_TENANTS, {"sql": "advanced"}, capacity=5)
+    add(client, "g-sql", "globex", {"sql": "expert"})
+    add(client, "gone", "acme", {"sql": "expert"})
+    # One id in two tenants: each counts only the claims in its own tenant.
+    add(client, "twin", "acme", {"sql": "novice"})
+    add(client, "twin", "globex", {"sql": "novice"})
+    factory = sessions(client)
+    with factory.begin() as session:
+        deregister(session, ROOT, "gone", tenant="acme")
+    # Loads: a-sql holds one acme item; shared one in acme and one in globex (it serves both); a
+    # lapsed lease of a-both's counts for nothing.
+    body = WorkItemCreate.model_validate(task(offer={"type": "agent"}))
+    for holder, tenant, ttl in [
+        ("a-sql", "acme", 60),
+        ("shared", "acme", 60),
+        ("shared", "globex", 60),
+        ("a-both", "acme", 60),
+        ("twin", "acme", 60),
+        ("twin", "globex", 60),
+        ("twin", "globex", 60),
+    ]:
+        item = create_item(factory, as_agent("seeder", tenant), body, max_payload_bytes=1 << 20)[0]
+        with factory.begin() as session:
+            claims.claim(session, as_agent(holder, tenant), item.id, ttl_s=ttl, default_ttl_s=60)
+    now = utcnow()
+    with factory.begin() as session:
+        for agent_id, ago_s in [("a-sql", 10), ("a-both", 200), ("shared", 30)]:
+            session.execute(
+                update(Agent).where(Agent.id == agent_id).values(last_heartbeat_at=now - timedelta(seconds=ago_s))
+            )
+        session.execute(
+            update(WorkItem)
+            .where(WorkItem.claimed_by_id == "a-both")
+            .values(lease_expires_at=now - timedelta(seconds=1))
+        )
+        assert record_spend(session, "acme", "a-sql", 4.0, now=now)
+    return client
+
+
+@pytest.mark.parametrize("capabilities", [(), ("sql",), ("python",), ("sql", "python"), ("cobol",)])
+@pytest.mark.parametrize("tenant", ["acme", "globex"])
+def test_the_pool_is_the_registrys_candidates_that_declare_the_capabilities(
+    fleet: TestClient, capabilities: tuple[str, ...], tenant: str
+) -> None:
+    now = utcnow()
+    with sessions(fleet)() as session:
+        everyone = candidates(session, tenant, now=now)
+        pool = source.pool(session, tenant, now=now, capabilities=frozenset(capabilities), narrow_above=0)
+    declaring = [c for c in everyone if all(c.spec.proficiency(n) is not None for n in capabilities)]
+    assert list(pool.agents) == declaring
+    assert pool.left_out == len(everyone) - len(declaring)
+    if tenant == "acme" and capabilities == ("sql",):
+        # The fleet above is what it says (a check of the check).
+        by_ref = {c.ref: (c.load, c.liveness, c.spent) for c in pool.agents}
+        assert by_ref == {
+            "agent:shared": (2, "live", 0.0),
+            "agent:a-sql": (1, "live", 4.0),
+            "agent:a-both": (0, "stale", 0.0),
+            "agent:twin": (1, "dead", 0.0),
+        }
+        assert pool.left_out == 1  # a-py
+
+
+def test_a_changed_spec_is_read_again(fleet: TestClient) -> None:
+    now = utcnow()
+    with sessions(fleet)() as session:
+        before = source.pool(session, "acme", now=now, capabilities=frozenset({"sql"}), narrow_above=0)
+    assert {c.ref: c.spec.capacity for c in before.agents}["agent:a-sql"] == 3
+    with sessions(fleet).begin() as session:
+        update_agent(session, ROOT, "a-sql", AgentUpdate(capacity=7), tenant="acme")
+    with sessions(fleet)() as session:
+        after = source.pool(session, "acme", now=now, capabilities=frozenset({"sql"}), narrow_above=0)
+        assert list(after.agents) == [
+            c for c in candidates(session, "acme", now=now) if c.spec.proficiency("sql") is not None
+        ]
+    assert {c.ref: c.spec.capacity for c in after.agents}["agent:a-sql"] == 7
+
+
+def test_a_small_fleet_is_read_whole_so_every_agent_gets_its_verdict(fleet: TestClient) -> None:
+    now = utcnow()
+    with sessions(fleet)() as session:
+        everyone = candidates(session, "acme", now=now)
+        small = source.pool(session, "acme", now=now, capabilities=frozenset({"python"}), narrow_above=len(everyone))
+        large = source.pool(
+            session, "acme", now=now, capabilities=frozenset({"python"}), narrow_above=len(everyone) - 1
+        )
+    assert (list(small.agents), small.left_out) == (everyone, 0)
+    assert [c.ref for c in large.agents] == ["agent:a-both", "agent:a-py"] and large.left_out == len(everyone) - 2
