@@ -16,7 +16,6 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from models.routing import Fallback, Trigger
-from models.routing_tables import RoutingDecision
 from models.sla import EscalationStep, SlaSpec
 from models.work_tables import WorkItem
 from orchestrator.routing import cursors, decisions
@@ -34,10 +33,11 @@ SYSTEM = "system"
 
 @dataclass(frozen=True)
 class Applied:
-    """A decision carried out: its record, and whether the item went somewhere (an agent, or
-    people by the rule's fallback) rather than being left as it was."""
+    """A decision carried out: its record's id, the agent chosen, and whether the item went
+    somewhere (an agent, or people by the rule's fallback) rather than being left as it was."""
 
-    record: RoutingDecision
+    decision_id: int
+    chosen: str | None
     placed: bool
 
 
@@ -76,12 +76,12 @@ def apply(
     if trigger == "created":
         # Whoever it went to, or if it went to nobody, the item follows the rule's escalation path.
         _adopt_escalation(session, item, rule, now)
-    row = decisions.record(
+    decision_id = decisions.record(
         session, item, trigger, decision, reason=reason, chosen=chosen, previous=previous, actor=actor, now=now
     )
-    details.update(decision=row.id, chosenAssignee=chosen, previousAssignee=previous)
+    details.update(decision=decision_id, chosenAssignee=chosen, previousAssignee=previous)
     audit.record(session, item, "routed", changer, reason=reason, details=details)
-    return Applied(row, placed)
+    return Applied(decision_id, chosen, placed)
 
 
 def give(session: Session, item: WorkItem, to: str, changer: str, *, reason: str) -> None:

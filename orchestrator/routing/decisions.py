@@ -13,11 +13,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from models.routing import RoutingDecisionRead, Trigger
-from models.routing_tables import RoutingDecision
+from models.routing_tables import DECISIONS, RoutingDecision
 from models.work_tables import WorkItem
 from orchestrator.routing.engine import CandidateOutcome, Decision
 
@@ -35,29 +35,28 @@ def record(
     previous: str | None,
     actor: str,
     now: datetime,
-) -> RoutingDecision:
-    """Write the decision's row (flushed: its id goes into the item's history)."""
+) -> int:
+    """Write the decision's row now (its id goes into the item's history); its id."""
     listed, omitted = listing(decision.outcomes, decision.left_out)
     rule = decision.rule
-    row = RoutingDecision(
-        item_id=item.id,
-        tenant=item.tenant,
-        trigger=trigger,
-        rule_tenant=rule.tenant,
-        rule_id=rule.id,
-        rule_version=rule.version,
-        strategy=rule.spec.strategy,
-        reason=reason,
-        candidates=listed,
-        omitted=omitted,
-        chosen_assignee=chosen,
-        previous_assignee=previous,
-        actor=actor,
-        at=now,
-    )
-    session.add(row)
-    session.flush()
-    return row
+    row = {
+        "item_id": item.id,
+        "tenant": item.tenant,
+        "trigger": trigger,
+        "rule_tenant": rule.tenant,
+        "rule_id": rule.id,
+        "rule_version": rule.version,
+        "strategy": rule.spec.strategy,
+        "reason": reason,
+        "candidates": listed,
+        "omitted": omitted,
+        "chosen_assignee": chosen,
+        "previous_assignee": previous,
+        "actor": actor,
+        "at": now,
+    }
+    # A Core INSERT: the decision is written once and never changed, so the ORM has nothing to track.
+    return int(session.execute(insert(DECISIONS).values(row).returning(DECISIONS.c.id)).scalar_one())
 
 
 def listing(outcomes: Sequence[CandidateOutcome], left_out: int = 0) -> tuple[list[dict[str, Any]], dict[str, int]]:
@@ -68,6 +67,12 @@ def listing(outcomes: Sequence[CandidateOutcome], left_out: int = 0) -> tuple[li
     if left_out:
         omitted["capabilities"] += left_out
     return listed, dict(omitted)
+
+
+def one(session: Session, decision_id: int) -> RoutingDecisionRead:
+    row = session.get(RoutingDecision, decision_id)
+    assert row is not None
+    return view(row)
 
 
 def for_item(session: Session, item_id: str) -> list[RoutingDecisionRead]:

@@ -32,6 +32,8 @@ MAX_RULES_PER_TENANT = 1000
 _PARSED_MAX = 20_000
 _parsed: dict[str, RoutingRuleSpec] = {}
 _live: dict[tuple[str, int, str], LiveRule] = {}
+# (database, tenant) -> ((rule rows, newest row's time), the live rules then)
+_lists: dict[tuple[str, str], tuple[tuple[int, Any], list[LiveRule]]] = {}
 _SESSION_KEY = "routing.live_rules"
 
 
@@ -111,9 +113,28 @@ def _forget_live(session: Session, transaction: SessionTransaction) -> None:
 
 
 def _load_live(session: Session, tenant: str) -> list[LiveRule]:
+    owners = sorted({tenant, ALL_TENANTS})
+    # Rule rows are only ever added (a change is a new version, a disabling too): how many there
+    # are and when the newest was written say whether the tenant's rules changed since the list
+    # was last read, in one row instead of one per rule.
+    count, newest = session.execute(
+        select(func.count(), func.max(RULES.c.created_at)).where(RULES.c.tenant.in_(owners))
+    ).one()
+    key = (str(session.get_bind().engine.url), tenant)
+    cached = _lists.get(key)
+    if cached is not None and cached[0] == (count, newest):
+        return cached[1]
+    live = _read_live(session, owners)
+    if len(_lists) >= _PARSED_MAX:
+        _lists.clear()
+    _lists[key] = ((count, newest), live)
+    return live
+
+
+def _read_live(session: Session, owners: list[str]) -> list[LiveRule]:
     keys = session.execute(
         select(RULES.c.tenant, RULES.c.version, RULES.c.body_hash).where(
-            RULES.c.tenant.in_(sorted({tenant, ALL_TENANTS})), RULES.c.is_latest == true(), RULES.c.enabled == true()
+            RULES.c.tenant.in_(owners), RULES.c.is_latest == true(), RULES.c.enabled == true()
         )
     ).all()
     missing = {digest for _, _, digest in keys if digest not in _parsed}

@@ -59,8 +59,12 @@ def pool(
     return found
 
 
+# Made once: an alias's columns cost more to build than the rest of the statement.
+_AGENT, _CLAIMED, _EVERY = AGENTS.alias("agent"), WORK_ITEMS.alias("claimed"), AGENTS.alias("every")
+
+
 def _read(session: Session, tenant: str, now: datetime, capabilities: Collection[str]) -> Pool:
-    agent, claimed = AGENTS.alias("agent"), WORK_ITEMS.alias("claimed")
+    agent, claimed = _AGENT, _CLAIMED
     serves = and_(agent.c.tenant.in_(sorted({tenant, ALL_TENANTS})), agent.c.deregistered_at.is_(None))
     # As the registry's ``loads``: open items the agent holds a live claim on; an operator's agent
     # (tenant *) counts its claims in every tenant, a tenant's own those in its tenant.
@@ -112,7 +116,7 @@ def _read(session: Session, tenant: str, now: datetime, capabilities: Collection
 
 def _serving(tenant: str) -> Select[int]:
     """SQL: how many agents serve the tenant."""
-    every = AGENTS.alias("every")
+    every = _EVERY
     return (
         select(func.count())
         .select_from(every)

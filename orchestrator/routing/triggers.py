@@ -40,7 +40,7 @@ def on_failure(session: Session, item: WorkItem, actor: str, reason: str) -> boo
     if applied is None or not applied.placed:
         return False
     # Whoever it went to, the party that failed it lets go (a person's claim included).
-    assign.take_back(session, item, assign.SYSTEM, to=applied.record.chosen_assignee, reason=note)
+    assign.take_back(session, item, assign.SYSTEM, to=applied.chosen, reason=note)
     item.reason = reason
     return True
 
@@ -65,7 +65,7 @@ def reroute(session: Session, principal: Principal, item_id: str, body: RerouteR
     if not item.is_open:
         raise Conflict(f"{item_id} is {item.status}; a closed item is not routed")
     applied = decide(session, item, "manual", principal.ref, note=f"reroute: {body.reason}" if body.reason else None)
-    decision = decisions.view(applied.record) if applied is not None else None
+    decision = decisions.one(session, applied.decision_id) if applied is not None else None
     return RerouteResult(decision=decision, item=read_items(session, [item])[0])
 
 
