@@ -298,7 +298,12 @@ def test_a_reroute_takes_the_claim_from_the_holder(fleet: Fleet) -> None:
     assert (assignee(after), after["claim"], after["status"]) == ("agent:bob", None, "in_progress")
     assert after["lease_epoch"] == held["lease_epoch"] + 1
     # ann's calls on its old claim are refused; bob claims the item and finishes it.
-    for action, body in [("complete", {"result": {"ok": 1}}), ("heartbeat", {}), ("fail", {"reason": "x"})]:
+    calls: list[tuple[str, dict[str, Any]]] = [
+        ("complete", {"result": {"ok": 1}}),
+        ("heartbeat", {}),
+        ("fail", {"reason": "x"}),
+    ]
+    for action, body in calls:
         refused = fleet.call("ann", item, action, lease_epoch=held["lease_epoch"], **body)
         assert refused.status_code == 409, (action, refused.text)
     assert error(refused)["code"] == "conflict"
