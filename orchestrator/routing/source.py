@@ -2,11 +2,13 @@
 candidates (registered agents serving the tenant, with their load, liveness and spend).
 
 The registry's ``candidates()`` reads every agent serving the tenant and parses each one's spec;
-with a thousand agents that is most of a decision's time. A rule that needs capabilities can
-only choose agents that declare them, so here the same candidates are read for those agents only
-(the registry's ``agent_capabilities`` index), and parsed specs are kept per agent version. They
-are built from the registry's own helpers (``serving``, ``loads``, ``liveness``, ``spent_now``):
-``tests/integration/workitems/test_routing_source.py`` holds them equal to ``candidates()``'s.
+with a thousand agents that is most of a decision's time. A rule that needs capabilities can only
+choose agents that declare them, so :func:`pool` reads the same candidates for those agents only
+(the registry's ``agent_capabilities`` index), in one statement with their loads, and keeps parsed
+specs per agent version. It uses the registry's tables and helpers (``liveness``, ``spent_now``)
+and counts load as the registry's ``loads`` does; ``tests/integration/workitems/
+test_routing_source.py`` holds it equal to ``candidates()`` (plus the items routed to an agent
+and not claimed yet, which routing counts as load).
 """
 
 from __future__ import annotations
@@ -45,26 +47,34 @@ def pool(
     *,
     now: datetime,
     capabilities: Collection[str] = (),
+    routing: str | None = None,
     narrow_above: int = MAX_LISTED,
 ) -> Pool:
     """The candidates serving ``tenant`` that declare every one of ``capabilities`` (all of them
     for none), and how many serving agents were left out for lacking one.
 
+    An agent's load here is what the registry counts (open items it holds a claim on) plus the
+    open items routed to it that it has not taken up yet (unclaimed, never started), but for
+    ``routing``, the item being routed: an assignment is not a claim, and without them a burst
+    of items would all go to the one agent the strategy likes best, far past its capacity,
+    before it claimed any.
+
     One statement: the agents, each one's load, and the number serving the tenant. Where no more
     than ``narrow_above`` agents serve the tenant, every one is read after all: a decision lists
     that many by name, so each gets its own verdict ("lacks capability x")."""
-    found = _read(session, tenant, now, capabilities)
+    found = _read(session, tenant, now, capabilities, routing)
     if found.left_out and found.left_out + len(found.agents) <= narrow_above:
-        return _read(session, tenant, now, ())
+        return _read(session, tenant, now, (), routing)
     return found
 
 
 # Made once: an alias's columns cost more to build than the rest of the statement.
-_AGENT, _CLAIMED, _EVERY = AGENTS.alias("agent"), WORK_ITEMS.alias("claimed"), AGENTS.alias("every")
+_AGENT, _EVERY = AGENTS.alias("agent"), AGENTS.alias("every")
+_CLAIMED, _QUEUED = WORK_ITEMS.alias("claimed"), WORK_ITEMS.alias("queued")
 
 
-def _read(session: Session, tenant: str, now: datetime, capabilities: Collection[str]) -> Pool:
-    agent, claimed = _AGENT, _CLAIMED
+def _read(session: Session, tenant: str, now: datetime, capabilities: Collection[str], routing: str | None) -> Pool:
+    agent, claimed, queued = _AGENT, _CLAIMED, _QUEUED
     serves = and_(agent.c.tenant.in_(sorted({tenant, ALL_TENANTS})), agent.c.deregistered_at.is_(None))
     # As the registry's ``loads``: open items the agent holds a live claim on; an operator's agent
     # (tenant *) counts its claims in every tenant, a tenant's own those in its tenant.
@@ -81,6 +91,21 @@ def _read(session: Session, tenant: str, now: datetime, capabilities: Collection
         )
         .scalar_subquery()
     )
+    waiting = (
+        select(func.count())
+        .select_from(queued)
+        .where(
+            queued.c.assignee_type == "agent",
+            queued.c.assignee_id == agent.c.id,
+            queued.c.is_open == true(),
+            queued.c.deleted_at.is_(None),
+            queued.c.claimed_by_id.is_(None),
+            queued.c.started_at.is_(None),  # not taken up yet (one in review is the reviewer's)
+            queued.c.id != (routing or ""),
+            or_(agent.c.tenant == ALL_TENANTS, queued.c.tenant == agent.c.tenant),
+        )
+        .scalar_subquery()
+    )
     query = select(
         agent.c.tenant,
         agent.c.id,
@@ -90,6 +115,7 @@ def _read(session: Session, tenant: str, now: datetime, capabilities: Collection
         agent.c.spent,
         agent.c.period_start,
         load.label("load"),
+        waiting.label("waiting"),
         _serving(tenant).scalar_subquery().label("serving"),
     ).where(serves)
     for name in sorted(set(capabilities)):
@@ -106,7 +132,7 @@ def _read(session: Session, tenant: str, now: datetime, capabilities: Collection
                 ref=f"agent:{row.id}",
                 tenant=row.tenant,
                 spec=spec,
-                load=int(row.load),
+                load=int(row.load) + int(row.waiting),
                 liveness=liveness(row.last_heartbeat_at, now, thresholds),
                 spent=spent_now(spec, row.spent, row.period_start, now),
             )

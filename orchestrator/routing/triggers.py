@@ -91,7 +91,7 @@ def decide(
     decision = engine.route(
         matched,
         facts,
-        lambda capabilities: source.pool(session, item.tenant, now=now, capabilities=capabilities),
+        lambda capabilities: source.pool(session, item.tenant, now=now, capabilities=capabilities, routing=item.id),
         trigger=trigger,
         cursor_of=lambda rule: cursors.cursor_for(session, rule, item.tenant),
         exclude=exclude,

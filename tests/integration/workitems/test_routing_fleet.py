@@ -347,3 +347,23 @@ def test_another_tenants_agents_are_never_candidates(client: TestClient, token: 
     assert client.post("/api/v1/agents", json=body, headers=operator).status_code == 201
     assert client.post("/api/v1/agents/shared/heartbeat", headers=operator).status_code == 200
     assert assignee(fleet.item()) == "agent:shared"
+
+
+def test_a_burst_fills_an_agent_to_its_capacity_not_past_it(fleet: Fleet) -> None:
+    # Items routed to an agent and not claimed yet count against its capacity: the cheapest agent
+    # gets two of a burst of five, the next cheapest the rest it has room for, then nobody fits.
+    fleet.agent("cheap", capacity=2, cost_per_item=1)
+    fleet.agent("dearer", capacity=2, cost_per_item=3)
+    fleet.rule(id="r", strategy="cost_minimizing")
+    burst = [fleet.item() for _ in range(5)]
+    assert [assignee(i) for i in burst] == ["agent:cheap", "agent:cheap", "agent:dearer", "agent:dearer", None]
+    last = fleet.decisions(burst[-1]["id"])[0]
+    assert {c["ref"]: c["check"] for c in last["candidates"]} == {"agent:cheap": "capacity", "agent:dearer": "capacity"}
+    # Claiming one changes nothing (it was counted already); finishing one (to review) frees room.
+    held = fleet.claim_next("cheap")
+    assert held is not None
+    assert fleet.call("cheap", held, "start", lease_epoch=held["lease_epoch"]).status_code == 200
+    assert assignee(fleet.item()) is None
+    done = fleet.call("cheap", held, "complete", lease_epoch=held["lease_epoch"], result={})
+    assert done.status_code == 200 and done.json()["status"] == "review"
+    assert assignee(fleet.item()) == "agent:cheap"

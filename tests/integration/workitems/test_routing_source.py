@@ -4,12 +4,13 @@ spec, same order), with the others counted, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from models.agent_api import AgentCreate, AgentUpdate
 from models.agent_tables import Agent
@@ -80,6 +81,9 @@ def fleet(client: TestClient) -> TestClient:
             .values(lease_expires_at=now - timedelta(seconds=1))
         )
         assert record_spend(session, "acme", "a-sql", 4.0, now=now)
+    # An item routed (assigned) to a-py and not claimed yet.
+    assigned = WorkItemCreate.model_validate(task(assignee={"type": "agent", "id": "a-py"}))
+    create_item(factory, as_agent("seeder", "acme"), assigned, max_payload_bytes=1 << 20)
     return client
 
 
@@ -93,7 +97,9 @@ def test_the_pool_is_the_registrys_candidates_that_declare_the_capabilities(
         everyone = candidates(session, tenant, now=now)
         pool = source.pool(session, tenant, now=now, capabilities=frozenset(capabilities), narrow_above=0)
     declaring = [c for c in everyone if all(c.spec.proficiency(n) is not None for n in capabilities)]
-    assert list(pool.agents) == declaring
+    # Routing counts what was routed to an agent and not claimed yet as load too.
+    waiting = {"agent:a-py": 1} if tenant == "acme" else {}
+    assert list(pool.agents) == [replace(c, load=c.load + waiting.get(c.ref, 0)) for c in declaring]
     assert pool.left_out == len(everyone) - len(declaring)
     if tenant == "acme" and capabilities == ("sql",):
         # The fleet above is what it says (a check of the check).
@@ -130,5 +136,17 @@ def test_a_small_fleet_is_read_whole_so_every_agent_gets_its_verdict(fleet: Test
         large = source.pool(
             session, "acme", now=now, capabilities=frozenset({"python"}), narrow_above=len(everyone) - 1
         )
-    assert (list(small.agents), small.left_out) == (everyone, 0)
+    assert ([c.ref for c in small.agents], small.left_out) == ([c.ref for c in everyone], 0)
     assert [c.ref for c in large.agents] == ["agent:a-both", "agent:a-py"] and large.left_out == len(everyone) - 2
+
+
+def test_the_item_being_routed_is_not_its_assignees_load(fleet: TestClient) -> None:
+    now = utcnow()
+    with sessions(fleet)() as session:
+        routed = session.scalar(select(WorkItem.id).where(WorkItem.assignee_id == "a-py"))
+        assert routed is not None
+        loads = {
+            item: {c.ref: c.load for c in source.pool(session, "acme", now=now, routing=item, narrow_above=0).agents}
+            for item in (None, routed)
+        }
+    assert (loads[None]["agent:a-py"], loads[routed]["agent:a-py"]) == (1, 0)
