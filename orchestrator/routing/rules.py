@@ -137,7 +137,9 @@ def _read_live(session: Session, owners: list[str]) -> list[LiveRule]:
             RULES.c.tenant.in_(owners), RULES.c.is_latest == true(), RULES.c.enabled == true()
         )
     ).all()
-    missing = {digest for _, _, digest in keys if digest not in _parsed}
+    # Read into a dict of this call's own: another thread may clear the shared ones meanwhile.
+    specs = {digest: spec for _, _, digest in keys if (spec := _parsed.get(digest)) is not None}
+    missing = {digest for _, _, digest in keys if digest not in specs}
     if missing:
         if len(_parsed) + len(missing) > _PARSED_MAX:
             _parsed.clear()
@@ -145,13 +147,13 @@ def _read_live(session: Session, owners: list[str]) -> list[LiveRule]:
         for body, digest in session.execute(
             select(RULES.c.body, RULES.c.body_hash).where(RULES.c.body_hash.in_(missing))
         ):
-            _parsed[digest] = RoutingRuleSpec.model_validate(body)
+            specs[digest] = _parsed[digest] = RoutingRuleSpec.model_validate(body)
     live: list[LiveRule] = []
     for owner, version, digest in keys:
         # Kept too: a LiveRule works out its match conditions once.
         rule = _live.get((owner, version, digest))
         if rule is None:
-            rule = _live[(owner, version, digest)] = LiveRule(owner, version, _parsed[digest])
+            rule = _live[(owner, version, digest)] = LiveRule(owner, version, specs[digest])
         live.append(rule)
     return live
 

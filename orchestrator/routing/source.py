@@ -161,8 +161,9 @@ def _declares(agent: FromClause, name: str) -> ColumnElement[bool]:
 def _specs_of(session: Session, rows: Sequence[Any]) -> dict[tuple[str, str], AgentSpec]:
     """Each row's agent's spec, parsed once per version (one query for those not parsed yet)."""
     keys = {(r.tenant, r.id): (r.tenant, r.id, r.version, r.updated_at) for r in rows}
-    missing = [pair for pair, key in keys.items() if key not in _specs]
-    fresh: dict[tuple[str, str], AgentSpec] = {}
+    # Read into a dict of this call's own: another thread may clear the shared one meanwhile.
+    found = {pair: spec for pair, key in keys.items() if (spec := _specs.get(key)) is not None}
+    missing = [pair for pair in keys if pair not in found]
     if missing:
         if len(_specs) + len(missing) > _SPECS_MAX:
             _specs.clear()
@@ -173,5 +174,5 @@ def _specs_of(session: Session, rows: Sequence[Any]) -> dict[tuple[str, str], Ag
         )
         for tenant, agent_id, version, updated_at, body in bodies:
             # Kept under the version read here: an update in between is a newer version.
-            fresh[(tenant, agent_id)] = _specs[(tenant, agent_id, version, updated_at)] = AgentSpec.model_validate(body)
-    return {pair: _specs.get(key) or fresh[pair] for pair, key in keys.items()}
+            found[(tenant, agent_id)] = _specs[(tenant, agent_id, version, updated_at)] = AgentSpec.model_validate(body)
+    return found
