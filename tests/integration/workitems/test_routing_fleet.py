@@ -367,3 +367,33 @@ def test_a_burst_fills_an_agent_to_its_capacity_not_past_it(fleet: Fleet) -> Non
     done = fleet.call("cheap", held, "complete", lease_epoch=held["lease_epoch"], result={})
     assert done.status_code == 200 and done.json()["status"] == "review"
     assert assignee(fleet.item()) == "agent:cheap"
+
+
+def test_an_item_a_saga_opens_is_routed_too(fleet: Fleet, token: TokenFactory) -> None:
+    saga_ops = token("user:saga-ops", scopes=["sagas:read", "sagas:write", "templates:write", "work:read"])
+    fleet.agent("reviewer", capabilities=[{"name": "review", "proficiency": "expert"}])
+    fleet.rule(id="reviews", match={"labels": ["review"]}, selectors=[{"kind": "capability", "value": "review"}])
+    step = {
+        "type": "task",
+        "title": "review {input.order_id}",
+        "description": "look",
+        "labels": ["review"],
+        "offer": {"type": "agent"},
+    }
+    template = {
+        "name": "routed.order",
+        "version": "1.0.0",
+        "steps": [{"name": "review", "kind": "work_item", "work_item": step}],
+    }
+    registered = fleet.client.post("/api/v1/templates", json=template, headers=saga_ops)
+    assert registered.status_code == 201, registered.text
+    saga = fleet.client.post(
+        "/api/v1/sagas", json={"template": "routed.order", "input": {"order_id": "A-1"}}, headers=saga_ops
+    )
+    assert saga.status_code == 202, saga.text
+    [item] = fleet.client.get("/api/v1/work-items", params={"saga_id": saga.json()["id"]}, headers=fleet.ops).json()[
+        "items"
+    ]
+    assert assignee(item) == "agent:reviewer"
+    [decision] = fleet.decisions(item["id"])
+    assert decision["actor"] == f"saga:{saga.json()['id']}"
