@@ -44,6 +44,16 @@ class Lifecycle:
         seen.update(dict.fromkeys(sorted(self.terminal)))
         return tuple(seen)
 
+    @property
+    def underway(self) -> frozenset[str]:
+        """Statuses ``start`` leads to: work in progress, which a holder's successor resumes."""
+        return frozenset(self.start.values())
+
+    @property
+    def actionable(self) -> frozenset[str]:
+        """Statuses in which a claimer can go to work now: start it, or resume it."""
+        return frozenset(self.start) | self.underway
+
     def check(self) -> None:
         """Every named action is an allowed transition; raises ValueError otherwise."""
         for action in ("start", "complete", "fail", "send_back", "close"):

@@ -321,6 +321,15 @@ class WorkItemRead(BaseModel):
     sla_warned_at: datetime | None = Field(default=None, description="When its SLA warning fired; null: not yet.")
     sla_breached_at: datetime | None = Field(default=None, description="When its SLA target passed; null: not yet.")
     sla_breach_count: int = Field(default=0, description="How many SLA breach and escalation steps have fired.")
+    progress: dict[str, Any] | None = Field(
+        default=None, description="What its holder's heartbeats last reported; null: nothing yet under this claim."
+    )
+    progress_at: datetime | None = Field(
+        default=None, description="When that progress last changed (or the claim began); null: never claimed."
+    )
+    stalled_at: datetime | None = Field(
+        default=None, description="When its holder was found stalled (beating without progress); null: it is not."
+    )
     created_at: datetime = Field(description="When it was created.")
     updated_at: datetime = Field(description="When it last changed.")
     started_at: datetime | None = Field(description="When work on it started; null: not yet.")
@@ -405,7 +414,19 @@ class HeartbeatRequest(LeaseRequest):
     lease_epoch: NotBool[int] = Field(
         ge=1, description="The lease_epoch of the caller's claim; a lost or stale one is a 409."
     )
-    ttl_s: NotBool[float | None] = Field(default=None, gt=0, le=86_400, description=f"From now on. {TTL}")
+    ttl_s: NotBool[float | None] = Field(
+        default=None,
+        gt=0,
+        le=86_400,
+        description="The lease's length from now on, for this beat and the ones after it; null: keep the "
+        "claim's own (the ttl_s it was claimed with, else WORKYARD_WORK_LEASE_TTL_S).",
+    )
+    progress: dict[str, Any] | None = Field(
+        default=None,
+        description='What the holder has done so far, any JSON object (e.g. {"done": 3, "of": 10}); '
+        "kept on the item. A holder that keeps beating with the same progress for too long is stalled. "
+        "Null: no news.",
+    )
 
 
 class ReleaseRequest(LeaseRequest):

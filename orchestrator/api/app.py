@@ -57,8 +57,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=DESCRIPTION,
         generate_unique_id_function=operation_id,
         # What any request may be answered, whatever its route: no valid token (401), a body that
-        # is not JSON (400), too large (413), input the gate refuses (422), the database away (503).
-        responses=errors.responses(400, 401, 413, 422, 503),
+        # is malformed JSON (400), too large (413), sent as another media type (415), input the gate
+        # refuses (422), the database away (503).
+        responses=errors.responses(400, 401, 413, 415, 422, 503),
         # Every operation: an undeclared or repeated query parameter is a 422, not ignored.
         dependencies=[Depends(strict_query)],
     )

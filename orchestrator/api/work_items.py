@@ -218,7 +218,7 @@ def claim_work_item(
 def heartbeat_work_item(
     item_id: ItemId, body: HeartbeatRequest, wiring: WiringDep, principal: PrincipalDep
 ) -> WorkItemRead:
-    """Extend the caller's lease. A lost or stale lease is a 409."""
+    """Extend the caller's lease by the claim's own TTL, and report progress. A lost or stale lease is a 409."""
     with unit_of_work(wiring) as session:
         return claims.heartbeat(
             session,
@@ -227,6 +227,7 @@ def heartbeat_work_item(
             body.lease_epoch,
             ttl_s=body.ttl_s,
             default_ttl_s=wiring.settings.work_lease_ttl_s,
+            progress=body.progress,
         )
 
 
@@ -244,7 +245,8 @@ def release_work_item(
 def start_work_item(
     item_id: ItemId, wiring: WiringDep, principal: PrincipalDep, body: LeaseRequest | None = None
 ) -> WorkItemRead:
-    """Start the item, claiming it first if the caller does not hold it."""
+    """Start the item, claiming it first if the caller does not hold it. Work already underway (its
+    last holder's lease lapsed) is resumed; a retried start answers as the first did."""
     with unit_of_work(wiring) as session:
         return claims.start(
             session,
@@ -259,7 +261,8 @@ def start_work_item(
 def complete_work_item(
     item_id: ItemId, body: CompleteRequest, wiring: WiringDep, principal: PrincipalDep
 ) -> WorkItemRead:
-    """Complete the held item with a result; its lifecycle says where that takes it."""
+    """Complete the held item with a result; its lifecycle says where that takes it. A retry of the
+    same call (same claim, same result) answers as the first did; another result is a 409."""
     with unit_of_work(wiring) as session:
         return claims.complete(
             session,
@@ -273,7 +276,7 @@ def complete_work_item(
 
 @router.post("/{item_id}/fail", response_model=WorkItemRead, responses=responses(*AUTH, 404, 409, 422))
 def fail_work_item(item_id: ItemId, body: FailRequest, wiring: WiringDep, principal: PrincipalDep) -> WorkItemRead:
-    """Give up on the held item, with a reason."""
+    """Give up on the held item, with a reason. A retry with the same claim and reason answers as the first did."""
     with unit_of_work(wiring) as session:
         return claims.fail(session, principal, item_id, body.lease_epoch, body.reason)
 
