@@ -17,8 +17,8 @@ from pydantic import (
 )
 
 from models.lifecycles import TypeLifecycle
-from models.principal import PrincipalType
-from models.sla import SlaSpec
+from models.principal import SCOPE_PATTERN, PrincipalType, scope_problem
+from models.sla import SlaSpec, StallSpec
 
 Label = Annotated[str, Field(min_length=1, max_length=100)]
 ItemId = Annotated[str, Field(min_length=1, max_length=96)]
@@ -28,6 +28,7 @@ WebhookEvent = Literal[
     "sla.warning",
     "sla.breached",
     "work_item.escalated",
+    "work_item.stalled",
     "saga.completed",
     "saga.compensated",
     "saga.compensation_failed",
@@ -63,8 +64,22 @@ class HumanOffer(BaseModel):
 
     type: Literal["human"] = Field(default="human", description="Tells the offer kinds apart: human.")
     scope: str = Field(
-        default="work:claim", min_length=1, max_length=200, description="The token scope a person needs to claim it."
+        default="work:claim",
+        min_length=1,
+        max_length=200,
+        # Only in the schema: the validator says what is wrong in words.
+        json_schema_extra={"pattern": SCOPE_PATTERN},
+        description="The token scope a person needs to claim it: one of workyard's, or a custom one such as "
+        "finance:approve (tokens can carry custom scopes in namespaces of their own).",
     )
+
+    @field_validator("scope")
+    @classmethod
+    def _known_or_custom(cls, scope: str) -> str:
+        if (problem := scope_problem(scope)) is not None:
+            raise ValueError(problem)
+        return scope
+
     group: str | None = Field(
         default=None,
         min_length=1,
@@ -158,6 +173,11 @@ class WorkItemCreate(BaseModel):
         default=None, description="Who may claim it. Default: people with the work:claim scope."
     )
     sla: SlaSpec | None = Field(default=None, description="A target time, warning and breach actions; null: none.")
+    stall: StallSpec | None = Field(
+        default=None,
+        description="What to do when an agent holding it beats without progress; null: the server's default "
+        "(notify after WORKYARD_WORK_STALL_AFTER_S).",
+    )
     idempotence_key: str | None = Field(
         default=None,
         min_length=1,
@@ -269,6 +289,12 @@ class ClaimRead(BaseModel):
     )
     lease_expires_at: datetime | None = Field(
         description="When the claim lapses unless the holder heartbeats; null: it does not lapse (a person's claim)."
+    )
+    state: Literal["working", "slow", "stalled", "lapsed"] = Field(
+        default="working",
+        description="How the holder is doing: working; slow (progressing, but the item's SLA warned or "
+        "breached); stalled (beating without progress past its stall ladder's first rung); lapsed (no "
+        "heartbeat in time: the holder is presumed dead and the next claimer takes the item).",
     )
 
 

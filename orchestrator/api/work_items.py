@@ -211,6 +211,7 @@ def claim_work_item(
             item_id,
             ttl_s=body.ttl_s if body else None,
             default_ttl_s=wiring.settings.work_lease_ttl_s,
+            default_stall_after_s=wiring.settings.work_stall_after_s,
         )
 
 
@@ -254,6 +255,7 @@ def start_work_item(
             item_id,
             body.lease_epoch if body else None,
             default_ttl_s=wiring.settings.work_lease_ttl_s,
+            default_stall_after_s=wiring.settings.work_stall_after_s,
         )
 
 

@@ -28,7 +28,7 @@ from models.work_api import WorkItemRead
 from models.work_tables import DEPENDENCIES, QUEUE_ORDER, WorkItem, WorkItemEvent
 from orchestrator.errors import Conflict, Forbidden, InvalidInput, PayloadTooLarge
 from orchestrator.storage.unit_of_work import uow_of
-from orchestrator.work import audit
+from orchestrator.work import audit, stalls
 from orchestrator.work.access import require
 from orchestrator.work.items import touch
 from orchestrator.work.transitions import lifecycle_of, move, release_claim
@@ -95,7 +95,13 @@ def claimable(principal: Principal, now: datetime) -> ColumnElement[bool]:
 
 
 def claim(
-    session: Session, principal: Principal, item_id: str, *, ttl_s: float | None, default_ttl_s: float
+    session: Session,
+    principal: Principal,
+    item_id: str,
+    *,
+    ttl_s: float | None,
+    default_ttl_s: float,
+    default_stall_after_s: float | None = None,
 ) -> WorkItemRead:
     require(principal, Scope.work_claim)
     now = utcnow()
@@ -104,12 +110,17 @@ def claim(
     )
     if item is None:
         raise _why_not_claimable(session, principal, item_id, now)
-    _take(session, item, principal, now, ttl_s, default_ttl_s)
+    _take(session, item, principal, now, ttl_s, default_ttl_s, default_stall_after_s)
     return read_items(session, [item])[0]
 
 
 def claim_next(
-    session: Session, principal: Principal, *, ttl_s: float | None, default_ttl_s: float
+    session: Session,
+    principal: Principal,
+    *,
+    ttl_s: float | None,
+    default_ttl_s: float,
+    default_stall_after_s: float | None = None,
 ) -> WorkItemRead | None:
     """Claim the best item offered to the principal that it can go to work on now (see
     ``actionable``): highest priority, then oldest."""
@@ -141,12 +152,18 @@ def claim_next(
     item = min(found, key=lambda i: (-i.priority, i.created_at, i.id), default=None)
     if item is None:
         return None
-    _take(session, item, principal, now, ttl_s, default_ttl_s)
+    _take(session, item, principal, now, ttl_s, default_ttl_s, default_stall_after_s)
     return read_items(session, [item])[0]
 
 
 def _take(
-    session: Session, item: WorkItem, principal: Principal, now: datetime, ttl_s: float | None, default_ttl_s: float
+    session: Session,
+    item: WorkItem,
+    principal: Principal,
+    now: datetime,
+    ttl_s: float | None,
+    default_ttl_s: float,
+    default_stall_after_s: float | None,
 ) -> None:
     if item.claimed_by_id is not None:
         # The previous holder's lease lapsed and nobody swept it yet: record that first.
@@ -171,6 +188,8 @@ def _take(
     audit.record(session, item, "claimed", principal.ref, details=details)
     if item.lease_expires_at is not None:
         arm_lease_timer(session, item)
+        # A live lease says the agent is alive, not that it is getting anywhere: its progress is watched too.
+        stalls.arm(session, item, default_stall_after_s, now)
 
 
 def _why_not_claimable(session: Session, principal: Principal, item_id: str, now: datetime) -> Exception:
@@ -225,6 +244,7 @@ def heartbeat(
     if progress is not None and progress != item.progress:
         item.progress = progress
         item.progress_at = now
+        stalls.progressed(session, item, principal.ref, now)
     if item.lease_expires_at is not None:
         item.lease_expires_at = now + timedelta(seconds=item.lease_ttl_s or default_ttl_s)
         # The lease's timer moves with it (one UPDATE): it fires only if no beat comes in time.
@@ -243,7 +263,13 @@ def release(
 
 
 def start(
-    session: Session, principal: Principal, item_id: str, lease_epoch: int | None, *, default_ttl_s: float
+    session: Session,
+    principal: Principal,
+    item_id: str,
+    lease_epoch: int | None,
+    *,
+    default_ttl_s: float,
+    default_stall_after_s: float | None = None,
 ) -> WorkItemRead:
     """Claim (if the caller does not hold it yet) and start, in one transaction.
 
@@ -252,7 +278,14 @@ def start(
     require(principal, Scope.work_claim)
     current = load_item(session, principal, item_id)
     if current.claimed_by_id != principal.id or current.claimed_by_type != principal.type.value:
-        lease_epoch = claim(session, principal, item_id, ttl_s=None, default_ttl_s=default_ttl_s).lease_epoch
+        lease_epoch = claim(
+            session,
+            principal,
+            item_id,
+            ttl_s=None,
+            default_ttl_s=default_ttl_s,
+            default_stall_after_s=default_stall_after_s,
+        ).lease_epoch
     item = holder_item(session, principal, item_id, lease_epoch)
     lc = lifecycle_of(item)
     if item.status in lc.underway:

@@ -124,6 +124,7 @@ def _new_item(
         lease_epoch=0,
         version=1,
         sla=body.sla.model_dump(mode="json") if body.sla else None,
+        stall=body.stall.model_dump(mode="json") if body.stall else None,
         sla_breach_count=0,
         created_at=now,
         updated_at=now,

@@ -6,10 +6,12 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Literal
 
 from sqlalchemy import and_, literal, or_, select
 from sqlalchemy.orm import Session
 
+from models.base import utcnow
 from models.principal import Principal, PrincipalType, Scope
 from models.sla import SlaSpec
 from models.work_api import AgentOffer, ClaimRead, HumanOffer, PartyRef, SagaLink, WorkItemPage, WorkItemRead
@@ -117,6 +119,7 @@ def item_view(item: WorkItem, labels: list[str], dependencies: list[str]) -> Wor
             at=item.claimed_at,
             lease_epoch=item.lease_epoch,
             lease_expires_at=item.lease_expires_at,
+            state=holder_state(item, utcnow()),
         )
     return WorkItemRead(
         id=item.id,
@@ -159,6 +162,17 @@ def item_view(item: WorkItem, labels: list[str], dependencies: list[str]) -> Wor
         completed_at=item.completed_at,
         deleted_at=item.deleted_at,
     )
+
+
+def holder_state(item: WorkItem, now: datetime) -> Literal["working", "slow", "stalled", "lapsed"]:
+    """Dead (lapsed), stalled, slow or working: told apart by the lease, the progress clock and the SLA."""
+    if item.lease_expires_at is not None and item.lease_expires_at <= now:
+        return "lapsed"
+    if item.stalled_at is not None:
+        return "stalled"
+    if item.sla_warned_at is not None or item.sla_breached_at is not None:
+        return "slow"
+    return "working"
 
 
 def saga_link(item: WorkItem) -> SagaLink | None:

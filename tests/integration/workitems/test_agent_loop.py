@@ -186,3 +186,31 @@ def test_a_json_body_sent_as_a_form_is_a_415_that_says_what_to_send(
         headers={**agent, "content-type": "application/json; charset=utf-8"},
     )
     assert beat.status_code == 200
+
+
+def test_an_offer_to_a_custom_scope_reaches_the_people_holding_it(client: TestClient, token: TokenFactory) -> None:
+    creator = token("user:pm")
+    approver = token("user:cfo", scopes=["work:read", "work:claim", "finance:approve"])
+    clerk = token("user:clerk", scopes=["work:read", "work:claim"])
+    made = client.post(
+        "/api/v1/work-items", json=task(offer={"type": "human", "scope": "finance:approve"}), headers=creator
+    )
+    assert made.status_code == 201, made.text
+    assert client.post("/api/v1/queues/claim-next", json={}, headers=clerk).status_code == 204
+    taken = client.post("/api/v1/queues/claim-next", json={}, headers=approver)
+    assert taken.status_code == 200 and taken.json()["id"] == made.json()["id"]
+
+
+@pytest.mark.parametrize(
+    ("scope", "message"),
+    [("work:cliam", "workyard's work: scopes are"), ("Finance", "a custom scope looks like <namespace>:<name>")],
+)
+def test_a_misspelt_or_malformed_offer_scope_is_a_422(
+    client: TestClient, token: TokenFactory, scope: str, message: str
+) -> None:
+    refused = client.post(
+        "/api/v1/work-items", json=task(offer={"type": "human", "scope": scope}), headers=token("user:pm")
+    )
+    assert refused.status_code == 422
+    detail = error(refused)["details"][0]
+    assert detail["path"] == "body.offer.human.scope" and message in detail["message"], detail
