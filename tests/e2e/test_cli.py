@@ -267,6 +267,24 @@ def readme_block(marker: str) -> str:
     return after[start : after.index("```", start)]
 
 
+def run_readme_block(block: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """A README block in bash, as a reader in the project's folder would run it (the data dir as
+    ``.workyard``), but for the API's port; every curl fails loudly on an error status."""
+    links = {".workyard": Path(env["WORKYARD_DATA_DIR"]), ".venv": Path(sys.executable).parents[1]}
+    for name, target in {**links, "examples": ROOT / "examples"}.items():
+        if not (cwd / name).exists():
+            (cwd / name).symlink_to(target)
+    script = 'set -euo pipefail\ncurl() { command curl -sS --fail-with-body "$@"; }\n'
+    script += block.replace("localhost:8700", env["WORKYARD_TEST_API"].removeprefix("http://"))
+    return subprocess.run(["bash", "-c", script], env=env, cwd=cwd, capture_output=True, text=True, timeout=60)
+
+
+def test_the_readmes_calls_over_http_run_as_written(stack_env: dict[str, str], tmp_path: Path) -> None:
+    ran = run_readme_block(readme_block("<!-- over-http:"), stack_env, tmp_path)
+    assert ran.returncode == 0, f"{ran.stdout}\n{ran.stderr}"
+    assert '"order_id":"A-3"' in ran.stdout.replace(" ", "")
+
+
 def test_the_readmes_agent_loop_runs_as_written_ten_times(stack_env: dict[str, str], tmp_path: Path) -> None:
     from workers.client import WorkyardClient
 
@@ -278,9 +296,6 @@ def test_the_readmes_agent_loop_runs_as_written_ten_times(stack_env: dict[str, s
         *("--scope", "work:claim", "--scope", "work:read", "--capability", "summarize"),
     )
     assert made.returncode == 0, made.stderr
-    # The block as written, but for the port; every curl fails loudly on an error status.
-    script = 'set -euo pipefail\ncurl() { command curl -sS --fail-with-body "$@"; }\n'
-    script += loop.replace("localhost:8700", api.removeprefix("http://"))
     env = {**stack_env, "AGENT_TOKEN": made.stdout.strip()}
     admin_token = (Path(stack_env["WORKYARD_DATA_DIR"]) / "admin-token").read_text().strip()
     with WorkyardClient(api, admin_token) as admin, WorkyardClient(api, env["AGENT_TOKEN"]) as vanishing:
@@ -300,7 +315,7 @@ def test_the_readmes_agent_loop_runs_as_written_ten_times(stack_env: dict[str, s
                 assert held is not None and held.id == item.id
                 vanishing.start(held)
                 time.sleep(1.0)  # real time: the lease lapses on the server's clock
-            ran = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=60)
+            ran = run_readme_block(loop, env, tmp_path)
             assert ran.returncode == 0, f"run {run}: {ran.stdout}\n{ran.stderr}"
             finished = admin.get_work_item(item)
             assert finished.status == "review", f"run {run}: {finished.status}"
