@@ -104,21 +104,41 @@ async def work_one(client: Client, item: dict[str, Any], ttl_s: float) -> bool:
     return True
 
 
+async def claim_one(client: Client, ttl_s: float, given_back: set[str]) -> dict[str, Any] | None:
+    """The best item offered, claimed; None when there is none this agent can work.
+
+    claim_next hands out the best item, and that may be one this agent gave back already because
+    it cannot start it (a task that waits in review for a person): then the agent releases it
+    again and claims the best of the others that list_available shows.
+    """
+    item: dict[str, Any] | None = (await call(client, "claim_next", ttl_s=ttl_s))["result"]
+    if item is None or item["id"] not in given_back:
+        return item
+    await call(client, "release", item_id=item["id"], lease_epoch=item["lease_epoch"])
+    page = await call(client, "list_available", limit=50)
+    for candidate in page["items"]:
+        if candidate["id"] in given_back:
+            continue
+        try:
+            claimed: dict[str, Any] = await call(client, "claim", item_id=candidate["id"], ttl_s=ttl_s)
+            return claimed
+        except ToolFailed as exc:
+            if exc.code != "conflict":  # another agent was quicker: try the next one
+                raise
+    return None
+
+
 async def work(client: Client, *, max_items: int | None, until_idle: bool, ttl_s: float, poll_s: float) -> int:
     """Claim and work items until ``max_items`` are done, or (``until_idle``) none is offered."""
     done = 0
     given_back: set[str] = set()
     while max_items is None or done < max_items:
-        claimed = (await call(client, "claim_next", ttl_s=ttl_s))["result"]
+        claimed = await claim_one(client, ttl_s, given_back)
         if claimed is None:
             if until_idle:
                 break
             await anyio.sleep(poll_s)
             continue
-        if claimed["id"] in given_back:
-            # Only items this agent cannot start are left: do not spin on them.
-            await call(client, "release", item_id=claimed["id"], lease_epoch=claimed["lease_epoch"])
-            break
         if await work_one(client, claimed, ttl_s):
             done += 1
         else:
