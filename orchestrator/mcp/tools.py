@@ -22,7 +22,7 @@ from pydantic import Field
 
 from models.api import SagaRead
 from models.errors import WorkyardError
-from models.work_api import EPOCH, TTL, EventRead, NextWork, NotBool, WorkItemPage, WorkItemRead
+from models.work_api import TTL, EventRead, NextWork, NotBool, WorkItemPage, WorkItemRead
 from orchestrator.errors import NotFound
 from orchestrator.mcp.answers import answer, resource_error
 from orchestrator.mcp.backend import Backend
@@ -80,7 +80,13 @@ ItemId = Annotated[
     Field(min_length=1, max_length=96, description="The work item's id (WI-...), as claim_next or get_item return it."),
 ]
 Ttl = Annotated[NotBool[Seconds | None], Field(description=TTL)]
-Epoch = Annotated[NotBool[Positive | None], Field(description=f"{EPOCH} Required to act on an agent's lease.")]
+Epoch = Annotated[
+    NotBool[Positive | None],
+    Field(
+        description="The lease_epoch your claim answered with; if the claim was lost since, the call is a conflict. "
+        "Required while the claim is a lease (an agent's); null: not checked (a person's claim)."
+    ),
+]
 Reason = Annotated[str | None, Field(max_length=2000, description="Why, kept in the item's history; null: none.")]
 Limit = Annotated[NotBool[Annotated[int, Field(ge=1, le=500)]], Field(description="The most items per page.")]
 Cursor = Annotated[
@@ -147,7 +153,10 @@ def heartbeat(
     ttl_s: Annotated[NotBool[Seconds | None], Field(description=f"The lease's length from now on. {TTL}")] = None,
     progress: Annotated[
         dict[str, Any] | None,
-        Field(description='How far the work is, as a JSON object (e.g. {"done": 3, "of": 10}); optional.'),
+        Field(
+            description='How far the work is, as a JSON object (e.g. {"done": 3, "of": 10}); optional. '
+            "A server that does not record progress yet accepts it and keeps nothing."
+        ),
     ] = None,
 ) -> Annotated[CallToolResult, WorkItemRead]:
     """Extend your lease on the item while you work on it; send one about every third of the
@@ -165,7 +174,8 @@ def complete(
     ] = None,
 ) -> Annotated[CallToolResult, WorkItemRead]:
     """Complete the item you hold with its result; its lifecycle says where that takes it (done, or
-    review for a task). A conflict means your lease was lost: someone else may have the work now."""
+    review for a task). A conflict means your lease was lost (someone else may have the work now)
+    or the item cannot be completed from its status; the message says which."""
     return answer(lambda: backend().complete(item_id, lease_epoch=lease_epoch, result=result))
 
 
