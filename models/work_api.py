@@ -538,8 +538,11 @@ class WorkItemTypeRead(BaseModel):
 
     name: str = Field(description="The type's name.")
     description: str = Field(description="What items of this type are for.")
+    # Read back under the name it is written with: WorkyardClient.list_types validates the API's answer.
     json_schema: dict[str, Any] = Field(
-        serialization_alias="schema", description="The JSON Schema an item of this type must satisfy."
+        validation_alias="schema",
+        serialization_alias="schema",
+        description="The JSON Schema an item of this type must satisfy.",
     )
     lifecycle: str = Field(description="The lifecycle its items follow, unless their origin picks another.")
     builtin: bool = Field(description="Whether workyard ships it (true) or an operator registered it.")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -39,11 +40,26 @@ M = TypeVar("M", bound=BaseModel)
 ItemRef = str | WorkItemRead
 
 
+@dataclass(frozen=True)
+class Held:
+    """A claim as its holder may know it without the whole item: the item's id and the
+    ``lease_epoch`` its claim returned (an MCP proxy relays just these two)."""
+
+    id: str
+    lease_epoch: int | None
+
+
+# What the holder's calls take: the claimed item as returned, or just its id and lease epoch.
+HeldRef = WorkItemRead | Held
+
+
 class ApiError(WorkyardError):
     """workyard's API answered with an error: its HTTP status, stable code, message and details."""
 
     def __init__(self, status: int, code: str, message: str, details: Any = None):
         super().__init__(f"{status} {code}: {message}", details=details)
+        # The API's own message, as WorkyardError's contract has it; str(error) adds status and code.
+        self.message = message
         self.status = status
         self.code = code
         self.retryable = status in (429, 502, 503, 504)
@@ -151,26 +167,27 @@ class WorkyardClient:
         return None if response.status_code == 204 else WorkItemRead.model_validate(response.json())
 
     def heartbeat(
-        self, item: WorkItemRead, *, ttl_s: float | None = None, progress: dict[str, Any] | None = None
+        self, item: HeldRef, *, ttl_s: float | None = None, progress: dict[str, Any] | None = None
     ) -> WorkItemRead:
         """Extend the lease by the claim's own TTL (or ``ttl_s``), reporting ``progress``."""
         body = {"lease_epoch": item.lease_epoch, "ttl_s": ttl_s, "progress": progress}
         return self._call("POST", f"/api/v1/work-items/{item.id}/heartbeat", WorkItemRead, json=body)
 
-    def release(self, item: WorkItemRead, *, reason: str | None = None) -> WorkItemRead:
+    def release(self, item: HeldRef, *, reason: str | None = None) -> WorkItemRead:
         body = {"lease_epoch": item.lease_epoch, "reason": reason}
         return self._call("POST", f"/api/v1/work-items/{item.id}/release", WorkItemRead, json=body)
 
-    def start(self, item: ItemRef) -> WorkItemRead:
-        body = {"lease_epoch": item.lease_epoch} if isinstance(item, WorkItemRead) and item.claim else None
+    def start(self, item: ItemRef | Held) -> WorkItemRead:
+        epoch = _held_epoch(item)
+        body = {"lease_epoch": epoch} if epoch is not None else None
         return self._call("POST", f"/api/v1/work-items/{_id(item)}/start", WorkItemRead, json=body)
 
-    def complete(self, item: WorkItemRead, result: Any = None) -> WorkItemRead:
+    def complete(self, item: HeldRef, result: Any = None) -> WorkItemRead:
         """Complete with ``result``; sending the same again (say after a timeout) answers the same."""
         body = {"lease_epoch": item.lease_epoch, "result": result}
         return self._call("POST", f"/api/v1/work-items/{item.id}/complete", WorkItemRead, json=body)
 
-    def fail(self, item: WorkItemRead, reason: str) -> WorkItemRead:
+    def fail(self, item: HeldRef, reason: str) -> WorkItemRead:
         body = {"lease_epoch": item.lease_epoch, "reason": reason}
         return self._call("POST", f"/api/v1/work-items/{item.id}/fail", WorkItemRead, json=body)
 
@@ -281,8 +298,17 @@ class WorkyardClient:
         return response
 
 
-def _id(item: ItemRef) -> str:
-    return item.id if isinstance(item, WorkItemRead) else item
+def _id(item: ItemRef | Held) -> str:
+    return item if isinstance(item, str) else item.id
+
+
+def _held_epoch(item: ItemRef | Held) -> int | None:
+    """The lease epoch the caller says it holds ``item`` at; None for a bare id or an unclaimed item."""
+    if isinstance(item, Held):
+        return item.lease_epoch
+    if isinstance(item, WorkItemRead) and item.claim is not None:
+        return item.lease_epoch
+    return None
 
 
 def _params(values: dict[str, Any]) -> dict[str, Any]:
