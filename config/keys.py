@@ -59,3 +59,14 @@ GENERATION = f"{PREFIX}generation"
 
 # Patterns an operator (or a test) may scan to inspect or drop lease state.
 LEASE_PATTERNS = (f"{PREFIX}lease:*", f"{PREFIX}fence:*")
+
+
+# A Celery worker's presence, for the agent registry: the worker writes its record (name,
+# capabilities, concurrency) under its own key with a TTL and adds its name to the index; the
+# orchestrator reads the index, folds the records it finds into the agents table, and drops the
+# names whose key expired. A set rather than a SCAN: the keyspace holds a week of step results.
+WORKER_PRESENCE_INDEX = f"{PREFIX}workers"
+
+
+def worker_presence(name: str) -> str:
+    return f"{PREFIX}worker:{name}"

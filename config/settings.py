@@ -14,7 +14,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # A Unix socket path must fit in sockaddr_un.sun_path (108 bytes on Linux, NUL included).
@@ -82,6 +82,20 @@ class Settings(BaseSettings):
         description="An agent that beats its lease this long without reporting progress is stalled (notified), "
         "unless the item names its own stall ladder.",
     )
+    agent_stale_after_s: float = Field(
+        default=90.0,
+        gt=0,
+        le=86_400,
+        description="A registered agent is live while its last heartbeat is at most this old, then stale. "
+        "Longer than the beat interval of a default 60 s lease, so one late beat does not make it stale.",
+    )
+    agent_dead_after_s: float = Field(
+        default=600.0,
+        gt=0,
+        le=30 * 86_400,
+        description="A stale agent is dead once its last heartbeat is older than this (longer than "
+        "agent_stale_after_s); an agent never heard from is dead.",
+    )
     work_item_max_payload_bytes: int = Field(
         default=256 * 1024, ge=1024, description="Largest payload plus metadata a work item may carry."
     )
@@ -114,6 +128,12 @@ class Settings(BaseSettings):
     # Fault injection for the test suite and for trying failures by hand: every message that
     # workyard publishes (dispatches and reports) is published twice.
     fault_duplicate_delivery: bool = False
+
+    @model_validator(mode="after")
+    def _dead_after_stale(self) -> Settings:
+        if self.agent_dead_after_s <= self.agent_stale_after_s:
+            raise ValueError("WORKYARD_AGENT_DEAD_AFTER_S must be longer than WORKYARD_AGENT_STALE_AFTER_S")
+        return self
 
     @field_validator("secret_key")
     @classmethod

@@ -22,6 +22,9 @@ class Scope(StrEnum):
     sagas_write = "sagas:write"  # submit sagas
     templates_write = "templates:write"  # register saga templates
     webhooks = "webhooks"  # register a tenant's webhooks and read their delivery log
+    agents_read = "agents:read"  # list and read the agent registry (liveness, load, spend)
+    agents_write = "agents:write"  # register, update and deregister any agent of the token's tenant
+    agents_register = "agents:register"  # an agent registers, updates and deregisters itself only
     admin = "admin"
 
 

@@ -16,11 +16,13 @@ from pydantic import (
     model_validator,
 )
 
+from models.agents import RiskLevel
 from models.lifecycles import TypeLifecycle
 from models.principal import SCOPE_PATTERN, PrincipalType, scope_problem
 from models.sla import SlaSpec, StallSpec
 
 Label = Annotated[str, Field(min_length=1, max_length=100)]
+CapabilityName = Annotated[str, Field(min_length=1, max_length=200)]
 ItemId = Annotated[str, Field(min_length=1, max_length=96)]
 
 # Every event a webhook may subscribe to (``*``: all of them). A Literal, so the OpenAPI lists them.
@@ -177,6 +179,13 @@ class WorkItemCreate(BaseModel):
         default=None,
         description="What to do when an agent holding it beats without progress; null: the server's default "
         "(notify after WORKYARD_WORK_STALL_AFTER_S).",
+    )
+    risk_level: RiskLevel | None = Field(
+        default=None,
+        description=(
+            "How much harm the item can do: it may raise its type's risk level, never lower it (a lower one is "
+            "a 422); the risk sets the least autonomy an agent needs to be given it. Null: the type's."
+        ),
     )
     idempotence_key: str | None = Field(
         default=None,
@@ -337,6 +346,14 @@ class WorkItemRead(BaseModel):
     due_at: datetime | None = Field(description="When it should be done; null: no date.")
     idempotence_key: str | None = Field(description="The idempotence key it was created with; null: none.")
     offer: HumanOffer | AgentOffer | None = Field(description="Who may claim it; null: not offered.")
+    risk_level: RiskLevel = Field(
+        default=RiskLevel.low,
+        description="Its effective risk level: its own where it raised its type's, else the type's.",
+    )
+    required_capabilities: list[str] = Field(
+        default_factory=list,
+        description="What an agent needs to be given it: its type's capabilities and its agent offer's capability.",
+    )
     claim: ClaimRead | None = Field(description="Who holds it now; null: nobody.")
     lease_epoch: int = Field(description="The number of the latest claim (0: never claimed).")
     version: int = Field(
@@ -461,18 +478,28 @@ class ReleaseRequest(LeaseRequest):
     reason: str | None = Field(default=None, max_length=2000, description="Why, kept in the history; null: none.")
 
 
+# Bounded, so that no sum of costs in a budget period overflows a float.
+MAX_COST = 1e12
+COST = (
+    "What the work cost, in the agent's budget unit (tokens or money), added to what the calling agent spent "
+    "in its budget's period; recorded only for an agent in the registry. Null: nothing recorded."
+)
+
+
 class CompleteRequest(LeaseRequest):
     """A claim holder completes the work item with its result (what a waiting saga resumes with)."""
 
     result: Any = Field(
         default=None, description="Any JSON value; kept on the item and handed to a waiting saga. Default: null."
     )
+    cost: NotBool[float | None] = Field(default=None, ge=0, le=MAX_COST, allow_inf_nan=False, description=COST)
 
 
 class FailRequest(LeaseRequest):
     """A claim holder reports that the work item cannot be done, and why."""
 
     reason: str = Field(min_length=1, max_length=2000, description="Why it cannot be done, kept on the item.")
+    cost: NotBool[float | None] = Field(default=None, ge=0, le=MAX_COST, allow_inf_nan=False, description=COST)
 
 
 class EventRead(BaseModel):
@@ -529,6 +556,24 @@ class WorkItemTypeCreate(BaseModel):
     lifecycle: TypeLifecycle = Field(
         default="canonical", description="The lifecycle its items follow, unless their origin picks another."
     )
+    capabilities: list[CapabilityName] = Field(
+        default_factory=list,
+        max_length=50,
+        json_schema_extra={"uniqueItems": True},
+        description="Capabilities an agent must declare to be given an item of this type ([]: none; each once).",
+    )
+    risk_level: RiskLevel = Field(
+        default=RiskLevel.low,
+        description="How much harm its items can do: sets the least autonomy (L1 for low ... L4 for critical) an "
+        "agent needs; an item may raise it.",
+    )
+
+    @field_validator("capabilities")
+    @classmethod
+    def _unique(cls, value: list[str]) -> list[str]:
+        if len(value) != len(set(value)):
+            raise ValueError("a capability is listed twice")
+        return value
 
 
 class WorkItemTypeRead(BaseModel):
@@ -546,6 +591,12 @@ class WorkItemTypeRead(BaseModel):
     )
     lifecycle: str = Field(description="The lifecycle its items follow, unless their origin picks another.")
     builtin: bool = Field(description="Whether workyard ships it (true) or an operator registered it.")
+    capabilities: list[str] = Field(
+        default_factory=list, description="Capabilities an agent must declare to be given its items."
+    )
+    risk_level: RiskLevel = Field(
+        default=RiskLevel.low, description="How much harm its items can do (low, medium, high, critical)."
+    )
 
 
 class WebhookCreate(BaseModel):

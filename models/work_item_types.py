@@ -11,16 +11,41 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from models.agents import RiskLevel
+
 
 @dataclass(frozen=True)
 class WorkItemType:
-    """A work-item type: the JSON Schema its items must satisfy and the lifecycle they follow."""
+    """A work-item type: the JSON Schema its items must satisfy, the lifecycle they follow, and
+    what an agent needs to be given one: capabilities, and autonomy enough for its risk level."""
 
     name: str
     description: str
     schema: dict[str, Any]
     lifecycle: str
     builtin: bool = True
+    capabilities: tuple[str, ...] = ()
+    risk_level: RiskLevel = RiskLevel.low
+
+
+RISK_ORDER: tuple[RiskLevel, ...] = tuple(RiskLevel)  # low to critical
+
+
+def effective_risk(item_type: WorkItemType | None, own: str | None) -> RiskLevel:
+    """An item's risk level: its own where that raises its type's, else its type's."""
+    levels = [item_type.risk_level if item_type is not None else RiskLevel.low]
+    if own is not None:
+        levels.append(RiskLevel(own))
+    return max(levels, key=RISK_ORDER.index)
+
+
+def required_capabilities(item_type: WorkItemType | None, offered_capability: str | None) -> list[str]:
+    """What an agent needs to be given an item: its type's capabilities, and the one its agent
+    offer names (each once, in that order)."""
+    names = list(item_type.capabilities) if item_type is not None else []
+    if offered_capability is not None:
+        names.append(offered_capability)
+    return list(dict.fromkeys(names))
 
 
 def _schema(payload_required: list[str] | None = None, **extra: Any) -> dict[str, Any]:
@@ -37,6 +62,11 @@ def _schema(payload_required: list[str] | None = None, **extra: Any) -> dict[str
     return schema
 
 
+# Risk levels (spec §12.1: an item's risk sets the least autonomy an agent needs to be given it):
+# a change alters systems under change control (high); a remediation acts on a system that already
+# misbehaves, and a job or an experiment runs against real systems with little watching (medium);
+# tasks, epics, subtasks and investigations are ordinary work and analysis (low). Capabilities are
+# a deployment's own names, so the built-in types require none.
 BUILTIN_TYPES: dict[str, WorkItemType] = {
     t.name: t
     for t in (
@@ -78,6 +108,7 @@ BUILTIN_TYPES: dict[str, WorkItemType] = {
                 },
             },
             "canonical",
+            risk_level=RiskLevel.medium,
         ),
         WorkItemType(
             "investigation",
@@ -90,18 +121,21 @@ BUILTIN_TYPES: dict[str, WorkItemType] = {
             "A planned change to systems, under change control.",
             _schema(["changeWindow", "approvalPolicyId", "rollbackPlan"]),
             "canonical",
+            risk_level=RiskLevel.high,
         ),
         WorkItemType(
             "remediation",
             "Corrective action after an incident or a failed validation.",
             _schema(["incidentRef", "startAt", "remediationPlan"]),
             "canonical",
+            risk_level=RiskLevel.medium,
         ),
         WorkItemType(
             "experiment",
             "A controlled test with measured metrics and a rollback plan.",
             _schema(["hypothesis", "metrics", "successCriteria", "rollbackPlan"]),
             "canonical",
+            risk_level=RiskLevel.medium,
         ),
     )
 }

@@ -89,6 +89,8 @@ class WorkItem(Base):
     lease_expires_at: Mapped[datetime | None]
     # The TTL the claim asked for: a heartbeat without one keeps it (null: the server default).
     lease_ttl_s: Mapped[float | None] = mapped_column(Float)
+    # The item's own risk level, where it raises its type's (models.agents.RiskLevel); null: the type's.
+    risk_level: Mapped[str | None] = mapped_column(String(16))
     # What the holder's heartbeats last reported, and when that last changed (stall detection).
     progress: Mapped[Any | None]
     progress_at: Mapped[datetime | None]
@@ -176,6 +178,10 @@ class WorkItemTypeRow(Base):
     description: Mapped[str] = mapped_column(Text, default="")
     json_schema: Mapped[dict[str, Any]]
     lifecycle: Mapped[str] = mapped_column(String(32))
+    # What an agent needs to be given its items: capability names, and a risk level
+    # (models.agents.RiskLevel) that sets the least autonomy.
+    capabilities: Mapped[list[str]] = mapped_column(JSON, default=list)
+    risk_level: Mapped[str] = mapped_column(String(16), default="low")
     created_by: Mapped[str] = mapped_column(String(300))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 

@@ -25,6 +25,8 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel, TypeAdapter
 
+from models.agent_api import AgentRead
+from models.agents import AgentSpec
 from models.api import SagaPage, SagaRead, TemplateRead
 from models.errors import WorkyardError
 from models.work_api import (
@@ -182,13 +184,14 @@ class WorkyardClient:
         body = {"lease_epoch": epoch} if epoch is not None else None
         return self._call("POST", f"/api/v1/work-items/{_id(item)}/start", WorkItemRead, json=body)
 
-    def complete(self, item: HeldRef, result: Any = None) -> WorkItemRead:
-        """Complete with ``result``; sending the same again (say after a timeout) answers the same."""
-        body = {"lease_epoch": item.lease_epoch, "result": result}
+    def complete(self, item: HeldRef, result: Any = None, *, cost: float | None = None) -> WorkItemRead:
+        """Complete with ``result``; sending the same again (say after a timeout) answers the same.
+        ``cost`` (in the agent's budget unit) is added to its spend, once."""
+        body = {"lease_epoch": item.lease_epoch, "result": result, "cost": cost}
         return self._call("POST", f"/api/v1/work-items/{item.id}/complete", WorkItemRead, json=body)
 
-    def fail(self, item: HeldRef, reason: str) -> WorkItemRead:
-        body = {"lease_epoch": item.lease_epoch, "reason": reason}
+    def fail(self, item: HeldRef, reason: str, *, cost: float | None = None) -> WorkItemRead:
+        body = {"lease_epoch": item.lease_epoch, "reason": reason, "cost": cost}
         return self._call("POST", f"/api/v1/work-items/{item.id}/fail", WorkItemRead, json=body)
 
     @contextmanager
@@ -231,6 +234,22 @@ class WorkyardClient:
             thread.join(timeout=interval + 5)
             if lease.error is not None and not failed:
                 raise lease.error
+
+    # -- the agent registry ----------------------------------------------------------------------
+
+    def register_agent(self, agent_id: str, spec: AgentSpec, *, tenant: str | None = None) -> AgentRead:
+        """Register an agent (the caller itself, with an agents:register token); the same spec
+        again is a no-op."""
+        body = {**spec.model_dump(mode="json"), "id": agent_id, "tenant": tenant}
+        return self._call("POST", "/api/v1/agents", AgentRead, json=body)
+
+    def get_agent(self, agent_id: str) -> AgentRead:
+        """One registered agent: its spec, liveness, load and spend."""
+        return self._call("GET", f"/api/v1/agents/{agent_id}", AgentRead)
+
+    def agent_heartbeat(self, agent_id: str) -> AgentRead:
+        """Tell the registry the agent is alive (its work calls do that too)."""
+        return self._call("POST", f"/api/v1/agents/{agent_id}/heartbeat", AgentRead)
 
     # -- queues and next work --------------------------------------------------------------------
 

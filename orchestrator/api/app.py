@@ -11,7 +11,7 @@ from starlette.routing import Route
 
 from config.settings import Settings, get_settings
 from models.documents import MAX_DEPTH
-from orchestrator.api import errors, queues, sagas, templates, webhooks, work_item_types, work_items
+from orchestrator.api import agents, errors, queues, sagas, templates, webhooks, work_item_types, work_items
 from orchestrator.api.auth import MCP_PATH, Authenticate
 from orchestrator.api.gate import InputGate
 from orchestrator.api.limits import BodyLimit
@@ -81,6 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(queues.router)
     app.include_router(work_item_types.router)
     app.include_router(webhooks.router)
+    app.include_router(agents.router)
     # MCP's own protocol (JSON-RPC over streamable HTTP), not an OpenAPI operation: left out of the
     # document, so the query check and the fuzzing, which work from the document, pass it by.
     app.router.routes.append(Route(MCP_PATH, mcp, include_in_schema=False))

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Path, Query, Response
 from models.principal import PrincipalType
 from models.work_api import ClaimRequest, NextWork, WorkItemPage, WorkItemRead
 from orchestrator.api.auth import PrincipalDep
-from orchestrator.api.deps import get_wiring
+from orchestrator.api.deps import get_wiring, mark_live
 from orchestrator.api.errors import responses
 from orchestrator.service.wiring import Wiring
 from orchestrator.work import claims, next_work, queues
@@ -89,6 +89,7 @@ def group_queue(
 )
 def claim_next(wiring: WiringDep, principal: PrincipalDep, body: ClaimRequest | None = None) -> WorkItemRead | Response:
     """Claim the best available item (204 when the queue is empty)."""
+    mark_live(wiring, principal)
     with wiring.sessions.begin() as session:
         item = claims.claim_next(
             session,

@@ -79,4 +79,6 @@ def type_view(item_type: WorkItemType) -> WorkItemTypeRead:
         json_schema=item_type.schema,
         lifecycle=item_type.lifecycle,
         builtin=item_type.builtin,
+        capabilities=list(item_type.capabilities),
+        risk_level=item_type.risk_level,
     )

@@ -25,7 +25,7 @@ from models.work_api import (
     no_null,
 )
 from orchestrator.api.auth import PrincipalDep
-from orchestrator.api.deps import get_wiring, unit_of_work
+from orchestrator.api.deps import get_wiring, mark_live, unit_of_work
 from orchestrator.api.errors import responses
 from orchestrator.errors import InvalidInput
 from orchestrator.service.wiring import Wiring
@@ -45,8 +45,8 @@ Cursor = Annotated[
 IF_MATCH = r'^(\*|[0-9]+|"[0-9]+"|W/"[0-9]+")$'
 
 
-def _if_match_schema(schema: dict[str, Any]) -> None:
-    # The pattern only in the schema: _version says what is wrong in words. And no null: a header
+def if_match_schema(schema: dict[str, Any]) -> None:
+    # The pattern only in the schema: parse_if_match says what is wrong in words. And no null: a header
     # is absent or a string.
     no_null(schema)
     schema["pattern"] = IF_MATCH
@@ -149,7 +149,7 @@ def update_work_item(
         str | None,
         Header(
             alias="If-Match",
-            json_schema_extra=_if_match_schema,
+            json_schema_extra=if_match_schema,
             description='Update only if the item is at this version: 3, "3" or W/"3"; * : any version.',
         ),
     ] = None,
@@ -162,7 +162,7 @@ def update_work_item(
             principal,
             item_id,
             body,
-            if_match=_version(if_match),
+            if_match=parse_if_match(if_match),
             max_payload_bytes=wiring.settings.work_item_max_payload_bytes,
         )
 
@@ -204,6 +204,7 @@ def claim_work_item(
     item_id: ItemId, wiring: WiringDep, principal: PrincipalDep, body: ClaimRequest | None = None
 ) -> WorkItemRead:
     """Claim the item exclusively. An agent's claim is a lease: heartbeat before it lapses."""
+    mark_live(wiring, principal)
     with unit_of_work(wiring) as session:
         return claims.claim(
             session,
@@ -220,6 +221,7 @@ def heartbeat_work_item(
     item_id: ItemId, body: HeartbeatRequest, wiring: WiringDep, principal: PrincipalDep
 ) -> WorkItemRead:
     """Extend the caller's lease by the claim's own TTL, and report progress. A lost or stale lease is a 409."""
+    mark_live(wiring, principal)
     with unit_of_work(wiring) as session:
         return claims.heartbeat(
             session,
@@ -238,6 +240,7 @@ def release_work_item(
 ) -> WorkItemRead:
     """Give the item back to its queue."""
     body = body or ReleaseRequest()
+    mark_live(wiring, principal)
     with unit_of_work(wiring) as session:
         return claims.release(session, principal, item_id, body.lease_epoch, body.reason)
 
@@ -248,6 +251,7 @@ def start_work_item(
 ) -> WorkItemRead:
     """Start the item, claiming it first if the caller does not hold it. Work already underway (its
     last holder's lease lapsed) is resumed; a retried start answers as the first did."""
+    mark_live(wiring, principal)
     with unit_of_work(wiring) as session:
         return claims.start(
             session,
@@ -264,26 +268,34 @@ def complete_work_item(
     item_id: ItemId, body: CompleteRequest, wiring: WiringDep, principal: PrincipalDep
 ) -> WorkItemRead:
     """Complete the held item with a result; its lifecycle says where that takes it. A retry of the
-    same call (same claim, same result) answers as the first did; another result is a 409."""
+    same call (same claim, same result) answers as the first did; another result is a 409.
+    A ``cost`` is added to the calling agent's spend in its budget's current period (agents in the
+    registry), once: a retry adds nothing."""
+    mark_live(wiring, principal)
     with unit_of_work(wiring) as session:
-        return claims.complete(
+        item = claims.complete(
             session,
             principal,
             item_id,
             body.lease_epoch,
             body.result,
             max_result_bytes=wiring.settings.work_item_max_payload_bytes,
+            cost=body.cost,
         )
+        return item
 
 
 @router.post("/{item_id}/fail", response_model=WorkItemRead, responses=responses(*AUTH, 404, 409, 422))
 def fail_work_item(item_id: ItemId, body: FailRequest, wiring: WiringDep, principal: PrincipalDep) -> WorkItemRead:
-    """Give up on the held item, with a reason. A retry with the same claim and reason answers as the first did."""
+    """Give up on the held item, with a reason. A retry with the same claim and reason answers as the first did.
+    A ``cost`` is added to the calling agent's spend, as with complete."""
+    mark_live(wiring, principal)
     with unit_of_work(wiring) as session:
-        return claims.fail(session, principal, item_id, body.lease_epoch, body.reason)
+        return claims.fail(session, principal, item_id, body.lease_epoch, body.reason, cost=body.cost)
 
 
-def _version(if_match: str | None) -> int | None:
+def parse_if_match(if_match: str | None) -> int | None:
+    """The version an If-Match header names; None for none or ``*``."""
     if if_match is None:
         return None
     # Matched whole, as the OpenAPI's pattern says (str.isdigit would pass "²", which int() refuses);
@@ -291,7 +303,7 @@ def _version(if_match: str | None) -> int | None:
     match = re.fullmatch(r'\*|W/"([0-9]+)"|"([0-9]+)"|([0-9]+)', if_match)
     if match is None:
         raise InvalidInput(
-            "If-Match must carry the item's version number", details=[{"path": "If-Match", "message": "not a number"}]
+            "If-Match must carry a version number", details=[{"path": "If-Match", "message": "not a number"}]
         )
     digits = next((group for group in match.groups() if group is not None), None)
     return None if digits is None else int(digits)  # "*" (RFC 9110): any current version will do

@@ -19,7 +19,7 @@ from models.api import SagaCreate, SagaRead
 from models.principal import Principal, PrincipalType, Scope
 from models.problems import error_details, summary
 from models.work_api import EventRead, NextWork, WorkItemPage, WorkItemRead, WorkItemTypeRead
-from orchestrator.api.deps import unit_of_work
+from orchestrator.api.deps import mark_live, unit_of_work
 from orchestrator.api.sagas import submit
 from orchestrator.api.work_item_types import type_view
 from orchestrator.errors import InvalidInput, Unavailable
@@ -173,7 +173,9 @@ class InProcessBackend:
 
     @contextmanager
     def _writing(self) -> Iterator[Session]:
-        # The routes' unit of work: one transaction, its outbox published once it committed.
+        # As the routes do: a registered agent's work call marks it live (heard over MCP); then
+        # one transaction, its outbox published once it committed.
+        mark_live(self.wiring, self.principal, "mcp")
         with _database_errors(), unit_of_work(self.wiring) as session:
             yield session
 

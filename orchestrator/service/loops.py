@@ -1,5 +1,6 @@
-"""The orchestrator process: report consumer, outbox sweep, timer loop, webhook sender and the
-recovery of lost reports and of a Redis that lost its data, as threads."""
+"""The orchestrator process: report consumer, outbox sweep, timer loop, webhook sender, the
+recovery of lost reports and of a Redis that lost its data, and Celery workers' presence in the
+agent registry, as threads."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import threading
 from collections.abc import Callable
 
 from orchestrator.service.consumer import ReportConsumer
+from orchestrator.service.presence import WorkerPresenceFold
 from orchestrator.service.webhooks import WebhookSender
 from orchestrator.service.wiring import Wiring
 
@@ -20,6 +22,8 @@ WEBHOOKS_EVERY_S = 0.5
 # more on a recovery that is rare anyway, and one cheap query (and MGET) when there is nothing.
 # Each pass also reads the Redis generation markers (a GET each) to notice a data loss.
 RECOVERY_EVERY_S = 3.0
+# Celery workers' presence records (they rewrite theirs every 5 s) into the agent registry.
+PRESENCE_EVERY_S = 2.0
 
 
 def _loop(name: str, stop: threading.Event, every_s: float, tick: Callable[[], int]) -> None:
@@ -43,6 +47,7 @@ def run_orchestrator(wiring: Wiring, stop: threading.Event | None = None) -> Non
     settings = wiring.settings
     sender = WebhookSender(wiring.sessions, settings, resolver=wiring.resolver)
     consumer = ReportConsumer(wiring.app, wiring.coordinator, batch=settings.coordinator_batch, stop=stop)
+    presence = WorkerPresenceFold(wiring.sessions, wiring.store_client)
     threads = [
         threading.Thread(target=consumer.run, name="coordinator", daemon=True),
         threading.Thread(
@@ -61,6 +66,12 @@ def run_orchestrator(wiring: Wiring, stop: threading.Event | None = None) -> Non
             target=_loop,
             args=("recovery", stop, RECOVERY_EVERY_S, wiring.recover),
             name="report-recovery",
+            daemon=True,
+        ),
+        threading.Thread(
+            target=_loop,
+            args=("worker presence", stop, PRESENCE_EVERY_S, presence.tick),
+            name="worker-presence",
             daemon=True,
         ),
     ]

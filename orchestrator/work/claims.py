@@ -26,6 +26,7 @@ from models.principal import Principal, PrincipalType, Scope
 from models.tables import Timer
 from models.work_api import WorkItemRead
 from models.work_tables import DEPENDENCIES, QUEUE_ORDER, WorkItem, WorkItemEvent
+from orchestrator.agents import record_spend
 from orchestrator.errors import Conflict, Forbidden, InvalidInput, PayloadTooLarge
 from orchestrator.storage.unit_of_work import uow_of
 from orchestrator.work import audit, stalls
@@ -320,7 +321,10 @@ def complete(
     result: Any,
     *,
     max_result_bytes: int | None = None,
+    cost: float | None = None,
 ) -> WorkItemRead:
+    """Complete the held item with ``result``. A retry of the same call answers as the first did
+    (see ``_retry_of``). ``cost`` is added to the calling agent's budget spend, once."""
     if max_result_bytes is not None:
         # The result is kept on the item and handed to the saga: held to the payload's limit.
         size = len(json.dumps(result, separators=(",", ":")))
@@ -343,13 +347,22 @@ def complete(
     item.result = result
     details = {"lease_epoch": item.lease_epoch, "result_sha256": digest}
     move(session, item, target, principal.ref, action="completed", details=details)
+    _spend(session, principal, cost)
     if item.claimed_by_id is not None:
         # The holder's part is done; whoever acts next (a reviewer) claims it anew.
         release_claim(item)
     return read_items(session, [item])[0]
 
 
-def fail(session: Session, principal: Principal, item_id: str, lease_epoch: int | None, reason: str) -> WorkItemRead:
+def fail(
+    session: Session,
+    principal: Principal,
+    item_id: str,
+    lease_epoch: int | None,
+    reason: str,
+    *,
+    cost: float | None = None,
+) -> WorkItemRead:
     try:
         item = holder_item(session, principal, item_id, lease_epoch)
     except Conflict:
@@ -363,8 +376,16 @@ def fail(session: Session, principal: Principal, item_id: str, lease_epoch: int 
     item.reason = reason
     details = {"lease_epoch": item.lease_epoch, "reason_sha256": _digest(reason)}
     move(session, item, target, principal.ref, action="failed", reason=reason, details=details)
+    _spend(session, principal, cost)
     release_claim(item)
     return read_items(session, [item])[0]
+
+
+def _spend(session: Session, principal: Principal, cost: float | None) -> None:
+    # In the call's own transaction, and not on a retry: the spend counts exactly when the
+    # completion (or failure) does.
+    if cost is not None and principal.type is PrincipalType.agent:
+        record_spend(session, principal.tenant, principal.id, cost)
 
 
 def _retry_of(

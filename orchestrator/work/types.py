@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
 
@@ -13,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from models.agents import RiskLevel
 from models.lifecycles import TYPE_LIFECYCLES
 from models.principal import Principal
 from models.schemas import SchemaProblem, check_schema, validator_for
@@ -69,6 +71,8 @@ def register_type(session: Session, body: WorkItemTypeCreate, principal: Princip
                 description=body.description,
                 json_schema=body.json_schema,
                 lifecycle=body.lifecycle,
+                capabilities=body.capabilities,
+                risk_level=body.risk_level.value,
                 created_by=principal.ref,
             )
         )
@@ -81,10 +85,18 @@ def register_type(session: Session, body: WorkItemTypeCreate, principal: Princip
                 raise
         else:
             return get_type(session, body.name), True
-    same = (existing.json_schema, existing.lifecycle, existing.description) == (
+    same = (
+        existing.json_schema,
+        existing.lifecycle,
+        existing.description,
+        existing.capabilities,
+        existing.risk_level,
+    ) == (
         body.json_schema,
         body.lifecycle,
         body.description,
+        body.capabilities,
+        body.risk_level.value,
     )
     if not same:
         raise Conflict(f"type {body.name!r} is already registered with another definition; types are immutable")
@@ -131,5 +143,26 @@ def _validator(schema_json: str) -> Any:
     return validator_for(json.loads(schema_json))
 
 
+def types_of(session: Session, names: Iterable[str]) -> dict[str, WorkItemType]:
+    """The types of these names that exist, built in or registered, in one query at most."""
+    wanted = set(names)
+    found = {n: BUILTIN_TYPES[n] for n in wanted if n in BUILTIN_TYPES}
+    others = sorted(wanted - set(found))
+    if others:
+        found.update(
+            (r.name, _from_row(r))
+            for r in session.scalars(select(WorkItemTypeRow).where(WorkItemTypeRow.name.in_(others)))
+        )
+    return found
+
+
 def _from_row(row: WorkItemTypeRow) -> WorkItemType:
-    return WorkItemType(row.name, row.description, row.json_schema, row.lifecycle, builtin=False)
+    return WorkItemType(
+        row.name,
+        row.description,
+        row.json_schema,
+        row.lifecycle,
+        builtin=False,
+        capabilities=tuple(row.capabilities),
+        risk_level=RiskLevel(row.risk_level),
+    )

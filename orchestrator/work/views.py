@@ -15,10 +15,12 @@ from models.base import utcnow
 from models.principal import Principal, PrincipalType, Scope
 from models.sla import SlaSpec
 from models.work_api import AgentOffer, ClaimRead, HumanOffer, PartyRef, SagaLink, WorkItemPage, WorkItemRead
+from models.work_item_types import WorkItemType, effective_risk, required_capabilities
 from models.work_tables import DEPENDENCIES, LABELS, WorkItem
 from orchestrator.errors import Forbidden, InvalidInput, NotFound
 from orchestrator.storage.cursors import decode_cursor, encode_cursor
 from orchestrator.work.access import require
+from orchestrator.work.types import types_of
 
 
 def load_item(session: Session, principal: Principal, item_id: str, *, lock: bool = False) -> WorkItem:
@@ -102,10 +104,13 @@ def read_items(session: Session, items: Sequence[WorkItem]) -> list[WorkItemRead
             .order_by(DEPENDENCIES.c.depends_on_id)
         ):
             deps[item_id].append(dep)
-    return [item_view(i, labels[i.id], deps[i.id]) for i in items]
+    types = types_of(session, {i.type for i in items})
+    return [item_view(i, labels[i.id], deps[i.id], types.get(i.type)) for i in items]
 
 
-def item_view(item: WorkItem, labels: list[str], dependencies: list[str]) -> WorkItemRead:
+def item_view(
+    item: WorkItem, labels: list[str], dependencies: list[str], item_type: WorkItemType | None = None
+) -> WorkItemRead:
     offer: HumanOffer | AgentOffer | None = None
     if item.offer_type == "human":
         offer = HumanOffer(scope=item.offer_scope or "work:claim", group=item.offer_group)
@@ -145,6 +150,10 @@ def item_view(item: WorkItem, labels: list[str], dependencies: list[str]) -> Wor
         due_at=item.due_at,
         idempotence_key=item.idempotence_key,
         offer=offer,
+        risk_level=effective_risk(item_type, item.risk_level),
+        required_capabilities=required_capabilities(
+            item_type, item.offer_capability if item.offer_type == "agent" else None
+        ),
         claim=claim,
         lease_epoch=item.lease_epoch,
         version=item.version,

@@ -197,6 +197,7 @@ def test_commands_without_a_stack_say_what_to_do(tmp_path: Path) -> None:
 
 
 def test_an_agent_works_an_item_over_http_with_a_cli_token(stack_env: dict[str, str]) -> None:
+    from models.agents import AgentSpec, AgentType, CapabilityDecl
     from workers.client import ApiError, WorkyardClient
 
     admin_token = (Path(stack_env["WORKYARD_DATA_DIR"]) / "admin-token").read_text().strip()
@@ -212,6 +213,8 @@ def test_an_agent_works_an_item_over_http_with_a_cli_token(stack_env: dict[str, 
         "work:claim",
         "--scope",
         "work:read",
+        "--scope",
+        "agents:register",
         "--capability",
         "summarize",
     )
@@ -220,6 +223,12 @@ def test_an_agent_works_an_item_over_http_with_a_cli_token(stack_env: dict[str, 
     agent_token = made.stdout.strip()
     api = stack_env["WORKYARD_TEST_API"]
     with WorkyardClient(api, admin_token) as admin, WorkyardClient(api, agent_token) as agent:
+        # The agent registers itself in the registry, declaring what its token grants.
+        me = agent.register_agent(
+            "summarizer-1",
+            AgentSpec(agent_type=AgentType.stateless_tool_caller, capabilities=[CapabilityDecl(name="summarize")]),
+        )
+        assert (me.tenant, me.liveness, me.capacity) == ("acme", "live", 1)
         item = admin.create_work_item(
             {
                 "type": "task",
@@ -241,8 +250,11 @@ def test_an_agent_works_an_item_over_http_with_a_cli_token(stack_env: dict[str, 
                 interval=0.25,
                 what="the agent's heartbeated claim",
             )
-        done = agent.complete(started, {"summary": "disk filled up"})
+        assert admin.get_agent("summarizer-1").load == 1
+        done = agent.complete(started, {"summary": "disk filled up"}, cost=0.25)
         assert done.status == "review" and done.result == {"summary": "disk filled up"}
+        shown = admin.get_agent("summarizer-1")
+        assert (shown.load, shown.spent) == (0, 0.25)
         assert admin.transition(item, "done", reason="reads well").status == "done"
         actions = [(e.action, e.actor) for e in admin.history(item)]
         assert actions == [

@@ -35,6 +35,8 @@ TENANT_SCOPES = [
     Scope.sagas_write,
     Scope.templates_write,
     Scope.webhooks,
+    Scope.agents_read,
+    Scope.agents_write,
 ]
 
 

@@ -96,6 +96,15 @@ INEXPRESSIBLE = [
         "step names are unique within a template: JSON Schema's uniqueItems compares whole items, not a key",
         detail=r"^body: Value error, step name .* is used twice$",
     ),
+    Inexpressible(
+        r"^request is not valid: ",
+        "an agent declares each capability once, with one proficiency: uniqueItems compares whole items, not a key",
+        detail=r"^body(\.capabilities)?: Value error, a capability is declared twice$",
+    ),
+    Inexpressible(
+        r"^risk_level \w+ is below its type's ",
+        "an item may raise its type's risk level, never lower it: the type's is in a runtime registry",
+    ),
 ]
 
 

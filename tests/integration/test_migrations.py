@@ -11,7 +11,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import text
 
-from models import tables, work_tables  # noqa: F401  (every table on Base.metadata)
+from models import agent_tables, tables, work_tables  # noqa: F401  (every table on Base.metadata)
 from models.base import Base
 from orchestrator.storage.db import make_engine
 from orchestrator.storage.migrate import upgrade

@@ -10,7 +10,8 @@ from celery import signals
 
 from config.keys import capability_queue
 from config.settings import Settings
-from workers.celery.app import create_app
+from workers.celery.app import create_app, redis_client
+from workers.presence import PresenceBeacon
 from workers.registry import RegistryError, handlers_for, load_handler_modules
 
 
@@ -61,15 +62,30 @@ def run_worker(
     # Celery's worker command ends with the worker's exit code, which app.worker_main() drops
     # (click hands it back to Celery, which does not return it): read it off the worker itself.
     started: list[Any] = []
+    beacons: list[PresenceBeacon] = []
 
     def keep(sender: Any, **_: Any) -> None:
         started.append(sender)
 
+    def announce(sender: Any, **_: Any) -> None:
+        # Once it consumes: the agent registry lists it (through the orchestrator) from now on.
+        name = str(getattr(sender, "hostname", None) or hostname or socket.gethostname())
+        beacons.append(PresenceBeacon(lambda: redis_client(settings), name, capabilities, concurrency).start())
+
+    def withdraw(**_: Any) -> None:
+        while beacons:
+            beacons.pop().stop()
+
     signals.worker_init.connect(keep, weak=False)
+    signals.worker_ready.connect(announce, weak=False)
+    signals.worker_shutdown.connect(withdraw, weak=False)
     try:
         app.worker_main(
             worker_argv(capabilities, concurrency=concurrency, pool=pool, hostname=hostname, loglevel=level)
         )
     finally:
         signals.worker_init.disconnect(keep)
+        signals.worker_ready.disconnect(announce)
+        signals.worker_shutdown.disconnect(withdraw)
+        withdraw()
     return int(started[-1].exitcode or 0) if started else 0
