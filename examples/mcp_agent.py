@@ -58,19 +58,19 @@ async def call(client: Client, tool: str, **arguments: Any) -> Any:
     return result.structured_content
 
 
-async def heartbeats(client: Client, item: dict[str, Any], every_s: float, stop: anyio.Event) -> None:
+async def heartbeats(
+    client: Client, item: dict[str, Any], every_s: float, stop: anyio.Event, progress: dict[str, Any]
+) -> None:
     """Extend the lease every ``every_s`` until ``stop``; a lost lease ends the beats (the final
     complete then fails with a conflict, which is the signal to drop the work)."""
-    beats = 0
     while not stop.is_set():
         with anyio.move_on_after(every_s):
             await stop.wait()
         if stop.is_set():
             return
-        beats += 1
         try:
             await call(
-                client, "heartbeat", item_id=item["id"], lease_epoch=item["lease_epoch"], progress={"beats": beats}
+                client, "heartbeat", item_id=item["id"], lease_epoch=item["lease_epoch"], progress=dict(progress)
             )
         except ToolFailed as exc:
             log.warning("lost the lease on %s: %s", item["id"], exc)
@@ -83,7 +83,10 @@ async def work_one(client: Client, item: dict[str, Any], ttl_s: float) -> bool:
     item = await call(client, "start", item_id=item["id"], lease_epoch=item["lease_epoch"])
     stop = anyio.Event()
     async with anyio.create_task_group() as beating:
-        beating.start_soon(heartbeats, client, item, ttl_s / 3, stop)
+        # What the beats report: it changes only as the work moves on (a counter of beats would hide
+        # a stuck agent from workyard's stall detection).
+        progress: dict[str, Any] = {"stage": "summarizing"}
+        beating.start_soon(heartbeats, client, item, ttl_s / 3, stop, progress)
         try:
             summary = summarize(item.get("payload") or {})
         finally:

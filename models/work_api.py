@@ -18,7 +18,7 @@ from pydantic import (
 
 from models.agents import RiskLevel
 from models.lifecycles import TypeLifecycle
-from models.principal import SCOPE_PATTERN, PrincipalType, scope_problem
+from models.principal import SCOPE_PATTERN, PrincipalType
 from models.sla import SlaSpec, StallSpec
 
 Label = Annotated[str, Field(min_length=1, max_length=100)]
@@ -74,13 +74,8 @@ class HumanOffer(BaseModel):
         description="The token scope a person needs to claim it: one of workyard's, or a custom one such as "
         "finance:approve (tokens can carry custom scopes in namespaces of their own).",
     )
-
-    @field_validator("scope")
-    @classmethod
-    def _known_or_custom(cls, scope: str) -> str:
-        if (problem := scope_problem(scope)) is not None:
-            raise ValueError(problem)
-        return scope
+    # Checked where an offer comes in (an item's create or update, a template's registration), not
+    # here: items and templates stored before the rule must still read back.
 
     group: str | None = Field(
         default=None,

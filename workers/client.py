@@ -90,8 +90,8 @@ class Lease:
         self._lock = threading.Lock()
 
     def report(self, progress: dict[str, Any]) -> None:
-        """Send ``progress`` with the next heartbeat: a holder that beats without progress for
-        too long is reported stalled."""
+        """Send ``progress`` with the heartbeats from now on (the server keeps it when it
+        changes): a holder that beats without new progress for too long is reported stalled."""
         with self._lock:
             self._progress = progress
 
@@ -100,10 +100,10 @@ class Lease:
         if self.error is not None:
             raise self.error
 
-    def _take_progress(self) -> dict[str, Any] | None:
+    def _latest_progress(self) -> dict[str, Any] | None:
+        # Every beat sends the latest: a beat that did not get through loses nothing.
         with self._lock:
-            progress, self._progress = self._progress, None
-            return progress
+            return self._progress
 
     def _lose(self, error: LeaseLost) -> None:
         self.error = error
@@ -210,7 +210,7 @@ class WorkyardClient:
         def beat() -> None:
             while not stop.wait(interval):
                 try:
-                    lease.item = self.heartbeat(lease.item, progress=lease._take_progress())
+                    lease.item = self.heartbeat(lease.item, progress=lease._latest_progress())
                 except ApiError as exc:
                     if exc.retryable and not _lapsed(lease.item):
                         continue

@@ -41,6 +41,12 @@ def mcp(url: str | None, token: str | None) -> None:
                 f"no token: pass --token or set WORKYARD_TOKEN (a token from `workyard token create`); "
                 f"{path} (written by `workyard up`) cannot be read: {exc.strerror or exc}"
             ) from exc
+        # Fine for trying it on the embedded stack; an agent's host should hold a token of its own.
+        click.echo(
+            f"workyard mcp: using the operator's token in {path} (every tenant, every scope); give an agent "
+            "its own with `workyard token create` and pass it with --token or WORKYARD_TOKEN",
+            err=True,
+        )
     if not token:
         raise Failure("the token is empty: pass --token or set WORKYARD_TOKEN")
     serve_stdio(url or settings.api_url, token)

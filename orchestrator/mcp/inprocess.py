@@ -100,7 +100,9 @@ class InProcessBackend:
                 progress=progress,
             )
 
-    def complete(self, item_id: str, *, lease_epoch: int | None, result: Any = None) -> WorkItemRead:
+    def complete(
+        self, item_id: str, *, lease_epoch: int | None, result: Any = None, cost: float | None = None
+    ) -> WorkItemRead:
         with self._writing() as session:
             return claims.complete(
                 session=session,
@@ -109,12 +111,18 @@ class InProcessBackend:
                 lease_epoch=lease_epoch,
                 result=result,
                 max_result_bytes=self.wiring.settings.work_item_max_payload_bytes,
+                cost=cost,
             )
 
-    def fail(self, item_id: str, *, lease_epoch: int | None, reason: str) -> WorkItemRead:
+    def fail(self, item_id: str, *, lease_epoch: int | None, reason: str, cost: float | None = None) -> WorkItemRead:
         with self._writing() as session:
             return claims.fail(
-                session=session, principal=self.principal, item_id=item_id, lease_epoch=lease_epoch, reason=reason
+                session=session,
+                principal=self.principal,
+                item_id=item_id,
+                lease_epoch=lease_epoch,
+                reason=reason,
+                cost=cost,
             )
 
     def release(self, item_id: str, *, lease_epoch: int | None = None, reason: str | None = None) -> WorkItemRead:

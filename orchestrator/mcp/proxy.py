@@ -50,11 +50,13 @@ class ProxyBackend:
     ) -> WorkItemRead:
         return self._relay(lambda: self.client.heartbeat(Held(item_id, lease_epoch), ttl_s=ttl_s, progress=progress))
 
-    def complete(self, item_id: str, *, lease_epoch: int | None, result: Any = None) -> WorkItemRead:
-        return self._relay(lambda: self.client.complete(Held(item_id, lease_epoch), result))
+    def complete(
+        self, item_id: str, *, lease_epoch: int | None, result: Any = None, cost: float | None = None
+    ) -> WorkItemRead:
+        return self._relay(lambda: self.client.complete(Held(item_id, lease_epoch), result, cost=cost))
 
-    def fail(self, item_id: str, *, lease_epoch: int | None, reason: str) -> WorkItemRead:
-        return self._relay(lambda: self.client.fail(Held(item_id, lease_epoch), reason))
+    def fail(self, item_id: str, *, lease_epoch: int | None, reason: str, cost: float | None = None) -> WorkItemRead:
+        return self._relay(lambda: self.client.fail(Held(item_id, lease_epoch), reason, cost=cost))
 
     def release(self, item_id: str, *, lease_epoch: int | None = None, reason: str | None = None) -> WorkItemRead:
         return self._relay(lambda: self.client.release(Held(item_id, lease_epoch), reason=reason))

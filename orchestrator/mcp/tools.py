@@ -22,7 +22,7 @@ from pydantic import Field
 
 from models.api import SagaRead
 from models.errors import WorkyardError
-from models.work_api import TTL, EventRead, NextWork, NotBool, WorkItemPage, WorkItemRead
+from models.work_api import COST, MAX_COST, TTL, EventRead, NextWork, NotBool, WorkItemPage, WorkItemRead
 from orchestrator.errors import NotFound
 from orchestrator.mcp.answers import answer, resource_error
 from orchestrator.mcp.backend import Backend
@@ -86,6 +86,9 @@ Epoch = Annotated[
         description="The lease_epoch your claim answered with; if the claim was lost since, the call is a conflict. "
         "Required while the claim is a lease (an agent's); null: not checked (a person's claim)."
     ),
+]
+Cost = Annotated[
+    NotBool[Annotated[float, Field(ge=0, le=MAX_COST, allow_inf_nan=False)] | None], Field(description=COST)
 ]
 Reason = Annotated[str | None, Field(max_length=2000, description="Why, kept in the item's history; null: none.")]
 Limit = Annotated[NotBool[Annotated[int, Field(ge=1, le=500)]], Field(description="The most items per page.")]
@@ -176,11 +179,12 @@ def complete(
         Any,
         Field(description="What the work produced, any JSON value; kept on the item (a waiting saga resumes with it)."),
     ] = None,
+    cost: Cost = None,
 ) -> Annotated[CallToolResult, WorkItemRead]:
     """Complete the item you hold with its result; its lifecycle says where that takes it (done, or
     review for a task). A conflict means your lease was lost (someone else may have the work now)
     or the item cannot be completed from its status; the message says which."""
-    return answer(lambda: backend().complete(item_id, lease_epoch=lease_epoch, result=result))
+    return answer(lambda: backend().complete(item_id, lease_epoch=lease_epoch, result=result, cost=cost))
 
 
 def fail(
@@ -189,10 +193,11 @@ def fail(
         str, Field(min_length=1, max_length=2000, description="Why it cannot be done; kept on the item.")
     ],
     lease_epoch: Epoch = None,
+    cost: Cost = None,
 ) -> Annotated[CallToolResult, WorkItemRead]:
     """Give up on the item you hold because it cannot be done, saying why. A saga waiting on it
     fails that step and compensates. To let someone else try instead, use release."""
-    return answer(lambda: backend().fail(item_id, lease_epoch=lease_epoch, reason=reason))
+    return answer(lambda: backend().fail(item_id, lease_epoch=lease_epoch, reason=reason, cost=cost))
 
 
 def release(

@@ -401,9 +401,14 @@ def _retry_of(
     body): agents retry a complete whose answer a timeout lost, and get what the first got.
     None when it is no retry; a 409 when it is the same claim with another body."""
     item = load_item(session, principal, item_id)
+    # The last claim or move of the item: a retry finds the caller's own action there. A claim
+    # since, or a move since (the reporter sent it back), means the item moved on: not a retry.
     last = session.scalar(
         select(WorkItemEvent)
-        .where(WorkItemEvent.item_id == item_id, WorkItemEvent.action.in_(("claimed", action)))
+        .where(
+            WorkItemEvent.item_id == item_id,
+            or_(WorkItemEvent.action == "claimed", WorkItemEvent.to_status.is_not(None)),
+        )
         .order_by(WorkItemEvent.id.desc())
         .limit(1)
     )

@@ -68,8 +68,14 @@ def fire(session: Session, timer: Timer, item: WorkItem | None, now: datetime) -
     rungs = [EscalationStep.model_validate(r) for r in timer.payload.get("rungs", [])]
     step = int(timer.payload.get("step", 0))
     since = item.progress_at or item.claimed_at or now
-    if step >= len(rungs):
+    if not rungs:
         return
+    if step >= len(rungs):
+        # The ladder is spent. Still stalled: look again later. Progress since: watch it anew.
+        if item.stalled_at is not None:
+            _push(timer, now + _after(rungs[0]), item.lease_epoch, step, rungs, now)
+            return
+        step = 0
     if since + _after(rungs[step]) > now:
         # Progress since the last rung: the ladder starts over from it (the timer is pushed on).
         _push(timer, since + _after(rungs[0]), item.lease_epoch, 0, rungs, now)
@@ -89,8 +95,13 @@ def fire(session: Session, timer: Timer, item: WorkItem | None, now: datetime) -
         details={"step": step + 1, "of": len(rungs), "action": rung.action, "to": rung.to, "holder": holder},
     )
     apply(session, item, rung.action, rung.to, now, why=f"stalled: no progress since {since.isoformat()}")
-    if step + 1 < len(rungs) and item.claimed_by_id is not None:
+    if item.claimed_by_id is None or item.lease_epoch != timer.payload.get("lease_epoch"):
+        return  # the rung took the item from its holder: this claim's clock is over
+    if step + 1 < len(rungs):
         _push(timer, since + _after(rungs[step + 1]), item.lease_epoch, step + 1, rungs, now)
+    else:
+        # Kept, past the last rung: progress later and a stall after that are watched as well.
+        _push(timer, now + _after(rungs[0]), item.lease_epoch, len(rungs), rungs, now)
 
 
 def progressed(session: Session, item: WorkItem, actor: str, now: datetime) -> None:

@@ -27,8 +27,6 @@ from orchestrator.work.transitions import move, release_claim
 log = logging.getLogger(__name__)
 
 SYSTEM = "system"
-# Where "pause" parks an item, by lifecycle: the status that means "waiting on something".
-PAUSE_STATUS = {"work": "blocked", "canonical": "waiting", "step": "blocked"}
 
 
 def lock_items(session: Session, item_ids: Iterable[str]) -> None:
@@ -127,7 +125,7 @@ def apply(session: Session, item: WorkItem, action: BreachAction, to: str | None
         item.reason = why
         move(session, item, target, SYSTEM, action="cancelled", reason=why)
     elif action == "pause":
-        target = PAUSE_STATUS.get(item.lifecycle)
+        target = lifecycle.paused  # the status that means "waiting on something"
         if target is None or not is_valid_transition(lifecycle, item.status, target):
             audit.record(session, item, "pause_refused", SYSTEM, reason=f"{why}; {item.status} cannot be paused")
             return

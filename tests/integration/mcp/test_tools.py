@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from mcp.shared.exceptions import MCPError
 
+from models.agents import AgentSpec, AgentType, Budget, CapabilityDecl
 from models.base import utcnow
 from orchestrator.sagas.templates import parse_template, register_template
 from tests.integration.mcp.conftest import MAX_PAYLOAD_BYTES, Served, connect
@@ -292,3 +293,28 @@ def test_submit_a_saga_and_follow_it(served: Served, template: str, transport: s
     with WorkyardClient(served.url, outsider) as http, pytest.raises(ApiError) as refused:
         http.get_saga(submitted["id"])
     assert hidden == {"code": refused.value.code, "message": refused.value.message, "details": refused.value.details}
+
+
+def test_a_cost_sent_with_complete_counts_against_the_agents_budget(
+    served: Served, transport: str, tmp_path: Path
+) -> None:
+    capability = fresh("summarize")
+    agent = fresh("agent:summarizer")
+    token = served.token(agent, scopes=("work:read", "work:claim", "agents:register"), capabilities=(capability,))
+    agent_id = agent.split(":")[1]
+    spec = AgentSpec(
+        agent_type=AgentType.stateless_tool_caller,
+        capabilities=[CapabilityDecl(name=capability)],
+        budget=Budget(unit="USD", limit=10, period="day"),
+    )
+    with WorkyardClient(served.url, token) as http:
+        http.register_agent(agent_id, spec)
+    served.create_item(capability)
+    with connect(transport, served, token, tmp_path) as mcp:
+        claimed = mcp.ok("claim_next", ttl_s=20)["result"]
+        mcp.ok("start", item_id=claimed["id"], lease_epoch=claimed["lease_epoch"])
+        args = {"item_id": claimed["id"], "lease_epoch": claimed["lease_epoch"], "result": "ok", "cost": 0.75}
+        first, again = mcp.ok("complete", **args), mcp.ok("complete", **args)
+    assert first == again  # a retry answers the same, and costs nothing more
+    with WorkyardClient(served.url, token) as http:
+        assert http.get_agent(agent_id).spent == 0.75

@@ -128,6 +128,19 @@ def test_progress_reported_through_the_lease_is_kept_on_the_item(
     assert again.progress_at == beat.progress_at
 
 
+def test_progress_reported_to_the_lease_reaches_the_item_with_the_beats(
+    clients: tuple[WorkyardClient, WorkyardClient, WorkyardClient],
+) -> None:
+    pm, agent, _ = clients
+    pm.create_work_item(task(offer=SUMMARIZE))
+    item = agent.start(agent.claim_next(ttl_s=60) or pytest.fail("nothing to claim"))
+    with agent.keep_alive(item, every_s=0.1) as lease:
+        lease.report({"done": 1, "of": 3})
+        eventually(lambda: pm.get_work_item(item).progress == {"done": 1, "of": 3}, timeout=10, what="progress")
+        lease.report({"done": 2, "of": 3})
+        eventually(lambda: pm.get_work_item(item).progress == {"done": 2, "of": 3}, timeout=10, what="more")
+
+
 def bearer(headers: dict[str, str]) -> str:
     return headers["Authorization"].removeprefix("Bearer ")
 

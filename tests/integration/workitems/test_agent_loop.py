@@ -213,4 +213,54 @@ def test_a_misspelt_or_malformed_offer_scope_is_a_422(
     )
     assert refused.status_code == 422
     detail = error(refused)["details"][0]
-    assert detail["path"] == "body.offer.human.scope" and message in detail["message"], detail
+    assert detail["path"] == "offer.scope" and message in detail["message"], detail
+
+
+def test_an_item_stored_with_a_free_form_offer_scope_still_reads_back(client: TestClient, token: TokenFactory) -> None:
+    # Before custom scopes had a form, an offer's scope was any text: such items must still read.
+    from models.work_tables import WorkItem
+    from tests.integration.workitems.conftest import sessions
+
+    creator = token("user:pm")
+    item_id = client.post("/api/v1/work-items", json=task(), headers=creator).json()["id"]
+    with sessions(client).begin() as session:
+        row = session.get(WorkItem, item_id)
+        assert row is not None
+        row.offer_scope = "approvers"
+    read = client.get(f"/api/v1/work-items/{item_id}", headers=creator)
+    assert read.status_code == 200 and read.json()["offer"]["scope"] == "approvers"
+    assert client.get("/api/v1/work-items", headers=creator).status_code == 200
+
+
+def test_claim_next_does_not_hand_out_a_paused_item(
+    client: TestClient, people: tuple[Headers, Headers, Headers]
+) -> None:
+    creator, agent, _ = people
+    item_id = create(client, creator)
+    blocked = client.post(
+        f"/api/v1/work-items/{item_id}/transition",
+        json={"to": "blocked", "reason": "waiting on legal"},
+        headers=creator,
+    )
+    assert blocked.status_code == 200
+    # Blocked is where an SLA's pause parks an item too: waiting on something, not work to hand out.
+    assert claim_next(client, agent) is None
+    assert (
+        client.post(f"/api/v1/work-items/{item_id}/transition", json={"to": "todo"}, headers=creator).status_code == 200
+    )
+    assert claim_next(client, agent)["id"] == item_id
+
+
+def test_a_complete_sent_again_after_the_item_was_sent_back_is_no_retry(
+    client: TestClient, people: tuple[Headers, Headers, Headers]
+) -> None:
+    creator, agent, _ = people
+    create(client, creator)
+    item = claim_next(client, agent)
+    call(client, item, "start", agent)
+    assert call(client, item, "complete", agent, result=1).json()["status"] == "review"
+    back = client.post(f"/api/v1/work-items/{item['id']}/transition", json={"to": "in_progress"}, headers=creator)
+    assert back.status_code == 200
+    # The reporter sent it back: the old completion is not the item's state any more.
+    again = call(client, item, "complete", agent, result=1)
+    assert again.status_code == 409, again.text

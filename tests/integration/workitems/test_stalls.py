@@ -134,3 +134,19 @@ def backdate_progress(client: TestClient, item_id: str, at: datetime) -> None:
         row = session.get(WorkItem, item_id)
         assert row is not None
         row.progress_at = at
+
+
+def test_a_holder_that_stalls_again_after_progress_is_caught_again(client: TestClient, token: TokenFactory) -> None:
+    creator, agent = token("user:pm"), token("agent:a1", capabilities=["summarize"])
+    item = claimed(client, creator, agent, ttl_s=24 * 3600)
+    now = utcnow()
+    assert tick(client, now + timedelta(seconds=DEFAULT_STALL_S + 1)) == 1
+    assert actions(client, item["id"], creator).count("stalled") == 1
+    # It moves on, then stalls once more: the default ladder (one rung) was spent the first time.
+    later = now + timedelta(seconds=DEFAULT_STALL_S + 60)
+    beat(client, item, agent, progress={"done": 2})
+    backdate_progress(client, item["id"], later)
+    tick(client, later + timedelta(seconds=DEFAULT_STALL_S - 60))
+    assert actions(client, item["id"], creator).count("stalled") == 1  # not yet: progress came
+    assert tick(client, later + timedelta(seconds=2 * DEFAULT_STALL_S + 1)) == 1
+    assert actions(client, item["id"], creator).count("stalled") == 2
