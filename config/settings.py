@@ -75,6 +75,13 @@ class Settings(BaseSettings):
     work_lease_ttl_s: float = Field(
         default=60.0, gt=0, le=86_400, description="An agent's claim lease unless the claim asks for another."
     )
+    work_stall_after_s: float = Field(
+        default=900.0,
+        gt=0,
+        le=30 * 86_400,
+        description="An agent that beats its lease this long without reporting progress is stalled (notified), "
+        "unless the item names its own stall ladder.",
+    )
     agent_stale_after_s: float = Field(
         default=90.0,
         gt=0,

@@ -45,6 +45,8 @@ class Agent(Base):
     last_heartbeat_at: Mapped[datetime | None]
     last_heartbeat_source: Mapped[str | None] = mapped_column(String(16))  # http, mcp or celery
     deregistered_at: Mapped[datetime | None]
+    # Who took it out: an agent may register itself again, but not undo an operator's decision.
+    deregistered_by: Mapped[str | None] = mapped_column(String(300))
     # Spent in the budget's period that began at period_start; a later period starts from 0.
     spent: Mapped[float] = mapped_column(Float, default=0.0)
     period_start: Mapped[datetime | None]

@@ -77,3 +77,4 @@ class TimerKind(StrEnum):
     sla_breach = "sla_breach"
     sla_escalate = "sla_escalate"
     lease_expiry = "lease_expiry"
+    stall_check = "stall_check"  # the holder's progress, checked against its stall ladder

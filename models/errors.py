@@ -24,3 +24,13 @@ class WorkyardError(Exception):
         super().__init__(message)
         self.message = message
         self.details = details
+
+
+def error_document(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    """The one error shape every interface answers with, ``{"error": {"code", "message", "details"}}``:
+    ``details`` is always a list (a dict of facts becomes one entry at the root)."""
+    if details is None:
+        details = []
+    elif isinstance(details, dict):
+        details = [{"path": "(root)", "message": message, **details}]
+    return {"error": {"code": code, "message": message, "details": details}}

@@ -33,6 +33,9 @@ class Lifecycle:
     fail: Mapping[str, str] = field(default_factory=dict)
     send_back: Mapping[str, str] = field(default_factory=dict)
     close: Mapping[str, str] = field(default_factory=dict)
+    # The status that means "waiting on something" (where an SLA's pause parks an item): it may be
+    # started again by hand, but it is not work to hand out; None: the lifecycle has none.
+    paused: str | None = None
     description: str = ""
 
     @property
@@ -43,6 +46,17 @@ class Lifecycle:
             seen.update(dict.fromkeys(targets))
         seen.update(dict.fromkeys(sorted(self.terminal)))
         return tuple(seen)
+
+    @property
+    def underway(self) -> frozenset[str]:
+        """Statuses ``start`` leads to: work in progress, which a holder's successor resumes."""
+        return frozenset(self.start.values())
+
+    @property
+    def actionable(self) -> frozenset[str]:
+        """Statuses in which a claimer can go to work now: start it (unless it is paused, waiting
+        on something), or resume it."""
+        return (frozenset(self.start) - {self.paused}) | self.underway
 
     def check(self) -> None:
         """Every named action is an allowed transition; raises ValueError otherwise."""
@@ -72,6 +86,7 @@ CANONICAL = Lifecycle(
     resolved=frozenset({"done"}),
     succeeded=frozenset({"done"}),
     start={"planned": "in_progress", "waiting": "in_progress"},
+    paused="waiting",
     complete={"in_progress": "review", "review": "done"},
     fail={"in_progress": "failed", "review": "failed"},
     description="The work-items spec: planned, in_progress, waiting, review, done, failed, rolled_back.",
@@ -92,6 +107,7 @@ WORK = Lifecycle(
     resolved=frozenset({"done", "cancelled"}),
     succeeded=frozenset({"done"}),
     start={"todo": "in_progress", "blocked": "in_progress"},
+    paused="blocked",
     complete={"in_progress": "review", "review": "done"},
     fail={"todo": "cancelled", "in_progress": "cancelled", "blocked": "cancelled", "review": "cancelled"},
     send_back={"review": "in_progress"},
@@ -150,6 +166,7 @@ STEP = Lifecycle(
     resolved=frozenset({"done", "cancelled"}),
     succeeded=frozenset({"done"}),
     start={"todo": "in_progress"},
+    paused="blocked",
     complete={"todo": "done", "in_progress": "done"},
     fail={"todo": "failed", "in_progress": "failed", "blocked": "failed"},
     send_back={"in_progress": "todo"},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -26,6 +27,39 @@ class Scope(StrEnum):
     agents_register = "agents:register"  # an agent registers, updates and deregisters itself only
     routing_write = "routing:write"  # register and disable routing rules, reroute work items
     admin = "admin"
+
+
+# workyard's own scopes, and the namespaces they live in: a custom scope (``finance:approve``, for
+# offers to the people holding it) must be in a namespace of its own, so that a misspelt scope of
+# workyard's (``work:cliam``) is refused rather than taken for a custom one.
+KNOWN_SCOPES = frozenset(s.value for s in Scope)
+RESERVED_NAMESPACES = frozenset(s.partition(":")[0] for s in KNOWN_SCOPES)
+_CUSTOM = r"[a-z][a-z0-9_-]{0,62}:[a-z0-9][a-z0-9_.-]{0,126}"
+# The same rule as one ECMA regex, for the OpenAPI: a known scope, or a custom one outside the
+# reserved namespaces.
+SCOPE_PATTERN = (
+    "^(?:"
+    + "|".join(re.escape(s) for s in sorted(KNOWN_SCOPES))
+    + ")$|^(?!(?:"
+    + "|".join(re.escape(n) for n in sorted(RESERVED_NAMESPACES))
+    + f"):){_CUSTOM}$"
+)
+
+
+def scope_problem(scope: str) -> str | None:
+    """Why ``scope`` is neither one of workyard's scopes nor a custom one; None when it is fine."""
+    if scope in KNOWN_SCOPES:
+        return None
+    namespace, sep, _ = scope.partition(":")
+    if sep and namespace in RESERVED_NAMESPACES:
+        ours = ", ".join(sorted(s for s in KNOWN_SCOPES if s.startswith(f"{namespace}:")))
+        return f"unknown scope(s) {scope}: workyard's {namespace}: scopes are {ours}"
+    if re.fullmatch(_CUSTOM, scope) is None:
+        return (
+            f"unknown scope(s) {scope}: a custom scope looks like <namespace>:<name> in lower case "
+            f"(e.g. finance:approve); workyard's own: {', '.join(sorted(KNOWN_SCOPES))}"
+        )
+    return None
 
 
 class PrincipalType(StrEnum):

@@ -77,3 +77,37 @@ class SlaSpec(BaseModel):
         """Every group this SLA may offer the item to."""
         named = [self.breach_to] if self.breach_action == "escalate" and self.breach_to else []
         return named + [s.to for s in self.escalation if s.action == "escalate" and s.to]
+
+
+class StallSpec(BaseModel):
+    """What to do when an item's holder keeps its lease alive but reports no progress: after
+    ``after_ms`` without progress it is stalled and ``action`` runs; then the escalation steps,
+    each this long after the last progress."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_escalate_needs("action", "to"))
+
+    after_ms: int = Field(
+        gt=0, le=366 * 86_400_000, description="How long without new progress counts as stalled (from the claim)."
+    )
+    action: BreachAction = Field(default="notify", description=f"What to do when it stalls. {ACTIONS}")
+    to: str | None = Field(
+        default=None, min_length=1, max_length=200, description="For action escalate: the group offered the item."
+    )
+    escalation: list[EscalationStep] = Field(
+        default_factory=list,
+        max_length=20,
+        description="Further steps, each at its after_ms from the last progress, in order of after_ms.",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> StallSpec:
+        if self.action == "escalate" and self.to is None:
+            raise ValueError("action escalate needs `to`: the group to offer the item to")
+        offsets = [self.after_ms, *(s.after_ms for s in self.escalation)]
+        if offsets != sorted(offsets):
+            raise ValueError("escalation steps must be in order of after_ms")
+        return self
+
+    def rungs(self) -> list[EscalationStep]:
+        """The whole ladder: the stall itself, then the escalation steps."""
+        return [EscalationStep(after_ms=self.after_ms, action=self.action, to=self.to), *self.escalation]

@@ -18,8 +18,8 @@ from pydantic import (
 
 from models.agents import RiskLevel
 from models.lifecycles import TypeLifecycle
-from models.principal import PrincipalType
-from models.sla import SlaSpec
+from models.principal import SCOPE_PATTERN, PrincipalType
+from models.sla import SlaSpec, StallSpec
 
 Label = Annotated[str, Field(min_length=1, max_length=100)]
 CapabilityName = Annotated[str, Field(min_length=1, max_length=200)]
@@ -30,6 +30,7 @@ WebhookEvent = Literal[
     "sla.warning",
     "sla.breached",
     "work_item.escalated",
+    "work_item.stalled",
     "saga.completed",
     "saga.compensated",
     "saga.compensation_failed",
@@ -65,8 +66,17 @@ class HumanOffer(BaseModel):
 
     type: Literal["human"] = Field(default="human", description="Tells the offer kinds apart: human.")
     scope: str = Field(
-        default="work:claim", min_length=1, max_length=200, description="The token scope a person needs to claim it."
+        default="work:claim",
+        min_length=1,
+        max_length=200,
+        # Only in the schema: the validator says what is wrong in words.
+        json_schema_extra={"pattern": SCOPE_PATTERN},
+        description="The token scope a person needs to claim it: one of workyard's, or a custom one such as "
+        "finance:approve (tokens can carry custom scopes in namespaces of their own).",
     )
+    # Checked where an offer comes in (an item's create or update, a template's registration), not
+    # here: items and templates stored before the rule must still read back.
+
     group: str | None = Field(
         default=None,
         min_length=1,
@@ -160,6 +170,11 @@ class WorkItemCreate(BaseModel):
         default=None, description="Who may claim it. Default: people with the work:claim scope."
     )
     sla: SlaSpec | None = Field(default=None, description="A target time, warning and breach actions; null: none.")
+    stall: StallSpec | None = Field(
+        default=None,
+        description="What to do when an agent holding it beats without progress; null: the server's default "
+        "(notify after WORKYARD_WORK_STALL_AFTER_S).",
+    )
     risk_level: RiskLevel | None = Field(
         default=None,
         description=(
@@ -279,6 +294,12 @@ class ClaimRead(BaseModel):
     lease_expires_at: datetime | None = Field(
         description="When the claim lapses unless the holder heartbeats; null: it does not lapse (a person's claim)."
     )
+    state: Literal["working", "slow", "stalled", "lapsed"] = Field(
+        default="working",
+        description="How the holder is doing: working; slow (progressing, but the item's SLA warned or "
+        "breached); stalled (beating without progress past its stall ladder's first rung); lapsed (no "
+        "heartbeat in time: the holder is presumed dead and the next claimer takes the item).",
+    )
 
 
 class SagaLink(BaseModel):
@@ -348,6 +369,15 @@ class WorkItemRead(BaseModel):
     sla_breach_count: int = Field(default=0, description="How many SLA breach and escalation steps have fired.")
     hitl: ItemHitl | None = Field(
         default=None, description="A human-in-the-loop requirement its routing rule put on it; null: none."
+    )
+    progress: dict[str, Any] | None = Field(
+        default=None, description="What its holder's heartbeats last reported; null: nothing yet under this claim."
+    )
+    progress_at: datetime | None = Field(
+        default=None, description="When that progress last changed (or the claim began); null: never claimed."
+    )
+    stalled_at: datetime | None = Field(
+        default=None, description="When its holder was found stalled (beating without progress); null: it is not."
     )
     created_at: datetime = Field(description="When it was created.")
     updated_at: datetime = Field(description="When it last changed.")
@@ -433,7 +463,19 @@ class HeartbeatRequest(LeaseRequest):
     lease_epoch: NotBool[int] = Field(
         ge=1, description="The lease_epoch of the caller's claim; a lost or stale one is a 409."
     )
-    ttl_s: NotBool[float | None] = Field(default=None, gt=0, le=86_400, description=f"From now on. {TTL}")
+    ttl_s: NotBool[float | None] = Field(
+        default=None,
+        gt=0,
+        le=86_400,
+        description="The lease's length from now on, for this beat and the ones after it; null: keep the "
+        "claim's own (the ttl_s it was claimed with, else WORKYARD_WORK_LEASE_TTL_S).",
+    )
+    progress: dict[str, Any] | None = Field(
+        default=None,
+        description='What the holder has done so far, any JSON object (e.g. {"done": 3, "of": 10}); '
+        "kept on the item. A holder that keeps beating with the same progress for too long is stalled. "
+        "Null: no news.",
+    )
 
 
 class ReleaseRequest(LeaseRequest):
@@ -547,8 +589,11 @@ class WorkItemTypeRead(BaseModel):
 
     name: str = Field(description="The type's name.")
     description: str = Field(description="What items of this type are for.")
+    # Read back under the name it is written with: WorkyardClient.list_types validates the API's answer.
     json_schema: dict[str, Any] = Field(
-        serialization_alias="schema", description="The JSON Schema an item of this type must satisfy."
+        validation_alias="schema",
+        serialization_alias="schema",
+        description="The JSON Schema an item of this type must satisfy.",
     )
     lifecycle: str = Field(description="The lifecycle its items follow, unless their origin picks another.")
     builtin: bool = Field(description="Whether workyard ships it (true) or an operator registered it.")

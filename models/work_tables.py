@@ -95,6 +95,8 @@ class WorkItem(Base):
     progress: Mapped[Any | None]
     progress_at: Mapped[datetime | None]
     stalled_at: Mapped[datetime | None]
+    # The item's own stall ladder (models.sla.StallSpec); null: the server default.
+    stall: Mapped[dict[str, Any] | None]
     version: Mapped[int] = mapped_column(default=1)
     # The SLA, if any, and what it has done so far (the spec's reporting fields).
     sla: Mapped[dict[str, Any] | None]

@@ -53,3 +53,12 @@ class PayloadTooLarge(OrchestratorError):
 
     status = 413
     code = "payload_too_large"
+
+
+class Unavailable(OrchestratorError):
+    """The database (or, for a proxy, the API) is away or busy: nothing was done, and the same call
+    may be made again shortly."""
+
+    status = 503
+    code = "unavailable"
+    retryable = True

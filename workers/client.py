@@ -3,11 +3,11 @@
     from workers.client import WorkyardClient
 
     with WorkyardClient("http://127.0.0.1:8700", token) as wy:
-        item = wy.claim_next(ttl_s=120)
-        if item is not None:
-            with wy.keep_alive(item):          # heartbeats while the agent works
-                result = summarize(item.payload)
-            wy.complete(item, result)
+        while (item := wy.claim_next(ttl_s=120)) is not None:
+            item = wy.start(item)                  # or resume what a vanished holder left
+            with wy.keep_alive(item) as lease:     # heartbeats; LeaseLost at the end if it was lost
+                result = summarize(item.payload, lease)
+            wy.complete(item, result)              # a retry after a timeout answers the same
 
 Every method maps to one endpoint and returns the API's own pydantic models. Errors raise
 ``ApiError`` with the HTTP status and the API's ``code``, ``message`` and ``details``.
@@ -18,6 +18,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import httpx
@@ -40,14 +42,72 @@ M = TypeVar("M", bound=BaseModel)
 ItemRef = str | WorkItemRead
 
 
+@dataclass(frozen=True)
+class Held:
+    """A claim as its holder may know it without the whole item: the item's id and the
+    ``lease_epoch`` its claim returned (an MCP proxy relays just these two)."""
+
+    id: str
+    lease_epoch: int | None
+
+
+# What the holder's calls take: the claimed item as returned, or just its id and lease epoch.
+HeldRef = WorkItemRead | Held
+
+
 class ApiError(WorkyardError):
     """workyard's API answered with an error: its HTTP status, stable code, message and details."""
 
     def __init__(self, status: int, code: str, message: str, details: Any = None):
         super().__init__(f"{status} {code}: {message}", details=details)
+        # The API's own message, as WorkyardError's contract has it; str(error) adds status and code.
+        self.message = message
         self.status = status
         self.code = code
         self.retryable = status in (429, 502, 503, 504)
+
+
+class LeaseLost(ApiError):
+    """The claim's lease was lost while the agent worked (it lapsed, or someone else holds the
+    item now): the work may be someone else's; do not complete it."""
+
+    def __init__(self, item_id: str, cause: ApiError | None = None):
+        why = cause.message if cause is not None else "it lapsed while no heartbeat got through"
+        super().__init__(409, "lease_lost", f"the lease on {item_id} was lost: {why}", cause.details if cause else None)
+        self.item_id = item_id
+        self.cause = cause
+
+
+class Lease:
+    """What ``keep_alive`` yields: the item as its last heartbeat returned it, whether the lease
+    was lost (``lost`` is an Event to check or wait on), and a way to report progress."""
+
+    def __init__(self, item: WorkItemRead):
+        self.item = item
+        self.lost = threading.Event()
+        self.error: LeaseLost | None = None
+        self._progress: dict[str, Any] | None = None
+        self._lock = threading.Lock()
+
+    def report(self, progress: dict[str, Any]) -> None:
+        """Send ``progress`` with the heartbeats from now on (the server keeps it when it
+        changes): a holder that beats without new progress for too long is reported stalled."""
+        with self._lock:
+            self._progress = progress
+
+    def check(self) -> None:
+        """Raise LeaseLost if the lease was lost: call it between steps of long work."""
+        if self.error is not None:
+            raise self.error
+
+    def _latest_progress(self) -> dict[str, Any] | None:
+        # Every beat sends the latest: a beat that did not get through loses nothing.
+        with self._lock:
+            return self._progress
+
+    def _lose(self, error: LeaseLost) -> None:
+        self.error = error
+        self.lost.set()
 
 
 class WorkyardClient:
@@ -108,49 +168,72 @@ class WorkyardClient:
         response = self._send("POST", "/api/v1/queues/claim-next", json={"ttl_s": ttl_s})
         return None if response.status_code == 204 else WorkItemRead.model_validate(response.json())
 
-    def heartbeat(self, item: WorkItemRead, *, ttl_s: float | None = None) -> WorkItemRead:
-        body = {"lease_epoch": item.lease_epoch, "ttl_s": ttl_s}
+    def heartbeat(
+        self, item: HeldRef, *, ttl_s: float | None = None, progress: dict[str, Any] | None = None
+    ) -> WorkItemRead:
+        """Extend the lease by the claim's own TTL (or ``ttl_s``), reporting ``progress``."""
+        body = {"lease_epoch": item.lease_epoch, "ttl_s": ttl_s, "progress": progress}
         return self._call("POST", f"/api/v1/work-items/{item.id}/heartbeat", WorkItemRead, json=body)
 
-    def release(self, item: WorkItemRead, *, reason: str | None = None) -> WorkItemRead:
+    def release(self, item: HeldRef, *, reason: str | None = None) -> WorkItemRead:
         body = {"lease_epoch": item.lease_epoch, "reason": reason}
         return self._call("POST", f"/api/v1/work-items/{item.id}/release", WorkItemRead, json=body)
 
-    def start(self, item: ItemRef) -> WorkItemRead:
-        body = {"lease_epoch": item.lease_epoch} if isinstance(item, WorkItemRead) and item.claim else None
+    def start(self, item: ItemRef | Held) -> WorkItemRead:
+        epoch = _held_epoch(item)
+        body = {"lease_epoch": epoch} if epoch is not None else None
         return self._call("POST", f"/api/v1/work-items/{_id(item)}/start", WorkItemRead, json=body)
 
-    def complete(self, item: WorkItemRead, result: Any = None, *, cost: float | None = None) -> WorkItemRead:
-        """Complete ``item``; ``cost`` (in the agent's budget unit) is added to its spend."""
+    def complete(self, item: HeldRef, result: Any = None, *, cost: float | None = None) -> WorkItemRead:
+        """Complete with ``result``; sending the same again (say after a timeout) answers the same.
+        ``cost`` (in the agent's budget unit) is added to its spend, once."""
         body = {"lease_epoch": item.lease_epoch, "result": result, "cost": cost}
         return self._call("POST", f"/api/v1/work-items/{item.id}/complete", WorkItemRead, json=body)
 
-    def fail(self, item: WorkItemRead, reason: str, *, cost: float | None = None) -> WorkItemRead:
+    def fail(self, item: HeldRef, reason: str, *, cost: float | None = None) -> WorkItemRead:
         body = {"lease_epoch": item.lease_epoch, "reason": reason, "cost": cost}
         return self._call("POST", f"/api/v1/work-items/{item.id}/fail", WorkItemRead, json=body)
 
     @contextmanager
-    def keep_alive(self, item: WorkItemRead, *, every_s: float | None = None) -> Iterator[None]:
+    def keep_alive(self, item: WorkItemRead, *, every_s: float | None = None) -> Iterator[Lease]:
         """Heartbeat ``item``'s lease in the background while the block runs (a third of the
-        lease's TTL by default). A lost lease stops the heartbeats; the final complete then
-        fails with a 409, which is the signal that someone else may have the work now."""
+        lease's TTL by default), sending what ``lease.report`` was given.
+
+        A beat the server refuses (the lease lapsed, or the item was claimed again) means the
+        lease is lost: ``lease.lost`` is set, ``lease.check()`` raises, and leaving the block
+        raises ``LeaseLost`` (unless the block raised already). A beat that does not get through
+        (network, 5xx, 429) is retried until the lease would have lapsed, then counts as lost."""
+        lease = Lease(item)
         interval = every_s or _heartbeat_interval(item)
         stop = threading.Event()
 
         def beat() -> None:
             while not stop.wait(interval):
                 try:
-                    self.heartbeat(item)
-                except (ApiError, httpx.HTTPError):
+                    lease.item = self.heartbeat(lease.item, progress=lease._latest_progress())
+                except ApiError as exc:
+                    if exc.retryable and not _lapsed(lease.item):
+                        continue
+                    lease._lose(LeaseLost(item.id, None if exc.retryable else exc))
                     return
+                except httpx.HTTPError:
+                    if _lapsed(lease.item):
+                        lease._lose(LeaseLost(item.id))
+                        return
 
         thread = threading.Thread(target=beat, name=f"heartbeat-{item.id}", daemon=True)
         thread.start()
+        failed = False
         try:
-            yield
+            yield lease
+        except BaseException:
+            failed = True
+            raise
         finally:
             stop.set()
             thread.join(timeout=interval + 5)
+            if lease.error is not None and not failed:
+                raise lease.error
 
     # -- the agent registry ----------------------------------------------------------------------
 
@@ -234,8 +317,17 @@ class WorkyardClient:
         return response
 
 
-def _id(item: ItemRef) -> str:
-    return item.id if isinstance(item, WorkItemRead) else item
+def _id(item: ItemRef | Held) -> str:
+    return item if isinstance(item, str) else item.id
+
+
+def _held_epoch(item: ItemRef | Held) -> int | None:
+    """The lease epoch the caller says it holds ``item`` at; None for a bare id or an unclaimed item."""
+    if isinstance(item, Held):
+        return item.lease_epoch
+    if isinstance(item, WorkItemRead) and item.claim is not None:
+        return item.lease_epoch
+    return None
 
 
 def _params(values: dict[str, Any]) -> dict[str, Any]:
@@ -247,6 +339,11 @@ def _heartbeat_interval(item: WorkItemRead) -> float:
     if claim is None or claim.lease_expires_at is None:
         return 30.0
     return max(0.05, (claim.lease_expires_at - claim.at).total_seconds() / 3)
+
+
+def _lapsed(item: WorkItemRead) -> bool:
+    claim = item.claim
+    return claim is not None and claim.lease_expires_at is not None and claim.lease_expires_at <= datetime.now(UTC)
 
 
 def _error(response: httpx.Response) -> ApiError:

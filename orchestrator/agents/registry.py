@@ -19,10 +19,13 @@ from models.agent_api import AgentCreate, AgentUpdate, HeartbeatSource
 from models.agent_tables import Agent
 from models.agents import AgentSpec
 from models.base import utcnow
-from models.principal import Principal
+from models.principal import Principal, Scope
 from orchestrator.agents.access import check_may_write, check_write
 from orchestrator.agents.records import check_overlap, find, set_spec, spec_of, write_capabilities
-from orchestrator.errors import Conflict
+from orchestrator.errors import Conflict, Forbidden
+
+# What an agent may change of its own registration (the rest is its operator's to set).
+SELF_CHANGEABLE = frozenset({"capabilities", "capacity"})
 
 
 def register(
@@ -58,12 +61,19 @@ def register(
         else:
             created = True
     elif row.deregistered_at is not None:
-        # Registered anew: a fresh start, nothing of the old registration's liveness or spend.
+        if itself and row.deregistered_by is not None and row.deregistered_by != principal.ref:
+            raise Forbidden(
+                f"agent {body.id!r} was deregistered by {row.deregistered_by}; only a token with agents:write "
+                "may register it again",
+                details=[{"path": "id", "message": f"deregistered by {row.deregistered_by}"}],
+            )
+        # Registered anew: nothing of the old registration's liveness. Its spend stays: a budget's
+        # period is not restarted by leaving and coming back (a new period starts from 0 anyway).
         _start(row, spec, principal, now)
         row.version += 1
         row.deregistered_at = None
-        row.last_heartbeat_at = row.last_heartbeat_source = row.period_start = None
-        row.spent = 0.0
+        row.deregistered_by = None
+        row.last_heartbeat_at = row.last_heartbeat_source = None
         created = True
     if created:
         write_capabilities(session, row, spec)
@@ -102,13 +112,23 @@ def update(
     row = find(session, principal, agent_id, tenant, lock=True)
     changes: dict[str, Any] = body.model_dump(exclude_unset=True, exclude={"version"})
     declared = [c["name"] for c in changes.get("capabilities") or []]
-    check_write(principal, row.tenant, row.id, declared)
+    itself = check_write(principal, row.tenant, row.id, declared)
     # Both preconditions hold, when both are given: a stale one must not be overruled by the other.
     for expected in (body.version, if_match):
         if expected is not None and expected != row.version:
             raise Conflict(
                 f"agent {agent_id!r} is at version {row.version}, not {expected}; read it again and retry",
                 details=[{"path": "version", "message": f"current version is {row.version}"}],
+            )
+    if itself and not principal.has(Scope.agents_write.value):
+        # What bounds an agent (autonomy, budget, data, safety) and the roles and groups rules route
+        # by are the operator's to set: the agent itself may change what it can do and how much.
+        bounded = sorted(set(changes) - SELF_CHANGEABLE)
+        if bounded:
+            raise Forbidden(
+                f"an agent may change only its {', '.join(sorted(SELF_CHANGEABLE))} itself; "
+                f"{', '.join(bounded)} need a token with agents:write",
+                details=[{"path": name, "message": "needs agents:write"} for name in bounded],
             )
     merged = dict(row.spec)
     for name, value in changes.items():
@@ -135,4 +155,5 @@ def deregister(
     row = find(session, principal, agent_id, tenant, lock=True)
     check_write(principal, row.tenant, row.id)
     row.deregistered_at = now or utcnow()
+    row.deregistered_by = principal.ref
     return row

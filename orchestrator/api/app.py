@@ -7,14 +7,16 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 from fastapi.routing import APIRoute
+from starlette.routing import Route
 
 from config.settings import Settings, get_settings
 from models.documents import MAX_DEPTH
 from orchestrator.api import agents, errors, queues, routing, sagas, templates, webhooks, work_item_types, work_items
-from orchestrator.api.auth import Authenticate
+from orchestrator.api.auth import MCP_PATH, Authenticate
 from orchestrator.api.gate import InputGate
 from orchestrator.api.limits import BodyLimit
 from orchestrator.api.query import strict_query
+from orchestrator.mcp.http import McpEndpoint
 from orchestrator.service.wiring import Wiring
 
 # Rules every operation holds its input to, beyond what each schema says: said once here, as the
@@ -33,7 +35,8 @@ is a 422 naming where, and nothing is written):
 
 Every error has one shape: `{{"error": {{"code", "message", "details": [{{"path", "message"}}]}}}}`.
 Every `/api/` operation needs a bearer token (`Authorization: Bearer <token>`, from
-`workyard token create`)."""
+`workyard token create`). The same tokens reach workyard's MCP server at `/mcp` (streamable
+HTTP), which is not described here."""
 
 
 def operation_id(route: APIRoute) -> str:
@@ -44,10 +47,12 @@ def operation_id(route: APIRoute) -> str:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     wiring = Wiring(settings or get_settings())
+    mcp = McpEndpoint(wiring)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
+        async with mcp.running():
+            yield
         wiring.close()
 
     app = FastAPI(
@@ -57,8 +62,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=DESCRIPTION,
         generate_unique_id_function=operation_id,
         # What any request may be answered, whatever its route: no valid token (401), a body that
-        # is not JSON (400), too large (413), input the gate refuses (422), the database away (503).
-        responses=errors.responses(400, 401, 413, 422, 503),
+        # is malformed JSON (400), too large (413), sent as another media type (415), input the gate
+        # refuses (422), the database away (503).
+        responses=errors.responses(400, 401, 413, 415, 422, 503),
         # Every operation: an undeclared or repeated query parameter is a 422, not ignored.
         dependencies=[Depends(strict_query)],
     )
@@ -78,6 +84,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(agents.router)
     app.include_router(routing.router)
     app.include_router(routing.items_router)
+    # MCP's own protocol (JSON-RPC over streamable HTTP), not an OpenAPI operation: left out of the
+    # document, so the query check and the fuzzing, which work from the document, pass it by.
+    app.router.routes.append(Route(MCP_PATH, mcp, include_in_schema=False))
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:

@@ -22,6 +22,8 @@ from orchestrator.work.tokens import resolve_token
 
 # Where Authenticate leaves the principal, in the request's state.
 PRINCIPAL_KEY = "principal"
+# Where the MCP server answers on the API (streamable HTTP; orchestrator/mcp/http.py).
+MCP_PATH = "/mcp"
 # A revoked token stops working within this many seconds.
 CACHE_TTL_S = 5.0
 
@@ -57,16 +59,22 @@ def authenticate(wiring: Wiring, authorization: str | None) -> Principal:
     return principal
 
 
+def guarded(path: str) -> bool:
+    """Whether a request to ``path`` needs a token: the API and the MCP endpoint (``/mcp``), not
+    ``/healthz`` nor the OpenAPI pages."""
+    return path.startswith("/api/") or path == MCP_PATH or path.startswith(MCP_PATH + "/")
+
+
 class Authenticate:
-    """Every ``/api/`` request names its principal before anything else is looked at: a request
-    without a valid token is a 401 whatever its body (malformed or oversized included)."""
+    """Every ``/api/`` and ``/mcp`` request names its principal before anything else is looked at:
+    a request without a valid token is a 401 whatever its body (malformed or oversized included)."""
 
     def __init__(self, app: Any, wiring: Wiring):
         self.app = app
         self.wiring = wiring
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith("/api/"):
+        if scope["type"] != "http" or not guarded(scope["path"]):
             await self.app(scope, receive, send)
             return
         raw = dict(scope.get("headers") or []).get(b"authorization")

@@ -10,6 +10,7 @@ from fastapi import Request
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from models.agent_api import HeartbeatSource
 from models.principal import Principal, PrincipalType
 from orchestrator.agents import touch_agent
 from orchestrator.service.wiring import Wiring
@@ -36,7 +37,7 @@ def unit_of_work(wiring: Wiring) -> Iterator[Session]:
             log.exception("publishing %d outbox message(s) failed; the sweep will retry", len(pending))
 
 
-def mark_live(wiring: Wiring, principal: Principal) -> None:
+def mark_live(wiring: Wiring, principal: Principal, source: HeartbeatSource = "http") -> None:
     """A registered agent's work call (claim, heartbeat, start, complete, ...) marks it live: in a
     short transaction of its own before the call's, so that the call's row locks never wait
     behind the agent's row, and a refused call (a 409) still counts as a sign of life. A failure
@@ -45,6 +46,6 @@ def mark_live(wiring: Wiring, principal: Principal) -> None:
         return
     try:
         with wiring.sessions.begin() as session:
-            touch_agent(session, principal, "http")
+            touch_agent(session, principal, source)
     except SQLAlchemyError as exc:
         log.warning("could not mark %s live: %s", principal.ref, exc)

@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 
 from models.api import ErrorBody
+from models.errors import error_document
 from models.problems import error_details, summary
 from orchestrator.errors import OrchestratorError
 from orchestrator.storage.db import is_transient
@@ -22,11 +23,7 @@ log = logging.getLogger(__name__)
 
 def error_response(status: int, code: str, message: str, details: Any = None) -> JSONResponse:
     """The one error shape; ``details`` is always a list."""
-    if details is None:
-        details = []
-    elif isinstance(details, dict):
-        details = [{"path": "(root)", "message": message, **details}]
-    return JSONResponse(status_code=status, content={"error": {"code": code, "message": message, "details": details}})
+    return JSONResponse(status_code=status, content=error_document(code, message, details))
 
 
 def unavailable_response(exc: BaseException) -> JSONResponse:

@@ -2,7 +2,8 @@
 
 A string that is not made of Unicode scalar values, a NUL, a number that is not finite, or a
 document nested deeper than ``models.documents.MAX_DEPTH`` is a 422 naming the field, in the
-path, the query, the headers and a JSON body alike. Malformed JSON is left to the framework (a
+path, the query, the headers and a JSON body alike. A body sent to the API with a content type
+other than JSON, or with none, is a 415 that says which header to send. Malformed JSON is left to the framework (a
 400 ``malformed_json``); a body over the size limit never gets here (``BodyLimit``).
 """
 
@@ -32,7 +33,7 @@ class InputGate:
         if problem is not None:
             await _refuse(send, problem)
             return
-        if not _is_json(scope):
+        if not _is_json(scope) and not _takes_json(scope):
             await self.app(scope, receive, send)
             return
         chunks: list[bytes] = []
@@ -45,6 +46,11 @@ class InputGate:
             chunks.append(message.get("body", b""))
             more = bool(message.get("more_body"))
         body = b"".join(chunks)
+        if body and not _is_json(scope):
+            # A body the API would read as anything but JSON (curl -d sends a form's type): say
+            # what to send, instead of a 422 about a "dictionary" the caller did send.
+            await _send_error(send, 415, "unsupported_media_type", _media_message(scope), "content-type", "not JSON")
+            return
         if body:
             try:
                 loads(body, "body")
@@ -68,9 +74,25 @@ def _replay(messages: list[Message]) -> Any:
 def _is_json(scope: Scope) -> bool:
     if scope.get("method") in ("GET", "HEAD", "OPTIONS", "DELETE"):
         return False
-    content_type = dict(scope.get("headers") or []).get(b"content-type", b"application/json")
+    # No content type is not JSON: the framework would not read such a body (a guard against
+    # cross-site form posts), so the API says what to send instead.
+    content_type = dict(scope.get("headers") or []).get(b"content-type", b"")
     media = content_type.split(b";", 1)[0].strip().lower()
     return bool(media == b"application/json" or media.endswith(b"+json"))
+
+
+def _takes_json(scope: Scope) -> bool:
+    """Every API operation with a body takes JSON."""
+    return scope.get("method") in ("POST", "PUT", "PATCH") and str(scope.get("path", "")).startswith("/api/")
+
+
+def _media_message(scope: Scope) -> str:
+    sent = dict(scope.get("headers") or []).get(b"content-type")
+    said = f"is sent as {sent.decode('latin-1')!r}" if sent else "has no content-type"
+    return (
+        f"the body {said}, but this API takes JSON: send the header "
+        "'content-type: application/json' (curl: -H 'content-type: application/json')"
+    )
 
 
 def _url_problem(scope: Scope) -> DocumentError | None:
@@ -112,19 +134,18 @@ def _bytes_problem(raw: bytes) -> str | None:
 
 
 async def _refuse(send: Any, problem: DocumentError) -> None:
+    message = f"request is not valid: {problem.path}: {problem.message}"
+    await _send_error(send, 422, "invalid_input", message, problem.path, problem.message)
+
+
+async def _send_error(send: Any, status: int, code: str, message: str, path: str, problem: str) -> None:
     body = json.dumps(
-        {
-            "error": {
-                "code": "invalid_input",
-                "message": f"request is not valid: {problem.path}: {problem.message}",
-                "details": [{"path": problem.path, "message": problem.message}],
-            }
-        }
+        {"error": {"code": code, "message": message, "details": [{"path": path, "message": problem}]}}
     ).encode()
     await send(
         {
             "type": "http.response.start",
-            "status": 422,
+            "status": status,
             "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
         }
     )

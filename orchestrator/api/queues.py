@@ -112,6 +112,10 @@ def claim_next(wiring: WiringDep, principal: PrincipalDep, body: ClaimRequest | 
     mark_live(wiring, principal)
     with wiring.sessions.begin() as session:
         item = claims.claim_next(
-            session, principal, ttl_s=body.ttl_s if body else None, default_ttl_s=wiring.settings.work_lease_ttl_s
+            session,
+            principal,
+            ttl_s=body.ttl_s if body else None,
+            default_ttl_s=wiring.settings.work_lease_ttl_s,
+            default_stall_after_s=wiring.settings.work_stall_after_s,
         )
     return item if item is not None else Response(status_code=204)

@@ -56,6 +56,18 @@ def create_saga(
 ) -> SagaRead:
     """Start a saga (202). A retry with the same idempotence key and input returns the first
     saga (200); the same key with another input is a 409."""
+    saga, created = submit(wiring, principal, body, idempotency_key)
+    if not created:
+        response.status_code = 200
+    return saga
+
+
+def submit(
+    wiring: Wiring, principal: Principal, body: SagaCreate, idempotency_key: str | None = None
+) -> tuple[SagaRead, bool]:
+    """Submit ``body`` for the principal (whose sagas:write scope the caller checked) and publish
+    its first step; the saga as it reads now, and whether this call created it (False: a retry
+    with the same idempotence key and input). The MCP tools submit through here too."""
     key = body.idempotence_key
     if idempotency_key is not None and key is not None and idempotency_key != key:
         raise InvalidInput(
@@ -71,15 +83,13 @@ def create_saga(
         idempotence_key=key or idempotency_key,
         tenant=_tenant_for(principal, body.tenant),
     )
-    if not submitted.created:
-        response.status_code = 200
     try:
         wiring.dispatcher.publish(submitted.outbox)
     except Exception:
         # Committed already; the outbox sweep publishes it shortly.
         log.exception("publishing the first step of saga %s failed; the sweep will retry", submitted.saga.id)
     with wiring.sessions() as session:
-        return read_saga(session, submitted.saga.id, tenant=principal.tenant)
+        return read_saga(session, submitted.saga.id, tenant=principal.tenant), submitted.created
 
 
 def _tenant_for(principal: Principal, tenant: str | None) -> str:

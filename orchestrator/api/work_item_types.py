@@ -47,7 +47,7 @@ def create_type(
         item_type, created = register_type(session, body, principal)
     if not created:
         response.status_code = 200
-    return _read(item_type)
+    return type_view(item_type)
 
 
 @router.get("", response_model=list[WorkItemTypeRead], responses=responses(401, 403))
@@ -55,7 +55,7 @@ def all_types(wiring: WiringDep, principal: PrincipalDep) -> list[WorkItemTypeRe
     """Every work-item type: the built-in ones, then the registered ones by name."""
     require(principal, Scope.work_read)
     with wiring.sessions() as session:
-        return [_read(t) for t in list_types(session)]
+        return [type_view(t) for t in list_types(session)]
 
 
 @router.get("/{name}", response_model=WorkItemTypeRead, responses=responses(401, 403, 404))
@@ -66,12 +66,13 @@ def one_type(
     require(principal, Scope.work_read)
     with wiring.sessions() as session:
         try:
-            return _read(get_type(session, name))
+            return type_view(get_type(session, name))
         except InvalidInput as exc:
             raise NotFound(exc.message) from exc
 
 
-def _read(item_type: WorkItemType) -> WorkItemTypeRead:
+def type_view(item_type: WorkItemType) -> WorkItemTypeRead:
+    """A type as the API (and the MCP resources) show it."""
     return WorkItemTypeRead(
         name=item_type.name,
         description=item_type.description,

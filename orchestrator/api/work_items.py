@@ -6,9 +6,7 @@ import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Response
-from sqlalchemy.orm import Session
 
-from models.principal import Principal, PrincipalType
 from models.work_api import (
     PARTY_PATTERN,
     AllowedTransitions,
@@ -26,7 +24,6 @@ from models.work_api import (
     WorkItemUpdate,
     no_null,
 )
-from orchestrator.agents import record_spend
 from orchestrator.api.auth import PrincipalDep
 from orchestrator.api.deps import get_wiring, mark_live, unit_of_work
 from orchestrator.api.errors import responses
@@ -215,6 +212,7 @@ def claim_work_item(
             item_id,
             ttl_s=body.ttl_s if body else None,
             default_ttl_s=wiring.settings.work_lease_ttl_s,
+            default_stall_after_s=wiring.settings.work_stall_after_s,
         )
 
 
@@ -222,7 +220,7 @@ def claim_work_item(
 def heartbeat_work_item(
     item_id: ItemId, body: HeartbeatRequest, wiring: WiringDep, principal: PrincipalDep
 ) -> WorkItemRead:
-    """Extend the caller's lease. A lost or stale lease is a 409."""
+    """Extend the caller's lease by the claim's own TTL, and report progress. A lost or stale lease is a 409."""
     mark_live(wiring, principal)
     with unit_of_work(wiring) as session:
         return claims.heartbeat(
@@ -232,6 +230,7 @@ def heartbeat_work_item(
             body.lease_epoch,
             ttl_s=body.ttl_s,
             default_ttl_s=wiring.settings.work_lease_ttl_s,
+            progress=body.progress,
         )
 
 
@@ -250,7 +249,8 @@ def release_work_item(
 def start_work_item(
     item_id: ItemId, wiring: WiringDep, principal: PrincipalDep, body: LeaseRequest | None = None
 ) -> WorkItemRead:
-    """Start the item, claiming it first if the caller does not hold it."""
+    """Start the item, claiming it first if the caller does not hold it. Work already underway (its
+    last holder's lease lapsed) is resumed; a retried start answers as the first did."""
     mark_live(wiring, principal)
     with unit_of_work(wiring) as session:
         return claims.start(
@@ -259,6 +259,7 @@ def start_work_item(
             item_id,
             body.lease_epoch if body else None,
             default_ttl_s=wiring.settings.work_lease_ttl_s,
+            default_stall_after_s=wiring.settings.work_stall_after_s,
         )
 
 
@@ -266,8 +267,10 @@ def start_work_item(
 def complete_work_item(
     item_id: ItemId, body: CompleteRequest, wiring: WiringDep, principal: PrincipalDep
 ) -> WorkItemRead:
-    """Complete the held item with a result; its lifecycle says where that takes it. A ``cost``
-    is added to the calling agent's spend in its budget's current period (agents in the registry)."""
+    """Complete the held item with a result; its lifecycle says where that takes it. A retry of the
+    same call (same claim, same result) answers as the first did; another result is a 409.
+    A ``cost`` is added to the calling agent's spend in its budget's current period (agents in the
+    registry), once: a retry adds nothing."""
     mark_live(wiring, principal)
     with unit_of_work(wiring) as session:
         item = claims.complete(
@@ -277,26 +280,18 @@ def complete_work_item(
             body.lease_epoch,
             body.result,
             max_result_bytes=wiring.settings.work_item_max_payload_bytes,
+            cost=body.cost,
         )
-        _spend(session, principal, body.cost)
         return item
 
 
 @router.post("/{item_id}/fail", response_model=WorkItemRead, responses=responses(*AUTH, 404, 409, 422))
 def fail_work_item(item_id: ItemId, body: FailRequest, wiring: WiringDep, principal: PrincipalDep) -> WorkItemRead:
-    """Give up on the held item, with a reason. A ``cost`` is added to the calling agent's spend,
-    as with complete."""
+    """Give up on the held item, with a reason. A retry with the same claim and reason answers as the first did.
+    A ``cost`` is added to the calling agent's spend, as with complete."""
     mark_live(wiring, principal)
     with unit_of_work(wiring) as session:
-        item = claims.fail(session, principal, item_id, body.lease_epoch, body.reason)
-        _spend(session, principal, body.cost)
-        return item
-
-
-def _spend(session: Session, principal: Principal, cost: float | None) -> None:
-    # In the call's own transaction: the spend counts exactly when the completion does.
-    if cost is not None and principal.type is PrincipalType.agent:
-        record_spend(session, principal.tenant, principal.id, cost)
+        return claims.fail(session, principal, item_id, body.lease_epoch, body.reason, cost=body.cost)
 
 
 def parse_if_match(if_match: str | None) -> int | None:

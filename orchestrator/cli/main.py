@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from orchestrator.cli import demo, ops, sagas, stack, templates, tokens
+from orchestrator.cli import demo, mcp, ops, sagas, stack, templates, tokens
 from orchestrator.cli.base import main
 
 # Importing a noun's module registers its commands on ``main``.
-NOUNS = (stack, sagas, templates, tokens, ops, demo)
+NOUNS = (stack, sagas, templates, tokens, ops, demo, mcp)
 
 __all__ = ["main"]

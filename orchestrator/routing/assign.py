@@ -84,6 +84,12 @@ def apply(
     return Applied(decision_id, chosen, placed)
 
 
+def places(decision: Decision) -> bool:
+    """Whether carrying the decision out puts the item somewhere: an agent, or people by a
+    matching rule's fallback."""
+    return decision.chosen is not None or any(r.spec.fallback is not None for r in decision.matched)
+
+
 def give(session: Session, item: WorkItem, to: str, changer: str, *, reason: str) -> None:
     """Make ``to`` the item's assignee; a claim another party holds is taken back first."""
     take_back(session, item, changer, to=to, reason=reason)

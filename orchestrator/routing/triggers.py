@@ -8,19 +8,26 @@ as it is and no decision is recorded.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from datetime import datetime
 
 from sqlalchemy.orm import Session
 
 from models.base import utcnow
-from models.principal import Principal, Scope
+from models.principal import Principal, PrincipalType, Scope
 from models.routing import RerouteRequest, RerouteResult, Trigger
 from models.sla import BreachAction
 from models.work_tables import WorkItem
+from orchestrator.agents import record_spend
 from orchestrator.errors import Conflict
 from orchestrator.routing import assign, cursors, decisions, engine, rules, source
 from orchestrator.routing.facts import item_facts
+from orchestrator.storage.unit_of_work import uow_of
+from orchestrator.work import audit
 from orchestrator.work.access import require
+from orchestrator.work.claims import lease_timer_key
+from orchestrator.work.transitions import release_claim
 from orchestrator.work.views import load_item, read_items
 
 
@@ -30,19 +37,47 @@ def on_created(session: Session, item: WorkItem, actor: str) -> None:
         decide(session, item, "created", actor)
 
 
-def on_failure(session: Session, item: WorkItem, actor: str, reason: str) -> bool:
-    """The holder fails the item: True when a matching rule gave it to another agent (or, with a
+def on_failure(session: Session, item: WorkItem, principal: Principal, reason: str, cost: float | None) -> bool:
+    """The holder fails the item: True when a matching rule gives it to another agent (or, with a
     fallback, to people) instead, so it stays open; False: it fails as it would without routing.
-    The parties that failed it are not chosen for it again."""
-    exclude = decisions.failed_before(session, item.id) | {actor}
+    The parties that failed it are not chosen for it again.
+
+    The holder gives the item up as a release does (the same lease epoch: nobody took it from
+    it), and its failure is audited as ``failed`` under that epoch with the reason's digest, as a
+    fail that ends the item is: a retry of the same call answers as the first did. Its ``cost``
+    counts against its budget either way."""
+    actor = principal.ref
     note = f"{actor} failed it: {reason}"
-    applied = decide(session, item, "failure", actor, exclude=exclude, note=note)
-    if applied is None or not applied.placed:
+    now = utcnow()
+    decision = plan(session, item, "failure", exclude=decisions.failed_before(session, item.id) | {actor}, now=now)
+    if decision is None:
         return False
-    # Whoever it went to, the party that failed it lets go (a person's claim included).
-    assign.take_back(session, item, assign.SYSTEM, to=applied.chosen, reason=note)
-    item.reason = reason
-    return True
+    placed = assign.places(decision)
+    if placed:
+        release_claim(item)
+        uow_of(session).cancel_timer(lease_timer_key(item.id))
+        item.reason = reason
+        details = {"lease_epoch": item.lease_epoch, "reason_sha256": reason_digest(reason), "rerouted": True}
+        audit.record(
+            session,
+            item,
+            "failed",
+            actor,
+            from_status=item.status,
+            to_status=item.status,
+            reason=reason,
+            details=details,
+        )
+        if cost is not None and principal.type is PrincipalType.agent:
+            record_spend(session, principal.tenant, principal.id, cost)
+    assign.apply(session, item, decision, trigger="failure", actor=actor, now=now, note=note)
+    return placed
+
+
+def reason_digest(reason: str) -> str:
+    """A failure reason's SHA-256, as ``claims`` keeps it to tell a retried fail from another."""
+    canonical = json.dumps(reason, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def on_lease_expired(session: Session, item: WorkItem) -> None:
@@ -81,6 +116,16 @@ def decide(
 ) -> assign.Applied | None:
     """Route the item on ``trigger``: None when no rule applies, else the decision carried out."""
     now = now or utcnow()
+    decision = plan(session, item, trigger, exclude=exclude, now=now)
+    if decision is None:
+        return None
+    return assign.apply(session, item, decision, trigger=trigger, actor=actor, now=now, note=note)
+
+
+def plan(
+    session: Session, item: WorkItem, trigger: Trigger, *, exclude: frozenset[str], now: datetime
+) -> engine.Decision | None:
+    """The decision the item's rules make on ``trigger``, not carried out yet; None: no rule applies."""
     live = rules.live_rules(session, item.tenant)
     if not live:
         return None
@@ -88,7 +133,7 @@ def decide(
     matched = engine.matching(live, facts, trigger)
     if not matched:
         return None
-    decision = engine.route(
+    return engine.route(
         matched,
         facts,
         lambda capabilities: source.pool(session, item.tenant, now=now, capabilities=capabilities, routing=item.id),
@@ -96,6 +141,3 @@ def decide(
         cursor_of=lambda rule: cursors.cursor_for(session, rule, item.tenant),
         exclude=exclude,
     )
-    if decision is None:
-        return None
-    return assign.apply(session, item, decision, trigger=trigger, actor=actor, now=now, note=note)

@@ -23,6 +23,7 @@ from models.tables import SagaRun, TemplateRow
 from models.template import TemplateSpec, semver_key
 from orchestrator.errors import Conflict, InvalidInput, NotFound
 from orchestrator.storage.db import SessionFactory
+from orchestrator.work.items import offer_scope_problem
 from orchestrator.work.tokens import unknown_groups
 from orchestrator.work.types import get_type, validate_item
 
@@ -98,6 +99,11 @@ def _check_item_tenants(spec: TemplateSpec, tenant: str) -> None:
                 else f"a template of tenant {tenant!r} opens work items in {tenant!r} only"
             )
             problems.append({"path": f"steps.{index}.{field}.tenant", "message": f"names {item.tenant!r}; {why}"})
+    for index, step in enumerate(spec.steps):
+        for field in ("work_item", "compensate_work_item"):
+            item = getattr(step, field)
+            if item is not None and (problem := offer_scope_problem(item.offer)) is not None:
+                problems.append({"path": f"steps.{index}.{field}.offer.scope", "message": problem})
     if problems:
         raise InvalidInput("template is not valid: " + summary(problems), details=problems)
 

@@ -28,6 +28,7 @@ from orchestrator.sagas.store import SqlSagaStore
 from orchestrator.sagas.templates import template_of
 from orchestrator.service.dispatcher import Dispatcher
 from orchestrator.storage.db import SessionFactory, lock_sagas
+from orchestrator.work import stalls
 from orchestrator.work.claims import fire_lease_timer
 from orchestrator.work.sla import actions as sla
 
@@ -45,6 +46,7 @@ ITEM_TIMERS: dict[TimerKind, ItemTimer] = {
     TimerKind.sla_breach: sla.breach,
     TimerKind.sla_escalate: sla.escalate,
     TimerKind.lease_expiry: fire_lease_timer,
+    TimerKind.stall_check: stalls.fire,
 }
 
 

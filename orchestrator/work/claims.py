@@ -11,22 +11,25 @@ never queue up behind each other; on SQLite the transaction holds the database's
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, or_, select, true
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, and_, literal, or_, select, true
+from sqlalchemy.orm import Session, aliased
 
 from models.base import utcnow
 from models.enums import TimerKind
+from models.lifecycles import LIFECYCLES, RESOLVED_STATUSES
 from models.principal import Principal, PrincipalType, Scope
 from models.tables import Timer
 from models.work_api import WorkItemRead
-from models.work_tables import QUEUE_ORDER, WorkItem
+from models.work_tables import DEPENDENCIES, QUEUE_ORDER, WorkItem, WorkItemEvent
+from orchestrator.agents import record_spend
 from orchestrator.errors import Conflict, Forbidden, InvalidInput, PayloadTooLarge
 from orchestrator.storage.unit_of_work import uow_of
-from orchestrator.work import audit, routing_hooks
+from orchestrator.work import audit, routing_hooks, stalls
 from orchestrator.work.access import require
 from orchestrator.work.items import touch
 from orchestrator.work.transitions import lifecycle_of, move, release_claim
@@ -65,6 +68,23 @@ def unclaimed(now: datetime) -> ColumnElement[bool]:
     return or_(WorkItem.claimed_by_id.is_(None), WorkItem.lease_expires_at < now)
 
 
+def actionable() -> ColumnElement[bool]:
+    """SQL: a claimer can go to work on the item now: its lifecycle lets it be started (or
+    resumed) from its status, and nothing it depends on is still open. What claim-next hands out:
+    an item waiting for its reporter's review, or on another item, is not work for the caller."""
+    in_status = or_(
+        *(and_(WorkItem.lifecycle == lc.name, WorkItem.status.in_(sorted(lc.actionable))) for lc in LIFECYCLES.values())
+    )
+    dependency = aliased(WorkItem)
+    resolved = select(literal(1)).where(
+        dependency.id == DEPENDENCIES.c.depends_on_id,
+        dependency.deleted_at.is_(None),
+        dependency.status.in_(sorted(RESOLVED_STATUSES)),
+    )
+    waiting = select(literal(1)).where(DEPENDENCIES.c.item_id == WorkItem.id, ~resolved.exists())
+    return and_(in_status, ~waiting.exists())
+
+
 def claimable(principal: Principal, now: datetime) -> ColumnElement[bool]:
     return and_(
         in_tenant(principal),
@@ -76,7 +96,13 @@ def claimable(principal: Principal, now: datetime) -> ColumnElement[bool]:
 
 
 def claim(
-    session: Session, principal: Principal, item_id: str, *, ttl_s: float | None, default_ttl_s: float
+    session: Session,
+    principal: Principal,
+    item_id: str,
+    *,
+    ttl_s: float | None,
+    default_ttl_s: float,
+    default_stall_after_s: float | None = None,
 ) -> WorkItemRead:
     require(principal, Scope.work_claim)
     now = utcnow()
@@ -85,14 +111,20 @@ def claim(
     )
     if item is None:
         raise _why_not_claimable(session, principal, item_id, now)
-    _take(session, item, principal, now, ttl_s or default_ttl_s)
+    _take(session, item, principal, now, ttl_s, default_ttl_s, default_stall_after_s)
     return read_items(session, [item])[0]
 
 
 def claim_next(
-    session: Session, principal: Principal, *, ttl_s: float | None, default_ttl_s: float
+    session: Session,
+    principal: Principal,
+    *,
+    ttl_s: float | None,
+    default_ttl_s: float,
+    default_stall_after_s: float | None = None,
 ) -> WorkItemRead | None:
-    """Claim the best item offered to the principal: highest priority, then oldest."""
+    """Claim the best item offered to the principal that it can go to work on now (see
+    ``actionable``): highest priority, then oldest."""
     require(principal, Scope.work_claim)
     now = utcnow()
     # Three probes instead of one OR-ed query, so that each walks an index in queue order and
@@ -108,7 +140,9 @@ def claim_next(
         if (
             candidate := session.scalar(
                 select(WorkItem)
-                .where(in_tenant(principal), WorkItem.is_open == true(), WorkItem.deleted_at.is_(None), probe)
+                .where(
+                    in_tenant(principal), WorkItem.is_open == true(), WorkItem.deleted_at.is_(None), probe, actionable()
+                )
                 .order_by(*QUEUE_ORDER)
                 .limit(1)
                 .with_for_update(skip_locked=True)
@@ -119,11 +153,19 @@ def claim_next(
     item = min(found, key=lambda i: (-i.priority, i.created_at, i.id), default=None)
     if item is None:
         return None
-    _take(session, item, principal, now, ttl_s or default_ttl_s)
+    _take(session, item, principal, now, ttl_s, default_ttl_s, default_stall_after_s)
     return read_items(session, [item])[0]
 
 
-def _take(session: Session, item: WorkItem, principal: Principal, now: datetime, ttl_s: float) -> None:
+def _take(
+    session: Session,
+    item: WorkItem,
+    principal: Principal,
+    now: datetime,
+    ttl_s: float | None,
+    default_ttl_s: float,
+    default_stall_after_s: float | None,
+) -> None:
     if item.claimed_by_id is not None:
         # The previous holder's lease lapsed and nobody swept it yet: record that first.
         _expire(session, item)
@@ -131,7 +173,15 @@ def _take(session: Session, item: WorkItem, principal: Principal, now: datetime,
     item.claimed_by_id = principal.id
     item.claimed_at = now
     item.lease_epoch += 1
-    item.lease_expires_at = now + timedelta(seconds=ttl_s) if principal.type is PrincipalType.agent else None
+    # Kept, so a heartbeat without a TTL extends by the claim's own (None: the server default).
+    item.lease_ttl_s = ttl_s
+    item.lease_expires_at = (
+        now + timedelta(seconds=ttl_s or default_ttl_s) if principal.type is PrincipalType.agent else None
+    )
+    # A new holder's progress starts from nothing, now.
+    item.progress = None
+    item.progress_at = now
+    item.stalled_at = None
     touch(item)
     details: dict[str, Any] = {"lease_epoch": item.lease_epoch}
     if item.lease_expires_at is not None:
@@ -139,6 +189,8 @@ def _take(session: Session, item: WorkItem, principal: Principal, now: datetime,
     audit.record(session, item, "claimed", principal.ref, details=details)
     if item.lease_expires_at is not None:
         arm_lease_timer(session, item)
+        # A live lease says the agent is alive, not that it is getting anywhere: its progress is watched too.
+        stalls.arm(session, item, default_stall_after_s, now)
 
 
 def _why_not_claimable(session: Session, principal: Principal, item_id: str, now: datetime) -> Exception:
@@ -174,11 +226,28 @@ def holder_item(session: Session, principal: Principal, item_id: str, lease_epoc
 
 
 def heartbeat(
-    session: Session, principal: Principal, item_id: str, lease_epoch: int, *, ttl_s: float | None, default_ttl_s: float
+    session: Session,
+    principal: Principal,
+    item_id: str,
+    lease_epoch: int,
+    *,
+    ttl_s: float | None,
+    default_ttl_s: float,
+    progress: Any = None,
 ) -> WorkItemRead:
+    """Extend the lease by the claim's TTL (or by ``ttl_s``, which then holds for later beats
+    too), and record ``progress`` when it changed: a holder that beats without progress is alive
+    but maybe stalled."""
     item = holder_item(session, principal, item_id, lease_epoch)
+    now = utcnow()
+    if ttl_s is not None:
+        item.lease_ttl_s = ttl_s
+    if progress is not None and progress != item.progress:
+        item.progress = progress
+        item.progress_at = now
+        stalls.progressed(session, item, principal.ref, now)
     if item.lease_expires_at is not None:
-        item.lease_expires_at = utcnow() + timedelta(seconds=ttl_s or default_ttl_s)
+        item.lease_expires_at = now + timedelta(seconds=item.lease_ttl_s or default_ttl_s)
         # The lease's timer moves with it (one UPDATE): it fires only if no beat comes in time.
         uow_of(session).move_timer(lease_timer_key(item.id), item.lease_expires_at)
     return read_items(session, [item])[0]
@@ -195,19 +264,53 @@ def release(
 
 
 def start(
-    session: Session, principal: Principal, item_id: str, lease_epoch: int | None, *, default_ttl_s: float
+    session: Session,
+    principal: Principal,
+    item_id: str,
+    lease_epoch: int | None,
+    *,
+    default_ttl_s: float,
+    default_stall_after_s: float | None = None,
 ) -> WorkItemRead:
-    """Claim (if the caller does not hold it yet) and start, in one transaction."""
+    """Claim (if the caller does not hold it yet) and start, in one transaction.
+
+    Work already underway is resumed: by a holder's successor (audited as ``resumed``), or
+    answered as it is when the caller's claim started it already (a retried start)."""
     require(principal, Scope.work_claim)
     current = load_item(session, principal, item_id)
     if current.claimed_by_id != principal.id or current.claimed_by_type != principal.type.value:
-        lease_epoch = claim(session, principal, item_id, ttl_s=None, default_ttl_s=default_ttl_s).lease_epoch
+        lease_epoch = claim(
+            session,
+            principal,
+            item_id,
+            ttl_s=None,
+            default_ttl_s=default_ttl_s,
+            default_stall_after_s=default_stall_after_s,
+        ).lease_epoch
     item = holder_item(session, principal, item_id, lease_epoch)
-    target = lifecycle_of(item).start.get(item.status)
+    lc = lifecycle_of(item)
+    if item.status in lc.underway:
+        if not _started_by_this_claim(session, item, principal):
+            details = {"lease_epoch": item.lease_epoch, "status": item.status}
+            audit.record(session, item, "resumed", principal.ref, details=details)
+            touch(item)
+        return read_items(session, [item])[0]
+    target = lc.start.get(item.status)
     if target is None:
         raise _no_action(item, "start")
-    move(session, item, target, principal.ref, action="started")
+    move(session, item, target, principal.ref, action="started", details={"lease_epoch": item.lease_epoch})
     return read_items(session, [item])[0]
+
+
+def _started_by_this_claim(session: Session, item: WorkItem, principal: Principal) -> bool:
+    # Every claim is audited, so the claim's own start or resume is the last of the three.
+    last = session.scalar(
+        select(WorkItemEvent)
+        .where(WorkItemEvent.item_id == item.id, WorkItemEvent.action.in_(("claimed", "started", "resumed")))
+        .order_by(WorkItemEvent.id.desc())
+        .limit(1)
+    )
+    return last is not None and last.action != "claimed" and last.actor == principal.ref
 
 
 def complete(
@@ -218,7 +321,10 @@ def complete(
     result: Any,
     *,
     max_result_bytes: int | None = None,
+    cost: float | None = None,
 ) -> WorkItemRead:
+    """Complete the held item with ``result``. A retry of the same call answers as the first did
+    (see ``_retry_of``). ``cost`` is added to the calling agent's budget spend, once."""
     if max_result_bytes is not None:
         # The result is kept on the item and handed to the saga: held to the payload's limit.
         size = len(json.dumps(result, separators=(",", ":")))
@@ -227,29 +333,105 @@ def complete(
                 f"the result is {size} bytes; the limit is {max_result_bytes} (WORKYARD_WORK_ITEM_MAX_PAYLOAD_BYTES)",
                 details=[{"path": "result", "message": f"{size} bytes > {max_result_bytes}"}],
             )
-    item = holder_item(session, principal, item_id, lease_epoch)
+    digest = _digest(result)
+    try:
+        item = holder_item(session, principal, item_id, lease_epoch)
+    except Conflict:
+        retried = _retry_of(session, principal, item_id, lease_epoch, "completed", "result", digest)
+        if retried is None:
+            raise
+        return retried
     target = lifecycle_of(item).complete.get(item.status)
     if target is None:
         raise _no_action(item, "complete")
     item.result = result
-    move(session, item, target, principal.ref, action="completed")
+    details = {"lease_epoch": item.lease_epoch, "result_sha256": digest}
+    move(session, item, target, principal.ref, action="completed", details=details)
+    _spend(session, principal, cost)
     if item.claimed_by_id is not None:
         # The holder's part is done; whoever acts next (a reviewer) claims it anew.
         release_claim(item)
     return read_items(session, [item])[0]
 
 
-def fail(session: Session, principal: Principal, item_id: str, lease_epoch: int | None, reason: str) -> WorkItemRead:
-    item = holder_item(session, principal, item_id, lease_epoch)
+def fail(
+    session: Session,
+    principal: Principal,
+    item_id: str,
+    lease_epoch: int | None,
+    reason: str,
+    *,
+    cost: float | None = None,
+) -> WorkItemRead:
+    try:
+        item = holder_item(session, principal, item_id, lease_epoch)
+    except Conflict:
+        retried = _retry_of(session, principal, item_id, lease_epoch, "failed", "reason", _digest(reason))
+        if retried is None:
+            raise
+        return retried
     target = lifecycle_of(item).fail.get(item.status)
     if target is None:
         raise _no_action(item, "fail")
-    if routing_hooks.holder_failed(session, item, principal.ref, reason):
+    if routing_hooks.holder_failed(session, item, principal, reason, cost):
         return read_items(session, [item])[0]  # given to another agent instead: it stays open
     item.reason = reason
-    move(session, item, target, principal.ref, action="failed", reason=reason)
+    details = {"lease_epoch": item.lease_epoch, "reason_sha256": _digest(reason)}
+    move(session, item, target, principal.ref, action="failed", reason=reason, details=details)
+    _spend(session, principal, cost)
     release_claim(item)
     return read_items(session, [item])[0]
+
+
+def _spend(session: Session, principal: Principal, cost: float | None) -> None:
+    # In the call's own transaction, and not on a retry: the spend counts exactly when the
+    # completion (or failure) does.
+    if cost is not None and principal.type is PrincipalType.agent:
+        record_spend(session, principal.tenant, principal.id, cost)
+
+
+def _retry_of(
+    session: Session,
+    principal: Principal,
+    item_id: str,
+    lease_epoch: int | None,
+    action: str,
+    what: str,
+    digest: str,
+) -> WorkItemRead | None:
+    """The item, if this call repeats the caller's own last ``action`` on it (same claim, same
+    body): agents retry a complete whose answer a timeout lost, and get what the first got.
+    None when it is no retry; a 409 when it is the same claim with another body."""
+    item = load_item(session, principal, item_id)
+    # The last claim or move of the item: a retry finds the caller's own action there. A claim
+    # since, or a move since (the reporter sent it back), means the item moved on: not a retry.
+    last = session.scalar(
+        select(WorkItemEvent)
+        .where(
+            WorkItemEvent.item_id == item_id,
+            or_(WorkItemEvent.action == "claimed", WorkItemEvent.to_status.is_not(None)),
+        )
+        .order_by(WorkItemEvent.id.desc())
+        .limit(1)
+    )
+    if last is None or last.action != action or last.actor != principal.ref:
+        return None
+    epoch = last.details.get("lease_epoch")
+    # A claim since then, or another epoch than the one acted under: not the same call.
+    if epoch != item.lease_epoch or (lease_epoch is not None and lease_epoch != epoch):
+        return None
+    if last.details.get(f"{what}_sha256") != digest:
+        raise Conflict(
+            f"{item_id} was already {action} by {principal.ref} under lease epoch {epoch} with another {what}; "
+            "a retry must send the same body",
+            details=[{"path": what, "message": f"differs from the {what} it was {action} with"}],
+        )
+    return read_items(session, [item])[0]
+
+
+def _digest(value: Any) -> str:
+    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def lease_timer_key(item_id: str) -> str:
@@ -299,7 +481,8 @@ def _expire(session: Session, item: WorkItem) -> None:
         item,
         "lease_expired",
         "system",
-        details={"holder": holder, "lease_epoch": item.lease_epoch, "expired_at": expired_at},
+        # The status tells whether the holder left work underway (the next holder resumes it).
+        details={"holder": holder, "lease_epoch": item.lease_epoch, "expired_at": expired_at, "status": item.status},
     )
 
 

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from models.agents import RiskLevel
 from models.base import utcnow
 from models.lifecycles import is_terminal, lifecycle_for
-from models.principal import Principal, Scope
+from models.principal import Principal, Scope, scope_problem
 from models.work_api import (
     AgentOffer,
     HumanOffer,
@@ -50,6 +50,7 @@ def create_item(
     require(principal, Scope.work_write)
     tenant = tenant_for_write(principal, body.tenant)
     _check_size(body.payload, body.metadata, max_payload_bytes)
+    check_offer(body.offer)
     digest = _request_hash(tenant, body)
     for salt in range(ID_ATTEMPTS):
         with sessions.begin() as session:
@@ -127,6 +128,7 @@ def _new_item(
         lease_epoch=0,
         version=1,
         sla=body.sla.model_dump(mode="json") if body.sla else None,
+        stall=body.stall.model_dump(mode="json") if body.stall else None,
         sla_breach_count=0,
         risk_level=body.risk_level.value if body.risk_level is not None else None,
         created_at=now,
@@ -169,6 +171,7 @@ def update_item(
 ) -> WorkItemRead:
     """Change the given fields; with a version (body or If-Match) only if nobody changed it since."""
     require(principal, Scope.work_write)
+    check_offer(body.offer)
     item = load_item(session, principal, item_id, lock=True)
     # Both preconditions hold, when both are given: a stale one must not be overruled by the other.
     for expected in (body.version, if_match):
@@ -250,6 +253,17 @@ def _party(ref: PartyRef | None) -> tuple[str | None, str | None]:
 
 def _ref(kind: str | None, ident: str | None) -> str | None:
     return f"{kind}:{ident}" if kind and ident else None
+
+
+def offer_scope_problem(offer: HumanOffer | AgentOffer | None) -> str | None:
+    """What is wrong with an offer's scope coming in: it must be workyard's or a custom one (a
+    misspelt one of workyard's, work:cliam, would reach nobody but the admins)."""
+    return scope_problem(offer.scope) if isinstance(offer, HumanOffer) else None
+
+
+def check_offer(offer: HumanOffer | AgentOffer | None) -> None:
+    if (problem := offer_scope_problem(offer)) is not None:
+        raise InvalidInput(problem, details=[{"path": "offer.scope", "message": problem}])
 
 
 def _apply_offer(item: WorkItem, offer: HumanOffer | AgentOffer) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
+from models.principal import Principal
 from models.sla import BreachAction
 from models.work_tables import WorkItem
 
@@ -21,12 +22,13 @@ def item_created(session: Session, item: WorkItem, actor: str) -> None:
     triggers.on_created(session, item, actor)
 
 
-def holder_failed(session: Session, item: WorkItem, actor: str, reason: str) -> bool:
+def holder_failed(session: Session, item: WorkItem, principal: Principal, reason: str, cost: float | None) -> bool:
     """The holder is failing the item: True when routing gave it to another agent instead (it
-    stays open and the holder's claim is gone); False: fail it as usual."""
+    stays open, the holder's claim is gone, its failure and cost are recorded); False: fail it
+    as usual."""
     from orchestrator.routing import triggers
 
-    return triggers.on_failure(session, item, actor, reason)
+    return triggers.on_failure(session, item, principal, reason, cost)
 
 
 def lease_expired(session: Session, item: WorkItem) -> None:

@@ -12,11 +12,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models.base import utcnow
-from models.principal import ALL_TENANTS, Principal, PrincipalType, Scope
+from models.principal import ALL_TENANTS, Principal, PrincipalType, Scope, scope_problem
 from models.work_tables import ApiToken
 
 PREFIX = "wy_"
-KNOWN_SCOPES = frozenset(s.value for s in Scope)
 
 
 @dataclass(frozen=True)
@@ -44,9 +43,9 @@ def create_token(
     description: str = "",
 ) -> IssuedToken:
     scopes = sorted(set(scopes))
-    unknown = [s for s in scopes if s not in KNOWN_SCOPES]
-    if unknown:
-        raise ValueError(f"unknown scope(s) {', '.join(unknown)}; known: {', '.join(sorted(KNOWN_SCOPES))}")
+    problems = [problem for s in scopes if (problem := scope_problem(s)) is not None]
+    if problems:
+        raise ValueError("; ".join(problems))
     token_id = secrets.token_hex(8)
     secret = f"{PREFIX}{token_id}_{secrets.token_urlsafe(32)}"
     session.add(

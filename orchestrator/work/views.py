@@ -6,10 +6,12 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Literal
 
 from sqlalchemy import and_, literal, or_, select
 from sqlalchemy.orm import Session
 
+from models.base import utcnow
 from models.principal import Principal, PrincipalType, Scope
 from models.sla import SlaSpec
 from models.work_api import (
@@ -131,6 +133,7 @@ def item_view(
             at=item.claimed_at,
             lease_epoch=item.lease_epoch,
             lease_expires_at=item.lease_expires_at,
+            state=holder_state(item, utcnow()),
         )
     return WorkItemRead(
         id=item.id,
@@ -168,6 +171,9 @@ def item_view(
         sla_warned_at=item.sla_warned_at,
         sla_breached_at=item.sla_breached_at,
         sla_breach_count=item.sla_breach_count,
+        progress=item.progress,
+        progress_at=item.progress_at,
+        stalled_at=item.stalled_at,
         hitl=ItemHitl.model_validate(item.hitl) if item.hitl else None,
         created_at=item.created_at,
         updated_at=item.updated_at,
@@ -175,6 +181,17 @@ def item_view(
         completed_at=item.completed_at,
         deleted_at=item.deleted_at,
     )
+
+
+def holder_state(item: WorkItem, now: datetime) -> Literal["working", "slow", "stalled", "lapsed"]:
+    """Dead (lapsed), stalled, slow or working: told apart by the lease, the progress clock and the SLA."""
+    if item.lease_expires_at is not None and item.lease_expires_at <= now:
+        return "lapsed"
+    if item.stalled_at is not None:
+        return "stalled"
+    if item.sla_warned_at is not None or item.sla_breached_at is not None:
+        return "slow"
+    return "working"
 
 
 def saga_link(item: WorkItem) -> SagaLink | None:

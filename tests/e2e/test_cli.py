@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -268,6 +269,75 @@ def test_an_agent_works_an_item_over_http_with_a_cli_token(stack_env: dict[str, 
         assert refused.value.status == 403 and refused.value.code == "forbidden"
     listed = workyard(stack_env, "token", "list")
     assert "agent:summarizer-1" in listed.stdout and agent_token not in listed.stdout
+
+
+def readme_block(marker: str) -> str:
+    """The shell block that follows ``marker`` in the README, as a reader would copy it."""
+    readme = (ROOT / "README.md").read_text()
+    after = readme[readme.index(marker) :]
+    start = after.index("```sh\n") + len("```sh\n")
+    return after[start : after.index("```", start)]
+
+
+def run_readme_block(block: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """A README block in bash, as a reader in the project's folder would run it (the data dir as
+    ``.workyard``), but for the API's port; every curl fails loudly on an error status."""
+    links = {".workyard": Path(env["WORKYARD_DATA_DIR"]), ".venv": Path(sys.executable).parents[1]}
+    for name, target in {**links, "examples": ROOT / "examples"}.items():
+        if not (cwd / name).exists():
+            (cwd / name).symlink_to(target)
+    script = 'set -euo pipefail\ncurl() { command curl -sS --fail-with-body "$@"; }\n'
+    script += block.replace("localhost:8700", env["WORKYARD_TEST_API"].removeprefix("http://"))
+    return subprocess.run(["bash", "-c", script], env=env, cwd=cwd, capture_output=True, text=True, timeout=60)
+
+
+def test_the_readmes_calls_over_http_run_as_written(stack_env: dict[str, str], tmp_path: Path) -> None:
+    ran = run_readme_block(readme_block("<!-- over-http:"), stack_env, tmp_path)
+    assert ran.returncode == 0, f"{ran.stdout}\n{ran.stderr}"
+    assert '"order_id":"A-3"' in ran.stdout.replace(" ", "")
+
+
+def test_the_readmes_agent_loop_runs_as_written_ten_times(stack_env: dict[str, str], tmp_path: Path) -> None:
+    from workers.client import WorkyardClient
+
+    loop = readme_block("<!-- agent-loop:")
+    api = stack_env["WORKYARD_TEST_API"]
+    made = workyard(
+        stack_env,
+        *("token", "create", "--principal", "agent:summarizer-2", "--tenant", "acme"),
+        *("--scope", "work:claim", "--scope", "work:read", "--capability", "summarize"),
+    )
+    assert made.returncode == 0, made.stderr
+    env = {**stack_env, "AGENT_TOKEN": made.stdout.strip()}
+    admin_token = (Path(stack_env["WORKYARD_DATA_DIR"]) / "admin-token").read_text().strip()
+    with WorkyardClient(api, admin_token) as admin, WorkyardClient(api, env["AGENT_TOKEN"]) as vanishing:
+        for run in range(10):
+            item = admin.create_work_item(
+                {
+                    "type": "task",
+                    "tenant": "acme",
+                    "title": f"summarize INC-{run}",
+                    "payload": {"doc": f"INC-{run}"},
+                    "offer": {"type": "agent", "capability": "summarize"},
+                }
+            )
+            if run % 2:
+                # An agent takes it, starts it and dies; its short lease lapses before the loop runs.
+                held = vanishing.claim_next(ttl_s=0.5)
+                assert held is not None and held.id == item.id
+                vanishing.start(held)
+                time.sleep(1.0)  # real time: the lease lapses on the server's clock
+            ran = run_readme_block(loop, env, tmp_path)
+            assert ran.returncode == 0, f"run {run}: {ran.stdout}\n{ran.stderr}"
+            finished = admin.get_work_item(item)
+            assert finished.status == "review", f"run {run}: {finished.status}"
+            assert finished.result == {"summary": "the disk filled up"}
+            assert finished.progress == {"done": 1, "of": 2} and finished.claim is None
+            actions = [e.action for e in admin.history(item)]
+            expected = ["created", "claimed", "started", "completed"]
+            if run % 2:
+                expected = ["created", "claimed", "started", "lease_expired", "claimed", "resumed", "completed"]
+            assert actions == expected, f"run {run}"
 
 
 @pytest.mark.parametrize(

@@ -87,8 +87,9 @@ INEXPRESSIBLE = [
     ),
     Inexpressible(
         r"^request is not valid: ",
-        "an SLA's escalation steps are listed in order of after_ms: JSON Schema cannot compare items",
-        detail=r"(^|\.)sla: Value error, escalation steps must be in order of after_ms$",
+        "an SLA's (and a stall ladder's) escalation steps are listed in order of after_ms: JSON Schema cannot "
+        "compare items",
+        detail=r"(^|\.)(sla|stall): Value error, escalation steps must be in order of after_ms$",
     ),
     Inexpressible(
         r"^request is not valid: ",

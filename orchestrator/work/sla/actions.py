@@ -27,8 +27,6 @@ from orchestrator.work.transitions import move, release_claim
 log = logging.getLogger(__name__)
 
 SYSTEM = "system"
-# Where "pause" parks an item, by lifecycle: the status that means "waiting on something".
-PAUSE_STATUS = {"work": "blocked", "canonical": "waiting", "step": "blocked"}
 
 
 def lock_items(session: Session, item_ids: Iterable[str]) -> None:
@@ -63,7 +61,7 @@ def warn(session: Session, timer: Timer, item: WorkItem | None, now: datetime) -
         return
     item.sla_warned_at = now
     audit.record(session, item, "sla_warning", SYSTEM, details={"target_ms": sla.target_ms, "pct": sla.warn_at_pct})
-    webhooks.emit(session, item.tenant, "sla.warning", _event(item, f"{sla.warn_at_pct}% of the target"), now)
+    webhooks.emit(session, item.tenant, "sla.warning", event_of(item, f"{sla.warn_at_pct}% of the target"), now)
 
 
 def breach(session: Session, timer: Timer, item: WorkItem | None, now: datetime) -> None:
@@ -79,7 +77,7 @@ def breach(session: Session, timer: Timer, item: WorkItem | None, now: datetime)
         SYSTEM,
         details={"target_ms": sla.target_ms, "action": sla.breach_action, "count": item.sla_breach_count},
     )
-    webhooks.emit(session, item.tenant, "sla.breached", _event(item, sla.breach_action), now)
+    webhooks.emit(session, item.tenant, "sla.breached", event_of(item, sla.breach_action), now)
     apply(session, item, sla.breach_action, sla.breach_to, now, why="SLA breached")
     routing_hooks.sla_breached(session, item, sla.breach_action)
 
@@ -108,7 +106,7 @@ def apply(session: Session, item: WorkItem, action: BreachAction, to: str | None
         # Outgoing notifications read these audit rows; the row is the notification.
         audit.record(session, item, "notified", SYSTEM, reason=why, details={"to": to})
     elif action == "escalate":
-        before = {"group": item.offer_group, "holder": _holder(item)}
+        before = {"group": item.offer_group, "holder": holder_of(item)}
         item.offer_type, item.offer_group = "human", to
         item.offer_scope = item.offer_scope or "work:claim"
         item.offer_capability = None
@@ -118,7 +116,8 @@ def apply(session: Session, item: WorkItem, action: BreachAction, to: str | None
         item.version += 1
         item.updated_at = now
         audit.record(session, item, "escalated", SYSTEM, reason=why, details={"to": to, "from": before})
-        webhooks.emit(session, item.tenant, "work_item.escalated", {**_event(item, action), "to": to, "why": why}, now)
+        escalated = {**event_of(item, action), "to": to, "why": why}
+        webhooks.emit(session, item.tenant, "work_item.escalated", escalated, now)
     elif action == "cancel":
         target = lifecycle.close.get(item.status) or lifecycle.fail.get(item.status)
         if target is None:
@@ -127,7 +126,7 @@ def apply(session: Session, item: WorkItem, action: BreachAction, to: str | None
         item.reason = why
         move(session, item, target, SYSTEM, action="cancelled", reason=why)
     elif action == "pause":
-        target = PAUSE_STATUS.get(item.lifecycle)
+        target = lifecycle.paused  # the status that means "waiting on something"
         if target is None or not is_valid_transition(lifecycle, item.status, target):
             audit.record(session, item, "pause_refused", SYSTEM, reason=f"{why}; {item.status} cannot be paused")
             return
@@ -176,14 +175,14 @@ def _follow_up(
     )
 
 
-def _event(item: WorkItem, action: str | None) -> dict[str, Any]:
+def event_of(item: WorkItem, action: str | None) -> dict[str, Any]:
     return {
         "item": {
             "id": item.id,
             "type": item.type,
             "title": item.title,
             "status": item.status,
-            "holder": _holder(item),
+            "holder": holder_of(item),
             "sla": item.sla,
             "sla_breach_count": item.sla_breach_count,
             "saga_id": item.saga_id,
@@ -192,5 +191,5 @@ def _event(item: WorkItem, action: str | None) -> dict[str, Any]:
     }
 
 
-def _holder(item: WorkItem) -> str | None:
+def holder_of(item: WorkItem) -> str | None:
     return f"{item.claimed_by_type}:{item.claimed_by_id}" if item.claimed_by_id else None

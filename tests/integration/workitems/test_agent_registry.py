@@ -277,6 +277,9 @@ def test_costs_add_up_within_the_budgets_period_and_a_new_period_starts_from_not
         lease = {"lease_epoch": epoch, **body}
         done = client.post(f"/api/v1/work-items/{item['id']}/{action}", json=lease, headers=bot)
         assert done.status_code == 200, done.text
+        # A retry (the answer was lost to a timeout) answers the same and costs nothing more.
+        again = client.post(f"/api/v1/work-items/{item['id']}/{action}", json=lease, headers=bot)
+        assert again.status_code == 200 and again.json() == done.json(), again.text
 
     work("complete", cost=1.5)
     work("fail", reason="no source", cost=0.25)
@@ -292,3 +295,44 @@ def test_costs_add_up_within_the_budgets_period_and_a_new_period_starts_from_not
 
     negative = client.post("/api/v1/work-items/x/complete", json={"lease_epoch": 1, "cost": -1}, headers=bot)
     assert negative.status_code == 422 and error(negative)["details"][0]["path"] == "body.cost"
+
+
+def test_an_agent_cannot_lift_the_limits_its_operator_set(client: TestClient, token: TokenFactory) -> None:
+    ops = token("user:ops", scopes=OPS)
+    me = token("agent:bot", scopes=["agents:register"], capabilities=["summarize", "translate"])
+    limited = spec(
+        "bot", autonomy="L1", budget={"unit": "USD", "limit": 1, "period": "day"}, safety={"two_person_rule": True}
+    )
+    assert client.post("/api/v1/agents", json=limited, headers=ops).status_code == 201
+    for lifted in ({"autonomy": "L4"}, {"budget": None}, {"safety": None}, {"roles": ["oncall"]}):
+        refused = client.patch("/api/v1/agents/bot", json=lifted, headers=me)
+        assert refused.status_code == 403, (lifted, refused.text)
+        assert refused.json()["error"]["details"][0]["path"] == next(iter(lifted))
+    # What it can do and how much at once are its own to say.
+    more = client.patch(
+        "/api/v1/agents/bot",
+        json={"capacity": 3, "capabilities": [{"name": "summarize"}, {"name": "translate"}]},
+        headers=me,
+    )
+    assert more.status_code == 200 and more.json()["spec"]["capacity"] == 3
+    shown = client.get("/api/v1/agents/bot", headers=ops).json()
+    kept = shown["spec"]
+    assert kept["autonomy"] == "L1" and kept["budget"]["limit"] == 1 and kept["safety"]["two_person_rule"]
+
+
+def test_an_agent_cannot_undo_its_deregistration_nor_reset_its_spend(client: TestClient, token: TokenFactory) -> None:
+    ops = token("user:ops", scopes=[*OPS, "work:write"])
+    me = token("agent:bot", scopes=["agents:register", "work:claim"])
+    client.post("/api/v1/agents", json=spec("bot", budget={"unit": "USD", "limit": 5, "period": "day"}), headers=ops)
+    item = client.post("/api/v1/work-items", json=task(offer={"type": "agent"}), headers=ops).json()
+    epoch = client.post(f"/api/v1/work-items/{item['id']}/start", headers=me).json()["lease_epoch"]
+    client.post(f"/api/v1/work-items/{item['id']}/complete", json={"lease_epoch": epoch, "cost": 4}, headers=me)
+    # Leaving and coming back in the same day keeps what it spent.
+    assert client.delete("/api/v1/agents/bot", headers=me).status_code == 204
+    assert client.post("/api/v1/agents", json=spec("bot"), headers=me).status_code == 201
+    assert client.get("/api/v1/agents/bot", headers=ops).json()["spent"] == 4
+    # Taken out by its operator: it may not put itself back.
+    assert client.delete("/api/v1/agents/bot", headers=ops).status_code == 204
+    refused = client.post("/api/v1/agents", json=spec("bot"), headers=me)
+    assert refused.status_code == 403 and "deregistered by user:ops" in refused.json()["error"]["message"]
+    assert client.post("/api/v1/agents", json=spec("bot"), headers=ops).status_code == 201

@@ -193,16 +193,27 @@ def test_created_the_item_goes_to_the_chosen_agent_alone(sql_fleet: Fleet) -> No
 
 
 def test_a_holder_that_fails_hands_the_item_to_the_next_agent_until_none_is_left(fleet: Fleet) -> None:
+    budget = {"unit": "USD", "limit": 100, "period": "day"}
     for name, level in [("ann", "expert"), ("bob", "advanced")]:
-        fleet.agent(name, capabilities=[{"name": "sql", "proficiency": level}])
+        fleet.agent(name, capabilities=[{"name": "sql", "proficiency": level}], budget=budget)
     fleet.rule(id="db", selectors=SQL)  # priority: ann, then bob
     item = fleet.item()
     assert assignee(item) == "agent:ann"
     held = fleet.claim_next("ann")
     assert held is not None
-    failed = fleet.call("ann", item, "fail", lease_epoch=held["lease_epoch"], reason="cannot reach the db")
+    failed = fleet.call("ann", item, "fail", lease_epoch=held["lease_epoch"], reason="cannot reach the db", cost=2.5)
     assert failed.status_code == 200, failed.text
     after = failed.json()
+    # ann gave it up as a release does (no new epoch); its failure and its cost are recorded, and
+    # the same call sent again (a retry whose answer was lost) answers the same.
+    assert after["lease_epoch"] == held["lease_epoch"]
+    again = fleet.call("ann", item, "fail", lease_epoch=held["lease_epoch"], reason="cannot reach the db", cost=2.5)
+    assert again.status_code == 200 and again.json()["assignee"] == after["assignee"], again.text
+    other = fleet.call("ann", item, "fail", lease_epoch=held["lease_epoch"], reason="something else")
+    assert other.status_code == 409
+    ann = fleet.client.get("/api/v1/agents/ann", headers=fleet.ops).json()
+    assert ann["spent"] == 2.5
+    assert fleet.actions(item["id"])[-2:] == ["failed", "routed"]
     assert (after["status"], assignee(after), after["claim"], after["reason"]) == (
         "todo",
         "agent:bob",

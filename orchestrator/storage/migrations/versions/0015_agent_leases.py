@@ -24,10 +24,13 @@ def upgrade() -> None:
         batch.add_column(sa.Column("progress", sa.JSON(), nullable=True))
         batch.add_column(sa.Column("progress_at", sa.DateTime(timezone=True), nullable=True))
         batch.add_column(sa.Column("stalled_at", sa.DateTime(timezone=True), nullable=True))
+        # The item's own stall ladder (null: the server default).
+        batch.add_column(sa.Column("stall", sa.JSON(), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("work_items", schema=None) as batch:
+        batch.drop_column("stall")
         batch.drop_column("stalled_at")
         batch.drop_column("progress_at")
         batch.drop_column("progress")

@@ -30,6 +30,7 @@ def upgrade() -> None:
         sa.Column("last_heartbeat_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("last_heartbeat_source", sa.String(length=16), nullable=True),
         sa.Column("deregistered_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("deregistered_by", sa.String(length=300), nullable=True),
         sa.Column("spent", sa.Float(), nullable=False),
         sa.Column("period_start", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("tenant", "id", name=op.f("pk_agents")),
