@@ -13,6 +13,7 @@ from models.base import utcnow
 from orchestrator.agents.liveness import Thresholds
 from orchestrator.agents.records import SPEC_TEXT, serving
 from orchestrator.agents.views import as_candidates
+from orchestrator.agents.workers import REGISTRANT as WORKERS
 
 
 def candidates(
@@ -29,7 +30,9 @@ def candidates(
     ``thresholds`` default to the process's settings (``WORKYARD_AGENT_STALE_AFTER_S``, ...).
     """
     now = now or utcnow()
-    registered = (serving(tenant), Agent.deregistered_at.is_(None))
+    # Celery workers are in the registry (live, with their queues' capabilities), but they run saga
+    # steps from their queues and never claim a work item: not candidates for one.
+    registered = (serving(tenant), Agent.deregistered_at.is_(None), Agent.registered_by != WORKERS)
     # The columns a candidate needs, not ORM objects: the spec as text, parsed once per text.
     rows = session.execute(
         select(Agent.tenant, Agent.id, SPEC_TEXT, Agent.last_heartbeat_at, Agent.spent, Agent.period_start)

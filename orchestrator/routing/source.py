@@ -27,6 +27,7 @@ from models.work_tables import WORK_ITEMS
 from orchestrator import agents
 from orchestrator.agents.liveness import Thresholds, liveness
 from orchestrator.agents.periods import spent_now
+from orchestrator.agents.workers import REGISTRANT as WORKERS
 from orchestrator.routing.decisions import MAX_LISTED
 from orchestrator.routing.engine import Pool
 
@@ -75,7 +76,11 @@ _CLAIMED, _QUEUED = WORK_ITEMS.alias("claimed"), WORK_ITEMS.alias("queued")
 
 def _read(session: Session, tenant: str, now: datetime, capabilities: Collection[str], routing: str | None) -> Pool:
     agent, claimed, queued = _AGENT, _CLAIMED, _QUEUED
-    serves = and_(agent.c.tenant.in_(sorted({tenant, ALL_TENANTS})), agent.c.deregistered_at.is_(None))
+    serves = and_(
+        agent.c.tenant.in_(sorted({tenant, ALL_TENANTS})),
+        agent.c.deregistered_at.is_(None),
+        agent.c.registered_by != WORKERS,  # Celery workers never claim work items (as candidates())
+    )
     # As the registry's ``loads``: open items the agent holds a live claim on; an operator's agent
     # (tenant *) counts its claims in every tenant, a tenant's own those in its tenant.
     load = (
@@ -146,7 +151,11 @@ def _serving(tenant: str) -> Select[int]:
     return (
         select(func.count())
         .select_from(every)
-        .where(every.c.tenant.in_(sorted({tenant, ALL_TENANTS})), every.c.deregistered_at.is_(None))
+        .where(
+            every.c.tenant.in_(sorted({tenant, ALL_TENANTS})),
+            every.c.deregistered_at.is_(None),
+            every.c.registered_by != WORKERS,
+        )
     )
 
 

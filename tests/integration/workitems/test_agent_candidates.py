@@ -13,12 +13,13 @@ from sqlalchemy import event, select, update
 
 from models.agent_api import AgentCreate
 from models.agent_tables import AGENT_CAPABILITIES, Agent
+from models.agents import AgentSpec, Candidate
 from models.base import utcnow
 from models.principal import ALL_TENANTS, Principal, PrincipalType
 from models.work_api import WorkItemCreate
 from models.worker_presence import WorkerPresence
 from orchestrator.agents import candidates, record_spend
-from orchestrator.agents.liveness import Thresholds
+from orchestrator.agents.liveness import Thresholds, liveness
 from orchestrator.agents.registry import deregister, register
 from orchestrator.agents.workers import fold_workers
 from orchestrator.work import claims
@@ -140,7 +141,9 @@ def test_workers_present_become_live_agents_of_every_tenant_that_follow_what_the
     with factory.begin() as session:
         fold_workers(session, [presence("alpha-0@host", "alpha", "beta", concurrency=4)])
     with factory() as session:
-        (found,) = candidates(session, "acme", thresholds=THRESHOLDS)
+        found = worker_agent(session, "alpha-0@host")
+        # In the registry, live, but never a routing candidate: a worker never claims a work item.
+        assert candidates(session, "acme", thresholds=THRESHOLDS) == []
         declared = AGENT_CAPABILITIES.c
         caps = set(session.scalars(select(declared.name).where(declared.agent_id == "alpha-0@host")))
     assert (found.ref, found.tenant, found.liveness, found.spec.capacity) == ("agent:alpha-0@host", "*", "live", 4)
@@ -155,7 +158,7 @@ def test_workers_present_become_live_agents_of_every_tenant_that_follow_what_the
     with factory.begin() as session:
         fold_workers(session, [presence("alpha-0@host", "alpha", concurrency=8)])
     with factory() as session:
-        (found,) = candidates(session, "acme", thresholds=THRESHOLDS)
+        found = worker_agent(session, "alpha-0@host")
     assert [c.name for c in found.spec.capabilities] == ["alpha"] and found.spec.capacity == 8
     assert found.spec.autonomy == "L3" and found.liveness == "live"
 
@@ -166,11 +169,26 @@ def test_workers_present_become_live_agents_of_every_tenant_that_follow_what_the
     with factory.begin() as session:
         fold_workers(session, [presence("alpha-0@host", "alpha", started=started_before)])
     with factory() as session:
-        assert candidates(session, "acme", thresholds=THRESHOLDS) == []
+        assert worker_row(session, "alpha-0@host").deregistered_at is not None
     with factory.begin() as session:
         fold_workers(session, [presence("alpha-0@host", "alpha", started=utcnow())])
     with factory() as session:
-        assert [c.ref for c in candidates(session, "acme", thresholds=THRESHOLDS)] == ["agent:alpha-0@host"]
+        assert worker_row(session, "alpha-0@host").deregistered_at is None
+
+
+def worker_row(session: Any, name: str) -> Agent:
+    row: Agent | None = session.get(Agent, (ALL_TENANTS, name))
+    assert row is not None
+    return row
+
+
+def worker_agent(session: Any, name: str) -> Candidate:
+    """A folded worker as the registry holds it (it is no routing candidate)."""
+    row = worker_row(session, name)
+    state = liveness(row.last_heartbeat_at, utcnow(), THRESHOLDS)
+    return Candidate(
+        ref=f"agent:{row.id}", tenant=row.tenant, spec=AgentSpec.model_validate(row.spec), load=0, liveness=state
+    )
 
 
 def test_a_worker_named_like_a_tenants_agent_is_left_out(client: TestClient) -> None:
