@@ -113,7 +113,7 @@ def test_the_readme_loop_ten_times_with_leases_lapsing_between_runs(
     assert len(set(done)) == 10
 
 
-def test_progress_reported_through_the_lease_is_kept_on_the_item(
+def test_progress_a_heartbeat_reports_is_kept_and_only_a_change_moves_its_time(
     clients: tuple[WorkyardClient, WorkyardClient, WorkyardClient],
 ) -> None:
     pm, agent, _ = clients
