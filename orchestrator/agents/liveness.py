@@ -8,6 +8,7 @@ module, so they cannot disagree at a boundary.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -40,6 +41,21 @@ def liveness(last_heartbeat_at: datetime | None, now: datetime, thresholds: Thre
     if last_heartbeat_at >= now - timedelta(seconds=thresholds.dead_after_s):
         return "stale"
     return "dead"
+
+
+def liveness_at(now: datetime, thresholds: Thresholds) -> Callable[[datetime | None], Liveness]:
+    """:func:`liveness` at ``now`` for many agents: the boundaries worked out once."""
+    live_since = now - timedelta(seconds=thresholds.stale_after_s)
+    stale_since = now - timedelta(seconds=thresholds.dead_after_s)
+
+    def state(last_heartbeat_at: datetime | None) -> Liveness:
+        if last_heartbeat_at is None:
+            return "dead"
+        if last_heartbeat_at >= live_since:
+            return "live"
+        return "stale" if last_heartbeat_at >= stale_since else "dead"
+
+    return state
 
 
 def liveness_is(state: Liveness, now: datetime, thresholds: Thresholds) -> ColumnElement[bool]:

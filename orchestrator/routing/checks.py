@@ -19,8 +19,9 @@ CHECKS = ("capabilities", "autonomy", "budget", "data_boundary", "safety", "capa
 # An item that needs a person in the loop goes to agents that act under supervision or more
 # freely (L2+): an L0/L1 agent only suggests, so a gate would have nothing to approve.
 HITL_AUTONOMY = Autonomy.L2
-# Proficiency by its name, as agents declare it (an enum lookup per agent per decision costs more).
+# Proficiency and autonomy by name, as agents declare them (an enum lookup per agent per decision costs more).
 RANK: dict[str, int] = {p.name: int(p) for p in Proficiency}
+_AUTONOMY: dict[str, int] = {a.name: int(a) for a in Autonomy}
 
 
 @dataclass(frozen=True)
@@ -74,11 +75,63 @@ def needs_of(rule: RoutingRuleSpec, facts: ItemFacts) -> Needs:
 
 def first_failure(needs: Needs, candidate: Candidate) -> tuple[int, str] | None:
     """The first check the candidate fails (its index in CHECKS, §12.1's order), and why; None if it fits."""
-    # One by one, stopping at the first failure: most of a large fleet fails the first check.
-    for stage, test in enumerate(_IN_ORDER):
-        why = test(needs, candidate)
-        if why is not None:
-            return stage, why
+    stage = failing_stage(needs, candidate)
+    if stage is None:
+        return None
+    return stage, why_failed(stage, needs, candidate)
+
+
+def why_failed(stage: int, needs: Needs, candidate: Candidate) -> str:
+    """Why the candidate fails the check at ``stage``, in words."""
+    why = WORDED[stage](needs, candidate)
+    assert why is not None, f"{candidate.ref} passes {CHECKS[stage]}"
+    return why
+
+
+def failing_stage(needs: Needs, c: Candidate) -> int | None:
+    """The first check the candidate fails, as its index in CHECKS; None if it fits.
+
+    The checks' conditions without their words, in one function: a decision runs it for every
+    candidate of every rule it tries (a thousand agents, a dozen rules), and words only for the
+    verdicts it lists. ``tests/unit/routing/test_checks.py`` holds it to the worded checks below."""
+    spec = c.spec
+    ranks = spec.ranks
+    for name, least in needs.capabilities.items():
+        if ranks.get(name, 0) < least:
+            return 0
+    if needs.roles and not needs.roles.issubset(spec.roles):
+        return 0
+    if needs.groups and not needs.groups.issubset(spec.groups):
+        return 0
+    if needs.agent_types and spec.agent_type.value not in needs.agent_types:
+        return 0
+    if _AUTONOMY[spec.autonomy] < needs.autonomy:
+        return 1
+    budget, cost = spec.budget, spec.cost_per_item
+    if needs.budget is not None:
+        if budget is not None and budget.unit != needs.budget.currency:
+            return 2
+        if cost > needs.budget.limit:
+            return 2
+    if budget is not None and budget.on_exhausted != "notify":
+        left = budget.limit - c.spent
+        if left <= 0 or left < cost:
+            return 2
+    boundary = spec.data_boundary
+    if needs.regions is not None and (not boundary.regions or not needs.regions.issuperset(boundary.regions)):
+        return 3
+    if needs.datasets and boundary.datasets and not needs.datasets.issubset(boundary.datasets):
+        return 3
+    if needs.actions:
+        safety = spec.safety
+        if not needs.actions.isdisjoint(safety.prohibited_actions):
+            return 4
+        if safety.allowed_actions and not needs.actions.issubset(safety.allowed_actions):
+            return 4
+    if c.load >= spec.capacity:
+        return 5
+    if c.liveness != "live":
+        return 6
     return None
 
 
@@ -86,8 +139,8 @@ def proficiency(needs: Needs, candidate: Candidate) -> int:
     """How well the candidate does what is asked: its weakest required capability (0: none asked)."""
     if not needs.capabilities:
         return 0
-    declared = {c.name: RANK[c.proficiency] for c in candidate.spec.capabilities}
-    return min(declared.get(name, 0) for name in needs.capabilities)
+    ranks = candidate.spec.ranks
+    return min(ranks.get(name, 0) for name in needs.capabilities)
 
 
 def _capabilities(needs: Needs, c: Candidate) -> str | None:
@@ -175,8 +228,8 @@ def _liveness(_: Needs, c: Candidate) -> str | None:
     return None if c.liveness == "live" else f"is {c.liveness}"
 
 
-# CHECKS, in order, as functions.
-_IN_ORDER: tuple[Callable[[Needs, Candidate], str | None], ...] = (
+# CHECKS, in order, as functions that say why a candidate fails one (None: it passes).
+WORDED: tuple[Callable[[Needs, Candidate], str | None], ...] = (
     _capabilities,
     _autonomy,
     _budget,

@@ -19,9 +19,9 @@ from sqlalchemy.orm import Session
 from models.routing import RoutingDecisionRead, Trigger
 from models.routing_tables import DECISIONS, RoutingDecision
 from models.work_tables import WorkItem
-from orchestrator.routing.engine import CandidateOutcome, Decision
+from orchestrator.routing.engine import LISTED, CandidateOutcome, Decision
 
-MAX_LISTED = 100
+MAX_LISTED = LISTED
 
 
 def record(

@@ -12,10 +12,12 @@ from typing import NamedTuple
 
 from models.agents import Candidate
 from models.routing import RETRIGGERS, Trigger, Verdict
-from orchestrator.routing.checks import CHECKS, first_failure, needs_of
+from orchestrator.routing.checks import CHECKS, Needs, failing_stage, needs_of, why_failed
 from orchestrator.routing.inputs import ItemFacts, LiveRule
 from orchestrator.routing.strategies import ranked, why_chosen
 
+# How many verdicts a decision lists by name, with the reason in words (the rest are counted by check).
+LISTED = 100
 # A round-robin rule's cursor: the ref it chose last for this item's tenant (None: never).
 CursorOf = Callable[[LiveRule], str | None]
 
@@ -109,26 +111,30 @@ def evaluate(
     left_out: int = 0,
 ) -> Evaluation:
     """Filter the candidates by §12.1's checks for this rule and item, and let the rule's strategy
-    choose. ``left_out`` serving agents were not given for lacking a needed capability."""
+    choose. ``left_out`` serving agents were not given for lacking a needed capability.
+
+    Every verdict names its check; the words of why are worked out for the first ``LISTED``
+    verdicts only (those a decision lists), the rest keep an empty reason."""
     needs = needs_of(rule.spec, facts)
     fit: list[Candidate] = []
-    out: list[tuple[int, CandidateOutcome]] = []
+    out: list[tuple[int, str, Candidate]] = []
+    holder = facts.holder
     for candidate in candidates:
-        if candidate.ref == facts.holder and candidate.load > 0:
+        if candidate.ref == holder and candidate.load > 0:
             # Its load counts this very item: keeping it adds nothing.
             candidate = replace(candidate, load=candidate.load - 1)
         if candidate.ref in exclude:
-            out.append((len(CHECKS), CandidateOutcome(candidate.ref, "excluded", None, "failed this item before")))
+            out.append((_EXCLUDED, candidate.ref, candidate))
             continue
-        failure = first_failure(needs, candidate)
-        if failure is None:
+        stage = failing_stage(needs, candidate)
+        if stage is None:
             fit.append(candidate)
         else:
-            stage, why = failure
-            out.append((stage, CandidateOutcome(candidate.ref, "rejected", CHECKS[stage], why)))
+            out.append((stage, candidate.ref, candidate))
     # The rejected that got furthest first: they are the ones worth reading.
-    out.sort(key=lambda pair: (-pair[0], pair[1].ref))
-    rejected = tuple(outcome for _, outcome in out)
+    out.sort(key=lambda entry: (-entry[0], entry[1]))
+    worded = max(0, LISTED - len(fit))
+    rejected = tuple(_verdict(stage, needs, candidate, words=n < worded) for n, (stage, _, candidate) in enumerate(out))
     total = len(candidates) + left_out
     if not fit:
         return Evaluation(rule, None, _none_fit(total, rejected, left_out), rejected, left_out)
@@ -141,6 +147,30 @@ def evaluate(
         *rejected,
     )
     return Evaluation(rule, chosen, f"{why}; {len(fit)} of {total} agents fit", outcomes, left_out)
+
+
+def any_fits(rule: LiveRule, facts: ItemFacts, candidates: Sequence[Candidate], exclude: frozenset[str]) -> bool:
+    """Whether :func:`evaluate` would choose someone: one cheap pass, stopping at the first that fits."""
+    needs = needs_of(rule.spec, facts)
+    for candidate in candidates:
+        if candidate.ref in exclude:
+            continue
+        if candidate.ref == facts.holder and candidate.load > 0:
+            candidate = replace(candidate, load=candidate.load - 1)
+        if failing_stage(needs, candidate) is None:
+            return True
+    return False
+
+
+_EXCLUDED = len(CHECKS)  # sorts after every check: an excluded agent passed them all, or was never tried
+
+
+def _verdict(stage: int, needs: Needs, candidate: Candidate, *, words: bool) -> CandidateOutcome:
+    if stage == _EXCLUDED:
+        return CandidateOutcome(candidate.ref, "excluded", None, "failed this item before")
+    return CandidateOutcome(
+        candidate.ref, "rejected", CHECKS[stage], why_failed(stage, needs, candidate) if words else ""
+    )
 
 
 def route(
@@ -164,6 +194,8 @@ def route(
         pool = pools.get(needed)
         if pool is None:
             pool = pools[needed] = pool_of(needed)
+        if first is not None and not any_fits(rule, facts, pool.agents, exclude):
+            continue  # only the first rule's verdicts are kept when none yields: no need to word these
         cursor = cursor_of(rule) if rule.spec.strategy == "round_robin" else None
         evaluation = evaluate(rule, facts, pool.agents, cursor=cursor, exclude=exclude, left_out=pool.left_out)
         if evaluation.chosen is not None:

@@ -17,7 +17,21 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, FromClause, Select, and_, exists, func, or_, select, true, tuple_
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    FromClause,
+    Select,
+    and_,
+    bindparam,
+    exists,
+    func,
+    literal_column,
+    or_,
+    select,
+    true,
+    tuple_,
+)
 from sqlalchemy.orm import Session
 
 from models.agent_tables import AGENT_CAPABILITIES, AGENTS, Agent
@@ -25,7 +39,7 @@ from models.agents import AgentSpec, Candidate
 from models.principal import ALL_TENANTS
 from models.work_tables import WORK_ITEMS
 from orchestrator import agents
-from orchestrator.agents.liveness import Thresholds, liveness
+from orchestrator.agents.liveness import Thresholds, liveness_at
 from orchestrator.agents.periods import spent_now
 from orchestrator.agents.workers import REGISTRANT as WORKERS
 from orchestrator.routing.decisions import MAX_LISTED
@@ -72,14 +86,32 @@ def pool(
 # Made once: an alias's columns cost more to build than the rest of the statement.
 _AGENT, _EVERY = AGENTS.alias("agent"), AGENTS.alias("every")
 _CLAIMED, _QUEUED = WORK_ITEMS.alias("claimed"), WORK_ITEMS.alias("queued")
+# Constants written into the statement, not bound: PostgreSQL plans a prepared statement once for
+# every value of a parameter, and guessed ``registered_by <> $1`` to keep one agent in a thousand,
+# so its plan probed the capabilities index once per agent (twice the time of the plan it makes
+# knowing the value).
+_WORKERS: ColumnElement[str] = literal_column(f"'{WORKERS}'")
+_AGENT_KIND: ColumnElement[str] = literal_column("'agent'")
+# The pool's statement for each number of capabilities, built once with bound parameters: building
+# it anew for every decision cost more than the database took to run it.
+_STATEMENTS: dict[int, Select[Any]] = {}
 
 
-def _read(session: Session, tenant: str, now: datetime, capabilities: Collection[str], routing: str | None) -> Pool:
+def _statement(needed: int) -> Select[Any]:
+    statement = _STATEMENTS.get(needed)
+    if statement is None:
+        statement = _STATEMENTS[needed] = _build(needed)
+    return statement
+
+
+def _build(needed: int) -> Select[Any]:
     agent, claimed, queued = _AGENT, _CLAIMED, _QUEUED
+    tenants: BindParameter[Any] = bindparam("tenants", expanding=True)
+    now = bindparam("now", type_=AGENTS.c.updated_at.type)
     serves = and_(
-        agent.c.tenant.in_(sorted({tenant, ALL_TENANTS})),
+        agent.c.tenant.in_(tenants),
         agent.c.deregistered_at.is_(None),
-        agent.c.registered_by != WORKERS,  # Celery workers never claim work items (as candidates())
+        agent.c.registered_by != _WORKERS,  # Celery workers never claim work items (as candidates())
     )
     # As the registry's ``loads``: open items the agent holds a live claim on; an operator's agent
     # (tenant *) counts its claims in every tenant, a tenant's own those in its tenant.
@@ -87,7 +119,7 @@ def _read(session: Session, tenant: str, now: datetime, capabilities: Collection
         select(func.count())
         .select_from(claimed)
         .where(
-            claimed.c.claimed_by_type == "agent",
+            claimed.c.claimed_by_type == _AGENT_KIND,
             claimed.c.claimed_by_id == agent.c.id,
             claimed.c.is_open == true(),
             claimed.c.deleted_at.is_(None),
@@ -100,13 +132,13 @@ def _read(session: Session, tenant: str, now: datetime, capabilities: Collection
         select(func.count())
         .select_from(queued)
         .where(
-            queued.c.assignee_type == "agent",
+            queued.c.assignee_type == _AGENT_KIND,
             queued.c.assignee_id == agent.c.id,
             queued.c.is_open == true(),
             queued.c.deleted_at.is_(None),
             queued.c.claimed_by_id.is_(None),
             queued.c.started_at.is_(None),  # not taken up yet (one in review is the reviewer's)
-            queued.c.id != (routing or ""),
+            queued.c.id != bindparam("routing", type_=WORK_ITEMS.c.id.type),
             or_(agent.c.tenant == ALL_TENANTS, queued.c.tenant == agent.c.tenant),
         )
         .scalar_subquery()
@@ -121,45 +153,57 @@ def _read(session: Session, tenant: str, now: datetime, capabilities: Collection
         agent.c.period_start,
         load.label("load"),
         waiting.label("waiting"),
-        _serving(tenant).scalar_subquery().label("serving"),
+        _serving(tenants).scalar_subquery().label("serving"),
     ).where(serves)
-    for name in sorted(set(capabilities)):
-        query = query.where(_declares(agent, name))
-    rows = session.execute(query.order_by(agent.c.tenant, agent.c.id)).all()
-    serving: int = rows[0].serving if rows else (session.scalar(_serving(tenant)) or 0)
+    for n in range(needed):
+        query = query.where(_declares(agent, bindparam(f"capability_{n}", type_=AGENT_CAPABILITIES.c.name.type)))
+    return query.order_by(agent.c.tenant, agent.c.id)
+
+
+def _read(session: Session, tenant: str, now: datetime, capabilities: Collection[str], routing: str | None) -> Pool:
+    names = sorted(set(capabilities))
+    tenants = sorted({tenant, ALL_TENANTS})
+    params: dict[str, Any] = {"tenants": tenants, "now": now, "routing": routing or ""}
+    params.update({f"capability_{n}": name for n, name in enumerate(names)})
+    rows = session.execute(_statement(len(names)), params).all()
+    serving: int = rows[0].serving if rows else (session.scalar(_SERVING, {"tenants": tenants}) or 0)
     specs = _specs_of(session, rows)
-    thresholds = Thresholds.of()
+    state_of = liveness_at(now, Thresholds.of())
+    # A thousand candidates a decision: one plain loop, nothing worked out twice.
     found: list[Candidate] = []
-    for row in rows:
-        spec = specs[(row.tenant, row.id)]
+    for agent_tenant, agent_id, _, _, beat, spent, started, load, waiting, _ in rows:
+        spec = specs[(agent_tenant, agent_id)]
         found.append(
             Candidate(
-                ref=f"agent:{row.id}",
-                tenant=row.tenant,
+                ref=f"agent:{agent_id}",
+                tenant=agent_tenant,
                 spec=spec,
-                load=int(row.load) + int(row.waiting),
-                liveness=liveness(row.last_heartbeat_at, now, thresholds),
-                spent=spent_now(spec, row.spent, row.period_start, now),
+                load=load + waiting,
+                liveness=state_of(beat),
+                spent=spent_now(spec, spent, started, now) if spent else 0.0,
             )
         )
     return Pool(found, left_out=serving - len(found))
 
 
-def _serving(tenant: str) -> Select[int]:
-    """SQL: how many agents serve the tenant."""
+def _serving(tenants: BindParameter[Any]) -> Select[int]:
+    """SQL: how many agents serve the tenant (``tenants``: it and the operators' ``*``)."""
     every = _EVERY
     return (
         select(func.count())
         .select_from(every)
         .where(
-            every.c.tenant.in_(sorted({tenant, ALL_TENANTS})),
+            every.c.tenant.in_(tenants),
             every.c.deregistered_at.is_(None),
-            every.c.registered_by != WORKERS,
+            every.c.registered_by != _WORKERS,
         )
     )
 
 
-def _declares(agent: FromClause, name: str) -> ColumnElement[bool]:
+_SERVING = _serving(bindparam("tenants", expanding=True))
+
+
+def _declares(agent: FromClause, name: BindParameter[Any]) -> ColumnElement[bool]:
     return exists().where(
         AGENT_CAPABILITIES.c.tenant == agent.c.tenant,
         AGENT_CAPABILITIES.c.agent_id == agent.c.id,
@@ -169,10 +213,15 @@ def _declares(agent: FromClause, name: str) -> ColumnElement[bool]:
 
 def _specs_of(session: Session, rows: Sequence[Any]) -> dict[tuple[str, str], AgentSpec]:
     """Each row's agent's spec, parsed once per version (one query for those not parsed yet)."""
-    keys = {(r.tenant, r.id): (r.tenant, r.id, r.version, r.updated_at) for r in rows}
     # Read into a dict of this call's own: another thread may clear the shared one meanwhile.
-    found = {pair: spec for pair, key in keys.items() if (spec := _specs.get(key)) is not None}
-    missing = [pair for pair in keys if pair not in found]
+    found: dict[tuple[str, str], AgentSpec] = {}
+    missing: list[tuple[str, str]] = []
+    for agent_tenant, agent_id, version, updated_at, *_ in rows:
+        spec = _specs.get((agent_tenant, agent_id, version, updated_at))
+        if spec is None:
+            missing.append((agent_tenant, agent_id))
+        else:
+            found[(agent_tenant, agent_id)] = spec
     if missing:
         if len(_specs) + len(missing) > _SPECS_MAX:
             _specs.clear()
