@@ -63,5 +63,22 @@ class AgentCapability(Base):
     name: Mapped[str] = mapped_column(String(200), primary_key=True)
 
 
+class FleetStamp(Base):
+    """A tenant's registry changed (an agent registered, changed or left): a new ``stamp``.
+
+    The router keeps each tenant's agents and their specs in memory, and reads the stamps of the
+    tenant and of ``*`` with every decision, in the statement that reads the agents' load: a
+    decision costs one round trip for the candidates, and a registration reaches the next one.
+    A stamp is random, not a counter, so that it never matches a fleet read from another database.
+    """
+
+    __tablename__ = "agent_fleet_stamps"
+
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    stamp: Mapped[str] = mapped_column(String(32))
+    changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 AGENTS = cast(Table, Agent.__table__)
+FLEET_STAMPS = cast(Table, FleetStamp.__table__)
 AGENT_CAPABILITIES = cast(Table, AgentCapability.__table__)

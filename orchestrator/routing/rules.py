@@ -13,7 +13,7 @@ import hashlib
 import json
 from typing import Any
 
-from sqlalchemy import event, func, select, true
+from sqlalchemy import URL, BindParameter, ScalarSelect, event, func, select, true
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, SessionTransaction
 
@@ -33,7 +33,7 @@ _PARSED_MAX = 20_000
 _parsed: dict[str, RoutingRuleSpec] = {}
 _live: dict[tuple[str, int, str], LiveRule] = {}
 # (database, tenant) -> ((rule rows, newest row's time), the live rules then)
-_lists: dict[tuple[str, str], tuple[tuple[int, Any], list[LiveRule]]] = {}
+_lists: dict[tuple[URL, str], tuple[tuple[int, Any], list[LiveRule]]] = {}
 _SESSION_KEY = "routing.live_rules"
 
 
@@ -95,15 +95,27 @@ def listed(session: Session, principal: Principal, tenant: str | None) -> list[R
     return [read(r) for r in ordered]
 
 
-def live_rules(session: Session, tenant: str) -> list[LiveRule]:
+# What says whether a tenant's rules changed: how many rule rows it and ``*`` have, the newest's time.
+Stamp = tuple[int, Any]
+
+
+def live_rules(session: Session, tenant: str, *, stamp: Stamp | None = None) -> list[LiveRule]:
     """The enabled live rules that may apply to the tenant's items: its own and the operators'.
+    ``stamp``: the tenant's :data:`Stamp`, if the caller read it already (``stamp_columns``).
 
     Read once per transaction and tenant: the timer loop fires hundreds of lease and SLA timers
     in one transaction, each a re-routing trigger."""
     seen: dict[str, list[LiveRule]] = session.info.setdefault(_SESSION_KEY, {})
     if tenant not in seen:
-        seen[tenant] = _load_live(session, tenant)
+        seen[tenant] = _load_live(session, tenant, stamp)
     return seen[tenant]
+
+
+def stamp_columns(owners: BindParameter[Any]) -> tuple[ScalarSelect[int], ScalarSelect[Any]]:
+    """SQL: the :data:`Stamp` of the rules of ``owners`` (a tenant and ``*``), as two columns."""
+    count = select(func.count()).select_from(RULES).where(RULES.c.tenant.in_(owners)).scalar_subquery()
+    newest = select(func.max(RULES.c.created_at)).where(RULES.c.tenant.in_(owners)).scalar_subquery()
+    return count, newest
 
 
 @event.listens_for(WorkSession, "after_transaction_end")
@@ -112,22 +124,24 @@ def _forget_live(session: Session, transaction: SessionTransaction) -> None:
         session.info.pop(_SESSION_KEY, None)
 
 
-def _load_live(session: Session, tenant: str) -> list[LiveRule]:
+def _load_live(session: Session, tenant: str, stamp: Stamp | None) -> list[LiveRule]:
     owners = sorted({tenant, ALL_TENANTS})
     # Rule rows are only ever added (a change is a new version, a disabling too): how many there
     # are and when the newest was written say whether the tenant's rules changed since the list
     # was last read, in one row instead of one per rule.
-    count, newest = session.execute(
-        select(func.count(), func.max(RULES.c.created_at)).where(RULES.c.tenant.in_(owners))
-    ).one()
-    key = (str(session.get_bind().engine.url), tenant)
+    if stamp is None:
+        count, newest = session.execute(
+            select(func.count(), func.max(RULES.c.created_at)).where(RULES.c.tenant.in_(owners))
+        ).one()
+        stamp = (count, newest)
+    key = (session.get_bind().engine.url, tenant)
     cached = _lists.get(key)
-    if cached is not None and cached[0] == (count, newest):
+    if cached is not None and cached[0] == stamp:
         return cached[1]
     live = _read_live(session, owners)
     if len(_lists) >= _PARSED_MAX:
         _lists.clear()
-    _lists[key] = ((count, newest), live)
+    _lists[key] = (stamp, live)
     return live
 
 

@@ -22,7 +22,7 @@ from models.work_tables import WorkItem
 from orchestrator.agents import record_spend
 from orchestrator.errors import Conflict
 from orchestrator.routing import assign, cursors, decisions, engine, rules, source
-from orchestrator.routing.facts import item_facts
+from orchestrator.routing.facts import item_facts, labels_and_rules
 from orchestrator.storage.unit_of_work import uow_of
 from orchestrator.work import audit
 from orchestrator.work.access import require
@@ -126,10 +126,11 @@ def plan(
     session: Session, item: WorkItem, trigger: Trigger, *, exclude: frozenset[str], now: datetime
 ) -> engine.Decision | None:
     """The decision the item's rules make on ``trigger``, not carried out yet; None: no rule applies."""
-    live = rules.live_rules(session, item.tenant)
+    labels, stamp = labels_and_rules(session, item)
+    live = rules.live_rules(session, item.tenant, stamp=stamp)
     if not live:
         return None
-    facts = item_facts(session, item)
+    facts = item_facts(session, item, labels)
     matched = engine.matching(live, facts, trigger)
     if not matched:
         return None

@@ -150,3 +150,50 @@ def test_the_item_being_routed_is_not_its_assignees_load(fleet: TestClient) -> N
             for item in (None, routed)
         }
     assert (loads[None]["agent:a-py"], loads[routed]["agent:a-py"]) == (1, 0)
+
+
+def refs(client: TestClient, tenant: str, capability: str) -> list[str]:
+    with sessions(client)() as session:
+        found = source.pool(session, tenant, now=utcnow(), capabilities=frozenset({capability}), narrow_above=0)
+    return [c.ref for c in found.agents]
+
+
+def test_the_fleet_kept_in_memory_follows_every_registry_change(fleet: TestClient) -> None:
+    # Read once: from here on the fleet is in memory, and each change below must reach the next read.
+    assert refs(fleet, "acme", "ocr") == []
+    add(fleet, "a-ocr", "acme", {"ocr": "expert"})
+    assert refs(fleet, "acme", "ocr") == ["agent:a-ocr"]
+    # An operator's agent serves every tenant: its registration reaches acme's fleet too.
+    add(fleet, "ops-ocr", ALL_TENANTS, {"ocr": "novice"})
+    assert refs(fleet, "acme", "ocr") == ["agent:ops-ocr", "agent:a-ocr"]
+    with sessions(fleet).begin() as session:
+        update_agent(
+            session, ROOT, "a-py", AgentUpdate.model_validate({"capabilities": [{"name": "ocr"}]}), tenant="acme"
+        )
+    assert refs(fleet, "acme", "ocr") == ["agent:ops-ocr", "agent:a-ocr", "agent:a-py"]
+    assert "agent:a-py" not in refs(fleet, "acme", "python")
+    with sessions(fleet).begin() as session:
+        deregister(session, ROOT, "a-ocr", tenant="acme")
+    assert refs(fleet, "acme", "ocr") == ["agent:ops-ocr", "agent:a-py"]
+    add(fleet, "a-ocr", "acme", {"ocr": "advanced"})  # back again
+    assert refs(fleet, "acme", "ocr") == ["agent:ops-ocr", "agent:a-ocr", "agent:a-py"]
+    # globex never saw acme's changes, and reads only its own and the operators'.
+    assert refs(fleet, "globex", "ocr") == ["agent:ops-ocr"]
+
+
+def test_heartbeats_and_spend_leave_the_fleet_stamp_alone(fleet: TestClient) -> None:
+    from orchestrator.routing import fleet as fleets
+
+    with sessions(fleet)() as session:
+        before = fleets.stamps_of(session, "acme")
+    assert None not in before  # registering gave acme and * their stamps
+    with sessions(fleet).begin() as session:
+        session.execute(update(Agent).where(Agent.tenant == "acme").values(last_heartbeat_at=utcnow()))
+        record_spend(session, "acme", "a-sql", 1.0)
+        session.flush()
+    with sessions(fleet).begin() as session:
+        assert fleets.stamps_of(session, "acme") == before
+        update_agent(session, ROOT, "a-sql", AgentUpdate(capacity=9), tenant="acme")
+        session.flush()
+        after = fleets.stamps_of(session, "acme")
+    assert after[0] != before[0] and after[1] == before[1]

@@ -1,0 +1,123 @@
+"""A tenant's fleet as routing keeps it in memory: the agents serving it (its own and the
+operators'), each one's parsed spec, and which of them declare each capability.
+
+A registry changes far less often than items are routed: what the router reads from the
+database for each decision is only what changes all the time (load, liveness, spend) and the
+tenant's fleet stamps (``orchestrator.agents.stamps``). A stamp that differs from the one the
+fleet was read under means the registry changed: the fleet is read again. A tenant for which
+neither it nor ``*`` has a stamp (no agent registered yet) has its fleet read for every decision.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import URL, BindParameter, Select, bindparam, literal_column, select
+from sqlalchemy.orm import Session
+
+from models.agent_tables import AGENTS, FLEET_STAMPS
+from models.agents import AgentSpec
+from models.principal import ALL_TENANTS
+from orchestrator.agents.workers import REGISTRANT as WORKERS
+
+# The stamps a fleet was read under: the tenant's, and the operators' (``*``). None: no stamp.
+Stamps = tuple[str | None, str | None]
+_FLEETS_MAX = 10_000
+
+
+@dataclass(frozen=True)
+class Member:
+    """A registered agent serving the tenant, as routing needs it every decision."""
+
+    tenant: str
+    id: str
+    ref: str  # "agent:<id>"
+    version: int
+    spec: AgentSpec
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """The agents serving a tenant, as of the stamps they were read under."""
+
+    stamps: Stamps
+    members: tuple[Member, ...]  # by (tenant, id)
+    by_key: dict[tuple[str, str], Member] = field(repr=False)
+    # capability name -> the positions in ``members`` of those that declare it
+    declaring: dict[str, frozenset[int]] = field(repr=False)
+
+    @property
+    def cacheable(self) -> bool:
+        # One stamp is enough: it is random, so it ties the fleet to this database; a side with
+        # none (no operator's agent, say) gets one with its first agent, and the stamps differ.
+        return self.stamps != (None, None)
+
+    def having(self, capabilities: Collection[str]) -> list[Member]:
+        """The members that declare every one of ``capabilities`` (all of them for none), in order."""
+        if not capabilities:
+            return list(self.members)
+        sets = sorted((self.declaring.get(name, frozenset()) for name in set(capabilities)), key=len)
+        positions = sets[0].intersection(*sets[1:]) if len(sets) > 1 else sets[0]
+        return [self.members[p] for p in sorted(positions)]
+
+
+# (database, tenant) -> its fleet, as last read
+_fleets: dict[tuple[URL, str], Fleet] = {}
+
+
+def cached(session: Session, tenant: str) -> Fleet | None:
+    return _fleets.get(_key(session, tenant))
+
+
+def read(session: Session, tenant: str) -> Fleet:
+    """Read the tenant's fleet now (and keep it, if it has stamps)."""
+    now_stamps = stamps_of(session, tenant)
+    previous = cached(session, tenant)
+    # A spec changes only with its version: those unchanged since the last read are not parsed again.
+    reuse = {(m.tenant, m.id, m.version): m.spec for m in previous.members} if previous is not None else {}
+    members: list[Member] = []
+    for agent_tenant, agent_id, version, body in session.execute(_MEMBERS, {"tenants": sorted({tenant, ALL_TENANTS})}):
+        spec = reuse.get((agent_tenant, agent_id, version)) or AgentSpec.model_validate(body)
+        members.append(Member(agent_tenant, agent_id, f"agent:{agent_id}", version, spec))
+    declaring: dict[str, set[int]] = {}
+    for position, member in enumerate(members):
+        for capability in member.spec.capabilities:
+            declaring.setdefault(capability.name, set()).add(position)
+    fleet = Fleet(
+        stamps=now_stamps,
+        members=tuple(members),
+        by_key={(m.tenant, m.id): m for m in members},
+        declaring={name: frozenset(found) for name, found in declaring.items()},
+    )
+    if fleet.cacheable:
+        if len(_fleets) >= _FLEETS_MAX:
+            _fleets.clear()
+        _fleets[_key(session, tenant)] = fleet
+    return fleet
+
+
+def stamps_of(session: Session, tenant: str) -> Stamps:
+    """The tenant's fleet stamps now: its own, and the operators'."""
+    found: dict[str, str] = dict(session.execute(_STAMPS, {"tenants": sorted({tenant, ALL_TENANTS})}).all())
+    return found.get(tenant), found.get(ALL_TENANTS)
+
+
+def _key(session: Session, tenant: str) -> tuple[URL, str]:
+    return (session.get_bind().engine.url, tenant)
+
+
+_TENANTS: BindParameter[Any] = bindparam("tenants", expanding=True)
+_STAMPS: Select[Any] = select(FLEET_STAMPS.c.tenant, FLEET_STAMPS.c.stamp).where(FLEET_STAMPS.c.tenant.in_(_TENANTS))
+_MEMBERS: Select[Any] = (
+    select(AGENTS.c.tenant, AGENTS.c.id, AGENTS.c.version, AGENTS.c.spec)
+    .where(
+        AGENTS.c.tenant.in_(_TENANTS),
+        AGENTS.c.deregistered_at.is_(None),
+        # Celery workers never claim work items (as the registry's candidates()). A constant, not
+        # a parameter: see source.py on PostgreSQL's plans for prepared statements.
+        AGENTS.c.registered_by != literal_column(f"'{WORKERS}'"),
+    )
+    .order_by(AGENTS.c.tenant, AGENTS.c.id)
+)
