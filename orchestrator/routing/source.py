@@ -27,9 +27,7 @@ from sqlalchemy import (
     exists,
     func,
     literal_column,
-    or_,
     select,
-    true,
     tuple_,
 )
 from sqlalchemy.orm import Session
@@ -42,6 +40,7 @@ from orchestrator import agents
 from orchestrator.agents.liveness import Thresholds, liveness_at
 from orchestrator.agents.periods import spent_now
 from orchestrator.agents.workers import REGISTRANT as WORKERS
+from orchestrator.routing import loads
 from orchestrator.routing.decisions import MAX_LISTED
 from orchestrator.routing.engine import Pool
 
@@ -91,7 +90,6 @@ _CLAIMED, _QUEUED = WORK_ITEMS.alias("claimed"), WORK_ITEMS.alias("queued")
 # so its plan probed the capabilities index once per agent (twice the time of the plan it makes
 # knowing the value).
 _WORKERS: ColumnElement[str] = literal_column(f"'{WORKERS}'")
-_AGENT_KIND: ColumnElement[str] = literal_column("'agent'")
 # The pool's statement for each number of capabilities, built once with bound parameters: building
 # it anew for every decision cost more than the database took to run it.
 _STATEMENTS: dict[int, Select[Any]] = {}
@@ -113,36 +111,9 @@ def _build(needed: int) -> Select[Any]:
         agent.c.deregistered_at.is_(None),
         agent.c.registered_by != _WORKERS,  # Celery workers never claim work items (as candidates())
     )
-    # As the registry's ``loads``: open items the agent holds a live claim on; an operator's agent
-    # (tenant *) counts its claims in every tenant, a tenant's own those in its tenant.
-    load = (
-        select(func.count())
-        .select_from(claimed)
-        .where(
-            claimed.c.claimed_by_type == _AGENT_KIND,
-            claimed.c.claimed_by_id == agent.c.id,
-            claimed.c.is_open == true(),
-            claimed.c.deleted_at.is_(None),
-            or_(claimed.c.lease_expires_at.is_(None), claimed.c.lease_expires_at > now),
-            or_(agent.c.tenant == ALL_TENANTS, claimed.c.tenant == agent.c.tenant),
-        )
-        .scalar_subquery()
-    )
-    waiting = (
-        select(func.count())
-        .select_from(queued)
-        .where(
-            queued.c.assignee_type == _AGENT_KIND,
-            queued.c.assignee_id == agent.c.id,
-            queued.c.is_open == true(),
-            queued.c.deleted_at.is_(None),
-            queued.c.claimed_by_id.is_(None),
-            queued.c.started_at.is_(None),  # not taken up yet (one in review is the reviewer's)
-            queued.c.id != bindparam("routing", type_=WORK_ITEMS.c.id.type),
-            or_(agent.c.tenant == ALL_TENANTS, queued.c.tenant == agent.c.tenant),
-        )
-        .scalar_subquery()
-    )
+    # One definition of load with the hold's (``routing.loads``): claims, and items routed to it.
+    load = loads.claimed(agent, claimed, now)
+    waiting = loads.waiting(agent, queued, bindparam("routing", type_=WORK_ITEMS.c.id.type))
     query = select(
         agent.c.tenant,
         agent.c.id,
