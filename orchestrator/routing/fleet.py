@@ -116,7 +116,7 @@ _MEMBERS: Select[Any] = (
         AGENTS.c.tenant.in_(_TENANTS),
         AGENTS.c.deregistered_at.is_(None),
         # Celery workers never claim work items (as the registry's candidates()). A constant, not
-        # a parameter: see source.py on PostgreSQL's plans for prepared statements.
+        # a parameter: see ``loads.AGENT_KIND`` on PostgreSQL's plans for prepared statements.
         AGENTS.c.registered_by != literal_column(f"'{WORKERS}'"),
     )
     .order_by(AGENTS.c.tenant, AGENTS.c.id)

@@ -20,16 +20,12 @@ from typing import Any
 
 from sqlalchemy import (
     BindParameter,
-    ColumnElement,
     Select,
     String,
     any_,
     bindparam,
-    func,
     literal_column,
-    or_,
     select,
-    true,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
@@ -42,6 +38,7 @@ from orchestrator import agents
 from orchestrator.agents.liveness import Thresholds, liveness_at
 from orchestrator.agents.periods import spent_now
 from orchestrator.routing import fleet as fleets
+from orchestrator.routing import loads
 from orchestrator.routing.decisions import MAX_LISTED
 from orchestrator.routing.engine import Pool
 
@@ -132,47 +129,14 @@ def _state(
     return found, (rows[0][7], rows[0][8])
 
 
-# Constants written into the statement, not bound: PostgreSQL plans a prepared statement once for
-# every value of a parameter, and a guess about an unknown one can cost twice the plan it makes
-# knowing the value (it guessed ``registered_by <> $1`` keeps one agent in a thousand).
-_AGENT_KIND: ColumnElement[str] = literal_column("'agent'")
-
-
 def _build(postgres: bool) -> Select[Any]:
     """The agents' state: the statement is built once (building it took longer than running it)."""
     agent, claimed, queued = AGENTS.alias("agent"), WORK_ITEMS.alias("claimed"), WORK_ITEMS.alias("queued")
     tenants: BindParameter[Any] = bindparam("tenants", expanding=True)
     now = bindparam("now", type_=AGENTS.c.updated_at.type)
-    # As the registry's ``loads``: open items the agent holds a live claim on; an operator's agent
-    # (tenant *) counts its claims in every tenant, a tenant's own those in its tenant.
-    load = (
-        select(func.count())
-        .select_from(claimed)
-        .where(
-            claimed.c.claimed_by_type == _AGENT_KIND,
-            claimed.c.claimed_by_id == agent.c.id,
-            claimed.c.is_open == true(),
-            claimed.c.deleted_at.is_(None),
-            or_(claimed.c.lease_expires_at.is_(None), claimed.c.lease_expires_at > now),
-            or_(agent.c.tenant == ALL_TENANTS, claimed.c.tenant == agent.c.tenant),
-        )
-        .scalar_subquery()
-    )
-    waiting = (
-        select(func.count())
-        .select_from(queued)
-        .where(
-            queued.c.assignee_type == _AGENT_KIND,
-            queued.c.assignee_id == agent.c.id,
-            queued.c.is_open == true(),
-            queued.c.deleted_at.is_(None),
-            queued.c.claimed_by_id.is_(None),
-            queued.c.started_at.is_(None),  # not taken up yet (one in review is the reviewer's)
-            queued.c.id != bindparam("routing", type_=WORK_ITEMS.c.id.type),
-            or_(agent.c.tenant == ALL_TENANTS, queued.c.tenant == agent.c.tenant),
-        )
-        .scalar_subquery()
-    )
+    # One definition of load with the hold's (``routing.loads``): claims, and items routed to it.
+    load = loads.claimed(agent, claimed, now)
+    waiting = loads.waiting(agent, queued, bindparam("routing", type_=WORK_ITEMS.c.id.type))
     own = select(FLEET_STAMPS.c.stamp).where(FLEET_STAMPS.c.tenant == bindparam("own", type_=String()))
     operators = select(FLEET_STAMPS.c.stamp).where(FLEET_STAMPS.c.tenant == literal_column(f"'{ALL_TENANTS}'"))
     # One parameter for the ids on PostgreSQL (an array): one statement text, prepared once.

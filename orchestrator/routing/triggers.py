@@ -21,7 +21,7 @@ from models.sla import BreachAction
 from models.work_tables import WorkItem
 from orchestrator.agents import record_spend
 from orchestrator.errors import Conflict
-from orchestrator.routing import assign, cursors, decisions, engine, rules, source
+from orchestrator.routing import assign, cursors, decisions, engine, hold, rules, source
 from orchestrator.routing.facts import item_facts, labels_and_rules
 from orchestrator.storage.unit_of_work import uow_of
 from orchestrator.work import audit
@@ -134,11 +134,19 @@ def plan(
     matched = engine.matching(live, facts, trigger)
     if not matched:
         return None
-    return engine.route(
-        matched,
-        facts,
-        lambda capabilities: source.pool(session, item.tenant, now=now, capabilities=capabilities, routing=item.id),
-        trigger=trigger,
-        cursor_of=lambda rule: cursors.cursor_for(session, rule, item.tenant),
-        exclude=exclude,
-    )
+
+    def pool_of(capabilities: frozenset[str]) -> engine.Pool:
+        return source.pool(session, item.tenant, now=now, capabilities=capabilities, routing=item.id)
+
+    def route(pools: engine.PoolOf) -> engine.Decision | None:
+        return engine.route(
+            matched,
+            facts,
+            pools,
+            trigger=trigger,
+            cursor_of=lambda rule: cursors.cursor_for(session, rule, item.tenant),
+            exclude=exclude,
+        )
+
+    # The loads were read without a lock: the agent chosen is held, and its load counted again.
+    return hold.decide(session, item, route, pool_of, now=now)

@@ -97,6 +97,9 @@ class UnitOfWork:
         self.members: list[dict[str, Any]] = []
         self.audit: list[dict[str, Any]] = []
         self.locked_items: dict[str, WorkItem] = {}
+        # (tenant, agent id) of the agents whose routing hold this transaction took
+        # (``orchestrator.routing.hold``): having one, it only tries for another, never waits.
+        self.agent_holds: set[tuple[str, str]] = set()
         self.outgoing: list[Outgoing] = []
         self._outbox: list[dict[str, Any]] = []
         # In the order they were asked for: cancelling a key and arming it again is a re-arm.
@@ -205,6 +208,7 @@ class UnitOfWork:
         """The transaction rolled back: nothing buffered happened."""
         self.attempts, self.members, self.audit, self._outbox, self._timers = [], [], [], [], []
         self.locked_items.clear()
+        self.agent_holds.clear()
         self.outgoing.clear()
 
 
@@ -256,6 +260,7 @@ def _before_commit(session: Session) -> None:
 def _after_commit(session: Session) -> None:
     assert isinstance(session, WorkSession)
     session.uow.locked_items.clear()  # the locks ended with the transaction
+    session.uow.agent_holds.clear()
 
 
 @event.listens_for(WorkSession, "after_rollback")
