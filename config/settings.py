@@ -96,6 +96,14 @@ class Settings(BaseSettings):
         description="A stale agent is dead once its last heartbeat is older than this (longer than "
         "agent_stale_after_s); an agent never heard from is dead.",
     )
+    worker_agent_forget_after_s: float = Field(
+        default=86_400.0,
+        gt=0,
+        le=365 * 86_400,
+        description="A Celery worker's agent not heard from for this long is deregistered (it leaves the agent "
+        "listings; a worker that comes back under the name is registered again). Each deploy of a worker under "
+        "a new hostname leaves one behind otherwise.",
+    )
     work_item_max_payload_bytes: int = Field(
         default=256 * 1024, ge=1024, description="Largest payload plus metadata a work item may carry."
     )
@@ -133,6 +141,8 @@ class Settings(BaseSettings):
     def _dead_after_stale(self) -> Settings:
         if self.agent_dead_after_s <= self.agent_stale_after_s:
             raise ValueError("WORKYARD_AGENT_DEAD_AFTER_S must be longer than WORKYARD_AGENT_STALE_AFTER_S")
+        if self.worker_agent_forget_after_s < self.agent_dead_after_s:
+            raise ValueError("WORKYARD_WORKER_AGENT_FORGET_AFTER_S must be at least WORKYARD_AGENT_DEAD_AFTER_S")
         return self
 
     @field_validator("secret_key")

@@ -87,6 +87,30 @@ def fold_workers(session: Session, presences: Sequence[WorkerPresence], *, now: 
     return written
 
 
+def forget_gone_workers(session: Session, *, after_s: float, now: datetime | None = None) -> list[str]:
+    """Deregister the workers' agents not heard from for ``after_s`` seconds: a worker is named
+    after its host, and every deploy under new hostnames would leave the old names listed as dead
+    forever. The rows stay; a worker that comes back under a name is registered again by the fold
+    (its start is newer than the deregistration). Returns the names forgotten."""
+    now = now or utcnow()
+    gone = session.scalars(
+        select(Agent)
+        .where(
+            Agent.tenant == ALL_TENANTS,
+            Agent.registered_by == REGISTRANT,
+            Agent.deregistered_at.is_(None),
+            or_(Agent.last_heartbeat_at.is_(None), Agent.last_heartbeat_at < now - timedelta(seconds=after_s)),
+        )
+        .with_for_update(skip_locked=True)
+    ).all()
+    for row in gone:
+        row.deregistered_at = now
+        row.deregistered_by = REGISTRANT
+    if gone:
+        log.info("forgot %d Celery worker agent(s) not heard from for %.0f s", len(gone), after_s)
+    return [row.id for row in gone]
+
+
 def spec_for(presence: WorkerPresence) -> AgentSpec:
     """The spec of a worker newly seen."""
     return AgentSpec(

@@ -8,24 +8,30 @@ processes may run it at once (a fold changes nothing that is fresh already).
 from __future__ import annotations
 
 import logging
+import time
 
 import redis
 from pydantic import ValidationError
 
 from config import keys
+from config.settings import get_settings
 from models.worker_presence import WorkerPresence
-from orchestrator.agents.workers import fold_workers
+from orchestrator.agents.workers import fold_workers, forget_gone_workers
 from orchestrator.storage.db import SessionFactory
 
 log = logging.getLogger(__name__)
+
+FORGET_EVERY_S = 300.0  # how often a pass also forgets long-gone workers' agents
 
 
 class WorkerPresenceFold:
     """Folds the Celery workers present in Redis into agents of tenant ``*``, a pass per tick."""
 
-    def __init__(self, sessions: SessionFactory, client: redis.Redis):
+    def __init__(self, sessions: SessionFactory, client: redis.Redis, *, forget_after_s: float | None = None):
         self.sessions = sessions
         self.client = client
+        self.forget_after_s = forget_after_s if forget_after_s is not None else get_settings().worker_agent_forget_after_s
+        self._next_forget = 0.0
 
     def present(self) -> list[WorkerPresence]:
         """The records of the workers present now; names whose record expired leave the index."""
@@ -53,6 +59,11 @@ class WorkerPresenceFold:
         if present:
             with self.sessions.begin() as session:
                 fold_workers(session, present)
+        if time.monotonic() >= self._next_forget:
+            # Rarely: a worker is forgotten a day after it went, not a second.
+            self._next_forget = time.monotonic() + FORGET_EVERY_S
+            with self.sessions.begin() as session:
+                forget_gone_workers(session, after_s=self.forget_after_s)
         return 0
 
 

@@ -21,10 +21,10 @@ from models.worker_presence import WorkerPresence
 from orchestrator.agents import candidates, record_spend
 from orchestrator.agents.liveness import Thresholds, liveness
 from orchestrator.agents.registry import deregister, register
-from orchestrator.agents.workers import fold_workers
+from orchestrator.agents.workers import fold_workers, forget_gone_workers
 from orchestrator.work import claims
 from orchestrator.work.items import create_item
-from tests.integration.workitems.conftest import sessions, task
+from tests.integration.workitems.conftest import TokenFactory, sessions, task
 
 THRESHOLDS = Thresholds(stale_after_s=90, dead_after_s=600)
 ROOT = Principal(type=PrincipalType.user, id="root", tenant=ALL_TENANTS, scopes=frozenset({"admin"}))
@@ -199,3 +199,30 @@ def test_a_worker_named_like_a_tenants_agent_is_left_out(client: TestClient) -> 
     with factory() as session:
         rows = session.execute(select(Agent.tenant, Agent.id).order_by(Agent.tenant, Agent.id)).all()
     assert [tuple(r) for r in rows] == [("*", "worker-1"), ("acme", "bot")]
+
+
+def test_workers_gone_for_a_day_are_forgotten_and_come_back_when_they_start_again(
+    client: TestClient, token: TokenFactory
+) -> None:
+    add(client, "ops-bot", ALL_TENANTS)  # an operator's agent, never heard from: not a worker, kept
+    factory = sessions(client)
+    with factory.begin() as session:
+        fold_workers(session, [presence("old-0@pod-a", "alpha"), presence("new-0@pod-b", "alpha")])
+        old = worker_row(session, "old-0@pod-a")
+        old.last_heartbeat_at = utcnow() - timedelta(days=1, seconds=1)
+        worker_row(session, "new-0@pod-b").last_heartbeat_at = utcnow() - timedelta(hours=23)
+    with factory.begin() as session:
+        assert forget_gone_workers(session, after_s=86_400) == ["old-0@pod-a"]
+    with factory() as session:
+        assert worker_row(session, "old-0@pod-a").deregistered_by == "system:celery"
+        assert worker_row(session, "new-0@pod-b").deregistered_at is None
+        assert session.get(Agent, (ALL_TENANTS, "ops-bot")).deregistered_at is None  # type: ignore[union-attr]
+    ops = token("user:ops", scopes=["agents:read"], tenant=ALL_TENANTS)
+    listed = client.get("/api/v1/agents", headers=ops)
+    assert listed.status_code == 200, listed.text
+    assert [a["id"] for a in listed.json()["agents"]] == ["new-0@pod-b", "ops-bot"]
+    # The same name starting again is registered again.
+    with factory.begin() as session:
+        fold_workers(session, [presence("old-0@pod-a", "alpha", started=utcnow())])
+    with factory() as session:
+        assert worker_row(session, "old-0@pod-a").deregistered_at is None
