@@ -27,7 +27,7 @@ from orchestrator.storage.unit_of_work import uow_of
 from orchestrator.work import audit
 from orchestrator.work.access import require
 from orchestrator.work.claims import lease_timer_key
-from orchestrator.work.transitions import release_claim
+from orchestrator.work.transitions import lifecycle_of, release_claim
 from orchestrator.work.views import load_item, read_items
 
 
@@ -45,7 +45,13 @@ def on_failure(session: Session, item: WorkItem, principal: Principal, reason: s
     The holder gives the item up as a release does (the same lease epoch: nobody took it from
     it), and its failure is audited as ``failed`` under that epoch with the reason's digest, as a
     fail that ends the item is: a retry of the same call answers as the first did. Its ``cost``
-    counts against its budget either way."""
+    counts against its budget either way.
+
+    Only a failure of the work itself is rerouted: an item the failing party could not start or
+    resume from its status (one in review, say) is failed by a verdict on the work, and another
+    agent given it there could never take it up."""
+    if item.status not in lifecycle_of(item).actionable:
+        return False
     actor = principal.ref
     note = f"{actor} failed it: {reason}"
     now = utcnow()

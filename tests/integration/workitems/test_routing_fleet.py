@@ -253,6 +253,28 @@ def test_a_rule_that_does_not_reroute_on_failure_lets_the_item_fail(fleet: Fleet
     assert [d["trigger"] for d in fleet.decisions(item["id"])] == ["created"]
 
 
+def test_a_failure_in_review_is_the_reviewers_verdict_and_is_not_rerouted(fleet: Fleet) -> None:
+    # ann does the work, then (assigned, so nobody else may) claims it in review and rejects it:
+    # that fails the item. Handing it to bob would leave it in review with an agent that can
+    # never start it (claim-next hands out only work it can act on).
+    fleet.agent("ann", capabilities=[{"name": "sql", "proficiency": "expert"}])
+    fleet.agent("bob", capabilities=[{"name": "sql", "proficiency": "advanced"}])
+    fleet.rule(id="db", selectors=SQL)
+    item = fleet.item()
+    assert assignee(item) == "agent:ann"
+    held = fleet.claim_next("ann")
+    assert held is not None
+    assert fleet.call("ann", item, "start", lease_epoch=held["lease_epoch"]).status_code == 200
+    done = fleet.call("ann", item, "complete", lease_epoch=held["lease_epoch"], result={"ok": True})
+    assert done.status_code == 200 and done.json()["status"] == "review", done.text
+    review = fleet.call("ann", item, "claim", ttl_s=30)
+    assert review.status_code == 200, review.text
+    rejected = fleet.call("ann", item, "fail", lease_epoch=review.json()["lease_epoch"], reason="the result is wrong")
+    assert rejected.status_code == 200, rejected.text
+    assert (rejected.json()["status"], assignee(rejected.json())) == ("cancelled", "agent:ann")
+    assert [d["trigger"] for d in fleet.decisions(item["id"])] == ["created"]
+
+
 def test_a_lapsed_lease_reroutes_the_item_away_from_a_silent_holder(fleet: Fleet) -> None:
     fleet.agent("ann", capabilities=[{"name": "sql", "proficiency": "expert"}])
     fleet.agent("bob", capabilities=[{"name": "sql", "proficiency": "novice"}])
