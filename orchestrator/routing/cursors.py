@@ -3,6 +3,12 @@
 The cursor's row is locked while a decision reads it, so two routers using the same rule take
 turns rather than both choosing the same agent. The very first decision of a rule for a tenant
 has no row to lock: two of those at once may choose the same agent, once.
+
+A transaction waits for one cursor at most, and for none once it holds an agent's hold. One that
+routes several items (the timer loop) may need a second rule's cursor while another router,
+holding that one, needs the first's: waiting would be a deadlock. So a further cursor is only
+taken if it is free; one another router holds is read as it stands and not advanced (that router
+moves it on): this decision may choose the agent the other one chooses, once, rather than fail.
 """
 
 from __future__ import annotations
@@ -16,21 +22,35 @@ from sqlalchemy.orm import Session
 
 from models.routing_tables import CURSORS, RoutingCursor
 from orchestrator.routing.inputs import LiveRule
+from orchestrator.storage.unit_of_work import uow_of
 
 
 def cursor_for(session: Session, rule: LiveRule, tenant: str) -> str | None:
-    """The ref the rule chose last for the tenant's items (locked until the transaction ends); None: never."""
-    return session.scalar(
-        select(RoutingCursor.last_ref)
-        .where(
-            RoutingCursor.rule_tenant == rule.tenant, RoutingCursor.rule_id == rule.id, RoutingCursor.tenant == tenant
-        )
-        .with_for_update()
+    """The ref the rule chose last for the tenant's items (locked until the transaction ends, if
+    this transaction may wait for it or it is free); None: never."""
+    key = (rule.tenant, rule.id, tenant)
+    uow = uow_of(session)
+    held = uow.cursors_held
+    query = select(RoutingCursor.last_ref).where(
+        RoutingCursor.rule_tenant == rule.tenant, RoutingCursor.rule_id == rule.id, RoutingCursor.tenant == tenant
     )
+    # Waiting only while holding no cursor and no agent's hold (``hold``, which in turn waits only
+    # while holding no other hold): whoever waits holds nothing another waits for, so there is no cycle.
+    if (held or uow.agent_holds) and key not in held:
+        row = session.execute(query.with_for_update(skip_locked=True)).first()
+        if row is None:
+            return session.scalar(query)  # another router's turn (or never made): read, not held
+        held.add(key)
+        return row[0]
+    held.add(key)
+    return session.scalar(query.with_for_update())
 
 
 def advance(session: Session, rule: LiveRule, tenant: str, ref: str, now: datetime) -> None:
-    """The rule chose ``ref`` for one of the tenant's items: the next turn starts after it."""
+    """The rule chose ``ref`` for one of the tenant's items: the next turn starts after it (unless
+    another router holds the cursor: it moves it on)."""
+    if (rule.tenant, rule.id, tenant) not in uow_of(session).cursors_held:
+        return
     values = {"rule_tenant": rule.tenant, "rule_id": rule.id, "tenant": tenant, "last_ref": ref, "updated_at": now}
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     statement = insert(CURSORS).values(values)

@@ -30,7 +30,9 @@ class WorkerPresenceFold:
     def __init__(self, sessions: SessionFactory, client: redis.Redis, *, forget_after_s: float | None = None):
         self.sessions = sessions
         self.client = client
-        self.forget_after_s = forget_after_s if forget_after_s is not None else get_settings().worker_agent_forget_after_s
+        self.forget_after_s = (
+            forget_after_s if forget_after_s is not None else get_settings().worker_agent_forget_after_s
+        )
         self._next_forget = 0.0
 
     def present(self) -> list[WorkerPresence]:

@@ -100,6 +100,9 @@ class UnitOfWork:
         # (tenant, agent id) of the agents whose routing hold this transaction took
         # (``orchestrator.routing.hold``): having one, it only tries for another, never waits.
         self.agent_holds: set[tuple[str, str]] = set()
+        # (rule tenant, rule id, tenant) of the round-robin cursors whose row this transaction
+        # locked (``orchestrator.routing.cursors``): having one, it never waits for another.
+        self.cursors_held: set[tuple[str, str, str]] = set()
         self.outgoing: list[Outgoing] = []
         self._outbox: list[dict[str, Any]] = []
         # In the order they were asked for: cancelling a key and arming it again is a re-arm.
@@ -209,6 +212,7 @@ class UnitOfWork:
         self.attempts, self.members, self.audit, self._outbox, self._timers = [], [], [], [], []
         self.locked_items.clear()
         self.agent_holds.clear()
+        self.cursors_held.clear()
         self.outgoing.clear()
 
 
@@ -261,6 +265,7 @@ def _after_commit(session: Session) -> None:
     assert isinstance(session, WorkSession)
     session.uow.locked_items.clear()  # the locks ended with the transaction
     session.uow.agent_holds.clear()
+    session.uow.cursors_held.clear()
 
 
 @event.listens_for(WorkSession, "after_rollback")
