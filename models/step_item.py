@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from models.agents import RiskLevel
 from models.enums import Outcome
 from models.keytemplate import all_placeholders
 from models.sla import SlaSpec
@@ -109,6 +110,11 @@ class WorkItemStepSpec(BaseModel):
         default_factory=dict, description="The item's payload; strings in it may hold placeholders."
     )
     sla: SlaSpec | None = Field(default=None, description="The item's SLA, from its creation; null: none.")
+    risk_level: RiskLevel | None = Field(
+        default=None,
+        description="How much harm the item can do: may raise its type's risk level, never lower it (the step "
+        "fails with the reason otherwise); routing gives it only to agents autonomous enough. Null: the type's.",
+    )
 
     @field_validator("offer", mode="before")
     @classmethod

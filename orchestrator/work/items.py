@@ -11,7 +11,6 @@ from sqlalchemy import delete, insert, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from models.agents import RiskLevel
 from models.base import utcnow
 from models.lifecycles import is_terminal, lifecycle_for
 from models.principal import Principal, Scope, scope_problem
@@ -23,7 +22,7 @@ from models.work_api import (
     WorkItemRead,
     WorkItemUpdate,
 )
-from models.work_item_types import PARENT_REQUIRED, PARENT_TYPES, RISK_ORDER, WorkItemType
+from models.work_item_types import PARENT_REQUIRED, PARENT_TYPES
 from models.work_tables import DEPENDENCIES, LABELS, WorkItem, WorkItemDependency, WorkItemLabel
 from orchestrator.errors import Conflict, InvalidInput, PayloadTooLarge
 from orchestrator.storage.db import SessionFactory
@@ -33,7 +32,7 @@ from orchestrator.work.ids import work_item_id
 from orchestrator.work.links import report_outcome
 from orchestrator.work.sla import clock as sla
 from orchestrator.work.tokens import unknown_groups
-from orchestrator.work.types import get_type, validate_item
+from orchestrator.work.types import check_risk, get_type, validate_item
 from orchestrator.work.views import load_item, read_items
 
 ID_ATTEMPTS = 5
@@ -87,7 +86,7 @@ def _new_item(
 ) -> WorkItem:
     item_type = get_type(session, body.type)
     validate_item(item_type, _document(body.model_dump(mode="json", exclude_none=True)))
-    _check_risk(item_type, body.risk_level)
+    check_risk(item_type, body.risk_level)
     lifecycle = lifecycle_for(item_type.lifecycle, body.origin)
     _check_parent(session, tenant, body.type, body.parent_id, item_id=None)
     _check_dependencies(session, tenant, body.dependencies, item_id=None)
@@ -136,17 +135,6 @@ def _new_item(
     )
     _apply_offer(item, offer)
     return item
-
-
-def _check_risk(item_type: WorkItemType, risk_level: RiskLevel | None) -> None:
-    """An item may raise its type's risk level, never lower it: the type's is the least its
-    items are routed with."""
-    if risk_level is not None and RISK_ORDER.index(risk_level) < RISK_ORDER.index(item_type.risk_level):
-        raise InvalidInput(
-            f"risk_level {risk_level.value} is below its type's ({item_type.name}: {item_type.risk_level.value}); "
-            "an item may raise its type's risk level, never lower it",
-            details=[{"path": "risk_level", "message": f"at least {item_type.risk_level.value} for {item_type.name}"}],
-        )
 
 
 def _by_key(session: Session, tenant: str, key: str, digest: str) -> WorkItem | None:

@@ -30,12 +30,13 @@ from models.tables import SagaRun
 from models.template import StepSpec, TemplateSpec
 from models.work_api import HumanOffer
 from models.work_tables import LABELS, WorkItem
+from orchestrator.errors import InvalidInput
 from orchestrator.storage.unit_of_work import uow_of
 from orchestrator.work import audit, routing_hooks
 from orchestrator.work.ids import work_item_id
 from orchestrator.work.sla import clock as sla_clock
 from orchestrator.work.sla.follow_ups import open_follow_up
-from orchestrator.work.types import get_type, validate_item
+from orchestrator.work.types import check_risk, get_type, validate_item
 
 SAGA_ORIGIN = "saga"
 
@@ -91,6 +92,10 @@ def open_item(
     except ValueError as exc:
         raise ItemSpecError(str(exc)) from exc
     item_type = get_type(session, item_spec.type)
+    try:
+        check_risk(item_type, item_spec.risk_level)
+    except InvalidInput as exc:
+        raise ItemSpecError(str(exc)) from exc
     validate_item(
         item_type,
         {k: rendered[k] for k in ("title", "description", "payload") if rendered[k] is not None},
@@ -144,6 +149,7 @@ def open_item(
         saga_member=member,
         sla=item_spec.sla.model_dump(mode="json") if item_spec.sla else None,
         sla_breach_count=0,
+        risk_level=item_spec.risk_level.value if item_spec.risk_level is not None else None,
         created_at=now,
         updated_at=now,
     )

@@ -19,7 +19,7 @@ from models.lifecycles import TYPE_LIFECYCLES
 from models.principal import Principal
 from models.schemas import SchemaProblem, check_schema, validator_for
 from models.work_api import WorkItemTypeCreate
-from models.work_item_types import BUILTIN_TYPES, WorkItemType
+from models.work_item_types import BUILTIN_TYPES, RISK_ORDER, WorkItemType
 from models.work_tables import WorkItemTypeRow
 from orchestrator.errors import Conflict, InvalidInput
 
@@ -166,3 +166,14 @@ def _from_row(row: WorkItemTypeRow) -> WorkItemType:
         capabilities=tuple(row.capabilities),
         risk_level=RiskLevel(row.risk_level),
     )
+
+
+def check_risk(item_type: WorkItemType, risk_level: RiskLevel | None) -> None:
+    """An item may raise its type's risk level, never lower it: the type's is the least its
+    items are routed with."""
+    if risk_level is not None and RISK_ORDER.index(risk_level) < RISK_ORDER.index(item_type.risk_level):
+        raise InvalidInput(
+            f"risk_level {risk_level.value} is below its type's ({item_type.name}: {item_type.risk_level.value}); "
+            "an item may raise its type's risk level, never lower it",
+            details=[{"path": "risk_level", "message": f"at least {item_type.risk_level.value} for {item_type.name}"}],
+        )

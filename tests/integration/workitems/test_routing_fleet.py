@@ -5,6 +5,7 @@ tenants kept apart."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -14,6 +15,7 @@ from sqlalchemy import update
 
 from models.agent_tables import Agent
 from models.base import utcnow
+from models.principal import ALL_TENANTS
 from orchestrator.service.timers import TimerService
 from tests.integration.workitems.conftest import Headers, TokenFactory, error, sessions, task
 
@@ -402,9 +404,11 @@ def test_a_burst_fills_an_agent_to_its_capacity_not_past_it(fleet: Fleet) -> Non
     assert assignee(fleet.item()) == "agent:cheap"
 
 
-def test_an_item_a_saga_opens_is_routed_too(fleet: Fleet, token: TokenFactory) -> None:
+def test_an_item_a_saga_opens_is_routed_too_at_the_risk_its_step_names(fleet: Fleet, token: TokenFactory) -> None:
     saga_ops = token("user:saga-ops", scopes=["sagas:read", "sagas:write", "templates:write", "work:read"])
-    fleet.agent("reviewer", capabilities=[{"name": "review", "proficiency": "expert"}])
+    # A high-risk item needs an agent of at least L3: the eager L2 one is passed over.
+    fleet.agent("junior", capabilities=[{"name": "review", "proficiency": "expert"}], autonomy="L2")
+    fleet.agent("reviewer", capabilities=[{"name": "review", "proficiency": "advanced"}], autonomy="L3")
     fleet.rule(id="reviews", match={"labels": ["review"]}, selectors=[{"kind": "capability", "value": "review"}])
     step = {
         "type": "task",
@@ -412,6 +416,7 @@ def test_an_item_a_saga_opens_is_routed_too(fleet: Fleet, token: TokenFactory) -
         "description": "look",
         "labels": ["review"],
         "offer": {"type": "agent"},
+        "risk_level": "high",
     }
     template = {
         "name": "routed.order",
@@ -427,6 +432,23 @@ def test_an_item_a_saga_opens_is_routed_too(fleet: Fleet, token: TokenFactory) -
     [item] = fleet.client.get("/api/v1/work-items", params={"saga_id": saga.json()["id"]}, headers=fleet.ops).json()[
         "items"
     ]
-    assert assignee(item) == "agent:reviewer"
+    assert assignee(item) == "agent:reviewer" and item["risk_level"] == "high"
     [decision] = fleet.decisions(item["id"])
     assert decision["actor"] == f"saga:{saga.json()['id']}"
+    assert {c["ref"]: c["check"] for c in decision["candidates"]}["agent:junior"] == "autonomy"
+
+
+def test_a_saga_step_may_not_lower_its_item_types_risk(fleet: Fleet, token: TokenFactory) -> None:
+    saga_ops = token("user:saga-ops", scopes=["sagas:read", "sagas:write", "templates:write", "work:read"])
+    admin = token("user:root", scopes=["admin"], tenant=ALL_TENANTS)
+    kind = {"name": "prod_change", "risk_level": "high", "lifecycle": "work", "schema": {"type": "object"}}
+    made = fleet.client.post("/api/v1/work-item-types", json=kind, headers=admin)
+    assert made.status_code == 201, made.text
+    step = {"type": "prod_change", "title": "change", "offer": {"type": "agent"}, "risk_level": "low"}
+    template = {"name": "lowered", "version": "1.0.0", "steps": [{"name": "c", "kind": "work_item", "work_item": step}]}
+    assert fleet.client.post("/api/v1/templates", json=template, headers=saga_ops).status_code == 201
+    saga = fleet.client.post("/api/v1/sagas", json={"template": "lowered", "input": {}}, headers=saga_ops)
+    assert saga.status_code == 202, saga.text
+    shown = fleet.client.get(f"/api/v1/sagas/{saga.json()['id']}", headers=saga_ops).json()
+    assert shown["state"] == "compensated", shown  # its one step failed: nothing to undo
+    assert "risk_level low is below its type's (prod_change: high)" in json.dumps(shown)
