@@ -17,14 +17,17 @@ from typing import Annotated, Any, Literal
 
 from mcp.server import MCPServer, ServerRequestContext
 from mcp.server.context import CallNext, HandlerResult
-from mcp_types import CallToolResult, ToolAnnotations
-from pydantic import Field
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
+from mcp_types import CallToolResult, InputRequiredResult, ToolAnnotations
+from pydantic import Field, ValidationError
 
 from models.api import SagaRead
 from models.errors import WorkyardError
+from models.problems import error_details, summary
 from models.work_api import COST, MAX_COST, TTL, EventRead, NextWork, NotBool, WorkItemPage, WorkItemRead
-from orchestrator.errors import NotFound
-from orchestrator.mcp.answers import answer, resource_error
+from orchestrator.errors import InvalidInput, NotFound
+from orchestrator.mcp.answers import answer, failure, resource_error
 from orchestrator.mcp.backend import Backend
 
 BackendFor = Callable[[ServerRequestContext[Any, Any]], Backend]
@@ -294,9 +297,27 @@ def _json(data: Any) -> str:
     return json.dumps(data, ensure_ascii=False)
 
 
+class _Server(MCPServer):
+    """The SDK's server, answering arguments that fail the tools' input schemas as every other
+    refusal is answered: an ``invalid_input`` tool error with the field paths (the SDK's own
+    answer is its exception's text, with no structured content)."""
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
+    ) -> CallToolResult | InputRequiredResult:
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as exc:
+            cause = exc.__cause__
+            if isinstance(exc, UnexpectedToolError) or not isinstance(cause, ValidationError):
+                raise
+            details = error_details(cause.errors())
+            return failure(InvalidInput(f"arguments are not valid: {summary(details)}", details=details))
+
+
 def build_server(backend_for: BackendFor) -> MCPServer:
     """The MCP server with every tool and resource, each call served by ``backend_for(request)``."""
-    server: MCPServer = MCPServer(
+    server: MCPServer = _Server(
         "workyard",
         title="workyard",
         instructions=INSTRUCTIONS,

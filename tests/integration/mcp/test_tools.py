@@ -243,6 +243,11 @@ def test_arguments_outside_the_limits_are_refused_before_any_call(
         after = mcp.ok("get_item", item_id=created.id)
     for refused, field in zip(refusals, ("ttl_s", "ttl_s", "item_id", "lease_epoch"), strict=True):
         assert refused.is_error and field in refused.content[0].text  # type: ignore[union-attr]
+        # The SDK's own argument checks answer in workyard's error shape too, as every other refusal.
+        error = (refused.structured_content or {}).get("error")
+        assert error is not None and error["code"] == "invalid_input", refused
+        assert [d["path"] for d in error["details"]] == [field], error
+        assert refused.content[0].text.startswith("invalid_input: ")  # type: ignore[union-attr]
     assert after["lease_epoch"] == 0
 
 
