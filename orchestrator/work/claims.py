@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, literal, or_, select, true
@@ -68,10 +69,14 @@ def unclaimed(now: datetime) -> ColumnElement[bool]:
     return or_(WorkItem.claimed_by_id.is_(None), WorkItem.lease_expires_at < now)
 
 
+@lru_cache(maxsize=1)
 def actionable() -> ColumnElement[bool]:
     """SQL: a claimer can go to work on the item now: its lifecycle lets it be started (or
     resumed) from its status, and nothing it depends on is still open. What claim-next hands out:
-    an item waiting for its reporter's review, or on another item, is not work for the caller."""
+    an item waiting for its reporter's review, or on another item, is not work for the caller.
+
+    Built once: it names no parameter, and building it (an alias, a condition per lifecycle)
+    cost more than the database took to answer a claim."""
     in_status = or_(
         *(and_(WorkItem.lifecycle == lc.name, WorkItem.status.in_(sorted(lc.actionable))) for lc in LIFECYCLES.values())
     )
