@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
-from functools import cached_property
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -159,11 +158,6 @@ class AgentSpec(BaseModel):
     def autonomy_level(self) -> Autonomy:
         return Autonomy[self.autonomy]
 
-    @cached_property
-    def ranks(self) -> dict[str, int]:
-        """Each declared capability's proficiency as a number, by name: the router compares them for
-        a thousand agents a decision. Worked out on first use (a spec is not changed after it is read)."""
-        return {c.name: int(Proficiency[c.proficiency]) for c in self.capabilities}
 
     def proficiency(self, capability: str) -> Proficiency | None:
         return next((c.level for c in self.capabilities if c.name == capability), None)

@@ -20,19 +20,29 @@ from sqlalchemy.orm import Session, UOWTransaction
 
 from models.agent_tables import FLEET_STAMPS, Agent
 from models.base import utcnow
+from orchestrator.agents.workers import REGISTRANT as WORKERS
 
 # The columns that decide whether, and as what, an agent is a routing candidate.
 _WATCHED = ("spec", "version", "deregistered_at", "registered_by", "tenant", "id")
 
 
 def changed_tenants(session: Session) -> set[str]:
-    """The tenants whose registry the session's pending changes alter."""
+    """The tenants whose routing fleet the session's pending changes alter.
+
+    A Celery worker's row (registered by ``system:celery`` before and after the change) is no
+    routing candidate and changes no fleet. Leaving those alone also keeps the presence fold,
+    which locks worker rows, from taking the stamp row: registry calls lock an agent's row and
+    then the stamp's, and a writer doing it the other way round could deadlock with them."""
     tenants: set[str] = set()
     for row in _agents(session.new, session.deleted):
-        tenants.add(row.tenant)
+        if row.registered_by != WORKERS:
+            tenants.add(row.tenant)
     for row in _agents(session.dirty):
         state = inspect(row)
-        if any(state.attrs[name].history.has_changes() for name in _WATCHED):
+        if not any(state.attrs[name].history.has_changes() for name in _WATCHED):
+            continue
+        registrants = {row.registered_by, *state.attrs.registered_by.history.deleted}
+        if registrants != {WORKERS}:
             tenants.add(row.tenant)
     return tenants
 

@@ -54,8 +54,14 @@ def fold_workers(session: Session, presences: Sequence[WorkerPresence], *, now: 
             written += _insert(session, presence, now)
             continue
         if row.deregistered_at is not None:
-            if not presence.is_newer_than(row.deregistered_at):
-                continue  # deregistered by an operator while this very process ran
+            # An operator's deregistration holds until the worker restarts; the fold's own (a
+            # worker not heard from for long) ends as soon as it is heard from again.
+            if row.deregistered_by == REGISTRANT:
+                back = presence.beat_at > row.deregistered_at
+            else:
+                back = presence.is_newer_than(row.deregistered_at)
+            if not back:
+                continue
             _revive(session, row, presence, now)
             written += 1
             continue
@@ -144,7 +150,7 @@ def _insert(session: Session, presence: WorkerPresence, now: datetime) -> int:
 def _revive(session: Session, row: Agent, presence: WorkerPresence, now: datetime) -> None:
     _fill(row, presence, now)
     row.version += 1
-    row.deregistered_at = None
+    row.deregistered_at = row.deregistered_by = None
     row.spent = 0.0
     row.period_start = None
     write_capabilities(session, row, spec_of(row))

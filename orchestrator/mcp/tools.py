@@ -10,6 +10,7 @@ proxy's.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from contextvars import ContextVar
 from functools import partial
@@ -99,6 +100,8 @@ Cursor = Annotated[
     str | None,
     Field(description="The next_cursor of the previous page, unchanged; null: the first page."),
 ]
+
+log = logging.getLogger(__name__)
 
 READ = ToolAnnotations(read_only_hint=True, open_world_hint=False)
 WRITE = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False)
@@ -312,6 +315,8 @@ class _Server(MCPServer):
             if isinstance(exc, UnexpectedToolError) or not isinstance(cause, ValidationError):
                 raise
             details = error_details(cause.errors())
+            # Field names only, as the SDK logs them: the rejected values are the caller's data.
+            log.info("tool %r rejected arguments: %r", name, sorted({d["path"] for d in details}))
             return failure(InvalidInput(f"arguments are not valid: {summary(details)}", details=details))
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from models.agents import MIN_AUTONOMY, Autonomy, Candidate, Proficiency, RiskLevel
+from models.agents import MIN_AUTONOMY, AgentSpec, Autonomy, Candidate, Proficiency, RiskLevel
 from models.routing import AgentTypeSelector, CapabilitySelector, CostBudget, MembershipSelector, RoutingRuleSpec
 from orchestrator.routing.inputs import ItemFacts
 
@@ -93,9 +93,9 @@ def failing_stage(needs: Needs, c: Candidate) -> int | None:
 
     The checks' conditions without their words, in one function: a decision runs it for every
     candidate of every rule it tries (a thousand agents, a dozen rules), and words only for the
-    verdicts it lists. ``tests/unit/routing/test_checks.py`` holds it to the worded checks below."""
+    verdicts it lists. ``tests/unit/routing/test_check_stages.py`` holds it to the worded checks below."""
     spec = c.spec
-    ranks = spec.ranks
+    ranks = ranks_of(spec)
     for name, least in needs.capabilities.items():
         if ranks.get(name, 0) < least:
             return 0
@@ -135,11 +135,28 @@ def failing_stage(needs: Needs, c: Candidate) -> int | None:
     return None
 
 
+def ranks_of(spec: AgentSpec) -> dict[str, int]:
+    """Each capability the spec declares, its proficiency as a number, by name: compared for a
+    thousand agents a decision, so worked out once per spec object (not on the model: a copy made
+    with ``model_copy(update=...)`` would carry a cached value over)."""
+    entry = _RANKS.get(id(spec))
+    if entry is None or entry[0] is not spec:  # an id is reused once its object is gone
+        if len(_RANKS) >= _RANKS_MAX:
+            _RANKS.clear()
+        entry = _RANKS[id(spec)] = (spec, {c.name: RANK[c.proficiency] for c in spec.capabilities})
+    return entry[1]
+
+
+# id(spec) -> (the spec, kept alive so that its id names it, its ranks)
+_RANKS: dict[int, tuple[AgentSpec, dict[str, int]]] = {}
+_RANKS_MAX = 100_000
+
+
 def proficiency(needs: Needs, candidate: Candidate) -> int:
     """How well the candidate does what is asked: its weakest required capability (0: none asked)."""
     if not needs.capabilities:
         return 0
-    ranks = candidate.spec.ranks
+    ranks = ranks_of(candidate.spec)
     return min(ranks.get(name, 0) for name in needs.capabilities)
 
 

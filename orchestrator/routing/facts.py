@@ -3,7 +3,6 @@ decision starts with: the item's labels and whether its tenant's routing rules c
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -24,8 +23,7 @@ def labels_and_rules(session: Session, item: WorkItem) -> tuple[frozenset[str], 
     postgres = session.get_bind().dialect.name == "postgresql"
     params = {"item": item.id, "owners": sorted({item.tenant, ALL_TENANTS})}
     labels, count, newest = session.execute(_READ_PG if postgres else _READ, params).one()
-    if isinstance(labels, str):  # SQLite's JSON arrives as text
-        labels = json.loads(labels)
+    # A list either way (the JSON type decodes SQLite's text); PostgreSQL's json_agg of no rows is null.
     return frozenset(labels or ()), (count, newest)
 
 

@@ -10,8 +10,10 @@ neither it nor ``*`` has a stamp (no agent registered yet) has its fleet read fo
 
 from __future__ import annotations
 
+import time
 from collections.abc import Collection
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import URL, BindParameter, Select, bindparam, literal_column, select
@@ -25,6 +27,8 @@ from orchestrator.agents.workers import REGISTRANT as WORKERS
 # The stamps a fleet was read under: the tenant's, and the operators' (``*``). None: no stamp.
 Stamps = tuple[str | None, str | None]
 _FLEETS_MAX = 10_000
+# A fleet is read again after this long even if no stamp changed (see ``cached``).
+MAX_AGE_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,7 @@ class Member:
     id: str
     ref: str  # "agent:<id>"
     version: int
+    updated_at: datetime  # with the version, names the spec even across two databases at one URL
     spec: AgentSpec
 
 
@@ -44,9 +49,9 @@ class Fleet:
 
     stamps: Stamps
     members: tuple[Member, ...]  # by (tenant, id)
-    by_key: dict[tuple[str, str], Member] = field(repr=False)
     # capability name -> the positions in ``members`` of those that declare it
     declaring: dict[str, frozenset[int]] = field(repr=False)
+    read_at: float = field(default_factory=time.monotonic)
 
     @property
     def cacheable(self) -> bool:
@@ -68,19 +73,25 @@ _fleets: dict[tuple[URL, str], Fleet] = {}
 
 
 def cached(session: Session, tenant: str) -> Fleet | None:
-    return _fleets.get(_key(session, tenant))
+    """The tenant's fleet as last read, unless that was ``MAX_AGE_S`` ago: a safety net for a
+    change no stamp recorded (a row written around the ORM, a process of an older release)."""
+    fleet = _fleets.get(_key(session, tenant))
+    if fleet is None or time.monotonic() - fleet.read_at > MAX_AGE_S:
+        return None
+    return fleet
 
 
 def read(session: Session, tenant: str) -> Fleet:
     """Read the tenant's fleet now (and keep it, if it has stamps)."""
     now_stamps = stamps_of(session, tenant)
-    previous = cached(session, tenant)
-    # A spec changes only with its version: those unchanged since the last read are not parsed again.
-    reuse = {(m.tenant, m.id, m.version): m.spec for m in previous.members} if previous is not None else {}
+    previous = _fleets.get(_key(session, tenant))
+    # A spec changes only with its version (and time): those unchanged since the last read are not parsed again.
+    reuse = {(m.tenant, m.id, m.version, m.updated_at): m.spec for m in previous.members} if previous else {}
     members: list[Member] = []
-    for agent_tenant, agent_id, version, body in session.execute(_MEMBERS, {"tenants": sorted({tenant, ALL_TENANTS})}):
-        spec = reuse.get((agent_tenant, agent_id, version)) or AgentSpec.model_validate(body)
-        members.append(Member(agent_tenant, agent_id, f"agent:{agent_id}", version, spec))
+    rows = session.execute(_MEMBERS, {"tenants": sorted({tenant, ALL_TENANTS})})
+    for agent_tenant, agent_id, version, updated_at, body in rows:
+        spec = reuse.get((agent_tenant, agent_id, version, updated_at)) or AgentSpec.model_validate(body)
+        members.append(Member(agent_tenant, agent_id, f"agent:{agent_id}", version, updated_at, spec))
     declaring: dict[str, set[int]] = {}
     for position, member in enumerate(members):
         for capability in member.spec.capabilities:
@@ -88,7 +99,6 @@ def read(session: Session, tenant: str) -> Fleet:
     fleet = Fleet(
         stamps=now_stamps,
         members=tuple(members),
-        by_key={(m.tenant, m.id): m for m in members},
         declaring={name: frozenset(found) for name, found in declaring.items()},
     )
     if fleet.cacheable:
@@ -111,7 +121,7 @@ def _key(session: Session, tenant: str) -> tuple[URL, str]:
 _TENANTS: BindParameter[Any] = bindparam("tenants", expanding=True)
 _STAMPS: Select[Any] = select(FLEET_STAMPS.c.tenant, FLEET_STAMPS.c.stamp).where(FLEET_STAMPS.c.tenant.in_(_TENANTS))
 _MEMBERS: Select[Any] = (
-    select(AGENTS.c.tenant, AGENTS.c.id, AGENTS.c.version, AGENTS.c.spec)
+    select(AGENTS.c.tenant, AGENTS.c.id, AGENTS.c.version, AGENTS.c.updated_at, AGENTS.c.spec)
     .where(
         AGENTS.c.tenant.in_(_TENANTS),
         AGENTS.c.deregistered_at.is_(None),

@@ -47,10 +47,12 @@ def on_failure(session: Session, item: WorkItem, principal: Principal, reason: s
     fail that ends the item is: a retry of the same call answers as the first did. Its ``cost``
     counts against its budget either way.
 
-    Only a failure of the work itself is rerouted: an item the failing party could not start or
-    resume from its status (one in review, say) is failed by a verdict on the work, and another
-    agent given it there could never take it up."""
-    if item.status not in lifecycle_of(item).actionable:
+    Only a failure of the work itself is rerouted: an item in a status nobody starts or resumes
+    work from (one in review, say) is failed by a verdict on the work, and another agent given it
+    there could never take it up. A paused one (blocked) is work still: its next agent takes it
+    up once it is unblocked."""
+    lifecycle = lifecycle_of(item)
+    if item.status not in lifecycle.start.keys() | lifecycle.underway:
         return False
     actor = principal.ref
     note = f"{actor} failed it: {reason}"

@@ -277,6 +277,25 @@ def test_a_failure_in_review_is_the_reviewers_verdict_and_is_not_rerouted(fleet:
     assert [d["trigger"] for d in fleet.decisions(item["id"])] == ["created"]
 
 
+def test_a_holder_failing_a_blocked_item_hands_it_on_blocked(fleet: Fleet) -> None:
+    # Paused work is still work: the next agent takes it up once it is unblocked.
+    fleet.agent("ann", capabilities=[{"name": "sql", "proficiency": "expert"}])
+    fleet.agent("bob", capabilities=[{"name": "sql", "proficiency": "advanced"}])
+    fleet.rule(id="db", selectors=SQL)
+    item = fleet.item()
+    held = fleet.claim_next("ann")
+    assert held is not None
+    assert fleet.call("ann", item, "start", lease_epoch=held["lease_epoch"]).status_code == 200
+    blocked = fleet.client.post(
+        f"/api/v1/work-items/{item['id']}/transition", json={"to": "blocked"}, headers=fleet.ops
+    )
+    assert blocked.status_code == 200, blocked.text
+    failed = fleet.call("ann", item, "fail", lease_epoch=held["lease_epoch"], reason="waiting on the vendor")
+    assert failed.status_code == 200, failed.text
+    assert (failed.json()["status"], assignee(failed.json())) == ("blocked", "agent:bob")
+    assert [d["trigger"] for d in fleet.decisions(item["id"])] == ["created", "failure"]
+
+
 def test_a_lapsed_lease_reroutes_the_item_away_from_a_silent_holder(fleet: Fleet) -> None:
     fleet.agent("ann", capabilities=[{"name": "sql", "proficiency": "expert"}])
     fleet.agent("bob", capabilities=[{"name": "sql", "proficiency": "novice"}])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -197,3 +198,57 @@ def test_heartbeats_and_spend_leave_the_fleet_stamp_alone(fleet: TestClient) -> 
         session.flush()
         after = fleets.stamps_of(session, "acme")
     assert after[0] != before[0] and after[1] == before[1]
+
+
+def test_celery_workers_rows_change_no_fleet_stamp(fleet: TestClient) -> None:
+    # Workers are never routing candidates; and the presence fold, which locks worker rows, must
+    # not take the stamp row that registry calls take after an agent's row (a deadlock otherwise).
+    from models.worker_presence import WorkerPresence
+    from orchestrator.agents.workers import fold_workers, forget_gone_workers
+    from orchestrator.routing import fleet as fleets
+
+    def present(name: str) -> WorkerPresence:
+        now = utcnow()
+        return WorkerPresence(name=name, capabilities=["sql"], concurrency=2, started_at=now, beat_at=now)
+
+    factory = sessions(fleet)
+    with factory() as session:
+        before = fleets.stamps_of(session, "acme")
+    with factory.begin() as session:
+        fold_workers(session, [present("w-1@host")])
+    with factory.begin() as session:
+        fold_workers(session, [WorkerPresence(**{**present("w-1@host").model_dump(), "concurrency": 8})])
+        session.execute(
+            update(Agent).where(Agent.id == "w-1@host").values(last_heartbeat_at=utcnow() - timedelta(days=2))
+        )
+    with factory.begin() as session:
+        assert forget_gone_workers(session, after_s=86_400) == ["w-1@host"]
+    with factory() as session:
+        assert fleets.stamps_of(session, "acme") == before
+    add(fleet, "ops-sql", ALL_TENANTS, {"sql": "expert"})  # an operator's agent does change it
+    with factory() as session:
+        after = fleets.stamps_of(session, "acme")
+    assert after[0] == before[0] and after[1] != before[1]
+
+
+def test_a_database_made_anew_at_the_same_url_is_not_served_the_old_fleets_specs(tmp_path: Path) -> None:
+    # The fleet is kept per URL and tenant; an agent registered again in a new database at that
+    # URL, at the same version, may declare something else entirely.
+    from orchestrator.storage.db import make_engine, make_session_factory
+    from orchestrator.storage.migrate import upgrade
+
+    url = f"sqlite:///{tmp_path / 'routing.db'}"
+    seen: list[tuple[list[str], int]] = []
+    for capability, capacity in (("sql", 3), ("ocr", 7)):
+        engine = make_engine(url)
+        upgrade(engine)
+        factory = make_session_factory(engine)
+        body = {"id": "bot", "tenant": "acme", "agent_type": "actuator", "capacity": capacity}
+        with factory.begin() as session:
+            register(session, ROOT, AgentCreate.model_validate({**body, "capabilities": [{"name": capability}]}))
+        with factory() as session:
+            [bot] = source.pool(session, "acme", now=utcnow(), narrow_above=0).agents
+        seen.append(([c.name for c in bot.spec.capabilities], bot.spec.capacity))
+        engine.dispose()
+        (tmp_path / "routing.db").unlink()
+    assert seen == [(["sql"], 3), (["ocr"], 7)]
