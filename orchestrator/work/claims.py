@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, literal, or_, select, true
+from sqlalchemy import ColumnElement, Select, and_, bindparam, literal, or_, select, true
 from sqlalchemy.orm import Session, aliased
 
 from models.base import utcnow
@@ -90,6 +90,43 @@ def actionable() -> ColumnElement[bool]:
     return and_(in_status, ~waiting.exists())
 
 
+@lru_cache(maxsize=8)
+def _probes(agent: bool, all_tenants: bool, admin: bool) -> tuple[Select[WorkItem], ...]:
+    """claim-next's three probes for one kind of principal, built once with bound parameters
+    (tenant, kind, ident, now, capabilities, scopes, groups): building them for every claim took
+    more of a claim's CPU than the database took to answer it. The conditions are those of
+    ``offer_for``, ``assigned_to``, ``unclaimed`` and ``in_tenant``."""
+    now = bindparam("now", type_=WorkItem.__table__.c.lease_expires_at.type)
+    if agent:
+        offer = and_(
+            WorkItem.offer_type == "agent",
+            or_(
+                WorkItem.offer_capability.is_(None),
+                WorkItem.offer_capability.in_(bindparam("capabilities", expanding=True)),
+            ),
+        )
+    else:
+        offer = and_(
+            WorkItem.offer_type == "human",
+            true() if admin else WorkItem.offer_scope.in_(bindparam("scopes", expanding=True)),
+            or_(WorkItem.offer_group.is_(None), WorkItem.offer_group.in_(bindparam("groups", expanding=True))),
+        )
+    mine = and_(WorkItem.assignee_type == bindparam("kind"), WorkItem.assignee_id == bindparam("ident"))
+    tenant = true() if all_tenants else WorkItem.tenant == bindparam("tenant")
+    return tuple(
+        select(WorkItem)
+        .where(tenant, WorkItem.is_open == true(), WorkItem.deleted_at.is_(None), probe, actionable())
+        .order_by(*QUEUE_ORDER)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+        for probe in (
+            and_(WorkItem.claimed_by_id.is_(None), WorkItem.assignee_id.is_(None), offer),
+            and_(mine, or_(WorkItem.claimed_by_id.is_(None), WorkItem.lease_expires_at < now)),
+            and_(WorkItem.lease_expires_at < now, WorkItem.assignee_id.is_(None), offer),
+        )
+    )
+
+
 def claimable(principal: Principal, now: datetime) -> ColumnElement[bool]:
     return and_(
         in_tenant(principal),
@@ -135,25 +172,18 @@ def claim_next(
     # Three probes instead of one OR-ed query, so that each walks an index in queue order and
     # stops at its first free row: the open queue (the partial index ix_work_items_offered), items
     # assigned to the caller, and items whose holder's lease lapsed. Then the best of the three.
+    params = {
+        "tenant": principal.tenant,
+        "kind": principal.type.value,
+        "ident": principal.id,
+        "now": now,
+        "capabilities": sorted(principal.capabilities),
+        "scopes": sorted(principal.scopes),
+        "groups": sorted(principal.groups),
+    }
+    shape = (principal.type is PrincipalType.agent, principal.all_tenants, principal.has(Scope.admin.value))
     found = [
-        candidate
-        for probe in (
-            and_(WorkItem.claimed_by_id.is_(None), WorkItem.assignee_id.is_(None), offer_for(principal)),
-            and_(assigned_to(principal), unclaimed(now)),
-            and_(WorkItem.lease_expires_at < now, WorkItem.assignee_id.is_(None), offer_for(principal)),
-        )
-        if (
-            candidate := session.scalar(
-                select(WorkItem)
-                .where(
-                    in_tenant(principal), WorkItem.is_open == true(), WorkItem.deleted_at.is_(None), probe, actionable()
-                )
-                .order_by(*QUEUE_ORDER)
-                .limit(1)
-                .with_for_update(skip_locked=True)
-            )
-        )
-        is not None
+        candidate for probe in _probes(*shape) if (candidate := session.scalars(probe, params).first()) is not None
     ]
     item = min(found, key=lambda i: (-i.priority, i.created_at, i.id), default=None)
     if item is None:
