@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -51,6 +52,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Everything alive now (modules, mappers, schemas: most of the heap) lives as long as the
+        # process: out of the collector's sight, a full collection no longer walks it each time
+        # requests have made enough garbage to trigger one.
+        gc.freeze()
         async with mcp.running():
             yield
         wiring.close()
