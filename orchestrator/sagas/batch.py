@@ -38,6 +38,7 @@ from orchestrator.sagas.submit import (
     start_saga,
 )
 from orchestrator.sagas.templates import get_template
+from orchestrator.storage.bulk import any_of
 from orchestrator.storage.db import SessionFactory
 from orchestrator.storage.unit_of_work import Outgoing
 
@@ -146,7 +147,9 @@ def _existing(session: Session, keys: set[tuple[str, str]]) -> dict[tuple[str, s
         return {}
     tenants = {tenant for tenant, _ in keys}
     rows = session.execute(
-        select(*_SUMMARY).where(SAGAS.c.tenant.in_(tenants), SAGAS.c.idempotence_key.in_({key for _, key in keys}))
+        select(*_SUMMARY).where(
+            SAGAS.c.tenant.in_(tenants), any_of(session, SAGAS.c.idempotence_key, {key for _, key in keys})
+        )
     )
     # Asked by tenant and key apart: a row of one tenant with another's key is no answer.
     return {(row.tenant, row.idempotence_key): row for row in rows if (row.tenant, row.idempotence_key) in keys}

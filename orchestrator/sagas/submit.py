@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from config.settings import Settings
-from models.base import utcnow
+from models.base import transient, utcnow
 from models.enums import SagaState
 from models.keytemplate import KeyTemplateError, render
 from models.principal import ALL_TENANTS
@@ -141,7 +141,8 @@ def start_saga(
     (:func:`new_rows`). Refuses, before anything is asked of the engine, an input that lacks what
     a step's key or mutex scope needs."""
     now: datetime = engine.now
-    saga = SagaRun(
+    saga = transient(
+        SagaRun,
         id=str(uuid.uuid4()),
         tenant=tenant,
         template_name=spec.name,
@@ -157,13 +158,10 @@ def start_saga(
         updated_at=now,
     )
     _check_key_templates(saga, spec)
-    steps = new_step_runs(spec)
-    for step in steps:
-        step.saga_id = saga.id
     # Set as loaded, not as a change: the run never enters the session (its rows are plain
     # INSERTs), and a change would fire the relationship's events once per step (back-references
     # and all), a sixth of what a batch submit costs.
-    set_committed_value(saga, "steps", steps)
+    set_committed_value(saga, "steps", new_step_runs(spec, saga.id))
     engine.start(saga, spec)
     return saga
 

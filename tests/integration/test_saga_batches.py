@@ -16,7 +16,7 @@ from sqlalchemy import func, insert, select, text
 
 from models.base import utcnow
 from models.principal import PrincipalType
-from models.tables import SAGAS, SagaRun
+from models.tables import OUTBOX, SAGAS, SagaRun
 from orchestrator.api.app import create_app
 from orchestrator.sagas.submit import input_hash
 from orchestrator.storage.migrate import upgrade
@@ -86,6 +86,10 @@ def test_a_batch_starts_every_saga_in_order_and_publishes_their_first_steps(
     assert [r["status"] for r in answered] == [202] * 5
     assert saga_count(client) == before + 5
     assert dispatched(client, clean_redis) == queued + 5
+    # Published, so their outbox rows go (on a short timer; now here).
+    wiring(client).dispatcher.flush()
+    with wiring(client).sessions() as session:
+        assert session.scalar(select(func.count()).select_from(OUTBOX)) == 0
     for i, result in enumerate(answered):
         assert result["saga"]["idempotence_key"] == f"order-{i}" and result["saga"]["state"] == "running"
         full = client.get(f"/api/v1/sagas/{result['saga']['id']}").json()
