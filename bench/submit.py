@@ -1,9 +1,10 @@
 """Submits over the real HTTP API: sagas accepted per second, and the API process's CPU per saga.
 
-    python bench/submit.py [--postgres URL | --no-postgres] [--single 1000] [--batch-sagas 20000]
+    python bench/submit.py [--postgres URL | --no-postgres] [--broker URL] [--rounds N]
 
 The API runs as ``workyard api`` (uvicorn, one process) in an embedded stack (its own Redis as
-broker, one orchestrator, no workers: the dispatches wait in their queue) on a scratch SQLite
+broker, or --broker: RabbitMQ, say; one orchestrator; no workers: the dispatches wait in their
+queue) on a scratch SQLite
 file and on a scratch schema of a PostgreSQL (--postgres, else WORKYARD_BENCH_DATABASE_URL,
 else WORKYARD_DATABASE_URL). Clients are threads of this process, each with its own connection,
 calling as one tenant's token would: 1 and 16 of them, each sending single submits
@@ -94,13 +95,14 @@ class Run:
 
 
 @contextmanager
-def running_api(database_url: str, workdir: Path) -> Iterator[Api]:
+def running_api(database_url: str, workdir: Path, broker_url: str | None = None) -> Iterator[Api]:
     """An embedded stack with the API on ``database_url``, the template registered, and a token of
     the bench tenant that may submit and read sagas."""
     settings = Settings(
         data_dir=workdir / f"stack-{uuid.uuid4().hex[:6]}",
         database_url=database_url,
         api_port=free_port(),
+        broker_url=broker_url,
         # No worker takes the bench's steps: past this, the orchestrator's recovery would go
         # looking for the reports of every one of them, on the cores the API needs.
         visibility_timeout_s=3600,
@@ -206,7 +208,7 @@ def measure(api: Api, label: str, client: Client, sagas: int, clients: int) -> R
 
 def bench_backend(name: str, database_url: str, workdir: Path, args: argparse.Namespace) -> dict[str, Run]:
     runs: dict[str, Run] = {}
-    with running_api(database_url, workdir) as api:
+    with running_api(database_url, workdir, args.broker) as api:
         log(f"{name}: API up at {api.url} (pid {api.pid}); warming up")
         measure(api, "warm-up", single_client, 50, 1)
         if "batch" in args.modes:
@@ -235,6 +237,7 @@ def main() -> None:
         help="PostgreSQL URL (postgresql+psycopg://...); a scratch schema is made in it and dropped",
     )
     parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
+    parser.add_argument("--broker", default=None, help="broker URL (e.g. amqp://...); default: the stack's own Redis")
     parser.add_argument("--single", type=int, default=1000, help="single submits per run (default 1000)")
     parser.add_argument("--batch-sagas", type=int, default=20_000, help="sagas per batch run (default 20000)")
     parser.add_argument("--rounds", type=int, default=1, help="best of N rounds per run (default 1)")
@@ -247,9 +250,10 @@ def main() -> None:
     if args.postgres and not args.no_postgres:
         backends.append(("postgres", args.postgres))
     load = os.getloadavg()
+    broker = args.broker or "the stack's own Redis"
     print(
         f"submits over HTTP: {os.cpu_count()} cores, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; "
-        f"idempotence key on every saga; batches of {BATCH_SIZE}",
+        f"idempotence key on every saga; batches of {BATCH_SIZE}; broker {broker}",
         flush=True,
     )
     runs: dict[str, Run] = {}
