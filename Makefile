@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo up test faults fuzz lint format bench bench-sagas bench-next-work bench-claims bench-timers bench-routing clean
+.PHONY: install demo up test faults fuzz lint format bench bench-sagas bench-submit bench-next-work bench-claims bench-timers bench-routing clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "workyard needs Python 3.11 or newer; set PYTHON=python3.11")'
@@ -62,10 +62,13 @@ format: $(STAMP)
 # The work-item benchmarks need a PostgreSQL: WORKYARD_DATABASE_URL, else the one CI machines run.
 BENCH_PG ?= $(or $(WORKYARD_DATABASE_URL),postgresql+psycopg://postgres@127.0.0.1:5432/test)
 
-bench: bench-sagas bench-next-work bench-claims bench-timers bench-routing  ## every benchmark below (about 15 minutes)
+bench: bench-sagas bench-submit bench-next-work bench-claims bench-timers bench-routing  ## every benchmark below (about 17 minutes)
 
 bench-sagas: $(STAMP)  ## saga throughput of workyard (SQLite, PostgreSQL) against raw Celery chains
 	WORKYARD_BENCH_DATABASE_URL='$(BENCH_PG)' $(BIN)/python bench/saga_throughput.py
+
+bench-submit: $(STAMP)  ## submits over HTTP: 1 and 16 clients, single and batch, SQLite and PostgreSQL; API CPU per submit
+	$(BIN)/python bench/submit.py --postgres '$(BENCH_PG)' --rounds 2
 
 bench-next-work: $(STAMP)  ## next-work p50/p99 at 100k and 1M items (PostgreSQL), 100k (SQLite)
 	$(BIN)/python bench/next_work.py --database-url '$(BENCH_PG)'

@@ -73,6 +73,27 @@ class SagaCreate(BaseModel):
     )
 
 
+# The most sagas one batch submit may carry (POST /api/v1/sagas/batch).
+MAX_BATCH = 1000
+
+
+class SagaBatchCreate(BaseModel):
+    """Sagas to submit in one request: each created, found under its idempotence key, or refused on its own."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sagas: list[dict[str, Any]] = Field(
+        min_length=1,
+        max_length=MAX_BATCH,
+        description=(
+            f"1 to {MAX_BATCH} sagas, each an object as the body of POST /api/v1/sagas takes one (SagaCreate: "
+            "template, input, and optionally version, idempotence_key, tenant). Each entry is checked on its own: "
+            "one that is not a valid SagaCreate is answered with a 422 in its result (field paths "
+            "sagas.<index>.<field>) and never keeps the others from being submitted."
+        ),
+    )
+
+
 class AttemptRead(BaseModel):
     """One attempt of one step of a saga run (forward or compensation): who ran it, its fencing token, its outcome."""
 
@@ -169,6 +190,36 @@ class SagaRead(SagaSummary):
     sla_events: list[dict[str, Any]] = Field(
         default_factory=list, description="Each SLA warning, breach and escalation step, and what it did."
     )
+
+
+class SagaBatchResult(BaseModel):
+    """What became of one entry of a batch submit: its saga (started now or before), or why it was refused."""
+
+    index: int = Field(description="The entry's position in the request's sagas, from 0.")
+    status: int = Field(
+        description=(
+            "What a single submit of the entry would have answered: 202 started now; 200 already started under "
+            "this idempotence key with the same template and input (that saga); 403 (a tenant the token may not "
+            "submit for), 404 (no such template or version), 409 (the key names a saga of another template or "
+            "input, or an earlier entry of the batch with another input) or 422 (the entry is not valid): refused, "
+            "nothing was written for it."
+        )
+    )
+    saga: SagaSummary | None = Field(
+        description="The saga (its summary: GET /api/v1/sagas/{id} has the timeline); null: the entry was refused."
+    )
+    error: ErrorDetail | None = Field(
+        description="Why the entry was refused, as a single submit's error; null: it was not."
+    )
+
+
+class SagaBatchRead(BaseModel):
+    """The answer to a batch submit: one result per entry, in the order they were sent, and how many of each kind."""
+
+    results: list[SagaBatchResult] = Field(description="One per entry of the request, in its order.")
+    created: int = Field(description="How many entries started a saga now (status 202).")
+    existing: int = Field(description="How many were answered with a saga started before under their key (200).")
+    refused: int = Field(description="How many were refused (4xx); nothing was written for them.")
 
 
 class SagaPage(BaseModel):

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import JSON, DateTime, MetaData, TypeDecorator
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import DeclarativeBase, class_mapper
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -43,6 +43,19 @@ class Base(DeclarativeBase):
 
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON, Any: JSON}
+
+
+M = TypeVar("M", bound=Base)
+
+
+def transient(cls: type[M], **values: Any) -> M:
+    """A new instance of the mapped class ``cls`` holding ``values`` as if loaded, without the
+    attribute events its constructor fires for each one (about 9 us an object: a tenth of what a
+    batch submit costs per saga). For rows written by plain INSERTs, never added to a session;
+    what is changed on it afterwards goes through the ORM's attributes as usual."""
+    instance: M = class_mapper(cls).class_manager.new_instance()
+    instance.__dict__.update(values)
+    return instance
 
 
 def utcnow() -> datetime:

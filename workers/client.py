@@ -1,4 +1,5 @@
-"""A small typed client for workyard's HTTP API, for upstream systems and for agents.
+"""A small typed client for workyard's HTTP API, for agents (upstream systems that submit sagas
+have ``workers.upstream.SagaClient``).
 
     from workers.client import WorkyardClient
 
@@ -313,7 +314,7 @@ class WorkyardClient:
             kwargs["json"] = {k: v for k, v in kwargs["json"].items() if v is not None}
         response = self._http.request(method, path, **kwargs)
         if response.status_code >= 400:
-            raise _error(response)
+            raise api_error(response)
         return response
 
 
@@ -346,7 +347,9 @@ def _lapsed(item: WorkItemRead) -> bool:
     return claim is not None and claim.lease_expires_at is not None and claim.lease_expires_at <= datetime.now(UTC)
 
 
-def _error(response: httpx.Response) -> ApiError:
+def api_error(response: httpx.Response) -> ApiError:
+    """The :class:`ApiError` an error answer of workyard's API stands for (its one error shape;
+    anything else, say a proxy's page, as ``http_error``)."""
     try:
         body = response.json()["error"]
         return ApiError(response.status_code, body["code"], body["message"], body.get("details"))

@@ -36,18 +36,11 @@ ADMIN = Principal(type=PrincipalType.user, id="admin", tenant=ALL_TENANTS, scope
 
 def authenticate(wiring: Wiring, authorization: str | None) -> Principal:
     """The principal an ``Authorization`` header names; :class:`Unauthorized` if none."""
-    scheme, _, secret = (authorization or "").strip().partition(" ")
-    secret = secret.strip()
-    if scheme.lower() != "bearer" or not secret:
-        raise Unauthorized("send a bearer token: Authorization: Bearer <token> (see `workyard token create`)")
-    admin = wiring.settings.admin_token
-    if admin and hmac.compare_digest(secret.encode(), admin.encode()):
-        return ADMIN
+    principal = known_principal(wiring, authorization)
+    if principal is not None:
+        return principal
+    secret = _secret(authorization)
     now = time.monotonic()
-    with _cache_lock:
-        cached = _cache.get((id(wiring), secret))
-    if cached is not None and cached[0] > now:
-        return cached[1]
     with wiring.sessions() as session:
         principal = resolve_token(session, secret)
     if principal is None:
@@ -57,6 +50,29 @@ def authenticate(wiring: Wiring, authorization: str | None) -> Principal:
             _cache.clear()
         _cache[(id(wiring), secret)] = (now + CACHE_TTL_S, principal)
     return principal
+
+
+def known_principal(wiring: Wiring, authorization: str | None) -> Principal | None:
+    """The principal an ``Authorization`` header names if that is known without the database
+    (the admin token, or a token looked up less than ``CACHE_TTL_S`` ago); None if it must be
+    looked up. :class:`Unauthorized` for a header that names no token."""
+    secret = _secret(authorization)
+    admin = wiring.settings.admin_token
+    if admin and hmac.compare_digest(secret.encode(), admin.encode()):
+        return ADMIN
+    with _cache_lock:
+        cached = _cache.get((id(wiring), secret))
+    if cached is not None and cached[0] > time.monotonic():
+        return cached[1]
+    return None
+
+
+def _secret(authorization: str | None) -> str:
+    scheme, _, secret = (authorization or "").strip().partition(" ")
+    secret = secret.strip()
+    if scheme.lower() != "bearer" or not secret:
+        raise Unauthorized("send a bearer token: Authorization: Bearer <token> (see `workyard token create`)")
+    return secret
 
 
 def guarded(path: str) -> bool:
@@ -80,8 +96,12 @@ class Authenticate:
         raw = dict(scope.get("headers") or []).get(b"authorization")
         header = raw.decode("latin-1") if raw is not None else None
         try:
-            # The token lookup may touch the database: off the event loop.
-            principal = await anyio.to_thread.run_sync(authenticate, self.wiring, header)
+            # Most requests come with a token seen in the last seconds: answered here, at no
+            # more cost than a dict lookup. A lookup in the database goes off the event loop
+            # (a thread hop costs more than the rest of the check).
+            principal = known_principal(self.wiring, header)
+            if principal is None:
+                principal = await anyio.to_thread.run_sync(authenticate, self.wiring, header)
         except Unauthorized as exc:
             response = error_response(exc.status, exc.code, exc.message, exc.details)
             response.headers["WWW-Authenticate"] = "Bearer"
@@ -97,7 +117,12 @@ class Authenticate:
         await self.app(scope, receive, send)
 
 
-def get_principal(
+# The dependencies here are coroutines, as are get_wiring and strict_query: FastAPI runs a plain
+# function dependency in the thread pool, and each such hop cost more than the work it did (five
+# of them on every request).
+
+
+async def get_principal(
     request: Request,
     wiring: Annotated[Wiring, Depends(get_wiring)],
     # Declared for the OpenAPI document (the "Authorize" button); Authenticate did the work.
@@ -107,7 +132,10 @@ def get_principal(
     if isinstance(principal, Principal):
         return principal
     header = f"{credentials.scheme} {credentials.credentials}" if credentials is not None else None
-    return authenticate(wiring, header)
+    known = known_principal(wiring, header)
+    if known is not None:
+        return known
+    return await anyio.to_thread.run_sync(authenticate, wiring, header)
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
@@ -116,7 +144,7 @@ PrincipalDep = Annotated[Principal, Depends(get_principal)]
 def needs(scope: Scope) -> Any:
     """A route dependency: the caller's token must carry ``scope``."""
 
-    def check(principal: PrincipalDep) -> Principal:
+    async def check(principal: PrincipalDep) -> Principal:
         require(principal, scope)
         return principal
 

@@ -18,7 +18,8 @@ from orchestrator.service.wiring import Wiring
 log = logging.getLogger(__name__)
 
 
-def get_wiring(request: Request) -> Wiring:
+async def get_wiring(request: Request) -> Wiring:
+    # A coroutine, not a function: FastAPI would run a function in the thread pool.
     wiring: Wiring = request.app.state.wiring
     return wiring
 

@@ -7,7 +7,8 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
@@ -33,6 +34,14 @@ def unavailable_response(exc: BaseException) -> JSONResponse:
     response = error_response(503, "unavailable", "the database is unavailable or busy; retry shortly")
     response.headers["Retry-After"] = "1"
     return response
+
+
+def json_response(model: BaseModel, status: int) -> Response:
+    """``model`` as the answer, as built: FastAPI would validate an endpoint's return value
+    against its response model once more, in the thread pool for a plain function (a thread hop
+    and a copy, on the paths upstream systems call most). The endpoint still declares its
+    response model for the OpenAPI document."""
+    return Response(model.model_dump_json(), status_code=status, media_type="application/json")
 
 
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:

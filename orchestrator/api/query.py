@@ -20,8 +20,9 @@ from orchestrator.errors import InvalidInput
 Declared = dict[tuple[str, str], dict[str, bool]]
 
 
-def strict_query(request: Request) -> None:
-    """An app-wide dependency: refuse what the operation's query parameters do not allow."""
+async def strict_query(request: Request) -> None:
+    """An app-wide dependency: refuse what the operation's query parameters do not allow. (A
+    coroutine: FastAPI would run a function in the thread pool, on every request.)"""
     route = request.scope.get("route")
     path = getattr(route, "path_format", None)
     if path is None or not request.query_params:

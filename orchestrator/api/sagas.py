@@ -3,19 +3,31 @@
 from __future__ import annotations
 
 import logging
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Response
+from pydantic import ValidationError
 
-from models.api import SagaCreate, SagaPage, SagaRead
+from models.api import (
+    ErrorDetail,
+    SagaBatchCreate,
+    SagaBatchRead,
+    SagaBatchResult,
+    SagaCreate,
+    SagaPage,
+    SagaRead,
+)
 from models.enums import SagaState
+from models.errors import error_document
 from models.principal import ALL_TENANTS, Principal, Scope
+from models.problems import error_details, summary
 from orchestrator.api.auth import needs
 from orchestrator.api.deps import get_wiring
-from orchestrator.api.errors import responses
-from orchestrator.errors import Forbidden, InvalidInput
-from orchestrator.sagas.queries import list_sagas, read_saga
-from orchestrator.sagas.submit import submit_saga
+from orchestrator.api.errors import json_response, responses
+from orchestrator.errors import Forbidden, InvalidInput, OrchestratorError
+from orchestrator.sagas.batch import BatchAnswer, BatchEntry, submit_batch
+from orchestrator.sagas.queries import list_sagas, read_saga, started_read
+from orchestrator.sagas.submit import Submitted, submit_saga
 from orchestrator.service.wiring import Wiring
 
 log = logging.getLogger(__name__)
@@ -41,7 +53,6 @@ Limit = Annotated[int, Query(ge=1, le=500, description="The most items per page.
 )
 def create_saga(
     body: SagaCreate,
-    response: Response,
     wiring: WiringDep,
     principal: Annotated[Principal, needs(Scope.sagas_write)],
     idempotency_key: Annotated[
@@ -53,13 +64,11 @@ def create_saga(
             description="Same as idempotence_key in the body (when both are sent they must be equal).",
         ),
     ] = None,
-) -> SagaRead:
+) -> Response:
     """Start a saga (202). A retry with the same idempotence key and input returns the first
     saga (200); the same key with another input is a 409."""
     saga, created = submit(wiring, principal, body, idempotency_key)
-    if not created:
-        response.status_code = 200
-    return saga
+    return json_response(saga, 202 if created else 200)
 
 
 def submit(
@@ -83,13 +92,26 @@ def submit(
         idempotence_key=key or idempotency_key,
         tenant=_tenant_for(principal, body.tenant),
     )
+    _publish_started(wiring, submitted.outbox, f"the first step of saga {submitted.saga.id}")
+    return _answer(wiring, principal, submitted), submitted.created
+
+
+def _answer(wiring: Wiring, principal: Principal, submitted: Submitted) -> SagaRead:
+    """The saga as GET /api/v1/sagas/{id} would answer it now. One started now is answered from
+    what its submit wrote, unless that opened work items (read back, as routing may have changed
+    them); one found under its key is read."""
+    if submitted.created and submitted.spec is not None and not submitted.opened_items:
+        return started_read(submitted.saga, submitted.spec, submitted.attempts, tenant=principal.tenant)
+    with wiring.sessions() as session:
+        return read_saga(session, submitted.saga.id, tenant=principal.tenant)
+
+
+def _publish_started(wiring: Wiring, outbox: list[Any], what: str) -> None:
     try:
-        wiring.dispatcher.publish(submitted.outbox)
+        wiring.dispatcher.publish(outbox)
     except Exception:
         # Committed already; the outbox sweep publishes it shortly.
-        log.exception("publishing the first step of saga %s failed; the sweep will retry", submitted.saga.id)
-    with wiring.sessions() as session:
-        return read_saga(session, submitted.saga.id, tenant=principal.tenant), submitted.created
+        log.exception("publishing %s failed; the sweep will retry", what)
 
 
 def _tenant_for(principal: Principal, tenant: str | None) -> str:
@@ -99,6 +121,82 @@ def _tenant_for(principal: Principal, tenant: str | None) -> str:
     if tenant is not None and tenant != principal.tenant:
         raise Forbidden(f"this token is for tenant {principal.tenant!r}, not {tenant!r}")
     return principal.tenant
+
+
+@router.post(
+    "/batch",
+    response_model=SagaBatchRead,
+    responses=responses(401, 403, 413, 422),
+)
+def create_sagas(
+    body: SagaBatchCreate,
+    wiring: WiringDep,
+    principal: Annotated[Principal, needs(Scope.sagas_write)],
+) -> Response:
+    """Submit up to 1,000 sagas in one request, all or nothing per saga, answered per entry in
+    order (200 whatever became of each): each entry is started (202 in its result), answered
+    with the saga its idempotence key already names when its template and input are the same
+    (200), or refused with the error a single submit would have answered (403, 404, 409, 422;
+    field paths start sagas.<index>.). One refused entry never keeps the others from being
+    submitted. Two entries with one key are one saga if their template and input agree; else
+    the later one is a 409. The sagas started are written in one transaction and their first
+    steps published once it has committed."""
+    results: list[SagaBatchResult | None] = [None] * len(body.sagas)
+    entries: list[BatchEntry] = []
+    positions: list[int] = []
+    for index, raw in enumerate(body.sagas):
+        try:
+            entries.append(_entry(principal, index, raw))
+        except OrchestratorError as exc:
+            results[index] = _refused(index, exc)
+            continue
+        positions.append(index)
+    submitted = submit_batch(wiring.sessions, wiring.settings, entries)
+    _publish_started(wiring, submitted.outbox, f"the first steps of {len(submitted.outbox)} saga(s) of a batch")
+    for index, answer in zip(positions, submitted.answers, strict=True):
+        results[index] = _result(index, answer)
+    done = [r for r in results if r is not None]
+    read = SagaBatchRead(
+        results=done,
+        created=sum(r.status == 202 for r in done),
+        existing=sum(r.status == 200 for r in done),
+        refused=sum(r.status >= 400 for r in done),
+    )
+    return json_response(read, 200)
+
+
+def _entry(principal: Principal, index: int, raw: dict[str, Any]) -> BatchEntry:
+    """One entry of a batch, checked as a single submit's body is; its tenant decided likewise."""
+    try:
+        body = SagaCreate.model_validate(raw)
+    except ValidationError as exc:
+        details = error_details(exc.errors())
+        said = summary([{**d, "path": _under(index, d["path"])} for d in details])
+        raise InvalidInput(f"saga {index} of the batch is not valid: {said}", details=details) from exc
+    return BatchEntry(
+        template=body.template,
+        input=body.input,
+        tenant=_tenant_for(principal, body.tenant),
+        version=body.version,
+        idempotence_key=body.idempotence_key,
+    )
+
+
+def _result(index: int, answer: BatchAnswer) -> SagaBatchResult:
+    if answer.error is not None:
+        return _refused(index, answer.error)
+    return SagaBatchResult(index=index, status=202 if answer.created else 200, saga=answer.saga, error=None)
+
+
+def _refused(index: int, exc: OrchestratorError) -> SagaBatchResult:
+    """A single submit's error document for the entry, its field paths under sagas.<index>."""
+    error = error_document(exc.code, exc.message, exc.details)["error"]
+    error["details"] = [{**d, "path": _under(index, str(d.get("path", "(root)")))} for d in error["details"]]
+    return SagaBatchResult(index=index, status=exc.status, saga=None, error=ErrorDetail.model_validate(error))
+
+
+def _under(index: int, path: str) -> str:
+    return f"sagas.{index}" if path == "(root)" else f"sagas.{index}.{path}"
 
 
 @router.get("/{saga_id}", response_model=SagaRead, responses=responses(401, 403, 404))

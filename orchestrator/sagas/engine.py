@@ -21,6 +21,7 @@ from typing import Any
 
 from config import keys
 from config.settings import Settings
+from models.base import transient
 from models.enums import Outcome, Phase, SagaState, StepState, TimerKind
 from models.messages import StepDispatch, StepReport
 from models.tables import SagaRun, StepAttempt, StepRun, Timer
@@ -36,9 +37,18 @@ from orchestrator.storage.unit_of_work import UnitOfWork
 TERMINAL = (SagaState.completed, SagaState.compensated, SagaState.compensation_failed)
 
 
-def new_step_runs(spec: TemplateSpec) -> list[StepRun]:
+def new_step_runs(spec: TemplateSpec, saga_id: str | None = None) -> list[StepRun]:
     return [
-        StepRun(index=i, name=s.name, state=StepState.pending, attempts=0, compensation_attempts=0, current_attempt=0)
+        transient(
+            StepRun,
+            saga_id=saga_id,
+            index=i,
+            name=s.name,
+            state=StepState.pending,
+            attempts=0,
+            compensation_attempts=0,
+            current_attempt=0,
+        )
         for i, s in enumerate(spec.steps)
     ]
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
@@ -12,6 +14,7 @@ from models.enums import SagaState
 from models.principal import ALL_TENANTS
 from models.sla import SlaSpec
 from models.tables import SagaRun, StepAttempt
+from models.template import TemplateSpec
 from models.work_tables import WorkItem
 from orchestrator.errors import NotFound
 from orchestrator.sagas.templates import template_of
@@ -31,12 +34,39 @@ def read_saga(session: Session, saga_id: str, *, tenant: str = ALL_TENANTS) -> S
     if tenant != ALL_TENANTS:
         query = query.where(WorkItem.tenant == tenant)  # not the operators' remediation items
     items = session.scalars(query).all()
+    return saga_read(
+        saga, [AttemptRead.model_validate(a) for a in attempts], items, _sla_of(session, saga), tenant=tenant
+    )
+
+
+def started_read(saga: SagaRun, spec: TemplateSpec, attempts: Sequence[Mapping[str, Any]], *, tenant: str) -> SagaRead:
+    """A saga just started, as :func:`read_saga` would read it back once committed, from what the
+    submit wrote: the run, its steps, the timeline rows of the attempts it dispatched. (Only for
+    a start that opened no work items: those are read back.)"""
+    reads = [AttemptRead.model_validate({**_ATTEMPT_UNSET, **row}) for row in attempts]
+    return saga_read(saga, reads, [], spec.sla, tenant=tenant)
+
+
+# What a timeline row that was just written leaves out: its columns' defaults.
+_ATTEMPT_UNSET: dict[str, Any] = {
+    "worker": None,
+    "fencing_token": None,
+    "error": None,
+    "started_at": None,
+    "finished_at": None,
+}
+
+
+def saga_read(
+    saga: SagaRun, attempts: Sequence[AttemptRead], items: Sequence[WorkItem], sla: SlaSpec | None, *, tenant: str
+) -> SagaRead:
+    """The API's view of a saga, as a reader of ``tenant`` sees it."""
     summary = SagaSummary.model_validate(saga)
     return SagaRead(
         **summary.model_dump(),
         input=saga.input,
         results=saga.results,
-        sla=spec_sla.model_dump(mode="json") if (spec_sla := _sla_of(session, saga)) is not None else None,
+        sla=sla.model_dump(mode="json") if sla is not None else None,
         sla_events=saga.sla_events,
         steps=[StepRead.model_validate(s) for s in saga.steps],
         attempts=[_attempt(a, tenant) for a in attempts],
@@ -62,8 +92,7 @@ def read_saga(session: Session, saga_id: str, *, tenant: str = ALL_TENANTS) -> S
     )
 
 
-def _attempt(attempt: StepAttempt, tenant: str) -> AttemptRead:
-    read = AttemptRead.model_validate(attempt)
+def _attempt(read: AttemptRead, tenant: str) -> AttemptRead:
     if tenant != ALL_TENANTS and read.worker and "@" in read.worker:
         # A tenant sees which worker ran its step, not the host it runs on (operators see both).
         read.worker = read.worker.split("@", 1)[0]

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from config.settings import Settings
 from models.base import utcnow
 from models.tables import OUTBOX, OutboxMessage
+from orchestrator.storage.bulk import any_of
 from orchestrator.storage.db import SessionFactory
 from workers.broker.publish import SentEvents, publish_dispatch
 from workers.broker.reports import ReportQueue, report_queue
@@ -115,7 +116,7 @@ class Dispatcher:
         with self._lock:
             ids, self._published = self._published, []
         if ids:
-            session.execute(delete(OUTBOX).where(OUTBOX.c.id.in_(ids)))
+            session.execute(delete(OUTBOX).where(any_of(session, OUTBOX.c.id, ids)))
 
     def flush(self) -> None:
         """Delete published rows now, in a transaction of their own."""

@@ -22,12 +22,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Executable, delete, event, insert, update
+from sqlalchemy import Table, delete, event, insert, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import flag_modified
 
 from models.tables import ATTEMPTS, FAN_OUT_MEMBERS, OUTBOX, TIMERS, SagaRun, StepAttempt, StepRun
 from models.work_tables import EVENTS, WorkItem
+from orchestrator.storage.bulk import insert_returning_ids, insert_rows
 from orchestrator.storage.pipeline import pipelined
 
 # Changed rows of these tables get the same SET list, so the flush sends one executemany per
@@ -173,9 +174,9 @@ class UnitOfWork:
 
     # -- writing -------------------------------------------------------------------------------
 
-    def write(self, session: Session, first: Sequence[tuple[Executable, list[dict[str, Any]]]] = ()) -> None:
-        """Write what is buffered, in the transaction. ``first``: inserts of the caller's own
-        (statement, rows) to send ahead (a new saga and its steps, which the rows below refer to).
+    def write(self, session: Session, first: Sequence[tuple[Table, list[dict[str, Any]]]] = ()) -> None:
+        """Write what is buffered, in the transaction. ``first``: the caller's own new rows,
+        (table, rows) to insert ahead (new sagas and their steps, which the rows below refer to).
         Called before every commit; a caller may call it earlier (to read its own audit rows)."""
         for obj in session.dirty:
             for column in _UNIFORM_UPDATES.get(type(obj), ()):
@@ -186,12 +187,12 @@ class UnitOfWork:
         # None of these is read back: on PostgreSQL they go in one round trip. (The inserts are
         # "inline": no RETURNING of generated keys, which a pipeline cannot answer in time.)
         with pipelined(session):
-            for statement, rows in first:
-                session.execute(statement, rows)
+            for table, rows in first:
+                insert_rows(session, table, rows)
             if attempts:
-                # One executemany needs one shape: handler and work-item attempts set different columns.
+                # One statement needs one shape: handler and work-item attempts set different columns.
                 columns = {key for row in attempts for key in row}
-                session.execute(insert(ATTEMPTS).inline(), [dict.fromkeys(columns) | row for row in attempts])
+                insert_rows(session, ATTEMPTS, [dict.fromkeys(columns) | row for row in attempts])
             if members:
                 session.execute(insert(FAN_OUT_MEMBERS).inline(), members)
             for change in _runs(timers):
@@ -199,7 +200,7 @@ class UnitOfWork:
             if audit:
                 session.execute(insert(EVENTS).inline(), audit)
         if outbox:
-            ids = session.scalars(insert(OUTBOX).returning(OUTBOX.c.id, sort_by_parameter_order=True), outbox).all()
+            ids = insert_returning_ids(session, OUTBOX, outbox)
             self.outgoing += [Outgoing(i, r["queue"], r["payload"]) for i, r in zip(ids, outbox, strict=True)]
 
     def take_outgoing(self) -> list[Outgoing]:

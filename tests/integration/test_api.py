@@ -16,7 +16,7 @@ from orchestrator.api.app import create_app
 from orchestrator.storage.migrate import upgrade
 from tests.conftest import BACKENDS, database_url
 from tests.integration.harness import stack_settings
-from tests.integration.templates import THREE_STEPS
+from tests.integration.templates import FAN_OUT_HANDLERS, LOCKED, THREE_STEPS
 from tests.support import RedisTarget
 
 
@@ -214,3 +214,46 @@ def test_saga_and_template_endpoints_need_a_token_with_the_scope(client: TestCli
     assert counts(client) == before
     assert client.get("/api/v1/sagas", headers=as_reader).status_code == 200
     assert client.get("/api/v1/templates/it.three", headers=as_reader).status_code == 200
+
+
+def test_a_submit_answers_the_saga_as_it_reads_back(client: TestClient) -> None:
+    # Answered from what the submit wrote (no second read of the saga); one that opened work
+    # items is read back. Either way, exactly what GET answers now.
+    review = {
+        "name": "it.review_first",
+        "version": "1.0.0",
+        "steps": [
+            {
+                "name": "review",
+                "kind": "work_item",
+                "work_item": {
+                    "type": "task",
+                    "title": "Review {input.tag}",
+                    "description": "Look at it.",
+                    "offer": {"type": "human", "scope": "work:claim"},
+                },
+            }
+        ],
+    }
+    empty_fan_out = {**FAN_OUT_HANDLERS, "name": "it.fan_first", "steps": FAN_OUT_HANDLERS["steps"][1:]}
+    sla = {**THREE_STEPS, "name": "it.sla", "sla": {"target_ms": 60_000, "warn_at_pct": 80}}
+    deadline = {**THREE_STEPS, "name": "it.deadline_three", "deadline_ms": 60_000}
+    for template in (LOCKED, deadline, review, empty_fan_out, sla):
+        registered = client.post("/api/v1/templates", json=template)
+        assert registered.status_code == 201, registered.text
+    submits = [
+        {"template": "it.three", "input": {"tag": "a"}},
+        {"template": "it.locked", "input": {"account": "A-1"}},
+        {"template": "it.deadline_three", "input": {"tag": "a"}, "tenant": "acme"},
+        {"template": "it.review_first", "input": {"tag": "a"}, "tenant": "acme"},
+        {"template": "it.fan_first", "input": {"items": []}},
+        {"template": "it.sla", "input": {"tag": "a"}, "idempotence_key": "with-sla"},
+    ]
+    for body in submits:
+        answered = client.post("/api/v1/sagas", json=body)
+        assert answered.status_code == 202, answered.text
+        assert answered.json() == client.get(f"/api/v1/sagas/{answered.json()['id']}").json(), body["template"]
+    fencing = client.post("/api/v1/sagas", json=submits[1]).json()["attempts"][0]["fencing_token"]
+    assert isinstance(fencing, int)
+    again = client.post("/api/v1/sagas", json=submits[-1])
+    assert again.status_code == 200 and again.json() == client.get(f"/api/v1/sagas/{again.json()['id']}").json()

@@ -77,3 +77,18 @@ def test_the_rules_the_server_checks_are_in_the_schema(document: dict[str, Any])
     assert "pattern" in listing["assignee"]["schema"]
     patch = {p["name"]: p for p in document["paths"]["/api/v1/work-items/{item_id}"]["patch"]["parameters"]}
     assert "pattern" in patch["If-Match"]["schema"]
+
+
+def test_the_batch_submit_is_documented_with_its_answer_and_errors(document: dict[str, Any]) -> None:
+    operation = document["paths"]["/api/v1/sagas/batch"]["post"]
+    schemas = document["components"]["schemas"]
+    answered = operation["responses"]["200"]["content"]["application/json"]["schema"]
+    assert answered == {"$ref": "#/components/schemas/SagaBatchRead"}
+    for status in ("401", "403", "413", "422"):
+        schema = operation["responses"][status]["content"]["application/json"]["schema"]
+        assert schema == {"$ref": "#/components/schemas/ErrorBody"}, status
+    body = operation["requestBody"]["content"]["application/json"]["schema"]
+    sagas = schemas[body["$ref"].rsplit("/", 1)[1]]["properties"]["sagas"]
+    assert (sagas["minItems"], sagas["maxItems"]) == (1, 1000) and "SagaCreate" in sagas["description"]
+    result = schemas["SagaBatchResult"]["properties"]
+    assert {"index", "status", "saga", "error"} <= set(result)
