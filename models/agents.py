@@ -158,7 +158,6 @@ class AgentSpec(BaseModel):
     def autonomy_level(self) -> Autonomy:
         return Autonomy[self.autonomy]
 
-
     def proficiency(self, capability: str) -> Proficiency | None:
         return next((c.level for c in self.capabilities if c.name == capability), None)
 
