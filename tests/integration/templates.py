@@ -224,3 +224,16 @@ FAN_OUT_HANDLERS: dict[str, Any] = {
         {"name": "three", "capability": "alpha", "handler": "three", "retry": FAST_RETRY},
     ],
 }
+
+# A saga whose first step waits on a work item offered to people: it is submitted, then waits.
+REVIEW_STEP: dict[str, Any] = {
+    "name": "review",
+    "kind": "work_item",
+    "work_item": {
+        "type": "task",
+        "title": "Review {input.tag}",
+        "description": "Look at it.",
+        "offer": {"type": "human", "scope": "work:claim"},
+    },
+}
+REVIEW_FIRST: dict[str, Any] = {"name": "it.review_first", "version": "1.0.0", "steps": [REVIEW_STEP]}

@@ -16,7 +16,7 @@ from orchestrator.api.app import create_app
 from orchestrator.storage.migrate import upgrade
 from tests.conftest import BACKENDS, database_url
 from tests.integration.harness import stack_settings
-from tests.integration.templates import FAN_OUT_HANDLERS, LOCKED, THREE_STEPS
+from tests.integration.templates import FAN_OUT_HANDLERS, LOCKED, REVIEW_FIRST, THREE_STEPS
 from tests.support import RedisTarget
 
 
@@ -219,22 +219,7 @@ def test_saga_and_template_endpoints_need_a_token_with_the_scope(client: TestCli
 def test_a_submit_answers_the_saga_as_it_reads_back(client: TestClient) -> None:
     # Answered from what the submit wrote (no second read of the saga); one that opened work
     # items is read back. Either way, exactly what GET answers now.
-    review = {
-        "name": "it.review_first",
-        "version": "1.0.0",
-        "steps": [
-            {
-                "name": "review",
-                "kind": "work_item",
-                "work_item": {
-                    "type": "task",
-                    "title": "Review {input.tag}",
-                    "description": "Look at it.",
-                    "offer": {"type": "human", "scope": "work:claim"},
-                },
-            }
-        ],
-    }
+    review = REVIEW_FIRST
     empty_fan_out = {**FAN_OUT_HANDLERS, "name": "it.fan_first", "steps": FAN_OUT_HANDLERS["steps"][1:]}
     sla = {**THREE_STEPS, "name": "it.sla", "sla": {"target_ms": 60_000, "warn_at_pct": 80}}
     deadline = {**THREE_STEPS, "name": "it.deadline_three", "deadline_ms": 60_000}

@@ -23,7 +23,7 @@ from orchestrator.storage.migrate import upgrade
 from orchestrator.work.tokens import create_token
 from tests.conftest import BACKENDS, database_url
 from tests.integration.harness import stack_settings
-from tests.integration.templates import THREE_STEPS
+from tests.integration.templates import REVIEW_FIRST, REVIEW_STEP, THREE_STEPS
 from tests.support import RedisTarget, eventually
 
 ADMIN = "test-admin-token"
@@ -215,23 +215,7 @@ def test_a_batch_needs_the_submit_scope_and_keeps_to_the_tokens_tenant(client: T
 
 
 def test_a_batch_of_sagas_that_start_by_waiting_on_work_items(client: TestClient) -> None:
-    review = {
-        "name": "it.review_first",
-        "version": "1.0.0",
-        "steps": [
-            {
-                "name": "review",
-                "kind": "work_item",
-                "work_item": {
-                    "type": "task",
-                    "title": "Review {input.tag}",
-                    "description": "Look at it.",
-                    "offer": {"type": "human", "scope": "work:claim"},
-                },
-            },
-            THREE_STEPS["steps"][2],
-        ],
-    }
+    review = {**REVIEW_FIRST, "steps": [REVIEW_STEP, THREE_STEPS["steps"][2]]}
     registered = client.post("/api/v1/templates", json=review)
     assert registered.status_code == 201, registered.text
     entries = [{"template": "it.review_first", "input": {"tag": f"r{i}"}, "tenant": "acme"} for i in range(3)]
