@@ -7,6 +7,7 @@ acknowledges and requeues on a queue of its own, deleted afterwards.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -122,6 +123,30 @@ class ReportQueueContract:
             drain_until(conn, received, 5)  # the window is free again
             assert [b["n"] for b in received.bodies] == list(range(5))
             reports.acknowledge(received.messages[3:])
+
+    def test_a_zero_timeout_drain_takes_what_has_arrived_and_never_waits(
+        self, reports: ReportQueue, conn: Connection
+    ) -> None:
+        # The orchestrator's consumer takes a batch this way: after the first report, only what
+        # has already arrived (orchestrator.service.consumer). An empty queue must answer with
+        # the timeout the consumer expects, on every broker, not block or raise anything else.
+        received = Received()
+        with reports.consumer(conn, received, batch=10, on_decode_error=undecodable):
+            with pytest.raises(TimeoutError):
+                conn.drain_events(timeout=0)
+            self.send(reports, conn, [{"n": n} for n in range(5)])
+            drain_until(conn, received, 1)
+            deadline = 200  # zero-timeout drains, each a non-blocking read of what has arrived
+            while len(received.bodies) < 5 and deadline:
+                deadline -= 1
+                try:
+                    conn.drain_events(timeout=0)
+                except TimeoutError:
+                    time.sleep(0.01)  # the rest is still on its way from the broker
+            assert [b["n"] for b in received.bodies] == list(range(5))
+            with pytest.raises(TimeoutError):
+                conn.drain_events(timeout=0)
+            reports.acknowledge(received.messages)
 
     def test_a_single_report_is_acknowledged_too(
         self, reports: ReportQueue, conn: Connection, queue: Queue, broker_url: str
