@@ -8,8 +8,9 @@ WORKYARD_DATABASE_URL), migrated to head (with --sqlite: a SQLite file in a temp
 directory), is seeded with N open work items, each with an SLA ({"breach_action": "notify"}),
 and N ``sla_breach`` timers on them, due RATE per second from --lead-s after the timers start
 going in (N/RATE seconds of schedule; the run stops if seeding is not done by then). Then the
-timer loop runs as the orchestrator runs it (``service._loop``: back to back while a tick fires
-something, else a pause of the poll interval, ``Settings().timer_poll_s`` unless --poll-s), in
+timer loop runs as the orchestrator runs it (``TimerService.run``: back to back while a tick fires
+something, else asleep until the next timer comes due, at most the poll interval,
+``Settings().timer_poll_s`` unless --poll-s), in
 --loops threads each with its own Wiring (engine, pool, TimerService), as several orchestrator
 processes would share the table (threads of one process, so they share one GIL).
 
@@ -48,7 +49,6 @@ from models.base import utcnow  # noqa: E402
 from models.enums import TimerKind  # noqa: E402
 from models.tables import TIMERS, Timer  # noqa: E402
 from models.work_tables import EVENTS, WORK_ITEMS  # noqa: E402
-from orchestrator.service.loops import _loop  # noqa: E402
 from orchestrator.service.timers import TIMER_BATCH  # noqa: E402
 from orchestrator.service.wiring import Wiring  # noqa: E402
 from orchestrator.storage.db import make_engine  # noqa: E402
@@ -190,7 +190,9 @@ class Counter:
 def run(args: argparse.Namespace, url: str) -> None:
     base = Settings()
     poll_s = args.poll_s if args.poll_s is not None else base.timer_poll_s
-    settings = Settings(database_url=url, data_dir=Path(tempfile.gettempdir()) / "workyard-bench-timers")
+    settings = Settings(
+        database_url=url, data_dir=Path(tempfile.gettempdir()) / "workyard-bench-timers", timer_poll_s=poll_s
+    )
     schedule_s = args.timers / args.rate
     print(
         f"{args.timers} SLA breach timers (notify) on {args.timers} open work items, {args.rate:g} due per second "
@@ -237,8 +239,7 @@ def run(args: argparse.Namespace, url: str) -> None:
         assert loop.tick() == 0  # warm up: a connection, compiled statements; nothing is due yet
     stop = threading.Event()
     threads = [
-        threading.Thread(target=_loop, args=(loop.name, stop, poll_s, loop.tick), name=loop.name, daemon=True)
-        for loop in loops
+        threading.Thread(target=loop.timers.run, args=(stop, loop.tick), name=loop.name, daemon=True) for loop in loops
     ]
     deadline = dues[-1] + args.grace_s
     time.sleep(max(0.0, dues[0] - time.time()))
@@ -266,6 +267,8 @@ def run(args: argparse.Namespace, url: str) -> None:
         wall_after = time.time()
         backend_after = [loop.backend_cpu_s() for loop in loops]
         stop.set()
+        for loop in loops:
+            loop.timers.wake.set()
         for thread in threads:
             thread.join(timeout=60)
     load_after = loadavg()

@@ -70,7 +70,13 @@ class Settings(BaseSettings):
     outbox_sweep_after_s: float = Field(
         default=5.0, ge=0.1, description="Age of an unpublished outbox row before the sweep re-publishes it."
     )
-    timer_poll_s: float = Field(default=0.2, gt=0)
+    timer_poll_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="The longest an idle timer loop sleeps. It sleeps until the next timer or attempt deadline "
+        "comes due, and what its own process arms wakes it; timers another process arms (the API's SLA clocks "
+        "and leases) are found within this.",
+    )
 
     work_lease_ttl_s: float = Field(
         default=60.0, gt=0, le=86_400, description="An agent's claim lease unless the claim asks for another."

@@ -23,7 +23,7 @@ from config.settings import Settings
 from models.base import utcnow
 from models.tables import OUTBOX, OutboxMessage
 from orchestrator.storage.bulk import any_of
-from orchestrator.storage.db import SessionFactory
+from orchestrator.storage.db import SessionFactory, reading
 from workers.broker.publish import SentEvents, publish_dispatch
 from workers.broker.reports import ReportQueue, report_queue
 
@@ -147,6 +147,10 @@ class Dispatcher:
         cutoff = utcnow() - timedelta(seconds=self.settings.outbox_sweep_after_s)
         with self._lock:
             pending = set(self._published)
+        with reading(self.sessions) as session:
+            # The idle sweep: one read, without SQLite's write lock that the batch below takes.
+            if session.scalar(select(OUTBOX.c.id).where(OUTBOX.c.created_at <= cutoff).limit(1)) is None:
+                return 0
         with self.sessions.begin() as session:
             rows = [
                 r

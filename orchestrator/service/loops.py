@@ -16,7 +16,10 @@ from orchestrator.service.wiring import Wiring
 
 log = logging.getLogger(__name__)
 
-SWEEP_EVERY_S = 1.0
+# How often the outbox is swept for rows left unpublished past ``outbox_sweep_after_s``, as a
+# share of that age: often enough that such a row goes out again soon after, rarely enough
+# that an idle orchestrator does not query for nothing every second.
+SWEEP_EVERY_SHARE = 0.5
 WEBHOOKS_EVERY_S = 0.5
 # Lost reports are looked for among attempts running past the visibility timeout: a few seconds
 # more on a recovery that is rare anyway, and one cheap query (and MGET) when there is nothing.
@@ -52,13 +55,11 @@ def run_orchestrator(wiring: Wiring, stop: threading.Event | None = None) -> Non
         threading.Thread(target=consumer.run, name="coordinator", daemon=True),
         threading.Thread(
             target=_loop,
-            args=("outbox sweep", stop, SWEEP_EVERY_S, wiring.dispatcher.sweep),
+            args=("outbox sweep", stop, settings.outbox_sweep_after_s * SWEEP_EVERY_SHARE, wiring.dispatcher.sweep),
             name="outbox-sweep",
             daemon=True,
         ),
-        threading.Thread(
-            target=_loop, args=("timers", stop, settings.timer_poll_s, wiring.timers.tick), name="timers", daemon=True
-        ),
+        threading.Thread(target=wiring.timers.run, args=(stop,), name="timers", daemon=True),
         threading.Thread(
             target=_loop, args=("webhooks", stop, WEBHOOKS_EVERY_S, sender.tick), name="webhooks", daemon=True
         ),
@@ -79,6 +80,7 @@ def run_orchestrator(wiring: Wiring, stop: threading.Event | None = None) -> Non
         thread.start()
     log.info("orchestrator running (database %s)", wiring.engine.url.render_as_string(hide_password=True))
     stop.wait()
+    wiring.timers.wake.set()  # its loop sleeps on this, not on stop
     for thread in threads:
         thread.join(timeout=10)
     sender.close()

@@ -44,7 +44,7 @@ from orchestrator.sagas.keys import idempotence_key
 from orchestrator.sagas.store import SqlSagaStore
 from orchestrator.sagas.templates import template_of
 from orchestrator.service.coordinator import Coordinator
-from orchestrator.storage.db import SessionFactory, lock_sagas
+from orchestrator.storage.db import SessionFactory, lock_sagas, reading
 from workers.store import stored_reports
 
 log = logging.getLogger(__name__)
@@ -148,10 +148,12 @@ class ReportRecovery:
                     and_(StepAttempt.dispatched_at == at, StepAttempt.id > attempt_id),
                 )
             )
-        with self.sessions() as session:
+        with reading(self.sessions) as session:
             attempts = list(session.scalars(query.order_by(StepAttempt.dispatched_at, StepAttempt.id).limit(BATCH)))
             # A short page ends the round: the next pass starts again from the oldest.
             self._after = (attempts[-1].dispatched_at, attempts[-1].id) if len(attempts) == BATCH else None
+            if not attempts:
+                return wanted
             ids = {a.saga_id for a in attempts}
             sagas = {s.id: s for s in session.scalars(select(SagaRun).where(SagaRun.id.in_(ids)))}
             for attempt in attempts:

@@ -11,11 +11,12 @@ the attempt is still running, so a second process (or a report that came first) 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from config.settings import Settings
@@ -27,7 +28,8 @@ from orchestrator.sagas.engine import SAGA_TIMERS, SagaEngine
 from orchestrator.sagas.store import SqlSagaStore
 from orchestrator.sagas.templates import template_of
 from orchestrator.service.dispatcher import Dispatcher
-from orchestrator.storage.db import SessionFactory, lock_sagas
+from orchestrator.storage.db import SessionFactory, lock_sagas, reading
+from orchestrator.storage.unit_of_work import on_armed
 from orchestrator.work import stalls
 from orchestrator.work.claims import fire_lease_timer
 from orchestrator.work.sla import actions as sla
@@ -36,6 +38,8 @@ log = logging.getLogger(__name__)
 
 TIMER_BATCH = 200
 RETRY_FAILED_S = 60
+# After a tick that failed: how long the loop waits before trying again.
+FAILED_TICK_PAUSE_S = 1.0
 
 ItemTimer = Callable[[Session, Timer, WorkItem | None, datetime], None]
 
@@ -65,11 +69,78 @@ class TimerService:
         self.dispatcher = dispatcher
         # One clock for every timer decision; tests drive it instead of sleeping.
         self.clock = clock
+        # When the earliest timer or attempt deadline not yet due comes due (None: nothing is
+        # armed), as the last tick saw it.
+        self.next_due: datetime | None = None
+        # Set to wake the loop (run) before its sleep ends: something was armed that comes due
+        # sooner, or the process stops.
+        self.wake = threading.Event()
+        # Until when the loop sleeps; None while it is awake (it then ticks again anyway).
+        self._asleep_until: datetime | None = None
 
     def tick(self) -> int:
-        """Fire the timers due now and time out the attempts past their deadline; returns how many."""
+        """Fire the timers due now and time out the attempts past their deadline; returns how many.
+
+        An idle tick is one statement: when the earliest timer and the earliest running attempt's
+        deadline come due (both read from their indexes). Only a source with something due is
+        read further."""
         now = self.clock()
-        return self._timers(now) + self._deadlines(now)
+        with reading(self.sessions) as session:
+            timer_at, deadline_at = session.execute(
+                select(
+                    select(func.min(Timer.due_at)).scalar_subquery(),
+                    select(func.min(StepAttempt.deadline_at))
+                    .where(StepAttempt.outcome == Outcome.running, StepAttempt.deadline_at.is_not(None))
+                    .scalar_subquery(),
+                )
+            ).one()
+        fired = 0
+        if timer_at is not None and timer_at <= now:
+            fired += self._timers(now)
+        if deadline_at is not None and deadline_at <= now:
+            fired += self._deadlines(now)
+        later = [at for at in (timer_at, deadline_at) if at is not None and at > now]
+        self.next_due = min(later) if later else None
+        return fired
+
+    def run(self, stop: threading.Event, tick: Callable[[], int] | None = None) -> None:
+        """The timer loop: tick back to back while ticks fire something; otherwise sleep until the
+        next timer or deadline comes due, but no longer than ``timer_poll_s`` (timers other
+        processes arm, such as the API's SLA clocks and leases, are found by that poll). A timer
+        this process arms for sooner wakes the loop at once (``on_armed``). Set ``wake`` after
+        ``stop`` to end it. ``tick``: what a pass runs (the timer benchmark counts through it)."""
+        tick = tick or self.tick
+        stop_alarm = on_armed(self._alarm)
+        try:
+            while True:
+                self._asleep_until = None
+                self.wake.clear()  # before looking at stop: a stop after the look still wakes it
+                if stop.is_set():
+                    return
+                try:
+                    if tick():
+                        continue
+                    pause = self._pause()
+                except Exception:
+                    log.exception("timers failed; trying again")
+                    pause = FAILED_TICK_PAUSE_S
+                self._asleep_until = self.clock() + timedelta(seconds=pause)
+                self.wake.wait(pause)
+        finally:
+            stop_alarm()
+
+    def _pause(self) -> float:
+        """How long an idle loop sleeps: until the next due time, at most ``timer_poll_s``."""
+        poll = self.settings.timer_poll_s
+        if self.next_due is None:
+            return poll
+        return min(poll, max(0.0, (self.next_due - self.clock()).total_seconds()))
+
+    def _alarm(self, due_at: datetime) -> None:
+        # Awake (None), the loop ticks again before it sleeps, and sees what was armed.
+        asleep_until = self._asleep_until
+        if asleep_until is not None and due_at < asleep_until:
+            self.wake.set()
 
     def _timers(self, now: datetime) -> int:
         with self.sessions.begin() as session:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import select as io_select
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, select
@@ -77,9 +78,26 @@ def _tune_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Any) -> None:
+        if conn.get_execution_options().get(READ_ONLY_OPTION):
+            conn.exec_driver_sql("BEGIN")  # a reader: no write lock, so no writer waits for it
+            return
         # Take the write lock up front: a read that later writes cannot then deadlock
         # against another process doing the same (SQLITE_BUSY on lock upgrade).
         conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+# The execution option of a connection whose transaction only reads (see ``reading``).
+READ_ONLY_OPTION = "workyard_read_only"
+
+
+@contextmanager
+def reading(sessions: SessionFactory) -> Iterator[Session]:
+    """A session whose transaction only reads, rolled back at the end. On SQLite it does not take
+    the write lock every other transaction takes up front, so a loop looking for work (due
+    timers, due webhook deliveries) never makes the coordinator wait."""
+    with sessions() as session:
+        session.connection(execution_options={READ_ONLY_OPTION: True})
+        yield session
 
 
 def make_session_factory(engine: Engine) -> SessionFactory:

@@ -17,7 +17,7 @@ of work of its current transaction, written before the commit and discarded by a
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -39,6 +39,20 @@ _UNIFORM_UPDATES: dict[type, tuple[str, ...]] = {
     StepRun: ("state", "attempts", "compensation_attempts", "current_attempt", "error", "started_at", "finished_at"),
     StepAttempt: ("outcome", "worker", "error", "started_at", "finished_at"),
 }
+
+
+# Called after each commit that wrote a timer or an attempt with a deadline, with the earliest
+# time one of them comes due: a timer loop of this process, asleep until later, wakes for it
+# (orchestrator.service.timers). Timers other processes write are found by its next poll.
+Alarm = Callable[[datetime], None]
+_alarms: list[Alarm] = []
+
+
+def on_armed(alarm: Alarm) -> Callable[[], None]:
+    """Call ``alarm`` after every commit in this process that armed something; returns the
+    function that stops it."""
+    _alarms.append(alarm)
+    return lambda: _alarms.remove(alarm) if alarm in _alarms else None
 
 
 @dataclass(frozen=True)
@@ -108,6 +122,8 @@ class UnitOfWork:
         self._outbox: list[dict[str, Any]] = []
         # In the order they were asked for: cancelling a key and arming it again is a re-arm.
         self._timers: list[TimerChange] = []
+        # The earliest due time among the timers and attempt deadlines written (for on_armed).
+        self.armed_at: datetime | None = None
 
     # -- what a transaction asks for ----------------------------------------------------------
 
@@ -184,6 +200,7 @@ class UnitOfWork:
         session.flush()  # sagas, steps and items first: the rows below refer to them
         attempts, members, audit, timers, outbox = self.attempts, self.members, self.audit, self._timers, self._outbox
         self.attempts, self.members, self.audit, self._timers, self._outbox = [], [], [], [], []
+        self._note_armed(timers, attempts)
         # None of these is read back: on PostgreSQL they go in one round trip. (The inserts are
         # "inline": no RETURNING of generated keys, which a pipeline cannot answer in time.)
         with pipelined(session):
@@ -203,6 +220,14 @@ class UnitOfWork:
             ids = insert_returning_ids(session, OUTBOX, outbox)
             self.outgoing += [Outgoing(i, r["queue"], r["payload"]) for i, r in zip(ids, outbox, strict=True)]
 
+    def _note_armed(self, timers: list[TimerChange], attempts: list[dict[str, Any]]) -> None:
+        due = [c.row["due_at"] for c in timers if isinstance(c, ArmTimer)]
+        due += [c.due_at for c in timers if isinstance(c, MoveTimer)]
+        due += [row["deadline_at"] for row in attempts if row.get("deadline_at") is not None]
+        if due:
+            earliest = min(due)
+            self.armed_at = earliest if self.armed_at is None else min(self.armed_at, earliest)
+
     def take_outgoing(self) -> list[Outgoing]:
         """The outbox rows committed so far, to publish; each is handed out once."""
         outgoing, self.outgoing = self.outgoing, []
@@ -211,6 +236,7 @@ class UnitOfWork:
     def discard(self) -> None:
         """The transaction rolled back: nothing buffered happened."""
         self.attempts, self.members, self.audit, self._outbox, self._timers = [], [], [], [], []
+        self.armed_at = None
         self.locked_items.clear()
         self.agent_holds.clear()
         self.cursors_held.clear()
@@ -267,6 +293,10 @@ def _after_commit(session: Session) -> None:
     session.uow.locked_items.clear()  # the locks ended with the transaction
     session.uow.agent_holds.clear()
     session.uow.cursors_held.clear()
+    armed_at, session.uow.armed_at = session.uow.armed_at, None
+    if armed_at is not None:
+        for alarm in tuple(_alarms):
+            alarm(armed_at)
 
 
 @event.listens_for(WorkSession, "after_rollback")

@@ -1,0 +1,189 @@
+"""The timer loop sleeps until the next timer or deadline comes due, not in a fixed poll: an idle
+stack costs a statement a poll, not two transactions five times a second. What this process arms
+wakes it at once; what another process arms is found by the next poll (SQLite and PostgreSQL).
+The webhook sender's idle tick is one statement too."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import event, select, update
+
+from models.base import utcnow
+from models.tables import StepAttempt
+from orchestrator.sagas.submit import submit_saga
+from orchestrator.sagas.templates import parse_template, register_template
+from orchestrator.service.timers import TimerService
+from orchestrator.service.webhooks import WebhookSender
+from orchestrator.service.wiring import Wiring
+from tests.conftest import BACKENDS
+from tests.integration.harness import database_wiring
+from tests.support import RedisTarget, eventually
+
+TIMEOUT_MS = 500
+# Far longer than the tests wait: whatever fires within it was woken, not polled.
+LONG_POLL_S = 120.0
+
+
+@pytest.fixture(params=BACKENDS)
+def wiring(request: pytest.FixtureRequest, tmp_path: Path, clean_redis: RedisTarget) -> Iterator[Wiring]:
+    with database_wiring(str(request.param), tmp_path, clean_redis, watchdog_grace_s=1) as built:
+        yield built
+
+
+def submitted(wiring: Wiring) -> str:
+    """A saga whose one step has a deadline ``TIMEOUT_MS`` plus the grace after its dispatch (no
+    worker runs: nothing reports)."""
+    name = f"loop.{uuid.uuid4().hex[:8]}"
+    step = {
+        "name": "one",
+        "capability": "alpha",
+        "handler": "one",
+        "timeout_ms": TIMEOUT_MS,
+        "retry": {"max_attempts": 2, "initial_ms": 600_000, "max_ms": 600_000, "jitter": 0.0},
+    }
+    register_template(wiring.sessions, parse_template({"name": name, "version": "1.0.0", "steps": [step]}))
+    saga = submit_saga(wiring.sessions, wiring.settings, template=name, input={})
+    wiring.dispatcher.publish(saga.outbox)
+    return saga.saga.id
+
+
+def outcome(wiring: Wiring, saga_id: str) -> str:
+    with wiring.sessions() as session:
+        attempt = session.scalars(select(StepAttempt).where(StepAttempt.saga_id == saga_id)).one()
+        return attempt.outcome.value
+
+
+def deadline(wiring: Wiring, saga_id: str) -> datetime:
+    with wiring.sessions() as session:
+        attempt = session.scalars(select(StepAttempt).where(StepAttempt.saga_id == saga_id)).one()
+        assert attempt.deadline_at is not None
+        return attempt.deadline_at
+
+
+@pytest.fixture
+def running(wiring: Wiring) -> Iterator[TimerService]:
+    """The timer loop in a thread, as the orchestrator runs it; stopped on the way out."""
+    loop = TimerService(wiring.sessions, wiring.settings, wiring.dispatcher)
+    stop = threading.Event()
+    thread = threading.Thread(target=loop.run, args=(stop,), daemon=True)
+    thread.start()
+    yield loop
+    stop.set()
+    loop.wake.set()
+    thread.join(timeout=10)
+    assert not thread.is_alive(), "the loop did not stop when woken"
+
+
+def asleep(loop: TimerService) -> bool:
+    return loop._asleep_until is not None
+
+
+def test_an_idle_tick_knows_when_the_next_deadline_comes_due(wiring: Wiring) -> None:
+    loop = TimerService(wiring.sessions, wiring.settings, wiring.dispatcher)
+    assert loop.tick() == 0 and loop.next_due is None
+    assert loop._pause() == wiring.settings.timer_poll_s  # nothing armed: the poll
+    saga_id = submitted(wiring)
+    assert loop.tick() == 0
+    assert loop.next_due == deadline(wiring, saga_id)
+    assert 0 < loop._pause() <= min(wiring.settings.timer_poll_s, TIMEOUT_MS / 1000 + 1)
+
+
+def test_a_deadline_armed_in_this_process_wakes_a_loop_asleep_for_longer(wiring: Wiring) -> None:
+    wiring.settings.timer_poll_s = LONG_POLL_S
+    loop = TimerService(wiring.sessions, wiring.settings, wiring.dispatcher)
+    stop = threading.Event()
+    thread = threading.Thread(target=loop.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        eventually(lambda: asleep(loop), what="the loop to fall asleep (for the long poll)")
+        saga_id = submitted(wiring)  # its attempt's deadline: woken, the loop sleeps until then
+        eventually(lambda: outcome(wiring, saga_id) == "timed_out", timeout=20, what="the attempt to time out")
+    finally:
+        stop.set()
+        loop.wake.set()
+        thread.join(timeout=10)
+    assert not thread.is_alive()
+
+
+def test_what_another_process_arms_is_found_by_the_next_poll(wiring: Wiring, running: TimerService) -> None:
+    saga_id = submitted(wiring)
+    # Pushed far out, as this process wrote it: the loop goes back to sleep for the poll.
+    with wiring.engine.begin() as conn:
+        conn.execute(
+            update(StepAttempt).where(StepAttempt.saga_id == saga_id).values(deadline_at=utcnow() + timedelta(days=1))
+        )
+    eventually(lambda: running.next_due is not None and running.next_due > utcnow() + timedelta(hours=1), what="a poll")
+    # Another process moves it to now, through its own connection: no alarm reaches this one.
+    with wiring.engine.begin() as conn:
+        conn.execute(update(StepAttempt).where(StepAttempt.saga_id == saga_id).values(deadline_at=utcnow()))
+    eventually(lambda: outcome(wiring, saga_id) == "timed_out", timeout=20, what="the next poll to time it out")
+
+
+def test_a_stopped_loop_ends_when_woken(wiring: Wiring) -> None:
+    wiring.settings.timer_poll_s = LONG_POLL_S
+    loop = TimerService(wiring.sessions, wiring.settings, wiring.dispatcher)
+    stop = threading.Event()
+    thread = threading.Thread(target=loop.run, args=(stop,), daemon=True)
+    thread.start()
+    eventually(lambda: asleep(loop), what="the loop to fall asleep")
+    stop.set()
+    loop.wake.set()
+    thread.join(timeout=10)
+    assert not thread.is_alive()
+
+
+def statements(wiring: Wiring, run: Callable[[], object]) -> list[str]:
+    """The SQL statements ``run`` sent, but SQLite's BEGIN (psycopg's is not a statement either)."""
+    sent: list[str] = []
+
+    def record(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if not statement.startswith("BEGIN"):
+            sent.append(statement)
+
+    event.listen(wiring.engine, "before_cursor_execute", record)
+    try:
+        run()
+    finally:
+        event.remove(wiring.engine, "before_cursor_execute", record)
+    return sent
+
+
+def test_an_idle_timer_tick_is_one_statement(wiring: Wiring) -> None:
+    loop = TimerService(wiring.sessions, wiring.settings, wiring.dispatcher)
+    submitted(wiring)  # armed, not due
+    assert len(statements(wiring, loop.tick)) == 1
+
+
+def test_an_idle_tick_takes_no_write_lock(wiring: Wiring) -> None:
+    # On SQLite every other transaction takes the write lock up front: the coordinator would
+    # queue behind a loop's look for work.
+    loop = TimerService(wiring.sessions, wiring.settings, wiring.dispatcher)
+    sender = WebhookSender(wiring.sessions, wiring.settings, resolver=wiring.resolver)
+    begins: list[str] = []
+
+    def record(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if statement.startswith("BEGIN"):
+            begins.append(statement)
+
+    event.listen(wiring.engine, "before_cursor_execute", record)
+    try:
+        loop.tick()
+        sender.tick()
+    finally:
+        event.remove(wiring.engine, "before_cursor_execute", record)
+        sender.close()
+    assert "BEGIN IMMEDIATE" not in begins
+
+
+def test_an_idle_webhook_tick_is_one_statement(wiring: Wiring) -> None:
+    sender = WebhookSender(wiring.sessions, wiring.settings, resolver=wiring.resolver)
+    try:
+        assert len(statements(wiring, sender.tick)) == 1
+    finally:
+        sender.close()
