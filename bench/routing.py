@@ -48,6 +48,7 @@ from models.work_tables import LABELS, WORK_ITEMS, WorkItem  # noqa: E402
 from orchestrator.agents.registry import register as register_agent  # noqa: E402
 from orchestrator.routing import assign, rules, source, triggers  # noqa: E402
 from orchestrator.routing import engine as routing_engine  # noqa: E402
+from orchestrator.routing.checks import Needs  # noqa: E402
 from orchestrator.routing.cursors import cursor_for  # noqa: E402
 from orchestrator.routing.engine import Pool  # noqa: E402
 from orchestrator.routing.facts import item_facts  # noqa: E402
@@ -195,9 +196,9 @@ class TimedPool:
         self.now = utcnow()
         self.spent_s = 0.0
 
-    def __call__(self, capabilities: frozenset[str]) -> Pool:
+    def __call__(self, needs: Needs) -> Pool:
         began = time.perf_counter()
-        found = source.pool(self.session, TENANT, now=self.now, capabilities=capabilities)
+        found = source.pool(self.session, TENANT, now=self.now, needs=needs)
         self.spent_s += time.perf_counter() - began
         return found
 

@@ -8,14 +8,17 @@ Pure: rules, item facts and candidates in, verdicts out.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 
 from models.agents import MIN_AUTONOMY, AgentSpec, Autonomy, Candidate, Proficiency, RiskLevel
 from models.routing import AgentTypeSelector, CapabilitySelector, CostBudget, MembershipSelector, RoutingRuleSpec
 from orchestrator.routing.inputs import ItemFacts
 
 CHECKS = ("capabilities", "autonomy", "budget", "data_boundary", "safety", "capacity", "liveness")
+# The checks a decision reads the agents' state for (their spend, load, heartbeat), by index.
+BUDGET, CAPACITY, LIVENESS = 2, 5, 6
 # An item that needs a person in the loop goes to agents that act under supervision or more
 # freely (L2+): an L0/L1 agent only suggests, so a gate would have nothing to approve.
 HITL_AUTONOMY = Autonomy.L2
@@ -39,6 +42,24 @@ class Needs:
     regions: frozenset[str] | None  # None: anywhere
     datasets: frozenset[str]
     actions: frozenset[str]
+
+    @cached_property
+    def screen_key(self) -> Hashable:
+        """What :func:`static_stage` reads of these needs, as a key: needs with the same key rule
+        out the same agents at the same checks (the risk and human-in-the-loop count through
+        ``autonomy``; they change only the words)."""
+        budget = (self.budget.currency, self.budget.limit) if self.budget is not None else None
+        return (
+            tuple(sorted(self.capabilities.items())),
+            self.roles,
+            self.groups,
+            self.agent_types,
+            self.autonomy,
+            budget,
+            self.regions,
+            self.datasets,
+            self.actions,
+        )
 
 
 def needs_of(rule: RoutingRuleSpec, facts: ItemFacts) -> Needs:
@@ -91,10 +112,32 @@ def why_failed(stage: int, needs: Needs, candidate: Candidate) -> str:
 def failing_stage(needs: Needs, c: Candidate) -> int | None:
     """The first check the candidate fails, as its index in CHECKS; None if it fits.
 
-    The checks' conditions without their words, in one function: a decision runs it for every
-    candidate of every rule it tries (a thousand agents, a dozen rules), and words only for the
-    verdicts it lists. ``tests/unit/routing/test_check_stages.py`` holds it to the worded checks below."""
+    The checks' conditions without their words: a decision runs it for every candidate of every
+    rule it tries (a thousand agents, a dozen rules), and words only for the verdicts it lists.
+    ``tests/unit/routing/test_check_stages.py`` holds it to the worded checks below."""
     spec = c.spec
+    stage = static_stage(needs, spec)
+    if stage is not None and stage <= BUDGET:
+        return stage
+    if _spent_out(spec, c.spent):
+        return BUDGET
+    if stage is not None:
+        return stage
+    if c.load >= spec.capacity:
+        return CAPACITY
+    if c.liveness != "live":
+        return LIVENESS
+    return None
+
+
+def static_stage(needs: Needs, spec: AgentSpec) -> int | None:
+    """The first check the agent's spec fails, whatever its state (load, liveness, spend): the
+    capabilities, autonomy, the rule's side of the budget (currency, cost per item), the data
+    boundary and safety; None if it passes them all.
+
+    An agent failing the capabilities, autonomy or budget here fails that check whatever its
+    state; one failing the data boundary or safety does too unless its own budget, which its
+    spend decides, fails before (:func:`state_decides`)."""
     ranks = ranks_of(spec)
     for name, least in needs.capabilities.items():
         if ranks.get(name, 0) < least:
@@ -107,16 +150,12 @@ def failing_stage(needs: Needs, c: Candidate) -> int | None:
         return 0
     if _AUTONOMY[spec.autonomy] < needs.autonomy:
         return 1
-    budget, cost = spec.budget, spec.cost_per_item
     if needs.budget is not None:
+        budget = spec.budget
         if budget is not None and budget.unit != needs.budget.currency:
-            return 2
-        if cost > needs.budget.limit:
-            return 2
-    if budget is not None and budget.on_exhausted != "notify":
-        left = budget.limit - c.spent
-        if left <= 0 or left < cost:
-            return 2
+            return BUDGET
+        if spec.cost_per_item > needs.budget.limit:
+            return BUDGET
     boundary = spec.data_boundary
     if needs.regions is not None and (not boundary.regions or not needs.regions.issuperset(boundary.regions)):
         return 3
@@ -128,11 +167,26 @@ def failing_stage(needs: Needs, c: Candidate) -> int | None:
             return 4
         if safety.allowed_actions and not needs.actions.issubset(safety.allowed_actions):
             return 4
-    if c.load >= spec.capacity:
-        return 5
-    if c.liveness != "live":
-        return 6
     return None
+
+
+def state_decides(spec: AgentSpec, stage: int | None) -> bool:
+    """Whether the verdict on an agent whose spec fails ``stage`` first (:func:`static_stage`)
+    depends on its state: it passes every static check, or it fails one after the budget's and
+    has a budget that its spend may have used up (then the budget is the check it fails)."""
+    if stage is None:
+        return True
+    budget = spec.budget
+    return stage > BUDGET and budget is not None and budget.on_exhausted != "notify"
+
+
+def _spent_out(spec: AgentSpec, spent: float) -> bool:
+    """Whether the agent's own budget, one that stops it, has no room for one more item."""
+    budget = spec.budget
+    if budget is None or budget.on_exhausted == "notify":
+        return False
+    left = budget.limit - spent
+    return left <= 0 or left < spec.cost_per_item
 
 
 def ranks_of(spec: AgentSpec) -> dict[str, int]:

@@ -6,11 +6,11 @@ candidates and a round-robin rule's cursor, and applies and records the decision
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, replace
 from typing import NamedTuple
 
-from models.agents import Candidate
+from models.agents import AgentSpec, Candidate
 from models.routing import RETRIGGERS, Trigger, Verdict
 from orchestrator.routing.checks import CHECKS, Needs, failing_stage, needs_of, why_failed
 from orchestrator.routing.inputs import ItemFacts, LiveRule
@@ -22,18 +22,38 @@ LISTED = 100
 CursorOf = Callable[[LiveRule], str | None]
 
 
+class RuledOut(NamedTuple):
+    """An agent the source found failing a check its spec decides (``checks.static_stage``), whose
+    state it therefore did not read: ``stage`` is that check's index in CHECKS."""
+
+    ref: str
+    tenant: str
+    spec: AgentSpec
+    stage: int
+
+    def unread(self) -> Candidate:
+        """The agent as a candidate, for the words of its verdict: those of a check its spec
+        decides read only the spec (``tests/unit/routing/test_check_stages.py``), so the state
+        given here, never read, is never read from it either."""
+        return Candidate(self.ref, self.tenant, self.spec, load=0, liveness="live")
+
+
 @dataclass(frozen=True)
 class Pool:
     """The candidates a rule is evaluated against: the agents serving the tenant that declare every
-    capability it needs (a source may give more: each is checked anyway), and how many serving
-    agents the source left out for lacking one (counted as rejected by the capabilities check)."""
+    capability it needs (a source may give more: each is checked anyway), how many serving agents
+    the source left out for lacking one (counted as rejected by the capabilities check), and the
+    agents it found failing a check their spec decides, their state unread (``ruled_out``)."""
 
     agents: Sequence[Candidate]
     left_out: int = 0
+    ruled_out: Sequence[RuledOut] = ()
 
 
-# The pool for a rule, by the capability names it needs (its selectors' and the item's own).
-PoolOf = Callable[[frozenset[str]], Pool]
+# The pool for a rule, by what the rule asks for the item: a source may read only the agents that
+# declare the capabilities asked, and rule out by their specs those that fail a check whatever their
+# state. The engine asks once per ``Needs.screen_key``.
+PoolOf = Callable[[Needs], Pool]
 
 
 def whole(candidates: Sequence[Candidate]) -> PoolOf:
@@ -109,16 +129,20 @@ def evaluate(
     cursor: str | None = None,
     exclude: frozenset[str] = frozenset(),
     left_out: int = 0,
+    ruled_out: Sequence[RuledOut] = (),
 ) -> Evaluation:
     """Filter the candidates by §12.1's checks for this rule and item, and let the rule's strategy
-    choose. ``left_out`` serving agents were not given for lacking a needed capability.
+    choose. ``left_out`` serving agents were not given for lacking a needed capability;
+    ``ruled_out`` ones fail the check they name, whatever their state.
 
     Every verdict names its check; the words of why are worked out for the first ``LISTED``
     verdicts only (those a decision lists), the rest keep an empty reason."""
     needs = needs_of(rule.spec, facts)
     fit: list[Candidate] = []
-    out: list[tuple[int, str, Candidate]] = []
+    out: list[tuple[int, str, Candidate | RuledOut]] = []
     holder = facts.holder
+    for unread in ruled_out:
+        out.append((_EXCLUDED if unread.ref in exclude else unread.stage, unread.ref, unread))
     for candidate in candidates:
         if candidate.ref == holder and candidate.load > 0:
             # Its load counts this very item: keeping it adds nothing.
@@ -135,7 +159,7 @@ def evaluate(
     out.sort(key=lambda entry: (-entry[0], entry[1]))
     worded = max(0, LISTED - len(fit))
     rejected = tuple(_verdict(stage, needs, candidate, words=n < worded) for n, (stage, _, candidate) in enumerate(out))
-    total = len(candidates) + left_out
+    total = len(candidates) + len(ruled_out) + left_out
     if not fit:
         return Evaluation(rule, None, _none_fit(total, rejected, left_out), rejected, left_out)
     order = ranked(rule.spec.strategy, fit, needs, cursor)
@@ -165,12 +189,13 @@ def any_fits(rule: LiveRule, facts: ItemFacts, candidates: Sequence[Candidate], 
 _EXCLUDED = len(CHECKS)  # sorts after every check: an excluded agent passed them all, or was never tried
 
 
-def _verdict(stage: int, needs: Needs, candidate: Candidate, *, words: bool) -> CandidateOutcome:
+def _verdict(stage: int, needs: Needs, candidate: Candidate | RuledOut, *, words: bool) -> CandidateOutcome:
     if stage == _EXCLUDED:
         return CandidateOutcome(candidate.ref, "excluded", None, "failed this item before")
-    return CandidateOutcome(
-        candidate.ref, "rejected", CHECKS[stage], why_failed(stage, needs, candidate) if words else ""
-    )
+    if not words:
+        return CandidateOutcome(candidate.ref, "rejected", CHECKS[stage], "")
+    read = candidate.unread() if isinstance(candidate, RuledOut) else candidate
+    return CandidateOutcome(candidate.ref, "rejected", CHECKS[stage], why_failed(stage, needs, read))
 
 
 def route(
@@ -188,16 +213,24 @@ def route(
     if not matched:
         return None
     first: Evaluation | None = None
-    pools: dict[frozenset[str], Pool] = {}
+    pools: dict[Hashable, Pool] = {}
     for rule in matched:
-        needed = frozenset(needs_of(rule.spec, facts).capabilities)
-        pool = pools.get(needed)
+        needs = needs_of(rule.spec, facts)
+        pool = pools.get(needs.screen_key)
         if pool is None:
-            pool = pools[needed] = pool_of(needed)
+            pool = pools[needs.screen_key] = pool_of(needs)
         if first is not None and not any_fits(rule, facts, pool.agents, exclude):
             continue  # only the first rule's verdicts are kept when none yields: no need to word these
         cursor = cursor_of(rule) if rule.spec.strategy == "round_robin" else None
-        evaluation = evaluate(rule, facts, pool.agents, cursor=cursor, exclude=exclude, left_out=pool.left_out)
+        evaluation = evaluate(
+            rule,
+            facts,
+            pool.agents,
+            cursor=cursor,
+            exclude=exclude,
+            left_out=pool.left_out,
+            ruled_out=pool.ruled_out,
+        )
         if evaluation.chosen is not None:
             reason = f"{evaluation.chosen.ref} chosen by {rule.label} ({rule.spec.strategy}): {evaluation.why}"
             return Decision(rule, evaluation.chosen, reason, evaluation.outcomes, tuple(matched), pool.left_out)

@@ -11,7 +11,7 @@ neither it nor ``*`` has a stamp (no agent registered yet) has its fleet read fo
 from __future__ import annotations
 
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Hashable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -52,6 +52,9 @@ class Fleet:
     # capability name -> the positions in ``members`` of those that declare it
     declaring: dict[str, frozenset[int]] = field(repr=False)
     read_at: float = field(default_factory=time.monotonic)
+    # What ``source`` worked out from the specs alone, by the key of what was asked: kept with the
+    # fleet, so a fleet read again starts afresh.
+    screens: dict[Hashable, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def cacheable(self) -> bool:

@@ -10,6 +10,8 @@ routed); if the agent filled up meanwhile, the engine decides again with it coun
 gave the item to until its transaction ends, so the next router's count sees that item. Both
 statements run only when an agent was chosen; they cannot be one: a statement reads as of when it
 began, before it waited for the hold, and would miss what the last holder committed meanwhile.
+They are sent together, though (one round trip, ``storage.pipeline.select_in_turn``): the server
+runs the recount only once the hold is taken, and it reads as of then.
 
 The hold is a transaction-scoped advisory lock keyed by the agent (and the schema), not the
 agent's row (``SELECT ... FOR UPDATE``): a row lock strong enough to keep two routers apart also
@@ -47,7 +49,9 @@ from models.agents import Candidate
 from models.work_tables import WORK_ITEMS, WorkItem
 from orchestrator.routing import loads
 from orchestrator.routing.assign import ref_of
+from orchestrator.routing.checks import Needs
 from orchestrator.routing.engine import CandidateOutcome, Decision, Pool, PoolOf
+from orchestrator.storage.pipeline import select_in_turn
 from orchestrator.storage.unit_of_work import uow_of
 
 # Agents a decision may find filled up, one after another, before it chooses nobody.
@@ -98,8 +102,8 @@ def decide(session: Session, item: WorkItem, route: Route, pool_of: PoolOf, *, n
     filled: dict[str, Filled] = {}
     holder = ref_of(item.claimed_by_type, item.claimed_by_id)
 
-    def current(needed: frozenset[str]) -> Pool:
-        return _counted_full(pool_of(needed), filled, holder)
+    def current(needs: Needs) -> Pool:
+        return _counted_full(pool_of(needs), filled, holder)
 
     decision = route(current)
     held = 0
@@ -121,17 +125,20 @@ def _held_load(session: Session, chosen: Candidate, item_id: str, now: datetime)
     transaction holds it and this one did not wait (it holds another already)."""
     agent_id = chosen.ref.partition(":")[2]
     key = {"tenant": chosen.tenant, "agent": agent_id}
-    if session.get_bind().dialect.name == "postgresql":
-        holds = uow_of(session).agent_holds
-        if holds:
-            # Holding one already: waiting here could close a cycle with a router doing the same.
-            if not session.execute(_TRY, key).scalar_one():
-                return None
-        else:
-            session.execute(_WAIT, key)
-        holds.add((chosen.tenant, agent_id))
-    # A statement of its own, after the hold: it reads what the last holder committed.
-    return int(session.execute(_RECOUNT, {**key, "routing": item_id, "now": now}).scalar_one())
+    recount = (_RECOUNT, {**key, "routing": item_id, "now": now})
+    if session.get_bind().dialect.name != "postgresql":
+        return int(session.execute(recount[0], recount[1]).scalar_one())
+    holds = uow_of(session).agent_holds
+    # Holding one already: waiting here could close a cycle with a router doing the same.
+    lock = _TRY if holds else _WAIT
+    # The recount is a statement of its own, after the hold's: it reads what the last holder
+    # committed. Both go in one round trip; the server runs the recount once the hold is taken.
+    session.flush()  # sent past the session: it must see this transaction's own changes
+    [held], [[load]] = select_in_turn(session, [(lock, key), recount])
+    if lock is _TRY and not held[0]:
+        return None
+    holds.add((chosen.tenant, agent_id))
+    return int(load)
 
 
 def _counted_full(pool: Pool, filled: Mapping[str, Filled], holder: str | None) -> Pool:

@@ -22,6 +22,7 @@ from models.work_tables import WorkItem
 from orchestrator.agents import record_spend
 from orchestrator.errors import Conflict
 from orchestrator.routing import assign, cursors, decisions, engine, hold, rules, source
+from orchestrator.routing.checks import Needs
 from orchestrator.routing.facts import item_facts, labels_and_rules
 from orchestrator.storage.unit_of_work import uow_of
 from orchestrator.work import audit
@@ -143,8 +144,8 @@ def plan(
     if not matched:
         return None
 
-    def pool_of(capabilities: frozenset[str]) -> engine.Pool:
-        return source.pool(session, item.tenant, now=now, capabilities=capabilities, routing=item.id)
+    def pool_of(needs: Needs) -> engine.Pool:
+        return source.pool(session, item.tenant, now=now, needs=needs, routing=item.id)
 
     def route(pools: engine.PoolOf) -> engine.Decision | None:
         return engine.route(

@@ -23,9 +23,11 @@ from orchestrator.agents import candidates, record_spend
 from orchestrator.agents.registry import deregister, register
 from orchestrator.agents.registry import update as update_agent
 from orchestrator.routing import source
+from orchestrator.routing.checks import CHECKS, needs_of
 from orchestrator.work import claims
 from orchestrator.work.items import create_item
 from tests.integration.workitems.conftest import sessions, task
+from tests.unit.routing.fleet import item, rule
 
 ROOT = Principal(type=PrincipalType.user, id="root", tenant=ALL_TENANTS, scopes=frozenset({"admin"}))
 
@@ -151,6 +153,30 @@ def test_the_item_being_routed_is_not_its_assignees_load(fleet: TestClient) -> N
             for item in (None, routed)
         }
     assert (loads[None]["agent:a-py"], loads[routed]["agent:a-py"]) == (1, 0)
+
+
+@pytest.mark.parametrize("residency", [False, True])
+def test_agents_a_rule_rules_out_by_their_specs_are_not_read(fleet: TestClient, residency: bool) -> None:
+    # sql at advanced: a-both and twin do it at novice (capabilities, whatever their state). With a
+    # residency in EU, shared and a-sql declare no region (data boundary); a-sql is read all the
+    # same: its own budget, which its spend decides, is checked first.
+    body: dict[str, Any] = {"selectors": [{"kind": "skill", "value": "sql", "min_proficiency": "advanced"}]}
+    if residency:
+        body["data_residency"] = {"allowed_regions": ["EU"]}
+    needs = needs_of(rule(**body).spec, item())
+    now = utcnow()
+    with sessions(fleet)() as session:
+        unscreened = source.pool(session, "acme", now=now, capabilities=frozenset({"sql"}), narrow_above=0)
+        screened = source.pool(session, "acme", now=now, needs=needs, narrow_above=0)
+    ruled_out = {r.ref: CHECKS[r.stage] for r in screened.ruled_out}
+    expected = {"agent:a-both": "capabilities", "agent:twin": "capabilities"}
+    if residency:
+        expected["agent:shared"] = "data_boundary"
+    assert ruled_out == expected
+    read = [c for c in unscreened.agents if c.ref not in ruled_out]
+    assert list(screened.agents) == read  # the same state, for the others only
+    assert screened.left_out == unscreened.left_out
+    assert [c.ref for c in read] == (["agent:a-sql"] if residency else ["agent:shared", "agent:a-sql"])
 
 
 def refs(client: TestClient, tenant: str, capability: str) -> list[str]:

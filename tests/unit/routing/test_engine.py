@@ -3,11 +3,19 @@ when none does, the decision keeps the first matching rule's verdicts."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from orchestrator.routing.engine import Pool, matches, matching, route, whole
+from models.agents import Candidate
+from orchestrator.routing.checks import Needs, state_decides, static_stage
+from orchestrator.routing.engine import Pool, RuledOut, matches, matching, route, whole
+from orchestrator.routing.inputs import ItemFacts
+from tests.unit.routing.drawn import asks, candidates
 from tests.unit.routing.fleet import agent, item, no_cursor, rule
 
 
@@ -115,7 +123,8 @@ def test_each_rule_asks_for_the_pool_of_what_it_needs_and_agents_left_out_count_
     asked: list[frozenset[str]] = []
     fleet = [agent("sqler", caps={"sql": "expert"}, liveness="dead"), agent("other")]
 
-    def pool_of(capabilities: frozenset[str]) -> Pool:
+    def pool_of(needs: Needs) -> Pool:
+        capabilities = frozenset(needs.capabilities)
         asked.append(capabilities)
         # A source that reads only the agents declaring the capabilities, and counts the rest.
         fitting = [c for c in fleet if all(c.spec.proficiency(n) for n in capabilities)]
@@ -128,3 +137,52 @@ def test_each_rule_asks_for_the_pool_of_what_it_needs_and_agents_left_out_count_
     assert decision is not None and decision.chosen is None and decision.left_out == 1
     assert [(o.ref, o.check) for o in decision.outcomes] == [("agent:sqler", "liveness")]
     assert "none of 2 agents fits (capabilities 1, liveness 1)" in decision.reason
+
+
+def screening(fleet: list[Candidate]) -> Callable[[Needs], Pool]:
+    """A pool source as ``source.pool`` is with needs: the agents whose specs fail a check
+    whatever their state are ruled out, their state unread."""
+
+    def pool_of(needs: Needs) -> Pool:
+        read: list[Candidate] = []
+        out: list[RuledOut] = []
+        for c in fleet:
+            stage = static_stage(needs, c.spec)
+            if state_decides(c.spec, stage):
+                read.append(c)
+            else:
+                assert stage is not None
+                out.append(RuledOut(c.ref, c.tenant, c.spec, stage))
+        return Pool(read, ruled_out=out)
+
+    return pool_of
+
+
+STRATEGIES = ("priority", "capacity_aware", "round_robin", "cost_minimizing")
+
+
+@st.composite
+def fleets(draw: st.DrawFn) -> list[Candidate]:
+    agents = draw(st.lists(candidates(), min_size=1, max_size=12))
+    return [replace(c, ref=f"agent:a{n}") for n, c in enumerate(agents)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(asks(), st.sampled_from(STRATEGIES)), min_size=1, max_size=3),
+    fleets(),
+    st.sets(st.sampled_from(("agent:a0", "agent:a1"))),
+)
+def test_a_source_that_rules_agents_out_by_their_specs_changes_no_decision(
+    asked: list[tuple[tuple[dict[str, Any], ItemFacts], str]], fleet: list[Candidate], exclude: set[str]
+) -> None:
+    facts = asked[0][0][1]  # one item; each rule its own asks (its selectors, budget, residency...)
+    rules = [rule(f"r{n}", priority=n, strategy=strategy, **body) for n, ((body, _), strategy) in enumerate(asked)]
+    args: dict[str, Any] = {"trigger": "created", "cursor_of": no_cursor, "exclude": frozenset(exclude)}
+    read_whole = route(rules, facts, whole(fleet), **args)
+    screened = route(rules, facts, screening(fleet), **args)
+    assert read_whole is not None and screened is not None
+    assert screened.chosen == read_whole.chosen
+    assert screened.reason == read_whole.reason
+    assert screened.outcomes == read_whole.outcomes
+    assert screened.rule == read_whole.rule
