@@ -20,7 +20,8 @@ from workers.broker.reports import ReportQueue, report_queue
 
 log = logging.getLogger(__name__)
 
-FIRST_WAIT_S = 0.5
+# How long one wait for a report lasts: only how soon an idle consumer notices it should stop.
+FIRST_WAIT_S = 1.0
 RECONNECT_PAUSE_S = 1.0
 
 

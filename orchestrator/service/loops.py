@@ -20,7 +20,9 @@ log = logging.getLogger(__name__)
 # share of that age: often enough that such a row goes out again soon after, rarely enough
 # that an idle orchestrator does not query for nothing every second.
 SWEEP_EVERY_SHARE = 0.5
-WEBHOOKS_EVERY_S = 0.5
+# Deliveries are looked for once a second: a webhook is not a sub-second channel, and an idle
+# look is one statement (WebhookSender.tick).
+WEBHOOKS_EVERY_S = 1.0
 # Lost reports are looked for among attempts running past the visibility timeout: a few seconds
 # more on a recovery that is rare anyway, and one cheap query (and MGET) when there is nothing.
 # Each pass also reads the Redis generation markers (a GET each) to notice a data loss.

@@ -8,7 +8,7 @@ from typing import Any
 
 from celery import Celery
 
-from orchestrator.service.consumer import ReportConsumer
+from orchestrator.service.consumer import FIRST_WAIT_S, ReportConsumer
 
 
 class Message:
@@ -73,7 +73,7 @@ def test_with_nothing_arriving_the_first_wait_times_out_and_makes_no_batch() -> 
     conn = Connection(c, arrived=[], arriving=[])
     assert not c._gather(conn)
     assert pending(c) == []
-    assert conn.timeouts == [0.5]
+    assert conn.timeouts == [FIRST_WAIT_S]
 
 
 def test_the_first_report_is_waited_for() -> None:
