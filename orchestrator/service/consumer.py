@@ -70,8 +70,8 @@ class ReportConsumer:
             return False
         while len(self._pending) < self.batch:
             try:
-                # A zero timeout reads what the connection already holds and does not wait.
-                conn.drain_events(timeout=0)
+                # Reads what the connection already holds; does not wait for more.
+                conn.drain_events(timeout=self.reports.arrived_wait_s)
             except TimeoutError:
                 break
         return True

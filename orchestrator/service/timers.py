@@ -137,9 +137,10 @@ class TimerService:
         return min(poll, max(0.0, (self.next_due - self.clock()).total_seconds()))
 
     def _alarm(self, due_at: datetime) -> None:
-        # Awake (None), the loop ticks again before it sleeps, and sees what was armed.
+        # Awake (None), the loop may already have read the due times this commit changes: the
+        # wake it set makes its next sleep end at once, and the tick after that sees them.
         asleep_until = self._asleep_until
-        if asleep_until is not None and due_at < asleep_until:
+        if asleep_until is None or due_at < asleep_until:
             self.wake.set()
 
     def _timers(self, now: datetime) -> int:

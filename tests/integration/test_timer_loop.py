@@ -111,6 +111,31 @@ def test_a_deadline_armed_in_this_process_wakes_a_loop_asleep_for_longer(wiring:
     assert not thread.is_alive()
 
 
+def test_what_this_process_arms_while_the_loop_is_awake_wakes_it_too(wiring: Wiring) -> None:
+    # Armed after the tick read the due times, before the loop fell asleep on what it read.
+    wiring.settings.timer_poll_s = LONG_POLL_S
+    loop = TimerService(wiring.sessions, wiring.settings, wiring.dispatcher)
+    armed: list[str] = []
+
+    def tick() -> int:
+        fired = loop.tick()
+        if not armed:
+            armed.append(submitted(wiring))
+        return fired
+
+    stop = threading.Event()
+    thread = threading.Thread(target=loop.run, args=(stop, tick), daemon=True)
+    thread.start()
+    try:
+        eventually(lambda: armed, what="the first tick")
+        eventually(lambda: outcome(wiring, armed[0]) == "timed_out", timeout=20, what="the attempt to time out")
+    finally:
+        stop.set()
+        loop.wake.set()
+        thread.join(timeout=10)
+    assert not thread.is_alive()
+
+
 def test_what_another_process_arms_is_found_by_the_next_poll(wiring: Wiring, running: TimerService) -> None:
     saga_id = submitted(wiring)
     # Pushed far out, as this process wrote it: the loop goes back to sleep for the poll.

@@ -18,7 +18,8 @@ class Message:
 
 class Connection:
     """A broker connection as the consumer drains it: ``arrived`` are reports already on the
-    connection; each of ``arriving`` arrives while a drain with a positive timeout waits."""
+    connection; each of ``arriving`` arrives while a drain waits, if it waits a millisecond or
+    more (a report that comes sooner than that after another is as good as arrived with it)."""
 
     def __init__(self, consumer: ReportConsumer, arrived: list[Any], arriving: list[Any]) -> None:
         self.consumer = consumer
@@ -30,7 +31,7 @@ class Connection:
         self.timeouts.append(timeout)
         if self.arrived:
             body = self.arrived.pop(0)
-        elif self.arriving and (timeout is None or timeout > 0):
+        elif self.arriving and (timeout is None or timeout >= 0.001):
             body = self.arriving.pop(0)
         else:
             raise TimeoutError

@@ -52,6 +52,12 @@ class ReportQueue(Protocol):
         """The queue reports travel on (``workyard.orchestrator`` unless a test names its own)."""
         ...
 
+    @property
+    def arrived_wait_s(self) -> float:
+        """The timeout of a connection's drain that takes what has already arrived, without
+        waiting for more (the consumer makes its batches so)."""
+        ...
+
     def send(self, producer: Any, bodies: Iterable[dict[str, Any]], *, copies: int = 1) -> None:
         """Publish reports (JSON bodies) on an open producer, each ``copies`` times in a row."""
         ...
@@ -89,6 +95,11 @@ def report_queue(connection: Any, queue: Queue | None = None) -> ReportQueue:
 class KombuReportQueue:
     """The report queue on any kombu transport (RabbitMQ in production): a message per delivery,
     acknowledged and requeued one by one, as kombu does."""
+
+    # The timeout of a drain that takes only what has already arrived. Not zero: py-amqp reads
+    # the rest of a frame that arrived in part in a busy loop on a non-blocking socket (until it
+    # comes); a timeout, however short, makes it give up and keep the part for the next drain.
+    arrived_wait_s = 0.0005
 
     def __init__(self, connection: Any, queue: Queue):
         self._connection = connection
@@ -135,6 +146,9 @@ class KombuReportQueue:
 class RedisReportQueue(KombuReportQueue):
     """The report queue on workyard's Redis transport: batches received and acknowledged in one
     round trip each, and reports pushed by the worker's Lua script with the step's outcome."""
+
+    # A poll of the sockets that does not wait: a BRPOP's reply is read whole.
+    arrived_wait_s = 0.0
 
     def renderer(self, store_client: redis.Redis) -> ReportRenderer | None:
         # Rendering needs no network, only kombu's channel code; the channel is opened once per
