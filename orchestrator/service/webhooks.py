@@ -256,9 +256,16 @@ class WebhookSender:
 
 
 def _anything_due(session: Session, now: datetime) -> bool:
-    """Whether any pending delivery is due (a disabled webhook's included: the leasing query
-    tells them apart)."""
-    first = session.scalar(select(func.min(WebhookDelivery.next_attempt_at)).where(WebhookDelivery.state == "pending"))
+    """Whether any pending delivery the sender would lease is due: a disabled webhook's wait
+    (and would otherwise make every idle tick a leasing transaction), a deleted one's are dropped."""
+    first = session.scalar(
+        select(func.min(WebhookDelivery.next_attempt_at))
+        .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
+        .where(
+            WebhookDelivery.state == "pending",
+            or_(Webhook.disabled_at.is_(None), Webhook.deleted_at.is_not(None)),
+        )
+    )
     return first is not None and first <= now
 
 

@@ -16,6 +16,7 @@ from sqlalchemy import event, select, update
 
 from models.base import utcnow
 from models.tables import StepAttempt
+from models.work_tables import Webhook, WebhookDelivery
 from orchestrator.sagas.submit import submit_saga
 from orchestrator.sagas.templates import parse_template, register_template
 from orchestrator.service.timers import TimerService
@@ -207,6 +208,28 @@ def test_an_idle_tick_takes_no_write_lock(wiring: Wiring) -> None:
 
 
 def test_an_idle_webhook_tick_is_one_statement(wiring: Wiring) -> None:
+    sender = WebhookSender(wiring.sessions, wiring.settings, resolver=wiring.resolver)
+    try:
+        assert len(statements(wiring, sender.tick)) == 1
+    finally:
+        sender.close()
+
+
+def test_a_disabled_webhooks_waiting_delivery_leaves_the_tick_idle(wiring: Wiring) -> None:
+    # Its delivery is due and waits while the webhook is disabled: every tick would otherwise
+    # open the leasing transaction (on SQLite, with the write lock) for nothing.
+    with wiring.sessions.begin() as session:
+        hook = Webhook(
+            id=uuid.uuid4().hex,
+            tenant="acme",
+            url="https://example.com/hook",
+            secret_encrypted="",
+            created_by="user:ops",
+            disabled_at=utcnow(),
+        )
+        session.add(hook)
+        session.flush()
+        session.add(WebhookDelivery(webhook_id=hook.id, event="work_item.created", payload={}))
     sender = WebhookSender(wiring.sessions, wiring.settings, resolver=wiring.resolver)
     try:
         assert len(statements(wiring, sender.tick)) == 1
