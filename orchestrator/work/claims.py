@@ -17,8 +17,8 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, bindparam, literal, or_, select, true
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import ARRAY, ColumnElement, Select, String, and_, any_, bindparam, literal, or_, select, true
+from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
 
 from models.base import utcnow
 from models.enums import TimerKind
@@ -30,11 +30,12 @@ from models.work_tables import DEPENDENCIES, QUEUE_ORDER, WorkItem, WorkItemEven
 from orchestrator.agents import record_spend
 from orchestrator.errors import Conflict, Forbidden, InvalidInput, PayloadTooLarge
 from orchestrator.storage.unit_of_work import uow_of
-from orchestrator.work import audit, routing_hooks, stalls
+from orchestrator.work import audit, claim_statement, routing_hooks, stalls
 from orchestrator.work.access import require
 from orchestrator.work.items import touch
 from orchestrator.work.transitions import lifecycle_of, move, release_claim
-from orchestrator.work.views import load_item, read_items
+from orchestrator.work.types import types_of
+from orchestrator.work.views import item_view, load_item, read_items
 
 
 def offered_to(principal: Principal) -> ColumnElement[bool]:
@@ -69,53 +70,83 @@ def unclaimed(now: datetime) -> ColumnElement[bool]:
     return or_(WorkItem.claimed_by_id.is_(None), WorkItem.lease_expires_at < now)
 
 
-@lru_cache(maxsize=1)
-def actionable() -> ColumnElement[bool]:
+@lru_cache(maxsize=2)
+def actionable(arrays: bool = False) -> ColumnElement[bool]:
     """SQL: a claimer can go to work on the item now: its lifecycle lets it be started (or
     resumed) from its status, and nothing it depends on is still open. What claim-next hands out:
     an item waiting for its reporter's review, or on another item, is not work for the caller.
 
     Built once: it names no parameter, and building it (an alias, a condition per lifecycle)
-    cost more than the database took to answer a claim."""
+    cost more than the database took to answer a claim. ``arrays``: the status lists as one
+    array parameter each (PostgreSQL's ``= ANY``), not an IN list rendered anew every execution."""
     in_status = or_(
-        *(and_(WorkItem.lifecycle == lc.name, WorkItem.status.in_(sorted(lc.actionable))) for lc in LIFECYCLES.values())
+        *(
+            and_(WorkItem.lifecycle == lc.name, _one_of(WorkItem.status, sorted(lc.actionable), arrays))
+            for lc in LIFECYCLES.values()
+        )
     )
     dependency = aliased(WorkItem)
     resolved = select(literal(1)).where(
         dependency.id == DEPENDENCIES.c.depends_on_id,
         dependency.deleted_at.is_(None),
-        dependency.status.in_(sorted(RESOLVED_STATUSES)),
+        _one_of(dependency.status, sorted(RESOLVED_STATUSES), arrays),
     )
     waiting = select(literal(1)).where(DEPENDENCIES.c.item_id == WorkItem.id, ~resolved.exists())
     return and_(in_status, ~waiting.exists())
 
 
-@lru_cache(maxsize=8)
-def _probes(agent: bool, all_tenants: bool, admin: bool) -> tuple[Select[WorkItem], ...]:
+_STRINGS = ARRAY(String())
+
+
+def _one_of(column: InstrumentedAttribute[Any], values: list[str] | str, arrays: bool) -> ColumnElement[bool]:
+    """``column IN values``; ``values`` a list, or the name of a parameter that holds one. With
+    ``arrays`` as ``column = ANY(:array)``: one parameter, so the statement's text never changes
+    and the database can keep it prepared."""
+    if arrays:
+        array = bindparam(values, type_=_STRINGS) if isinstance(values, str) else literal(values, _STRINGS)
+        return column == any_(array)
+    return column.in_(bindparam(values, expanding=True) if isinstance(values, str) else values)
+
+
+@lru_cache(maxsize=32)
+def _probes(
+    agent: bool, all_tenants: bool, admin: bool, by_id: bool = False, arrays: bool = False
+) -> tuple[Select[WorkItem], ...]:
     """claim-next's three probes for one kind of principal, built once with bound parameters
     (tenant, kind, ident, now, capabilities, scopes, groups): building them for every claim took
     more of a claim's CPU than the database took to answer it. The conditions are those of
-    ``offer_for``, ``assigned_to``, ``unclaimed`` and ``in_tenant``."""
+    ``offer_for``, ``assigned_to``, ``unclaimed`` and ``in_tenant``.
+
+    ``by_id``: instead, the one probe of ``claim``: the item ``item_id``, if ``claimable`` (of
+    any status, its dependencies open or not). ``arrays``: see ``actionable``."""
     now = bindparam("now", type_=WorkItem.__table__.c.lease_expires_at.type)
     if agent:
         offer = and_(
             WorkItem.offer_type == "agent",
-            or_(
-                WorkItem.offer_capability.is_(None),
-                WorkItem.offer_capability.in_(bindparam("capabilities", expanding=True)),
-            ),
+            or_(WorkItem.offer_capability.is_(None), _one_of(WorkItem.offer_capability, "capabilities", arrays)),
         )
     else:
         offer = and_(
             WorkItem.offer_type == "human",
-            true() if admin else WorkItem.offer_scope.in_(bindparam("scopes", expanding=True)),
-            or_(WorkItem.offer_group.is_(None), WorkItem.offer_group.in_(bindparam("groups", expanding=True))),
+            true() if admin else _one_of(WorkItem.offer_scope, "scopes", arrays),
+            or_(WorkItem.offer_group.is_(None), _one_of(WorkItem.offer_group, "groups", arrays)),
         )
     mine = and_(WorkItem.assignee_type == bindparam("kind"), WorkItem.assignee_id == bindparam("ident"))
-    tenant = true() if all_tenants else WorkItem.tenant == bindparam("tenant")
+    # Named apart from every work_items column: the claim statement's UPDATE would take a
+    # parameter named like one for a value to set.
+    tenant = true() if all_tenants else WorkItem.tenant == bindparam("callers_tenant")
+    live = (tenant, WorkItem.is_open == true(), WorkItem.deleted_at.is_(None))
+    if by_id:
+        unclaimed_now = or_(WorkItem.claimed_by_id.is_(None), WorkItem.lease_expires_at < now)
+        offered = or_(mine, and_(WorkItem.assignee_id.is_(None), offer))
+        return (
+            select(WorkItem)
+            .where(WorkItem.id == bindparam("item_id"), *live, unclaimed_now, offered)
+            .with_for_update(skip_locked=True),
+        )
     return tuple(
         select(WorkItem)
-        .where(tenant, WorkItem.is_open == true(), WorkItem.deleted_at.is_(None), probe, actionable())
+        .where(*live, probe, actionable(arrays))
         .order_by(*QUEUE_ORDER)
         .limit(1)
         .with_for_update(skip_locked=True)
@@ -148,6 +179,14 @@ def claim(
 ) -> WorkItemRead:
     require(principal, Scope.work_claim)
     now = utcnow()
+    if claim_statement.supported(session):
+        params = {**_probe_params(principal, now), "item_id": item_id}
+        claimed = _claim_at_once(
+            session, principal, params, now, ttl_s, default_ttl_s, default_stall_after_s, by_id=True
+        )
+        if claimed is None:
+            raise _why_not_claimable(session, principal, item_id, now)
+        return claimed
     item = session.scalar(
         select(WorkItem).where(WorkItem.id == item_id, claimable(principal, now)).with_for_update(skip_locked=True)
     )
@@ -172,8 +211,24 @@ def claim_next(
     # Three probes instead of one OR-ed query, so that each walks an index in queue order and
     # stops at its first free row: the open queue (the partial index ix_work_items_offered), items
     # assigned to the caller, and items whose holder's lease lapsed. Then the best of the three.
-    params = {
-        "tenant": principal.tenant,
+    params = _probe_params(principal, now)
+    if claim_statement.supported(session):
+        return _claim_at_once(session, principal, params, now, ttl_s, default_ttl_s, default_stall_after_s)
+    found = [
+        candidate
+        for probe in _probes(*_shape(principal))
+        if (candidate := session.scalars(probe, params).first()) is not None
+    ]
+    item = min(found, key=lambda i: (-i.priority, i.created_at, i.id), default=None)
+    if item is None:
+        return None
+    _take(session, item, principal, now, ttl_s, default_ttl_s, default_stall_after_s)
+    return read_items(session, [item])[0]
+
+
+def _probe_params(principal: Principal, now: datetime) -> dict[str, Any]:
+    return {
+        "callers_tenant": principal.tenant,
         "kind": principal.type.value,
         "ident": principal.id,
         "now": now,
@@ -181,15 +236,50 @@ def claim_next(
         "scopes": sorted(principal.scopes),
         "groups": sorted(principal.groups),
     }
-    shape = (principal.type is PrincipalType.agent, principal.all_tenants, principal.has(Scope.admin.value))
-    found = [
-        candidate for probe in _probes(*shape) if (candidate := session.scalars(probe, params).first()) is not None
-    ]
-    item = min(found, key=lambda i: (-i.priority, i.created_at, i.id), default=None)
-    if item is None:
+
+
+def _shape(principal: Principal) -> tuple[bool, bool, bool]:
+    return principal.type is PrincipalType.agent, principal.all_tenants, principal.has(Scope.admin.value)
+
+
+@lru_cache(maxsize=64)
+def _statement(shape: tuple[bool, bool, bool], by_id: bool, stall: bool) -> claim_statement.ClaimStatement:
+    agent = shape[0]
+    return claim_statement.build(_probes(*shape, by_id=by_id, arrays=True), lease=agent, stall=agent and stall)
+
+
+def _claim_at_once(
+    session: Session,
+    principal: Principal,
+    params: dict[str, Any],
+    now: datetime,
+    ttl_s: float | None,
+    default_ttl_s: float,
+    default_stall_after_s: float | None,
+    *,
+    by_id: bool = False,
+) -> WorkItemRead | None:
+    """``_take`` on PostgreSQL: the pick and the claim in one statement (``claim_statement``)."""
+    agent = principal.type is PrincipalType.agent
+    expires = now + timedelta(seconds=ttl_s or default_ttl_s) if agent else None
+    params |= claim_statement.claim_params(principal.type.value, principal.id, principal.ref, now, ttl_s, expires)
+    rungs = stalls.default_ladder(default_stall_after_s) if agent else []
+    if rungs:
+        params |= claim_statement.stall_params(*stalls.first_rung(rungs, now))
+    statement = _statement(_shape(principal), by_id, bool(rungs))
+    claimed = claim_statement.run(session, statement, params)
+    if claimed is None:
         return None
-    _take(session, item, principal, now, ttl_s, default_ttl_s, default_stall_after_s)
-    return read_items(session, [item])[0]
+    item = claimed.item
+    if not claimed.taken or claimed.labels is None or claimed.dependencies is None:
+        # The pick's holder's lease lapsed unswept: the expiry is recorded before the claim.
+        _take(session, item, principal, now, ttl_s, default_ttl_s, default_stall_after_s)
+        return read_items(session, [item])[0]
+    if agent and item.stall is not None:
+        # Its own stall ladder: the statement left its clock to this.
+        stalls.arm(session, item, default_stall_after_s, now)
+    types = types_of(session, {item.type})
+    return item_view(item, claimed.labels, claimed.dependencies, types.get(item.type))
 
 
 def _take(
