@@ -11,12 +11,15 @@ the round trips. Here the same claim is one statement of data-modifying CTEs:
     audit       INSERT the ``claimed`` audit row from taken
     lease       upsert the ``lease_expiry`` timer from taken            (agents)
     stall       upsert (or delete) the ``stall_check`` timer from taken (agents)
-    SELECT the row (taken, else picked), with its labels and dependencies
+    SELECT the pick's id, the claimed row (as JSON), its labels and dependencies
 
-so a claim is one round trip and the commit. The rows written are those the ORM path writes
-(``tests/integration/workitems/test_claim_statement.py`` compares them), with two differences
-nobody reads: every timestamp of the claim is the one ``now``, and a timer the claim re-arms keeps
-its row (an upsert on its unique key) instead of being deleted and inserted anew.
+so a claim is one round trip besides BEGIN and COMMIT. It runs at the driver's level (see
+``run``): the ORM's statement execution and row loading cost more Python than the rest.
+
+The rows written are those the ORM path writes (``test_claim_statement.py`` in the work-item
+integration tests compares them), with two differences nobody reads: every timestamp of the
+claim is the one ``now``, and a timer the claim re-arms keeps its row (an upsert on its unique
+key) instead of being deleted and inserted anew.
 
 Two cases stay with the ORM path, in the same transaction, on the row this statement locked:
 a pick whose previous holder's lease lapsed unswept (``taken`` is empty; the caller records the
@@ -33,6 +36,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
 from sqlalchemy import (
     JSON,
     ColumnElement,
@@ -67,7 +71,7 @@ from orchestrator.storage.unit_of_work import uow_of
 
 # The psycopg dialect: what the statement is compiled for once (``supported`` checks the session's).
 _DIALECT = psycopg_dialect.dialect()  # type: ignore[no-untyped-call]
-_PLACEHOLDER = re.compile(r"(?<!%)%\((\w+)\)s")
+_PLACEHOLDER = re.compile(r"%%|%\((\w+)\)s")
 # The item comes back as one JSON object (``to_json``): a row of sixty columns cost more to
 # describe and convert, in psycopg and SQLAlchemy, than the rest of the claim's Python. Its
 # keys are the column names; these are the attributes they load, and the values JSON changes.
@@ -78,15 +82,18 @@ _FLOATS = tuple(c.name for c in WORK_ITEMS.c if isinstance(c.type, Float))
 
 @dataclass(frozen=True)
 class ClaimStatement:
-    """A claim statement, compiled: SQL for the driver (``%(name)s`` placeholders)."""
+    """A claim statement, compiled: SQL with PostgreSQL's own placeholders (``$1``...), and the
+    names of the parameters they stand for, in order."""
 
     sql: str
+    names: tuple[str, ...]
 
 
 @dataclass(frozen=True)
 class Claimed:
-    """What the statement answered: the item (in the session, as the database has it now),
-    whether this statement claimed it (False: the pick's previous holder's lease lapsed, and the
+    """What the statement answered: the item as the database has it now (not attached to the
+    session when claimed here, which instead forgets its own copy; attached when not), whether
+    this statement claimed it (False: the pick's previous holder's lease lapsed, and the
     caller takes it over), and if it did the item's labels and dependencies."""
 
     item: WorkItem
@@ -108,7 +115,7 @@ def build(probes: Sequence[Select[Any]], *, lease: bool, stall: bool) -> ClaimSt
 
     Its bind parameters: ``kind``, ``ident``, ``actor``, ``now``, ``ttl_s``, ``expires`` and
     ``expires_iso`` (the lease's expiry, or None), ``stall_due`` and ``stall_rungs`` (with
-    ``stall``), and the probes' own. Build it once per shape: it is cached by identity."""
+    ``stall``), and the probes' own. Build it once per shape (compiling costs milliseconds)."""
     # A probe answers what the pick needs; the row itself comes back from the UPDATE.
     needs = (WorkItem.id, WorkItem.priority, WorkItem.created_at, WorkItem.claimed_by_id)
     ctes = [probe.with_only_columns(*needs).cte(f"probe_{n}") for n, probe in enumerate(probes)]
@@ -198,7 +205,7 @@ def build(probes: Sequence[Select[Any]], *, lease: bool, stall: bool) -> ClaimSt
     # The written CTEs run whether or not anything reads them; naming them keeps them in the WITH.
     for cte in ctes_written:
         final = final.add_cte(cte)
-    return ClaimStatement(_driver_sql(final.compile(dialect=_DIALECT)))
+    return _driver_sql(final.compile(dialect=_DIALECT))
 
 
 def run(session: Session, statement: ClaimStatement, params: dict[str, Any]) -> Claimed | None:
@@ -211,7 +218,18 @@ def run(session: Session, statement: ClaimStatement, params: dict[str, Any]) -> 
         uow.write(session)
     else:
         session.flush()  # the ORM's own changes (a driver-level statement does not autoflush)
-    row = session.connection().exec_driver_sql(statement.sql, params).first()
+    connection = session.connection()
+    driver = connection.connection.driver_connection
+    assert isinstance(driver, psycopg.Connection)  # see supported()
+    # A raw cursor passes the SQL through as it is: psycopg would otherwise rewrite its
+    # placeholders on every execution (it caches that only for short statements; this one took
+    # 150 us a claim). The factory is the connection's own setting: put back at once.
+    factory, driver.cursor_factory = driver.cursor_factory, psycopg.RawCursor
+    try:
+        result = connection.exec_driver_sql(statement.sql, tuple(params[name] for name in statement.names))
+    finally:
+        driver.cursor_factory = factory
+    row = result.first()
     if row is None:
         return None
     picked_id, values, labels, dependencies = row
@@ -259,18 +277,23 @@ def stall_params(due: datetime, rungs: list[dict[str, object]]) -> dict[str, Any
     return {"stall_due": due, "stall_rungs": json.dumps(rungs)}
 
 
-def _driver_sql(compiled: SQLCompiler) -> str:
-    """The compiled statement as the driver takes it, its constants (lifecycle names and
-    statuses, LIMIT 1, ...) written into the text: only the claim's own values travel as
-    parameters, and the text never changes, so psycopg prepares it once per connection."""
+def _driver_sql(compiled: SQLCompiler) -> ClaimStatement:
+    """The compiled statement as PostgreSQL takes it: its constants (lifecycle names and
+    statuses, LIMIT 1, ...) written into the text, and the claim's own values as ``$n``
+    parameters. The text never changes, so psycopg prepares it once per connection."""
+    names: list[str] = []
 
     def render(match: re.Match[str]) -> str:
+        if match.group(1) is None:
+            return "%"  # an escaped percent sign: the text is no longer a format string
         bind = compiled.binds[match.group(1)]
-        if bind.required:
-            return match.group(0)  # a parameter of the claim's
-        return compiled.render_literal_value(bind.effective_value, bind.type).replace("%", "%%")
+        if not bind.required:
+            return compiled.render_literal_value(bind.effective_value, bind.type)
+        if bind.key not in names:
+            names.append(bind.key)
+        return f"${names.index(bind.key) + 1}"
 
-    return _PLACEHOLDER.sub(render, compiled.string)
+    return ClaimStatement(_PLACEHOLDER.sub(render, compiled.string), tuple(names))
 
 
 def _aggregate(column: ColumnElement[str], where: ColumnElement[bool]) -> ColumnElement[Any]:
