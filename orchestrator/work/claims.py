@@ -1,4 +1,4 @@
-"""Offers and claims: who may take an item, exclusive claims, agents' leases and their expiry.
+"""Claims: exclusive claims, agents' leases and their expiry (who may take an item: ``offers``).
 
 A claim is exclusive. An agent's claim is a lease with a TTL that heartbeats extend; when it
 lapses the item goes back to the queue (audited). Every claim bumps ``lease_epoch``, and every
@@ -6,7 +6,8 @@ call a holder makes afterwards names the epoch it got, so a holder that lost its
 perhaps re-claimed later) cannot complete on the strength of the old claim.
 
 On PostgreSQL candidate rows are taken with ``FOR UPDATE SKIP LOCKED``, so concurrent claimers
-never queue up behind each other; on SQLite the transaction holds the database's write lock.
+never queue up behind each other, and a claim is one statement (``claim_statement``); on SQLite
+the transaction holds the database's write lock, and a claim goes through the ORM.
 """
 
 from __future__ import annotations
@@ -17,124 +18,25 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, bindparam, literal, or_, select, true
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
 
 from models.base import utcnow
 from models.enums import TimerKind
-from models.lifecycles import LIFECYCLES, RESOLVED_STATUSES
 from models.principal import Principal, PrincipalType, Scope
 from models.tables import Timer
 from models.work_api import WorkItemRead
-from models.work_tables import DEPENDENCIES, QUEUE_ORDER, WorkItem, WorkItemEvent
+from models.work_tables import WorkItem, WorkItemEvent
 from orchestrator.agents import record_spend
 from orchestrator.errors import Conflict, Forbidden, InvalidInput, PayloadTooLarge
 from orchestrator.storage.unit_of_work import uow_of
-from orchestrator.work import audit, routing_hooks, stalls
+from orchestrator.work import audit, claim_statement, offers, routing_hooks, stalls
 from orchestrator.work.access import require
 from orchestrator.work.items import touch
+from orchestrator.work.offers import claimable, offered_to
 from orchestrator.work.transitions import lifecycle_of, move, release_claim
-from orchestrator.work.views import load_item, read_items
-
-
-def offered_to(principal: Principal) -> ColumnElement[bool]:
-    """SQL: the item is assigned to the principal, or unassigned and offered to it."""
-    return or_(assigned_to(principal), and_(WorkItem.assignee_id.is_(None), offer_for(principal)))
-
-
-def assigned_to(principal: Principal) -> ColumnElement[bool]:
-    return and_(WorkItem.assignee_type == principal.type.value, WorkItem.assignee_id == principal.id)
-
-
-def offer_for(principal: Principal) -> ColumnElement[bool]:
-    """SQL: the item's offer reaches the principal (agents by capability, people by scope and group)."""
-    if principal.type is PrincipalType.agent:
-        return and_(
-            WorkItem.offer_type == "agent",
-            or_(WorkItem.offer_capability.is_(None), WorkItem.offer_capability.in_(sorted(principal.capabilities))),
-        )
-    scope_ok = true() if principal.has(Scope.admin.value) else WorkItem.offer_scope.in_(sorted(principal.scopes))
-    return and_(
-        WorkItem.offer_type == "human",
-        scope_ok,
-        or_(WorkItem.offer_group.is_(None), WorkItem.offer_group.in_(sorted(principal.groups))),
-    )
-
-
-def in_tenant(principal: Principal) -> ColumnElement[bool]:
-    return true() if principal.all_tenants else WorkItem.tenant == principal.tenant
-
-
-def unclaimed(now: datetime) -> ColumnElement[bool]:
-    return or_(WorkItem.claimed_by_id.is_(None), WorkItem.lease_expires_at < now)
-
-
-@lru_cache(maxsize=1)
-def actionable() -> ColumnElement[bool]:
-    """SQL: a claimer can go to work on the item now: its lifecycle lets it be started (or
-    resumed) from its status, and nothing it depends on is still open. What claim-next hands out:
-    an item waiting for its reporter's review, or on another item, is not work for the caller.
-
-    Built once: it names no parameter, and building it (an alias, a condition per lifecycle)
-    cost more than the database took to answer a claim."""
-    in_status = or_(
-        *(and_(WorkItem.lifecycle == lc.name, WorkItem.status.in_(sorted(lc.actionable))) for lc in LIFECYCLES.values())
-    )
-    dependency = aliased(WorkItem)
-    resolved = select(literal(1)).where(
-        dependency.id == DEPENDENCIES.c.depends_on_id,
-        dependency.deleted_at.is_(None),
-        dependency.status.in_(sorted(RESOLVED_STATUSES)),
-    )
-    waiting = select(literal(1)).where(DEPENDENCIES.c.item_id == WorkItem.id, ~resolved.exists())
-    return and_(in_status, ~waiting.exists())
-
-
-@lru_cache(maxsize=8)
-def _probes(agent: bool, all_tenants: bool, admin: bool) -> tuple[Select[WorkItem], ...]:
-    """claim-next's three probes for one kind of principal, built once with bound parameters
-    (tenant, kind, ident, now, capabilities, scopes, groups): building them for every claim took
-    more of a claim's CPU than the database took to answer it. The conditions are those of
-    ``offer_for``, ``assigned_to``, ``unclaimed`` and ``in_tenant``."""
-    now = bindparam("now", type_=WorkItem.__table__.c.lease_expires_at.type)
-    if agent:
-        offer = and_(
-            WorkItem.offer_type == "agent",
-            or_(
-                WorkItem.offer_capability.is_(None),
-                WorkItem.offer_capability.in_(bindparam("capabilities", expanding=True)),
-            ),
-        )
-    else:
-        offer = and_(
-            WorkItem.offer_type == "human",
-            true() if admin else WorkItem.offer_scope.in_(bindparam("scopes", expanding=True)),
-            or_(WorkItem.offer_group.is_(None), WorkItem.offer_group.in_(bindparam("groups", expanding=True))),
-        )
-    mine = and_(WorkItem.assignee_type == bindparam("kind"), WorkItem.assignee_id == bindparam("ident"))
-    tenant = true() if all_tenants else WorkItem.tenant == bindparam("tenant")
-    return tuple(
-        select(WorkItem)
-        .where(tenant, WorkItem.is_open == true(), WorkItem.deleted_at.is_(None), probe, actionable())
-        .order_by(*QUEUE_ORDER)
-        .limit(1)
-        .with_for_update(skip_locked=True)
-        for probe in (
-            and_(WorkItem.claimed_by_id.is_(None), WorkItem.assignee_id.is_(None), offer),
-            and_(mine, or_(WorkItem.claimed_by_id.is_(None), WorkItem.lease_expires_at < now)),
-            and_(WorkItem.lease_expires_at < now, WorkItem.assignee_id.is_(None), offer),
-        )
-    )
-
-
-def claimable(principal: Principal, now: datetime) -> ColumnElement[bool]:
-    return and_(
-        in_tenant(principal),
-        WorkItem.deleted_at.is_(None),
-        WorkItem.is_open == true(),
-        unclaimed(now),
-        offered_to(principal),
-    )
+from orchestrator.work.types import types_of
+from orchestrator.work.views import item_view, load_item, read_items
 
 
 def claim(
@@ -148,6 +50,14 @@ def claim(
 ) -> WorkItemRead:
     require(principal, Scope.work_claim)
     now = utcnow()
+    if claim_statement.supported(session):
+        params = {**_probe_params(principal, now), "item_id": item_id}
+        claimed = _claim_at_once(
+            session, principal, params, now, ttl_s, default_ttl_s, default_stall_after_s, by_id=True
+        )
+        if claimed is None:
+            raise _why_not_claimable(session, principal, item_id, now)
+        return claimed
     item = session.scalar(
         select(WorkItem).where(WorkItem.id == item_id, claimable(principal, now)).with_for_update(skip_locked=True)
     )
@@ -172,8 +82,24 @@ def claim_next(
     # Three probes instead of one OR-ed query, so that each walks an index in queue order and
     # stops at its first free row: the open queue (the partial index ix_work_items_offered), items
     # assigned to the caller, and items whose holder's lease lapsed. Then the best of the three.
-    params = {
-        "tenant": principal.tenant,
+    params = _probe_params(principal, now)
+    if claim_statement.supported(session):
+        return _claim_at_once(session, principal, params, now, ttl_s, default_ttl_s, default_stall_after_s)
+    found = [
+        candidate
+        for probe in offers.probes(*_shape(principal))
+        if (candidate := session.scalars(probe, params).first()) is not None
+    ]
+    item = min(found, key=lambda i: (-i.priority, i.created_at, i.id), default=None)
+    if item is None:
+        return None
+    _take(session, item, principal, now, ttl_s, default_ttl_s, default_stall_after_s)
+    return read_items(session, [item])[0]
+
+
+def _probe_params(principal: Principal, now: datetime) -> dict[str, Any]:
+    return {
+        "callers_tenant": principal.tenant,
         "kind": principal.type.value,
         "ident": principal.id,
         "now": now,
@@ -181,15 +107,50 @@ def claim_next(
         "scopes": sorted(principal.scopes),
         "groups": sorted(principal.groups),
     }
-    shape = (principal.type is PrincipalType.agent, principal.all_tenants, principal.has(Scope.admin.value))
-    found = [
-        candidate for probe in _probes(*shape) if (candidate := session.scalars(probe, params).first()) is not None
-    ]
-    item = min(found, key=lambda i: (-i.priority, i.created_at, i.id), default=None)
-    if item is None:
+
+
+def _shape(principal: Principal) -> tuple[bool, bool, bool]:
+    return principal.type is PrincipalType.agent, principal.all_tenants, principal.has(Scope.admin.value)
+
+
+@lru_cache(maxsize=64)
+def _statement(shape: tuple[bool, bool, bool], by_id: bool, stall: bool) -> claim_statement.ClaimStatement:
+    agent = shape[0]
+    return claim_statement.build(offers.probes(*shape, by_id=by_id, arrays=True), lease=agent, stall=agent and stall)
+
+
+def _claim_at_once(
+    session: Session,
+    principal: Principal,
+    params: dict[str, Any],
+    now: datetime,
+    ttl_s: float | None,
+    default_ttl_s: float,
+    default_stall_after_s: float | None,
+    *,
+    by_id: bool = False,
+) -> WorkItemRead | None:
+    """``_take`` on PostgreSQL: the pick and the claim in one statement (``claim_statement``)."""
+    agent = principal.type is PrincipalType.agent
+    expires = now + timedelta(seconds=ttl_s or default_ttl_s) if agent else None
+    params |= claim_statement.claim_params(principal.type.value, principal.id, principal.ref, now, ttl_s, expires)
+    rungs = stalls.default_ladder(default_stall_after_s) if agent else []
+    if rungs:
+        params |= claim_statement.stall_params(*stalls.first_rung(rungs, now))
+    statement = _statement(_shape(principal), by_id, bool(rungs))
+    claimed = claim_statement.run(session, statement, params)
+    if claimed is None:
         return None
-    _take(session, item, principal, now, ttl_s, default_ttl_s, default_stall_after_s)
-    return read_items(session, [item])[0]
+    item = claimed.item
+    if not claimed.taken or claimed.labels is None or claimed.dependencies is None:
+        # The pick's holder's lease lapsed unswept: the expiry is recorded before the claim.
+        _take(session, item, principal, now, ttl_s, default_ttl_s, default_stall_after_s)
+        return read_items(session, [item])[0]
+    if agent and item.stall is not None:
+        # Its own stall ladder: the statement left its clock to this.
+        stalls.arm(session, item, default_stall_after_s, now)
+    types = types_of(session, {item.type})
+    return item_view(item, claimed.labels, claimed.dependencies, types.get(item.type))
 
 
 def _take(

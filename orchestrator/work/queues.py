@@ -17,7 +17,7 @@ from models.work_tables import LABELS, QUEUE_ORDER, WorkItem
 from orchestrator.errors import Forbidden, NotFound
 from orchestrator.storage.cursors import decode_cursor, encode_cursor
 from orchestrator.work.access import require
-from orchestrator.work.claims import claimable, in_tenant
+from orchestrator.work.offers import claimable, in_tenant
 from orchestrator.work.views import read_items
 
 

@@ -31,9 +31,20 @@ def ladder(item: WorkItem, default_after_s: float | None) -> Rungs:
     """The item's own stall ladder, else the server's: notify after ``default_after_s``."""
     if item.stall is not None:
         return StallSpec.model_validate(item.stall).rungs()
+    return default_ladder(default_after_s)
+
+
+def default_ladder(default_after_s: float | None) -> Rungs:
+    """The server's stall ladder, for items without their own: notify after ``default_after_s``."""
     if default_after_s is None:
         return []
     return [EscalationStep(after_ms=int(default_after_s * 1000), action="notify")]
+
+
+def first_rung(rungs: Rungs, now: datetime) -> tuple[datetime, list[dict[str, object]]]:
+    """For a clock started at ``now`` (a claim's): when its timer is due, and the rungs its
+    payload carries (what ``arm`` writes; the one-statement claim writes it from these)."""
+    return now + _after(rungs[0]), _rungs_json(rungs)
 
 
 def timer_key(item_id: str) -> str:
@@ -120,7 +131,11 @@ def _push(timer: Timer, due: datetime, epoch: int, step: int, rungs: Rungs, now:
 
 
 def _payload(epoch: int, step: int, rungs: Rungs) -> dict[str, object]:
-    return {"lease_epoch": epoch, "step": step, "rungs": [r.model_dump(mode="json") for r in rungs]}
+    return {"lease_epoch": epoch, "step": step, "rungs": _rungs_json(rungs)}
+
+
+def _rungs_json(rungs: Rungs) -> list[dict[str, object]]:
+    return [r.model_dump(mode="json") for r in rungs]
 
 
 def _after(rung: EscalationStep) -> timedelta:

@@ -1,0 +1,338 @@
+"""A claim on PostgreSQL as one statement: pick, lock, claim, audit, and the lease's timers.
+
+``claims.claim_next`` (and ``claims.claim``) on SQLite run as Python over the ORM: probe, then
+change the item, then buffer its audit row and timers in the unit of work. On PostgreSQL that
+cost about ten statements and five milliseconds of Python a claim, and the claimers queued on
+the round trips. Here the same claim is one statement of data-modifying CTEs:
+
+    probe_0..n  the candidate rows (``LIMIT 1 FOR UPDATE SKIP LOCKED`` each)
+    picked      the best of them, in queue order
+    taken       UPDATE work_items ... FROM picked  (only if nobody holds it) RETURNING the row
+    audit       INSERT the ``claimed`` audit row from taken
+    lease       upsert the ``lease_expiry`` timer from taken            (agents)
+    stall       upsert (or delete) the ``stall_check`` timer from taken (agents)
+    SELECT the pick's id, the claimed row (as JSON), its labels and dependencies
+
+so a claim is one round trip besides BEGIN and COMMIT. It runs at the driver's level (see
+``run``): the ORM's statement execution and row loading cost more Python than the rest.
+
+The rows written are those the ORM path writes (``test_claim_statement.py`` in the work-item
+integration tests compares them), with two differences nobody reads: every timestamp of the
+claim is the one ``now``, and a timer the claim re-arms keeps its row (an upsert on its unique
+key) instead of being deleted and inserted anew.
+
+Two cases stay with the ORM path, in the same transaction, on the row this statement locked:
+a pick whose previous holder's lease lapsed unswept (``taken`` is empty; the caller records the
+expiry first, as ``claims._take`` does), and an item with its own stall ladder (a pydantic model
+decides its rungs; the caller arms it).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from sqlalchemy import (
+    JSON,
+    ColumnElement,
+    Float,
+    Select,
+    String,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal_column,
+    null,
+    or_,
+    select,
+    true,
+    union_all,
+    update,
+)
+from sqlalchemy.dialects.postgresql import aggregate_order_by
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.postgresql import psycopg as psycopg_dialect
+from sqlalchemy.orm import Session, class_mapper
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.selectable import CTE
+
+from models.base import UTCDateTime, transient
+from models.enums import TimerKind
+from models.tables import TIMERS
+from models.work_tables import DEPENDENCIES, EVENTS, LABELS, WORK_ITEMS, WorkItem
+from orchestrator.storage.unit_of_work import uow_of
+
+# The psycopg dialect: what the statement is compiled for once (``supported`` checks the session's).
+_DIALECT = psycopg_dialect.dialect()  # type: ignore[no-untyped-call]
+_PLACEHOLDER = re.compile(r"%%|%\((\w+)\)s")
+# The item comes back as one JSON object (``to_json``): a row of sixty columns cost more to
+# describe and convert, in psycopg and SQLAlchemy, than the rest of the claim's Python. Its
+# keys are the column names; these are the attributes they load, and the values JSON changes.
+_ATTRIBUTES = {c.name: class_mapper(WorkItem).get_property_by_column(c).key for c in WORK_ITEMS.c}
+_TIMESTAMPS = tuple(c.name for c in WORK_ITEMS.c if isinstance(c.type, UTCDateTime))
+_FLOATS = tuple(c.name for c in WORK_ITEMS.c if isinstance(c.type, Float))
+
+
+@dataclass(frozen=True)
+class ClaimStatement:
+    """A claim statement, compiled: SQL with PostgreSQL's own placeholders (``$1``...), and the
+    names of the parameters they stand for, in order."""
+
+    sql: str
+    names: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """What the statement answered: the item as the database has it now (not attached to the
+    session when claimed here, which instead forgets its own copy; attached when not), whether
+    this statement claimed it (False: the pick's previous holder's lease lapsed, and the
+    caller takes it over), and if it did the item's labels and dependencies."""
+
+    item: WorkItem
+    labels: list[str] | None
+    dependencies: list[str] | None
+    taken: bool
+
+
+def supported(session: Session) -> bool:
+    """PostgreSQL (data-modifying CTEs, ``FOR UPDATE SKIP LOCKED`` in them) through psycopg."""
+    dialect = session.get_bind().dialect
+    return dialect.name == "postgresql" and dialect.driver == "psycopg"
+
+
+def build(probes: Sequence[Select[Any]], *, lease: bool, stall: bool) -> ClaimStatement:
+    """The claim statement over ``probes`` (selects of work items, each ``LIMIT 1 FOR UPDATE SKIP
+    LOCKED``). ``lease``: an agent's claim (a lease that expires, its timer and its stall clock);
+    ``stall``: with the server's default stall ladder (else the claim only cancels the clock).
+
+    Its bind parameters: ``kind``, ``ident``, ``actor``, ``now``, ``ttl_s``, ``expires`` and
+    ``expires_iso`` (the lease's expiry, or None), ``stall_due`` and ``stall_rungs`` (with
+    ``stall``), and the probes' own. Build it once per shape (compiling costs milliseconds)."""
+    # A probe answers what the pick needs; the row itself comes back from the UPDATE.
+    needs = (WorkItem.id, WorkItem.priority, WorkItem.created_at, WorkItem.claimed_by_id)
+    ctes = [probe.with_only_columns(*needs).cte(f"probe_{n}") for n, probe in enumerate(probes)]
+    if len(ctes) == 1:
+        picked: CTE = ctes[0]
+    else:
+        candidates = union_all(*(select(cte) for cte in ctes)).subquery("candidates")
+        order = (candidates.c.priority.desc(), candidates.c.created_at, candidates.c.id)
+        picked = select(candidates).order_by(*order).limit(1).cte("picked")
+
+    now = bindparam("now", type_=WORK_ITEMS.c.claimed_at.type)
+    expires = bindparam("expires", type_=WORK_ITEMS.c.lease_expires_at.type)
+    w = WORK_ITEMS.c
+    taken = (
+        update(WORK_ITEMS)
+        .where(w.id == picked.c.id, picked.c.claimed_by_id.is_(None))
+        .values(
+            claimed_by_type=bindparam("kind", type_=String()),
+            claimed_by_id=bindparam("ident", type_=String()),
+            claimed_at=now,
+            lease_epoch=w.lease_epoch + 1,
+            lease_ttl_s=bindparam("ttl_s", type_=w.lease_ttl_s.type),
+            lease_expires_at=expires,
+            # SQL NULL, as the ORM writes a None it is given on an update.
+            progress=null(),
+            progress_at=now,
+            stalled_at=null(),
+            version=w.version + 1,
+            updated_at=now,
+        )
+        .returning(*WORK_ITEMS.c)
+        .cte("taken")
+    )
+
+    details: list[ColumnElement[Any]] = [_key("lease_epoch"), taken.c.lease_epoch]
+    if lease:
+        details += [_key("lease_expires_at"), bindparam("expires_iso", type_=String())]
+    audit = (
+        insert(EVENTS)
+        .from_select(
+            ["item_id", "tenant", "action", "actor", "details", "at"],
+            select(
+                taken.c.id,
+                taken.c.tenant,
+                literal_column("'claimed'", String()),
+                bindparam("actor", type_=String()),
+                func.json_build_object(*details),
+                now,
+            ),
+        )
+        .cte("audit")
+    )
+    ctes_written = [audit]
+    if lease:
+        epoch = func.json_build_object(_key("lease_epoch"), taken.c.lease_epoch)
+        ctes_written.append(_arm(taken, TimerKind.lease_expiry, epoch, expires, now).cte("lease"))
+        # The stall clock is armed here only for items without their own ladder; the caller arms theirs.
+        default_ladder = or_(taken.c.stall.is_(None), func.json_typeof(taken.c.stall) == "null")
+        if stall:
+            payload = func.json_build_object(
+                _key("lease_epoch"),
+                taken.c.lease_epoch,
+                _key("step"),
+                literal_column("0"),
+                _key("rungs"),
+                bindparam("stall_rungs", type_=JSON()),
+            )
+            due = bindparam("stall_due", type_=TIMERS.c.due_at.type)
+            ctes_written.append(_arm(taken, TimerKind.stall_check, payload, due, now, default_ladder).cte("stall"))
+        else:
+            ctes_written.append(
+                delete(TIMERS)
+                .where(TIMERS.c.key == _timer_key(TimerKind.stall_check, taken.c.id), default_ladder)
+                .cte("stall")
+            )
+
+    # One row when a probe found one: the pick, and the item as claimed (all null when its
+    # previous holder's lease lapsed: then nothing was written).
+    labels = _aggregate(LABELS.c.label, LABELS.c.item_id == taken.c.id)
+    dependencies = _aggregate(DEPENDENCIES.c.depends_on_id, DEPENDENCIES.c.item_id == taken.c.id)
+    final = select(
+        picked.c.id.label("picked_id"),
+        func.to_json(literal_column(taken.name)).label("item"),
+        labels.label("labels"),
+        dependencies.label("dependencies"),
+    ).select_from(picked.outerjoin(taken, true()))
+    # The written CTEs run whether or not anything reads them; naming them keeps them in the WITH.
+    for cte in ctes_written:
+        final = final.add_cte(cte)
+    return _driver_sql(final.compile(dialect=_DIALECT))
+
+
+def run(session: Session, statement: ClaimStatement, params: dict[str, Any]) -> Claimed | None:
+    """Run a statement of :func:`build` with ``params`` (see there): the item claimed (or
+    picked: see :class:`Claimed`), or None when no probe found one."""
+    uow = uow_of(session)
+    if uow.pending:
+        # What the transaction buffered so far happened first: its audit rows and timer changes
+        # are written ahead of this statement's, which would otherwise overtake them.
+        uow.write(session)
+    else:
+        session.flush()  # the ORM's own changes (a driver-level statement does not autoflush)
+    connection = session.connection()
+    driver = connection.connection.driver_connection
+    assert isinstance(driver, psycopg.Connection)  # see supported()
+    # A raw cursor passes the SQL through as it is: psycopg would otherwise rewrite its
+    # placeholders on every execution (it caches that only for short statements; this one took
+    # 150 us a claim). The factory is the connection's own setting: put back at once.
+    factory, driver.cursor_factory = driver.cursor_factory, psycopg.RawCursor
+    try:
+        result = connection.exec_driver_sql(statement.sql, tuple(params[name] for name in statement.names))
+    finally:
+        driver.cursor_factory = factory
+    row = result.first()
+    if row is None:
+        return None
+    picked_id, values, labels, dependencies = row
+    if values is None:
+        # Not claimed: its previous holder's lease lapsed. This transaction holds its row lock.
+        lapsed = select(WorkItem).where(WorkItem.id == picked_id).execution_options(populate_existing=True)
+        return Claimed(session.scalars(lapsed).one(), None, None, taken=False)
+    item = transient(WorkItem, **_loaded(values))
+    loaded = session.identity_map.get(Session.identity_key(WorkItem, picked_id))
+    if loaded is not None:
+        # The session's own copy of the item is out of date: it reloads when next read.
+        session.expire(loaded)
+    return Claimed(item, list(labels or ()), list(dependencies or ()), taken=True)
+
+
+def claim_params(
+    kind: str, ident: str, actor: str, now: datetime, ttl_s: float | None, expires: datetime | None
+) -> dict[str, Any]:
+    """The claim's own bind parameters (the probes' are the caller's). Values as the driver
+    takes them: aware datetimes, lists for arrays, JSON as text."""
+    return {
+        "kind": kind,
+        "ident": ident,
+        "actor": actor,
+        "now": now,
+        "ttl_s": ttl_s,
+        "expires": expires,
+        "expires_iso": expires.isoformat() if expires is not None else None,
+    }
+
+
+def _loaded(values: dict[str, Any]) -> dict[str, Any]:
+    """The item's attributes from its JSON object: as the ORM would have loaded them."""
+    for name in _TIMESTAMPS:
+        if values[name] is not None:
+            values[name] = datetime.fromisoformat(values[name]).astimezone(UTC)
+    for name in _FLOATS:
+        if values[name] is not None:
+            values[name] = float(values[name])
+    return {_ATTRIBUTES[name]: value for name, value in values.items()}
+
+
+def stall_params(due: datetime, rungs: list[dict[str, object]]) -> dict[str, Any]:
+    """The parameters of a statement built with ``stall``: the stall clock's first rung."""
+    return {"stall_due": due, "stall_rungs": json.dumps(rungs)}
+
+
+def _driver_sql(compiled: SQLCompiler) -> ClaimStatement:
+    """The compiled statement as PostgreSQL takes it: its constants (lifecycle names and
+    statuses, LIMIT 1, ...) written into the text, and the claim's own values as ``$n``
+    parameters. The text never changes, so psycopg prepares it once per connection."""
+    names: list[str] = []
+
+    def render(match: re.Match[str]) -> str:
+        if match.group(1) is None:
+            return "%"  # an escaped percent sign: the text is no longer a format string
+        bind = compiled.binds[match.group(1)]
+        if not bind.required:
+            return compiled.render_literal_value(bind.effective_value, bind.type)
+        if bind.key not in names:
+            names.append(bind.key)
+        return f"${names.index(bind.key) + 1}"
+
+    return ClaimStatement(_PLACEHOLDER.sub(render, compiled.string), tuple(names))
+
+
+def _aggregate(column: ColumnElement[str], where: ColumnElement[bool]) -> ColumnElement[Any]:
+    """The item's values of ``column`` (labels, dependencies) as one JSON array, in order; null for none."""
+    return select(func.json_agg(aggregate_order_by(column, column))).where(where).scalar_subquery()
+
+
+def _key(name: str) -> ColumnElement[Any]:
+    # A constant key of json_build_object: a literal, as a bound parameter would have no type.
+    return literal_column(f"'{name}'", String())
+
+
+def _timer_key(kind: TimerKind, item_id: ColumnElement[Any]) -> ColumnElement[Any]:
+    # As claims.lease_timer_key and stalls.timer_key spell it.
+    return literal_column(f"'{kind.value}:'", String()) + item_id
+
+
+def _arm(
+    taken: CTE,
+    kind: TimerKind,
+    payload: ColumnElement[Any],
+    due: ColumnElement[Any],
+    now: ColumnElement[Any],
+    *where: ColumnElement[bool],
+) -> Any:
+    """Upsert the item's timer of ``kind`` (one per item: a new claim's replaces the last one's)."""
+    rows = select(
+        _timer_key(kind, taken.c.id),
+        literal_column(f"'{kind.value}'", String()),
+        null(),
+        taken.c.id,
+        payload,
+        due,
+        now,
+    ).where(and_(*where) if where else literal_column("true"))
+    upsert = pg_insert(TIMERS).from_select(
+        ["key", "kind", "saga_id", "item_id", "payload", "due_at", "created_at"], rows
+    )
+    return upsert.on_conflict_do_update(
+        index_elements=[TIMERS.c.key],
+        set_={c: upsert.excluded[c] for c in ("kind", "saga_id", "item_id", "payload", "due_at", "created_at")},
+    )
