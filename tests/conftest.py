@@ -11,6 +11,7 @@ import pytest
 import redis
 
 from orchestrator.local.embedded import start_redis
+from tests.migrated import postgres_database, sqlite_database
 from tests.support import RedisTarget, need, postgres_schema, redis_target_from_socket, redis_target_from_url
 
 PG_URL = os.environ.get("WORKYARD_TEST_DATABASE_URL")
@@ -73,6 +74,18 @@ def database_url(backend: str, tmp_path: Path) -> Iterator[str]:
     assert PG_URL is not None
     with postgres_schema(PG_URL) as url:
         yield url
+
+
+def migrated_database_url(backend: str, tmp_path: Path) -> Iterator[str]:
+    """As ``database_url``, a fresh database, but already at the migrations' head: what
+    ``upgrade`` makes, without running alembic for each test (tests/migrated.py)."""
+    if backend == "sqlite":
+        yield sqlite_database(tmp_path)
+        return
+    if not PG_URL:
+        need("PostgreSQL", "set WORKYARD_TEST_DATABASE_URL")
+    assert PG_URL is not None
+    yield from postgres_database(PG_URL)
 
 
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
