@@ -22,10 +22,11 @@ up: $(STAMP)  ## run the stack with the shop workers until Ctrl-C
 
 # Parallel test workers (pytest-xdist), a whole module each: tests sharing a module's running stack
 # stay on one worker. Three on two cores: the tests mostly wait on their processes and databases.
-# TEST_WORKERS=0 runs everything in this process.
+# Modules are handed out in the order tests/conftest.py sorts them (the longest first, from
+# tests/durations.json), not by xdist's count of tests. TEST_WORKERS=0 runs everything in this process.
 TEST_WORKERS ?= 3
 PYTEST_ARGS  ?=
-XDIST = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadscope)
+XDIST = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder)
 
 test: $(STAMP)  ## unit + integration + e2e tests (PostgreSQL too when WORKYARD_TEST_DATABASE_URL is set)
 	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS) tests/faults tests/e2e tests/integration tests/unit tests/fuzz

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -11,6 +13,7 @@ import pytest
 import redis
 
 from orchestrator.local.embedded import start_redis
+from tests.migrated import postgres_database, sqlite_database
 from tests.support import RedisTarget, need, postgres_schema, redis_target_from_socket, redis_target_from_url
 
 PG_URL = os.environ.get("WORKYARD_TEST_DATABASE_URL")
@@ -75,21 +78,36 @@ def database_url(backend: str, tmp_path: Path) -> Iterator[str]:
         yield url
 
 
+def migrated_database_url(backend: str, tmp_path: Path) -> Iterator[str]:
+    """As ``database_url``, a fresh database, but already at the migrations' head: what
+    ``upgrade`` makes, without running alembic for each test (tests/migrated.py)."""
+    if backend == "sqlite":
+        yield sqlite_database(tmp_path)
+        return
+    if not PG_URL:
+        need("PostgreSQL", "set WORKYARD_TEST_DATABASE_URL")
+    assert PG_URL is not None
+    yield from postgres_database(PG_URL)
+
+
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+# Seconds each module took in a full ``make test`` (measured with --durations on a shared 2-core
+# machine; only the order matters): ``make test`` hands whole modules to its parallel workers
+# (``--dist loadscope --no-loadscope-reorder``), and the longest are started first, so the run does
+# not end waiting on one long module that started late. A module not listed counts a second a test.
+DURATIONS = Path(__file__).with_name("durations.json")
 
 
 # Last: after pytest has ordered each module's tests to set each fixture up as few times as it can.
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Modules that start a stack (a module-scoped fixture) run first: ``make test`` hands whole
-    modules to its parallel workers (``--dist loadscope``, so a stack still starts once per
-    module), and the long ones are best not left for last."""
-    stacks = {item.nodeid.split("::")[0] for item in items if _uses_module_fixture(item)}
-    items.sort(key=lambda item: item.nodeid.split("::")[0] not in stacks)  # stable: order kept within
+    """The longest modules first (see DURATIONS); within a module, pytest's order."""
+    seconds: dict[str, float] = json.loads(DURATIONS.read_text(encoding="utf-8"))
+    tests = Counter(_module(item) for item in items)
+    items.sort(key=lambda item: -seconds.get(_module(item), tests[_module(item)]))  # stable: order kept within
 
 
-def _uses_module_fixture(item: pytest.Item) -> bool:
-    info = getattr(item, "_fixtureinfo", None)
-    return info is not None and any(
-        defs and defs[-1].scope in ("module", "package") for defs in info.name2fixturedefs.values()
-    )
+def _module(item: pytest.Item) -> str:
+    return item.nodeid.split("::")[0]

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import Depends, FastAPI
 from fastapi.routing import APIRoute
@@ -106,4 +107,30 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         """Whether the process answers: {"status": "ok"}. It needs no token and touches no database."""
         return {"status": "ok"}
 
+    app.openapi = _documented_once(app)  # type: ignore[method-assign]
     return app
+
+
+# OpenAPI documents made in this process, by the routes they describe. The query check reads the
+# document at an app's first request with a query: making it (a schema for every model of every
+# route) costs more than the rest of an app's start, and apps with the same routes, whatever their
+# settings, have the same document. One process serves one app; the tests make one per test.
+_DOCUMENTS: dict[tuple[tuple[str, tuple[str, ...], str], ...], dict[str, Any]] = {}
+
+
+def _documented_once(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    """``app.openapi``, sharing the document with every app of this process with the same routes."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            routes = tuple(
+                (r.path, tuple(sorted(r.methods or ())), f"{r.endpoint.__module__}.{r.endpoint.__qualname__}")
+                for r in app.routes
+                if isinstance(r, APIRoute)
+            )
+            if routes not in _DOCUMENTS:
+                _DOCUMENTS[routes] = FastAPI.openapi(app)
+            app.openapi_schema = _DOCUMENTS[routes]
+        return app.openapi_schema
+
+    return openapi

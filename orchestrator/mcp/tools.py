@@ -13,13 +13,14 @@ import json
 import logging
 from collections.abc import Callable
 from contextvars import ContextVar
-from functools import partial
+from functools import cache, partial
 from typing import Annotated, Any, Literal
 
 from mcp.server import MCPServer, ServerRequestContext
 from mcp.server.context import CallNext, HandlerResult
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
+from mcp.server.mcpserver.tools import Tool
 from mcp_types import CallToolResult, InputRequiredResult, ToolAnnotations
 from pydantic import Field, ValidationError
 
@@ -320,6 +321,14 @@ class _Server(MCPServer):
             return failure(InvalidInput(f"arguments are not valid: {summary(details)}", details=details))
 
 
+@cache
+def _described_tools() -> tuple[Tool, ...]:
+    """Every tool as the SDK describes it (its argument and result schemas), made once per
+    process: making them costs more than the rest of an app's start, and they never change.
+    A Tool holds no per-server state; each server gets them all."""
+    return tuple(Tool.from_function(tool, annotations=hints) for tool, hints in TOOLS)
+
+
 def build_server(backend_for: BackendFor) -> MCPServer:
     """The MCP server with every tool and resource, each call served by ``backend_for(request)``."""
     server: MCPServer = _Server(
@@ -327,9 +336,8 @@ def build_server(backend_for: BackendFor) -> MCPServer:
         title="workyard",
         instructions=INSTRUCTIONS,
         middleware=[_UseBackend(backend_for)],
+        tools=list(_described_tools()),
     )
-    for tool, hints in TOOLS:
-        server.add_tool(tool, annotations=hints)
     server.resource(TYPES_URI, name="work-item-types", title="Work-item types", mime_type=JSON)(work_item_types)
     server.resource(f"{TYPES_URI}/{{name}}", name="work-item-type", title="A work-item type", mime_type=JSON)(
         work_item_type

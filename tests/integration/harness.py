@@ -22,8 +22,7 @@ from orchestrator.sagas.queries import read_saga
 from orchestrator.sagas.submit import submit_saga
 from orchestrator.sagas.templates import parse_template, register_template
 from orchestrator.service.wiring import Wiring
-from orchestrator.storage.migrate import upgrade
-from tests.conftest import database_url
+from tests.conftest import database_url, migrated_database_url
 from tests.support import RedisTarget, as_text, eventually
 
 HANDLERS = ["tests.integration.handlers"]
@@ -55,9 +54,8 @@ def stack_settings(data_dir: Path, database_url: str, target: RedisTarget, **ove
 def database_wiring(backend: str, tmp_path: Path, target: RedisTarget, **overrides: Any) -> Iterator[Wiring]:
     """A migrated database on ``backend`` and the orchestrator's wiring to it; no process runs,
     so the test applies reports and fires timers itself."""
-    for url in database_url(backend, tmp_path):
+    for url in migrated_database_url(backend, tmp_path):
         built = Wiring(stack_settings(tmp_path, url, target, **overrides))
-        upgrade(built.engine)
         try:
             yield built
         finally:

@@ -9,13 +9,14 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import text
+from sqlalchemy import Engine, inspect, text
+from sqlalchemy.sql.elements import ClauseElement
 
 from models import agent_tables, routing_tables, tables, work_tables  # noqa: F401  (every table on Base.metadata)
 from models.base import Base
 from orchestrator.storage.db import make_engine
 from orchestrator.storage.migrate import upgrade
-from tests.conftest import BACKENDS, database_url
+from tests.conftest import BACKENDS, database_url, migrated_database_url
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -30,6 +31,61 @@ def test_migrations_match_the_models_and_run_twice(backend: str, tmp_path: Path)
             assert diff == []
         finally:
             engine.dispose()
+
+
+def _plain(described: object) -> str:
+    """What the inspector says, as text that compares (a partial index's WHERE is a clause object)."""
+    if isinstance(described, dict):
+        return "{" + ", ".join(f"{k}: {_plain(v)}" for k, v in sorted(described.items())) + "}"
+    if isinstance(described, list | tuple):
+        return "[" + ", ".join(map(_plain, described)) + "]"
+    return str(described) if isinstance(described, ClauseElement) else repr(described)
+
+
+def _schema(engine: Engine) -> dict[str, object]:
+    """Everything a schema declares, as the database describes it, and the migrations' version."""
+    found = inspect(engine)
+    described: dict[str, object] = {}
+    for table in sorted(found.get_table_names()):
+        described[table] = (
+            [(c["name"], str(c["type"]), c["nullable"], str(c.get("default"))) for c in found.get_columns(table)],
+            _plain(found.get_pk_constraint(table)),
+            sorted(map(_plain, found.get_foreign_keys(table))),
+            sorted(map(_plain, found.get_indexes(table))),
+            sorted(map(_plain, found.get_unique_constraints(table))),
+            sorted(map(_plain, found.get_check_constraints(table))),
+        )
+    if engine.dialect.name == "postgresql":
+        described["sequences"] = sorted(found.get_sequence_names())
+    with engine.connect() as conn:
+        described["version"] = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+        # Nothing else: the migrations write no rows into a fresh database.
+        described["rows"] = {
+            t: conn.execute(text(f'SELECT count(*) FROM "{t}"')).scalar() for t in found.get_table_names()
+        }
+    return described
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_migrated_databases_tests_start_from_are_what_upgrade_makes(backend: str, tmp_path: Path) -> None:
+    """The API tests get their databases from tests/migrated.py (a copy, or the statements replayed)."""
+    for where in ("upgraded", "copy"):
+        (tmp_path / where).mkdir()
+    for url in database_url(backend, tmp_path / "upgraded"):
+        upgraded = make_engine(url)
+        try:
+            upgrade(upgraded)
+            expected = _schema(upgraded)
+        finally:
+            upgraded.dispose()
+    for _ in range(2):  # the first makes the template or records the statements; the second uses them
+        for url in migrated_database_url(backend, tmp_path / "copy"):
+            copied = make_engine(url)
+            try:
+                assert _schema(copied) == expected
+            finally:
+                copied.dispose()
+        (tmp_path / "copy" / "workyard.db").unlink(missing_ok=True)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,8 +18,9 @@ from kombu.entity import Queue
 from kombu.message import Message
 from kombu.transport import redis as kombu_redis
 
+from tests.faults.servers import RedisServer
 from tests.integration.report_queue_contract import ReportQueueContract
-from tests.support import RedisTarget, as_text, eventually
+from tests.support import RedisTarget, as_text, eventually, redis_target_from_url
 from workers.broker import internals
 from workers.broker import redis as redis_transport
 from workers.broker.reports import RedisReportQueue, ReportQueue, report_queue
@@ -74,7 +77,20 @@ def _publish(conn: Connection, queue_name: str, count: int, first: int = 0) -> N
             producer.publish({"n": n}, exchange="", routing_key=queue_name, serializer="json")
 
 
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisTarget]:
+    """A redis-server of the test's own, for tests that count round trips in its command
+    statistics: those are server-wide, and the suite's Redis serves other test workers too."""
+    server = RedisServer(tmp_path / "redis", appendfsync=None)
+    server.start()
+    try:
+        yield redis_target_from_url(server.url(0))
+    finally:
+        server.stop()
+
+
 def _calls(client: Any, command: str) -> int:
+    """How many times the server ran ``command``: count only on a Redis of the test's own."""
     return int(client.info("commandstats").get(f"cmdstat_{command}", {}).get("calls", 0))
 
 
@@ -102,10 +118,10 @@ def test_messages_still_round_trip(redis_target: RedisTarget) -> None:
         assert bound.get() is None  # acknowledged, not redelivered
 
 
-def test_a_batch_is_acknowledged_in_one_round_trip(redis_target: RedisTarget) -> None:
+def test_a_batch_is_acknowledged_in_one_round_trip(own_redis: RedisTarget) -> None:
     queue = capability_queue("transport-acks")
-    client = redis_target.client()
-    with Connection(redis_target.broker_url) as conn:
+    client = own_redis.client()
+    with Connection(own_redis.broker_url) as conn:
         channel = conn.default_channel
         _empty(queue, channel)
         received: list[Message] = []
@@ -130,7 +146,7 @@ def test_a_batch_is_acknowledged_in_one_round_trip(redis_target: RedisTarget) ->
             while len(received) < 10:
                 conn.drain_events(timeout=5)
             reports.acknowledge(received[5:])
-    with Connection(redis_target.broker_url) as conn:
+    with Connection(own_redis.broker_url) as conn:
         assert queue(conn.default_channel).get() is None  # none comes back
 
 
@@ -164,10 +180,10 @@ def test_a_rendered_message_is_the_one_kombu_would_push(redis_target: RedisTarge
         assert message is not None and message.payload == body
 
 
-def test_a_consumer_receiving_in_batches_takes_many_per_round_trip(redis_target: RedisTarget) -> None:
+def test_a_consumer_receiving_in_batches_takes_many_per_round_trip(own_redis: RedisTarget) -> None:
     queue = capability_queue("transport-batches")
-    client = redis_target.client()
-    with Connection(redis_target.broker_url) as conn:
+    client = own_redis.client()
+    with Connection(own_redis.broker_url) as conn:
         channel = conn.default_channel
         _empty(queue, channel)
         received: list[Message] = []
@@ -197,7 +213,7 @@ def test_a_consumer_receiving_in_batches_takes_many_per_round_trip(redis_target:
                 conn.drain_events(timeout=5)
             assert [m.payload["n"] for m in received] == list(range(7))
             reports.acknowledge(received[5:])
-    with Connection(redis_target.broker_url) as conn:
+    with Connection(own_redis.broker_url) as conn:
         assert queue(conn.default_channel).get() is None
 
 

@@ -25,7 +25,15 @@ DEADLINED = {
     "version": "1.0.0",
     "steps": [
         {"name": "one", "capability": "alpha", "handler": "one", "retry": FAST_RETRY},
-        {"name": "two", "capability": "beta", "handler": "two", "retry": FAST_RETRY, "timeout_ms": 1500},
+        # Attempts time out until the replacement worker is up, which on a loaded machine takes
+        # longer than three of them: enough attempts to outlast a slow start.
+        {
+            "name": "two",
+            "capability": "beta",
+            "handler": "two",
+            "retry": {**FAST_RETRY, "max_attempts": 20},
+            "timeout_ms": 1500,
+        },
     ],
 }
 

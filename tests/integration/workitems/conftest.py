@@ -14,9 +14,8 @@ from config.settings import Settings
 from models.base import Base
 from models.principal import parse_principal
 from orchestrator.api.app import create_app
-from orchestrator.storage.migrate import upgrade
 from orchestrator.work.tokens import create_token
-from tests.conftest import BACKENDS, database_url
+from tests.conftest import BACKENDS, migrated_database_url
 
 Headers = dict[str, str]
 TokenFactory = Callable[..., Headers]
@@ -29,9 +28,8 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def client(backend: str, tmp_path: Path) -> Iterator[TestClient]:
-    for url in database_url(backend, tmp_path):
+    for url in migrated_database_url(backend, tmp_path):
         app = create_app(Settings(database_url=url, data_dir=tmp_path, work_lease_ttl_s=30))
-        upgrade(app.state.wiring.engine)
         with TestClient(app) as test_client:
             yield test_client
 
