@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -67,17 +68,23 @@ def deadline(wiring: Wiring, saga_id: str) -> datetime:
         return attempt.deadline_at
 
 
-@pytest.fixture
-def running(wiring: Wiring) -> Iterator[TimerService]:
-    """The timer loop in a thread, as the orchestrator runs it; stopped on the way out."""
+@contextmanager
+def looping(
+    wiring: Wiring, pass_of: Callable[[TimerService], Callable[[], int]] | None = None
+) -> Iterator[TimerService]:
+    """The timer loop in a thread, as the orchestrator runs it (``pass_of``: what a pass of the
+    loop runs, given the loop); on the way out it is stopped and woken, and must end."""
     loop = TimerService(wiring.sessions, wiring.settings, wiring.dispatcher)
     stop = threading.Event()
-    thread = threading.Thread(target=loop.run, args=(stop,), daemon=True)
+    tick = pass_of(loop) if pass_of is not None else None
+    thread = threading.Thread(target=loop.run, args=(stop, tick), daemon=True)
     thread.start()
-    yield loop
-    stop.set()
-    loop.wake.set()
-    thread.join(timeout=10)
+    try:
+        yield loop
+    finally:
+        stop.set()
+        loop.wake.set()
+        thread.join(timeout=10)
     assert not thread.is_alive(), "the loop did not stop when woken"
 
 
@@ -97,47 +104,37 @@ def test_an_idle_tick_knows_when_the_next_deadline_comes_due(wiring: Wiring) -> 
 
 def test_a_deadline_armed_in_this_process_wakes_a_loop_asleep_for_longer(wiring: Wiring) -> None:
     wiring.settings.timer_poll_s = LONG_POLL_S
-    loop = TimerService(wiring.sessions, wiring.settings, wiring.dispatcher)
-    stop = threading.Event()
-    thread = threading.Thread(target=loop.run, args=(stop,), daemon=True)
-    thread.start()
-    try:
+    with looping(wiring) as loop:
         eventually(lambda: asleep(loop), what="the loop to fall asleep (for the long poll)")
         saga_id = submitted(wiring)  # its attempt's deadline: woken, the loop sleeps until then
         eventually(lambda: outcome(wiring, saga_id) == "timed_out", timeout=20, what="the attempt to time out")
-    finally:
-        stop.set()
-        loop.wake.set()
-        thread.join(timeout=10)
-    assert not thread.is_alive()
 
 
 def test_what_this_process_arms_while_the_loop_is_awake_wakes_it_too(wiring: Wiring) -> None:
     # Armed after the tick read the due times, before the loop fell asleep on what it read.
     wiring.settings.timer_poll_s = LONG_POLL_S
-    loop = TimerService(wiring.sessions, wiring.settings, wiring.dispatcher)
     armed: list[str] = []
 
-    def tick() -> int:
-        fired = loop.tick()
-        if not armed:
-            armed.append(submitted(wiring))
-        return fired
+    def arming(loop: TimerService) -> Callable[[], int]:
+        def tick() -> int:
+            fired = loop.tick()
+            if not armed:
+                armed.append(submitted(wiring))
+            return fired
 
-    stop = threading.Event()
-    thread = threading.Thread(target=loop.run, args=(stop, tick), daemon=True)
-    thread.start()
-    try:
+        return tick
+
+    with looping(wiring, arming):
         eventually(lambda: armed, what="the first tick")
         eventually(lambda: outcome(wiring, armed[0]) == "timed_out", timeout=20, what="the attempt to time out")
-    finally:
-        stop.set()
-        loop.wake.set()
-        thread.join(timeout=10)
-    assert not thread.is_alive()
 
 
-def test_what_another_process_arms_is_found_by_the_next_poll(wiring: Wiring, running: TimerService) -> None:
+def test_what_another_process_arms_is_found_by_the_next_poll(wiring: Wiring) -> None:
+    with looping(wiring) as running:
+        _found_by_the_poll(wiring, running)
+
+
+def _found_by_the_poll(wiring: Wiring, running: TimerService) -> None:
     saga_id = submitted(wiring)
     # Pushed far out, as this process wrote it: the loop goes back to sleep for the poll.
     with wiring.engine.begin() as conn:
@@ -153,15 +150,8 @@ def test_what_another_process_arms_is_found_by_the_next_poll(wiring: Wiring, run
 
 def test_a_stopped_loop_ends_when_woken(wiring: Wiring) -> None:
     wiring.settings.timer_poll_s = LONG_POLL_S
-    loop = TimerService(wiring.sessions, wiring.settings, wiring.dispatcher)
-    stop = threading.Event()
-    thread = threading.Thread(target=loop.run, args=(stop,), daemon=True)
-    thread.start()
-    eventually(lambda: asleep(loop), what="the loop to fall asleep")
-    stop.set()
-    loop.wake.set()
-    thread.join(timeout=10)
-    assert not thread.is_alive()
+    with looping(wiring) as loop:  # leaving it stops and wakes the loop, which must then end
+        eventually(lambda: asleep(loop), what="the loop to fall asleep")
 
 
 def statements(wiring: Wiring, run: Callable[[], object]) -> list[str]:
