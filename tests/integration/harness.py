@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from config.settings import Settings
@@ -17,6 +18,7 @@ from models.api import SagaRead
 from models.base import Base
 from models.enums import SagaState
 from models.tables import DeadLetter, SagaRun
+from orchestrator.api.app import create_app
 from orchestrator.local.stack import Stack, StackOptions, WorkerSpec
 from orchestrator.sagas.queries import read_saga
 from orchestrator.sagas.submit import submit_saga
@@ -60,6 +62,20 @@ def database_wiring(backend: str, tmp_path: Path, target: RedisTarget, **overrid
             yield built
         finally:
             built.close()
+
+
+@contextmanager
+def admin_client(
+    backend: str, tmp_path: Path, target: RedisTarget, admin_token: str, templates: Iterable[dict[str, Any]]
+) -> Iterator[TestClient]:
+    """The API in process on a fresh migrated database on ``backend``, called with the admin
+    token ``admin_token``, with ``templates`` registered."""
+    for url in migrated_database_url(backend, tmp_path):
+        settings = stack_settings(tmp_path, url, target).model_copy(update={"admin_token": admin_token})
+        with TestClient(create_app(settings), headers={"Authorization": f"Bearer {admin_token}"}) as client:
+            for template in templates:
+                assert client.post("/api/v1/templates", json=template).status_code == 201
+            yield client
 
 
 @contextmanager

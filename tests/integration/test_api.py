@@ -12,21 +12,16 @@ from sqlalchemy import func, select
 
 from models.base import Base
 from models.principal import PrincipalType
-from orchestrator.api.app import create_app
-from tests.conftest import BACKENDS, migrated_database_url
-from tests.integration.harness import stack_settings
+from tests.conftest import BACKENDS
+from tests.integration.harness import admin_client
 from tests.integration.templates import FAN_OUT_HANDLERS, LOCKED, REVIEW_FIRST, THREE_STEPS
 from tests.support import RedisTarget
 
 
 @pytest.fixture(params=BACKENDS)
 def client(request: pytest.FixtureRequest, tmp_path: Path, clean_redis: RedisTarget) -> Iterator[TestClient]:
-    for url in migrated_database_url(str(request.param), tmp_path):
-        settings = stack_settings(tmp_path, url, clean_redis).model_copy(update={"admin_token": ADMIN})
-        app = create_app(settings)
-        with TestClient(app, headers={"Authorization": f"Bearer {ADMIN}"}) as test_client:
-            assert test_client.post("/api/v1/templates", json=THREE_STEPS).status_code == 201
-            yield test_client
+    with admin_client(str(request.param), tmp_path, clean_redis, ADMIN, [THREE_STEPS]) as test_client:
+        yield test_client
 
 
 ADMIN = "test-admin-token"

@@ -17,11 +17,10 @@ from sqlalchemy import func, insert, select, text
 from models.base import utcnow
 from models.principal import PrincipalType
 from models.tables import OUTBOX, SAGAS, SagaRun
-from orchestrator.api.app import create_app
 from orchestrator.sagas.submit import input_hash
 from orchestrator.work.tokens import create_token
-from tests.conftest import BACKENDS, migrated_database_url
-from tests.integration.harness import stack_settings
+from tests.conftest import BACKENDS
+from tests.integration.harness import admin_client
 from tests.integration.templates import REVIEW_FIRST, REVIEW_STEP, THREE_STEPS
 from tests.support import RedisTarget, eventually
 
@@ -31,12 +30,8 @@ BATCH = "/api/v1/sagas/batch"
 
 @pytest.fixture(params=BACKENDS)
 def client(request: pytest.FixtureRequest, tmp_path: Path, clean_redis: RedisTarget) -> Iterator[TestClient]:
-    for url in migrated_database_url(str(request.param), tmp_path):
-        settings = stack_settings(tmp_path, url, clean_redis).model_copy(update={"admin_token": ADMIN})
-        app = create_app(settings)
-        with TestClient(app, headers={"Authorization": f"Bearer {ADMIN}"}) as test_client:
-            assert test_client.post("/api/v1/templates", json=THREE_STEPS).status_code == 201
-            yield test_client
+    with admin_client(str(request.param), tmp_path, clean_redis, ADMIN, [THREE_STEPS]) as test_client:
+        yield test_client
 
 
 def wiring(client: TestClient) -> Any:
