@@ -64,6 +64,24 @@ def database_wiring(backend: str, tmp_path: Path, target: RedisTarget, **overrid
             built.close()
 
 
+def deadlined_saga(wiring: Wiring, *, timeout_ms: int, retry_ms: int) -> str:
+    """A saga of a template of its own, submitted with its dispatch published: one step with
+    ``timeout_ms`` (its attempt's deadline is that plus the watchdog grace) and three attempts
+    ``retry_ms`` apart. No worker needs to run: nothing reports unless the test does."""
+    name = f"deadlined.{uuid.uuid4().hex[:8]}"
+    step = {
+        "name": "one",
+        "capability": "alpha",
+        "handler": "one",
+        "timeout_ms": timeout_ms,
+        "retry": {"max_attempts": 3, "initial_ms": retry_ms, "max_ms": retry_ms, "jitter": 0.0},
+    }
+    register_template(wiring.sessions, parse_template({"name": name, "version": "1.0.0", "steps": [step]}))
+    submitted = submit_saga(wiring.sessions, wiring.settings, template=name, input={"tag": "t"})
+    wiring.dispatcher.publish(submitted.outbox)
+    return submitted.saga.id
+
+
 @contextmanager
 def admin_client(
     backend: str, tmp_path: Path, target: RedisTarget, admin_token: str, templates: Iterable[dict[str, Any]]

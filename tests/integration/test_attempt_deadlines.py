@@ -5,7 +5,6 @@ runs, so nothing reports unless the test does)."""
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,12 +15,10 @@ from sqlalchemy import delete, select
 
 from models.enums import SagaState
 from models.tables import SagaRun, StepAttempt, StepRun
-from orchestrator.sagas.submit import submit_saga
-from orchestrator.sagas.templates import parse_template, register_template
 from orchestrator.service.timers import RETRY_FAILED_S, TimerService
 from orchestrator.service.wiring import Wiring
 from tests.conftest import BACKENDS
-from tests.integration.harness import database_wiring
+from tests.integration.harness import database_wiring, deadlined_saga
 from tests.support import RedisTarget
 
 TIMEOUT_MS = 1000
@@ -33,19 +30,9 @@ def wiring(request: pytest.FixtureRequest, tmp_path: Path, clean_redis: RedisTar
         yield built
 
 
-def started(wiring: Wiring) -> tuple[str, str]:
-    name = f"deadlined.{uuid.uuid4().hex[:8]}"
-    step = {
-        "name": "one",
-        "capability": "alpha",
-        "handler": "one",
-        "timeout_ms": TIMEOUT_MS,
-        "retry": {"max_attempts": 3, "initial_ms": 60_000, "max_ms": 60_000, "jitter": 0.0},
-    }
-    register_template(wiring.sessions, parse_template({"name": name, "version": "1.0.0", "steps": [step]}))
-    submitted = submit_saga(wiring.sessions, wiring.settings, template=name, input={"tag": "t"})
-    wiring.dispatcher.publish(submitted.outbox)
-    return submitted.saga.id, name
+def started(wiring: Wiring) -> str:
+    # The retry waits a minute: only the deadline moves the attempt on within a test.
+    return deadlined_saga(wiring, timeout_ms=TIMEOUT_MS, retry_ms=60_000)
 
 
 def attempts(wiring: Wiring, saga_id: str) -> list[tuple[int, str, datetime | None]]:
@@ -63,7 +50,7 @@ def clock_at(wiring: Wiring, saga_id: str, after: timedelta) -> Any:
 
 
 def test_an_attempt_times_out_at_its_deadline_once(wiring: Wiring) -> None:
-    saga_id, _ = started(wiring)
+    saga_id = started(wiring)
     [(_, outcome, deadline)] = attempts(wiring, saga_id)
     assert outcome == "running" and deadline is not None
 
@@ -95,7 +82,7 @@ def test_an_attempt_times_out_at_its_deadline_once(wiring: Wiring) -> None:
 
 
 def test_a_report_before_the_deadline_leaves_nothing_to_fire(wiring: Wiring) -> None:
-    saga_id, _ = started(wiring)
+    saga_id = started(wiring)
     report = {
         "kind": "step_report",
         "saga_id": saga_id,
@@ -113,7 +100,7 @@ def test_a_report_before_the_deadline_leaves_nothing_to_fire(wiring: Wiring) -> 
 
 
 def test_a_running_attempt_of_a_finished_saga_is_dropped_from_the_watch(wiring: Wiring) -> None:
-    saga_id, _ = started(wiring)
+    saga_id = started(wiring)
     with wiring.sessions.begin() as session:
         saga = session.get(SagaRun, saga_id)
         assert saga is not None
@@ -127,8 +114,8 @@ def test_a_running_attempt_of_a_finished_saga_is_dropped_from_the_watch(wiring: 
 
 
 def test_an_attempt_that_fails_to_time_out_is_tried_later_and_the_rest_go_on(wiring: Wiring) -> None:
-    healthy, _ = started(wiring)
-    broken, _ = started(wiring)
+    healthy = started(wiring)
+    broken = started(wiring)
     # Break the second saga for real: without its step rows, timing its attempt out raises.
     with wiring.sessions.begin() as session:
         session.execute(delete(StepRun).where(StepRun.saga_id == broken))

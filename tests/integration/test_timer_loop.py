@@ -18,13 +18,11 @@ from sqlalchemy import event, select, update
 from models.base import utcnow
 from models.tables import StepAttempt
 from models.work_tables import Webhook, WebhookDelivery
-from orchestrator.sagas.submit import submit_saga
-from orchestrator.sagas.templates import parse_template, register_template
 from orchestrator.service.timers import TimerService
 from orchestrator.service.webhooks import WebhookSender
 from orchestrator.service.wiring import Wiring
 from tests.conftest import BACKENDS
-from tests.integration.harness import database_wiring
+from tests.integration.harness import database_wiring, deadlined_saga
 from tests.support import RedisTarget, eventually
 
 TIMEOUT_MS = 500
@@ -39,20 +37,8 @@ def wiring(request: pytest.FixtureRequest, tmp_path: Path, clean_redis: RedisTar
 
 
 def submitted(wiring: Wiring) -> str:
-    """A saga whose one step has a deadline ``TIMEOUT_MS`` plus the grace after its dispatch (no
-    worker runs: nothing reports)."""
-    name = f"loop.{uuid.uuid4().hex[:8]}"
-    step = {
-        "name": "one",
-        "capability": "alpha",
-        "handler": "one",
-        "timeout_ms": TIMEOUT_MS,
-        "retry": {"max_attempts": 2, "initial_ms": 600_000, "max_ms": 600_000, "jitter": 0.0},
-    }
-    register_template(wiring.sessions, parse_template({"name": name, "version": "1.0.0", "steps": [step]}))
-    saga = submit_saga(wiring.sessions, wiring.settings, template=name, input={})
-    wiring.dispatcher.publish(saga.outbox)
-    return saga.saga.id
+    # Its retry waits ten minutes: what fires within a test is the deadline.
+    return deadlined_saga(wiring, timeout_ms=TIMEOUT_MS, retry_ms=600_000)
 
 
 def outcome(wiring: Wiring, saga_id: str) -> str:
