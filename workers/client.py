@@ -66,6 +66,8 @@ class ApiError(WorkyardError):
         self.status = status
         self.code = code
         self.retryable = status in (429, 502, 503, 504)
+        # How long the API (or a proxy) asked the caller to wait before sending again, if it said.
+        self.retry_after_s: float | None = None
 
 
 class LeaseLost(ApiError):
@@ -352,6 +354,11 @@ def api_error(response: httpx.Response) -> ApiError:
     anything else, say a proxy's page, as ``http_error``)."""
     try:
         body = response.json()["error"]
-        return ApiError(response.status_code, body["code"], body["message"], body.get("details"))
+        error = ApiError(response.status_code, body["code"], body["message"], body.get("details"))
     except (ValueError, KeyError, TypeError):
-        return ApiError(response.status_code, "http_error", response.text[:500])
+        error = ApiError(response.status_code, "http_error", response.text[:500])
+    try:
+        error.retry_after_s = max(0.0, float(response.headers.get("Retry-After", "")))
+    except ValueError:
+        pass  # absent, or an HTTP date: the caller's own backoff decides
+    return error

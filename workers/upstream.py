@@ -26,12 +26,12 @@ entry carries a key. Reads (``get``, ``wait``) are retried the same way: reading
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import httpx
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from models.api import MAX_BATCH, SagaBatchRead, SagaBatchResult, SagaCreate, SagaRead
 from models.errors import WorkyardError
@@ -163,39 +163,45 @@ class SagaClient:
     def _request(self, method: str, path: str, *, safe: bool, what: str, **kwargs: Any) -> httpx.Response:
         """Send once, or (``safe``: a read, or a submit that carries its idempotence keys) up to
         ``retries`` more times while the failure says a retry may work."""
-        attempt = 0
-        while True:
+        if not safe:
             try:
                 response = self._http.request(method, path, **kwargs)
             except httpx.TransportError as exc:
-                if not safe:
-                    raise SubmitOutcomeUnknown(what, exc) from exc
-                if attempt >= self.retries:
-                    raise
-                delay = _backoff(attempt)
-            else:
-                if response.status_code < 400:
-                    return response
-                error = api_error(response)
-                if not (safe and error.retryable) or attempt >= self.retries:
-                    raise error
-                delay = _retry_after(response) or _backoff(attempt)
-            attempt += 1
-            time.sleep(delay)
+                raise SubmitOutcomeUnknown(what, exc) from exc
+            return _answered(response)
+        for attempt in Retrying(
+            retry=retry_if_exception(_worth_retrying),
+            stop=stop_after_attempt(self.retries + 1),
+            wait=_wait,
+            reraise=True,
+        ):
+            with attempt:
+                return _answered(self._http.request(method, path, **kwargs))
+        raise AssertionError("tenacity returns the answer or raises the last error")
+
+
+def _answered(response: httpx.Response) -> httpx.Response:
+    if response.status_code >= 400:
+        raise api_error(response)
+    return response
+
+
+def _worth_retrying(exc: BaseException) -> bool:
+    return isinstance(exc, httpx.TransportError) or (isinstance(exc, ApiError) and exc.retryable)
+
+
+# Full jitter: many clients that failed together do not come back together.
+_backoff = wait_random_exponential(multiplier=FIRST_BACKOFF_S, max=MAX_BACKOFF_S)
+
+
+def _wait(state: RetryCallState) -> float:
+    """What the API asked for (Retry-After, at most MAX_BACKOFF_S), else the backoff."""
+    error = state.outcome.exception() if state.outcome is not None else None
+    if isinstance(error, ApiError) and error.retry_after_s is not None:
+        return min(MAX_BACKOFF_S, error.retry_after_s)
+    return _backoff(state)
 
 
 def _body(entry: SagaCreate) -> dict[str, Any]:
     """The entry as the API takes it, fields left out rather than sent as null."""
     return entry.model_dump(mode="json", exclude_none=True)
-
-
-def _backoff(attempt: int) -> float:
-    # Full jitter: many clients that failed together do not come back together.
-    return random.uniform(0, min(MAX_BACKOFF_S, FIRST_BACKOFF_S * 2**attempt))
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    try:
-        return min(MAX_BACKOFF_S, max(0.0, float(response.headers.get("Retry-After", ""))))
-    except ValueError:
-        return None
