@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from models.enums import Outcome, Phase, SagaState, StepState
+from models.enums import Outcome, Phase, SagaControl, SagaState, StepState
 
 
 class ErrorItem(BaseModel):
@@ -157,6 +157,28 @@ class SagaSummary(BaseModel):
     sla_breach_count: int = Field(default=0, description="How many SLA breach and escalation steps have fired.")
 
 
+class SagaAuditRead(BaseModel):
+    """One operator's control of a saga: who did what, when and why."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    at: datetime = Field(description="When it was done.")
+    actor: str = Field(description="Who did it, as user:<id> or agent:<id>.")
+    action: SagaControl = Field(description="What was done.")
+    reason: str = Field(description="Why, as the actor said.")
+    detail: dict[str, Any] = Field(
+        description="The saga's state before (from) and after (to), and the steps it stopped."
+    )
+
+
+class SagaControlBody(BaseModel):
+    """Why an operator acts on a saga: kept in its audit trail and in its error."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=1000, description="Why; shown on the saga and in its audit trail.")
+
+
 class SagaItemRead(BaseModel):
     """A work item a saga opened: one a step waits on, or a remediation."""
 
@@ -189,6 +211,9 @@ class SagaRead(SagaSummary):
     sla: dict[str, Any] | None = Field(default=None, description="The template's SLA for the saga, if any.")
     sla_events: list[dict[str, Any]] = Field(
         default_factory=list, description="Each SLA warning, breach and escalation step, and what it did."
+    )
+    audit: list[SagaAuditRead] = Field(
+        default_factory=list, description="Each operator's control of the saga (cancel, terminate), oldest first."
     )
 
 

@@ -13,13 +13,35 @@ class SagaState(StrEnum):
     completed = "completed"
     compensated = "compensated"
     compensation_failed = "compensation_failed"
+    # An operator cancelled it and what it had done was undone (a failed undo of a cancelled saga
+    # ends compensation_failed, as any other).
+    cancelled = "cancelled"
+    # An operator stopped it where it stood, undoing nothing.
+    terminated = "terminated"
 
     @property
     def terminal(self) -> bool:
         return self in TERMINAL_SAGA_STATES
 
 
-TERMINAL_SAGA_STATES = frozenset({SagaState.completed, SagaState.compensated, SagaState.compensation_failed})
+TERMINAL_SAGA_STATES = frozenset(
+    {
+        SagaState.completed,
+        SagaState.compensated,
+        SagaState.compensation_failed,
+        SagaState.cancelled,
+        SagaState.terminated,
+    }
+)
+
+
+class SagaControl(StrEnum):
+    """What an operator may do to a saga run (each recorded in its audit trail with who and why)."""
+
+    # Stop dispatching its steps and undo what it did, in reverse order.
+    cancel = "cancel"
+    # Stop where it stands, undoing nothing.
+    terminate = "terminate"
 
 
 class StepState(StrEnum):
@@ -54,6 +76,8 @@ class Outcome(StrEnum):
     timed_out = "timed_out"
     # Could not start yet (mutex busy, stale fencing token): re-dispatched, not counted.
     deferred = "deferred"
+    # An operator cancelled or terminated the saga while it ran: whether it did its work is unknown.
+    cancelled = "cancelled"
 
     @property
     def counts(self) -> bool:

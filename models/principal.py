@@ -20,6 +20,7 @@ class Scope(StrEnum):
     types_write = "types:write"  # register work-item types
     sagas_read = "sagas:read"  # read sagas and saga templates (not tenant-scoped yet)
     sagas_write = "sagas:write"  # submit sagas
+    sagas_control = "sagas:control"  # cancel and terminate the tenant's sagas (an operator's)
     templates_write = "templates:write"  # register saga templates
     webhooks = "webhooks"  # register a tenant's webhooks and read their delivery log
     agents_read = "agents:read"  # list and read the agent registry (liveness, load, spend)

@@ -89,8 +89,26 @@ class SagaRun(Base):
     sla_breached_at: Mapped[datetime | None]
     sla_breach_count: Mapped[int] = mapped_column(default=0)
     sla_events: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    # When an operator cancelled it: the compensation that follows ends it cancelled.
+    cancelled_at: Mapped[datetime | None]
 
     steps: Mapped[list[StepRun]] = relationship(order_by="StepRun.index", back_populates="saga", lazy="selectin")
+
+
+class SagaAuditEntry(Base):
+    """One operator's control of a saga run (cancel, terminate, ...): who, when, why, and what it did."""
+
+    __tablename__ = "saga_audit"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    saga_id: Mapped[str] = mapped_column(ForeignKey("saga_runs.id"), index=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The principal that acted, as ``user:<id>`` or ``agent:<id>``.
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(Text)
+    # The saga's state before and after, and what the control did (steps stopped, items cancelled).
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
 class StepRun(Base):

@@ -34,6 +34,8 @@ WebhookEvent = Literal[
     "saga.completed",
     "saga.compensated",
     "saga.compensation_failed",
+    "saga.cancelled",
+    "saga.terminated",
     "saga.sla_warning",
     "saga.sla_breached",
     "saga.escalated",

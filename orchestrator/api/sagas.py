@@ -13,11 +13,12 @@ from models.api import (
     SagaBatchCreate,
     SagaBatchRead,
     SagaBatchResult,
+    SagaControlBody,
     SagaCreate,
     SagaPage,
     SagaRead,
 )
-from models.enums import SagaState
+from models.enums import SagaControl, SagaState
 from models.errors import error_document
 from models.principal import ALL_TENANTS, Principal, Scope
 from models.problems import error_details, summary
@@ -26,6 +27,7 @@ from orchestrator.api.deps import get_wiring
 from orchestrator.api.errors import json_response, responses
 from orchestrator.errors import Forbidden, InvalidInput, OrchestratorError
 from orchestrator.sagas.batch import BatchAnswer, BatchEntry, submit_batch
+from orchestrator.sagas.controls import control_saga
 from orchestrator.sagas.queries import list_sagas, read_saga, started_read
 from orchestrator.sagas.submit import Submitted, submit_saga
 from orchestrator.service.wiring import Wiring
@@ -222,3 +224,45 @@ def get_sagas(
     """The tenant's sagas, newest first."""
     with wiring.sessions() as session:
         return list_sagas(session, state=state, template=template, limit=limit, cursor=cursor, tenant=principal.tenant)
+
+
+SagaId = Annotated[str, Path(description="The saga run's id.")]
+
+
+@router.post("/{saga_id}/cancel", response_model=SagaRead, responses=responses(401, 403, 404, 409, 422))
+def cancel_saga(
+    saga_id: SagaId,
+    body: SagaControlBody,
+    wiring: WiringDep,
+    principal: Annotated[Principal, needs(Scope.sagas_control)],
+) -> SagaRead:
+    """Cancel a running saga: nothing more is dispatched, and what it did is undone in reverse
+    order. A step under way is given up as a deadline gives it up (its work items are cancelled;
+    a handler's outcome is unknown, so it is undone too). The saga ends ``cancelled`` once undone
+    (``compensation_failed`` if an undo fails). 409: it is compensating already, or finished."""
+    return _control(wiring, principal, saga_id, SagaControl.cancel, body.reason)
+
+
+@router.post("/{saga_id}/terminate", response_model=SagaRead, responses=responses(401, 403, 404, 409, 422))
+def terminate_saga(
+    saga_id: SagaId,
+    body: SagaControlBody,
+    wiring: WiringDep,
+    principal: Annotated[Principal, needs(Scope.sagas_control)],
+) -> SagaRead:
+    """Stop a running or compensating saga where it stands, undoing nothing: its attempts under
+    way end ``cancelled`` (their work items are cancelled; late reports are ignored) and the saga
+    ends ``terminated``. What its steps did stays done. 409: it has finished already."""
+    return _control(wiring, principal, saga_id, SagaControl.terminate, body.reason)
+
+
+def _control(wiring: Wiring, principal: Principal, saga_id: str, action: SagaControl, reason: str) -> SagaRead:
+    actor = f"{principal.type.value}:{principal.id}"
+    done = control_saga(
+        wiring.sessions, wiring.settings, saga_id, action, actor=actor, reason=reason, tenant=principal.tenant
+    )
+    moved = f"{done.detail['from']} -> {done.detail['to']}"
+    log.info("saga %s: %s by %s (%s): %s", saga_id, action.value, actor, moved, reason)
+    _publish_started(wiring, done.outbox, f"the compensations of saga {saga_id}")
+    with wiring.sessions() as session:
+        return read_saga(session, saga_id, tenant=principal.tenant)

@@ -33,14 +33,15 @@ def _tenant(principal: Principal) -> str | None:
 @router.post("", status_code=201, response_model=WebhookWithSecret, responses=responses(401, 403, 422))
 def create_webhook(body: WebhookCreate, wiring: WiringDep, principal: PrincipalDep) -> WebhookWithSecret:
     """Register a URL for events (``sla.warning``, ``sla.breached``, ``work_item.escalated``,
-    ``saga.completed``, ``saga.compensated``, ``saga.compensation_failed``, ``saga.sla_warning``,
-    ``saga.sla_breached``, ``saga.escalated``, or ``*``). The answer carries the signing secret,
-    once. A URL whose host is a loopback, private, link-local, unique-local, multicast,
-    unspecified or cloud metadata address (or a well-known name of one), or a name that resolves
-    to one now, is a 422 naming ``url``, unless the operator allows private targets. A name that
-    does not resolve (or not within 2 s) is accepted: the API's resolver may not be the
-    orchestrators' (split-horizon DNS) and a record may be published later; every address a name
-    resolves to is checked again at every send, and a refused one fails the delivery."""
+    ``saga.completed``, ``saga.compensated``, ``saga.compensation_failed``, ``saga.cancelled``,
+    ``saga.terminated``, ``saga.sla_warning``, ``saga.sla_breached``, ``saga.escalated``, or ``*``).
+    The answer carries the signing secret, once. A URL whose host is a loopback, private,
+    link-local, unique-local, multicast, unspecified or cloud metadata address (or a well-known name
+    of one), or a name that resolves to one now, is a 422 naming ``url``, unless the operator allows
+    private targets. A name that does not resolve (or not within 2 s) is accepted: the API's
+    resolver may not be the orchestrators' (split-horizon DNS) and a record may be published later;
+    every address a name resolves to is checked again at every send, and a refused one fails the
+    delivery."""
     tenant = tenant_for_write(principal, body.tenant) if body.tenant or not principal.all_tenants else "*"
     # The DNS lookup, before the transaction opens: it may take seconds, and this (sync) route
     # runs in the server's thread pool, never on its event loop.

@@ -121,3 +121,42 @@ def saga_list(state: str | None, template: str | None, limit: int) -> None:
         click.echo("no sagas")
     for s in page.items:
         click.echo(f"{s.id}  {s.state:<20} {s.template_name} {s.template_version}  {s.created_at:%Y-%m-%d %H:%M:%S}")
+
+
+def _control(saga_id: str, action: str, reason: str) -> None:
+    import getpass
+
+    from models.enums import SagaControl
+    from orchestrator.sagas.controls import control_saga
+    from orchestrator.sagas.queries import read_saga
+    from orchestrator.sagas.timeline import render_saga
+
+    wiring = open_wiring()
+    actor = f"user:{getpass.getuser()}"
+    done = control_saga(wiring.sessions, wiring.settings, saga_id, SagaControl(action), actor=actor, reason=reason)
+    try:
+        wiring.dispatcher.publish(done.outbox)
+    except Exception as exc:
+        click.echo(f"note: could not reach the broker ({exc}); the orchestrator will publish it", err=True)
+    click.echo(f"saga {saga_id}: {action} ({done.detail['from']} -> {done.detail['to']})")
+    with wiring.sessions() as session:
+        click.echo(render_saga(read_saga(session, saga_id)))
+
+
+_REASON = click.option("--reason", required=True, help="Why: kept in the saga's audit trail and its error.")
+
+
+@saga.command("cancel")
+@click.argument("saga_id")
+@_REASON
+def saga_cancel(saga_id: str, reason: str) -> None:
+    """Cancel a running saga: dispatch nothing more and undo what it did, in reverse order."""
+    _control(saga_id, "cancel", reason)
+
+
+@saga.command("terminate")
+@click.argument("saga_id")
+@_REASON
+def saga_terminate(saga_id: str, reason: str) -> None:
+    """Stop a running or compensating saga where it stands, undoing nothing."""
+    _control(saga_id, "terminate", reason)

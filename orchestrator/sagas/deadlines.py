@@ -20,9 +20,11 @@ def saga_deadline(moves: StepMoves, saga: SagaRun, spec: TemplateSpec) -> None:
     stop_and_compensate(moves, saga, spec, f"DeadlineExceeded: the saga's deadline of {spec.deadline_ms} ms passed")
 
 
-def stop_and_compensate(moves: StepMoves, saga: SagaRun, spec: TemplateSpec, why: str) -> None:
-    """Give up on the running saga's current step (its attempt times out, its work items are
-    cancelled, a waiting retry is dropped) and compensate what was done."""
+def stop_and_compensate(
+    moves: StepMoves, saga: SagaRun, spec: TemplateSpec, why: str, outcome: Outcome = Outcome.timed_out
+) -> None:
+    """Give up on the running saga's current step (its attempt ends with ``outcome``, its work
+    items are cancelled, a waiting retry is dropped) and compensate what was done."""
     current = next((s for s in saga.steps if s.state in (StepState.running, StepState.retry_wait)), None)
     if current is None:
         return
@@ -31,7 +33,7 @@ def stop_and_compensate(moves: StepMoves, saga: SagaRun, spec: TemplateSpec, why
     error = f"{why} during step {current.name!r}"
     kind = kind_of(step_spec, Phase.forward)
     for attempt in moves.store.running_attempts(saga.id, index, Phase.forward):
-        attempt.outcome = Outcome.timed_out
+        attempt.outcome = outcome
         attempt.finished_at = moves.now
         attempt.error = error
         kind.on_timeout(moves, saga, attempt, why)

@@ -22,7 +22,7 @@ from typing import Any
 from config import keys
 from config.settings import Settings
 from models.base import transient
-from models.enums import Outcome, Phase, SagaState, StepState, TimerKind
+from models.enums import TERMINAL_SAGA_STATES, Outcome, Phase, SagaState, StepState, TimerKind
 from models.messages import StepDispatch, StepReport
 from models.tables import SagaRun, StepAttempt, StepRun, Timer
 from models.template import StepSpec, TemplateSpec
@@ -34,7 +34,7 @@ from orchestrator.sagas.steps import kind_of
 from orchestrator.sagas.store import SagaStore
 from orchestrator.storage.unit_of_work import UnitOfWork
 
-TERMINAL = (SagaState.completed, SagaState.compensated, SagaState.compensation_failed)
+TERMINAL = TERMINAL_SAGA_STATES
 
 
 def new_step_runs(spec: TemplateSpec, saga_id: str | None = None) -> list[StepRun]:
@@ -181,7 +181,7 @@ class SagaEngine:
                 if index + 1 < len(spec.steps):
                     self._dispatch(saga, spec, index + 1, Phase.forward)
                 else:
-                    self._finish(saga, SagaState.completed)
+                    self.finish(saga, SagaState.completed)
             return
 
         step_spec = spec.steps[index]
@@ -212,21 +212,22 @@ class SagaEngine:
             # Strict order: the steps below stay as they are; a person must look (remediation).
             step.state = StepState.compensation_failed
             saga.error = f"compensation of step {step.name!r} {decision.reason}: {error}"
-            self._finish(saga, SagaState.compensation_failed)
+            self.finish(saga, SagaState.compensation_failed)
             self.store.open_remediation(saga, step.name, error or "-", self.settings.remediation_tenant, self.now)
 
     def compensate_below(self, saga: SagaRun, spec: TemplateSpec, below: int, *, uncertain: int | None = None) -> None:
         saga.state = SagaState.compensating
         index = next_compensation(spec.steps, [StepState(s.state) for s in saga.steps], below, uncertain=uncertain)
         if index is None:
-            self._finish(saga, SagaState.compensated)
+            # Undone in full: by an operator's cancel, or after a step gave up.
+            self.finish(saga, SagaState.cancelled if saga.cancelled_at is not None else SagaState.compensated)
             return
         step = saga.steps[index]
         step.state = StepState.compensating
         step.current_attempt = 0
         self._dispatch(saga, spec, index, Phase.compensate)
 
-    def _finish(self, saga: SagaRun, state: SagaState) -> None:
+    def finish(self, saga: SagaRun, state: SagaState) -> None:
         saga.state = state
         saga.finished_at = self.now
         saga.updated_at = self.now

@@ -69,4 +69,4 @@ def next_compensation(
 
 def outcome_unknown(outcome: Outcome) -> bool:
     """Whether the step may have done its work although no success was reported."""
-    return outcome in (Outcome.timed_out, Outcome.lost)
+    return outcome in (Outcome.timed_out, Outcome.lost, Outcome.cancelled)

@@ -9,11 +9,11 @@ from typing import Any
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from models.api import AttemptRead, SagaItemRead, SagaPage, SagaRead, SagaSummary, StepRead
+from models.api import AttemptRead, SagaAuditRead, SagaItemRead, SagaPage, SagaRead, SagaSummary, StepRead
 from models.enums import SagaState
 from models.principal import ALL_TENANTS
 from models.sla import SlaSpec
-from models.tables import SagaRun, StepAttempt
+from models.tables import SagaAuditEntry, SagaRun, StepAttempt
 from models.template import TemplateSpec
 from models.work_tables import WorkItem
 from orchestrator.errors import NotFound
@@ -34,9 +34,14 @@ def read_saga(session: Session, saga_id: str, *, tenant: str = ALL_TENANTS) -> S
     if tenant != ALL_TENANTS:
         query = query.where(WorkItem.tenant == tenant)  # not the operators' remediation items
     items = session.scalars(query).all()
-    return saga_read(
+    read = saga_read(
         saga, [AttemptRead.model_validate(a) for a in attempts], items, _sla_of(session, saga), tenant=tenant
     )
+    audit = session.scalars(
+        select(SagaAuditEntry).where(SagaAuditEntry.saga_id == saga_id).order_by(SagaAuditEntry.id)
+    ).all()
+    read.audit = [SagaAuditRead.model_validate(entry) for entry in audit]
+    return read
 
 
 def started_read(saga: SagaRun, spec: TemplateSpec, attempts: Sequence[Mapping[str, Any]], *, tenant: str) -> SagaRead:

@@ -47,7 +47,7 @@ def schedule(moves: StepMoves, saga: SagaRun, sla: SlaSpec) -> None:
 
 
 def _live(saga: SagaRun, spec: TemplateSpec) -> SlaSpec | None:
-    if spec.sla is None or saga.state in (SagaState.completed, SagaState.compensated, SagaState.compensation_failed):
+    if spec.sla is None or saga.state.terminal:
         return None
     return spec.sla
 

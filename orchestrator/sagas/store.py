@@ -29,7 +29,7 @@ from orchestrator.work import links, webhooks
 from orchestrator.work.sla import actions as item_sla
 
 # A member whose outcome is one of these may have had its effect.
-MAYBE_DONE = (Outcome.succeeded, Outcome.running, Outcome.timed_out, Outcome.lost)
+MAYBE_DONE = (Outcome.succeeded, Outcome.running, Outcome.timed_out, Outcome.lost, Outcome.cancelled)
 
 
 class SagaStore(Protocol):

@@ -49,6 +49,11 @@ def render_saga(saga: SagaRead) -> str:
             lines.append(f"      {item.type}: {item.title}")
             if item.sla_due_at is not None:
                 lines.append("      " + sla_clock(item.sla_due_at, item.sla_breached_at, item.sla_breach_count))
+    if saga.audit:
+        lines.append("  controls (when, who, what, why):")
+        for entry in saga.audit:
+            moved = f"{entry.detail.get('from')} -> {entry.detail.get('to')}"
+            lines.append(f"  {entry.at:%Y-%m-%d %H:%M:%S}  {entry.actor}  {entry.action} ({moved}): {entry.reason}")
     if saga.error:
         lines.append(f"  error: {saga.error}")
     return "\n".join(lines)

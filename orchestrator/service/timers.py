@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from config.settings import Settings
 from models.base import utcnow
-from models.enums import Outcome, SagaState, TimerKind
+from models.enums import Outcome, TimerKind
 from models.tables import StepAttempt, Timer
 from models.work_tables import WorkItem
 from orchestrator.sagas.engine import SAGA_TIMERS, SagaEngine
@@ -246,7 +246,7 @@ class TimerService:
             engine = SagaEngine(session.uow, SqlSagaStore(session), self.settings, now)
             for attempt in attempts:
                 saga = sagas[attempt.saga_id]
-                if saga.state in (SagaState.completed, SagaState.compensated, SagaState.compensation_failed):
+                if saga.state.terminal:
                     # Nothing left to time out; keep it out of the next tick's query.
                     attempt.deadline_at = None
                     continue

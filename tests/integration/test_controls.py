@@ -1,0 +1,186 @@
+"""An operator's controls of a saga on real workers, on SQLite and PostgreSQL, with messages
+delivered once and twice: cancel and terminate, during a running step, while compensating, after
+the end; and the API's answers (scope, tenant, reason, audit)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from models.api import SagaRead
+from models.enums import SagaControl
+from models.principal import PrincipalType
+from orchestrator.errors import Conflict
+from orchestrator.sagas.controls import Controlled, control_saga
+from tests.conftest import BACKENDS
+from tests.integration.harness import Harness, admin_client
+from tests.integration.templates import THREE_STEPS
+from tests.support import RedisTarget, eventually
+
+
+def _tag() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def _input(tag: str, **behaviour: dict[str, Any]) -> dict[str, Any]:
+    return {"tag": tag, "behaviour": behaviour}
+
+
+def _timeline(saga: SagaRead) -> list[tuple[str, str, str]]:
+    return [(a.step_name, a.phase, a.outcome) for a in saga.attempts]
+
+
+def _control(harness: Harness, saga_id: str, action: SagaControl, reason: str) -> Controlled:
+    done = control_saga(harness.wiring.sessions, harness.settings, saga_id, action, actor="user:ops", reason=reason)
+    harness.wiring.dispatcher.publish(done.outbox)
+    return done
+
+
+def _handler_started(harness: Harness, tag: str, name: str) -> None:
+    eventually(lambda: harness.calls(tag).get(name) == 1, timeout=30, what=f"handler {name} to start")
+
+
+def _settled_late(harness: Harness, tag: str, effect: str) -> None:
+    """Wait until the handler stopped under it has finished (its side effect is made), and a
+    while longer: its late report reaches the coordinator, which must change nothing."""
+    eventually(lambda: effect in harness.effects(tag), timeout=30, what=f"the late {effect}")
+    time.sleep(1.0)
+
+
+def test_cancel_during_a_running_step_undoes_it_and_what_came_before(harness: Harness) -> None:
+    tag = _tag()
+    saga_id = harness.submit("it.three", _input(tag, two={"sleep_ms": 2000}))
+    _handler_started(harness, tag, "two")
+    done = _control(harness, saga_id, SagaControl.cancel, "the customer withdrew the order")
+    assert done.detail == {"from": "running", "to": "compensating", "stopped": ["two"]}
+    saga = harness.wait_final(saga_id)
+    assert saga.state == "cancelled"
+    # Two's outcome is unknown (its handler was still running): it is undone too, then one.
+    assert _timeline(saga) == [
+        ("one", "forward", "succeeded"),
+        ("two", "forward", "cancelled"),
+        ("two", "compensate", "succeeded"),
+        ("one", "compensate", "succeeded"),
+    ]
+    assert [s.state for s in saga.steps] == ["compensated", "compensated", "pending"]
+    assert saga.error == "cancelled by user:ops: the customer withdrew the order during step 'two'"
+    assert [(e.actor, e.action, e.reason, e.detail["to"]) for e in saga.audit] == [
+        ("user:ops", "cancel", "the customer withdrew the order", "compensating")
+    ]
+    _settled_late(harness, tag, "two")
+    after = harness.saga(saga_id)
+    assert (after.state, _timeline(after)) == ("cancelled", _timeline(saga))
+    assert "three" not in harness.calls(tag)
+    assert sorted(harness.effects(tag)) == sorted(["one", "two", "two:compensate", "one:compensate"])
+
+
+def test_terminate_during_a_running_step_stops_without_undoing(harness: Harness) -> None:
+    tag = _tag()
+    saga_id = harness.submit("it.three", _input(tag, two={"sleep_ms": 1500}))
+    _handler_started(harness, tag, "two")
+    done = _control(harness, saga_id, SagaControl.terminate, "runaway saga")
+    assert done.detail == {"from": "running", "to": "terminated", "stopped": ["two"]}
+    saga = harness.saga(saga_id)
+    assert saga.state == "terminated" and saga.finished_at is not None
+    assert _timeline(saga) == [("one", "forward", "succeeded"), ("two", "forward", "cancelled")]
+    assert [s.state for s in saga.steps] == ["succeeded", "failed", "pending"]
+    _settled_late(harness, tag, "two")
+    after = harness.saga(saga_id)
+    assert (after.state, _timeline(after)) == ("terminated", _timeline(saga))
+    assert harness.effects(tag) == ["one", "two"]  # nothing undone, nothing more done
+    assert "three" not in harness.calls(tag)
+
+
+def test_a_compensating_saga_is_not_cancelled_but_may_be_terminated(harness: Harness) -> None:
+    tag = _tag()
+    behaviour = {"three": {"fail_always": True, "retryable": False}, "two:compensate": {"sleep_ms": 1500}}
+    saga_id = harness.submit("it.three", _input(tag, **behaviour))
+    _handler_started(harness, tag, "two:compensate")
+    with pytest.raises(Conflict, match="compensating already"):
+        _control(harness, saga_id, SagaControl.cancel, "too late")
+    done = _control(harness, saga_id, SagaControl.terminate, "undo by hand")
+    assert done.detail == {"from": "compensating", "to": "terminated", "stopped": ["two"]}
+    _settled_late(harness, tag, "two:compensate")
+    saga = harness.saga(saga_id)
+    assert saga.state == "terminated"
+    assert [s.state for s in saga.steps] == ["succeeded", "compensation_failed", "failed"]
+    assert "one:compensate" not in harness.calls(tag)  # one's undo never went out
+    assert [e.action for e in saga.audit] == ["terminate"]  # the refused cancel left no entry
+
+
+def test_a_finished_saga_is_neither_cancelled_nor_terminated(harness: Harness) -> None:
+    saga_id = harness.submit("it.three", _input(_tag()))
+    assert harness.wait_final(saga_id).state == "completed"
+    for action in SagaControl:
+        with pytest.raises(Conflict, match="completed already"):
+            _control(harness, saga_id, action, "late")
+    saga = harness.saga(saga_id)
+    assert saga.state == "completed" and saga.audit == []
+
+
+# -- the API ---------------------------------------------------------------------------------------
+
+ADMIN = "wy_test_controls_admin_token_0123456789"
+
+
+@pytest.fixture(params=BACKENDS)
+def client(request: pytest.FixtureRequest, tmp_path: Path, clean_redis: RedisTarget) -> Iterator[TestClient]:
+    with admin_client(str(request.param), tmp_path, clean_redis, ADMIN, [THREE_STEPS]) as test_client:
+        yield test_client
+
+
+def _token(client: TestClient, tenant: str, scopes: list[str]) -> dict[str, str]:
+    from orchestrator.work.tokens import create_token
+
+    with client.app.state.wiring.sessions.begin() as session:  # type: ignore[attr-defined]
+        token = create_token(
+            session, principal_type=PrincipalType.user, principal_id="ann", tenant=tenant, scopes=scopes
+        )
+    return {"Authorization": f"Bearer {token.secret}"}
+
+
+def test_the_api_cancels_and_terminates_with_the_scope_in_the_tenant(client: TestClient) -> None:
+    # No workers run here: each saga waits on its first step.
+    submitter = _token(client, "acme", ["sagas:write", "sagas:read"])
+    operator = _token(client, "acme", ["sagas:control", "sagas:read"])
+    stranger = _token(client, "globex", ["sagas:control", "sagas:read"])
+    body = {"template": "it.three", "input": {"tag": "a"}}
+    first = client.post("/api/v1/sagas", json=body, headers=submitter).json()["id"]
+    second = client.post("/api/v1/sagas", json=body, headers=submitter).json()["id"]
+    reason = {"reason": "duplicate order"}
+
+    refused = client.post(f"/api/v1/sagas/{first}/cancel", json=reason, headers=submitter)
+    assert refused.status_code == 403 and "sagas:control" in refused.json()["error"]["message"]
+    assert client.post(f"/api/v1/sagas/{first}/cancel", json=reason, headers=stranger).status_code == 404
+    assert client.post("/api/v1/sagas/no-such-saga/cancel", json=reason, headers=operator).status_code == 404
+    for bad in ({}, {"reason": ""}, {"reason": "x", "force": True}):
+        answer = client.post(f"/api/v1/sagas/{first}/cancel", json=bad, headers=operator)
+        assert answer.status_code == 422, bad
+    assert client.get(f"/api/v1/sagas/{first}", headers=operator).json()["state"] == "running"
+
+    cancelled = client.post(f"/api/v1/sagas/{first}/cancel", json=reason, headers=operator)
+    assert cancelled.status_code == 200
+    saga = cancelled.json()
+    # One's handler may have run: it is undone, and the saga ends cancelled once that is done.
+    assert saga["state"] == "compensating"
+    assert [(a["step_name"], a["phase"], a["outcome"]) for a in saga["attempts"]] == [
+        ("one", "forward", "cancelled"),
+        ("one", "compensate", "running"),
+    ]
+    assert [(e["actor"], e["action"], e["reason"]) for e in saga["audit"]] == [
+        ("user:ann", "cancel", "duplicate order")
+    ]
+    again = client.post(f"/api/v1/sagas/{first}/cancel", json=reason, headers=operator)
+    assert again.status_code == 409 and "compensating already" in again.json()["error"]["message"]
+
+    terminated = client.post(f"/api/v1/sagas/{second}/terminate", json={"reason": "stuck"}, headers=operator)
+    assert terminated.status_code == 200 and terminated.json()["state"] == "terminated"
+    listed = client.get("/api/v1/sagas", params={"state": "terminated"}, headers=operator).json()
+    assert [s["id"] for s in listed["items"]] == [second]
+    assert client.post(f"/api/v1/sagas/{second}/terminate", json={"reason": "x"}, headers=operator).status_code == 409
