@@ -99,7 +99,10 @@ def test_terminate_during_a_running_step_stops_without_undoing(harness: Harness)
 
 def test_a_compensating_saga_is_not_cancelled_but_may_be_terminated(harness: Harness) -> None:
     tag = _tag()
-    behaviour = {"three": {"fail_always": True, "retryable": False}, "two:compensate": {"sleep_ms": 1500}}
+    behaviour: dict[str, Any] = {
+        "three": {"fail_always": True, "retryable": False},
+        "two:compensate": {"sleep_ms": 1500},
+    }
     saga_id = harness.submit("it.three", _input(tag, **behaviour))
     _handler_started(harness, tag, "two:compensate")
     with pytest.raises(Conflict, match="compensating already"):
