@@ -155,6 +155,12 @@ class SagaSummary(BaseModel):
     sla_warned_at: datetime | None = Field(default=None, description="When its SLA warning fired; null: not yet.")
     sla_breached_at: datetime | None = Field(default=None, description="When its SLA target passed; null: not yet.")
     sla_breach_count: int = Field(default=0, description="How many SLA breach and escalation steps have fired.")
+    paused_at: datetime | None = Field(
+        default=None, description="Since when an operator has paused it (nothing new is dispatched); null: not paused."
+    )
+    paused_ms: int = Field(
+        default=0, description="How long its earlier pauses lasted, in all: its deadline and SLA are later by as much."
+    )
 
 
 class SagaAuditRead(BaseModel):

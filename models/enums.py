@@ -42,6 +42,10 @@ class SagaControl(StrEnum):
     cancel = "cancel"
     # Stop where it stands, undoing nothing.
     terminate = "terminate"
+    # Dispatch nothing new (what is under way goes on) and stop its deadline and SLA clocks.
+    pause = "pause"
+    # Dispatch what a pause held back, and start its clocks again where they stopped.
+    resume = "resume"
 
 
 class StepState(StrEnum):

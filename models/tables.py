@@ -91,6 +91,12 @@ class SagaRun(Base):
     sla_events: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     # When an operator cancelled it: the compensation that follows ends it cancelled.
     cancelled_at: Mapped[datetime | None]
+    # Since when an operator has paused it (null: not paused), and how long its earlier pauses
+    # lasted: its deadline and SLA clocks stood still meanwhile.
+    paused_at: Mapped[datetime | None]
+    paused_ms: Mapped[int] = mapped_column(default=0)
+    # The dispatch a pause held back ({"index": i, "phase": "forward"}), sent on resume.
+    held: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     steps: Mapped[list[StepRun]] = relationship(order_by="StepRun.index", back_populates="saga", lazy="selectin")
 

@@ -256,6 +256,32 @@ def terminate_saga(
     return _control(wiring, principal, saga_id, SagaControl.terminate, body.reason)
 
 
+@router.post("/{saga_id}/pause", response_model=SagaRead, responses=responses(401, 403, 404, 409, 422))
+def pause_saga(
+    saga_id: SagaId,
+    body: SagaControlBody,
+    wiring: WiringDep,
+    principal: Annotated[Principal, needs(Scope.sagas_control)],
+) -> SagaRead:
+    """Pause a running or compensating saga: nothing new is dispatched (a step under way goes on
+    and its report is applied; the dispatch that would follow waits), and its deadline and SLA
+    clocks stand still until it is resumed. 409: it is paused already, or finished."""
+    return _control(wiring, principal, saga_id, SagaControl.pause, body.reason)
+
+
+@router.post("/{saga_id}/resume", response_model=SagaRead, responses=responses(401, 403, 404, 409, 422))
+def resume_saga(
+    saga_id: SagaId,
+    body: SagaControlBody,
+    wiring: WiringDep,
+    principal: Annotated[Principal, needs(Scope.sagas_control)],
+) -> SagaRead:
+    """Resume a paused saga: what its pause held back is dispatched now, and its clocks go on
+    from where they stood (its deadline and SLA are later by the time it was paused). 409: it
+    is not paused."""
+    return _control(wiring, principal, saga_id, SagaControl.resume, body.reason)
+
+
 def _control(wiring: Wiring, principal: Principal, saga_id: str, action: SagaControl, reason: str) -> SagaRead:
     actor = f"{principal.type.value}:{principal.id}"
     done = control_saga(
@@ -263,6 +289,6 @@ def _control(wiring: Wiring, principal: Principal, saga_id: str, action: SagaCon
     )
     moved = f"{done.detail['from']} -> {done.detail['to']}"
     log.info("saga %s: %s by %s (%s): %s", saga_id, action.value, actor, moved, reason)
-    _publish_started(wiring, done.outbox, f"the compensations of saga {saga_id}")
+    _publish_started(wiring, done.outbox, f"the dispatches of saga {saga_id} after its {action.value}")
     with wiring.sessions() as session:
         return read_saga(session, saga_id, tenant=principal.tenant)

@@ -160,3 +160,19 @@ def saga_cancel(saga_id: str, reason: str) -> None:
 def saga_terminate(saga_id: str, reason: str) -> None:
     """Stop a running or compensating saga where it stands, undoing nothing."""
     _control(saga_id, "terminate", reason)
+
+
+@saga.command("pause")
+@click.argument("saga_id")
+@_REASON
+def saga_pause(saga_id: str, reason: str) -> None:
+    """Dispatch nothing new for a saga (what is under way goes on); its clocks stand still."""
+    _control(saga_id, "pause", reason)
+
+
+@saga.command("resume")
+@click.argument("saga_id")
+@_REASON
+def saga_resume(saga_id: str, reason: str) -> None:
+    """Send what a paused saga held back, and start its clocks again."""
+    _control(saga_id, "resume", reason)

@@ -1,4 +1,5 @@
-"""An operator's controls of one saga run, decided under its row lock: cancel and terminate.
+"""An operator's controls of one saga run, decided under its row lock: cancel, terminate,
+pause and resume.
 
 Like the engine's other moves they only change the saga run, its step runs and attempts, and
 leave what they cause (dispatches of compensations, cancelled work items, dropped timers) to the
@@ -9,13 +10,17 @@ and changes nothing.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from config.settings import Settings
 from models.base import utcnow
-from models.enums import Outcome, Phase, SagaControl, SagaState, StepState
+from models.enums import Outcome, Phase, SagaControl, SagaState, StepState, TimerKind
 from models.principal import ALL_TENANTS
-from models.tables import SagaAuditEntry, SagaRun
+from models.tables import SagaAuditEntry, SagaRun, Timer
 from models.template import TemplateSpec
 from orchestrator.errors import Conflict, NotFound
 from orchestrator.sagas.deadlines import stop_and_compensate
@@ -27,7 +32,18 @@ from orchestrator.storage.db import SessionFactory, lock_sagas
 from orchestrator.storage.unit_of_work import Outgoing
 
 # How each control reads in a saga's error: "cancelled by user:ops: ...".
-_DONE = {SagaControl.cancel: "cancelled", SagaControl.terminate: "terminated"}
+_DONE = {
+    SagaControl.cancel: "cancelled",
+    SagaControl.terminate: "terminated",
+    SagaControl.pause: "paused",
+    SagaControl.resume: "resumed",
+}
+# The saga's clocks, which stand still while it is paused. (A retry's pause is not a clock: due
+# while paused, its dispatch is held like any other.)
+CLOCKS = (TimerKind.saga_deadline, TimerKind.saga_sla_warn, TimerKind.saga_sla_breach, TimerKind.saga_sla_escalate)
+# How far a paused saga's clock timers are moved out: far enough that none comes due, near
+# enough that the date stays valid; resuming moves them back, less the time paused.
+PARKED = timedelta(days=365 * 1000)
 
 
 @dataclass(frozen=True)
@@ -58,7 +74,12 @@ def control_saga(
             raise NotFound(f"no saga with id {saga_id!r}")
         engine = SagaEngine(session.uow, SqlSagaStore(session), settings, now)
         why = f"{_DONE[action]} by {actor}: {reason}"
+        paused_at = saga.paused_at
         detail = control(engine, saga, template_of(session, saga), action, why)
+        if paused_at is not None and saga.paused_at is None and not saga.state.terminal:
+            _shift_clocks(session, saga.id, now - paused_at - PARKED)
+        elif paused_at is None and saga.paused_at is not None:
+            _shift_clocks(session, saga.id, PARKED)
         entry = SagaAuditEntry(saga_id=saga.id, at=now, actor=actor, action=action.value, reason=reason, detail=detail)
         session.add(entry)
     return Controlled(detail, session.uow.take_outgoing())
@@ -68,18 +89,61 @@ def control_saga(
 _UNDER_WAY = (StepState.running, StepState.retry_wait, StepState.compensating)
 
 
+def _shift_clocks(session: Session, saga_id: str, by: timedelta) -> None:
+    """Move the saga's clock timers (its deadline, its SLA's) by ``by``."""
+    for timer in session.scalars(select(Timer).where(Timer.saga_id == saga_id, Timer.kind.in_(CLOCKS))):
+        timer.due_at = timer.due_at + by
+
+
 def control(engine: SagaEngine, saga: SagaRun, spec: TemplateSpec, action: SagaControl, why: str) -> dict[str, Any]:
     """Apply ``action`` to ``saga`` (locked); what it did, for the audit trail. A saga the
     action cannot apply to now is a :class:`Conflict` saying what can."""
     before = saga.state
     if before.terminal:
         raise Conflict(f"saga {saga.id} is {before.value} already: there is nothing left to {action.value}")
+    if action is SagaControl.pause:
+        return pause(engine, saga)
+    if action is SagaControl.resume:
+        return resume(engine, saga, spec)
+    # Cancelling or terminating a paused saga ends its pause: what it held back is not sent.
+    if saga.paused_at is not None:
+        _unpause(saga, engine.now)
+        saga.held = None
     stopped = [s.name for s in saga.steps if s.state in _UNDER_WAY]
     if action is SagaControl.cancel:
         cancel(engine, saga, spec, why)
     else:
         terminate(engine, saga, spec, why)
     return {"from": before.value, "to": saga.state.value, "stopped": stopped}
+
+
+def pause(engine: SagaEngine, saga: SagaRun) -> dict[str, Any]:
+    """Dispatch nothing new: what is under way goes on, and its report is applied, but the
+    dispatch that would follow (the next step, a retry, the next compensation) is held until
+    the saga is resumed. Its deadline and SLA clocks stand still meanwhile."""
+    if saga.paused_at is not None:
+        raise Conflict(f"saga {saga.id} is paused already (since {saga.paused_at:%Y-%m-%d %H:%M:%S}); resume it")
+    saga.paused_at = engine.now
+    saga.updated_at = engine.now
+    return {"from": saga.state.value, "to": "paused", "stopped": []}
+
+
+def resume(engine: SagaEngine, saga: SagaRun, spec: TemplateSpec) -> dict[str, Any]:
+    """Send what the pause held back, and start the clocks again where they stood."""
+    if saga.paused_at is None:
+        raise Conflict(f"saga {saga.id} is not paused: there is nothing to resume")
+    held = saga.held
+    _unpause(saga, engine.now)
+    engine.send_held(saga, spec)
+    sent = [] if held is None else [f"{spec.steps[held['index']].name} ({held['phase']})"]
+    return {"from": "paused", "to": saga.state.value, "sent": sent}
+
+
+def _unpause(saga: SagaRun, now: datetime) -> None:
+    assert saga.paused_at is not None
+    saga.paused_ms = (saga.paused_ms or 0) + int((now - saga.paused_at).total_seconds() * 1000)
+    saga.paused_at = None
+    saga.updated_at = now
 
 
 def cancel(engine: SagaEngine, saga: SagaRun, spec: TemplateSpec, why: str) -> None:

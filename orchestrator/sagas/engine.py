@@ -227,6 +227,12 @@ class SagaEngine:
         step.current_attempt = 0
         self._dispatch(saga, spec, index, Phase.compensate)
 
+    def send_held(self, saga: SagaRun, spec: TemplateSpec) -> None:
+        """The saga was resumed: dispatch what its pause held back, if anything."""
+        held, saga.held = saga.held, None
+        if held is not None:
+            self._dispatch(saga, spec, held["index"], Phase(held["phase"]))
+
     def finish(self, saga: SagaRun, state: SagaState) -> None:
         saga.state = state
         saga.finished_at = self.now
@@ -250,6 +256,10 @@ class SagaEngine:
     # -- effects -----------------------------------------------------------------------------
 
     def _dispatch(self, saga: SagaRun, spec: TemplateSpec, index: int, phase: Phase) -> None:
+        if saga.paused_at is not None:
+            # Paused: nothing new goes out; resuming sends it (a saga runs one step at a time).
+            saga.held = {"index": index, "phase": phase.value}
+            return
         step = saga.steps[index]
         step.current_attempt += 1
         if phase is Phase.forward:

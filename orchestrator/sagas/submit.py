@@ -154,6 +154,7 @@ def start_saga(
         results={},
         sla_breach_count=0,
         sla_events=[],
+        paused_ms=0,
         created_at=now,
         updated_at=now,
     )

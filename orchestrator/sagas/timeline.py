@@ -28,9 +28,12 @@ def render_saga(saga: SagaRead) -> str:
         f"  created {saga.created_at:%Y-%m-%d %H:%M:%S.%f}"[:-3]
         + (f"   finished {saga.finished_at:%H:%M:%S.%f}"[:-3] if saga.finished_at else "")
     )
+    if saga.paused_at is not None:
+        since = f"{saga.paused_at:%Y-%m-%d %H:%M:%S}"
+        lines.append(f"  paused since {since}: nothing new is dispatched, its clocks stand still")
     lines.append("  steps: " + "  ".join(f"{s.name}={s.state}" for s in saga.steps))
     if saga.sla is not None:
-        due = saga.created_at + timedelta(milliseconds=saga.sla["target_ms"])
+        due = saga.created_at + timedelta(milliseconds=saga.sla["target_ms"] + saga.paused_ms)
         clock = sla_clock(due, saga.sla_breached_at, saga.sla_breach_count)
         lines.append(f"  saga {clock}, on breach: {saga.sla['breach_action']}")
         for event in saga.sla_events:

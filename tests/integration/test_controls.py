@@ -1,6 +1,6 @@
 """An operator's controls of a saga on real workers, on SQLite and PostgreSQL, with messages
-delivered once and twice: cancel and terminate, during a running step, while compensating, after
-the end; and the API's answers (scope, tenant, reason, audit)."""
+delivered once and twice: cancel, terminate, pause and resume, during a running step, while
+compensating, after the end; and the API's answers (scope, tenant, reason, audit)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,12 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from models.api import SagaRead
 from models.enums import SagaControl
 from models.principal import PrincipalType
+from models.tables import Timer
 from orchestrator.errors import Conflict
 from orchestrator.sagas.controls import Controlled, control_saga
 from tests.conftest import BACKENDS
@@ -127,6 +129,89 @@ def test_a_finished_saga_is_neither_cancelled_nor_terminated(harness: Harness) -
     assert saga.state == "completed" and saga.audit == []
 
 
+def test_a_paused_saga_applies_what_is_under_way_and_dispatches_nothing_new(harness: Harness) -> None:
+    tag = _tag()
+    saga_id = harness.submit("it.three", _input(tag, two={"sleep_ms": 1000}))
+    _handler_started(harness, tag, "two")
+    done = _control(harness, saga_id, SagaControl.pause, "checking the warehouse")
+    assert done.detail == {"from": "running", "to": "paused", "stopped": []}
+    with pytest.raises(Conflict, match="paused already"):
+        _control(harness, saga_id, SagaControl.pause, "twice")
+    _settled_late(harness, tag, "two")
+    saga = harness.saga(saga_id)
+    # Two's report was applied; three, which would follow, waits.
+    assert saga.state == "running" and saga.paused_at is not None
+    assert [s.state for s in saga.steps] == ["succeeded", "succeeded", "pending"]
+    assert "three" not in harness.calls(tag)
+
+    done = _control(harness, saga_id, SagaControl.resume, "stock confirmed")
+    assert done.detail == {"from": "paused", "to": "running", "sent": ["three (forward)"]}
+    saga = harness.wait_final(saga_id)
+    assert saga.state == "completed" and saga.paused_at is None and saga.paused_ms >= 1000
+    assert harness.calls(tag) == {"one": 1, "two": 1, "three": 1}
+    assert [e.action for e in saga.audit] == ["pause", "resume"]
+    with pytest.raises(Conflict, match="completed already"):
+        _control(harness, saga_id, SagaControl.resume, "again")
+
+
+def test_a_pause_stops_the_sagas_deadline_and_sla_clocks(harness: Harness) -> None:
+    name = f"it.clocked.{_tag()}"
+    doc = {**THREE_STEPS, "name": name, "deadline_ms": 2500, "sla": {"target_ms": 2500, "warn_at_pct": 50}}
+    harness.register(doc)
+    tag = _tag()
+    saga_id = harness.submit(name, _input(tag, one={"sleep_ms": 500}))
+    _handler_started(harness, tag, "one")
+    _control(harness, saga_id, SagaControl.pause, "hold")
+    # Well past its deadline and SLA target, as the clock on the wall goes.
+    time.sleep(3.5)
+    saga = harness.saga(saga_id)
+    assert saga.state == "running" and saga.sla_warned_at is None and saga.sla_breached_at is None
+    assert [s.state for s in saga.steps] == ["succeeded", "pending", "pending"]
+    _control(harness, saga_id, SagaControl.resume, "go on")
+    saga = harness.wait_final(saga_id)
+    # It had used well under half of its time when paused: the rest was enough.
+    assert saga.state == "completed" and saga.error is None and saga.sla_breached_at is None
+    assert saga.paused_ms >= 3500
+
+
+def test_resuming_moves_the_clocks_by_the_time_paused(harness: Harness) -> None:
+    name = f"it.clocked.{_tag()}"
+    harness.register({**THREE_STEPS, "name": name, "deadline_ms": 600_000, "sla": {"target_ms": 300_000}})
+    tag = _tag()
+    saga_id = harness.submit(name, _input(tag, one={"sleep_ms": 3000}))
+    _handler_started(harness, tag, "one")
+
+    def clocks() -> dict[str, Any]:
+        with harness.wiring.sessions() as session:
+            return {t.kind: t.due_at for t in session.scalars(select(Timer).where(Timer.saga_id == saga_id))}
+
+    before = clocks()
+    assert set(before) == {"saga_deadline", "saga_sla_breach"}
+    _control(harness, saga_id, SagaControl.pause, "hold")
+    assert all(due.year > 3000 for due in clocks().values())  # parked: none comes due
+    time.sleep(0.5)
+    _control(harness, saga_id, SagaControl.resume, "go on")
+    paused_ms = harness.saga(saga_id).paused_ms
+    assert paused_ms >= 500
+    after = clocks()
+    for kind, due in before.items():
+        assert (after[kind] - due).total_seconds() * 1000 == pytest.approx(paused_ms, abs=1), kind
+    _control(harness, saga_id, SagaControl.terminate, "done with it")
+
+
+def test_cancelling_a_paused_saga_undoes_it_without_sending_what_was_held(harness: Harness) -> None:
+    tag = _tag()
+    saga_id = harness.submit("it.three", _input(tag, one={"sleep_ms": 500}))
+    _handler_started(harness, tag, "one")
+    _control(harness, saga_id, SagaControl.pause, "hold")
+    _settled_late(harness, tag, "one")
+    _control(harness, saga_id, SagaControl.cancel, "not wanted")
+    saga = harness.wait_final(saga_id)
+    assert saga.state == "cancelled" and saga.paused_at is None
+    assert _timeline(saga) == [("one", "forward", "succeeded"), ("one", "compensate", "succeeded")]
+    assert "two" not in harness.calls(tag)
+
+
 # -- the API ---------------------------------------------------------------------------------------
 
 ADMIN = "wy_test_controls_admin_token_0123456789"
@@ -187,3 +272,16 @@ def test_the_api_cancels_and_terminates_with_the_scope_in_the_tenant(client: Tes
     listed = client.get("/api/v1/sagas", params={"state": "terminated"}, headers=operator).json()
     assert [s["id"] for s in listed["items"]] == [second]
     assert client.post(f"/api/v1/sagas/{second}/terminate", json={"reason": "x"}, headers=operator).status_code == 409
+
+
+def test_the_api_pauses_and_resumes(client: TestClient) -> None:
+    saga_id = client.post("/api/v1/sagas", json={"template": "it.three", "input": {"tag": "a"}}).json()["id"]
+    paused = client.post(f"/api/v1/sagas/{saga_id}/pause", json={"reason": "look first"})
+    assert paused.status_code == 200 and paused.json()["paused_at"] is not None
+    again = client.post(f"/api/v1/sagas/{saga_id}/pause", json={"reason": "look first"})
+    assert again.status_code == 409 and "paused already" in again.json()["error"]["message"]
+    resumed = client.post(f"/api/v1/sagas/{saga_id}/resume", json={"reason": "looked"})
+    assert resumed.status_code == 200 and resumed.json()["paused_at"] is None
+    not_paused = client.post(f"/api/v1/sagas/{saga_id}/resume", json={"reason": "looked"})
+    assert not_paused.status_code == 409 and "not paused" in not_paused.json()["error"]["message"]
+    assert [e["action"] for e in client.get(f"/api/v1/sagas/{saga_id}").json()["audit"]] == ["pause", "resume"]
