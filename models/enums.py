@@ -46,6 +46,8 @@ class SagaControl(StrEnum):
     pause = "pause"
     # Dispatch what a pause held back, and start its clocks again where they stopped.
     resume = "resume"
+    # Dispatch again the compensation that gave up (after a fix), closing its remediation items.
+    retry_compensation = "retry_compensation"
 
 
 class StepState(StrEnum):

@@ -282,6 +282,20 @@ def resume_saga(
     return _control(wiring, principal, saga_id, SagaControl.resume, body.reason)
 
 
+@router.post("/{saga_id}/retry-compensation", response_model=SagaRead, responses=responses(401, 403, 404, 409, 422))
+def retry_compensation(
+    saga_id: SagaId,
+    body: SagaControlBody,
+    wiring: WiringDep,
+    principal: Annotated[Principal, needs(Scope.sagas_control)],
+) -> SagaRead:
+    """For a saga whose compensation gave up (``compensation_failed``), once what made it fail is
+    fixed: dispatch that compensation again with its attempts counted afresh, and close the
+    remediation items it opened (as done, with the reason). Once it succeeds the steps below are
+    undone in order. 409: the saga's compensation has not given up."""
+    return _control(wiring, principal, saga_id, SagaControl.retry_compensation, body.reason)
+
+
 def _control(wiring: Wiring, principal: Principal, saga_id: str, action: SagaControl, reason: str) -> SagaRead:
     actor = f"{principal.type.value}:{principal.id}"
     done = control_saga(

@@ -176,3 +176,11 @@ def saga_pause(saga_id: str, reason: str) -> None:
 def saga_resume(saga_id: str, reason: str) -> None:
     """Send what a paused saga held back, and start its clocks again."""
     _control(saga_id, "resume", reason)
+
+
+@saga.command("retry-compensation")
+@click.argument("saga_id")
+@_REASON
+def saga_retry_compensation(saga_id: str, reason: str) -> None:
+    """Dispatch again the compensation that gave up (once fixed), closing its remediation items."""
+    _control(saga_id, "retry_compensation", reason)

@@ -37,6 +37,7 @@ _DONE = {
     SagaControl.terminate: "terminated",
     SagaControl.pause: "paused",
     SagaControl.resume: "resumed",
+    SagaControl.retry_compensation: "compensation retried",
 }
 # The saga's clocks, which stand still while it is paused. (A retry's pause is not a clock: due
 # while paused, its dispatch is held like any other.)
@@ -75,7 +76,7 @@ def control_saga(
         engine = SagaEngine(session.uow, SqlSagaStore(session), settings, now)
         why = f"{_DONE[action]} by {actor}: {reason}"
         paused_at = saga.paused_at
-        detail = control(engine, saga, template_of(session, saga), action, why)
+        detail = control(engine, saga, template_of(session, saga), action, why, actor)
         if paused_at is not None and saga.paused_at is None and not saga.state.terminal:
             _shift_clocks(session, saga.id, now - paused_at - PARKED)
         elif paused_at is None and saga.paused_at is not None:
@@ -95,10 +96,14 @@ def _shift_clocks(session: Session, saga_id: str, by: timedelta) -> None:
         timer.due_at = timer.due_at + by
 
 
-def control(engine: SagaEngine, saga: SagaRun, spec: TemplateSpec, action: SagaControl, why: str) -> dict[str, Any]:
-    """Apply ``action`` to ``saga`` (locked); what it did, for the audit trail. A saga the
-    action cannot apply to now is a :class:`Conflict` saying what can."""
+def control(
+    engine: SagaEngine, saga: SagaRun, spec: TemplateSpec, action: SagaControl, why: str, actor: str
+) -> dict[str, Any]:
+    """Apply ``action`` to ``saga`` (locked) for ``actor``; what it did, for the audit trail. A
+    saga the action cannot apply to now is a :class:`Conflict` saying what can."""
     before = saga.state
+    if action is SagaControl.retry_compensation:
+        return retry_compensation(engine, saga, spec, why, actor)
     if before.terminal:
         raise Conflict(f"saga {saga.id} is {before.value} already: there is nothing left to {action.value}")
     if action is SagaControl.pause:
@@ -137,6 +142,26 @@ def resume(engine: SagaEngine, saga: SagaRun, spec: TemplateSpec) -> dict[str, A
     engine.send_held(saga, spec)
     sent = [] if held is None else [f"{spec.steps[held['index']].name} ({held['phase']})"]
     return {"from": "paused", "to": saga.state.value, "sent": sent}
+
+
+def retry_compensation(engine: SagaEngine, saga: SagaRun, spec: TemplateSpec, why: str, actor: str) -> dict[str, Any]:
+    """A compensation gave up and a person has fixed what made it fail: dispatch it again, with
+    its attempts counted afresh, and close the remediation items it opened. Once it succeeds the
+    steps below are undone in order, as if it had never failed."""
+    step = next((s for s in saga.steps if s.state is StepState.compensation_failed), None)
+    if saga.state is not SagaState.compensation_failed or step is None:
+        raise Conflict(
+            f"saga {saga.id} is {saga.state.value}: only a saga whose compensation gave up "
+            "(compensation_failed) has a compensation to retry"
+        )
+    closed = engine.store.close_remediations(saga, actor, why)
+    engine.compensate_again(saga, spec, step.index)
+    return {
+        "from": SagaState.compensation_failed.value,
+        "to": saga.state.value,
+        "sent": [f"{step.name} (compensate)"],
+        "closed": closed,
+    }
 
 
 def _unpause(saga: SagaRun, now: datetime) -> None:

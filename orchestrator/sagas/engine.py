@@ -213,7 +213,9 @@ class SagaEngine:
             step.state = StepState.compensation_failed
             saga.error = f"compensation of step {step.name!r} {decision.reason}: {error}"
             self.finish(saga, SagaState.compensation_failed)
-            self.store.open_remediation(saga, step.name, error or "-", self.settings.remediation_tenant, self.now)
+            self.store.open_remediation(
+                saga, step.name, step.current_attempt, error or "-", self.settings.remediation_tenant, self.now
+            )
 
     def compensate_below(self, saga: SagaRun, spec: TemplateSpec, below: int, *, uncertain: int | None = None) -> None:
         saga.state = SagaState.compensating
@@ -225,6 +227,19 @@ class SagaEngine:
         step = saga.steps[index]
         step.state = StepState.compensating
         step.current_attempt = 0
+        self._dispatch(saga, spec, index, Phase.compensate)
+
+    def compensate_again(self, saga: SagaRun, spec: TemplateSpec, index: int) -> None:
+        """Dispatch the compensation of step ``index`` again, with its attempts counted afresh
+        (an operator retries a compensation that gave up)."""
+        saga.state = SagaState.compensating
+        saga.finished_at = None
+        saga.updated_at = self.now
+        step = saga.steps[index]
+        step.state = StepState.compensating
+        step.compensation_attempts = 0
+        step.error = None
+        step.finished_at = None
         self._dispatch(saga, spec, index, Phase.compensate)
 
     def send_held(self, saga: SagaRun, spec: TemplateSpec) -> None:

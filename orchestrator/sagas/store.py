@@ -79,7 +79,12 @@ class SagaStore(Protocol):
     def act_on_item(self, item: WorkItem, action: BreachAction, to: str | None, now: datetime, *, why: str) -> None:
         """One of the SLA breach actions, on a work item."""
 
-    def open_remediation(self, saga: SagaRun, step: str, error: str, tenant: str, now: datetime) -> str: ...
+    def open_remediation(
+        self, saga: SagaRun, step: str, attempt: int, error: str, tenant: str, now: datetime
+    ) -> str: ...
+
+    def close_remediations(self, saga: SagaRun, actor: str, reason: str) -> list[str]:
+        """Close the saga's open remediation items (its compensation is retried); their ids."""
 
     def open_follow_up(self, saga: SagaRun, now: datetime, **fields: Any) -> str:
         """An item for a person about the saga (a remediation, an approval to continue)."""
@@ -219,8 +224,11 @@ class SqlSagaStore:
     def act_on_item(self, item: WorkItem, action: BreachAction, to: str | None, now: datetime, *, why: str) -> None:
         item_sla.apply(self.session, item, action, to, now, why=why)
 
-    def open_remediation(self, saga: SagaRun, step: str, error: str, tenant: str, now: datetime) -> str:
-        return links.open_remediation(self.session, saga, step, error, tenant, now)
+    def open_remediation(self, saga: SagaRun, step: str, attempt: int, error: str, tenant: str, now: datetime) -> str:
+        return links.open_remediation(self.session, saga, step, attempt, error, tenant, now)
+
+    def close_remediations(self, saga: SagaRun, actor: str, reason: str) -> list[str]:
+        return links.close_remediations(self.session, saga.id, actor, reason)
 
     def open_follow_up(self, saga: SagaRun, now: datetime, **fields: Any) -> str:
         return links.open_saga_follow_up(self.session, saga, now, **fields)

@@ -218,6 +218,30 @@ def cancel_items(session: Session, saga_id: str, index: int, phase: Phase, attem
     return len(items)
 
 
+def close_remediations(session: Session, saga_id: str, actor: str, reason: str) -> list[str]:
+    """Close the saga's open remediation items as done (an operator fixed what they asked for and
+    retries the compensation); their ids."""
+    items = session.scalars(
+        select(WorkItem)
+        .where(WorkItem.saga_id == saga_id, WorkItem.type == "remediation", WorkItem.is_open.is_(True))
+        .order_by(WorkItem.id)
+        .with_for_update()
+    ).all()
+    now = utcnow()
+    for item in items:
+        before = item.status
+        item.status = sorted(LIFECYCLES[item.lifecycle].succeeded)[0]
+        item.is_open = False
+        item.completed_at = now
+        item.claimed_by_type = item.claimed_by_id = None
+        item.claimed_at = item.lease_expires_at = None
+        item.reason = reason
+        item.version += 1
+        item.updated_at = now
+        audit.record(session, item, "closed", actor, from_status=before, to_status=item.status, reason=reason)
+    return [item.id for item in items]
+
+
 def report_outcome(session: Session, item: WorkItem, actor: str) -> None:
     """If a saga waits on ``item`` and it just ended, tell the saga (through the outbox)."""
     if item.saga_id is None or item.is_open or item.saga_step_index is None:
@@ -246,16 +270,19 @@ def report_outcome(session: Session, item: WorkItem, actor: str) -> None:
     uow_of(session).send(keys.ORCHESTRATOR_QUEUE, {"kind": "report", "body": report.model_dump(mode="json")}, now)
 
 
-def open_remediation(session: Session, saga: SagaRun, step: str, error: str, tenant: str, now: datetime) -> str:
+def open_remediation(
+    session: Session, saga: SagaRun, step: str, attempt: int, error: str, tenant: str, now: datetime
+) -> str:
     """A compensation gave up: open a remediation item for a person (invariant 4). It names the
-    saga (``saga_id``) but answers no step, so completing it does not move the saga."""
+    saga (``saga_id``) but answers no step, so completing it does not move the saga. One per
+    attempt that gave up: a compensation retried by an operator that gives up again opens another."""
     return open_saga_follow_up(
         session,
         saga,
         now,
         tenant=tenant,
         kind="remediation",
-        key=f"saga:{saga.id}:remediation",
+        key=f"saga:{saga.id}:remediation:{step}:{attempt}",
         title=f"Saga {saga.id} ({saga.template_name}) could not undo step {step!r}",
         description=(
             f"The compensation of step {step!r} gave up: {error}. The steps before it were left as "

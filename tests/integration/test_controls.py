@@ -18,6 +18,7 @@ from models.api import SagaRead
 from models.enums import SagaControl
 from models.principal import PrincipalType
 from models.tables import Timer
+from models.work_tables import WorkItem
 from orchestrator.errors import Conflict
 from orchestrator.sagas.controls import Controlled, control_saga
 from tests.conftest import BACKENDS
@@ -210,6 +211,47 @@ def test_cancelling_a_paused_saga_undoes_it_without_sending_what_was_held(harnes
     assert saga.state == "cancelled" and saga.paused_at is None
     assert _timeline(saga) == [("one", "forward", "succeeded"), ("one", "compensate", "succeeded")]
     assert "two" not in harness.calls(tag)
+
+
+def test_a_compensation_that_gave_up_is_retried_after_a_fix(harness: Harness) -> None:
+    tag = _tag()
+    # Two's undo fails on its first four calls (its whole budget), then works: the "fix".
+    behaviour: dict[str, Any] = {
+        "three": {"fail_always": True, "retryable": False},
+        "two:compensate": {"fail_times": 4},
+    }
+    saga = harness.wait_final(harness.submit("it.three", _input(tag, **behaviour)))
+    assert saga.state == "compensation_failed"
+    with pytest.raises(Conflict, match="only a saga whose compensation gave up"):
+        _control(
+            harness,
+            harness.wait_final(harness.submit("it.three", _input(_tag()))).id,
+            SagaControl.retry_compensation,
+            "x",
+        )
+
+    done = _control(harness, saga.id, SagaControl.retry_compensation, "the ledger is reachable again")
+    assert done.detail["to"] == "compensating" and done.detail["sent"] == ["two (compensate)"]
+    assert len(done.detail["closed"]) == 1
+    saga = harness.wait_final(saga.id)
+    assert saga.state == "compensated"
+    assert [s.state for s in saga.steps] == ["compensated", "compensated", "failed"]
+    assert harness.calls(tag)["two:compensate"] == 5 and harness.calls(tag)["one:compensate"] == 1
+    assert [a.outcome for a in saga.attempts if a.step_name == "two" and a.phase == "compensate"] == [
+        "failed",
+        "failed",
+        "failed",
+        "failed",
+        "succeeded",
+    ]
+    with harness.wiring.sessions() as session:
+        items = session.scalars(select(WorkItem).where(WorkItem.saga_id == saga.id)).all()
+    # The remediation it opened was closed by the retry, with who and why.
+    assert [(i.id, i.type, i.status, i.is_open) for i in items] == [
+        (done.detail["closed"][0], "remediation", "done", False)
+    ]
+    assert items[0].reason is not None and "the ledger is reachable again" in items[0].reason
+    assert [e.action for e in saga.audit] == ["retry_compensation"]
 
 
 # -- the API ---------------------------------------------------------------------------------------

@@ -307,7 +307,7 @@ def test_a_tenant_reading_its_saga_does_not_see_the_operators_remediation_items(
     with sessions(client).begin() as session:
         saga = session.get(SagaRun, saga_id)
         assert saga is not None
-        remediation = open_remediation(session, saga, "review", "it broke", "ops", utcnow())
+        remediation = open_remediation(session, saga, "review", 1, "it broke", "ops", utcnow())
 
     def items(headers: Headers) -> set[str]:
         return {i["id"] for i in client.get(f"/api/v1/sagas/{saga_id}", headers=headers).json()["work_items"]}

@@ -178,9 +178,15 @@ class MemoryStore:
     def act_on_item(self, item: WorkItem, action: BreachAction, to: str | None, now: datetime, *, why: str) -> None:
         self.item_actions.append((item.id, action, to, why))
 
-    def open_remediation(self, saga: SagaRun, step: str, error: str, tenant: str, now: datetime) -> str:
+    def open_remediation(self, saga: SagaRun, step: str, attempt: int, error: str, tenant: str, now: datetime) -> str:
         self.remediations.append({"saga": saga.id, "step": step, "error": error, "tenant": tenant})
         return f"remediation-{len(self.remediations)}"
+
+    def close_remediations(self, saga: SagaRun, actor: str, reason: str) -> list[str]:
+        closed = [f"remediation-{n + 1}" for n, r in enumerate(self.remediations) if not r.get("closed")]
+        for r in self.remediations:
+            r["closed"] = True
+        return closed
 
     def open_follow_up(self, saga: SagaRun, now: datetime, **fields: Any) -> str:
         self.follow_ups.append({"saga": saga.id, **fields})
