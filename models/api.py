@@ -185,6 +185,61 @@ class SagaControlBody(BaseModel):
     reason: str = Field(min_length=1, max_length=1000, description="Why; shown on the saga and in its audit trail.")
 
 
+class SagaFilter(BaseModel):
+    """Which sagas a bulk control applies to: all of the conditions given (at least one)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    state: SagaState | None = Field(default=None, description="Only sagas in this state.")
+    template: str | None = Field(default=None, max_length=200, description="Only sagas of this template (by name).")
+    tenant: str | None = Field(
+        default=None, max_length=64, description="Only this tenant's sagas (an all-tenant token only; else its own)."
+    )
+    created_after: datetime | None = Field(default=None, description="Only sagas submitted at or after this time.")
+    created_before: datetime | None = Field(default=None, description="Only sagas submitted before this time.")
+
+
+class SagaBulkControl(BaseModel):
+    """One control applied to every saga a filter matches, each in a transaction of its own."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    action: SagaControl = Field(description="What to do to each saga.")
+    reason: str = Field(min_length=1, max_length=1000, description="Why; kept in each saga's audit trail.")
+    filter: SagaFilter = Field(description="Which sagas.")
+    dry_run: bool = Field(
+        default=True, description="Only count what matches (the default): send false, with expect, to act."
+    )
+    expect: int | None = Field(
+        default=None,
+        ge=0,
+        description=(
+            "To act: the count a dry run answered. If the filter matches another number now, nothing is done "
+            "(409), so that an operator acts on what was shown."
+        ),
+    )
+    limit: int = Field(default=1000, ge=1, le=1000, description="The most sagas one request acts on.")
+
+
+class SagaBulkResult(BaseModel):
+    """What a bulk control did to one saga."""
+
+    id: str = Field(description="The saga's id.")
+    status: int = Field(description="200 done; 409 it did not apply to the saga as it stood (see error).")
+    error: str | None = Field(default=None, description="Why it did not apply; null: done.")
+
+
+class SagaBulkRead(BaseModel):
+    """The answer to a bulk control: how many sagas matched and, unless a dry run, what became of each."""
+
+    matched: int = Field(description="How many sagas the filter matches now (at most limit + 1 are counted).")
+    dry_run: bool = Field(description="Whether nothing was done.")
+    sample: list[str] = Field(description="The ids of the first matching sagas (up to 20), oldest first.")
+    results: list[SagaBulkResult] = Field(default_factory=list, description="Each saga acted on, oldest first.")
+    done: int = Field(default=0, description="How many the control was applied to.")
+    refused: int = Field(default=0, description="How many it did not apply to.")
+
+
 class SagaItemRead(BaseModel):
     """A work item a saga opened: one a step waits on, or a remediation."""
 

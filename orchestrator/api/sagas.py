@@ -13,6 +13,8 @@ from models.api import (
     SagaBatchCreate,
     SagaBatchRead,
     SagaBatchResult,
+    SagaBulkControl,
+    SagaBulkRead,
     SagaControlBody,
     SagaCreate,
     SagaPage,
@@ -27,6 +29,7 @@ from orchestrator.api.deps import get_wiring
 from orchestrator.api.errors import json_response, responses
 from orchestrator.errors import Forbidden, InvalidInput, OrchestratorError
 from orchestrator.sagas.batch import BatchAnswer, BatchEntry, submit_batch
+from orchestrator.sagas.bulk_controls import bulk_control
 from orchestrator.sagas.controls import control_saga
 from orchestrator.sagas.queries import list_sagas, read_saga, started_read
 from orchestrator.sagas.submit import Submitted, submit_saga
@@ -199,6 +202,40 @@ def _refused(index: int, exc: OrchestratorError) -> SagaBatchResult:
 
 def _under(index: int, path: str) -> str:
     return f"sagas.{index}" if path == "(root)" else f"sagas.{index}.{path}"
+
+
+@router.post("/bulk", response_model=SagaBulkRead, responses=responses(401, 403, 409, 422))
+def control_sagas(
+    body: SagaBulkControl,
+    wiring: WiringDep,
+    principal: Annotated[Principal, needs(Scope.sagas_control)],
+) -> SagaBulkRead:
+    """Cancel, terminate, pause, resume or retry the compensation of every saga a filter
+    matches (the token's tenant's only). By default a dry run: it answers how many match and the
+    first of them. To act, send ``dry_run: false`` with ``expect`` set to that count: if the
+    filter matches another number by then, nothing is done (409). Each saga is controlled in a
+    transaction of its own, oldest first, and answered on its own (one that finished meanwhile
+    is a 409 in its result, and the others are still done); at most ``limit`` (1,000) per request."""
+    actor = f"{principal.type.value}:{principal.id}"
+    read = bulk_control(
+        wiring.sessions,
+        wiring.settings,
+        body,
+        actor=actor,
+        tenant=principal.tenant,
+        publish=lambda outbox: _publish_started(wiring, outbox, "the dispatches of a bulk control"),
+    )
+    if not read.dry_run:
+        log.info(
+            "bulk %s by %s: %d matched, %d done, %d refused: %s",
+            body.action.value,
+            actor,
+            read.matched,
+            read.done,
+            read.refused,
+            body.reason,
+        )
+    return read
 
 
 @router.get("/{saga_id}", response_model=SagaRead, responses=responses(401, 403, 404))

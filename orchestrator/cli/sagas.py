@@ -184,3 +184,67 @@ def saga_resume(saga_id: str, reason: str) -> None:
 def saga_retry_compensation(saga_id: str, reason: str) -> None:
     """Dispatch again the compensation that gave up (once fixed), closing its remediation items."""
     _control(saga_id, "retry_compensation", reason)
+
+
+@saga.command("bulk")
+@click.argument("action", type=click.Choice(["cancel", "terminate", "pause", "resume", "retry-compensation"]))
+@click.option(
+    "--state", type=click.Choice([s.value for s in SagaState]), default=None, help="Only sagas in this state."
+)
+@click.option("--template", default=None, help="Only sagas of this template.")
+@click.option("--tenant", default=None, help="Only this tenant's sagas.")
+@click.option("--since", type=click.DateTime(), default=None, help="Only sagas submitted at or after this time (UTC).")
+@click.option("--until", type=click.DateTime(), default=None, help="Only sagas submitted before this time (UTC).")
+@_REASON
+@click.option("--yes", is_flag=True, help="Act without asking (the count is still shown).")
+def saga_bulk(
+    action: str,
+    state: str | None,
+    template: str | None,
+    tenant: str | None,
+    since: Any,
+    until: Any,
+    reason: str,
+    yes: bool,
+) -> None:
+    """Apply ACTION to every saga the filter matches: shows how many first, then asks."""
+    import getpass
+    from datetime import UTC
+
+    from models.api import SagaBulkControl, SagaFilter
+    from models.enums import SagaControl
+    from orchestrator.sagas.bulk_controls import bulk_control
+
+    wiring = open_wiring()
+    where = SagaFilter(
+        state=SagaState(state) if state else None,
+        template=template,
+        tenant=tenant,
+        created_after=since.replace(tzinfo=UTC) if since else None,
+        created_before=until.replace(tzinfo=UTC) if until else None,
+    )
+    request = SagaBulkControl(action=SagaControl(action.replace("-", "_")), reason=reason, filter=where)
+
+    def publish(outbox: list[Any]) -> None:
+        try:
+            wiring.dispatcher.publish(outbox)
+        except Exception as exc:
+            click.echo(f"note: could not reach the broker ({exc}); the orchestrator will publish it", err=True)
+
+    actor = f"user:{getpass.getuser()}"
+    counted = bulk_control(wiring.sessions, wiring.settings, request, actor=actor, tenant="*", publish=publish)
+    if counted.matched > request.limit:
+        raise Failure(f"more than {request.limit} sagas match: narrow the filter (--state, --template, --since)")
+    click.echo(f"{counted.matched} saga(s) match" + (": " + ", ".join(counted.sample) if counted.sample else ""))
+    if counted.matched > len(counted.sample):
+        click.echo(f"  (and {counted.matched - len(counted.sample)} more)")
+    if not counted.matched:
+        return
+    if not yes:
+        click.confirm(f"{action} {counted.matched} saga(s)?", abort=True)
+    request = request.model_copy(update={"dry_run": False, "expect": counted.matched})
+    done = bulk_control(wiring.sessions, wiring.settings, request, actor=actor, tenant="*", publish=publish)
+    for result in done.results:
+        if result.error:
+            click.echo(f"  {result.id}: not done: {result.error}")
+    click.echo(f"{action}: {done.done} done, {done.refused} not done")

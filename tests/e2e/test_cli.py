@@ -20,11 +20,15 @@ ROOT = Path(__file__).resolve().parents[2]
 SHOP = ROOT / "examples" / "shop.order.yaml"
 
 
-def workyard(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def workyard(
+    env: dict[str, str], *args: str, timeout: float = 120, answer: str = ""
+) -> subprocess.CompletedProcess[str]:
+    """Run the CLI as a user would; ``answer``: what the user types if it asks (nothing: EOF)."""
     return subprocess.run(
         [sys.executable, "-m", "orchestrator.cli", *args],
         env=env,
         cwd=ROOT,
+        input=answer,
         text=True,
         capture_output=True,
         timeout=timeout,
@@ -158,6 +162,56 @@ def test_template_add_submit_wait_show_and_list(stack_env: dict[str, str]) -> No
         f"{stack_env['WORKYARD_TEST_API']}/api/v1/sagas/{saga_id}", headers={"Authorization": f"Bearer {admin}"}
     ).json()
     assert over_http["state"] == "completed"
+
+
+def test_an_operator_cancels_pauses_and_terminates_stuck_sagas(stack_env: dict[str, str], tmp_path: Path) -> None:
+    # A template whose capability no worker consumes: its sagas wait on their first step.
+    stuck = tmp_path / "stuck.yaml"
+    stuck.write_text("name: e2e.stuck\nversion: 1.0.0\nsteps:\n  - name: a\n    capability: nobody\n    handler: h\n")
+    assert workyard(stack_env, "template", "add", str(stuck)).returncode == 0
+    ids = [workyard(stack_env, "saga", "submit", "e2e.stuck").stdout.split()[1] for _ in range(3)]
+
+    cancelled = workyard(stack_env, "saga", "cancel", ids[0], "--reason", "no worker for nobody")
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert f"saga {ids[0]}: cancel (running -> cancelled)" in cancelled.stdout
+    assert (
+        "state: cancelled" in cancelled.stdout
+        and "cancel (running -> cancelled): no worker for nobody" in cancelled.stdout
+    )
+    again = workyard(stack_env, "saga", "cancel", ids[0], "--reason", "again")
+    assert again.returncode == 1 and "is cancelled already" in again.stderr and "Traceback" not in again.stderr
+    missing = workyard(stack_env, "saga", "cancel", ids[0])
+    assert missing.returncode == 2 and "--reason" in missing.stderr
+
+    paused = workyard(
+        stack_env, "saga", "bulk", "pause", "--template", "e2e.stuck", "--state", "running", "--reason", "hold", "--yes"
+    )
+    assert paused.returncode == 0, paused.stderr
+    assert "2 saga(s) match" in paused.stdout and "pause: 2 done, 0 not done" in paused.stdout
+    asked = workyard(
+        stack_env, "saga", "bulk", "terminate", "--template", "e2e.stuck", "--state", "running", "--reason", "x"
+    )
+    assert asked.returncode == 1 and "Aborted" in asked.stderr  # no answer to the question: nothing done
+    terminated = workyard(
+        stack_env,
+        "saga",
+        "bulk",
+        "terminate",
+        "--template",
+        "e2e.stuck",
+        "--state",
+        "running",
+        "--reason",
+        "gone",
+        "--yes",
+    )
+    assert "terminate: 2 done, 0 not done" in terminated.stdout
+    listed = workyard(stack_env, "saga", "list", "--template", "e2e.stuck", "--state", "terminated")
+    assert sorted(line.split()[0] for line in listed.stdout.splitlines()) == sorted(ids[1:])
+    shown = workyard(stack_env, "saga", "show", ids[1])
+    assert (
+        "pause (running -> paused): hold" in shown.stdout and "terminate (running -> terminated): gone" in shown.stdout
+    )
 
 
 @pytest.mark.parametrize(

@@ -327,3 +327,50 @@ def test_the_api_pauses_and_resumes(client: TestClient) -> None:
     not_paused = client.post(f"/api/v1/sagas/{saga_id}/resume", json={"reason": "looked"})
     assert not_paused.status_code == 409 and "not paused" in not_paused.json()["error"]["message"]
     assert [e["action"] for e in client.get(f"/api/v1/sagas/{saga_id}").json()["audit"]] == ["pause", "resume"]
+
+
+def test_a_bulk_control_counts_first_and_acts_on_what_was_counted(client: TestClient) -> None:
+    operator = _token(client, "acme", ["sagas:control", "sagas:read", "sagas:write"])
+    stranger = _token(client, "globex", ["sagas:control", "sagas:read", "sagas:write"])
+    body = {"template": "it.three", "input": {"tag": "a"}}
+    ours = [client.post("/api/v1/sagas", json=body, headers=operator).json()["id"] for _ in range(3)]
+    theirs = client.post("/api/v1/sagas", json=body, headers=stranger).json()["id"]
+    bulk = {"action": "pause", "reason": "incident 42", "filter": {"template": "it.three", "state": "running"}}
+
+    counted = client.post("/api/v1/sagas/bulk", json=bulk, headers=operator).json()
+    assert (counted["matched"], counted["dry_run"], counted["sample"]) == (3, True, ours)
+    assert counted["results"] == [] and counted["done"] == 0
+    stale = client.post("/api/v1/sagas/bulk", json={**bulk, "dry_run": False, "expect": 2}, headers=operator)
+    assert stale.status_code == 409 and "matches 3 sagas now, not the 2 expected" in stale.json()["error"]["message"]
+    unnamed = client.post("/api/v1/sagas/bulk", json={**bulk, "dry_run": False}, headers=operator)
+    assert unnamed.status_code == 422 and unnamed.json()["error"]["details"][0]["path"] == "expect"
+    assert all(client.get(f"/api/v1/sagas/{i}", headers=operator).json()["paused_at"] is None for i in ours)
+
+    acted = client.post("/api/v1/sagas/bulk", json={**bulk, "dry_run": False, "expect": 3}, headers=operator).json()
+    assert (acted["matched"], acted["done"], acted["refused"]) == (3, 3, 0)
+    assert [r["id"] for r in acted["results"]] == ours
+    assert all(client.get(f"/api/v1/sagas/{i}", headers=operator).json()["paused_at"] for i in ours)
+    assert client.get(f"/api/v1/sagas/{theirs}", headers=stranger).json()["paused_at"] is None  # another tenant's
+
+    # A saga the control does not apply to is answered on its own; the others are still done.
+    client.post(f"/api/v1/sagas/{ours[0]}/resume", json={"reason": "this one is fine"}, headers=operator)
+    resume = {**bulk, "action": "resume", "dry_run": False, "expect": 3}
+    answered = client.post("/api/v1/sagas/bulk", json=resume, headers=operator).json()
+    assert (answered["done"], answered["refused"]) == (2, 1)
+    assert answered["results"][0] == {
+        "id": ours[0],
+        "status": 409,
+        "error": f"saga {ours[0]} is not paused: there is nothing to resume",
+    }
+
+    for bad, path in (
+        ({**bulk, "filter": {}}, "filter"),
+        ({**bulk, "action": "explode"}, "action"),
+        ({**bulk, "limit": 5000}, "limit"),
+    ):
+        refused = client.post("/api/v1/sagas/bulk", json=bad, headers=operator)
+        assert refused.status_code == 422 and refused.json()["error"]["details"][0]["path"].removeprefix(
+            "body."
+        ).startswith(path), bad
+    other_tenant = client.post("/api/v1/sagas/bulk", json={**bulk, "filter": {"tenant": "globex"}}, headers=operator)
+    assert other_tenant.status_code == 403
