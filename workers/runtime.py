@@ -105,7 +105,7 @@ class StepRuntime:
                     retryable=False,
                 )
             ]
-        owner = f"{self.config.worker}:{uuid.uuid4().hex}"
+        owner = delivery_owner(self.config.worker)
         return self._deliver(dispatch, handler, owner)
 
     def _deliver(self, dispatch: StepDispatch, handler: StepHandler, owner: str) -> list[Message]:
@@ -147,13 +147,18 @@ class StepRuntime:
             stored = StepReport.model_validate_json(answer.stored or "{}")
             return [stored.model_copy(update=_identity(dispatch))]
         if answer.decision is Begin.lost:
+            # The attempt is the dead worker's: the timeline names it (where to look), not this
+            # worker, whose redelivery only noticed.
+            dead = owner_worker(answer.stored or "")
             report = self._report(
                 dispatch,
                 Outcome.lost,
                 error=ErrorInfo(
-                    type="WorkerLost", message="an earlier delivery of this attempt died before it finished"
+                    type="WorkerLost",
+                    message=f"the delivery of this attempt on {dead or 'an unknown worker'} died before it "
+                    f"finished (found by {self.config.worker})",
                 ),
-            )
+            ).model_copy(update={"worker": dead})
             return self._store(dispatch, owner, report)
         # The claim is renewed from here on, also while the step waits for its mutex.
         claim = (keys.run_claim(dispatch.idempotence_key), self.store.claim_ttl_ms)
@@ -377,6 +382,20 @@ class StepRuntime:
             retry_after_ms=retry_after_ms,
             started=started,
         )
+
+
+def delivery_owner(worker: str) -> str:
+    """What one delivery holds its run claim and leases as: its worker's name and a random part
+    (two deliveries on one worker are two owners)."""
+    return f"{worker}:{uuid.uuid4().hex}"
+
+
+def owner_worker(owner: str) -> str | None:
+    """The worker named in a delivery's owner (see :func:`delivery_owner`); None if none is."""
+    worker, sep, random = owner.rpartition(":")
+    if not sep or not worker or len(random) != 32 or not all(c in "0123456789abcdef" for c in random):
+        return None
+    return worker
 
 
 def _identity(dispatch: StepDispatch) -> dict[str, Any]:
