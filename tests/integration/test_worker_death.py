@@ -16,6 +16,7 @@ import pytest
 
 from orchestrator.local.stack import WorkerSpec
 from tests.conftest import BACKENDS
+from tests.integration.flower import flower_view
 from tests.integration.harness import HANDLERS, Harness, running_harness
 from tests.integration.templates import FAST_RETRY
 from tests.support import RedisTarget, eventually
@@ -127,8 +128,12 @@ def test_a_step_that_ends_on_an_unknown_outcome_is_compensated_too(harness: Harn
 def test_a_dead_workers_dispatch_comes_back_and_the_attempt_is_recorded_lost(harness: Harness) -> None:
     tag = uuid.uuid4().hex[:12]
     # Well inside the step watchdog's hour: the dispatch came back, the deadline did not fire.
-    saga_id, killed = kill_beta_mid_step(harness, "it.untimed", tag)
-    saga = harness.wait_final(saga_id, timeout=90)
+    with flower_view(harness.settings) as flower:
+        saga_id, killed = kill_beta_mid_step(harness, "it.untimed", tag)
+        saga = harness.wait_final(saga_id, timeout=90)
+        # In Flower, the dispatch's redelivery ends as FAILURE and names the worker that died.
+        task = flower.task(f"{saga_id}-1-f1", "FAILURE")
+        assert (task.exception or "").startswith(f"WorkerLost('the delivery of this attempt on {killed} died")
     assert saga.state == "completed"
     two = [(a.attempt, a.outcome) for a in saga.attempts if a.step_name == "two"]
     assert two[0] == (1, "lost") and two[-1][1] == "succeeded"
