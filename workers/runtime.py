@@ -56,6 +56,26 @@ class RuntimeConfig:
     timeout_errors: tuple[type[BaseException], ...] = ()
 
 
+@dataclass(frozen=True)
+class Delivery:
+    """What one delivery came to.
+
+    ``messages``: still to send to the orchestrator (maybe none: with ``render_report``, the
+    report went with the stored outcome). ``outcome``: what the orchestrator is told of the
+    attempt (its report, or a dead letter); None when the delivery was dropped unrun, and
+    ``dropped`` says why. ``error``: the handler's exception, where it raised one.
+    """
+
+    messages: list[Message]
+    outcome: Message | None = None
+    error: BaseException | None = None
+    dropped: str | None = None
+
+    @classmethod
+    def of(cls, message: Message, error: BaseException | None = None) -> Delivery:
+        return cls([message], message, error)
+
+
 class StepRuntime:
     """Runs one delivery of a step dispatch: idempotence check, mutex lease, handler, stored result, report."""
 
@@ -80,23 +100,27 @@ class StepRuntime:
     def execute(self, body: Any, *, source: str = "cap") -> list[Message]:
         """Handle one delivery; returns the messages still to send to the orchestrator (maybe
         none: with ``render_report``, a report stored with its outcome was sent with it)."""
+        return self.deliver(body, source=source).messages
+
+    def deliver(self, body: Any, *, source: str = "cap") -> Delivery:
+        """Handle one delivery: the messages still to send, and what became of the attempt."""
         try:
             dispatch = StepDispatch.model_validate(body)
         except ValidationError as exc:
             reason = f"malformed step dispatch: {summary(error_details(exc.errors()))}"
-            return [DeadLetterReport(source=source, reason=reason, body=body_text(body))]
+            return Delivery.of(DeadLetterReport(source=source, reason=reason, body=body_text(body)))
         handler = get_handler(dispatch.handler)
         if handler is None:
-            return [
+            return Delivery.of(
                 self._fail(
                     dispatch,
                     "UnknownHandler",
                     f"no handler {dispatch.handler!r} is registered on worker {self.config.worker}",
                     retryable=False,
                 )
-            ]
+            )
         if handler.capability != dispatch.capability:
-            return [
+            return Delivery.of(
                 self._fail(
                     dispatch,
                     "WrongCapability",
@@ -104,11 +128,11 @@ class StepRuntime:
                     f"{handler.capability!r}, but the template runs it on {dispatch.capability!r}",
                     retryable=False,
                 )
-            ]
-        owner = f"{self.config.worker}:{uuid.uuid4().hex}"
+            )
+        owner = delivery_owner(self.config.worker)
         return self._deliver(dispatch, handler, owner)
 
-    def _deliver(self, dispatch: StepDispatch, handler: StepHandler, owner: str) -> list[Message]:
+    def _deliver(self, dispatch: StepDispatch, handler: StepHandler, owner: str) -> Delivery:
         key = dispatch.idempotence_key
         deadline = time.monotonic() + self.store.claim_ttl_ms / 1000 * 2
         # Past its deadline, the orchestrator has moved on: no use running it. The worker's clock
@@ -127,7 +151,7 @@ class StepRuntime:
                     dispatch.step,
                     dispatch.attempt,
                 )
-                return []
+                return Delivery([], dropped="past its deadline: the orchestrator has moved on")
             if answer.decision is not Begin.busy:
                 break
             if time.monotonic() > deadline:
@@ -138,48 +162,57 @@ class StepRuntime:
                     dispatch.step,
                     dispatch.attempt,
                 )
-                return []
+                return Delivery([], dropped="a duplicate: this attempt is running on another delivery")
             time.sleep(BUSY_POLL_S)
 
         if answer.decision is Begin.result:
-            return [self._report(dispatch, Outcome.succeeded, result=json.loads(answer.stored or "null"))]
+            return Delivery.of(self._report(dispatch, Outcome.succeeded, result=json.loads(answer.stored or "null")))
         if answer.decision is Begin.report:
             stored = StepReport.model_validate_json(answer.stored or "{}")
-            return [stored.model_copy(update=_identity(dispatch))]
+            return Delivery.of(stored.model_copy(update=_identity(dispatch)))
         if answer.decision is Begin.lost:
+            # The attempt is the dead worker's: the timeline names it (where to look), not this
+            # worker, whose redelivery only noticed.
+            dead = owner_worker(answer.stored or "")
             report = self._report(
                 dispatch,
                 Outcome.lost,
                 error=ErrorInfo(
-                    type="WorkerLost", message="an earlier delivery of this attempt died before it finished"
+                    type="WorkerLost",
+                    message=f"the delivery of this attempt on {dead or 'an unknown worker'} died before it "
+                    f"finished (found by {self.config.worker})",
                 ),
-            )
+            ).model_copy(update={"worker": dead})
             return self._store(dispatch, owner, report)
         # The claim is renewed from here on, also while the step waits for its mutex.
         claim = (keys.run_claim(dispatch.idempotence_key), self.store.claim_ttl_ms)
         guards = {claim[0]: Guard.claim(dispatch.idempotence_key)}
         with Renewal(self.store, owner, [claim], guards=guards) as renewal:
-            report = self._run(dispatch, handler, owner, renewal)
+            report, error = self._run(dispatch, handler, owner, renewal)
         took_mutex = len(renewal.leases) > 1  # the scope's lease follows the claim, if the step took it
-        return self._store(dispatch, owner, report, took_mutex=took_mutex, lost=renewal.lost)
+        return self._store(dispatch, owner, report, took_mutex=took_mutex, lost=renewal.lost, error=error)
 
-    def _run(self, dispatch: StepDispatch, handler: StepHandler, owner: str, renewal: Renewal) -> StepReport:
+    def _run(
+        self, dispatch: StepDispatch, handler: StepHandler, owner: str, renewal: Renewal
+    ) -> tuple[StepReport, BaseException | None]:
+        """The attempt's report, and the handler's exception where it raised one."""
         started = self.clock()
         try:
             cmd = handler.input_model.model_validate(dispatch.input)
         except ValidationError as exc:
-            return self._fail(
+            invalid = self._fail(
                 dispatch,
                 "InvalidInput",
                 f"input does not fit {handler.input_model.__name__}: {summary(error_details(exc.errors()))}",
                 retryable=False,
                 started=started,
             )
+            return invalid, None
 
         if dispatch.mutex_scope is not None:
             granted = self._acquire(dispatch, owner)
             if granted is not Acquire.granted:
-                return self._report(
+                deferred = self._report(
                     dispatch,
                     Outcome.deferred,
                     started=started,
@@ -193,6 +226,7 @@ class StepRuntime:
                         ),
                     ),
                 )
+                return deferred, None
             renewal.add(
                 keys.mutex_lease(dispatch.mutex_scope),
                 self.config.lease_ttl_ms,
@@ -234,7 +268,7 @@ class StepRuntime:
 
     def _call(
         self, dispatch: StepDispatch, handler: StepHandler, ctx: StepContext, cmd: BaseModel, started: datetime
-    ) -> StepReport:
+    ) -> tuple[StepReport, BaseException | None]:
         self.hooks.before(ctx)
         result: Any = None
         error: BaseException | None = None
@@ -253,11 +287,11 @@ class StepRuntime:
             except (TypeError, ValueError) as exc:
                 # Only the result's serialisation: running the handler again would return the same.
                 error = exc
-                return self._fail(dispatch, type(exc).__name__, str(exc), retryable=False, started=started)
-            return self._report(dispatch, Outcome.succeeded, result=payload, started=started)
+                return self._fail(dispatch, type(exc).__name__, str(exc), retryable=False, started=started), exc
+            return self._report(dispatch, Outcome.succeeded, result=payload, started=started), None
         except StepFailed as exc:
             error = exc
-            return self._fail(
+            failed = self._fail(
                 dispatch,
                 type(exc).__name__,
                 str(exc),
@@ -265,19 +299,21 @@ class StepRuntime:
                 started=started,
                 retry_after_ms=None if exc.retry_after is None else int(exc.retry_after * 1000),
             )
+            return failed, exc
         except self.config.timeout_errors as exc:
             error = exc
-            return self._fail(
+            timed_out = self._fail(
                 dispatch,
                 "Timeout",
                 f"step ran past its timeout of {dispatch.timeout_ms} ms",
                 retryable=True,
                 started=started,
             )
+            return timed_out, exc
         except Exception as exc:
             error = exc
             log.exception("handler %s failed (saga %s, attempt %d)", handler.name, dispatch.saga_id, dispatch.attempt)
-            return self._fail(dispatch, type(exc).__name__, str(exc) or repr(exc), retryable=True, started=started)
+            return self._fail(dispatch, type(exc).__name__, str(exc) or repr(exc), retryable=True, started=started), exc
         finally:
             self.hooks.after(ctx, result, error)
 
@@ -289,11 +325,13 @@ class StepRuntime:
         *,
         took_mutex: bool = False,
         lost: str | None = None,
-    ) -> list[Message]:
+        error: BaseException | None = None,
+    ) -> Delivery:
         """Store the outcome and let go of claim and lease. A success is stored only while both
         are still ours (or lapsed with nobody taking the step meanwhile), checked by Redis in the
-        same step: a renewal can fail or come late. Returns the report to publish, or nothing if
-        it was pushed with the outcome."""
+        same step: a renewal can fail or come late. Returns the report stored (with the
+        handler's ``error``, if that report is its failure), to publish unless it was pushed with
+        the outcome."""
         fallback = None
         if report.outcome is Outcome.succeeded:
             fallback = self._fail(
@@ -327,9 +365,8 @@ class StepRuntime:
             fallback_json=fallback.model_dump_json() if fallback else None,
             push=push,
         )
-        if push is not None:
-            return []
-        return [fallback if found_lost and fallback is not None else report]
+        stored = fallback if found_lost and fallback is not None else report
+        return Delivery([] if push is not None else [stored], stored, error if stored is report else None)
 
     def _report(
         self,
@@ -377,6 +414,20 @@ class StepRuntime:
             retry_after_ms=retry_after_ms,
             started=started,
         )
+
+
+def delivery_owner(worker: str) -> str:
+    """What one delivery holds its run claim and leases as: its worker's name and a random part
+    (two deliveries on one worker are two owners)."""
+    return f"{worker}:{uuid.uuid4().hex}"
+
+
+def owner_worker(owner: str) -> str | None:
+    """The worker named in a delivery's owner (see :func:`delivery_owner`); None if none is."""
+    worker, sep, random = owner.rpartition(":")
+    if not sep or not worker or len(random) != 32 or not all(c in "0123456789abcdef" for c in random):
+        return None
+    return worker
 
 
 def _identity(dispatch: StepDispatch) -> dict[str, Any]:

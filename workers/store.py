@@ -40,14 +40,16 @@ if report then return {'report', report} end
 local claim = redis.call('GET', KEYS[4])
 -- Ours: this very call ran before and its answer was lost with the connection. It answered
 -- 'run' if it set the seen marker, 'lost' if the marker was another delivery's.
+-- 'lost' comes with the seen marker: the owner of the delivery that began the attempt and died.
 if claim == ARGV[1] then
-  if redis.call('GET', KEYS[3]) == ARGV[1] then return {'run', ''} end
-  return {'lost', ''}
+  local seen = redis.call('GET', KEYS[3])
+  if seen == ARGV[1] then return {'run', ''} end
+  return {'lost', seen or ''}
 end
 if claim then return {'busy', ''} end
 redis.call('SET', KEYS[4], ARGV[1], 'PX', ARGV[2])
 if redis.call('SET', KEYS[3], ARGV[1], 'NX', 'EX', ARGV[3]) then return {'run', ''} end
-return {'lost', ''}
+return {'lost', redis.call('GET', KEYS[3]) or ''}
 """
 
 # Store an attempt's outcome and give up our claim and leases, in one round trip; and, where the
@@ -200,7 +202,8 @@ class ReportPush:
 
 @dataclass(frozen=True)
 class BeginAnswer:
-    """The idempotence check's decision, with the stored result or report to replay where there is one."""
+    """The idempotence check's decision, with the stored result or report to replay where there
+    is one (``lost``: the owner of the delivery that began the attempt and died)."""
 
     decision: Begin
     stored: str | None = None

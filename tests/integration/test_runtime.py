@@ -267,6 +267,23 @@ def test_a_redelivery_after_a_death_is_reported_lost(runtime: StepRuntime) -> No
     assert "died" not in CALLS
 
 
+def test_a_lost_attempt_names_the_worker_that_ran_it_not_the_one_that_noticed(runtime: StepRuntime) -> None:
+    """The timeline must point at the worker that died (where to look), not at the one whose
+    redelivery found the attempt lost."""
+    body = dispatch("died-on")
+    store = runtime.store
+    store.begin(body["idempotence_key"], body["saga_id"], 1, "payments-1@host:" + uuid.uuid4().hex)
+    claim = keys.run_claim(body["idempotence_key"])
+    eventually(lambda: not RUNTIME_REDIS[0].exists(claim), what="the dead owner's claim to expire")
+    report = only_report(runtime.execute(body))
+    assert report.outcome == Outcome.lost
+    assert report.worker == "payments-1@host"
+    assert report.error is not None and "payments-1@host" in report.error.message
+    assert "test-worker" in report.error.message  # who noticed, for the operator reading it
+    # A replay of the stored report (a duplicate delivery) still names the worker that died.
+    assert only_report(runtime.execute(body)).worker == "payments-1@host"
+
+
 def test_sagas_sharing_an_idempotence_key_keep_their_own_identity(runtime: StepRuntime) -> None:
     shared = f"order:{uuid.uuid4().hex[:6]}"
     first = only_report(runtime.execute(dispatch("shared", key=shared)))

@@ -16,6 +16,7 @@ import pytest
 
 from orchestrator.local.stack import WorkerSpec
 from tests.conftest import BACKENDS
+from tests.integration.flower import flower_view
 from tests.integration.harness import HANDLERS, Harness, running_harness
 from tests.integration.templates import FAST_RETRY
 from tests.support import RedisTarget, eventually
@@ -82,21 +83,24 @@ def harness(
         yield h
 
 
-def kill_beta_mid_step(harness: Harness, template: str, tag: str) -> str:
+def kill_beta_mid_step(harness: Harness, template: str, tag: str) -> tuple[str, str]:
+    """Submit a saga, kill -9 the beta worker host while step two runs, start another; returns
+    the saga's id and the killed worker's Celery node name."""
     saga_id = harness.submit(template, {"tag": tag, "behaviour": {"two": {"hang_first_call": True}}})
     eventually(lambda: harness.books.get(f"test:pid:{tag}"), what="step two to start")
     beta = next(
         c for c in harness.stack.supervisor.children if c.name.startswith("worker-beta") and c.process.poll() is None
     )
+    killed = next(n for n in harness.stack.worker_names if f"worker-{n.split('@')[0]}" == beta.name)
     os.killpg(beta.process.pid, signal.SIGKILL)  # the main process and its pool, no warm shutdown
     beta.process.wait()
     harness.stack.start_worker(WorkerSpec(["beta"], HANDLERS, concurrency=1))
-    return saga_id
+    return saga_id, killed
 
 
 def test_a_dead_worker_host_times_the_attempt_out_and_another_worker_finishes(harness: Harness) -> None:
     tag = uuid.uuid4().hex[:12]
-    saga = harness.wait_final(kill_beta_mid_step(harness, "it.deadlined", tag))
+    saga = harness.wait_final(kill_beta_mid_step(harness, "it.deadlined", tag)[0])
     assert saga.state == "completed"
     two = [(a.attempt, a.outcome) for a in saga.attempts if a.step_name == "two"]
     assert two[0] == (1, "timed_out") and two[-1][1] == "succeeded"
@@ -105,7 +109,7 @@ def test_a_dead_worker_host_times_the_attempt_out_and_another_worker_finishes(ha
 
 def test_a_step_that_ends_on_an_unknown_outcome_is_compensated_too(harness: Harness) -> None:
     tag = uuid.uuid4().hex[:12]
-    saga = harness.wait_final(kill_beta_mid_step(harness, "it.deadlined-once", tag))
+    saga = harness.wait_final(kill_beta_mid_step(harness, "it.deadlined-once", tag)[0])
     assert saga.state == "compensated", [(a.step_name, a.phase, a.attempt, a.outcome, a.error) for a in saga.attempts]
     # Compensation attempts that timed out while the replacement worker started are retried.
     settled = [
@@ -124,8 +128,16 @@ def test_a_step_that_ends_on_an_unknown_outcome_is_compensated_too(harness: Harn
 def test_a_dead_workers_dispatch_comes_back_and_the_attempt_is_recorded_lost(harness: Harness) -> None:
     tag = uuid.uuid4().hex[:12]
     # Well inside the step watchdog's hour: the dispatch came back, the deadline did not fire.
-    saga = harness.wait_final(kill_beta_mid_step(harness, "it.untimed", tag), timeout=90)
+    with flower_view(harness.settings) as flower:
+        saga_id, killed = kill_beta_mid_step(harness, "it.untimed", tag)
+        saga = harness.wait_final(saga_id, timeout=90)
+        # In Flower, the dispatch's redelivery ends as FAILURE and names the worker that died.
+        task = flower.task(f"{saga_id}-1-f1", "FAILURE")
+        assert (task.exception or "").startswith(f"WorkerLost('the delivery of this attempt on {killed} died")
     assert saga.state == "completed"
     two = [(a.attempt, a.outcome) for a in saga.attempts if a.step_name == "two"]
     assert two[0] == (1, "lost") and two[-1][1] == "succeeded"
+    # The timeline names the worker that ran the lost attempt and died, not the one that noticed.
+    lost = next(a for a in saga.attempts if a.step_name == "two" and a.outcome == "lost")
+    assert lost.worker == killed, (lost.worker, killed, lost.error)
     assert harness.effects(tag) == ["one", "two"]

@@ -19,6 +19,7 @@ from config.keys import STEP_TASK
 from config.settings import Settings
 from workers.broker.reports import report_queue
 from workers.celery.config import celery_config
+from workers.celery.outcome import AttemptFailed, finish
 from workers.hooks import HookChain
 from workers.runtime import RuntimeConfig, StepRuntime
 from workers.store import StepStore
@@ -77,17 +78,29 @@ def create_app(settings: Settings, capabilities: list[str] | None = None, *, hoo
             )
         return state["rt"]
 
-    @app.task(name=STEP_TASK, bind=True, ignore_result=True, acks_late=True)
-    def run_step(self: Task, body: Any = None) -> None:
+    # acks_on_failure_or_timeout: an attempt that ends as FAILURE (workers.celery.outcome) has
+    # been reported, so its message is acknowledged as a success's is (Celery's default, set here
+    # because workyard depends on it).
+    @app.task(
+        name=STEP_TASK,
+        bind=True,
+        ignore_result=True,
+        acks_late=True,
+        acks_on_failure_or_timeout=True,
+        throws=(AttemptFailed,),
+    )
+    def run_step(self: Task, body: Any = None) -> Any:
         hostname = self.request.hostname or socket.gethostname()
         try:
-            messages = runtime(hostname).execute(body, source=f"{self.request.delivery_info.get('routing_key')}")
+            delivery = runtime(hostname).deliver(body, source=f"{self.request.delivery_info.get('routing_key')}")
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             # The store stayed away longer than a restart takes (see workers.store). A task that
             # raises is acknowledged, and its dispatch would be gone: give it back instead.
             raise Reject(exc, requeue=True) from exc
-        if messages:
+        if delivery.messages:
             with app.producer_or_acquire() as producer:
-                reports.send(producer, [m.model_dump(mode="json") for m in messages], copies=copies)
+                reports.send(producer, [m.model_dump(mode="json") for m in delivery.messages], copies=copies)
+        # Reported: now end the task as the attempt ended, for Flower (SUCCESS, FAILURE, RETRY).
+        return finish(delivery)
 
     return app
