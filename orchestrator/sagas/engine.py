@@ -26,11 +26,13 @@ from models.enums import Outcome, Phase, SagaState, StepState, TimerKind
 from models.messages import StepDispatch, StepReport
 from models.tables import SagaRun, StepAttempt, StepRun, Timer
 from models.template import StepSpec, TemplateSpec
+from orchestrator.metrics import instruments
 from orchestrator.sagas import sla
 from orchestrator.sagas.deadlines import saga_deadline
 from orchestrator.sagas.keys import idempotence_key, task_id, timer_key
 from orchestrator.sagas.planner import GiveUp, after_failure, next_compensation, outcome_unknown
 from orchestrator.sagas.steps import kind_of
+from orchestrator.sagas.steps.kind import handler_capability
 from orchestrator.sagas.store import SagaStore
 from orchestrator.storage.unit_of_work import UnitOfWork
 
@@ -120,6 +122,8 @@ class SagaEngine:
         attempt.outcome = Outcome.timed_out
         attempt.finished_at = self.now
         step_spec = spec.steps[index]
+        capability = handler_capability(step_spec, phase)
+        instruments.step_settled(self.uow, capability, phase, attempt.outcome, attempt.dispatched_at, self.now)
         maybe_done: bool | None = None  # a handler's task may have done its work: unknown
         if step_spec.item_for(phase.value) is not None:
             attempt.error = "TimedOut: the work item was not finished before the step's deadline"
@@ -216,6 +220,8 @@ class SagaEngine:
             self.store.open_remediation(saga, step.name, error or "-", self.settings.remediation_tenant, self.now)
 
     def compensate_below(self, saga: SagaRun, spec: TemplateSpec, below: int, *, uncertain: int | None = None) -> None:
+        if saga.state != SagaState.compensating:
+            instruments.compensation(self.uow, "started")
         saga.state = SagaState.compensating
         index = next_compensation(spec.steps, [StepState(s.state) for s in saga.steps], below, uncertain=uncertain)
         if index is None:
@@ -227,6 +233,8 @@ class SagaEngine:
         self._dispatch(saga, spec, index, Phase.compensate)
 
     def _finish(self, saga: SagaRun, state: SagaState) -> None:
+        if state in (SagaState.compensated, SagaState.compensation_failed):
+            instruments.compensation(self.uow, state.value)
         saga.state = state
         saga.finished_at = self.now
         saga.updated_at = self.now
