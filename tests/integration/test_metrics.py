@@ -4,12 +4,14 @@ items, of the broker's capability queues; who may scrape; bounded labels."""
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
@@ -22,12 +24,13 @@ from models.work_tables import DELIVERIES, Webhook
 from orchestrator.api.app import create_app
 from orchestrator.metrics import instruments
 from orchestrator.metrics.instruments import MAX_LABEL_VALUES, OTHER
+from orchestrator.service.loops import run_orchestrator
 from orchestrator.service.wiring import Wiring
 from orchestrator.work.tokens import create_token
 from tests.conftest import BACKENDS, migrated_database_url
-from tests.integration.harness import admin_client, stack_settings
+from tests.integration.harness import admin_client, database_wiring, deadlined_saga, free_port, stack_settings
 from tests.integration.templates import THREE_STEPS
-from tests.support import RedisTarget
+from tests.support import RedisTarget, eventually
 
 ADMIN = "test-admin-token"
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -214,3 +217,38 @@ def test_a_public_scrape_needs_no_token(tmp_path: Path, clean_redis: RedisTarget
             assert value(scrape(anonymous), "workyard_sagas", state="running") == 0
             # The API itself still needs one.
             assert anonymous.get("/api/v1/sagas").status_code == 401
+
+
+def test_each_orchestrator_process_serves_metrics_on_its_own_port(tmp_path: Path, clean_redis: RedisTarget) -> None:
+    port = free_port()
+    with database_wiring("sqlite", tmp_path, clean_redis, orchestrator_metrics_port=port) as wiring:
+        saga_id = deadlined_saga(wiring, timeout_ms=60_000, retry_ms=100)
+        stop = threading.Event()
+        orchestrator = threading.Thread(target=run_orchestrator, args=(wiring, stop), daemon=True)
+        orchestrator.start()
+        try:
+            response = eventually(
+                lambda: _get(f"http://127.0.0.1:{port}/metrics"), what="the orchestrator's /metrics to answer"
+            )
+            samples = {
+                (s.name, tuple(sorted(s.labels.items()))): s.value
+                for family in text_string_to_metric_families(response.text)
+                for s in family.samples
+            }
+            assert value(samples, "workyard_sagas", state="running") == 1, saga_id
+            assert value(samples, "workyard_queue_messages", capability="alpha") == 1
+        finally:
+            stop.set()
+            orchestrator.join(timeout=30)
+        assert not orchestrator.is_alive()
+        # Stopped with the process: nothing answers there any more.
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
+
+
+def _get(url: str) -> httpx.Response | None:
+    try:
+        response = httpx.get(url, timeout=5)
+    except httpx.TransportError:
+        return None
+    return response if response.status_code == 200 else None
