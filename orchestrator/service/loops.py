@@ -53,7 +53,13 @@ def serve_metrics(wiring: Wiring) -> WSGIServer | None:
     if port is None:
         return None
     host = wiring.settings.orchestrator_metrics_host
-    server, _thread = start_http_server(port, addr=host, registry=wiring.metrics.registry)
+    try:
+        server, _thread = start_http_server(port, addr=host, registry=wiring.metrics.registry)
+    except OSError as exc:
+        raise SystemExit(
+            f"cannot serve metrics on {host}:{port} ({exc.strerror or exc}): set WORKYARD_ORCHESTRATOR_METRICS_PORT "
+            "to a free port (one per orchestrator process on a host), or unset it"
+        ) from None
     log.info("orchestrator metrics on http://%s:%d/metrics", host, port)
     return server
 
@@ -93,9 +99,9 @@ def run_orchestrator(wiring: Wiring, stop: threading.Event | None = None) -> Non
             daemon=True,
         ),
     ]
+    metrics = serve_metrics(wiring)  # first: a port that is taken stops the process before anything runs
     for thread in threads:
         thread.start()
-    metrics = serve_metrics(wiring)
     log.info("orchestrator running (database %s)", wiring.engine.url.render_as_string(hide_password=True))
     stop.wait()
     wiring.timers.wake.set()  # its loop sleeps on this, not on stop

@@ -4,6 +4,7 @@ items, of the broker's capability queues; who may scrape; bounded labels."""
 
 from __future__ import annotations
 
+import socket
 import threading
 import uuid
 from collections.abc import Iterator
@@ -24,7 +25,7 @@ from models.work_tables import DELIVERIES, Webhook
 from orchestrator.api.app import create_app
 from orchestrator.metrics import instruments
 from orchestrator.metrics.instruments import MAX_LABEL_VALUES, OTHER
-from orchestrator.service.loops import run_orchestrator
+from orchestrator.service.loops import run_orchestrator, serve_metrics
 from orchestrator.service.wiring import Wiring
 from orchestrator.work.tokens import create_token
 from tests.conftest import BACKENDS, migrated_database_url
@@ -252,3 +253,13 @@ def _get(url: str) -> httpx.Response | None:
     except httpx.TransportError:
         return None
     return response if response.status_code == 200 else None
+
+
+def test_a_taken_metrics_port_stops_the_orchestrator_saying_why(tmp_path: Path, clean_redis: RedisTarget) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with database_wiring("sqlite", tmp_path, clean_redis, orchestrator_metrics_port=port) as wiring:
+            with pytest.raises(SystemExit, match=f"cannot serve metrics on 127.0.0.1:{port}.*WORKYARD_ORCHESTRATOR"):
+                serve_metrics(wiring)  # what run_orchestrator does before it starts anything
