@@ -123,6 +123,31 @@ class Settings(BaseSettings):
         default=None, description="Bearer token with every scope in every tenant (workyard up creates one)."
     )
 
+    metrics_public: bool = Field(
+        default=False,
+        description="Let anyone who reaches the API read GET /metrics without a token. Off: it needs an "
+        "all-tenant token with the metrics:read (or admin) scope, as its figures span every tenant.",
+    )
+    metrics_max_age_s: float = Field(
+        default=15.0,
+        ge=1,
+        le=3600,
+        description="How old the counts /metrics serves may be (sagas by state, work items by type and status, "
+        "dead letters, webhook deliveries): counting whole tables at every scrape would cost as much as the "
+        "tables are large, so they are read again this often, from the first scrape on. Lags and queue "
+        "depths are read at every scrape.",
+    )
+    orchestrator_metrics_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Port on which each orchestrator process serves GET /metrics (Prometheus text format, no "
+        "token: bind it where only the scraper reaches it); unset: not served. Give each process on a host its own.",
+    )
+    orchestrator_metrics_host: str = Field(
+        default="127.0.0.1", description="Address the orchestrator's /metrics listens on (0.0.0.0: every interface)."
+    )
+
     secret_key: SecretStr | None = Field(
         default=None,
         description="Fernet key(s) that encrypt stored secrets (webhook signing secrets), comma-separated: "

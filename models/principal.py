@@ -27,6 +27,7 @@ class Scope(StrEnum):
     agents_write = "agents:write"  # register, update and deregister any agent of the token's tenant
     agents_register = "agents:register"  # an agent registers, updates and deregisters itself only
     routing_write = "routing:write"  # register and disable routing rules, reroute work items
+    metrics_read = "metrics:read"  # scrape GET /metrics (with an all-tenant token: its figures span every tenant)
     admin = "admin"
 
 

@@ -13,7 +13,18 @@ from starlette.routing import Route
 
 from config.settings import Settings, get_settings
 from models.documents import MAX_DEPTH
-from orchestrator.api import agents, errors, queues, routing, sagas, templates, webhooks, work_item_types, work_items
+from orchestrator.api import (
+    agents,
+    errors,
+    metrics,
+    queues,
+    routing,
+    sagas,
+    templates,
+    webhooks,
+    work_item_types,
+    work_items,
+)
 from orchestrator.api.auth import MCP_PATH, Authenticate
 from orchestrator.api.gate import InputGate
 from orchestrator.api.limits import BodyLimit
@@ -38,7 +49,8 @@ is a 422 naming where, and nothing is written):
 Every error has one shape: `{{"error": {{"code", "message", "details": [{{"path", "message"}}]}}}}`.
 Every `/api/` operation needs a bearer token (`Authorization: Bearer <token>`, from
 `workyard token create`). The same tokens reach workyard's MCP server at `/mcp` (streamable
-HTTP), which is not described here."""
+HTTP), which is not described here. `/metrics` needs an all-tenant token with `metrics:read`
+unless the server lets anyone scrape it (`WORKYARD_METRICS_PUBLIC`)."""
 
 
 # The collector's thresholds in the API process (Python's defaults: 700, 10, 10).
@@ -98,6 +110,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(agents.router)
     app.include_router(routing.router)
     app.include_router(routing.items_router)
+    app.include_router(metrics.router)
     # MCP's own protocol (JSON-RPC over streamable HTTP), not an OpenAPI operation: left out of the
     # document, so the query check and the fuzzing, which work from the document, pass it by.
     app.router.routes.append(Route(MCP_PATH, mcp, include_in_schema=False))

@@ -24,10 +24,12 @@ from orchestrator.work.tokens import resolve_token
 PRINCIPAL_KEY = "principal"
 # Where the MCP server answers on the API (streamable HTTP; orchestrator/mcp/http.py).
 MCP_PATH = "/mcp"
+# Where Prometheus scrapes the API (orchestrator/api/metrics.py).
+METRICS_PATH = "/metrics"
 # A revoked token stops working within this many seconds.
 CACHE_TTL_S = 5.0
 
-_bearer = HTTPBearer(auto_error=False, description="A token from `workyard token create`.")
+bearer = HTTPBearer(auto_error=False, description="A token from `workyard token create`.")
 _cache: dict[tuple[int, str], tuple[float, Principal]] = {}
 _cache_lock = threading.Lock()
 
@@ -75,22 +77,25 @@ def _secret(authorization: str | None) -> str:
     return secret
 
 
-def guarded(path: str) -> bool:
-    """Whether a request to ``path`` needs a token: the API and the MCP endpoint (``/mcp``), not
-    ``/healthz`` nor the OpenAPI pages."""
+def guarded(path: str, *, metrics_public: bool = False) -> bool:
+    """Whether a request to ``path`` needs a token: the API, the MCP endpoint (``/mcp``) and
+    ``/metrics`` (unless ``WORKYARD_METRICS_PUBLIC``), not ``/healthz`` nor the OpenAPI pages."""
+    if path == METRICS_PATH:
+        return not metrics_public
     return path.startswith("/api/") or path == MCP_PATH or path.startswith(MCP_PATH + "/")
 
 
 class Authenticate:
-    """Every ``/api/`` and ``/mcp`` request names its principal before anything else is looked at:
-    a request without a valid token is a 401 whatever its body (malformed or oversized included)."""
+    """Every ``/api/``, ``/mcp`` and (unless public) ``/metrics`` request names its principal
+    before anything else is looked at: a request without a valid token is a 401 whatever its body
+    (malformed or oversized included)."""
 
     def __init__(self, app: Any, wiring: Wiring):
         self.app = app
         self.wiring = wiring
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or not guarded(scope["path"]):
+        if scope["type"] != "http" or not guarded(scope["path"], metrics_public=self.wiring.settings.metrics_public):
             await self.app(scope, receive, send)
             return
         raw = dict(scope.get("headers") or []).get(b"authorization")
@@ -126,7 +131,7 @@ async def get_principal(
     request: Request,
     wiring: Annotated[Wiring, Depends(get_wiring)],
     # Declared for the OpenAPI document (the "Authorize" button); Authenticate did the work.
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
     principal = getattr(request.state, PRINCIPAL_KEY, None)
     if isinstance(principal, Principal):

@@ -26,11 +26,13 @@ from models.enums import TERMINAL_SAGA_STATES, Outcome, Phase, SagaState, StepSt
 from models.messages import StepDispatch, StepReport
 from models.tables import SagaRun, StepAttempt, StepRun, Timer
 from models.template import StepSpec, TemplateSpec
+from orchestrator.metrics import instruments
 from orchestrator.sagas import sla
 from orchestrator.sagas.deadlines import saga_deadline
 from orchestrator.sagas.keys import idempotence_key, task_id, timer_key
 from orchestrator.sagas.planner import GiveUp, after_failure, next_compensation, outcome_unknown
 from orchestrator.sagas.steps import kind_of
+from orchestrator.sagas.steps.kind import handler_capability
 from orchestrator.sagas.store import SagaStore
 from orchestrator.storage.unit_of_work import UnitOfWork
 
@@ -120,6 +122,8 @@ class SagaEngine:
         attempt.outcome = Outcome.timed_out
         attempt.finished_at = self.now
         step_spec = spec.steps[index]
+        capability = handler_capability(step_spec, phase)
+        instruments.step_settled(self.uow, capability, phase, attempt.outcome, attempt.dispatched_at, self.now)
         maybe_done: bool | None = None  # a handler's task may have done its work: unknown
         if step_spec.item_for(phase.value) is not None:
             attempt.error = "TimedOut: the work item was not finished before the step's deadline"
@@ -218,6 +222,8 @@ class SagaEngine:
             )
 
     def compensate_below(self, saga: SagaRun, spec: TemplateSpec, below: int, *, uncertain: int | None = None) -> None:
+        if saga.state != SagaState.compensating:
+            instruments.compensation(self.uow, "started")
         saga.state = SagaState.compensating
         index = next_compensation(spec.steps, [StepState(s.state) for s in saga.steps], below, uncertain=uncertain)
         if index is None:
@@ -231,7 +237,8 @@ class SagaEngine:
 
     def compensate_again(self, saga: SagaRun, spec: TemplateSpec, index: int) -> None:
         """Dispatch the compensation of step ``index`` again, with its attempts counted afresh
-        (an operator retries a compensation that gave up)."""
+        (an operator retries a compensation that gave up): a compensation run of its own."""
+        instruments.compensation(self.uow, "started")
         saga.state = SagaState.compensating
         saga.finished_at = None
         saga.updated_at = self.now
@@ -249,6 +256,10 @@ class SagaEngine:
             self._dispatch(saga, spec, held["index"], Phase(held["phase"]))
 
     def finish(self, saga: SagaRun, state: SagaState) -> None:
+        if state in (SagaState.compensated, SagaState.cancelled, SagaState.compensation_failed):
+            # A cancelled saga's compensation succeeded: counted as compensated.
+            outcome = SagaState.compensation_failed if state is SagaState.compensation_failed else SagaState.compensated
+            instruments.compensation(self.uow, outcome.value)
         saga.state = state
         saga.finished_at = self.now
         saga.updated_at = self.now

@@ -26,6 +26,7 @@ from models.enums import SagaState, TimerKind
 from models.sla import BreachAction, SlaSpec
 from models.tables import SagaRun, Timer
 from models.template import TemplateSpec
+from orchestrator.metrics import instruments
 from orchestrator.sagas.deadlines import stop_and_compensate
 from orchestrator.sagas.steps.kind import StepMoves
 
@@ -65,6 +66,7 @@ def breach(moves: StepMoves, saga: SagaRun, spec: TemplateSpec, timer: Timer) ->
         return
     saga.sla_breached_at = saga.sla_breached_at or moves.now
     saga.sla_breach_count += 1
+    instruments.sla_breached(moves.uow, "saga")
     _note(moves, saga, "sla_breached", action=sla.breach_action, target_ms=sla.target_ms)
     moves.store.emit(saga, "saga.sla_breached", _event(saga, sla.breach_action), moves.now)
     apply(moves, saga, spec, sla.breach_action, sla.breach_to, why="the saga's SLA was breached")

@@ -8,6 +8,9 @@ import logging
 import signal
 import threading
 from collections.abc import Callable
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import start_http_server
 
 from orchestrator.service.consumer import ReportConsumer
 from orchestrator.service.presence import WorkerPresenceFold
@@ -41,6 +44,24 @@ def _loop(name: str, stop: threading.Event, every_s: float, tick: Callable[[], i
         # Keep going without a pause while there is a backlog.
         if not busy:
             stop.wait(every_s)
+
+
+def serve_metrics(wiring: Wiring) -> WSGIServer | None:
+    """Serve /metrics on ``WORKYARD_ORCHESTRATOR_METRICS_PORT`` (in a thread of its own), if set.
+    No token: the port is bound where the operator says (loopback by default)."""
+    port = wiring.settings.orchestrator_metrics_port
+    if port is None:
+        return None
+    host = wiring.settings.orchestrator_metrics_host
+    try:
+        server, _thread = start_http_server(port, addr=host, registry=wiring.metrics.registry)
+    except OSError as exc:
+        raise SystemExit(
+            f"cannot serve metrics on {host}:{port} ({exc.strerror or exc}): set WORKYARD_ORCHESTRATOR_METRICS_PORT "
+            "to a free port (one per orchestrator process on a host), or unset it"
+        ) from None
+    log.info("orchestrator metrics on http://%s:%d/metrics", host, port)
+    return server
 
 
 def run_orchestrator(wiring: Wiring, stop: threading.Event | None = None) -> None:
@@ -78,6 +99,7 @@ def run_orchestrator(wiring: Wiring, stop: threading.Event | None = None) -> Non
             daemon=True,
         ),
     ]
+    metrics = serve_metrics(wiring)  # first: a port that is taken stops the process before anything runs
     for thread in threads:
         thread.start()
     log.info("orchestrator running (database %s)", wiring.engine.url.render_as_string(hide_password=True))
@@ -85,5 +107,8 @@ def run_orchestrator(wiring: Wiring, stop: threading.Event | None = None) -> Non
     wiring.timers.wake.set()  # its loop sleeps on this, not on stop
     for thread in threads:
         thread.join(timeout=10)
+    if metrics is not None:
+        metrics.shutdown()
+        metrics.server_close()
     sender.close()
     wiring.close()

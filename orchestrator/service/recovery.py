@@ -44,6 +44,7 @@ from orchestrator.sagas.keys import idempotence_key
 from orchestrator.sagas.store import SqlSagaStore
 from orchestrator.sagas.templates import template_of
 from orchestrator.service.coordinator import Coordinator
+from orchestrator.service.queue_depth import queue_lengths
 from orchestrator.storage.db import SessionFactory, lock_sagas, reading
 from workers.store import stored_reports
 
@@ -112,7 +113,7 @@ class ReportRecovery:
         unbegun = [w for w, marker in zip(due, seen, strict=True) if marker is None]
         if not unbegun:
             return 0
-        lengths = {cap: int(self.broker.llen(keys.capability_queue(cap))) for cap in {w.capability for w in unbegun}}
+        lengths = queue_lengths(self.broker, (w.capability for w in unbegun))
         lost = [w for w in unbegun if lengths[w.capability] == 0]
         if not lost:
             return 0

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from functools import cached_property
+from functools import cached_property, partial
 
 import redis
 from celery import Celery
 from sqlalchemy import Engine
 
 from config.settings import Settings
+from orchestrator.metrics.collector import DatabaseCollector, Metrics, QueueReader
 from orchestrator.service.coordinator import Coordinator
 from orchestrator.service.dispatcher import Dispatcher
+from orchestrator.service.queue_depth import queue_depths
 from orchestrator.service.recovery import ReportRecovery
 from orchestrator.service.redis_loss import RedisLoss
 from orchestrator.service.timers import TimerService
@@ -28,6 +30,7 @@ class Wiring:
         # How webhook URLs' names are looked up (tests map names to addresses without DNS).
         self.resolver = resolver
         self._recovery_broker: redis.Redis | None = None
+        self._metrics_broker: redis.Redis | None = None
 
     @cached_property
     def engine(self) -> Engine:
@@ -85,10 +88,23 @@ class Wiring:
         return self.recovery.tick()
 
     @cached_property
+    def metrics(self) -> Metrics:
+        """What this process's /metrics serves (see orchestrator.metrics.collector)."""
+        queues: QueueReader | None = None
+        broker = broker_redis_client(self.settings)
+        if broker is not None:
+            self._metrics_broker = broker
+            queues = partial(queue_depths, broker)
+        collector = DatabaseCollector(self.sessions, max_age_s=self.settings.metrics_max_age_s, queues=queues)
+        return Metrics(collector)
+
+    @cached_property
     def timers(self) -> TimerService:
         return TimerService(self.sessions, self.settings, self.dispatcher)
 
     def close(self) -> None:
+        if "metrics" in self.__dict__:
+            self.metrics.close()
         if "dispatcher" in self.__dict__:
             self.dispatcher.close()
         if "engine" in self.__dict__:
@@ -101,3 +117,5 @@ class Wiring:
             self.__dict__["broker_client"].close()
         if self._recovery_broker is not None:
             self._recovery_broker.close()
+        if self._metrics_broker is not None:
+            self._metrics_broker.close()

@@ -17,6 +17,7 @@ of work of its current transaction, written before the commit and discarded by a
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -30,6 +31,8 @@ from models.tables import ATTEMPTS, FAN_OUT_MEMBERS, OUTBOX, TIMERS, SagaRun, St
 from models.work_tables import EVENTS, WorkItem
 from orchestrator.storage.bulk import insert_returning_ids, insert_rows
 from orchestrator.storage.pipeline import pipelined
+
+log = logging.getLogger(__name__)
 
 # Changed rows of these tables get the same SET list, so the flush sends one executemany per
 # table instead of one UPDATE per row (rows of different shapes interleave in primary-key order
@@ -124,6 +127,8 @@ class UnitOfWork:
         self._timers: list[TimerChange] = []
         # The earliest due time among the timers and attempt deadlines written (for on_armed).
         self.armed_at: datetime | None = None
+        # What to do once the transaction has committed (count what it did, for /metrics).
+        self._after_commit: list[Callable[[], None]] = []
 
     # -- what a transaction asks for ----------------------------------------------------------
 
@@ -168,6 +173,21 @@ class UnitOfWork:
 
     def move_timer(self, key: str, due_at: datetime) -> None:
         self._timers.append(MoveTimer(key, due_at))
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once the transaction has committed; never if it rolls back. For what
+        only happened if it committed (a counter of steps settled, of SLAs breached): a batch that
+        rolls back and is tried again counts once."""
+        self._after_commit.append(callback)
+
+    def committed(self) -> None:
+        """The transaction committed: run what waited for it (a callback that fails is logged)."""
+        callbacks, self._after_commit = self._after_commit, []
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:
+                log.exception("an after-commit callback failed")
 
     def hold(self, items: Iterable[WorkItem]) -> None:
         """Work items this transaction has row-locked, kept to be found again by id (the
@@ -237,6 +257,7 @@ class UnitOfWork:
         """The transaction rolled back: nothing buffered happened."""
         self.attempts, self.members, self.audit, self._outbox, self._timers = [], [], [], [], []
         self.armed_at = None
+        self._after_commit = []
         self.locked_items.clear()
         self.agent_holds.clear()
         self.cursors_held.clear()
@@ -293,6 +314,7 @@ def _after_commit(session: Session) -> None:
     session.uow.locked_items.clear()  # the locks ended with the transaction
     session.uow.agent_holds.clear()
     session.uow.cursors_held.clear()
+    session.uow.committed()
     armed_at, session.uow.armed_at = session.uow.armed_at, None
     if armed_at is not None:
         for alarm in tuple(_alarms):

@@ -18,6 +18,7 @@ from models.enums import Outcome, Phase
 from models.messages import StepReport
 from models.tables import SagaRun, StepAttempt
 from models.template import StepSpec, TemplateSpec
+from orchestrator.metrics import instruments
 from orchestrator.sagas.store import SagaStore
 from orchestrator.storage.unit_of_work import UnitOfWork
 
@@ -122,6 +123,9 @@ def settle_report(
     attempt.started_at = report.started_at
     attempt.finished_at = report.finished_at or moves.now
     attempt.error = reported_error(report)
+    phase = Phase(report.phase)
+    capability = handler_capability(spec.steps[report.step_index], phase)
+    instruments.step_settled(moves.uow, capability, phase, attempt.outcome, attempt.dispatched_at, moves.now)
     moves.settle(
         saga,
         spec,
@@ -133,6 +137,13 @@ def settle_report(
         result=report.result,
         error=attempt.error,
     )
+
+
+def handler_capability(step: StepSpec, phase: Phase) -> str | None:
+    """The capability whose queue runs ``step``'s ``phase``; None where no handler runs it (a
+    work item's forward phase)."""
+    ran_a_handler = step.kind == "handler" if phase is Phase.forward else step.compensate is not None
+    return step.capability if ran_a_handler else None
 
 
 def reported_worker(report: StepReport) -> str | None:

@@ -19,6 +19,7 @@ from models.lifecycles import LIFECYCLES, is_valid_transition
 from models.sla import BreachAction, SlaSpec
 from models.tables import Timer
 from models.work_tables import WorkItem
+from orchestrator.metrics import instruments
 from orchestrator.storage.unit_of_work import uow_of
 from orchestrator.work import audit, routing_hooks, webhooks
 from orchestrator.work.sla.follow_ups import open_follow_up
@@ -70,6 +71,7 @@ def breach(session: Session, timer: Timer, item: WorkItem | None, now: datetime)
         return
     item.sla_breached_at = item.sla_breached_at or now
     item.sla_breach_count += 1
+    instruments.sla_breached(uow_of(session), "work_item")
     audit.record(
         session,
         item,
