@@ -185,6 +185,41 @@ class SagaControlBody(BaseModel):
     reason: str = Field(min_length=1, max_length=1000, description="Why; shown on the saga and in its audit trail.")
 
 
+class RerunStep(BaseModel):
+    """What a rerun does with one step of the saga."""
+
+    name: str = Field(description="The step.")
+    runs: bool = Field(description="Whether it runs again (its side effect again); false: it keeps its result.")
+    why: str = Field(description="Why, and what to know (an idempotence key that stays the same).")
+
+
+class SagaRerun(BaseModel):
+    """Run a saga that ended without completing again, from a step, its input patched if need be."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=1000, description="Why; kept in the saga's audit trail.")
+    from_step: str | None = Field(
+        default=None,
+        max_length=200,
+        description="The step to run again from (and every step after it); null: the first that did not succeed.",
+    )
+    input_patch: dict[str, Any] | None = Field(
+        default=None, description="A JSON merge patch (RFC 7386) applied to the saga's input; null removes a key."
+    )
+    dry_run: bool = Field(default=False, description="Only answer the plan: which steps keep their result, which run.")
+
+
+class SagaRerunRead(BaseModel):
+    """A rerun's plan, and the saga as it reads after it (unchanged on a dry run)."""
+
+    dry_run: bool = Field(description="Whether nothing was done.")
+    start: str = Field(description="The first step that runs again.")
+    input: dict[str, Any] = Field(description="The input the rerun runs with.")
+    steps: list[RerunStep] = Field(description="Every step, in order, and what the rerun does with it.")
+    saga: SagaRead = Field(description="The saga as it reads now.")
+
+
 class SagaFilter(BaseModel):
     """Which sagas a bulk control applies to: all of the conditions given (at least one)."""
 

@@ -48,6 +48,8 @@ class SagaControl(StrEnum):
     resume = "resume"
     # Dispatch again the compensation that gave up (after a fix), closing its remediation items.
     retry_compensation = "retry_compensation"
+    # Run a saga that ended without completing again, from a step (its input patched, if need be).
+    rerun = "rerun"
 
 
 class StepState(StrEnum):

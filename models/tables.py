@@ -97,6 +97,9 @@ class SagaRun(Base):
     paused_ms: Mapped[int] = mapped_column(default=0)
     # The dispatch a pause held back ({"index": i, "phase": "forward"}), sent on resume.
     held: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # How many times an operator has rerun it: the steps run again get idempotence keys of the
+    # rerun's own (a worker's stored result of an earlier run is not replayed for them).
+    reruns: Mapped[int] = mapped_column(default=0)
 
     steps: Mapped[list[StepRun]] = relationship(order_by="StepRun.index", back_populates="saga", lazy="selectin")
 

@@ -19,6 +19,8 @@ from models.api import (
     SagaCreate,
     SagaPage,
     SagaRead,
+    SagaRerun,
+    SagaRerunRead,
 )
 from models.enums import SagaControl, SagaState
 from models.errors import error_document
@@ -331,6 +333,45 @@ def retry_compensation(
     remediation items it opened (as done, with the reason). Once it succeeds the steps below are
     undone in order. 409: the saga's compensation has not given up."""
     return _control(wiring, principal, saga_id, SagaControl.retry_compensation, body.reason)
+
+
+@router.post("/{saga_id}/rerun", response_model=SagaRerunRead, responses=responses(401, 403, 404, 409, 422))
+def rerun_saga(
+    saga_id: SagaId,
+    body: SagaRerun,
+    wiring: WiringDep,
+    principal: Annotated[Principal, needs(Scope.sagas_control)],
+) -> SagaRerunRead:
+    """Run a saga that ended without completing (compensated, compensation_failed, cancelled,
+    terminated) again, from ``from_step`` (default: the first step that did not succeed), its
+    input patched by ``input_patch`` (a JSON merge patch, checked against the template's input
+    schema). The steps before it whose effect stands keep their results; a step before it whose
+    effect was undone runs again, and so does every step from there on, under idempotence keys
+    of the rerun's own. The answer lists what becomes of each step (``dry_run``: only that,
+    nothing changed). Its open remediation items are closed; the saga's deadline starts again.
+    409: the saga has not ended, or it completed."""
+    actor = f"{principal.type.value}:{principal.id}"
+    done = control_saga(
+        wiring.sessions,
+        wiring.settings,
+        saga_id,
+        SagaControl.rerun,
+        actor=actor,
+        reason=body.reason,
+        tenant=principal.tenant,
+        from_step=body.from_step,
+        input_patch=body.input_patch,
+        dry_run=body.dry_run,
+    )
+    if not body.dry_run:
+        log.info("saga %s: rerun from %s by %s: %s", saga_id, done.detail["start"], actor, body.reason)
+        _publish_started(wiring, done.outbox, f"the rerun of saga {saga_id}")
+    with wiring.sessions() as session:
+        saga = read_saga(session, saga_id, tenant=principal.tenant)
+    detail = done.detail
+    return SagaRerunRead(
+        dry_run=body.dry_run, start=detail["start"], input=detail["input"], steps=detail["steps"], saga=saga
+    )
 
 
 def _control(wiring: Wiring, principal: Principal, saga_id: str, action: SagaControl, reason: str) -> SagaRead:

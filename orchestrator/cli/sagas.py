@@ -248,3 +248,46 @@ def saga_bulk(
         if result.error:
             click.echo(f"  {result.id}: not done: {result.error}")
     click.echo(f"{action}: {done.done} done, {done.refused} not done")
+
+
+@saga.command("rerun")
+@click.argument("saga_id")
+@click.option("--from", "from_step", default=None, help="The step to run again from (default: the first that failed).")
+@click.option("--input-patch", default=None, help="A JSON merge patch for the saga's input, e.g. '{\"amount\": 5}'.")
+@click.option("--dry-run", is_flag=True, help="Only show which steps keep their result and which run again.")
+@_REASON
+def saga_rerun(saga_id: str, from_step: str | None, input_patch: str | None, dry_run: bool, reason: str) -> None:
+    """Run a saga that ended without completing again, from a step."""
+    import getpass
+
+    from models.enums import SagaControl
+    from orchestrator.sagas.controls import control_saga
+
+    patch = None
+    if input_patch is not None:
+        try:
+            patch = json.loads(input_patch)
+        except json.JSONDecodeError as exc:
+            raise Failure(f"--input-patch is not valid JSON: {exc}") from exc
+        if not isinstance(patch, dict):
+            raise Failure("--input-patch must be a JSON object, such as '{\"amount\": 5}'")
+    wiring = open_wiring()
+    done = control_saga(
+        wiring.sessions,
+        wiring.settings,
+        saga_id,
+        SagaControl.rerun,
+        actor=f"user:{getpass.getuser()}",
+        reason=reason,
+        from_step=from_step,
+        input_patch=patch,
+        dry_run=dry_run,
+    )
+    click.echo(f"saga {saga_id}: {'would rerun' if dry_run else 'rerun'} from {done.detail['start']}")
+    for step in done.detail["steps"]:
+        click.echo(f"  {step['name']:<24} {'runs' if step['runs'] else 'keeps'}: {step['why']}")
+    if not dry_run:
+        try:
+            wiring.dispatcher.publish(done.outbox)
+        except Exception as exc:
+            click.echo(f"note: could not reach the broker ({exc}); the orchestrator will publish it", err=True)

@@ -25,6 +25,8 @@ from models.template import TemplateSpec
 from orchestrator.errors import Conflict, NotFound
 from orchestrator.sagas.deadlines import stop_and_compensate
 from orchestrator.sagas.engine import SagaEngine
+from orchestrator.sagas.rerun import plan as rerun_plan
+from orchestrator.sagas.rerun import rerun
 from orchestrator.sagas.steps import kind_of
 from orchestrator.sagas.store import SqlSagaStore
 from orchestrator.sagas.templates import template_of
@@ -38,6 +40,7 @@ _DONE = {
     SagaControl.pause: "paused",
     SagaControl.resume: "resumed",
     SagaControl.retry_compensation: "compensation retried",
+    SagaControl.rerun: "rerun",
 }
 # The saga's clocks, which stand still while it is paused. (A retry's pause is not a clock: due
 # while paused, its dispatch is held like any other.)
@@ -64,10 +67,15 @@ def control_saga(
     actor: str,
     reason: str,
     tenant: str = ALL_TENANTS,
+    from_step: str | None = None,
+    input_patch: dict[str, Any] | None = None,
+    dry_run: bool = False,
 ) -> Controlled:
     """Apply ``action`` to the saga in one transaction, under its row lock (so a report or a
     timer applied at the same moment goes before or after it, never half), with its audit entry.
-    A saga of another tenant is not found, as a missing one. The caller publishes the outbox."""
+    A saga of another tenant is not found, as a missing one. The caller publishes the outbox.
+    A rerun starts ``from_step`` (default: the first that did not succeed) with ``input_patch``
+    applied; ``dry_run``: only its plan, nothing changed."""
     now = utcnow()
     with sessions.begin() as session:
         saga = lock_sagas(session, [saga_id]).get(saga_id)
@@ -76,7 +84,22 @@ def control_saga(
         engine = SagaEngine(session.uow, SqlSagaStore(session), settings, now)
         why = f"{_DONE[action]} by {actor}: {reason}"
         paused_at = saga.paused_at
-        detail = control(engine, saga, template_of(session, saga), action, why, actor)
+        spec = template_of(session, saga)
+        if action is SagaControl.rerun:
+            start, new_input, steps = rerun_plan(saga, spec, from_step, input_patch)
+            detail: dict[str, Any] = {
+                "from": saga.state.value,
+                "to": SagaState.running.value,
+                "start": spec.steps[start].name,
+                "input_patch": input_patch,
+                "input": new_input,
+                "steps": [step.model_dump() for step in steps],
+            }
+            if dry_run:
+                return Controlled(detail, [])
+            detail["closed"] = rerun(engine, saga, spec, start, new_input, actor, why)
+        else:
+            detail = control(engine, saga, spec, action, why, actor)
         if paused_at is not None and saga.paused_at is None and not saga.state.terminal:
             _shift_clocks(session, saga.id, now - paused_at - PARKED)
         elif paused_at is None and saga.paused_at is not None:

@@ -232,7 +232,8 @@ class SagaEngine:
             return
         step = saga.steps[index]
         step.state = StepState.compensating
-        step.current_attempt = 0
+        # Numbered on from an earlier run's compensation attempts of the step, if it was rerun.
+        step.current_attempt = self.store.last_attempt(saga.id, index, Phase.compensate) if saga.reruns else 0
         self._dispatch(saga, spec, index, Phase.compensate)
 
     def compensate_again(self, saga: SagaRun, spec: TemplateSpec, index: int) -> None:
@@ -248,6 +249,10 @@ class SagaEngine:
         step.error = None
         step.finished_at = None
         self._dispatch(saga, spec, index, Phase.compensate)
+
+    def dispatch_step(self, saga: SagaRun, spec: TemplateSpec, index: int) -> None:
+        """Dispatch step ``index`` forward (an operator reruns the saga from it)."""
+        self._dispatch(saga, spec, index, Phase.forward)
 
     def send_held(self, saga: SagaRun, spec: TemplateSpec) -> None:
         """The saga was resumed: dispatch what its pause held back, if anything."""

@@ -20,7 +20,8 @@ def idempotence_key(saga: SagaRun, spec: TemplateSpec, step: StepSpec, phase: Ph
     base = (
         render(step.idempotence_key, step_values(saga, spec, step))
         if step.idempotence_key
-        else f"{saga.id}:{step.name}"
+        # A rerun's steps have keys of their own: the earlier run's stored results are not theirs.
+        else f"{saga.id}:{step.name}" + (f":rerun{saga.reruns}" if saga.reruns else "")
     )
     if member is not None:
         base = f"{base}:{member}"  # each member of a fan-out has an effect of its own

@@ -73,6 +73,9 @@ class SagaStore(Protocol):
 
     def running_attempts(self, saga_id: str, index: int, phase: Phase) -> list[StepAttempt]: ...
 
+    def last_attempt(self, saga_id: str, index: int, phase: Phase) -> int:
+        """The highest attempt number the step has had in ``phase`` (0: none)."""
+
     def waited_on(self, saga_id: str) -> list[WorkItem]:
         """The open work items the saga waits on now, row-locked, in id order."""
 
@@ -198,6 +201,16 @@ class SqlSagaStore:
             .order_by(FanOutMember.member)
         )
         return [(r.member, r.each) for r in rows]
+
+    def last_attempt(self, saga_id: str, index: int, phase: Phase) -> int:
+        return int(
+            self.session.scalar(
+                select(func.max(StepAttempt.attempt)).where(
+                    StepAttempt.saga_id == saga_id, StepAttempt.step_index == index, StepAttempt.phase == phase
+                )
+            )
+            or 0
+        )
 
     def running_attempts(self, saga_id: str, index: int, phase: Phase) -> list[StepAttempt]:
         return list(

@@ -155,10 +155,11 @@ def start_saga(
         sla_breach_count=0,
         sla_events=[],
         paused_ms=0,
+        reruns=0,
         created_at=now,
         updated_at=now,
     )
-    _check_key_templates(saga, spec)
+    check_key_templates(saga, spec)
     # Set as loaded, not as a change: the run never enters the session (its rows are plain
     # INSERTs), and a change would fire the relationship's events once per step (back-references
     # and all), a sixth of what a batch submit costs.
@@ -219,7 +220,7 @@ def key_conflict(key: str, saga_id: str) -> Conflict:
     )
 
 
-def _check_key_templates(saga: SagaRun, spec: Any) -> None:
+def check_key_templates(saga: SagaRun, spec: Any) -> None:
     """Fail now, not at step 3, if the input lacks what a step's key or mutex scope needs."""
     problems = []
     for step in spec.steps:

@@ -19,7 +19,7 @@ from models.enums import SagaControl
 from models.principal import PrincipalType
 from models.tables import Timer
 from models.work_tables import WorkItem
-from orchestrator.errors import Conflict
+from orchestrator.errors import Conflict, InvalidInput
 from orchestrator.sagas.controls import Controlled, control_saga
 from tests.conftest import BACKENDS
 from tests.integration.harness import Harness, admin_client
@@ -254,6 +254,89 @@ def test_a_compensation_that_gave_up_is_retried_after_a_fix(harness: Harness) ->
     assert [e.action for e in saga.audit] == ["retry_compensation"]
 
 
+def _rerun(harness: Harness, saga_id: str, **options: Any) -> Controlled:
+    done = control_saga(
+        harness.wiring.sessions,
+        harness.settings,
+        saga_id,
+        SagaControl.rerun,
+        actor="user:ops",
+        reason="fixed",
+        **options,
+    )
+    harness.wiring.dispatcher.publish(done.outbox)
+    return done
+
+
+def test_a_compensated_saga_reruns_every_undone_step_under_keys_of_its_own(harness: Harness) -> None:
+    tag = _tag()
+    saga = harness.wait_final(harness.submit("it.three", _input(tag, three={"fail_always": True, "retryable": False})))
+    assert saga.state == "compensated"
+    patch = {"behaviour": {"three": None}}  # the fix: three no longer fails
+
+    planned = _rerun(harness, saga.id, from_step="three", input_patch=patch, dry_run=True).detail
+    # One and two were undone: asked to rerun from three, the rerun starts at one.
+    assert planned["start"] == "one" and [s["runs"] for s in planned["steps"]] == [True, True, True]
+    assert "its effect was undone" in planned["steps"][0]["why"]
+    assert planned["input"] == {"tag": tag, "behaviour": {}}
+    unchanged = harness.saga(saga.id)
+    assert unchanged.state == "compensated" and unchanged.audit == [] and unchanged.input == saga.input
+
+    _rerun(harness, saga.id, from_step="three", input_patch=patch)
+    rerun = harness.wait_final(saga.id)
+    assert rerun.state == "completed" and rerun.error is None and rerun.input == {"tag": tag, "behaviour": {}}
+    assert harness.calls(tag) == {"one": 2, "two": 2, "three": 2, "two:compensate": 1, "one:compensate": 1}
+    # The earlier run's attempts stay in the timeline; the rerun's are numbered on.
+    assert [(a.step_name, a.phase, a.attempt, a.outcome) for a in rerun.attempts][-3:] == [
+        ("one", "forward", 2, "succeeded"),
+        ("two", "forward", 2, "succeeded"),
+        ("three", "forward", 2, "succeeded"),
+    ]
+    keys = [k.decode() if isinstance(k, bytes) else k for k in harness.books.lrange(f"test:keys:{tag}", 0, -1)]
+    assert f"one={saga.id}:one:rerun1" in keys and f"three={saga.id}:three:rerun1" in keys
+    assert [e.action for e in rerun.audit] == ["rerun"] and rerun.audit[0].detail["input_patch"] == patch
+
+
+def test_a_saga_whose_compensation_gave_up_reruns_from_the_step_that_was_not_undone(harness: Harness) -> None:
+    tag = _tag()
+    behaviour: dict[str, Any] = {
+        "three": {"fail_always": True, "retryable": False},
+        "two:compensate": {"fail_always": True},
+    }
+    saga = harness.wait_final(harness.submit("it.three", _input(tag, **behaviour)))
+    assert saga.state == "compensation_failed"
+    done = _rerun(harness, saga.id, input_patch={"behaviour": {"three": None}})
+    # One succeeded and was never undone (strict order): it keeps its result; two runs again.
+    assert done.detail["start"] == "two"
+    assert [(s["name"], s["runs"]) for s in done.detail["steps"]] == [("one", False), ("two", True), ("three", True)]
+    assert len(done.detail["closed"]) == 1
+    rerun = harness.wait_final(saga.id)
+    assert rerun.state == "completed" and rerun.results["one"] == saga.results["one"]
+    assert harness.calls(tag)["one"] == 1 and harness.calls(tag)["two"] == 2 and harness.calls(tag)["three"] == 2
+    with harness.wiring.sessions() as session:
+        items = session.scalars(select(WorkItem).where(WorkItem.saga_id == saga.id)).all()
+    assert [(i.type, i.is_open) for i in items] == [("remediation", False)]
+
+
+def test_a_rerun_refuses_what_it_cannot_do_and_changes_nothing(harness: Harness) -> None:
+    tag = _tag()
+    running = harness.submit("it.three", _input(tag, one={"sleep_ms": 1000}))
+    with pytest.raises(Conflict, match="only a saga that ended without completing"):
+        _rerun(harness, running)
+    assert harness.wait_final(running).state == "completed"
+    with pytest.raises(Conflict, match="is completed"):
+        _rerun(harness, running)
+    failed = harness.wait_final(
+        harness.submit("it.three", _input(_tag(), two={"fail_always": True, "retryable": False}))
+    )
+    with pytest.raises(InvalidInput, match="has no step 'four'"):
+        _rerun(harness, failed.id, from_step="four")
+    with pytest.raises(InvalidInput, match="input does not match"):
+        _rerun(harness, failed.id, input_patch={"tag": 5})
+    after = harness.saga(failed.id)
+    assert (after.state, after.input, after.audit) == ("compensated", failed.input, [])
+
+
 # -- the API ---------------------------------------------------------------------------------------
 
 ADMIN = "wy_test_controls_admin_token_0123456789"
@@ -374,3 +457,21 @@ def test_a_bulk_control_counts_first_and_acts_on_what_was_counted(client: TestCl
         ).startswith(path), bad
     other_tenant = client.post("/api/v1/sagas/bulk", json={**bulk, "filter": {"tenant": "globex"}}, headers=operator)
     assert other_tenant.status_code == 403
+
+
+def test_the_api_reruns_with_a_plan_first(client: TestClient) -> None:
+    saga_id = client.post("/api/v1/sagas", json={"template": "it.three", "input": {"tag": "a"}}).json()["id"]
+    early = client.post(f"/api/v1/sagas/{saga_id}/rerun", json={"reason": "x"})
+    assert early.status_code == 409 and "only a saga that ended without completing" in early.json()["error"]["message"]
+    client.post(f"/api/v1/sagas/{saga_id}/terminate", json={"reason": "stuck"})
+    body = {"reason": "retry it", "input_patch": {"tag": "b"}, "dry_run": True}
+    planned = client.post(f"/api/v1/sagas/{saga_id}/rerun", json=body)
+    assert planned.status_code == 200, planned.text
+    plan = planned.json()
+    assert plan["dry_run"] and plan["start"] == "one" and plan["input"] == {"tag": "b"}
+    assert [s["runs"] for s in plan["steps"]] == [True, True, True] and plan["saga"]["state"] == "terminated"
+    done = client.post(f"/api/v1/sagas/{saga_id}/rerun", json={**body, "dry_run": False}).json()
+    assert done["saga"]["state"] == "running" and done["saga"]["input"] == {"tag": "b"}
+    assert [e["action"] for e in done["saga"]["audit"]] == ["terminate", "rerun"]
+    bad = client.post(f"/api/v1/sagas/{saga_id}/rerun", json={"reason": "x", "from_step": "nope"})
+    assert bad.status_code == 409  # running again: nothing to rerun

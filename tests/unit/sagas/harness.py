@@ -182,6 +182,10 @@ class MemoryStore:
         self.remediations.append({"saga": saga.id, "step": step, "error": error, "tenant": tenant})
         return f"remediation-{len(self.remediations)}"
 
+    def last_attempt(self, saga_id: str, index: int, phase: Phase) -> int:
+        numbers = [a.attempt for a in self.attempts if a.step_index == index and a.phase == phase]
+        return max(numbers, default=0)
+
     def close_remediations(self, saga: SagaRun, actor: str, reason: str) -> list[str]:
         closed = [f"remediation-{n + 1}" for n, r in enumerate(self.remediations) if not r.get("closed")]
         for r in self.remediations:

@@ -1,5 +1,5 @@
-"""saga controls: when an operator cancelled or paused a saga run, what a pause held back, and
-the audit trail of its controls
+"""saga controls: when an operator cancelled or paused a saga run, what a pause held back, how
+many times it was rerun, and the audit trail of its controls
 
 Revision ID: 0020
 Revises: 0019
@@ -24,6 +24,7 @@ def upgrade() -> None:
         batch.add_column(sa.Column("paused_at", sa.DateTime(timezone=True), nullable=True))
         batch.add_column(sa.Column("paused_ms", sa.Integer(), nullable=False, server_default="0"))
         batch.add_column(sa.Column("held", sa.JSON(), nullable=True))
+        batch.add_column(sa.Column("reruns", sa.Integer(), nullable=False, server_default="0"))
     op.create_table(
         "saga_audit",
         sa.Column("id", _BIG_ID, primary_key=True, autoincrement=True),
@@ -41,6 +42,7 @@ def downgrade() -> None:
     op.drop_index("ix_saga_audit_saga_id", table_name="saga_audit")
     op.drop_table("saga_audit")
     with op.batch_alter_table("saga_runs", schema=None) as batch:
+        batch.drop_column("reruns")
         batch.drop_column("held")
         batch.drop_column("paused_ms")
         batch.drop_column("paused_at")
