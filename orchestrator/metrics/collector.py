@@ -198,13 +198,14 @@ def _count_families(counts: Counts, now: datetime) -> Iterator[Metric]:
     for state in SagaState:
         sagas.add_metric([state.value], counts.sagas.get(state.value, _ZERO_SAGAS).count)
     yield sagas
-    compensated = counts.sagas.get(SagaState.compensated.value, _ZERO_SAGAS).count
+    # A cancelled saga is one whose compensation undid every completed step, too.
+    compensated = sum(counts.sagas.get(s.value, _ZERO_SAGAS).count for s in (SagaState.compensated, SagaState.cancelled))
     failed = counts.sagas.get(SagaState.compensation_failed.value, _ZERO_SAGAS).count
     if compensated + failed:
         yield _gauge(
             "workyard_compensation_success_ratio",
             "Of the stored sagas whose compensation ended, the share that undid every completed step "
-            "(compensated / (compensated + compensation_failed)).",
+            "((compensated + cancelled) / (compensated + cancelled + compensation_failed)).",
             compensated / (compensated + failed),
         )
 
