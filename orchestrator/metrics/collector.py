@@ -199,7 +199,8 @@ def _count_families(counts: Counts, now: datetime) -> Iterator[Metric]:
         sagas.add_metric([state.value], counts.sagas.get(state.value, _ZERO_SAGAS).count)
     yield sagas
     # A cancelled saga is one whose compensation undid every completed step, too.
-    compensated = sum(counts.sagas.get(s.value, _ZERO_SAGAS).count for s in (SagaState.compensated, SagaState.cancelled))
+    undone = (SagaState.compensated, SagaState.cancelled)
+    compensated = sum(counts.sagas.get(s.value, _ZERO_SAGAS).count for s in undone)
     failed = counts.sagas.get(SagaState.compensation_failed.value, _ZERO_SAGAS).count
     if compensated + failed:
         yield _gauge(
