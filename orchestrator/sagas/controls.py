@@ -1,5 +1,5 @@
-"""An operator's controls of one saga run, decided under its row lock: cancel, terminate,
-pause and resume.
+"""An operator's controls of one saga run, decided under its row lock: cancel, terminate, pause,
+resume, retry a compensation that gave up, and rerun (:mod:`orchestrator.sagas.rerun`).
 
 Like the engine's other moves they only change the saga run, its step runs and attempts, and
 leave what they cause (dispatches of compensations, cancelled work items, dropped timers) to the
