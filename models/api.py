@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
 
 from models.enums import Outcome, Phase, SagaControl, SagaState, StepState
 
@@ -223,15 +224,26 @@ class SagaRerunRead(BaseModel):
 class SagaFilter(BaseModel):
     """Which sagas a bulk control applies to: all of the conditions given (at least one)."""
 
-    model_config = ConfigDict(extra="forbid")
+    # At least one condition: a bulk control of every saga by an empty filter is refused (422).
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"minProperties": 1})
 
-    state: SagaState | None = Field(default=None, description="Only sagas in this state.")
-    template: str | None = Field(default=None, max_length=200, description="Only sagas of this template (by name).")
-    tenant: str | None = Field(
-        default=None, max_length=64, description="Only this tenant's sagas (an all-tenant token only; else its own)."
+    # Left out, not null, when not wanted (SkipJsonSchema: the OpenAPI does not offer null).
+    state: SagaState | SkipJsonSchema[None] = Field(default=None, description="Only sagas in this state.")
+    template: str | SkipJsonSchema[None] = Field(
+        default=None, min_length=1, max_length=200, description="Only sagas of this template (by name)."
     )
-    created_after: datetime | None = Field(default=None, description="Only sagas submitted at or after this time.")
-    created_before: datetime | None = Field(default=None, description="Only sagas submitted before this time.")
+    tenant: str | SkipJsonSchema[None] = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="Only this tenant's sagas (an all-tenant token only; else its own).",
+    )
+    created_after: datetime | SkipJsonSchema[None] = Field(
+        default=None, description="Only sagas submitted at or after this time."
+    )
+    created_before: datetime | SkipJsonSchema[None] = Field(
+        default=None, description="Only sagas submitted before this time."
+    )
 
 
 class SagaBulkControl(BaseModel):

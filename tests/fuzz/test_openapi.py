@@ -116,6 +116,11 @@ INEXPRESSIBLE = [
         detail=r"^body(\.capabilities)?: Value error, a capability is declared twice$",
     ),
     Inexpressible(
+        r"^to act, name the count a dry run answered in expect ",
+        "a bulk control that acts (dry_run false) names the count it expects: a rule across two fields that"
+        " OpenAPI's schemas cannot state (expect is required only when dry_run is false)",
+    ),
+    Inexpressible(
         r"^risk_level \w+ is below its type's ",
         "an item may raise its type's risk level, never lower it: the type's is in a runtime registry",
     ),
