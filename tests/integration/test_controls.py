@@ -123,9 +123,13 @@ def test_a_compensating_saga_is_not_cancelled_but_may_be_terminated(harness: Har
 def test_a_finished_saga_is_neither_cancelled_nor_terminated(harness: Harness) -> None:
     saga_id = harness.submit("it.three", _input(_tag()))
     assert harness.wait_final(saga_id).state == "completed"
-    for action in SagaControl:
+    for action in (SagaControl.cancel, SagaControl.terminate, SagaControl.pause, SagaControl.resume):
         with pytest.raises(Conflict, match="completed already"):
             _control(harness, saga_id, action, "late")
+    with pytest.raises(Conflict, match="only a saga whose compensation gave up"):
+        _control(harness, saga_id, SagaControl.retry_compensation, "late")
+    with pytest.raises(Conflict, match="only a saga that ended without completing"):
+        _control(harness, saga_id, SagaControl.rerun, "late")
     saga = harness.saga(saga_id)
     assert saga.state == "completed" and saga.audit == []
 
