@@ -97,6 +97,11 @@ class SagaRun(Base):
     paused_ms: Mapped[int] = mapped_column(default=0)
     # The dispatch a pause held back ({"index": i, "phase": "forward"}), sent on resume.
     held: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Its trace (OpenTelemetry), when the orchestrator traced its submit: the trace id, and the W3C
+    # traceparent of its submit span, which what happens to it without a message to carry the
+    # trace (a timer, an operator's control) continues.
+    trace_id: Mapped[str | None] = mapped_column(String(32))
+    trace_parent: Mapped[str | None] = mapped_column(String(55))
 
     steps: Mapped[list[StepRun]] = relationship(order_by="StepRun.index", back_populates="saga", lazy="selectin")
 
@@ -134,6 +139,9 @@ class StepRun(Base):
     error: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    # The traceparent of the span that ran its last forward attempt (the worker's): a compensation
+    # links to it, the span it undoes.
+    trace_parent: Mapped[str | None] = mapped_column(String(55))
 
     saga: Mapped[SagaRun] = relationship(back_populates="steps")
 

@@ -147,6 +147,7 @@ def open_item(
         saga_phase=phase.value,
         saga_attempt=attempt,
         saga_member=member,
+        trace_id=saga.trace_id,
         sla=item_spec.sla.model_dump(mode="json") if item_spec.sla else None,
         sla_breach_count=0,
         risk_level=item_spec.risk_level.value if item_spec.risk_level is not None else None,
@@ -330,4 +331,5 @@ def open_saga_follow_up(
         priority=90,
         saga_id=saga.id,
         saga_step=step,
+        trace_id=saga.trace_id,
     )
