@@ -15,7 +15,7 @@ import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from datetime import UTC, datetime
 from typing import Any
 
@@ -48,6 +48,17 @@ def log_context(**fields: str | None) -> Iterator[None]:
         yield
     finally:
         _context.reset(token)
+
+
+def enter_log_context(**fields: Any) -> Token[dict[str, str] | None]:
+    """:func:`log_context` for code that cannot wrap a block (hooks called before and after):
+    the token to hand to :func:`leave_log_context`. Fields that are None or not text are left out."""
+    values = {k: v for k, v in fields.items() if isinstance(v, str)}
+    return _context.set({**(_context.get() or {}), **values})
+
+
+def leave_log_context(token: Token[dict[str, str] | None]) -> None:
+    _context.reset(token)
 
 
 def set_log_context(**fields: str | None) -> None:

@@ -14,6 +14,7 @@ How a step's attempts start and are reported on depends on its kind
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -37,6 +38,8 @@ from orchestrator.sagas.store import SagaStore
 from orchestrator.storage.unit_of_work import UnitOfWork
 
 TERMINAL = TERMINAL_SAGA_STATES
+
+log = logging.getLogger(__name__)
 
 
 def new_step_runs(spec: TemplateSpec, saga_id: str | None = None) -> list[StepRun]:
@@ -266,6 +269,15 @@ class SagaEngine:
         saga.state = state
         saga.finished_at = self.now
         saga.updated_at = self.now
+        # One line per saga that ends; the ordinary end only at DEBUG (it is the common case).
+        log.log(
+            logging.DEBUG if state is SagaState.completed else logging.INFO,
+            "saga %s ended %s%s",
+            saga.id,
+            state.value,
+            f": {saga.error}" if saga.error else "",
+            extra={"saga_state": state.value},
+        )
         self.uow.drop_saga_timers(saga.id)
         self.store.emit(
             saga,
