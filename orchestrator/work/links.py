@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from config import keys
+from config import keys, tracing
 from models.base import utcnow
 from models.enums import Outcome, Phase
 from models.errors import WorkyardError
@@ -267,6 +267,9 @@ def report_outcome(session: Session, item: WorkItem, actor: str) -> None:
         member=item.saga_member,
         started_at=item.started_at or item.created_at,
         finished_at=now,
+        # The request (or timer) that ended the item, if traced: the saga's span applying the
+        # report links to it (it is of another trace).
+        traceparent=tracing.current_traceparent(),
     )
     uow_of(session).send(keys.ORCHESTRATOR_QUEUE, {"kind": "report", "body": report.model_dump(mode="json")}, now)
 
