@@ -162,6 +162,11 @@ class SagaSummary(BaseModel):
     paused_ms: int = Field(
         default=0, description="How long its earlier pauses lasted, in all: its deadline and SLA are later by as much."
     )
+    trace_id: str | None = Field(
+        default=None,
+        description="Its OpenTelemetry trace id (32 hex digits): one trace from the submit to its end; null: the "
+        "orchestrator did not trace its submit.",
+    )
 
 
 class SagaAuditRead(BaseModel):

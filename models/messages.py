@@ -43,6 +43,13 @@ class StepDispatch(BaseModel):
     # Past this the orchestrator has timed the attempt out and moved on: a worker drops it.
     # (Checked by workyard, not Celery's ``expires``, which costs ~1 ms per task in the worker.)
     expires_at: datetime | None = None
+    # The tenant the saga runs for: the worker's log lines say it.
+    tenant: str | None = None
+    # W3C trace context (``00-<trace id>-<span id>-<flags>``): the span that wrote this dispatch, the
+    # parent of the worker's; and for a compensation, the forward attempt's span it undoes (a
+    # link). None when the orchestrator does not trace.
+    traceparent: str | None = Field(default=None, max_length=55)
+    undoes: str | None = Field(default=None, max_length=55)
 
 
 class ErrorInfo(BaseModel):
@@ -74,6 +81,9 @@ class StepReport(BaseModel):
     finished_at: datetime | None = None
     # Set when the report is one member's of a fan-out step (the member's index).
     member: int | None = Field(default=None, ge=0)
+    # W3C trace context of the span that ran the attempt (the worker's, or the request that ended
+    # a work item): the coordinator's span applying the report continues the saga's trace from it.
+    traceparent: str | None = Field(default=None, max_length=55)
 
 
 class DeadLetterReport(BaseModel):

@@ -100,6 +100,11 @@ class SagaRun(Base):
     # How many times an operator has rerun it: the steps run again get idempotence keys of the
     # rerun's own (a worker's stored result of an earlier run is not replayed for them).
     reruns: Mapped[int] = mapped_column(default=0)
+    # Its trace (OpenTelemetry), when the orchestrator traced its submit: the trace id, and the W3C
+    # traceparent of its submit span, which what happens to it without a message to carry the
+    # trace (a timer, an operator's control) continues.
+    trace_id: Mapped[str | None] = mapped_column(String(32))
+    trace_parent: Mapped[str | None] = mapped_column(String(55))
 
     steps: Mapped[list[StepRun]] = relationship(order_by="StepRun.index", back_populates="saga", lazy="selectin")
 
@@ -137,6 +142,9 @@ class StepRun(Base):
     error: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    # The traceparent of the span that ran its last forward attempt (the worker's): a compensation
+    # links to it, the span it undoes.
+    trace_parent: Mapped[str | None] = mapped_column(String(55))
 
     saga: Mapped[SagaRun] = relationship(back_populates="steps")
 

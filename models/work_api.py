@@ -365,6 +365,10 @@ class WorkItemRead(BaseModel):
         description="Grows with every change: send it back (version or If-Match) to update only an unchanged item."
     )
     saga: SagaLink | None = Field(default=None, description="The saga step waiting on this item; null: none.")
+    trace_id: str | None = Field(
+        default=None,
+        description="The OpenTelemetry trace id of the saga that opened it; null: none, or not traced.",
+    )
     sla: SlaSpec | None = Field(default=None, description="The item's SLA; null: none.")
     sla_warned_at: datetime | None = Field(default=None, description="When its SLA warning fired; null: not yet.")
     sla_breached_at: datetime | None = Field(default=None, description="When its SLA target passed; null: not yet.")

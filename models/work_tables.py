@@ -113,6 +113,8 @@ class WorkItem(Base):
     saga_phase: Mapped[str | None] = mapped_column(String(16))
     saga_attempt: Mapped[int | None]
     saga_member: Mapped[int | None]
+    # The trace (OpenTelemetry) of the saga that opened it, if that saga was traced.
+    trace_id: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]

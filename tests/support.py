@@ -118,3 +118,24 @@ def kombu_envelope(raw: bytes | str) -> tuple[dict[str, Any], bytes]:
     if envelope.get("properties", {}).get("body_encoding") == "base64":
         return envelope, base64.b64decode(body)
     return envelope, body.encode() if isinstance(body, str) else body
+
+
+@contextmanager
+def in_memory_tracing() -> Iterator[Any]:
+    """This process traces into an in-memory exporter (the SDK's) until the block ends: the
+    exporter, whose ``get_finished_spans()`` are the spans ended so far."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from config import tracing
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing.use_provider(provider)
+    try:
+        yield exporter
+    finally:
+        tracing.use_provider(None)
+        provider.shutdown()

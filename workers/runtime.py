@@ -11,15 +11,18 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from opentelemetry.trace import Span, Status, StatusCode
 from pydantic import BaseModel, ValidationError
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from config import keys
-from models.enums import Outcome
+from config import keys, tracing
+from config.logging import log_context
+from models.enums import Outcome, Phase
 from models.messages import DeadLetterReport, ErrorInfo, StepDispatch, StepReport
 from models.problems import body_text, error_details, summary
 from workers.context import StepContext
@@ -109,6 +112,16 @@ class StepRuntime:
         except ValidationError as exc:
             reason = f"malformed step dispatch: {summary(error_details(exc.errors()))}"
             return Delivery.of(DeadLetterReport(source=source, reason=reason, body=body_text(body)))
+        with (
+            log_context(saga_id=dispatch.saga_id, tenant=dispatch.tenant, step=dispatch.step),
+            _run_span(dispatch, self.config.worker) as span,
+        ):
+            delivery = self._handle(dispatch)
+            if span is not None:
+                _describe(span, delivery)
+            return delivery
+
+    def _handle(self, dispatch: StepDispatch) -> Delivery:
         handler = get_handler(dispatch.handler)
         if handler is None:
             return Delivery.of(
@@ -394,6 +407,7 @@ class StepRuntime:
             started_at=started,
             finished_at=self.clock(),
             member=dispatch.member,
+            traceparent=tracing.current_traceparent(),
         )
 
     def _fail(
@@ -414,6 +428,46 @@ class StepRuntime:
             retry_after_ms=retry_after_ms,
             started=started,
         )
+
+
+def _run_span(dispatch: StepDispatch, worker: str) -> AbstractContextManager[Span | None]:
+    """The span of one delivery, after the orchestrator's span that dispatched it; a compensation's
+    links to the forward attempt's span it undoes. Its report carries it to the coordinator."""
+    if not tracing.enabled():
+        return nullcontext()
+    forward = dispatch.phase is Phase.forward
+    attributes: dict[str, str | int] = {
+        "workyard.saga_id": dispatch.saga_id,
+        "workyard.step": dispatch.step,
+        "workyard.step_index": dispatch.step_index,
+        "workyard.phase": dispatch.phase.value,
+        "workyard.attempt": dispatch.attempt,
+        "workyard.handler": dispatch.handler,
+        "workyard.worker": worker,
+    }
+    if dispatch.member is not None:
+        attributes["workyard.member"] = dispatch.member
+    return tracing.span(
+        "step run" if forward else "compensation run",
+        kind=tracing.CONSUMER,
+        parent=dispatch.traceparent,
+        links=[dispatch.undoes],
+        attributes=attributes,
+    )
+
+
+def _describe(span: Span, delivery: Delivery) -> None:
+    """What became of the delivery, on its span."""
+    outcome = delivery.outcome
+    if isinstance(outcome, StepReport):
+        span.set_attribute("workyard.outcome", outcome.outcome.value)
+        if outcome.error is not None:
+            span.set_attribute("workyard.error", f"{outcome.error.type}: {outcome.error.message}"[:1000])
+    if delivery.dropped is not None:
+        span.set_attribute("workyard.dropped", delivery.dropped)
+    if delivery.error is not None:
+        span.record_exception(delivery.error)
+        span.set_status(Status(StatusCode.ERROR, type(delivery.error).__name__))
 
 
 def delivery_owner(worker: str) -> str:

@@ -26,6 +26,7 @@ from orchestrator.api import (
     work_items,
 )
 from orchestrator.api.auth import MCP_PATH, Authenticate
+from orchestrator.api.context import RequestContext
 from orchestrator.api.gate import InputGate
 from orchestrator.api.limits import BodyLimit
 from orchestrator.api.query import strict_query
@@ -99,8 +100,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Middleware added later runs earlier: the token, then the body's size, then its content.
     app.add_middleware(InputGate)
     app.add_middleware(BodyLimit, max_bytes=wiring.settings.max_request_bytes)
-    # Added last, so it runs first: no body is read for a caller without a valid token.
+    # Added late, so it runs early: no body is read for a caller without a valid token.
     app.add_middleware(Authenticate, wiring=wiring)
+    # Around everything, the token check included: a request id, the log context, the request's
+    # span and its access-log line.
+    app.add_middleware(RequestContext)
     app.include_router(templates.router)
     app.include_router(sagas.router)
     app.include_router(work_items.router)

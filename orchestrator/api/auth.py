@@ -11,6 +11,7 @@ import anyio.to_thread
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from config.logging import set_log_context
 from models.principal import ALL_TENANTS, Principal, PrincipalType, Scope
 from orchestrator.api.deps import get_wiring
 from orchestrator.api.errors import error_response, unavailable_response
@@ -119,6 +120,8 @@ class Authenticate:
             await unavailable_response(exc)(scope, receive, send)
             return
         scope.setdefault("state", {})[PRINCIPAL_KEY] = principal
+        # The request's log lines name the caller's tenant (orchestrator.api.context resets it).
+        set_log_context(tenant=principal.tenant)
         await self.app(scope, receive, send)
 
 

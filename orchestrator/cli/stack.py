@@ -58,8 +58,10 @@ def up(modules: tuple[str, ...], concurrency: int, flower: bool) -> None:
 @main.command()
 def orchestrator() -> None:
     """Run the coordinator, the outbox sweep and the timers (no API)."""
+    from config.tracing import setup_tracing
     from orchestrator.service.loops import run_orchestrator
 
+    setup_tracing("workyard-orchestrator")
     run_orchestrator(open_wiring())
 
 
@@ -68,10 +70,22 @@ def api() -> None:
     """Serve the HTTP API on WORKYARD_API_HOST:WORKYARD_API_PORT."""
     import uvicorn
 
+    from config.tracing import setup_tracing
     from orchestrator.api.app import create_app
 
     settings = current_settings()
-    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_level="warning")
+    setup_tracing("workyard-api")
+    # uvicorn's own lines go through workyard's logging set-up (its format, JSON or text), and
+    # its access log gives way to workyard's (orchestrator.api.context), which names the
+    # request id and the principal.
+    uvicorn.run(
+        create_app(settings),
+        host=settings.api_host,
+        port=settings.api_port,
+        log_level="warning",
+        log_config=None,
+        access_log=False,
+    )
 
 
 @main.command()
@@ -84,9 +98,11 @@ def worker(
     capabilities: tuple[str, ...], modules: tuple[str, ...], concurrency: int, pool: str, hostname: str | None
 ) -> None:
     """Run a worker for some capabilities (needs only the broker and Redis)."""
+    from config.tracing import setup_tracing
     from workers.celery.main import run_worker
 
     handlers_from_cwd()
+    setup_tracing("workyard-worker")
     code = run_worker(
         current_settings(), list(capabilities), list(modules), concurrency=concurrency, pool=pool, hostname=hostname
     )

@@ -21,6 +21,7 @@ from sqlalchemy import Row, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from config import tracing
 from config.settings import Settings
 from models.api import SagaSummary
 from models.base import utcnow
@@ -121,9 +122,13 @@ def _submit(sessions: SessionFactory, settings: Settings, entries: Sequence[Batc
                 if isinstance(spec, OrchestratorError):
                     raise spec
                 check_input(spec, entry.input)
-                run = start_saga(
-                    engine, spec, tenant=entry.tenant, input=entry.input, digest=digests[i], idempotence_key=key
-                )
+                # One trace per saga: each starts its own, linked to the batch's request.
+                with tracing.span("saga submit", new_trace=True, attributes=_attributes(entry, i)) as span:
+                    run = start_saga(
+                        engine, spec, tenant=entry.tenant, input=entry.input, digest=digests[i], idempotence_key=key
+                    )
+                    if span is not None:
+                        span.set_attribute("workyard.saga_id", run.id)
             except OrchestratorError as exc:
                 answers[i] = _refused(exc)
                 continue
@@ -139,6 +144,10 @@ def _submit(sessions: SessionFactory, settings: Settings, entries: Sequence[Batc
 
 def _refused(error: OrchestratorError) -> BatchAnswer:
     return BatchAnswer(None, error=error)
+
+
+def _attributes(entry: BatchEntry, index: int) -> dict[str, str | int]:
+    return {"workyard.template": entry.template, "workyard.tenant": entry.tenant, "workyard.batch_index": index}
 
 
 def _existing(session: Session, keys: set[tuple[str, str]]) -> dict[tuple[str, str], Row[Any]]:

@@ -14,12 +14,13 @@ How a step's attempts start and are reported on depends on its kind
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from config import keys
+from config import keys, tracing
 from config.settings import Settings
 from models.base import transient
 from models.enums import TERMINAL_SAGA_STATES, Outcome, Phase, SagaState, StepState, TimerKind
@@ -37,6 +38,8 @@ from orchestrator.sagas.store import SagaStore
 from orchestrator.storage.unit_of_work import UnitOfWork
 
 TERMINAL = TERMINAL_SAGA_STATES
+
+log = logging.getLogger(__name__)
 
 
 def new_step_runs(spec: TemplateSpec, saga_id: str | None = None) -> list[StepRun]:
@@ -89,6 +92,9 @@ class SagaEngine:
 
     def on_report(self, saga: SagaRun, spec: TemplateSpec, report: StepReport, attempt: StepAttempt) -> None:
         """Apply a worker's report to the attempt it answers (which the caller found running)."""
+        if report.traceparent is not None and report.phase is Phase.forward:
+            # The span that ran it: what the step's compensation, if it comes to that, undoes.
+            saga.steps[report.step_index].trace_parent = report.traceparent
         kind_of(spec.steps[report.step_index], Phase(report.phase)).on_report(self, saga, spec, report, attempt)
 
     def on_timer(self, saga: SagaRun, spec: TemplateSpec, timer: Timer) -> None:
@@ -268,6 +274,15 @@ class SagaEngine:
         saga.state = state
         saga.finished_at = self.now
         saga.updated_at = self.now
+        # One line per saga that ends; the ordinary end only at DEBUG (it is the common case).
+        log.log(
+            logging.DEBUG if state is SagaState.completed else logging.INFO,
+            "saga %s ended %s%s",
+            saga.id,
+            state.value,
+            f": {saga.error}" if saga.error else "",
+            extra={"saga_state": state.value},
+        )
         self.uow.drop_saga_timers(saga.id)
         self.store.emit(
             saga,
@@ -359,6 +374,10 @@ class SagaEngine:
         assert step_spec.capability is not None
         handler = step_spec.handler if phase is Phase.forward else step_spec.compensate
         assert handler is not None
+        queue = keys.capability_queue(step_spec.capability)
+        traceparent = undoes = None
+        if tracing.enabled():
+            traceparent, undoes = self._trace_dispatch(saga, spec, index, phase, attempt_no, member, queue)
         dispatch = StepDispatch(
             saga_id=saga.id,
             template=spec.name,
@@ -379,10 +398,13 @@ class SagaEngine:
             expires_at=expires_at or self.attempt_deadline(step_spec),
             member=member,
             each=each,
+            tenant=saga.tenant,
+            traceparent=traceparent,
+            undoes=undoes,
         )
         shadow = handler if phase is Phase.forward else f"{handler} (compensating {step_spec.name})"
         self.uow.send(
-            keys.capability_queue(step_spec.capability),
+            queue,
             {
                 "task_id": task_id(saga.id, index, phase, attempt_no, member),
                 "shadow": shadow if member is None else f"{shadow} [{member}]",
@@ -391,6 +413,37 @@ class SagaEngine:
             },
             self.now,
         )
+
+    def _trace_dispatch(
+        self,
+        saga: SagaRun,
+        spec: TemplateSpec,
+        index: int,
+        phase: Phase,
+        attempt_no: int,
+        member: int | None,
+        queue: str,
+    ) -> tuple[str | None, str | None]:
+        """The span of writing a dispatch, in the saga's trace: the traceparent the worker's span
+        continues, and for a compensation the forward attempt's span it undoes (linked)."""
+        step_spec = spec.steps[index]
+        forward = phase is Phase.forward
+        undoes = None if forward else saga.steps[index].trace_parent
+        attributes: dict[str, str | int] = {
+            "workyard.saga_id": saga.id,
+            "workyard.step": step_spec.name,
+            "workyard.step_index": index,
+            "workyard.phase": phase.value,
+            "workyard.attempt": attempt_no,
+            "messaging.destination.name": queue,
+        }
+        if member is not None:
+            attributes["workyard.member"] = member
+        name = "step dispatch" if forward else "compensation dispatch"
+        with tracing.span(
+            name, kind=tracing.PRODUCER, trace_of=saga.trace_parent, links=[undoes], attributes=attributes
+        ):
+            return tracing.current_traceparent(), undoes
 
     def _schedule_dispatch(self, saga: SagaRun, index: int, phase: Phase, attempt_no: int, delay_ms: int) -> None:
         self.uow.arm_timer(

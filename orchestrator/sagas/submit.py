@@ -14,6 +14,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
+from config import tracing
+from config.logging import set_log_context
 from config.settings import Settings
 from models.base import transient, utcnow
 from models.enums import SagaState
@@ -88,6 +90,25 @@ def submit_saga(
     The same key with a different template or input is a conflict, never a second run.
     """
     check_submission(input, idempotence_key)
+    attributes = {"workyard.template": template, "workyard.tenant": tenant}
+    with tracing.span("saga submit", attributes=attributes) as span:
+        submitted = _submit(sessions, settings, template, input, version, idempotence_key, tenant)
+        if span is not None:
+            span.set_attribute("workyard.saga_id", submitted.saga.id)
+            span.set_attribute("workyard.created", submitted.created)
+    set_log_context(saga_id=submitted.saga.id)
+    return submitted
+
+
+def _submit(
+    sessions: SessionFactory,
+    settings: Settings,
+    template: str,
+    input: Any,
+    version: str | None,
+    idempotence_key: str | None,
+    tenant: str,
+) -> Submitted:
     digest = input_hash(template, input)
     try:
         with sessions.begin() as session:
@@ -159,6 +180,9 @@ def start_saga(
         created_at=now,
         updated_at=now,
     )
+    # Its trace is the one current now (the submit's span), if tracing.
+    if (traceparent := tracing.current_traceparent()) is not None:
+        saga.trace_id, saga.trace_parent = tracing.trace_id_of(traceparent), traceparent
     check_key_templates(saga, spec)
     # Set as loaded, not as a change: the run never enters the session (its rows are plain
     # INSERTs), and a change would fire the relationship's events once per step (back-references

@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from opentelemetry.trace import Span
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import select
 
+from config import tracing
+from config.logging import log_context
 from config.settings import Settings
 from models.base import utcnow
 from models.enums import Outcome
 from models.messages import DeadLetterReport, OrchestratorMessage, StepReport
 from models.problems import body_text, error_details, summary
-from models.tables import DeadLetter, StepAttempt
+from models.tables import DeadLetter, SagaRun, StepAttempt
 from orchestrator.sagas.engine import SagaEngine
 from orchestrator.sagas.store import SqlSagaStore
 from orchestrator.sagas.templates import template_of
@@ -53,6 +57,30 @@ def dead_letter_row(source: str, reason: str, body: Any, now: datetime) -> DeadL
     (a NUL, which PostgreSQL's text refuses; a source longer than its column)."""
     return DeadLetter(
         source=body_text(source)[:SOURCE_CHARS], reason=body_text(reason), body=body_text(body), received_at=now
+    )
+
+
+def _apply_span(saga: SagaRun, report: StepReport) -> AbstractContextManager[Span | None]:
+    """The span of applying one report, in the saga's trace: after the span that ran the attempt
+    (the report's traceparent), or linked to it where it is of another trace (a request that
+    ended a work item). What the report makes the saga dispatch is written inside it."""
+    if not tracing.enabled():
+        return nullcontext()
+    attributes: dict[str, str | int] = {
+        "workyard.saga_id": saga.id,
+        "workyard.step_index": report.step_index,
+        "workyard.phase": report.phase.value,
+        "workyard.attempt": report.attempt,
+        "workyard.outcome": report.outcome.value,
+    }
+    if report.member is not None:
+        attributes["workyard.member"] = report.member
+    return tracing.span(
+        "report apply",
+        kind=tracing.CONSUMER,
+        trace_of=saga.trace_parent,
+        parent=report.traceparent,
+        attributes=attributes,
     )
 
 
@@ -95,16 +123,19 @@ class Coordinator:
                     session.add(dead_letter_row(source, reason, report.model_dump_json(), now))
                     result.dead_lettered += 1
                     continue
-                # Looked up, not removed: the members of a fan-out step report on one attempt, which
-                # stays running until its completion policy decides.
-                attempt = running.get((report.saga_id, report.step_index, report.phase, report.attempt))
-                if attempt is None or attempt.outcome is not Outcome.running:
-                    # A duplicate, or an answer to an attempt already settled (timed out, lost).
-                    result.dropped += 1
-                    continue
-                spec = template_of(session, saga)
-                engine.on_report(saga, spec, report, attempt)
-                result.applied += 1
+                with log_context(saga_id=saga.id, tenant=saga.tenant), _apply_span(saga, report) as span:
+                    # Looked up, not removed: the members of a fan-out step report on one attempt,
+                    # which stays running until its completion policy decides.
+                    attempt = running.get((report.saga_id, report.step_index, report.phase, report.attempt))
+                    if attempt is None or attempt.outcome is not Outcome.running:
+                        # A duplicate, or an answer to an attempt already settled (timed out, lost).
+                        result.dropped += 1
+                        if span is not None:
+                            span.set_attribute("workyard.dropped", True)
+                        continue
+                    spec = template_of(session, saga)
+                    engine.on_report(saga, spec, report, attempt)
+                    result.applied += 1
             self.dispatcher.delete_published(session)
         self.dispatcher.publish(session.uow.take_outgoing())
         if result.dropped:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from datetime import timedelta
 from functools import cached_property
 from typing import Any, Protocol
@@ -19,6 +19,7 @@ from celery import Celery
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
+from config import tracing
 from config.settings import Settings
 from models.base import utcnow
 from models.tables import OUTBOX, OutboxMessage
@@ -38,6 +39,22 @@ def _batched(producer: Any) -> AbstractContextManager[Any]:
     """One broker round trip for a whole batch where the transport can (kombu 5.7+ on Redis)."""
     batch = getattr(producer, "batch", None)
     return batch() if batch is not None else nullcontext()
+
+
+def _publish_spans(rows: Sequence[Publishable], stack: ExitStack) -> None:
+    """A span for each traced message going out, open until the batch is published: in its saga's
+    trace, after the span that wrote it to the outbox (the gap between them is the outbox's lag)."""
+    for row in rows:
+        body = row.payload.get("body")
+        if not isinstance(body, dict) or body.get("traceparent") is None:
+            continue
+        traceparent = body["traceparent"]
+        attributes = {"workyard.saga_id": str(body.get("saga_id")), "messaging.destination.name": row.queue}
+        stack.enter_context(
+            tracing.span(
+                "outbox publish", kind=tracing.PRODUCER, parent=traceparent, attributes=attributes, current=False
+            )
+        )
 
 
 class Publishable(Protocol):
@@ -81,8 +98,11 @@ class Dispatcher:
         """
         if not rows:
             return
+        spans = ExitStack()
+        if tracing.enabled():
+            _publish_spans(rows, spans)
         sent_events = SentEvents(self._event_dispatcher)
-        with self.app.producer_or_acquire() as producer, _batched(producer):
+        with spans, self.app.producer_or_acquire() as producer, _batched(producer):
             for row in rows:
                 payload = row.payload
                 for _ in range(self.copies):

@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
+from config.logging import log_context
 from config.settings import Settings
 from models.base import utcnow
 from models.enums import Outcome, TimerKind
@@ -200,11 +201,8 @@ class TimerService:
                 saga = sagas.get(timer.saga_id) if timer.saga_id else None
                 if kind in SAGA_TIMERS:
                     if saga is not None:
-                        engine.on_timer(
-                            saga,
-                            template_of(session, saga),
-                            timer,
-                        )
+                        with log_context(saga_id=saga.id, tenant=saga.tenant):
+                            engine.on_timer(saga, template_of(session, saga), timer)
                 else:
                     ITEM_TIMERS[kind](session, timer, sla.locked_item(session, timer.item_id), now)
                 fired += 1
@@ -250,7 +248,8 @@ class TimerService:
                     # Nothing left to time out; keep it out of the next tick's query.
                     attempt.deadline_at = None
                     continue
-                engine.on_deadline(saga, template_of(session, saga), attempt)
+                with log_context(saga_id=saga.id, tenant=saga.tenant):
+                    engine.on_deadline(saga, template_of(session, saga), attempt)
             self.dispatcher.delete_published(session)
         self.dispatcher.publish(session.uow.take_outgoing())
         return len(attempts)

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from config import keys
+from config import keys, tracing
 from models.base import utcnow
 from models.enums import Outcome, Phase
 from models.errors import WorkyardError
@@ -147,6 +147,7 @@ def open_item(
         saga_phase=phase.value,
         saga_attempt=attempt,
         saga_member=member,
+        trace_id=saga.trace_id,
         sla=item_spec.sla.model_dump(mode="json") if item_spec.sla else None,
         sla_breach_count=0,
         risk_level=item_spec.risk_level.value if item_spec.risk_level is not None else None,
@@ -266,6 +267,9 @@ def report_outcome(session: Session, item: WorkItem, actor: str) -> None:
         member=item.saga_member,
         started_at=item.started_at or item.created_at,
         finished_at=now,
+        # The request (or timer) that ended the item, if traced: the saga's span applying the
+        # report links to it (it is of another trace).
+        traceparent=tracing.current_traceparent(),
     )
     uow_of(session).send(keys.ORCHESTRATOR_QUEUE, {"kind": "report", "body": report.model_dump(mode="json")}, now)
 
@@ -330,4 +334,5 @@ def open_saga_follow_up(
         priority=90,
         saga_id=saga.id,
         saga_step=step,
+        trace_id=saga.trace_id,
     )

@@ -167,6 +167,7 @@ def item_view(
         lease_epoch=item.lease_epoch,
         version=item.version,
         saga=saga_link(item),
+        trace_id=item.trace_id,
         sla=SlaSpec.model_validate(item.sla) if item.sla else None,
         sla_warned_at=item.sla_warned_at,
         sla_breached_at=item.sla_breached_at,

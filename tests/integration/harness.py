@@ -126,6 +126,7 @@ class Harness:
         workers: list[WorkerSpec] | None = None,
         api: bool = False,
         orchestrators: int = 1,
+        extra_env: dict[str, str] | None = None,
     ):
         self.settings = settings
         self.target = target
@@ -139,6 +140,7 @@ class Harness:
                 api=api,
                 flower=False,
                 orchestrators=orchestrators,
+                extra_env=extra_env or {},
             ),
         )
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import socket
+from contextvars import Token
 from typing import Any
 
 from celery import signals
 
 from config.keys import capability_queue
+from config.logging import enter_log_context, leave_log_context
 from config.settings import Settings
 from workers.celery.app import create_app, redis_client
 from workers.presence import PresenceBeacon
@@ -35,6 +37,27 @@ def worker_argv(
         "--without-mingle",
         "--without-gossip",
     ]
+
+
+# The log context of each task running now, by task id (a thread pool runs several at once).
+_log_contexts: dict[str, Token[dict[str, str] | None]] = {}
+
+
+def _enter_log_context(task_id: str | None = None, args: Any = None, kwargs: Any = None, **_: Any) -> None:
+    """Celery's own lines about a step's task (its success, its failure) name the saga, as the
+    runtime's lines do: the context is set before the task runs and reset after Celery logged."""
+    body = (args[0] if args else None) or (kwargs or {}).get("body")
+    if task_id is None or not isinstance(body, dict):
+        return
+    _log_contexts[task_id] = enter_log_context(
+        saga_id=body.get("saga_id"), tenant=body.get("tenant"), step=body.get("step")
+    )
+
+
+def _leave_log_context(task_id: str | None = None, **_: Any) -> None:
+    token = _log_contexts.pop(task_id or "", None)
+    if token is not None:
+        leave_log_context(token)
 
 
 def run_worker(
@@ -76,6 +99,8 @@ def run_worker(
         while beacons:
             beacons.pop().stop()
 
+    signals.task_prerun.connect(_enter_log_context, weak=False)
+    signals.task_postrun.connect(_leave_log_context, weak=False)
     signals.worker_init.connect(keep, weak=False)
     signals.worker_ready.connect(announce, weak=False)
     signals.worker_shutdown.connect(withdraw, weak=False)
@@ -84,6 +109,8 @@ def run_worker(
             worker_argv(capabilities, concurrency=concurrency, pool=pool, hostname=hostname, loglevel=level)
         )
     finally:
+        signals.task_prerun.disconnect(_enter_log_context)
+        signals.task_postrun.disconnect(_leave_log_context)
         signals.worker_init.disconnect(keep)
         signals.worker_ready.disconnect(announce)
         signals.worker_shutdown.disconnect(withdraw)

@@ -32,6 +32,7 @@ def open_follow_up(
     reporter: tuple[str | None, str | None] = (None, None),
     saga_id: str | None = None,
     saga_step: str | None = None,
+    trace_id: str | None = None,
 ) -> str:
     """Open the item (offered to people holding ``scope``) unless ``key`` opened it already; its id."""
     item_id = work_item_id(tenant, kind, now, key)
@@ -61,6 +62,7 @@ def open_follow_up(
         version=1,
         saga_id=saga_id,
         saga_step=saga_step,
+        trace_id=trace_id,
         created_at=now,
         updated_at=now,
     )
