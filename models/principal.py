@@ -28,6 +28,9 @@ class Scope(StrEnum):
     agents_register = "agents:register"  # an agent registers, updates and deregisters itself only
     routing_write = "routing:write"  # register and disable routing rules, reroute work items
     metrics_read = "metrics:read"  # scrape GET /metrics (with an all-tenant token: its figures span every tenant)
+    # list, read, replay and purge dead letters: an all-tenant token's only (a message nobody could
+    # act on names no tenant one could trust, and may hold any tenant's data)
+    dead_letters = "dead-letters:manage"
     admin = "admin"
 
 

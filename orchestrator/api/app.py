@@ -15,6 +15,7 @@ from config.settings import Settings, get_settings
 from models.documents import MAX_DEPTH
 from orchestrator.api import (
     agents,
+    dead_letters,
     errors,
     metrics,
     queues,
@@ -114,6 +115,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(agents.router)
     app.include_router(routing.router)
     app.include_router(routing.items_router)
+    app.include_router(dead_letters.router)
     app.include_router(metrics.router)
     # MCP's own protocol (JSON-RPC over streamable HTTP), not an OpenAPI operation: left out of the
     # document, so the query check and the fuzzing, which work from the document, pass it by.

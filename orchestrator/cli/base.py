@@ -1,18 +1,21 @@
-"""The ``workyard`` command's root: its group, its errors, and what every command shares."""
+"""The ``workyard`` command's root: its group, its errors, and what every command shares.
+
+Importing it costs click only: the commands that talk to the API start without SQLAlchemy,
+Celery or the settings, and those that open the database import what they need when they run.
+"""
 
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from sqlalchemy import inspect
-from sqlalchemy.exc import SQLAlchemyError
 
-from config.logging import setup_logging
-from config.settings import Settings, get_settings
 from models.errors import WorkyardError
-from orchestrator.service.wiring import Wiring
+
+if TYPE_CHECKING:
+    from config.settings import Settings
+    from orchestrator.service.wiring import Wiring
 
 
 class Failure(click.ClickException):
@@ -20,10 +23,17 @@ class Failure(click.ClickException):
 
 
 def current_settings() -> Settings:
+    from config.settings import get_settings
+
     return get_settings()
 
 
 def open_wiring(require_db: bool = True) -> Wiring:
+    from sqlalchemy import inspect
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from orchestrator.service.wiring import Wiring
+
     settings = current_settings()
     wiring = Wiring(settings)
     if not require_db:
@@ -56,25 +66,40 @@ def handlers_from_cwd() -> None:
         sys.path.insert(0, "")
 
 
+def _database_error(exc: Exception) -> Failure | None:
+    """A database error as one line; None when ``exc`` is none (SQLAlchemy is looked at only if
+    a command loaded it: the commands over the API never do)."""
+    sqlalchemy_exc = sys.modules.get("sqlalchemy.exc")
+    if sqlalchemy_exc is None or not isinstance(exc, sqlalchemy_exc.SQLAlchemyError):
+        return None
+    return Failure(f"database error: {type(exc).__name__}: {getattr(exc, 'orig', None) or exc}")
+
+
 class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except SQLAlchemyError as exc:
-            raise Failure(f"database error: {type(exc).__name__}: {getattr(exc, 'orig', None) or exc}") from exc
         except WorkyardError as exc:
             raise Failure(exc.message) from exc
+        except Exception as exc:
+            failure = _database_error(exc)
+            if failure is None:
+                raise
+            raise failure from exc
 
 
 @click.group(cls=_Group)
 @click.option("--log-level", default=None, help="DEBUG, INFO, WARNING (default INFO, or WORKYARD_LOG_LEVEL).")
 def main(log_level: str | None) -> None:
     """workyard: sagas of work across AI agents, people and ordinary workers."""
+    from config.logging import setup_logging
+
     setup_logging(log_level)
 
 
 def admin_token(settings: Settings) -> str:
     """The embedded stack's operator token (made once, kept in the data dir)."""
+    from orchestrator.service.wiring import Wiring
     from orchestrator.work.tokens import ensure_admin_token
 
     wiring = Wiring(settings)

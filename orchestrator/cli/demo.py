@@ -5,16 +5,16 @@ from __future__ import annotations
 import time
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-import yaml
 
-from config.settings import Settings
-from orchestrator.cli.base import current_settings, main
-from orchestrator.cli.sagas import follow
-from orchestrator.local.stack import Stack, StackOptions, workers_for_modules
-from orchestrator.sagas.submit import submit_saga
-from orchestrator.sagas.templates import parse_template, register_template
+from orchestrator.cli.base import Failure, current_settings, main
+
+if TYPE_CHECKING:
+    from config.settings import Settings
+    from models.enums import SagaState
+    from orchestrator.service.wiring import Wiring
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "examples" / "shop.order.yaml"
 
@@ -28,6 +28,12 @@ def _template_path() -> Path:
 
 
 def run_demo(settings: Settings, *, keep_running: bool = False) -> None:
+    import yaml
+
+    from orchestrator.local.stack import Stack, StackOptions, workers_for_modules
+    from orchestrator.sagas.submit import submit_saga
+    from orchestrator.sagas.templates import parse_template, register_template
+
     started = time.monotonic()
     stack = Stack(settings, StackOptions(workers=workers_for_modules(["examples.shop"], concurrency=1)))
     try:
@@ -54,7 +60,7 @@ def run_demo(settings: Settings, *, keep_running: bool = False) -> None:
             wiring.dispatcher.publish(submitted.outbox)
             click.echo(f"\n== {title}: saga {submitted.saga.id}")
             click.echo("   step                               attempt outcome    duration   worker")
-            outcomes.append(follow(wiring, submitted.saga.id, timeout=120))
+            outcomes.append(_follow(wiring, submitted.saga.id, timeout=120))
         click.echo(
             f"\nFlower was at http://127.0.0.1:{settings.flower_port} (run `make up` to keep the stack and look around)"
         )
@@ -67,6 +73,29 @@ def run_demo(settings: Settings, *, keep_running: bool = False) -> None:
         pass
     finally:
         stack.stop()
+
+
+def _follow(wiring: Wiring, saga_id: str, timeout: float) -> SagaState:
+    """Print a saga's timeline as attempts settle, from the stack's own database; its final state."""
+    from orchestrator.sagas.queries import read_saga
+    from orchestrator.sagas.timeline import attempt_line
+
+    shown: set[tuple[int, str, int, str]] = set()
+    deadline = time.monotonic() + timeout
+    while True:
+        with wiring.sessions() as session:
+            current = read_saga(session, saga_id)
+        for attempt in current.attempts:
+            key = (attempt.step_index, attempt.phase, attempt.attempt, attempt.outcome)
+            if attempt.outcome != "running" and key not in shown:
+                shown.add(key)
+                click.echo(attempt_line(attempt))
+        if current.state.terminal:
+            click.echo(f"saga {saga_id}: {current.state}" + (f" ({current.error})" if current.error else ""))
+            return current.state
+        if time.monotonic() > deadline:
+            raise Failure(f"saga {saga_id} is still {current.state} after {timeout:.0f} s")
+        time.sleep(0.1)
 
 
 @main.command()

@@ -1,4 +1,4 @@
-"""What an operator looks at and maintains: dead letters, timers, the webhook log, the database."""
+"""What an operator looks at and maintains: timers, the webhook log, the database."""
 
 from __future__ import annotations
 
@@ -14,23 +14,6 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from models.work_tables import Webhook
-
-
-@main.command("dead-letters")
-@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000))
-def dead_letters(limit: int) -> None:
-    """Messages nobody could act on, newest first, with the reason."""
-    from sqlalchemy import select
-
-    from models.tables import DeadLetter
-
-    wiring = open_wiring()
-    with wiring.sessions() as session:
-        rows = session.scalars(select(DeadLetter).order_by(DeadLetter.id.desc()).limit(limit)).all()
-    if not rows:
-        click.echo("no dead letters")
-    for row in rows:
-        click.echo(f"{row.received_at:%Y-%m-%d %H:%M:%S}  {row.source}  {row.reason}\n    {row.body[:200]}")
 
 
 @main.command()

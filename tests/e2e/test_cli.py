@@ -212,6 +212,14 @@ def test_an_operator_cancels_pauses_and_terminates_stuck_sagas(stack_env: dict[s
     assert (
         "pause (running -> paused): hold" in shown.stdout and "terminate (running -> terminated): gone" in shown.stdout
     )
+    planned = workyard(stack_env, "saga", "rerun", ids[1], "--dry-run", "--input-patch", '{"x": 1}', "--reason", "r")
+    assert planned.returncode == 0, planned.stderr
+    assert f"saga {ids[1]}: would rerun from a" in planned.stdout and "runs: runs again" in planned.stdout
+    bad_patch = workyard(stack_env, "saga", "rerun", ids[1], "--input-patch", "[1]", "--reason", "r")
+    assert bad_patch.returncode == 1 and "--input-patch must be a JSON object" in bad_patch.stderr
+    rerun = workyard(stack_env, "saga", "rerun", ids[1], "--reason", "try again")
+    assert rerun.returncode == 0 and f"saga {ids[1]}: rerun from a" in rerun.stdout
+    assert "state: running" in workyard(stack_env, "saga", "show", ids[1]).stdout
 
 
 @pytest.mark.parametrize(
@@ -246,8 +254,14 @@ def test_a_bad_template_file_names_the_field(stack_env: dict[str, str], tmp_path
 def test_commands_without_a_stack_say_what_to_do(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WORKYARD_")}
     env["WORKYARD_DATA_DIR"] = str(tmp_path / "empty")
-    result = workyard(env, "saga", "list")
-    assert result.returncode == 1 and "workyard db upgrade" in result.stderr
+    no_token = workyard(env, "saga", "list")
+    assert no_token.returncode == 1 and "Traceback" not in no_token.stderr
+    assert "pass --token or set WORKYARD_TOKEN" in no_token.stderr and "workyard up" in no_token.stderr
+    port = free_port()
+    away = workyard({**env, "WORKYARD_TOKEN": "wy_x", "WORKYARD_API_PORT": str(port)}, "template", "list")
+    assert away.returncode == 1 and "Traceback" not in away.stderr
+    assert f"cannot reach the workyard API at http://127.0.0.1:{port}" in away.stderr
+    assert "WORKYARD_URL" in away.stderr and len(away.stderr.strip().splitlines()) == 1
 
 
 def test_an_agent_works_an_item_over_http_with_a_cli_token(stack_env: dict[str, str]) -> None:
@@ -424,3 +438,193 @@ def test_timers_lists_an_items_sla_clock(stack_env: dict[str, str]) -> None:
     assert listed.returncode == 0, listed.stderr
     lines = [line for line in listed.stdout.splitlines() if item.id in line]
     assert [line.split()[5] for line in lines] == ["sla_warn", "sla_breach"], listed.stdout
+
+
+def _over_http_only(stack_env: dict[str, str], tmp_path: Path, token: str | None = None) -> dict[str, str]:
+    """An operator's terminal on another host: the API's URL and a token, no data dir of the
+    stack and a database URL that leads nowhere."""
+    env = {k: v for k, v in stack_env.items() if not k.startswith("WORKYARD_")}
+    admin = (Path(stack_env["WORKYARD_DATA_DIR"]) / "admin-token").read_text().strip()
+    env.update(
+        {
+            "WORKYARD_URL": stack_env["WORKYARD_TEST_API"],
+            "WORKYARD_TOKEN": token or admin,
+            "WORKYARD_DATA_DIR": str(tmp_path / "elsewhere"),
+            "WORKYARD_DATABASE_URL": "postgresql+psycopg://nobody:wrong@127.0.0.1:1/nothing",
+            "WORKYARD_BROKER_URL": "redis://127.0.0.1:1/0",
+            "WORKYARD_REDIS_URL": "redis://127.0.0.1:1/0",
+        }
+    )
+    return env
+
+
+def test_the_cli_needs_only_the_apis_url_and_a_token(stack_env: dict[str, str], tmp_path: Path) -> None:
+    env = _over_http_only(stack_env, tmp_path)
+    added = workyard(env, "template", "add", str(SHOP))
+    assert added.returncode == 0, added.stderr
+    done = workyard(env, "saga", "submit", "shop.order", "--input", '{"order_id": "H-1", "amount": 2}', "--wait")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "ship" in done.stdout and "completed" in done.stdout
+    saga_id = done.stdout.split()[1]
+    assert saga_id in workyard(env, "saga", "list", "--state", "completed").stdout
+    assert "state: completed" in workyard(env, "saga", "show", saga_id).stdout
+    assert "shop.order 1.0.0" in workyard(env, "template", "list").stdout
+    # The same from flags alone, and against the wrong URL: one line naming it.
+    bare = {k: v for k, v in env.items() if k not in ("WORKYARD_URL", "WORKYARD_TOKEN")}
+    flags = ("--url", env["WORKYARD_URL"], "--token", env["WORKYARD_TOKEN"])
+    assert saga_id in workyard(bare, "saga", "list", *flags).stdout
+    wrong = workyard(env, "saga", "list", "--url", f"http://127.0.0.1:{free_port()}")
+    assert wrong.returncode == 1 and "cannot reach the workyard API" in wrong.stderr and "--url" in wrong.stderr
+
+
+def test_a_bad_token_or_a_missing_scope_is_one_clear_line(stack_env: dict[str, str], tmp_path: Path) -> None:
+    bad = workyard(_over_http_only(stack_env, tmp_path, token="wy_nope"), "saga", "list")
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    assert "does not accept the token from --token or WORKYARD_TOKEN" in bad.stderr
+    made = workyard(
+        stack_env, "token", "create", "--principal", "user:viewer", "--tenant", "acme", "--scope", "work:read"
+    )
+    assert made.returncode == 0, made.stderr
+    viewer = _over_http_only(stack_env, tmp_path, token=made.stdout.strip())
+    for args in (("saga", "list"), ("dead-letters", "list")):
+        refused = workyard(viewer, *args)
+        assert refused.returncode == 1 and "Traceback" not in refused.stderr
+        assert "the token from --token or WORKYARD_TOKEN may not do this" in refused.stderr, refused.stderr
+    assert "lacks the sagas:read scope" in workyard(viewer, "saga", "list").stderr
+
+
+def test_every_listing_prints_json_with_json(stack_env: dict[str, str]) -> None:
+    import json
+
+    assert workyard(stack_env, "template", "add", str(SHOP)).returncode == 0
+    submitted = workyard(stack_env, "saga", "submit", "shop.order", "--input", '{"order_id": "J-1", "amount": 1}')
+    saga_id = submitted.stdout.split()[1]
+    for args in (
+        ("saga", "list"),
+        ("template", "list"),
+        ("item", "list"),
+        ("dead-letters", "list"),
+        ("saga", "show", saga_id),
+    ):
+        shown = workyard(stack_env, *args, "--json")
+        assert shown.returncode == 0, (args, shown.stderr)
+        parsed = json.loads(shown.stdout)
+        assert isinstance(parsed, list if args[-1] == "list" else dict), args
+    assert saga_id in [s["id"] for s in json.loads(workyard(stack_env, "saga", "list", "--json").stdout)]
+    assert "shop.order" in [t["name"] for t in json.loads(workyard(stack_env, "template", "list", "--json").stdout)]
+
+
+def test_a_template_nobody_consumes_is_warned_about_and_a_wait_shows_progress(
+    stack_env: dict[str, str], tmp_path: Path
+) -> None:
+    idle = tmp_path / "idle.yaml"
+    idle.write_text("name: e2e.idle\nversion: 1.0.0\nsteps:\n  - name: a\n    capability: no_one\n    handler: h\n")
+    added = workyard(stack_env, "template", "add", str(idle))
+    assert added.returncode == 0 and "warning: no worker consumes cap.no_one" in added.stderr
+    # Every capability of the shop has a live worker (the "second terminal"): no warning.
+    eventually(
+        lambda: "warning" not in workyard(stack_env, "template", "add", str(SHOP)).stderr,
+        timeout=30,
+        what="the shop's workers to be live in the registry",
+    )
+    waited = workyard(stack_env, "saga", "submit", "e2e.idle", "--wait", "--timeout", "2")
+    assert waited.returncode == 1 and "Traceback" not in waited.stderr
+    saga_id = waited.stdout.split()[1]
+    assert f"… saga {saga_id} running: a attempt 1 (not started by a worker yet)" in waited.stderr
+    assert f"saga {saga_id} is still running after 2 s" in waited.stderr
+    shown = workyard(stack_env, "saga", "show", saga_id)
+    assert "warning: step a: no worker consumes cap.no_one" in shown.stdout
+    workyard(stack_env, "saga", "terminate", saga_id, "--reason", "nobody runs it")
+
+
+def test_a_person_lists_claims_starts_and_completes_an_item(stack_env: dict[str, str], tmp_path: Path) -> None:
+    import json
+
+    from workers.client import WorkyardClient
+
+    made = workyard(
+        stack_env,
+        *("token", "create", "--principal", "user:dana", "--tenant", "acme", "--group", "reviewers"),
+        *("--scope", "work:read", "--scope", "work:claim"),
+    )
+    assert made.returncode == 0, made.stderr
+    dana = _over_http_only(stack_env, tmp_path, token=made.stdout.strip())
+    admin_token = (Path(stack_env["WORKYARD_DATA_DIR"]) / "admin-token").read_text().strip()
+    with WorkyardClient(stack_env["WORKYARD_TEST_API"], admin_token) as admin:
+        item = admin.create_work_item(
+            {
+                "type": "task",
+                "tenant": "acme",
+                "title": "review the refund",
+                "description": "over the limit",
+                "offer": {"type": "human", "scope": "work:claim", "group": "reviewers"},
+            }
+        )
+    available = workyard(dana, "item", "list", "--available")
+    assert available.returncode == 0 and item.id in available.stdout, available.stderr
+    claimed = workyard(dana, "item", "claim", item.id, "--ttl", "60")
+    assert claimed.returncode == 0 and f"claimed {item.id}" in claimed.stdout, claimed.stderr
+    assert workyard(dana, "item", "start", item.id).returncode == 0
+    shown = workyard(dana, "item", "show", item.id)
+    assert "held by user:dana" in shown.stdout and "in_progress" in shown.stdout, shown.stdout
+    done = workyard(dana, "item", "complete", item.id, "--result", '{"approved": true}')
+    assert done.returncode == 0 and f"completed {item.id}" in done.stdout, done.stderr
+    assert json.loads(workyard(dana, "item", "show", item.id, "--json").stdout)["result"] == {"approved": True}
+    history = workyard(dana, "item", "history", item.id)
+    actions = [line.split()[3] for line in history.stdout.splitlines()]
+    assert actions == ["created", "claimed", "started", "completed"], history.stdout
+    missing = workyard(dana, "item", "claim", "WI-NOPE")
+    assert missing.returncode == 1 and "Traceback" not in missing.stderr
+    assert len(missing.stderr.strip().splitlines()) == 1 and "WI-NOPE" in missing.stderr, missing.stderr
+
+
+def test_an_operator_replays_and_purges_dead_letters(stack_env: dict[str, str], tmp_path: Path) -> None:
+    import json
+
+    from config.settings import Settings
+    from orchestrator.service.coordinator import dead_letter_row
+    from orchestrator.service.wiring import Wiring
+
+    # A malformed report, as the coordinator keeps one; replayed, it is malformed again.
+    wiring = Wiring(Settings(data_dir=Path(stack_env["WORKYARD_DATA_DIR"])))
+    try:
+        with wiring.sessions.begin() as session:
+            from models.base import utcnow
+
+            letter = dead_letter_row("workyard.orchestrator", "malformed report: e2e", {"kind": "nonsense"}, utcnow())
+            session.add(letter)
+            session.flush()
+            letter_id = letter.id
+    finally:
+        wiring.close()
+    env = _over_http_only(stack_env, tmp_path)
+    listed = workyard(env, "dead-letters")
+    assert listed.returncode == 0 and "malformed report: e2e" in listed.stdout, listed.stderr
+    shown = workyard(env, "dead-letters", "show", str(letter_id))
+    assert '{"kind": "nonsense"}' in shown.stdout and "replayable: yes" in shown.stdout
+    replayed = workyard(env, "dead-letters", "replay", str(letter_id))
+    assert replayed.returncode == 0 and f"dead letter {letter_id} replayed to workyard.orchestrator" in replayed.stdout
+
+    def back() -> list[dict[str, object]]:
+        rows = json.loads(workyard(env, "dead-letters", "list", "--json").stdout)
+        return [r for r in rows if r["body_preview"] == '{"kind": "nonsense"}']
+
+    # The orchestrator reads it again, and dead-letters it again with its own reason.
+    eventually(
+        lambda: (
+            [r["reason"] for r in back()]
+            == [
+                "malformed report: (root): Input tag 'nonsense' found using 'kind' does not match any of the expected "
+                "tags: 'step_report', 'dead_letter'"
+            ]
+        ),
+        timeout=30,
+        what="the replay to come back",
+    )
+    missing = workyard(env, "dead-letters", "show", "999999")
+    assert missing.returncode == 1 and "no dead letter 999999" in missing.stderr
+    asked = workyard(env, "dead-letters", "purge", "--all")
+    assert asked.returncode == 1 and "Aborted" in asked.stderr and back()
+    purged = workyard(env, "dead-letters", "purge", "--source", "workyard.orchestrator", "--yes")
+    assert purged.returncode == 0 and "purged" in purged.stdout, purged.stderr
+    assert back() == [] and "no dead letters" in workyard(env, "dead-letters").stdout
