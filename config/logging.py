@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
@@ -102,12 +103,27 @@ class TextFormatter(logging.Formatter):
     def __init__(self) -> None:
         super().__init__(TEXT_FORMAT)
 
-    def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record)
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        # One event, one line: a message carrying what a caller sent (a path, a reason) cannot
+        # forge a line of its own. (A traceback, appended after this, keeps its lines.)
+        message = record.message
+        record.message = escape_controls(message)
+        try:
+            text = super().formatMessage(record)
+        finally:
+            record.message = message
         context = _context.get()
         if context:
-            text += " [" + " ".join(f"{k}={v}" for k, v in context.items()) + "]"
+            text += " [" + " ".join(f"{k}={escape_controls(str(v))}" for k, v in context.items()) + "]"
         return text
+
+
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with its control characters (line breaks included) written as escapes."""
+    return _CONTROLS.sub(lambda m: repr(m.group())[1:-1], text)
 
 
 def log_format(value: str | None = None) -> str:

@@ -196,6 +196,13 @@ class RerunStep(BaseModel):
 
     name: str = Field(description="The step.")
     runs: bool = Field(description="Whether it runs again (its side effect again); false: it keeps its result.")
+    earlier_keys: bool = Field(
+        default=False,
+        description=(
+            "Whether it runs again under its earlier idempotence keys (its earlier effect may stand: its undo gave up, "
+            "or its outcome is unknown); false: under keys of the rerun's own."
+        ),
+    )
     why: str = Field(description="Why, and what to know (an idempotence key that stays the same).")
 
 

@@ -118,7 +118,7 @@ class SagaAuditEntry(Base):
     saga_id: Mapped[str] = mapped_column(ForeignKey("saga_runs.id"), index=True)
     at: Mapped[datetime] = mapped_column(default=utcnow)
     # The principal that acted, as ``user:<id>`` or ``agent:<id>``.
-    actor: Mapped[str] = mapped_column(String(200))
+    actor: Mapped[str] = mapped_column(String(300))
     action: Mapped[str] = mapped_column(String(32))
     reason: Mapped[str] = mapped_column(Text)
     # The saga's state before and after, and what the control did (steps stopped, items cancelled).
@@ -139,6 +139,9 @@ class StepRun(Base):
     compensation_attempts: Mapped[int] = mapped_column(default=0)
     # Highest attempt number dispatched in the step's current phase (deferrals included).
     current_attempt: Mapped[int] = mapped_column(default=0)
+    # The rerun of the saga whose idempotence keys the step's attempts use (0: the first run's):
+    # a rerun gives a step keys of its own only where its earlier effect is known not to stand.
+    key_rerun: Mapped[int] = mapped_column(default=0)
     error: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]

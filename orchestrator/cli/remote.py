@@ -154,6 +154,12 @@ def connect(url: str | None, token: str | None) -> Api:
     token = token or os.environ.get("WORKYARD_TOKEN") or None
     url_from = "--url or WORKYARD_URL" if url else "the default: WORKYARD_API_HOST / WORKYARD_API_PORT"
     token_from = "--token or WORKYARD_TOKEN"
+    if not token and url and url.rstrip("/") != default_url().rstrip("/"):
+        # The data dir's token is the embedded stack's operator token: never sent elsewhere.
+        raise Failure(
+            f"no token for {url}: pass --token or set WORKYARD_TOKEN (the data dir's admin token is only "
+            f"sent to the embedded stack's API, {default_url()})"
+        )
     if not token:
         path = admin_token_path()
         try:

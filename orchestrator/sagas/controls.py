@@ -20,7 +20,7 @@ from config.settings import Settings
 from models.base import utcnow
 from models.enums import Outcome, Phase, SagaControl, SagaState, StepState, TimerKind
 from models.principal import ALL_TENANTS
-from models.tables import SagaAuditEntry, SagaRun, Timer
+from models.tables import SagaAuditEntry, SagaRun, StepAttempt, Timer
 from models.template import TemplateSpec
 from orchestrator.errors import Conflict, NotFound
 from orchestrator.sagas.deadlines import stop_and_compensate
@@ -86,7 +86,7 @@ def control_saga(
         paused_at = saga.paused_at
         spec = template_of(session, saga)
         if action is SagaControl.rerun:
-            start, new_input, steps = rerun_plan(saga, spec, from_step, input_patch)
+            start, new_input, steps = rerun_plan(saga, spec, from_step, input_patch, _last_outcomes(session, saga.id))
             detail: dict[str, Any] = {
                 "from": saga.state.value,
                 "to": SagaState.running.value,
@@ -97,13 +97,13 @@ def control_saga(
             }
             if dry_run:
                 return Controlled(detail, [])
-            detail["closed"] = rerun(engine, saga, spec, start, new_input, actor, why)
+            detail["closed"] = rerun(engine, saga, spec, start, new_input, steps, actor, why)
         else:
             detail = control(engine, saga, spec, action, why, actor)
         if paused_at is not None and saga.paused_at is None and not saga.state.terminal:
-            _shift_clocks(session, saga.id, now - paused_at - PARKED)
+            _shift_clocks(session, saga.id, now - paused_at - PARKED, parked=True)
         elif paused_at is None and saga.paused_at is not None:
-            _shift_clocks(session, saga.id, PARKED)
+            _shift_clocks(session, saga.id, PARKED, parked=False)
         entry = SagaAuditEntry(saga_id=saga.id, at=now, actor=actor, action=action.value, reason=reason, detail=detail)
         session.add(entry)
     return Controlled(detail, session.uow.take_outgoing())
@@ -113,9 +113,24 @@ def control_saga(
 _UNDER_WAY = (StepState.running, StepState.retry_wait, StepState.compensating)
 
 
-def _shift_clocks(session: Session, saga_id: str, by: timedelta) -> None:
-    """Move the saga's clock timers (its deadline, its SLA's) by ``by``."""
-    for timer in session.scalars(select(Timer).where(Timer.saga_id == saga_id, Timer.kind.in_(CLOCKS))):
+def _last_outcomes(session: Session, saga_id: str) -> dict[int, Outcome]:
+    """The outcome of each step's last forward attempt."""
+    rows = session.execute(
+        select(StepAttempt.step_index, StepAttempt.outcome)
+        .where(StepAttempt.saga_id == saga_id, StepAttempt.phase == Phase.forward)
+        .order_by(StepAttempt.step_index, StepAttempt.attempt)
+    )
+    return {index: Outcome(outcome) for index, outcome in rows}
+
+
+def _shift_clocks(session: Session, saga_id: str, by: timedelta, *, parked: bool) -> None:
+    """Move the saga's clock timers (its deadline, its SLA's) by ``by``: those parked by its
+    pause (``parked``), or those not (parking them). A clock armed while the saga was paused (a
+    rerun's deadline) was never parked and is not moved back."""
+    horizon = utcnow() + PARKED / 2
+    query = select(Timer).where(Timer.saga_id == saga_id, Timer.kind.in_(CLOCKS))
+    query = query.where(Timer.due_at > horizon) if parked else query.where(Timer.due_at <= horizon)
+    for timer in session.scalars(query):
         timer.due_at = timer.due_at + by
 
 

@@ -53,6 +53,7 @@ def new_step_runs(spec: TemplateSpec, saga_id: str | None = None) -> list[StepRu
             attempts=0,
             compensation_attempts=0,
             current_attempt=0,
+            key_rerun=0,
         )
         for i, s in enumerate(spec.steps)
     ]
@@ -274,6 +275,12 @@ class SagaEngine:
         saga.state = state
         saga.finished_at = self.now
         saga.updated_at = self.now
+        if saga.paused_at is not None:
+            # What was under way when it was paused ended it: a pause ends with the saga (its
+            # clocks go with its timers, below), so a rerun of it is not held.
+            saga.paused_ms = (saga.paused_ms or 0) + int((self.now - saga.paused_at).total_seconds() * 1000)
+            saga.paused_at = None
+        saga.held = None
         # One line per saga that ends; the ordinary end only at DEBUG (it is the common case).
         log.log(
             logging.DEBUG if state is SagaState.completed else logging.INFO,

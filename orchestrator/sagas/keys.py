@@ -20,12 +20,20 @@ def idempotence_key(saga: SagaRun, spec: TemplateSpec, step: StepSpec, phase: Ph
     base = (
         render(step.idempotence_key, step_values(saga, spec, step))
         if step.idempotence_key
-        # A rerun's steps have keys of their own: the earlier run's stored results are not theirs.
-        else f"{saga.id}:{step.name}" + (f":rerun{saga.reruns}" if saga.reruns else "")
+        else f"{saga.id}:{step.name}" + _rerun_suffix(saga, step)
     )
     if member is not None:
         base = f"{base}:{member}"  # each member of a fan-out has an effect of its own
     return base if phase is Phase.forward else f"{base}:compensate"
+
+
+def _rerun_suffix(saga: SagaRun, step: StepSpec) -> str:
+    """A step a rerun ran again where its earlier effect was known not to stand has keys of that
+    rerun's own: the earlier run's stored results are not its."""
+    if not saga.reruns:
+        return ""
+    run = next(s for s in saga.steps if s.name == step.name)
+    return f":rerun{run.key_rerun}" if run.key_rerun else ""
 
 
 def task_id(saga_id: str, index: int, phase: Phase, attempt_no: int, member: int | None) -> str:

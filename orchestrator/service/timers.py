@@ -189,7 +189,8 @@ class TimerService:
             sagas = lock_sagas(session, (saga_id for _, saga_id in due if saga_id))
             timers = session.scalars(
                 select(Timer)
-                .where(Timer.id.in_([i for i, _ in due]))
+                # Due still: a control that committed meanwhile may have moved it (a pause parks clocks).
+                .where(Timer.id.in_([i for i, _ in due]), Timer.due_at <= now)
                 .order_by(Timer.due_at, Timer.id)  # an escalation ladder climbs in order
                 .with_for_update(skip_locked=True)
             ).all()

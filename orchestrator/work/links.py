@@ -224,7 +224,12 @@ def close_remediations(session: Session, saga_id: str, actor: str, reason: str) 
     retries the compensation); their ids."""
     items = session.scalars(
         select(WorkItem)
-        .where(WorkItem.saga_id == saga_id, WorkItem.type == "remediation", WorkItem.is_open.is_(True))
+        .where(
+            WorkItem.saga_id == saga_id,
+            WorkItem.type == "remediation",
+            WorkItem.saga_step.is_not(None),  # a compensation's, not an SLA's (those name no step)
+            WorkItem.is_open.is_(True),
+        )
         .order_by(WorkItem.id)
         .with_for_update()
     ).all()

@@ -310,16 +310,40 @@ def test_a_saga_whose_compensation_gave_up_reruns_from_the_step_that_was_not_und
     saga = harness.wait_final(harness.submit("it.three", _input(tag, **behaviour)))
     assert saga.state == "compensation_failed"
     done = _rerun(harness, saga.id, input_patch={"behaviour": {"three": None}})
-    # One succeeded and was never undone (strict order): it keeps its result; two runs again.
+    # One succeeded and was never undone (strict order): it keeps its result. Two's undo gave up,
+    # so its effect may stand: it runs again under its earlier keys, and the worker answers with
+    # the result it stored rather than doing it twice. Three failed: new keys, run again.
     assert done.detail["start"] == "two"
-    assert [(s["name"], s["runs"]) for s in done.detail["steps"]] == [("one", False), ("two", True), ("three", True)]
+    assert [(s["name"], s["runs"], s["earlier_keys"]) for s in done.detail["steps"]] == [
+        ("one", False, False),
+        ("two", True, True),
+        ("three", True, False),
+    ]
     assert len(done.detail["closed"]) == 1
     rerun = harness.wait_final(saga.id)
     assert rerun.state == "completed" and rerun.results["one"] == saga.results["one"]
-    assert harness.calls(tag)["one"] == 1 and harness.calls(tag)["two"] == 2 and harness.calls(tag)["three"] == 2
+    assert rerun.results["two"] == saga.results["two"]
+    assert harness.calls(tag)["one"] == 1 and harness.calls(tag)["two"] == 1 and harness.calls(tag)["three"] == 2
+    assert harness.effects(tag).count("two") == 1
     with harness.wiring.sessions() as session:
         items = session.scalars(select(WorkItem).where(WorkItem.saga_id == saga.id)).all()
     assert [(i.type, i.is_open) for i in items] == [("remediation", False)]
+
+
+def test_a_saga_that_ends_while_paused_is_no_longer_paused_and_reruns(harness: Harness) -> None:
+    tag = _tag()
+    behaviour: dict[str, Any] = {
+        "three": {"fail_always": True, "retryable": False},
+        "one:compensate": {"sleep_ms": 1000},
+    }
+    saga_id = harness.submit("it.three", _input(tag, **behaviour))
+    _handler_started(harness, tag, "one:compensate")
+    _control(harness, saga_id, SagaControl.pause, "hold")
+    # The last undo, under way when paused, ends the saga: the pause ends with it.
+    ended = harness.wait_final(saga_id)
+    assert ended.state == "compensated" and ended.paused_at is None and ended.paused_ms > 0
+    _rerun(harness, saga_id, input_patch={"behaviour": {"three": None}})
+    assert harness.wait_final(saga_id).state == "completed"
 
 
 def test_a_rerun_refuses_what_it_cannot_do_and_changes_nothing(harness: Harness) -> None:
@@ -479,3 +503,43 @@ def test_the_api_reruns_with_a_plan_first(client: TestClient) -> None:
     assert [e["action"] for e in done["saga"]["audit"]] == ["terminate", "rerun"]
     bad = client.post(f"/api/v1/sagas/{saga_id}/rerun", json={"reason": "x", "from_step": "nope"})
     assert bad.status_code == 409  # running again: nothing to rerun
+
+
+KEYED: dict[str, Any] = {
+    "name": "it.keyed",
+    "version": "1.0.0",
+    "input_schema": {"type": "object", "required": ["order_id"], "properties": {"order_id": {"type": "string"}}},
+    "steps": [{"name": "charge", "capability": "alpha", "handler": "one", "idempotence_key": "order:{input.order_id}"}],
+}
+
+
+def test_a_rerun_patch_that_breaks_a_key_template_is_a_422_naming_input_patch(client: TestClient) -> None:
+    assert client.post("/api/v1/templates", json=KEYED).status_code == 201
+    saga_id = client.post("/api/v1/sagas", json={"template": "it.keyed", "input": {"order_id": "A-1"}}).json()["id"]
+    client.post(f"/api/v1/sagas/{saga_id}/terminate", json={"reason": "stuck"})
+    for patch in ({"order_id": None}, {"order_id": {"a": 1}}):
+        for dry_run in (True, False):
+            body = {"reason": "x", "input_patch": patch, "dry_run": dry_run}
+            answer = client.post(f"/api/v1/sagas/{saga_id}/rerun", json=body)
+            assert answer.status_code == 422, answer.text
+            assert answer.json()["error"]["details"][0]["path"] == "input_patch"
+    plan = client.post(f"/api/v1/sagas/{saga_id}/rerun", json={"reason": "x", "dry_run": True}).json()
+    # Same input: the template's key renders as before, and the plan says so.
+    assert "idempotence key 'order:A-1' is the same as before" in plan["steps"][0]["why"]
+    assert client.get(f"/api/v1/sagas/{saga_id}").json()["state"] == "terminated"
+
+
+def test_a_control_by_a_principal_with_a_long_id_is_recorded(client: TestClient) -> None:
+    from orchestrator.work.tokens import create_token
+
+    long_id = "ops-" + "x" * 251  # a token's principal id may be 255 characters long
+    with client.app.state.wiring.sessions.begin() as session:  # type: ignore[attr-defined]
+        token = create_token(
+            session, principal_type=PrincipalType.user, principal_id=long_id, tenant="*", scopes=["sagas:control"]
+        )
+    saga_id = client.post("/api/v1/sagas", json={"template": "it.three", "input": {"tag": "a"}}).json()["id"]
+    paused = client.post(
+        f"/api/v1/sagas/{saga_id}/pause", json={"reason": "x"}, headers={"Authorization": f"Bearer {token.secret}"}
+    )
+    assert paused.status_code == 200, paused.text
+    assert paused.json()["audit"][0]["actor"] == f"user:{long_id}"

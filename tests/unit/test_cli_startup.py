@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
 
 from config.settings import Settings
 from orchestrator.cli import remote
+from orchestrator.cli.base import Failure
 from tests.support import ROOT
 
 HEAVY = ("sqlalchemy", "celery", "kombu", "fastapi", "pydantic_settings", "models.tables", "orchestrator.service")
@@ -29,3 +34,14 @@ def test_the_embedded_stacks_defaults_are_the_settings() -> None:
     assert str(fields["data_dir"].default) == remote.DEFAULT_DATA_DIR
     assert fields["api_host"].default == remote.DEFAULT_API_HOST
     assert fields["api_port"].default == remote.DEFAULT_API_PORT
+
+
+def test_the_data_dirs_admin_token_goes_to_the_embedded_stack_only(tmp_path: Path, monkeypatch: Any) -> None:
+    monkeypatch.setenv("WORKYARD_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("WORKYARD_TOKEN", raising=False)
+    monkeypatch.delenv("WORKYARD_URL", raising=False)
+    (tmp_path / "admin-token").write_text("wy_local_admin_secret")
+    assert remote.connect(None, None).token == "wy_local_admin_secret"  # the embedded stack's API
+    with pytest.raises(Failure, match="pass --token or set WORKYARD_TOKEN"):
+        remote.connect("http://elsewhere.example:8700", None)
+    assert remote.connect("http://elsewhere.example:8700", "wy_given").token == "wy_given"

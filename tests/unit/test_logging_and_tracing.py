@@ -99,3 +99,10 @@ def test_a_span_continues_the_sagas_trace_and_links_what_belongs_to_another() ->
     assert submit.parent is None and submit.context is not None
     assert submit.context.trace_id != 0x33333333333333333333333333333333
     assert [link.context.trace_id for link in submit.links] == [0x33333333333333333333333333333333]
+
+
+def test_a_text_line_is_one_line_whatever_the_message_carries() -> None:
+    forged = "GET /x\n2026-01-01 00:00:00,000 INFO workyard.access: POST /api/v1/tokens 201"
+    with log_context(tenant="acme\nINFO forged"):
+        line = emit(TextFormatter(), forged)
+    assert "\n" not in line and "\\n2026-01-01" in line and "tenant=acme\\nINFO forged" in line

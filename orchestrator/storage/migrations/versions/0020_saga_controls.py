@@ -25,12 +25,14 @@ def upgrade() -> None:
         batch.add_column(sa.Column("paused_ms", sa.Integer(), nullable=False, server_default="0"))
         batch.add_column(sa.Column("held", sa.JSON(), nullable=True))
         batch.add_column(sa.Column("reruns", sa.Integer(), nullable=False, server_default="0"))
+    with op.batch_alter_table("step_runs", schema=None) as batch:
+        batch.add_column(sa.Column("key_rerun", sa.Integer(), nullable=False, server_default="0"))
     op.create_table(
         "saga_audit",
         sa.Column("id", _BIG_ID, primary_key=True, autoincrement=True),
         sa.Column("saga_id", sa.String(36), sa.ForeignKey("saga_runs.id"), nullable=False),
         sa.Column("at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("actor", sa.String(200), nullable=False),
+        sa.Column("actor", sa.String(300), nullable=False),
         sa.Column("action", sa.String(32), nullable=False),
         sa.Column("reason", sa.Text(), nullable=False),
         sa.Column("detail", sa.JSON(), nullable=False),
@@ -41,6 +43,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_saga_audit_saga_id", table_name="saga_audit")
     op.drop_table("saga_audit")
+    with op.batch_alter_table("step_runs", schema=None) as batch:
+        batch.drop_column("key_rerun")
     with op.batch_alter_table("saga_runs", schema=None) as batch:
         batch.drop_column("reruns")
         batch.drop_column("held")
