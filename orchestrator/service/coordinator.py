@@ -9,14 +9,13 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy import select
 
 from config.settings import Settings
 from models.base import utcnow
 from models.enums import Outcome
 from models.messages import DeadLetterReport, OrchestratorMessage, StepReport
 from models.problems import body_text, error_details, summary
-from models.tables import DeadLetter, StepAttempt
+from models.tables import DeadLetter
 from orchestrator.sagas.engine import SagaEngine
 from orchestrator.sagas.store import SqlSagaStore
 from orchestrator.sagas.templates import template_of
@@ -75,18 +74,8 @@ class Coordinator:
                 session.add(dead_letter_row(letter.source, letter.reason, letter.body, now))
                 result.dead_lettered += 1
             sagas = lock_sagas(session, (r.saga_id for r in reports))
-            running = (
-                {
-                    (a.saga_id, a.step_index, a.phase, a.attempt): a
-                    for a in session.scalars(
-                        select(StepAttempt).where(
-                            StepAttempt.saga_id.in_(list(sagas)), StepAttempt.outcome == Outcome.running
-                        )
-                    )
-                }
-                if sagas
-                else {}
-            )
+            held = session.uow.held.running_attempts(session, sagas)
+            running = {(a.saga_id, a.step_index, a.phase, a.attempt): a for a in held}
             engine = SagaEngine(session.uow, SqlSagaStore(session), self.settings, now)
             for report in reports:
                 saga = sagas.get(report.saga_id)

@@ -1,6 +1,7 @@
 """One unit of work per transaction: what a transaction writes besides the rows it changes.
 
-A transaction of workyard changes saga runs, step runs and work items through the ORM, and
+A transaction of workyard changes work items through the ORM, saga runs, step runs and attempts
+it holds under the sagas' locks (:attr:`UnitOfWork.held`, :mod:`orchestrator.storage.held`), and
 besides writes rows that nobody reads back in it: the outbox rows of the messages it causes
 (invariant 1), the audit rows of the work items it changed, the timers it arms and cancels, the
 attempt and fan-out member rows of the saga engine. They are gathered here, typed, and written in
@@ -29,6 +30,7 @@ from sqlalchemy.orm.attributes import flag_modified
 from models.tables import ATTEMPTS, FAN_OUT_MEMBERS, OUTBOX, TIMERS, SagaRun, StepAttempt, StepRun
 from models.work_tables import EVENTS, WorkItem
 from orchestrator.storage.bulk import insert_returning_ids, insert_rows
+from orchestrator.storage.held import Held
 from orchestrator.storage.pipeline import pipelined
 
 # Changed rows of these tables get the same SET list, so the flush sends one executemany per
@@ -111,6 +113,8 @@ class UnitOfWork:
         self.attempts: list[dict[str, Any]] = []
         self.members: list[dict[str, Any]] = []
         self.audit: list[dict[str, Any]] = []
+        # The saga runs, step runs and attempts the transaction holds, written as it commits.
+        self.held = Held()
         self.locked_items: dict[str, WorkItem] = {}
         # (tenant, agent id) of the agents whose routing hold this transaction took
         # (``orchestrator.routing.hold``): having one, it only tries for another, never waits.
@@ -186,7 +190,7 @@ class UnitOfWork:
 
     @property
     def pending(self) -> bool:
-        return bool(self.attempts or self.members or self.audit or self._outbox or self._timers)
+        return bool(self.held or self.attempts or self.members or self.audit or self._outbox or self._timers)
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -204,6 +208,7 @@ class UnitOfWork:
         # None of these is read back: on PostgreSQL they go in one round trip. (The inserts are
         # "inline": no RETURNING of generated keys, which a pipeline cannot answer in time.)
         with pipelined(session):
+            self.held.write(session)
             for table, rows in first:
                 insert_rows(session, table, rows)
             if attempts:
@@ -237,6 +242,7 @@ class UnitOfWork:
         """The transaction rolled back: nothing buffered happened."""
         self.attempts, self.members, self.audit, self._outbox, self._timers = [], [], [], [], []
         self.armed_at = None
+        self.held.clear()
         self.locked_items.clear()
         self.agent_holds.clear()
         self.cursors_held.clear()
@@ -290,7 +296,8 @@ def _before_commit(session: Session) -> None:
 @event.listens_for(WorkSession, "after_commit")
 def _after_commit(session: Session) -> None:
     assert isinstance(session, WorkSession)
-    session.uow.locked_items.clear()  # the locks ended with the transaction
+    session.uow.held.clear()  # the locks ended with the transaction
+    session.uow.locked_items.clear()
     session.uow.agent_holds.clear()
     session.uow.cursors_held.clear()
     armed_at, session.uow.armed_at = session.uow.armed_at, None
