@@ -23,13 +23,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, delete, event, insert, update
+from sqlalchemy import Table, event, insert, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import flag_modified
 
 from models.tables import ATTEMPTS, FAN_OUT_MEMBERS, OUTBOX, TIMERS, SagaRun, StepAttempt, StepRun
 from models.work_tables import EVENTS, WorkItem
-from orchestrator.storage.bulk import insert_returning_ids, insert_rows
+from orchestrator.storage.bulk import delete_where_in, insert_returning_ids, insert_rows
 from orchestrator.storage.held import Held
 from orchestrator.storage.pipeline import pipelined
 
@@ -124,6 +124,8 @@ class UnitOfWork:
         self.cursors_held: set[tuple[str, str, str]] = set()
         self.outgoing: list[Outgoing] = []
         self._outbox: list[dict[str, Any]] = []
+        # Ids of outbox rows already published, deleted as the transaction commits.
+        self._published: list[int] = []
         # In the order they were asked for: cancelling a key and arming it again is a re-arm.
         self._timers: list[TimerChange] = []
         # The earliest due time among the timers and attempt deadlines written (for on_armed).
@@ -134,6 +136,12 @@ class UnitOfWork:
     def send(self, queue: str, payload: dict[str, Any], now: datetime) -> None:
         """An outbox row: the message is published once the transaction has committed."""
         self._outbox.append({"queue": queue, "payload": payload, "created_at": now, "publish_count": 0})
+
+    def forget_published(self, ids: Iterable[int]) -> None:
+        """Outbox rows the broker has taken: deleted as the transaction commits (with the rest,
+        in one round trip on PostgreSQL). Lost with a rollback, they stay for the outbox sweep,
+        which publishes them again; workers drop the duplicates."""
+        self._published.extend(ids)
 
     def arm_timer(
         self,
@@ -190,7 +198,9 @@ class UnitOfWork:
 
     @property
     def pending(self) -> bool:
-        return bool(self.held or self.attempts or self.members or self.audit or self._outbox or self._timers)
+        return bool(
+            self.held or self.attempts or self.members or self.audit or self._outbox or self._timers or self._published
+        )
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -221,6 +231,8 @@ class UnitOfWork:
                 _write_timers(session, change)
             if audit:
                 session.execute(insert(EVENTS).inline(), audit)
+            published, self._published = self._published, []
+            delete_where_in(session, OUTBOX, "id", published)
         if outbox:
             ids = insert_returning_ids(session, OUTBOX, outbox)
             self.outgoing += [Outgoing(i, r["queue"], r["payload"]) for i, r in zip(ids, outbox, strict=True)]
@@ -241,6 +253,7 @@ class UnitOfWork:
     def discard(self) -> None:
         """The transaction rolled back: nothing buffered happened."""
         self.attempts, self.members, self.audit, self._outbox, self._timers = [], [], [], [], []
+        self._published = []
         self.armed_at = None
         self.held.clear()
         self.locked_items.clear()
@@ -265,13 +278,11 @@ def _write_timers(session: Session, run: list[TimerChange]) -> None:
     if isinstance(head, ArmTimer):
         session.execute(insert(TIMERS).inline(), [c.row for c in run if isinstance(c, ArmTimer)])
     elif isinstance(head, CancelTimer):
-        session.execute(delete(TIMERS).where(TIMERS.c.key.in_([c.key for c in run if isinstance(c, CancelTimer)])))
+        delete_where_in(session, TIMERS, "key", [c.key for c in run if isinstance(c, CancelTimer)])
     elif isinstance(head, DropSagaTimers):
-        saga_ids = [c.saga_id for c in run if isinstance(c, DropSagaTimers)]
-        session.execute(delete(TIMERS).where(TIMERS.c.saga_id.in_(saga_ids)))
+        delete_where_in(session, TIMERS, "saga_id", [c.saga_id for c in run if isinstance(c, DropSagaTimers)])
     elif isinstance(head, DropItemTimers):
-        item_ids = [c.item_id for c in run if isinstance(c, DropItemTimers)]
-        session.execute(delete(TIMERS).where(TIMERS.c.item_id.in_(item_ids)))
+        delete_where_in(session, TIMERS, "item_id", [c.item_id for c in run if isinstance(c, DropItemTimers)])
     else:
         for change in run:
             if isinstance(change, MoveTimer):
