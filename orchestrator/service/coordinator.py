@@ -73,7 +73,8 @@ class Coordinator:
             for letter in (m for m in messages if isinstance(m, DeadLetterReport)):
                 session.add(dead_letter_row(letter.source, letter.reason, letter.body, now))
                 result.dead_lettered += 1
-            sagas = lock_sagas(session, (r.saga_id for r in reports))
+            # With the running attempts the reports answer: on PostgreSQL in the same round trip.
+            sagas = lock_sagas(session, (r.saga_id for r in reports), running=True)
             held = session.uow.held.running_attempts(session, sagas)
             running = {(a.saga_id, a.step_index, a.phase, a.attempt): a for a in held}
             engine = SagaEngine(session.uow, SqlSagaStore(session), self.settings, now)

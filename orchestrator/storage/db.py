@@ -104,14 +104,15 @@ def make_session_factory(engine: Engine) -> SessionFactory:
     return sessionmaker(engine, class_=WorkSession, expire_on_commit=False)
 
 
-def lock_sagas(session: Session, saga_ids: Iterable[str]) -> dict[str, SagaRun]:
+def lock_sagas(session: Session, saga_ids: Iterable[str], *, running: bool = False) -> dict[str, SagaRun]:
     """Load and row-lock sagas with their step runs, always in id order so concurrent
     coordinators cannot deadlock. They are held by the transaction's unit of work, which writes
-    what changed on them as it commits (:mod:`orchestrator.storage.held`).
+    what changed on them as it commits (:mod:`orchestrator.storage.held`). With ``running``, their
+    running attempts are read along (``uow.held.running_attempts``).
 
     On SQLite the transaction already holds the database's write lock.
     """
-    return uow_of(session).held.lock_sagas(session, saga_ids)
+    return uow_of(session).held.lock_sagas(session, saga_ids, running=running)
 
 
 # SQLSTATEs worth trying again: serialization failure, deadlock, and the connection classes.

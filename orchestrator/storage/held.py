@@ -21,13 +21,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import ColumnElement, Table, bindparam, func, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Update
 
 from models.base import Base, transient
 from models.enums import Outcome
 from models.tables import ATTEMPTS, SAGAS, STEPS, SagaRun, StepAttempt, StepRun
+from orchestrator.storage.pipeline import select_in_turn
 
 M = TypeVar("M", bound=Base)
 
@@ -39,15 +41,27 @@ _UNIFORM: dict[str, tuple[str, ...]] = {
     ATTEMPTS.name: ("outcome", "worker", "error", "started_at", "finished_at"),
 }
 
-_SAGAS_LOCKED = (
-    select(SAGAS).where(SAGAS.c.id.in_(bindparam("ids", expanding=True))).order_by(SAGAS.c.id).with_for_update()
-)
-_STEPS_OF = (
-    select(STEPS).where(STEPS.c.saga_id.in_(bindparam("ids", expanding=True))).order_by(STEPS.c.saga_id, STEPS.c.index)
-)
-_RUNNING_OF = select(ATTEMPTS).where(
-    ATTEMPTS.c.saga_id.in_(bindparam("ids", expanding=True)), ATTEMPTS.c.outcome == Outcome.running
-)
+
+def _among(column: ColumnElement[Any], postgresql: bool) -> ColumnElement[bool]:
+    """``column`` among the parameter ``ids``: one array parameter on PostgreSQL (a statement
+    sent past SQLAlchemy cannot expand an IN list), else an expanding IN."""
+    if postgresql:
+        return column == func.any(bindparam("ids", type_=ARRAY(column.type)))
+    return column.in_(bindparam("ids", expanding=True))
+
+
+class _Reads:
+    """The statements that read held rows, for one dialect (built once)."""
+
+    def __init__(self, postgresql: bool):
+        self.lock = select(SAGAS).where(_among(SAGAS.c.id, postgresql)).order_by(SAGAS.c.id).with_for_update()
+        self.steps = select(STEPS).where(_among(STEPS.c.saga_id, postgresql)).order_by(STEPS.c.saga_id, STEPS.c.index)
+        self.running = select(ATTEMPTS).where(
+            _among(ATTEMPTS.c.saga_id, postgresql), ATTEMPTS.c.outcome == Outcome.running
+        )
+
+
+_READS = {True: _Reads(postgresql=True), False: _Reads(postgresql=False)}
 
 
 def _columns(table: Table, cls: type[Base]) -> tuple[str, ...]:
@@ -60,6 +74,7 @@ def _columns(table: Table, cls: type[Base]) -> tuple[str, ...]:
 _SAGA_COLUMNS = _columns(SAGAS, SagaRun)
 _STEP_COLUMNS = _columns(STEPS, StepRun)
 _ATTEMPT_COLUMNS = _columns(ATTEMPTS, StepAttempt)
+_ATTEMPT_ID = _ATTEMPT_COLUMNS.index("id")
 
 
 class _Kind:
@@ -90,43 +105,58 @@ class Held:
     def __init__(self) -> None:
         self.sagas: dict[str, SagaRun] = {}
         self.attempts: dict[int, StepAttempt] = {}
+        # The sagas whose running attempts have been read.
+        self._running_read: set[str] = set()
         # Each held object with its column values as last read or written.
         self._rows: list[tuple[Base, tuple[Any, ...]]] = []
 
     def __bool__(self) -> bool:
         return bool(self._rows)
 
-    def lock_sagas(self, session: Session, saga_ids: Iterable[str]) -> dict[str, SagaRun]:
-        """The sagas (those that exist), row-locked in id order, with their step runs."""
+    def lock_sagas(self, session: Session, saga_ids: Iterable[str], *, running: bool = False) -> dict[str, SagaRun]:
+        """The sagas (those that exist), row-locked in id order, with their step runs; with
+        ``running``, the running attempts of those it locks now are read along (for
+        :meth:`running_attempts`). On PostgreSQL the statements go in one round trip: each one
+        after the lock reads what was committed while it waited for it."""
         ids = sorted(set(saga_ids))
         wanted = [i for i in ids if i not in self.sagas]
         if wanted:
-            rows = session.execute(_SAGAS_LOCKED, {"ids": wanted}).all()
-            if rows:
-                # Read after the locks are taken: what was committed while waiting for them.
-                found = [self._hold(SagaRun, row) for row in rows]
-                steps: dict[str, list[StepRun]] = {saga.id: [] for saga in found}
-                for row in session.execute(_STEPS_OF, {"ids": list(steps)}):
-                    step = self._hold(StepRun, row)
-                    steps[step.saga_id].append(step)
-                for saga in found:
-                    saga.__dict__["steps"] = steps[saga.id]
-                    self.sagas[saga.id] = saga
+            reads = _READS[session.get_bind().dialect.name == "postgresql"]
+            statements = [(reads.lock, {"ids": wanted}), (reads.steps, {"ids": wanted})]
+            if running:
+                statements.append((reads.running, {"ids": wanted}))
+            sagas, steps, *attempts = select_in_turn(session, statements)
+            found = [self._hold(SagaRun, row) for row in sagas]
+            held_steps: dict[str, list[StepRun]] = {saga.id: [] for saga in found}
+            for row in steps:
+                step = self._hold(StepRun, row)
+                held_steps[step.saga_id].append(step)
+            for saga in found:
+                saga.__dict__["steps"] = held_steps[saga.id]
+                self.sagas[saga.id] = saga
+            if running:
+                for row in attempts[0]:
+                    self._attempt(row)
+                self._running_read.update(wanted)
         return {i: self.sagas[i] for i in ids if i in self.sagas}
 
     def running_attempts(self, session: Session, saga_ids: Iterable[str]) -> list[StepAttempt]:
-        """The running attempts of sagas this transaction has locked."""
-        ids = sorted(set(saga_ids))
-        if not ids:
-            return []
-        attempts = []
-        for row in session.execute(_RUNNING_OF, {"ids": ids}):
-            held = self.attempts.get(row.id)
-            if held is None:
-                held = self.attempts[row.id] = self._hold(StepAttempt, row)
-            if held.outcome is Outcome.running:
-                attempts.append(held)
-        return attempts
+        """The running attempts of sagas this transaction has locked (read now unless they were
+        read along with the sagas' locks)."""
+        ids = set(saga_ids)
+        unread = sorted(ids - self._running_read)
+        if unread:
+            reads = _READS[session.get_bind().dialect.name == "postgresql"]
+            [rows] = select_in_turn(session, [(reads.running, {"ids": unread})])
+            for row in rows:
+                self._attempt(row)
+            self._running_read.update(unread)
+        return [a for a in self.attempts.values() if a.saga_id in ids and a.outcome is Outcome.running]
+
+    def _attempt(self, row: Sequence[Any]) -> None:
+        if row[_ATTEMPT_ID] not in self.attempts:
+            attempt = self._hold(StepAttempt, row)
+            self.attempts[attempt.id] = attempt
 
     def _hold(self, cls: type[M], row: Sequence[Any]) -> M:
         kind = _KINDS[cls]
@@ -160,4 +190,5 @@ class Held:
     def clear(self) -> None:
         self.sagas.clear()
         self.attempts.clear()
+        self._running_read.clear()
         self._rows.clear()
