@@ -11,7 +11,6 @@ from typing import Any
 
 from opentelemetry.trace import Span
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy import select
 
 from config import tracing
 from config.logging import log_context
@@ -20,7 +19,7 @@ from models.base import utcnow
 from models.enums import Outcome
 from models.messages import DeadLetterReport, OrchestratorMessage, StepReport
 from models.problems import body_text, error_details, summary
-from models.tables import DeadLetter, SagaRun, StepAttempt
+from models.tables import DeadLetter, SagaRun
 from orchestrator.sagas.engine import SagaEngine
 from orchestrator.sagas.store import SqlSagaStore
 from orchestrator.sagas.templates import template_of
@@ -102,19 +101,10 @@ class Coordinator:
             for letter in (m for m in messages if isinstance(m, DeadLetterReport)):
                 session.add(dead_letter_row(letter.source, letter.reason, letter.body, now))
                 result.dead_lettered += 1
-            sagas = lock_sagas(session, (r.saga_id for r in reports))
-            running = (
-                {
-                    (a.saga_id, a.step_index, a.phase, a.attempt): a
-                    for a in session.scalars(
-                        select(StepAttempt).where(
-                            StepAttempt.saga_id.in_(list(sagas)), StepAttempt.outcome == Outcome.running
-                        )
-                    )
-                }
-                if sagas
-                else {}
-            )
+            # With the running attempts the reports answer: on PostgreSQL in the same round trip.
+            sagas = lock_sagas(session, (r.saga_id for r in reports), running=True)
+            held = session.uow.held.running_attempts(session, sagas)
+            running = {(a.saga_id, a.step_index, a.phase, a.attempt): a for a in held}
             engine = SagaEngine(session.uow, SqlSagaStore(session), self.settings, now)
             for report in reports:
                 saga = sagas.get(report.saga_id)

@@ -16,15 +16,15 @@ from functools import cached_property
 from typing import Any, Protocol
 
 from celery import Celery
-from sqlalchemy import delete, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from config import tracing
 from config.settings import Settings
 from models.base import utcnow
 from models.tables import OUTBOX, OutboxMessage
-from orchestrator.storage.bulk import any_of
 from orchestrator.storage.db import SessionFactory, reading
+from orchestrator.storage.unit_of_work import uow_of
 from workers.broker.publish import SentEvents, publish_dispatch
 from workers.broker.reports import ReportQueue, report_queue
 
@@ -132,11 +132,10 @@ class Dispatcher:
                 timer.start()
 
     def delete_published(self, session: Session) -> None:
-        """Delete published rows inside the caller's transaction."""
+        """Delete published rows inside the caller's transaction, as it commits."""
         with self._lock:
             ids, self._published = self._published, []
-        if ids:
-            session.execute(delete(OUTBOX).where(any_of(session, OUTBOX.c.id, ids)))
+        uow_of(session).forget_published(ids)
 
     def flush(self) -> None:
         """Delete published rows now, in a transaction of their own."""

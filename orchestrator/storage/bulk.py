@@ -20,7 +20,7 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ColumnElement, Executable, Table, TextClause, bindparam, func, insert, text
+from sqlalchemy import JSON, ColumnElement, Delete, Executable, Table, TextClause, bindparam, delete, func, insert, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 # (dialect name, table, columns, returning) -> the statement: built once per shape.
 _STATEMENTS: dict[tuple[str, str, tuple[str, ...], bool], TextClause] = {}
 _INSERTS: dict[tuple[str, bool], Executable] = {}
+_DELETES: dict[tuple[str, str, str], Delete] = {}
 
 
 def insert_rows(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
@@ -75,6 +76,25 @@ def any_of(session: Session, column: ColumnElement[Any], values: Collection[Any]
     if session.get_bind().dialect.name != "postgresql":
         return column.in_(values)
     return column == func.any(bindparam(None, list(values), type_=ARRAY(column.type)))
+
+
+def delete_where_in(session: Session, table: Table, column: str, values: Collection[Any]) -> None:
+    """``DELETE FROM table WHERE column IN (values)``, the statement built once per table, column
+    and dialect (building one costs more than running it), its values one parameter on
+    PostgreSQL (as :func:`any_of`). Nothing is read back: it may run in a pipeline."""
+    if not values:
+        return
+    dialect = session.get_bind().dialect.name
+    key = (dialect, table.name, column)
+    statement = _DELETES.get(key)
+    if statement is None:
+        target = table.c[column]
+        if dialect == "postgresql":
+            condition = target == func.any(bindparam("values", type_=ARRAY(target.type)))
+        else:
+            condition = target.in_(bindparam("values", expanding=True))
+        statement = _DELETES[key] = delete(table).where(condition)
+    session.execute(statement, {"values": list(values)})
 
 
 def _statement(dialect: Dialect, table: Table, columns: tuple[str, ...], *, returning: bool) -> TextClause:

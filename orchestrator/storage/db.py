@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import select as io_select
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.tables import SagaRun
-from orchestrator.storage.unit_of_work import WorkSession
+from orchestrator.storage.unit_of_work import WorkSession, uow_of
 
 SessionFactory = sessionmaker[WorkSession]
 
@@ -104,16 +104,15 @@ def make_session_factory(engine: Engine) -> SessionFactory:
     return sessionmaker(engine, class_=WorkSession, expire_on_commit=False)
 
 
-def lock_sagas(session: Session, saga_ids: Iterable[str]) -> dict[str, SagaRun]:
-    """Load and row-lock sagas, always in id order so concurrent coordinators cannot deadlock.
+def lock_sagas(session: Session, saga_ids: Iterable[str], *, running: bool = False) -> dict[str, SagaRun]:
+    """Load and row-lock sagas with their step runs, always in id order so concurrent
+    coordinators cannot deadlock. They are held by the transaction's unit of work, which writes
+    what changed on them as it commits (:mod:`orchestrator.storage.held`). With ``running``, their
+    running attempts are read along (``uow.held.running_attempts``).
 
     On SQLite the transaction already holds the database's write lock.
     """
-    ids: Sequence[str] = sorted(set(saga_ids))
-    if not ids:
-        return {}
-    rows = session.scalars(select(SagaRun).where(SagaRun.id.in_(ids)).order_by(SagaRun.id).with_for_update())
-    return {saga.id: saga for saga in rows}
+    return uow_of(session).held.lock_sagas(session, saga_ids, running=running)
 
 
 # SQLSTATEs worth trying again: serialization failure, deadlock, and the connection classes.

@@ -38,7 +38,8 @@ def pipelined(session: Session) -> Iterator[None]:
 
 def select_in_turn(session: Session, statements: Sequence[tuple[Executable, Mapping[str, Any]]]) -> list[list[Any]]:
     """Run the statements (each with its parameters) one after another and return each one's rows
-    (tuples), in one round trip where the driver can (psycopg's pipeline mode on PostgreSQL),
+    (tuples, their values converted by the selected columns' types as SQLAlchemy would), in one
+    round trip where the driver can (psycopg's pipeline mode on PostgreSQL),
     else one by one.
 
     The server still runs each only once the one before has finished, and under READ COMMITTED
@@ -57,16 +58,17 @@ def select_in_turn(session: Session, statements: Sequence[tuple[Executable, Mapp
     ready = [(_compiled(statement, connection.dialect), params) for statement, params in statements]
     try:
         with pipeline():
-            cursors = [driver.execute(sql, bind(params), prepare=True) for (sql, bind), params in ready]
-        return [cursor.fetchall() for cursor in cursors]
+            cursors = [driver.execute(sql, bind(params), prepare=True) for (sql, bind, _), params in ready]
+        return [convert(cursor.fetchall()) for cursor, ((_, _, convert), _) in zip(cursors, ready, strict=True)]
     except DBAPIError:
         raise
     except connection.dialect.loaded_dbapi.Error as exc:
         raise DBAPIError.instance(None, None, exc, connection.dialect.loaded_dbapi.Error) from exc
 
 
-# What a statement compiles to for a dialect: its SQL, and what turns parameters into the driver's.
-_Ready = tuple[str, Callable[[Mapping[str, Any]], dict[str, Any]]]
+# What a statement compiles to for a dialect: its SQL, what turns parameters into the driver's,
+# and what turns the driver's rows into SQLAlchemy's values.
+_Ready = tuple[str, Callable[[Mapping[str, Any]], dict[str, Any]], Callable[[list[Any]], list[Any]]]
 _ready: dict[tuple[Executable, str, str], _Ready] = {}
 
 
@@ -88,5 +90,24 @@ def _compiled(statement: Executable, dialect: Dialect) -> _Ready:
                     values[name] = processor(values[name])
             return values
 
-        found = _ready[key] = (compiled.string, bind)
+        found = _ready[key] = (compiled.string, bind, _converter(statement, dialect))
     return found
+
+
+def _converter(statement: Executable, dialect: Dialect) -> Callable[[list[Any]], list[Any]]:
+    columns = getattr(statement, "selected_columns", ())
+    processors = [column.type._cached_result_processor(dialect, None) for column in columns]
+    if not any(processors):
+        return lambda rows: rows
+    steps = [(n, processor) for n, processor in enumerate(processors) if processor is not None]
+
+    def convert(rows: list[Any]) -> list[Any]:
+        converted = []
+        for row in rows:
+            values = list(row)
+            for n, processor in steps:
+                values[n] = processor(values[n])
+            converted.append(tuple(values))
+        return converted
+
+    return convert

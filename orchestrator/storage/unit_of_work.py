@@ -1,6 +1,7 @@
 """One unit of work per transaction: what a transaction writes besides the rows it changes.
 
-A transaction of workyard changes saga runs, step runs and work items through the ORM, and
+A transaction of workyard changes work items through the ORM, saga runs, step runs and attempts
+it holds under the sagas' locks (:attr:`UnitOfWork.held`, :mod:`orchestrator.storage.held`), and
 besides writes rows that nobody reads back in it: the outbox rows of the messages it causes
 (invariant 1), the audit rows of the work items it changed, the timers it arms and cancels, the
 attempt and fan-out member rows of the saga engine. They are gathered here, typed, and written in
@@ -23,13 +24,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, delete, event, insert, update
+from sqlalchemy import Table, event, insert, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import flag_modified
 
 from models.tables import ATTEMPTS, FAN_OUT_MEMBERS, OUTBOX, TIMERS, SagaRun, StepAttempt, StepRun
 from models.work_tables import EVENTS, WorkItem
-from orchestrator.storage.bulk import insert_returning_ids, insert_rows
+from orchestrator.storage.bulk import delete_where_in, insert_returning_ids, insert_rows
+from orchestrator.storage.held import Held
 from orchestrator.storage.pipeline import pipelined
 
 log = logging.getLogger(__name__)
@@ -114,6 +116,8 @@ class UnitOfWork:
         self.attempts: list[dict[str, Any]] = []
         self.members: list[dict[str, Any]] = []
         self.audit: list[dict[str, Any]] = []
+        # The saga runs, step runs and attempts the transaction holds, written as it commits.
+        self.held = Held()
         self.locked_items: dict[str, WorkItem] = {}
         # (tenant, agent id) of the agents whose routing hold this transaction took
         # (``orchestrator.routing.hold``): having one, it only tries for another, never waits.
@@ -123,6 +127,8 @@ class UnitOfWork:
         self.cursors_held: set[tuple[str, str, str]] = set()
         self.outgoing: list[Outgoing] = []
         self._outbox: list[dict[str, Any]] = []
+        # Ids of outbox rows already published, deleted as the transaction commits.
+        self._published: list[int] = []
         # In the order they were asked for: cancelling a key and arming it again is a re-arm.
         self._timers: list[TimerChange] = []
         # The earliest due time among the timers and attempt deadlines written (for on_armed).
@@ -135,6 +141,12 @@ class UnitOfWork:
     def send(self, queue: str, payload: dict[str, Any], now: datetime) -> None:
         """An outbox row: the message is published once the transaction has committed."""
         self._outbox.append({"queue": queue, "payload": payload, "created_at": now, "publish_count": 0})
+
+    def forget_published(self, ids: Iterable[int]) -> None:
+        """Outbox rows the broker has taken: deleted as the transaction commits (with the rest,
+        in one round trip on PostgreSQL). Lost with a rollback, they stay for the outbox sweep,
+        which publishes them again; workers drop the duplicates."""
+        self._published.extend(ids)
 
     def arm_timer(
         self,
@@ -206,7 +218,9 @@ class UnitOfWork:
 
     @property
     def pending(self) -> bool:
-        return bool(self.attempts or self.members or self.audit or self._outbox or self._timers)
+        return bool(
+            self.held or self.attempts or self.members or self.audit or self._outbox or self._timers or self._published
+        )
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -224,6 +238,7 @@ class UnitOfWork:
         # None of these is read back: on PostgreSQL they go in one round trip. (The inserts are
         # "inline": no RETURNING of generated keys, which a pipeline cannot answer in time.)
         with pipelined(session):
+            self.held.write(session)
             for table, rows in first:
                 insert_rows(session, table, rows)
             if attempts:
@@ -236,6 +251,8 @@ class UnitOfWork:
                 _write_timers(session, change)
             if audit:
                 session.execute(insert(EVENTS).inline(), audit)
+            published, self._published = self._published, []
+            delete_where_in(session, OUTBOX, "id", published)
         if outbox:
             ids = insert_returning_ids(session, OUTBOX, outbox)
             self.outgoing += [Outgoing(i, r["queue"], r["payload"]) for i, r in zip(ids, outbox, strict=True)]
@@ -256,8 +273,10 @@ class UnitOfWork:
     def discard(self) -> None:
         """The transaction rolled back: nothing buffered happened."""
         self.attempts, self.members, self.audit, self._outbox, self._timers = [], [], [], [], []
+        self._published = []
         self.armed_at = None
         self._after_commit = []
+        self.held.clear()
         self.locked_items.clear()
         self.agent_holds.clear()
         self.cursors_held.clear()
@@ -280,13 +299,11 @@ def _write_timers(session: Session, run: list[TimerChange]) -> None:
     if isinstance(head, ArmTimer):
         session.execute(insert(TIMERS).inline(), [c.row for c in run if isinstance(c, ArmTimer)])
     elif isinstance(head, CancelTimer):
-        session.execute(delete(TIMERS).where(TIMERS.c.key.in_([c.key for c in run if isinstance(c, CancelTimer)])))
+        delete_where_in(session, TIMERS, "key", [c.key for c in run if isinstance(c, CancelTimer)])
     elif isinstance(head, DropSagaTimers):
-        saga_ids = [c.saga_id for c in run if isinstance(c, DropSagaTimers)]
-        session.execute(delete(TIMERS).where(TIMERS.c.saga_id.in_(saga_ids)))
+        delete_where_in(session, TIMERS, "saga_id", [c.saga_id for c in run if isinstance(c, DropSagaTimers)])
     elif isinstance(head, DropItemTimers):
-        item_ids = [c.item_id for c in run if isinstance(c, DropItemTimers)]
-        session.execute(delete(TIMERS).where(TIMERS.c.item_id.in_(item_ids)))
+        delete_where_in(session, TIMERS, "item_id", [c.item_id for c in run if isinstance(c, DropItemTimers)])
     else:
         for change in run:
             if isinstance(change, MoveTimer):
@@ -311,7 +328,8 @@ def _before_commit(session: Session) -> None:
 @event.listens_for(WorkSession, "after_commit")
 def _after_commit(session: Session) -> None:
     assert isinstance(session, WorkSession)
-    session.uow.locked_items.clear()  # the locks ended with the transaction
+    session.uow.held.clear()  # the locks ended with the transaction
+    session.uow.locked_items.clear()
     session.uow.agent_holds.clear()
     session.uow.cursors_held.clear()
     session.uow.committed()
