@@ -46,7 +46,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 from sqlalchemy import Engine, insert, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
-from bench.support import open_task_row, pct, scratch_database  # noqa: E402
+from bench.support import loadavg, open_task_row, pct, scratch_database  # noqa: E402
 from config import keys  # noqa: E402
 from config.settings import Settings  # noqa: E402
 from models.base import utcnow  # noqa: E402
@@ -63,13 +63,6 @@ ADMIN = "bench-admin-token"
 SAGA_STATES = [("completed", 70), ("running", 15), ("compensated", 10), ("compensating", 3), ("compensation_failed", 2)]
 ITEM_TYPES = ("task", "job", "investigation", "remediation")
 ITEM_STATUSES = [("todo", 40), ("in_progress", 20), ("review", 10), ("done", 25), ("cancelled", 5)]
-
-
-def loadavg() -> str:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "n/a"
 
 
 def weighted(choices: list[tuple[str, int]], rng: random.Random) -> str:

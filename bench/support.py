@@ -31,6 +31,14 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def loadavg() -> str:
+    """The load averages over 1, 5 and 15 minutes, as /proc/loadavg says them ("n/a" elsewhere)."""
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "n/a"
+
+
 def pct(values: Sequence[float], q: float) -> float:
     """The ``q`` quantile (0..1) of ``values``, nearest rank."""
     ordered = sorted(values)

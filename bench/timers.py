@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import Engine, event, func, insert, select, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
-from bench.support import log, open_task_row, pct, proc_cpu_s, scratch_database  # noqa: E402
+from bench.support import loadavg, log, open_task_row, pct, proc_cpu_s, scratch_database  # noqa: E402
 from config.settings import Settings  # noqa: E402
 from models.base import utcnow  # noqa: E402
 from models.enums import TimerKind  # noqa: E402
@@ -58,13 +58,6 @@ from orchestrator.work.ids import work_item_id  # noqa: E402
 TENANT = "bench"
 BATCH = 5_000
 TARGET_P99_S = 1.0
-
-
-def loadavg() -> str:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "n/a"
 
 
 # --- seeding ----------------------------------------------------------------------------------
