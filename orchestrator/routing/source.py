@@ -19,7 +19,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
-    BindParameter,
     Select,
     String,
     any_,
@@ -42,6 +41,7 @@ from orchestrator.routing import loads
 from orchestrator.routing.checks import Needs, state_decides, static_stage
 from orchestrator.routing.decisions import MAX_LISTED
 from orchestrator.routing.engine import Pool, RuledOut
+from orchestrator.storage import driver_sql
 
 # Screens kept per fleet (one per kind of ask: a rule's needs for a kind of item).
 _SCREENS_MAX = 1024
@@ -135,7 +135,6 @@ def _state(
     tenants = sorted({tenant, ALL_TENANTS})
     if not members:
         return [], fleets.stamps_of(session, tenant)
-    postgres = session.get_bind().dialect.name == "postgresql"
     params: dict[str, Any] = {
         "tenants": tenants,
         "ids": sorted({m.id for m in members}),
@@ -143,7 +142,11 @@ def _state(
         "now": now,
         "routing": routing or "",
     }
-    rows = session.execute(_STATE_PG if postgres else _STATE, params).all()
+    if driver_sql.supported(session):
+        # Past SQLAlchemy: its execution and rows cost more Python than the statement's round trip.
+        rows = driver_sql.fetch(session, _STATE_PG, params)
+    else:
+        rows = session.execute(_STATE, params).all()
     if not rows:
         return [], fleets.stamps_of(session, tenant)
     state = {(row[0], row[1]): row for row in rows}
@@ -172,19 +175,20 @@ def _state(
 def _build(postgres: bool) -> Select[Any]:
     """The agents' state: the statement is built once (building it took longer than running it)."""
     agent, claimed, queued = AGENTS.alias("agent"), WORK_ITEMS.alias("claimed"), WORK_ITEMS.alias("queued")
-    tenants: BindParameter[Any] = bindparam("tenants", expanding=True)
     now = bindparam("now", type_=AGENTS.c.updated_at.type)
     # One definition of load with the hold's (``routing.loads``): claims, and items routed to it.
     load = loads.claimed(agent, claimed, now)
     waiting = loads.waiting(agent, queued, bindparam("routing", type_=WORK_ITEMS.c.id.type))
     own = select(FLEET_STAMPS.c.stamp).where(FLEET_STAMPS.c.tenant == bindparam("own", type_=String()))
     operators = select(FLEET_STAMPS.c.stamp).where(FLEET_STAMPS.c.tenant == literal_column(f"'{ALL_TENANTS}'"))
-    # One parameter for the ids on PostgreSQL (an array): one statement text, prepared once.
-    ids = (
-        agent.c.id == any_(bindparam("ids", type_=ARRAY(String())))
-        if postgres
-        else agent.c.id.in_(bindparam("ids", expanding=True))
-    )
+    # One parameter for the tenants and one for the ids on PostgreSQL (arrays): one statement
+    # text, prepared once.
+    if postgres:
+        tenants = agent.c.tenant == any_(bindparam("tenants", type_=ARRAY(String())))
+        ids = agent.c.id == any_(bindparam("ids", type_=ARRAY(String())))
+    else:
+        tenants = agent.c.tenant.in_(bindparam("tenants", expanding=True))
+        ids = agent.c.id.in_(bindparam("ids", expanding=True))
     return select(
         agent.c.tenant,
         agent.c.id,
@@ -195,7 +199,8 @@ def _build(postgres: bool) -> Select[Any]:
         waiting.label("waiting"),
         own.scalar_subquery().label("own_stamp"),
         operators.scalar_subquery().label("operators_stamp"),
-    ).where(agent.c.tenant.in_(tenants), ids, agent.c.deregistered_at.is_(None))
+    ).where(tenants, ids, agent.c.deregistered_at.is_(None))
 
 
-_STATE, _STATE_PG = _build(postgres=False), _build(postgres=True)
+_STATE = _build(postgres=False)
+_STATE_PG = driver_sql.compile_statement(_build(postgres=True))

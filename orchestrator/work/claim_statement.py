@@ -30,13 +30,11 @@ decides its rungs; the caller arms it).
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import psycopg
 from sqlalchemy import (
     JSON,
     ColumnElement,
@@ -58,35 +56,23 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.postgresql import psycopg as psycopg_dialect
 from sqlalchemy.orm import Session, class_mapper
-from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.selectable import CTE
 
 from models.base import UTCDateTime, transient
 from models.enums import TimerKind
 from models.tables import TIMERS
 from models.work_tables import DEPENDENCIES, EVENTS, LABELS, WORK_ITEMS, WorkItem
+from orchestrator.storage import driver_sql
+from orchestrator.storage.driver_sql import DriverStatement
 from orchestrator.storage.unit_of_work import uow_of
 
-# The psycopg dialect: what the statement is compiled for once (``supported`` checks the session's).
-_DIALECT = psycopg_dialect.dialect()  # type: ignore[no-untyped-call]
-_PLACEHOLDER = re.compile(r"%%|%\((\w+)\)s")
 # The item comes back as one JSON object (``to_json``): a row of sixty columns cost more to
 # describe and convert, in psycopg and SQLAlchemy, than the rest of the claim's Python. Its
 # keys are the column names; these are the attributes they load, and the values JSON changes.
 _ATTRIBUTES = {c.name: class_mapper(WorkItem).get_property_by_column(c).key for c in WORK_ITEMS.c}
 _TIMESTAMPS = tuple(c.name for c in WORK_ITEMS.c if isinstance(c.type, UTCDateTime))
 _FLOATS = tuple(c.name for c in WORK_ITEMS.c if isinstance(c.type, Float))
-
-
-@dataclass(frozen=True)
-class ClaimStatement:
-    """A claim statement, compiled: SQL with PostgreSQL's own placeholders (``$1``...), and the
-    names of the parameters they stand for, in order."""
-
-    sql: str
-    names: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -104,11 +90,10 @@ class Claimed:
 
 def supported(session: Session) -> bool:
     """PostgreSQL (data-modifying CTEs, ``FOR UPDATE SKIP LOCKED`` in them) through psycopg."""
-    dialect = session.get_bind().dialect
-    return dialect.name == "postgresql" and dialect.driver == "psycopg"
+    return driver_sql.supported(session)
 
 
-def build(probes: Sequence[Select[Any]], *, lease: bool, stall: bool) -> ClaimStatement:
+def build(probes: Sequence[Select[Any]], *, lease: bool, stall: bool) -> DriverStatement:
     """The claim statement over ``probes`` (selects of work items, each ``LIMIT 1 FOR UPDATE SKIP
     LOCKED``). ``lease``: an agent's claim (a lease that expires, its timer and its stall clock);
     ``stall``: with the server's default stall ladder (else the claim only cancels the clock).
@@ -205,10 +190,10 @@ def build(probes: Sequence[Select[Any]], *, lease: bool, stall: bool) -> ClaimSt
     # The written CTEs run whether or not anything reads them; naming them keeps them in the WITH.
     for cte in ctes_written:
         final = final.add_cte(cte)
-    return _driver_sql(final.compile(dialect=_DIALECT))
+    return driver_sql.compile_statement(final)
 
 
-def run(session: Session, statement: ClaimStatement, params: dict[str, Any]) -> Claimed | None:
+def run(session: Session, statement: DriverStatement, params: dict[str, Any]) -> Claimed | None:
     """Run a statement of :func:`build` with ``params`` (see there): the item claimed (or
     picked: see :class:`Claimed`), or None when no probe found one."""
     uow = uow_of(session)
@@ -218,17 +203,9 @@ def run(session: Session, statement: ClaimStatement, params: dict[str, Any]) -> 
         uow.write(session)
     else:
         session.flush()  # the ORM's own changes (a driver-level statement does not autoflush)
-    connection = session.connection()
-    driver = connection.connection.driver_connection
-    assert isinstance(driver, psycopg.Connection)  # see supported()
-    # A raw cursor passes the SQL through as it is: psycopg would otherwise rewrite its
-    # placeholders on every execution (it caches that only for short statements; this one took
-    # 150 us a claim). The factory is the connection's own setting: put back at once.
-    factory, driver.cursor_factory = driver.cursor_factory, psycopg.RawCursor
-    try:
-        result = connection.exec_driver_sql(statement.sql, tuple(params[name] for name in statement.names))
-    finally:
-        driver.cursor_factory = factory
+    # At the driver's level, the text prepared once per connection (psycopg rewrote this 9 kB
+    # statement's placeholders on every call: 150 us a claim).
+    result = driver_sql.execute(session, statement, params)
     row = result.first()
     if row is None:
         return None
@@ -275,25 +252,6 @@ def _loaded(values: dict[str, Any]) -> dict[str, Any]:
 def stall_params(due: datetime, rungs: list[dict[str, object]]) -> dict[str, Any]:
     """The parameters of a statement built with ``stall``: the stall clock's first rung."""
     return {"stall_due": due, "stall_rungs": json.dumps(rungs)}
-
-
-def _driver_sql(compiled: SQLCompiler) -> ClaimStatement:
-    """The compiled statement as PostgreSQL takes it: its constants (lifecycle names and
-    statuses, LIMIT 1, ...) written into the text, and the claim's own values as ``$n``
-    parameters. The text never changes, so psycopg prepares it once per connection."""
-    names: list[str] = []
-
-    def render(match: re.Match[str]) -> str:
-        if match.group(1) is None:
-            return "%"  # an escaped percent sign: the text is no longer a format string
-        bind = compiled.binds[match.group(1)]
-        if not bind.required:
-            return compiled.render_literal_value(bind.effective_value, bind.type)
-        if bind.key not in names:
-            names.append(bind.key)
-        return f"${names.index(bind.key) + 1}"
-
-    return ClaimStatement(_PLACEHOLDER.sub(render, compiled.string), tuple(names))
 
 
 def _aggregate(column: ColumnElement[str], where: ColumnElement[bool]) -> ColumnElement[Any]:

@@ -29,6 +29,7 @@ from models.work_api import WorkItemRead
 from models.work_tables import WorkItem, WorkItemEvent
 from orchestrator.agents import record_spend
 from orchestrator.errors import Conflict, Forbidden, InvalidInput, PayloadTooLarge
+from orchestrator.storage.driver_sql import DriverStatement
 from orchestrator.storage.unit_of_work import uow_of
 from orchestrator.work import audit, claim_statement, offers, routing_hooks, stalls
 from orchestrator.work.access import require
@@ -114,7 +115,7 @@ def _shape(principal: Principal) -> tuple[bool, bool, bool]:
 
 
 @lru_cache(maxsize=64)
-def _statement(shape: tuple[bool, bool, bool], by_id: bool, stall: bool) -> claim_statement.ClaimStatement:
+def _statement(shape: tuple[bool, bool, bool], by_id: bool, stall: bool) -> DriverStatement:
     agent = shape[0]
     return claim_statement.build(offers.probes(*shape, by_id=by_id, arrays=True), lease=agent, stall=agent and stall)
 
