@@ -23,7 +23,7 @@ from typing import Any
 import psycopg
 from sqlalchemy import Executable
 from sqlalchemy.dialects.postgresql import psycopg as psycopg_dialect
-from sqlalchemy.engine import Result, Row
+from sqlalchemy.engine import CursorResult, Row
 from sqlalchemy.orm import Session
 
 # The psycopg dialect: what statements are compiled for, once (``supported`` checks the session's).
@@ -71,7 +71,7 @@ def compile_statement(statement: Executable) -> DriverStatement:
     return DriverStatement(_PLACEHOLDER.sub(render, compiled.string), tuple(names))
 
 
-def execute(session: Session, statement: DriverStatement, params: dict[str, Any]) -> Result[Any]:
+def execute(session: Session, statement: DriverStatement, params: dict[str, Any]) -> CursorResult[*tuple[Any, ...]]:
     """Run ``statement`` in the session's transaction with ``params`` (values as psycopg takes
     them: aware datetimes, lists for arrays, JSON as text). The caller flushes first if the
     statement must see the session's pending changes."""
@@ -87,7 +87,7 @@ def execute(session: Session, statement: DriverStatement, params: dict[str, Any]
         driver.cursor_factory = factory
 
 
-def fetch(session: Session, statement: DriverStatement, params: dict[str, Any]) -> Sequence[Row[Any]]:
+def fetch(session: Session, statement: DriverStatement, params: dict[str, Any]) -> Sequence[Row[*tuple[Any, ...]]]:
     """The rows of ``statement``, after flushing the session's pending changes."""
     session.flush()
     return execute(session, statement, params).all()
