@@ -271,3 +271,21 @@ DELIVERIES = cast(Table, WebhookDelivery.__table__)
 DEPENDENCIES = cast(Table, WorkItemDependency.__table__)
 LABELS = cast(Table, WorkItemLabel.__table__)
 EVENTS = cast(Table, WorkItemEvent.__table__)
+
+
+class ItemTemplateRow(Base):
+    """A registered work-item template version (``models.item_templates``): as given, and as it
+    applies with what it extends merged in. Never updated: a change is a new version."""
+
+    __tablename__ = "work_item_templates"
+
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    version: Mapped[str] = mapped_column(String(32), primary_key=True)
+    type: Mapped[str] = mapped_column(String(64))
+    spec: Mapped[dict[str, Any]]
+    effective: Mapped[dict[str, Any]]
+    digest: Mapped[str] = mapped_column(String(64))  # of the spec as given: the same again is a no-op
+    schema_checked: Mapped[bool]
+    created_by: Mapped[str] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -17,6 +17,7 @@ from orchestrator.api import (
     agents,
     dead_letters,
     errors,
+    item_templates,
     metrics,
     queues,
     routing,
@@ -111,6 +112,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(work_items.router)
     app.include_router(queues.router)
     app.include_router(work_item_types.router)
+    app.include_router(item_templates.router)
     app.include_router(webhooks.router)
     app.include_router(agents.router)
     app.include_router(routing.router)

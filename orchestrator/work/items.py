@@ -48,36 +48,45 @@ def create_item(
     """
     require(principal, Scope.work_write)
     tenant = tenant_for_write(principal, body.tenant)
-    _check_size(body.payload, body.metadata, max_payload_bytes)
+    check_size(body.payload, body.metadata, max_payload_bytes)
     check_offer(body.offer)
+    with sessions.begin() as session:
+        item, created = insert_item(session, principal, tenant, body)
+        return read_items(session, [item])[0], created
+
+
+def insert_item(session: Session, principal: Principal, tenant: str, body: WorkItemCreate) -> tuple[WorkItem, bool]:
+    """Create an item of ``tenant`` in the session's transaction (checked, audited, routed), or
+    find the one an earlier request with the same idempotence key created (False). The same key
+    with another body is a 409. The caller checked the principal's scope, the tenant, the
+    payload's size and the offer."""
     digest = _request_hash(tenant, body)
     for salt in range(ID_ATTEMPTS):
-        with sessions.begin() as session:
-            if body.idempotence_key is not None:
-                existing = _by_key(session, tenant, body.idempotence_key, digest)
-                if existing is not None:
-                    return read_items(session, [existing])[0], False
-            item = _new_item(session, principal, tenant, body, digest, salt)
-            try:
-                with session.begin_nested():
-                    session.add(item)
-                    session.flush()
-            except IntegrityError:
-                continue  # an id collision, or a concurrent create with the same key: look again
-            _write_links(session, item.id, labels=body.labels, dependencies=body.dependencies)
-            if body.sla is not None:
-                sla.schedule(session, item, body.sla, item.created_at)
-            audit.record(session, item, "created", principal.ref, to_status=item.status, details={"type": item.type})
-            if item.assignee_id is not None:
-                audit.record(
-                    session,
-                    item,
-                    "assigned",
-                    principal.ref,
-                    details={"assignee": _ref(item.assignee_type, item.assignee_id)},
-                )
-            routing_hooks.item_created(session, item, principal.ref)
-            return read_items(session, [item])[0], True
+        if body.idempotence_key is not None:
+            existing = _by_key(session, tenant, body.idempotence_key, digest)
+            if existing is not None:
+                return existing, False
+        item = _new_item(session, principal, tenant, body, digest, salt)
+        try:
+            with session.begin_nested():
+                session.add(item)
+                session.flush()
+        except IntegrityError:
+            continue  # an id collision, or a concurrent create with the same key: look again
+        _write_links(session, item.id, labels=body.labels, dependencies=body.dependencies)
+        if body.sla is not None:
+            sla.schedule(session, item, body.sla, item.created_at)
+        audit.record(session, item, "created", principal.ref, to_status=item.status, details={"type": item.type})
+        if item.assignee_id is not None:
+            audit.record(
+                session,
+                item,
+                "assigned",
+                principal.ref,
+                details={"assignee": _ref(item.assignee_type, item.assignee_id)},
+            )
+        routing_hooks.item_created(session, item, principal.ref)
+        return item, True
     raise Conflict("could not allocate a work-item id; try again")
 
 
@@ -85,7 +94,7 @@ def _new_item(
     session: Session, principal: Principal, tenant: str, body: WorkItemCreate, digest: str, salt: int
 ) -> WorkItem:
     item_type = get_type(session, body.type)
-    validate_item(item_type, _document(body.model_dump(mode="json", exclude_none=True)))
+    validate_item(item_type, schema_document(body.model_dump(mode="json", exclude_none=True)))
     check_risk(item_type, body.risk_level)
     lifecycle = lifecycle_for(item_type.lifecycle, body.origin)
     _check_parent(session, tenant, body.type, body.parent_id, item_id=None)
@@ -173,14 +182,14 @@ def update_item(
         return read_items(session, [item])[0]
     payload = changes.get("payload", item.payload)
     metadata = changes.get("metadata", item.meta)
-    _check_size(payload, metadata, max_payload_bytes)
+    check_size(payload, metadata, max_payload_bytes)
     document = {
         "title": changes.get("title", item.title),
         "description": changes.get("description", item.description),
         "payload": payload,
         "metadata": metadata,
     }
-    validate_item(get_type(session, item.type), _document({k: v for k, v in document.items() if v is not None}))
+    validate_item(get_type(session, item.type), schema_document({k: v for k, v in document.items() if v is not None}))
     if "parent_id" in changes:
         _check_parent(session, item.tenant, item.type, body.parent_id, item_id=item.id)
         item.parent_id = body.parent_id
@@ -261,7 +270,7 @@ def _apply_offer(item: WorkItem, offer: HumanOffer | AgentOffer) -> None:
     item.offer_capability = offer.capability if isinstance(offer, AgentOffer) else None
 
 
-def _document(data: dict[str, Any]) -> dict[str, Any]:
+def schema_document(data: dict[str, Any]) -> dict[str, Any]:
     """What a type's JSON Schema sees: the item as submitted, without the envelope fields."""
     return {k: v for k, v in data.items() if k not in ("idempotence_key", "tenant", "version")}
 
@@ -276,7 +285,7 @@ def _request_hash(tenant: str, body: WorkItemCreate) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-def _check_size(payload: Any, metadata: Any, limit: int) -> None:
+def check_size(payload: Any, metadata: Any, limit: int) -> None:
     size = len(json.dumps(payload, separators=(",", ":"))) + len(json.dumps(metadata, separators=(",", ":")))
     if size > limit:
         raise PayloadTooLarge(

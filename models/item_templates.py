@@ -1,0 +1,184 @@
+"""Work-item templates (the catalog): versioned blueprints of standard work, such as a PCI change or
+a HIPAA export review, instantiated with typed parameters.
+
+A template names a work-item type and holds an item blueprint: the fields of a work-item create
+request, any string of which may hold ``{params.name}`` placeholders. It may ``extends`` another
+template (it inherits its parameters, blueprint, inclusions, workflow and approval policy, and
+overrides what it sets) and ``includes`` others (each is instantiated as a child item of this
+one). A ``workflow`` starts a saga with the new item. Versions are SemVer; a version, once
+registered, never changes.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from models.work_api import WorkItemRead
+
+SEMVER = re.compile(
+    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+    r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?$"
+)
+NAME_PATTERN = r"^[a-z0-9][a-z0-9._:-]{0,99}$"
+# "name" (its latest version when registered) or "name@1.2.3" (that version).
+REF_PATTERN = r"^[a-z0-9][a-z0-9._:-]{0,99}(@[0-9A-Za-z.+-]{1,32})?$"
+PARAM_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
+MAX_ITEMS = 50  # items one instantiation may create: the template's and its inclusions', nested
+
+TemplateName = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
+TemplateRef = Annotated[str, StringConstraints(pattern=REF_PATTERN)]
+ParamName = Annotated[str, StringConstraints(pattern=PARAM_NAME)]
+ParamType = Literal["string", "integer", "number", "boolean", "date", "datetime", "timespan", "enum", "object", "array"]
+
+
+def semver_key(version: str) -> tuple[int, int, int, int, str]:
+    """A version's sort key: a pre-release sorts before its release (1.0.0-rc.1 < 1.0.0)."""
+    match = SEMVER.match(version)
+    if match is None:
+        raise ValueError(f"{version!r} is not a SemVer version (MAJOR.MINOR.PATCH[-PRERELEASE])")
+    major, minor, patch, pre = match.groups()
+    return int(major), int(minor), int(patch), 0 if pre else 1, pre or ""
+
+
+class ParamSpec(BaseModel):
+    """A typed parameter. ``timespan``: an object ``{"start", "end"}`` of aware datetimes, end after
+    start (a change window). ``enum``: one of ``values``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: ParamType
+    required: bool = Field(default=False, description="Must be given when instantiating (a default makes it optional).")
+    default: Any = Field(default=None, description="The value when not given; checked against the type.")
+    example: Any = Field(
+        default=None, description="A value used to check the blueprint against the type's schema at registration."
+    )
+    description: str | None = Field(default=None, max_length=2000)
+    values: list[Annotated[str, StringConstraints(min_length=1, max_length=200)]] | None = Field(
+        default=None, max_length=200, description="For type enum: the allowed values."
+    )
+
+    @model_validator(mode="after")
+    def _enum_values(self) -> ParamSpec:
+        if self.type == "enum" and not self.values:
+            raise ValueError("an enum parameter needs its values")
+        if self.type != "enum" and self.values is not None:
+            raise ValueError("values belong to enum parameters only")
+        return self
+
+
+class IncludeSpec(BaseModel):
+    """Another template instantiated as a child item of this one's, with its parameters given here
+    (strings may hold this template's ``{params.name}`` placeholders)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    template: TemplateRef = Field(description='"name" (its latest version at registration) or "name@1.2.3".')
+    parameters: dict[ParamName, Any] = Field(default_factory=dict)
+
+
+class WorkflowSpec(BaseModel):
+    """A saga started with the new item: its template, and its input (strings may hold
+    ``{params.name}`` and ``{item.id}`` placeholders)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    template: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    version: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+    input: dict[str, Any] = Field(default_factory=dict)
+
+
+class ItemTemplateCreate(BaseModel):
+    """A work-item template to register. ``type`` and ``item`` may be left to the template it
+    extends."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    name: TemplateName = Field(description='A name such as "change:pci"; the template\'s id is tpl:<name>:<version>.')
+    version: Annotated[str, StringConstraints(min_length=5, max_length=32)] = Field(description="SemVer: 1.2.0")
+    title: str | None = Field(default=None, max_length=200, description="What the catalog calls it.")
+    type: str | None = Field(default=None, min_length=1, max_length=64, description="The work-item type it creates.")
+    parameters: dict[ParamName, ParamSpec] = Field(default_factory=dict, max_length=100)
+    item: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The item blueprint: fields of POST /api/v1/work-items but type, tenant, parent_id and "
+        "idempotence_key; strings may hold {params.name} placeholders.",
+    )
+    extends: TemplateRef | None = Field(default=None, description="The template this one inherits from.")
+    includes: list[IncludeSpec] = Field(default_factory=list, max_length=20)
+    workflow: WorkflowSpec | None = None
+    approval_policy_id: str | None = Field(
+        default=None, alias="approvalPolicyId", max_length=200, description="The policy gating its items."
+    )
+    documentation: str | None = Field(default=None, max_length=20_000)
+    migration_notes: str | None = Field(
+        default=None, alias="migrationNotes", max_length=20_000, description="What changed since the last version."
+    )
+
+    @model_validator(mode="after")
+    def _semver(self) -> ItemTemplateCreate:
+        if SEMVER.match(self.version) is None:
+            raise ValueError(f"version {self.version!r} is not SemVer (MAJOR.MINOR.PATCH[-PRERELEASE])")
+        return self
+
+
+class ItemTemplateRead(BaseModel):
+    """A registered template: as given (``spec``), and as it applies with what it extends merged in."""
+
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
+
+    id: str
+    name: str
+    version: str
+    tenant: str
+    title: str | None
+    type: str
+    approval_policy_id: str | None = Field(alias="approvalPolicyId")
+    parameters: dict[str, ParamSpec]
+    item: dict[str, Any]
+    extends: str | None = Field(description="The template it extends, as name@version.")
+    includes: list[IncludeSpec] = Field(description="Inclusions, its own and inherited, as name@version.")
+    workflow: WorkflowSpec | None
+    documentation: str | None
+    migration_notes: str | None = Field(alias="migrationNotes")
+    schema_checked: bool = Field(
+        alias="schemaChecked",
+        description="Whether registration checked the blueprint against the type's JSON Schema (it needs a "
+        "default or example for every parameter the blueprint uses); the structure is always checked.",
+    )
+    created_by: str
+    created_at: datetime
+
+
+class InstantiateRequest(BaseModel):
+    """Create the template's items (and start its workflow) with these parameters."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: Annotated[str, StringConstraints(min_length=5, max_length=32)] | None = Field(
+        default=None, description="Default: the latest version (pre-releases only when asked for by version)."
+    )
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    tenant: str | None = Field(default=None, min_length=1, max_length=64, description="Default: the token's.")
+    parent_id: str | None = Field(default=None, max_length=96, description="An item the new one is part of.")
+    idempotence_key: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="A retry with the same key and parameters answers what the first did; other parameters: 409.",
+    )
+    due_at: AwareDatetime | None = None
+
+
+class Instantiated(BaseModel):
+    """What an instantiation created: the template's item first, then its inclusions' (children)."""
+
+    template_id: str = Field(alias="templateId")
+    created: bool
+    items: list[WorkItemRead]
+    saga_id: str | None = Field(default=None, alias="sagaId", description="The workflow's saga, if it has one.")
+
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
