@@ -150,7 +150,7 @@ def page(
         if csrf is not None:
             header.append(post_form(url("/signout"), csrf, "", button="Sign out"))
     return Html(
-        "<!doctype html>"
+        Html("<!doctype html>")
         + tag(
             "html",
             tag(

@@ -235,7 +235,7 @@ def _sla(saga: SagaRead) -> Html:
         ("breached at", saga.sla_breached_at),
         ("breach steps fired", saga.sla_breach_count),
         ("paused for (earlier pauses)", f"{saga.paused_ms / 1000:.1f} s"),
-        ("paused since (clocks stopped)", saga.paused_at),
+        ("clocks stopped since (paused)", saga.paused_at),
     ]
     events = [
         (e.get("kind") or e.get("event"), e.get("at"), tag("code", json.dumps(e, default=str))) for e in saga.sla_events
