@@ -43,7 +43,7 @@ main{padding:1em 1.4em;max-width:1400px}
 table{border-collapse:collapse;background:#fff;width:100%;margin:.4em 0 1.2em}
 th,td{border-bottom:1px solid #e3e6ea;padding:.3em .6em;text-align:left;vertical-align:top}
 th{background:#eef1f5;font-weight:600}
-code,.mono{font-family:ui-monospace,monospace;font-size:12.5px}
+code,.mono{font-family:ui-monospace,monospace;font-size:12.5px} td code{white-space:nowrap}
 .state{display:inline-block;padding:0 .5em;border-radius:3px;background:#e3e6ea}
 .s-completed,.s-succeeded,.s-compensated,.s-done{background:#d5f0dc}
 .s-running,.s-compensating,.s-dispatched,.s-in_progress{background:#dde8ff}
