@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 import tempfile
 import uuid
+from functools import partial
 from pathlib import Path
 
 from models.enums import SagaControl
@@ -69,8 +70,11 @@ def _sagas(harness: Harness) -> None:
     for saga_id in [*done, compensated]:
         harness.wait_final(saga_id)
     waiting = [harness.submit("shop.approval", {"tag": tag()}, tenant=t) for t in ("acme", "globex", "acme")]
+    def approving(saga_id: str) -> bool:
+        return harness.saga(saga_id).steps[1].state == "running"
+
     for saga_id in waiting:
-        eventually(lambda s=saga_id: harness.saga(s).steps[1].state == "running", timeout=60, what="an approval")
+        eventually(partial(approving, saga_id), timeout=60, what=f"saga {saga_id} to wait on its approval")
     sessions, settings = harness.wiring.sessions, harness.settings
     control_saga(sessions, settings, waiting[0], SagaControl.pause, actor="user:ops", reason="a look")
     cancelled = control_saga(sessions, settings, waiting[1], SagaControl.cancel, actor="user:ops", reason="called off")
