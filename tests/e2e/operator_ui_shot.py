@@ -70,6 +70,7 @@ def _sagas(harness: Harness) -> None:
     for saga_id in [*done, compensated]:
         harness.wait_final(saga_id)
     waiting = [harness.submit("shop.approval", {"tag": tag()}, tenant=t) for t in ("acme", "globex", "acme")]
+
     def approving(saga_id: str) -> bool:
         return harness.saga(saga_id).steps[1].state == "running"
 
