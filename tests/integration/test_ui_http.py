@@ -263,6 +263,20 @@ def test_queues_show_depth_and_age_and_mutex_scopes_show_holder_and_token(api: A
     assert "payments-1@host" in row and "<td>41</td>" in row
 
 
+def test_queue_figures_need_metrics_read_and_their_consumers_agents_read(api: Api, client: TestClient) -> None:
+    scraper = api.token("user:prometheus", tenant="*", scopes=("metrics:read",))
+    assert sign_in(client, scraper).status_code == 303
+    queues = client.get("/ui/queues")
+    assert queues.status_code == 200
+    assert f"cap.{api.capability}" in queues.text and "needs agents:read" in queues.text
+    assert client.get("/ui/dead-letters").status_code == 403
+    assert client.get("/ui/mutexes").status_code == 403
+    with TestClient(api.app) as other:
+        assert sign_in(other, api.token("user:ann", tenant="*", scopes=("sagas:read",))).status_code == 303
+        assert other.get("/ui/queues").status_code == 403
+        assert other.get("/ui/mutexes").status_code == 200
+
+
 def test_without_a_session_secret_the_page_needs_one_on_postgresql_and_makes_one_on_sqlite(
     backend: str, redis_target: RedisTarget, tmp_path: Path
 ) -> None:

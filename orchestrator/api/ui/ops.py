@@ -20,7 +20,7 @@ from orchestrator.agents.listing import list_agents
 from orchestrator.agents.liveness import Thresholds
 from orchestrator.api import dead_letters as dead_letters_api
 from orchestrator.api.deps import get_wiring
-from orchestrator.api.ui.access import OperatorDep, all_tenant
+from orchestrator.api.ui.access import Operator, OperatorDep, all_tenant
 from orchestrator.api.ui.html import Html, esc, link, page, post_form, table, tag, url
 from orchestrator.metrics.figures import template_capabilities
 from orchestrator.sagas.mutexes import mutex_scopes
@@ -40,30 +40,29 @@ def _age(at: datetime | None, now: datetime) -> str | None:
 def queues_page(wiring: WiringDep, operator: OperatorDep) -> Response:
     all_tenant(operator, Scope.metrics_read, "queue figures")
     now = utcnow()
-    thresholds = Thresholds.of(wiring.settings)
+    # Consumers come from the agent registry, which needs agents:read as its API route does.
+    sees_workers = operator.may(Scope.agents_read) or operator.may(Scope.agents_write)
     with wiring.sessions() as session:
         capabilities = template_capabilities(session)
-        workers: dict[str, list[AgentRead]] = {}
-        for capability in capabilities:
-            found = list_agents(
-                session, operator.principal, thresholds=thresholds, capability=capability, tenant=ALL_TENANTS, limit=500
-            )
-            workers[capability] = [a for a in found.agents if a.registered_by == WORKER_REGISTRANT]
+    workers = _workers(wiring, operator, capabilities) if sees_workers else {}
     # The broker's queues as /metrics reads them (None: a RabbitMQ broker, whose lengths it cannot read).
     reader = wiring.metrics.collector.queues
     depths = {d.capability: d for d in reader(capabilities)} if reader is not None and capabilities else {}
+    hidden = Html('<span class="muted">needs agents:read</span>')
     rows = []
     for capability in capabilities:
         depth = depths.get(capability)
-        live = [a.id for a in workers[capability] if a.liveness == "live"]
+        found = workers.get(capability, [])
+        live = [a.id for a in found if a.liveness == "live"]
+        others = ", ".join(f"{a.id} ({a.liveness})" for a in found if a.liveness != "live") or None
         rows.append(
             (
                 tag("code", f"cap.{capability}"),
                 depth.messages if depth is not None else None,
                 _age(depth.oldest_dispatched_at, now) if depth is not None and depth.messages else None,
-                len(live),
-                ", ".join(live) or Html('<span class="muted">no live worker</span>'),
-                ", ".join(f"{a.id} ({a.liveness})" for a in workers[capability] if a.liveness != "live") or None,
+                len(live) if sees_workers else hidden,
+                (", ".join(live) or Html('<span class="muted">no live worker</span>')) if sees_workers else hidden,
+                others if sees_workers else hidden,
             )
         )
     note = (
@@ -75,6 +74,19 @@ def queues_page(wiring: WiringDep, operator: OperatorDep) -> Response:
         empty="no template names a capability yet",
     )
     return HTMLResponse(page("Queues", body, principal=operator.principal, csrf=operator.csrf, active="queues"))
+
+
+def _workers(wiring: Wiring, operator: Operator, capabilities: list[str]) -> dict[str, list[AgentRead]]:
+    """The Celery workers the agent registry knows for each capability, live or not."""
+    thresholds = Thresholds.of(wiring.settings)
+    found: dict[str, list[AgentRead]] = {}
+    with wiring.sessions() as session:
+        for capability in capabilities:
+            page = list_agents(
+                session, operator.principal, thresholds=thresholds, capability=capability, tenant=ALL_TENANTS, limit=500
+            )
+            found[capability] = [a for a in page.agents if a.registered_by == WORKER_REGISTRANT]
+    return found
 
 
 @router.get("/dead-letters", response_class=HTMLResponse)
