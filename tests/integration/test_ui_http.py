@@ -143,6 +143,11 @@ def test_rerun_shows_its_plan_on_a_dry_run_and_refuses_a_patch_that_is_not_json(
     assert shown_state(plan.text) == "cancelled"
     bad = post(client, f"/ui/sagas/{saga_id}/rerun", reason="try again", input_patch="{not json")
     assert bad.status_code == 422 and "input_patch is not JSON" in bad.text
+    for patch, said in [('{"tag": NaN}', "NaN"), ('{"tag": "a\\u0000b"}', "NUL"), ('["tag"]', "JSON object")]:
+        refused = post(client, f"/ui/sagas/{saga_id}/rerun", reason="try again", input_patch=patch)
+        assert refused.status_code == 422 and said in refused.text, (patch, refused.text[-300:])
+    unknown = post(client, f"/ui/sagas/{saga_id}/rerun", reason="try again", from_step="no-such-step", dry_run="1")
+    assert 400 <= unknown.status_code < 500 and "no-such-step" in unknown.text
     started = post(client, f"/ui/sagas/{saga_id}/rerun", reason="for real", input_patch='{"tag": "B-3"}')
     assert "rerun: started" in started.text
     assert shown_state(started.text) == "running"
@@ -291,3 +296,29 @@ def test_without_a_session_secret_the_page_needs_one_on_postgresql_and_makes_one
         assert stat.S_IMODE(os.stat(secret).st_mode) == 0o600
         assert len(secret.read_text().strip()) >= 32
         assert sign_in(client, ADMIN_TOKEN).status_code == 303
+
+
+def test_a_bulk_control_counts_first_then_acts_on_what_it_counted(api: Api, client: TestClient) -> None:
+    template = api.register({**waiting_template(api.capability), "name": f"ui.bulk.{api.capability}"})
+    sagas = [api.submit(template, "acme") for _ in range(2)]
+    admin(client)
+    listing = client.get("/ui/sagas", params={"template": template, "state": "running"}).text
+    assert "Count them first" in listing
+    form = {"csrf": csrf_of(listing), "template": template, "state": "running", "action": "pause", "reason": "bulk"}
+    counted = client.post("/ui/sagas/bulk", data=form)
+    assert counted.status_code == 200
+    assert f"2 saga(s) match state running, template {template}: nothing has been done yet." in counted.text
+    assert all(shown_state(client.get(f"/ui/sagas/{s}").text) == "running" for s in sagas)
+    assert "paused since" not in client.get(f"/ui/sagas/{sagas[0]}").text
+    assert client.post("/ui/sagas/bulk", data={**form, "expect": "3"}).status_code == 409  # not what was counted
+    done = client.post("/ui/sagas/bulk", data={**form, "expect": "2"})
+    assert done.status_code == 200 and "pause: 2 done, 0 refused" in done.text
+    assert all("paused since" in client.get(f"/ui/sagas/{s}").text for s in sagas)
+    assert client.post("/ui/sagas/bulk", data={**form, "action": "rerun"}).status_code == 422
+    assert (
+        client.post(
+            "/ui/sagas/bulk", data={k: v for k, v in form.items() if k not in ("template", "state")}
+        ).status_code
+        == 422
+    )
+    assert client.post("/ui/sagas/bulk", data={**form, "csrf": ""}).status_code == 403

@@ -8,6 +8,7 @@ as the API's routes, under the same tenant and scopes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -132,3 +133,17 @@ def text(value: str | None, field: str, *, limit: int = 1000) -> str | None:
     if problem is not None:
         raise InvalidInput(f"{field} {problem}", details=[{"path": f"form.{field}", "message": problem}])
     return value
+
+
+def when(value: str | None, field: str) -> datetime | None:
+    """A time from the filter form (``2026-12-05T08:00``, read as UTC) or from a link (ISO 8601)."""
+    if not value:
+        return None
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidInput(
+            f"{field} is not a time (YYYY-MM-DDTHH:MM, UTC)",
+            details=[{"path": f"query.{field}", "message": "not a time"}],
+        ) from None
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)

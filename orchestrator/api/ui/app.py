@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 
-from orchestrator.api.ui import items, ops, sagas, signin
+from orchestrator.api.ui import bulk, items, ops, sagas, signin
 from orchestrator.api.ui.access import SignInNeeded
 from orchestrator.api.ui.html import SECURITY_HEADERS, error_response, is_ui_path, url
 from orchestrator.api.ui.session import NoSessionSecret
@@ -15,7 +15,7 @@ from orchestrator.api.ui.session import NoSessionSecret
 
 def install(app: FastAPI) -> None:
     """Add the pages to ``app``, and what answers their sign-in redirects and missing secret."""
-    for module in (signin, sagas, items, ops):
+    for module in (signin, bulk, sagas, items, ops):
         app.include_router(module.router)
 
     @app.exception_handler(SignInNeeded)

@@ -8,18 +8,19 @@ scope each route needs checked first: what the page shows and does is what the t
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Query
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from models.api import SagaControlBody, SagaRead, SagaRerun, SagaRerunRead
+from models.documents import DocumentError, loads
 from models.enums import SagaState
 from models.principal import Scope
 from orchestrator.api import sagas as api
 from orchestrator.api.deps import get_wiring
-from orchestrator.api.ui.access import Operator, OperatorDep, text
+from orchestrator.api.ui.access import Operator, OperatorDep, text, when
+from orchestrator.api.ui.bulk import bulk_form
 from orchestrator.api.ui.html import Html, esc, join, link, page, post_form, state, table, tag, url
 from orchestrator.errors import Forbidden, InvalidInput
 from orchestrator.sagas.queries import list_sagas
@@ -39,20 +40,6 @@ CONTROLS: dict[str, tuple[str, Any]] = {
 }
 NOTICES = {name: f"{name.replace('-', ' ')}: done" for name in CONTROLS} | {"rerun": "rerun: started"}
 RERUNNABLE = (SagaState.compensated, SagaState.compensation_failed, SagaState.cancelled, SagaState.terminated)
-
-
-def _when(value: str | None, field: str) -> datetime | None:
-    """A time from the filter form (``2026-12-05T08:00``, read as UTC) or from a link (ISO 8601)."""
-    if not value:
-        return None
-    try:
-        at = datetime.fromisoformat(value)
-    except ValueError:
-        raise InvalidInput(
-            f"{field} is not a time (YYYY-MM-DDTHH:MM, UTC)",
-            details=[{"path": f"query.{field}", "message": "not a time"}],
-        ) from None
-    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
 
 
 @router.get("", response_class=HTMLResponse)
@@ -81,8 +68,8 @@ def sagas_page(
             cursor=cursor or None,
             tenant=principal.tenant,
             of_tenant=tenant,
-            created_from=_when(since, "since"),
-            created_before=_when(until, "until"),
+            created_from=when(since, "since"),
+            created_before=when(until, "until"),
         )
     filters: dict[str, Any] = {"state": state_.value if state_ else None, "template": template, "tenant": tenant}
     filters |= {"since": since, "until": until, "limit": limit}
@@ -99,8 +86,14 @@ def sagas_page(
         for s in found.items
     ]
     more = link(url("/sagas", **filters, cursor=found.next_cursor), "Next page →") if found.next_cursor else ""
-    body = _filter_form(operator, filters) + table(
-        ["saga", "tenant", "template", "state", "submitted (UTC)", "finished", "error"], rows, empty="no saga matches"
+    body = (
+        _filter_form(operator, filters)
+        + bulk_form(operator, filters)
+        + table(
+            ["saga", "tenant", "template", "state", "submitted (UTC)", "finished", "error"],
+            rows,
+            empty="no saga matches",
+        )
     )
     return HTMLResponse(page("Sagas", body + more, principal=principal, csrf=operator.csrf, active="sagas"))
 
@@ -323,7 +316,12 @@ def rerun(
     patch: dict[str, Any] | None = None
     if text(input_patch, "input_patch", limit=100_000):
         try:
-            loaded = json.loads(str(input_patch))
+            # Checked as the API's gate checks a JSON body: no NaN, no NUL, not too deep.
+            loaded = loads(str(input_patch), "input_patch")
+        except DocumentError as exc:
+            raise InvalidInput(
+                f"input_patch {exc.message}", details=[{"path": exc.path, "message": exc.message}]
+            ) from None
         except ValueError as exc:
             raise InvalidInput(f"input_patch is not JSON: {exc}") from None
         if not isinstance(loaded, dict):
