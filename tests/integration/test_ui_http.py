@@ -322,3 +322,13 @@ def test_a_bulk_control_counts_first_then_acts_on_what_it_counted(api: Api, clie
         == 422
     )
     assert client.post("/ui/sagas/bulk", data={**form, "csrf": ""}).status_code == 403
+
+
+def test_what_callers_wrote_is_shown_as_text_never_as_markup(api: Api, client: TestClient) -> None:
+    saga_id = api.submit(f"ui.wait.{api.capability}", "acme", tag='<script>alert("x")</script>')
+    admin(client)
+    post(client, f"/ui/sagas/{saga_id}/pause", reason="<img src=x onerror=alert(1)>")
+    page = client.get(f"/ui/sagas/{saga_id}").text
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page  # the work item's title
+    assert "&lt;img src=x onerror=alert(1)&gt;" in page  # the audit trail's reason
+    assert "<script>" not in page and "<img" not in page
