@@ -8,7 +8,7 @@ scope each route needs checked first: what the page shows and does is what the t
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 from fastapi import APIRouter, Depends, Form, Query
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -16,7 +16,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from models.api import SagaControlBody, SagaRead, SagaRerun, SagaRerunRead
 from models.documents import DocumentError, loads
 from models.enums import SagaState
-from models.principal import Scope
+from models.principal import Principal, Scope
 from orchestrator.api import sagas as api
 from orchestrator.api.deps import get_wiring
 from orchestrator.api.ui.access import Operator, OperatorDep, text, when
@@ -30,8 +30,15 @@ from orchestrator.work.access import require
 router = APIRouter(prefix="/ui/sagas", include_in_schema=False)
 WiringDep = Annotated[Wiring, Depends(get_wiring)]
 
-# The controls that take only a reason, as the API's routes name them, and the states they apply to.
-CONTROLS: dict[str, tuple[str, Any]] = {
+
+class Control(Protocol):
+    """An API route that controls one saga with a reason (``orchestrator.api.sagas``)."""
+
+    def __call__(self, saga_id: str, body: SagaControlBody, wiring: Wiring, principal: Principal) -> SagaRead: ...
+
+
+# The controls that take only a reason, by the names of their API routes: the button, the route.
+CONTROLS: dict[str, tuple[str, Control]] = {
     "cancel": ("Cancel (undo what it did)", api.cancel_saga),
     "terminate": ("Terminate (undo nothing)", api.terminate_saga),
     "pause": ("Pause", api.pause_saga),
@@ -46,7 +53,8 @@ RERUNNABLE = (SagaState.compensated, SagaState.compensation_failed, SagaState.ca
 def sagas_page(
     wiring: WiringDep,
     operator: OperatorDep,
-    state_: Annotated[SagaState | None, Query(alias="state")] = None,
+    # Text, not the enum: the filter form sends state= for "any state".
+    state_: Annotated[str | None, Query(alias="state", max_length=40)] = None,
     template: Annotated[str | None, Query(max_length=200)] = None,
     tenant: Annotated[str | None, Query(max_length=64)] = None,
     since: Annotated[str | None, Query(max_length=40)] = None,
@@ -56,13 +64,14 @@ def sagas_page(
 ) -> Response:
     principal = operator.principal
     require(principal, Scope.sagas_read)
+    chosen = _state(state_)
     template, tenant = template or None, tenant or None
     if tenant is not None and not principal.all_tenants and tenant != principal.tenant:
         raise Forbidden(f"this token is for tenant {principal.tenant!r}, not {tenant!r}")
     with wiring.sessions() as session:
         found = list_sagas(
             session,
-            state=state_,
+            state=chosen,
             template=template,
             limit=limit,
             cursor=cursor or None,
@@ -71,7 +80,7 @@ def sagas_page(
             created_from=when(since, "since"),
             created_before=when(until, "until"),
         )
-    filters: dict[str, Any] = {"state": state_.value if state_ else None, "template": template, "tenant": tenant}
+    filters: dict[str, Any] = {"state": chosen.value if chosen else None, "template": template, "tenant": tenant}
     filters |= {"since": since, "until": until, "limit": limit}
     rows = [
         (
@@ -96,6 +105,19 @@ def sagas_page(
         )
     )
     return HTMLResponse(page("Sagas", body + more, principal=principal, csrf=operator.csrf, active="sagas"))
+
+
+def _state(value: str | None) -> SagaState | None:
+    if not value:
+        return None
+    try:
+        return SagaState(value)
+    except ValueError:
+        choices = ", ".join(s.value for s in SagaState)
+        raise InvalidInput(
+            f"state {value!r} is not a saga state: one of {choices}",
+            details=[{"path": "query.state", "message": "not a saga state"}],
+        ) from None
 
 
 def _filter_form(operator: Operator, filters: dict[str, Any]) -> Html:
