@@ -166,6 +166,11 @@ def test_sign_in_refuses_a_wrong_token_and_every_page_loads(
     page = signed_in(browser, base, ADMIN_TOKEN)
     assert saga_id in page.inner_text("main")
     shot(page, backend, "sagas")
+    for chosen, listed in (("completed", False), ("running", True), ("", True)):
+        page.select_option("select[name=state]", chosen)
+        with page.expect_navigation():
+            page.click("button:text-is('Filter')")
+        assert (saga_id in page.inner_text("main")) is listed, (chosen, page.url)
     with page.expect_navigation():
         page.click(f"text={saga_id}")
     assert page.inner_text("h1") == f"Saga {saga_id}"
