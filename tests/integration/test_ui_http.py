@@ -3,6 +3,7 @@ tenants and scopes, the controls, and errors shown as pages."""
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 from collections.abc import Iterator
@@ -334,3 +335,11 @@ def test_what_callers_wrote_is_shown_as_text_never_as_markup(api: Api, client: T
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page  # the work item's title
     assert "&lt;img src=x onerror=alert(1)&gt;" in page  # the audit trail's reason
     assert "<script>" not in page and "<img" not in page
+
+
+def test_the_access_log_names_who_acted_through_the_page(client: TestClient, caplog: pytest.LogCaptureFixture) -> None:
+    admin(client)
+    with caplog.at_level(logging.INFO, logger="workyard.access"):
+        assert client.get("/ui/sagas").status_code == 200
+    lines = [r for r in caplog.records if r.name == "workyard.access" and getattr(r, "path", "") == "/ui/sagas"]
+    assert [getattr(r, "principal", None) for r in lines] == ["user:admin"]

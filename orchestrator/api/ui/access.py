@@ -17,7 +17,7 @@ from fastapi.responses import Response
 from config.settings import Settings
 from models.documents import text_problem
 from models.principal import Principal, Scope
-from orchestrator.api.auth import authenticate
+from orchestrator.api.auth import PRINCIPAL_KEY, authenticate
 from orchestrator.api.deps import get_wiring
 from orchestrator.api.ui.session import COOKIE, SessionKeys, UiSession, new_session, session_keys
 from orchestrator.errors import Forbidden, InvalidInput, OrchestratorError, Unauthorized
@@ -103,12 +103,14 @@ def principal_of(wiring: Wiring, token: str) -> Principal | None:
         return None
 
 
-def signed_in(visit: VisitDep, wiring: Annotated[Wiring, Depends(get_wiring)]) -> Operator:
+def signed_in(request: Request, visit: VisitDep, wiring: Annotated[Wiring, Depends(get_wiring)]) -> Operator:
     if visit.session.token is None:
         raise SignInNeeded
     principal = principal_of(wiring, visit.session.token)
     if principal is None:
         raise SignInNeeded
+    # Where the API's bearer check leaves it: the access log names who acted through the page.
+    setattr(request.state, PRINCIPAL_KEY, principal)
     return Operator(visit, principal)
 
 
