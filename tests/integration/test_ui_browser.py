@@ -279,6 +279,6 @@ def test_a_tenant_cannot_see_another_tenants_saga(
     assert answer is not None and answer.status == 403
 
 
-def test_screenshots_were_kept(backend: str) -> None:
+def test_screenshots_were_kept(browser: Browser, backend: str) -> None:
     kept = {p.stem for p in Path(ARTIFACTS / backend).glob("*.png")}
     assert {"sagas", "saga", "item", "items", "queues", "dead-letters", "mutexes", "saga-cancelled"} <= kept
