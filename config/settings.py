@@ -153,6 +153,19 @@ class Settings(BaseSettings):
         description="Fernet key(s) that encrypt stored secrets (webhook signing secrets), comma-separated: "
         "the first encrypts, any decrypts. Default: a key generated into the data dir (set it in production).",
     )
+    ui_session_secret: SecretStr | None = Field(
+        default=None,
+        min_length=32,
+        description="Signs and encrypts the operator page's (/ui) session cookies and its CSRF tokens; every API "
+        "process behind one address needs the same one. Default on SQLite (one host): a secret generated into the "
+        "data dir. On PostgreSQL it must be set: /ui refuses to sign anyone in without it.",
+    )
+    ui_session_ttl_s: int = Field(
+        default=8 * 3600,
+        ge=60,
+        le=30 * 86_400,
+        description="How long an operator stays signed in to /ui (a revoked token ends its sessions at once).",
+    )
     webhook_allow_private_targets: bool = Field(
         default=False,
         description="Let webhooks reach loopback, private, unique-local and link-local addresses "

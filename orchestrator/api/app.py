@@ -32,6 +32,7 @@ from orchestrator.api.context import RequestContext
 from orchestrator.api.gate import InputGate
 from orchestrator.api.limits import BodyLimit
 from orchestrator.api.query import strict_query
+from orchestrator.api.ui import app as ui
 from orchestrator.mcp.http import McpEndpoint
 from orchestrator.service.wiring import Wiring
 
@@ -119,6 +120,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(routing.items_router)
     app.include_router(dead_letters.router)
     app.include_router(metrics.router)
+    # The operator page (/ui): HTML, left out of the OpenAPI document.
+    ui.install(app)
     # MCP's own protocol (JSON-RPC over streamable HTTP), not an OpenAPI operation: left out of the
     # document, so the query check and the fuzzing, which work from the document, pass it by.
     app.router.routes.append(Route(MCP_PATH, mcp, include_in_schema=False))

@@ -16,6 +16,8 @@ from starlette.routing import compile_path
 from models.api import ErrorBody
 from models.errors import error_document
 from models.problems import error_details, summary
+from orchestrator.api.ui.html import error_response as page_response
+from orchestrator.api.ui.html import is_ui_path
 from orchestrator.errors import OrchestratorError
 from orchestrator.storage.db import is_transient
 
@@ -51,15 +53,19 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(OrchestratorError)
-    async def _ours(_: Request, exc: OrchestratorError) -> JSONResponse:
+    async def _ours(request: Request, exc: OrchestratorError) -> Response:
+        if is_ui_path(request.url.path):
+            return page_response(exc.status, exc.message)
         response = error_response(exc.status, exc.code, exc.message, exc.details)
         if exc.status == 401:
             response.headers["WWW-Authenticate"] = "Bearer"  # RFC 9110: a 401 names the scheme it wants
         return response
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
         errors = list(exc.errors())
+        if is_ui_path(request.url.path):
+            return page_response(422, f"not valid: {summary(error_details(errors))}")
         if any(e.get("type") == "json_invalid" for e in errors):
             ctx = errors[0].get("ctx") or {}
             return error_response(
@@ -69,7 +75,9 @@ def install(app: FastAPI) -> None:
         return error_response(422, "invalid_input", f"request is not valid: {summary(details)}", details)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        if is_ui_path(request.url.path):
+            return page_response(exc.status_code, str(exc.detail), dict(exc.headers or {}))
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         response = error_response(exc.status_code, code, str(exc.detail))
         response.headers.update(exc.headers or {})
@@ -80,15 +88,22 @@ def install(app: FastAPI) -> None:
         return response
 
     @app.exception_handler(SQLAlchemyError)
-    async def _database(_: Request, exc: SQLAlchemyError) -> JSONResponse:
+    async def _database(request: Request, exc: SQLAlchemyError) -> Response:
         if is_transient(exc):
+            if is_ui_path(request.url.path):
+                log.warning("answering 503: %s: %s", type(exc).__name__, exc)
+                return page_response(503, "the database is unavailable or busy; retry shortly", {"Retry-After": "1"})
             return unavailable_response(exc)
         log.exception("unhandled database error")
+        if is_ui_path(request.url.path):
+            return page_response(500, "internal error; the server log has the details")
         return error_response(500, "internal", "internal error; the server log has the details")
 
     @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error")
+        if is_ui_path(request.url.path):
+            return page_response(500, "internal error; the server log has the details")
         return error_response(500, "internal", "internal error; the server log has the details")
 
 

@@ -31,6 +31,7 @@ def up(modules: tuple[str, ...], concurrency: int, flower: bool) -> None:
         stack.start(progress=lambda m: click.echo(f"… {m}"))
         click.echo(f"workyard is up (data dir {settings.data_path})")
         click.echo(f"  API     {settings.api_url}   (OpenAPI at {settings.api_url}/docs)")
+        click.echo(f"  UI      {settings.api_url}/ui   (sign in with the admin token below)")
         if flower:
             user, password = stack.flower_credentials
             click.echo(

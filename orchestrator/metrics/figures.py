@@ -144,7 +144,7 @@ def read_counts(session: Session, now: datetime) -> Counts:
         select(WebhookDelivery.state, func.count()).group_by(WebhookDelivery.state)
     ):
         counts.deliveries[str(delivery_state)] = int(n)
-    counts.capabilities = _capabilities(session)
+    counts.capabilities = template_capabilities(session)
     return counts
 
 
@@ -168,7 +168,7 @@ def _aware(value: Any) -> datetime | None:
     return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
 
 
-def _capabilities(session: Session) -> list[str]:
+def template_capabilities(session: Session) -> list[str]:
     """Every capability a registered template's steps name (bounded, sorted). Read off the
     stored specs as they are: a template is validated once, when it is registered."""
     found: set[str] = set()

@@ -112,12 +112,22 @@ def list_sagas(
     limit: int = 50,
     cursor: str | None = None,
     tenant: str = ALL_TENANTS,
+    of_tenant: str | None = None,
+    created_from: datetime | None = None,
+    created_before: datetime | None = None,
 ) -> SagaPage:
     """Newest first, paged by an opaque cursor (stable while new sagas arrive); a tenant's own
-    sagas only (``*``: every tenant's)."""
+    sagas only (``*``: every tenant's, or ``of_tenant``'s alone), created in
+    [``created_from``, ``created_before``) where given."""
     query = select(SagaRun)
     if tenant != ALL_TENANTS:
         query = query.where(SagaRun.tenant == tenant)
+    elif of_tenant is not None:
+        query = query.where(SagaRun.tenant == of_tenant)
+    if created_from is not None:
+        query = query.where(SagaRun.created_at >= created_from)
+    if created_before is not None:
+        query = query.where(SagaRun.created_at < created_before)
     if state is not None:
         query = query.where(SagaRun.state == state)
     if template is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -73,7 +74,7 @@ def secret_box(settings: Settings) -> SecretBox:
     if settings.secret_key is not None:
         keys = tuple(k.strip() for k in settings.secret_key.get_secret_value().split(",") if k.strip())
     else:
-        keys = (_data_dir_key(settings.data_path / KEY_FILE),)
+        keys = (data_dir_secret(settings.data_path / KEY_FILE),)
     with _lock:
         box = _boxes.get(keys)
         if box is None:
@@ -81,7 +82,8 @@ def secret_box(settings: Settings) -> SecretBox:
     return box
 
 
-def _data_dir_key(path: Path) -> str:
+def data_dir_secret(path: Path, make: Callable[[], str] = lambda: Fernet.generate_key().decode()) -> str:
+    """The secret kept in ``path`` (mode 0600), made by ``make`` and written there on first use."""
     if path.exists():
         return path.read_text().strip()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -91,7 +93,7 @@ def _data_dir_key(path: Path) -> str:
     fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         with os.fdopen(fd, "w") as out:
-            out.write(Fernet.generate_key().decode() + "\n")
+            out.write(make() + "\n")
         try:
             os.link(scratch, path)
         except FileExistsError:
