@@ -628,3 +628,38 @@ def test_an_operator_replays_and_purges_dead_letters(stack_env: dict[str, str], 
     purged = workyard(env, "dead-letters", "purge", "--source", "workyard.orchestrator", "--yes")
     assert purged.returncode == 0 and "purged" in purged.stdout, purged.stderr
     assert back() == [] and "no dead letters" in workyard(env, "dead-letters").stdout
+
+
+def test_the_catalog_registers_lists_shows_and_instantiates_a_template(stack_env: dict[str, str]) -> None:
+    import json
+
+    pci = ROOT / "examples" / "catalog" / "change.pci.yaml"
+    added = workyard(stack_env, "catalog", "add", str(pci))
+    assert added.returncode == 0, added.stderr
+    assert "tpl:change:pci:1.0.0" in added.stdout
+    assert "change:pci 1.0.0  (change" in workyard(stack_env, "catalog", "list").stdout
+    shown = json.loads(workyard(stack_env, "catalog", "show", "change:pci").stdout)
+    assert shown["approvalPolicyId"] == "policy-change-pci-v1"
+    window = '{"start": "2026-12-06T01:00:00Z", "end": "2026-12-06T03:00:00Z"}'
+    args = (
+        "catalog",
+        "instantiate",
+        "change:pci",
+        "-p",
+        "system=vault",
+        "-p",
+        f"changeWindow={window}",
+        "--key",
+        "c-1",
+        "--tenant",
+        "acme",
+    )
+    made = workyard(stack_env, *args)
+    assert made.returncode == 0, made.stderr
+    assert "PCI change to vault" in made.stdout and "(created)" in made.stdout
+    again = workyard(stack_env, *args)
+    assert "(already created)" in again.stdout
+    assert again.stdout.split()[0] == made.stdout.split()[0]
+    wrong = workyard(stack_env, "catalog", "instantiate", "change:pci", "-p", "system=vault", "--tenant", "acme")
+    assert wrong.returncode != 0 and "Traceback" not in wrong.stderr
+    assert "parameters.changeWindow" in wrong.stderr

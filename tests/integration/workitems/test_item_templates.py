@@ -5,14 +5,17 @@ typed parameters, instantiation all or nothing, idempotent retries, tenants' own
 from __future__ import annotations
 
 from copy import deepcopy
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from fastapi.testclient import TestClient
 
 from tests.integration.workitems.conftest import Headers, TokenFactory, counts, error
 
 TEMPLATES = "/api/v1/work-item-templates"
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "catalog"
 WINDOW = {"start": "2026-12-06T01:00:00+00:00", "end": "2026-12-06T03:00:00+00:00"}
 
 PCI: dict[str, Any] = {
@@ -328,3 +331,17 @@ def test_a_workflow_starts_a_saga_with_the_new_item(client: TestClient, author: 
     assert read["input"] == {"item": done["items"][0]["id"], "system": "ledger"}
     again = instantiate(client, "change:pci", params, author, status=200)
     assert again["sagaId"] == done["sagaId"]
+
+
+def test_the_catalog_examples_register_checked_and_instantiate_with_their_examples(
+    client: TestClient, author: Headers
+) -> None:
+    paths = sorted(EXAMPLES.glob("*.yaml"))
+    assert len(paths) >= 2, EXAMPLES
+    for path in paths:
+        body = yaml.safe_load(path.read_text(encoding="utf-8"))
+        read = register(client, body, author)
+        assert read["schemaChecked"] is True, path.name  # every parameter it uses has a default or an example
+        params = {name: spec["example"] for name, spec in body["parameters"].items() if "example" in spec}
+        done = instantiate(client, body["name"], {"parameters": params}, author)
+        assert [i["type"] for i in done["items"]] == [body["type"]], path.name
