@@ -11,9 +11,9 @@ from models.principal import Principal, Scope
 from orchestrator.api.auth import needs
 from orchestrator.api.deps import get_wiring
 from orchestrator.api.errors import responses
+from orchestrator.catalog import registry
+from orchestrator.catalog.instantiate import instantiate
 from orchestrator.service.wiring import Wiring
-from orchestrator.work.catalog import registry
-from orchestrator.work.catalog.instantiate import instantiate
 
 router = APIRouter(prefix="/api/v1/work-item-templates", tags=["work-item templates"])
 WiringDep = Annotated[Wiring, Depends(get_wiring)]

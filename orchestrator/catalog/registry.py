@@ -37,10 +37,10 @@ from models.principal import ALL_TENANTS, Principal, Scope
 from models.work_api import WorkItemCreate
 from models.work_item_types import PARENT_TYPES
 from models.work_tables import ItemTemplateRow
+from orchestrator.catalog.params import check_spec, sample
 from orchestrator.errors import Conflict, InvalidInput, NotFound
 from orchestrator.sagas.templates import get_template
 from orchestrator.work.access import require
-from orchestrator.work.catalog.params import check_spec, sample
 from orchestrator.work.items import schema_document
 from orchestrator.work.types import get_type, validate_item
 

@@ -27,14 +27,14 @@ from models.keytemplate import KeyTemplateError, render_value
 from models.principal import Principal, Scope
 from models.work_api import WorkItemCreate
 from models.work_tables import ItemTemplateRow, WorkItem
+from orchestrator.catalog import registry
+from orchestrator.catalog.params import bind
 from orchestrator.errors import InvalidInput
 from orchestrator.sagas.submit import check_input, submit_saga
 from orchestrator.sagas.templates import get_template
 from orchestrator.storage.db import SessionFactory
 from orchestrator.work import audit
 from orchestrator.work.access import require, tenant_for_write
-from orchestrator.work.catalog import registry
-from orchestrator.work.catalog.params import bind
 from orchestrator.work.items import check_offer, check_size, insert_item, schema_document
 from orchestrator.work.types import get_type, validate_item
 from orchestrator.work.views import read_items
