@@ -663,3 +663,10 @@ def test_the_catalog_registers_lists_shows_and_instantiates_a_template(stack_env
     wrong = workyard(stack_env, "catalog", "instantiate", "change:pci", "-p", "system=vault", "--tenant", "acme")
     assert wrong.returncode != 0 and "Traceback" not in wrong.stderr
     assert "parameters.changeWindow" in wrong.stderr
+
+
+def test_the_readmes_catalog_block_runs_as_written(stack_env: dict[str, str], tmp_path: Path) -> None:
+    ran = run_readme_block(readme_block("<!-- catalog:"), stack_env, tmp_path)
+    assert ran.returncode == 0, f"{ran.stdout}\n{ran.stderr}"
+    assert '"title":"PCIchangetopayments-db"' in ran.stdout.replace(" ", "")
+    assert "change:pci 1.0.0" in ran.stdout
