@@ -32,6 +32,8 @@ MAX_ITEMS = 50  # items one instantiation may create: the template's and its inc
 TemplateName = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
 TemplateRef = Annotated[str, StringConstraints(pattern=REF_PATTERN)]
 ParamName = Annotated[str, StringConstraints(pattern=PARAM_NAME)]
+# Pydantic checks a dict's key pattern but does not say so in the JSON Schema; the OpenAPI should.
+_NAMED_PARAMS: dict[str, Any] = {"propertyNames": {"pattern": PARAM_NAME}}
 ParamType = Literal["string", "integer", "number", "boolean", "date", "datetime", "timespan", "enum", "object", "array"]
 
 
@@ -77,7 +79,7 @@ class IncludeSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     template: TemplateRef = Field(description='"name" (its latest version at registration) or "name@1.2.3".')
-    parameters: dict[ParamName, Any] = Field(default_factory=dict)
+    parameters: dict[ParamName, Any] = Field(default_factory=dict, json_schema_extra=_NAMED_PARAMS)
 
 
 class WorkflowSpec(BaseModel):
@@ -95,13 +97,22 @@ class ItemTemplateCreate(BaseModel):
     """A work-item template to register. ``type`` and ``item`` may be left to the template it
     extends."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    # A type, or a template to extend that has one (the OpenAPI says so; the validator below too).
+    model_config = ConfigDict(
+        extra="forbid",
+        populate_by_name=True,
+        json_schema_extra={"anyOf": [{"required": ["type"]}, {"required": ["extends"]}]},
+    )
 
     name: TemplateName = Field(description='A name such as "change:pci"; the template\'s id is tpl:<name>:<version>.')
-    version: Annotated[str, StringConstraints(min_length=5, max_length=32)] = Field(description="SemVer: 1.2.0")
+    version: Annotated[str, StringConstraints(min_length=5, max_length=32, pattern=SEMVER.pattern)] = Field(
+        description="SemVer: 1.2.0, or a pre-release such as 2.0.0-rc.1"
+    )
     title: str | None = Field(default=None, max_length=200, description="What the catalog calls it.")
     type: str | None = Field(default=None, min_length=1, max_length=64, description="The work-item type it creates.")
-    parameters: dict[ParamName, ParamSpec] = Field(default_factory=dict, max_length=100)
+    parameters: dict[ParamName, ParamSpec] = Field(
+        default_factory=dict, max_length=100, json_schema_extra=_NAMED_PARAMS
+    )
     item: dict[str, Any] = Field(
         default_factory=dict,
         description="The item blueprint: fields of POST /api/v1/work-items but type, tenant, parent_id and "

@@ -124,6 +124,27 @@ INEXPRESSIBLE = [
         r"^risk_level \w+ is below its type's ",
         "an item may raise its type's risk level, never lower it: the type's is in a runtime registry",
     ),
+    Inexpressible(
+        r"^the template is not valid: ",
+        "a work-item template names a registered type, templates it extends or includes, parameters for its"
+        " placeholders, and an item its type's JSON Schema accepts: runtime registries and cross-field rules",
+    ),
+    Inexpressible(
+        r"^no work-item template named |^template .* has no version ",
+        "the templates a work-item template extends or includes are a runtime registry",
+    ),
+    Inexpressible(
+        r"^type '.*': extends ",
+        "a template that extends another keeps its type: the other's is in a runtime registry",
+    ),
+    Inexpressible(
+        r"^the template's parameters are wrong: ",
+        "an instantiation's parameters are declared by the template it names, registered at run time",
+    ),
+    Inexpressible(
+        r"^template .* made an invalid item: ",
+        "an instantiated item must satisfy its type's JSON Schema, which is registered at run time",
+    ),
 ]
 
 
