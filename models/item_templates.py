@@ -52,13 +52,13 @@ class ParamSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    type: ParamType
+    type: ParamType = Field(description="The value's type; see the schema's description for timespan and enum.")
     required: bool = Field(default=False, description="Must be given when instantiating (a default makes it optional).")
     default: Any = Field(default=None, description="The value when not given; checked against the type.")
     example: Any = Field(
         default=None, description="A value used to check the blueprint against the type's schema at registration."
     )
-    description: str | None = Field(default=None, max_length=2000)
+    description: str | None = Field(default=None, max_length=2000, description="What the parameter means.")
     values: list[Annotated[str, StringConstraints(min_length=1, max_length=200)]] | None = Field(
         default=None, max_length=200, description="For type enum: the allowed values."
     )
@@ -79,7 +79,11 @@ class IncludeSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     template: TemplateRef = Field(description='"name" (its latest version at registration) or "name@1.2.3".')
-    parameters: dict[ParamName, Any] = Field(default_factory=dict, json_schema_extra=_NAMED_PARAMS)
+    parameters: dict[ParamName, Any] = Field(
+        default_factory=dict,
+        json_schema_extra=_NAMED_PARAMS,
+        description="The included template's parameters by name; strings may use this template's {params.name}.",
+    )
 
 
 class WorkflowSpec(BaseModel):
@@ -88,9 +92,15 @@ class WorkflowSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    template: Annotated[str, StringConstraints(min_length=1, max_length=200)]
-    version: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
-    input: dict[str, Any] = Field(default_factory=dict)
+    template: Annotated[str, StringConstraints(min_length=1, max_length=200)] = Field(
+        description="The saga template to start (the tenant's own, else a shared one)."
+    )
+    version: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = Field(
+        default=None, description="Its version; null: the highest registered."
+    )
+    input: dict[str, Any] = Field(
+        default_factory=dict, description="The saga's input; strings may use {params.name} and {item.id}."
+    )
 
 
 class ItemTemplateCreate(BaseModel):
@@ -111,7 +121,10 @@ class ItemTemplateCreate(BaseModel):
     title: str | None = Field(default=None, max_length=200, description="What the catalog calls it.")
     type: str | None = Field(default=None, min_length=1, max_length=64, description="The work-item type it creates.")
     parameters: dict[ParamName, ParamSpec] = Field(
-        default_factory=dict, max_length=100, json_schema_extra=_NAMED_PARAMS
+        default_factory=dict,
+        max_length=100,
+        json_schema_extra=_NAMED_PARAMS,
+        description="Its typed parameters by name; the item uses them as {params.name}.",
     )
     item: dict[str, Any] = Field(
         default_factory=dict,
@@ -119,12 +132,14 @@ class ItemTemplateCreate(BaseModel):
         "idempotence_key; strings may hold {params.name} placeholders.",
     )
     extends: TemplateRef | None = Field(default=None, description="The template this one inherits from.")
-    includes: list[IncludeSpec] = Field(default_factory=list, max_length=20)
-    workflow: WorkflowSpec | None = None
+    includes: list[IncludeSpec] = Field(
+        default_factory=list, max_length=20, description="Templates whose items are created as children of this one's."
+    )
+    workflow: WorkflowSpec | None = Field(default=None, description="A saga started with the new item; null: none.")
     approval_policy_id: str | None = Field(
         default=None, alias="approvalPolicyId", max_length=200, description="The policy gating its items."
     )
-    documentation: str | None = Field(default=None, max_length=20_000)
+    documentation: str | None = Field(default=None, max_length=20_000, description="What the template is for.")
     migration_notes: str | None = Field(
         default=None, alias="migrationNotes", max_length=20_000, description="What changed since the last version."
     )
@@ -141,27 +156,29 @@ class ItemTemplateRead(BaseModel):
 
     model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
 
-    id: str
-    name: str
-    version: str
-    tenant: str
-    title: str | None
-    type: str
-    approval_policy_id: str | None = Field(alias="approvalPolicyId")
-    parameters: dict[str, ParamSpec]
-    item: dict[str, Any]
-    extends: str | None = Field(description="The template it extends, as name@version.")
+    id: str = Field(description="tpl:<name>:<version>")
+    name: str = Field(description="The template's name.")
+    version: str = Field(description="Its SemVer version.")
+    tenant: str = Field(description="The tenant whose catalog holds it; * : shared with every tenant.")
+    title: str | None = Field(description="What the catalog calls it; null: none given.")
+    type: str = Field(description="The work-item type it creates.")
+    approval_policy_id: str | None = Field(
+        alias="approvalPolicyId", description="The policy gating its items; null: none."
+    )
+    parameters: dict[str, ParamSpec] = Field(description="Its parameters, its own and inherited, by name.")
+    item: dict[str, Any] = Field(description="The item blueprint, with what it extends merged in.")
+    extends: str | None = Field(description="The template it extends, as name@version; null: none.")
     includes: list[IncludeSpec] = Field(description="Inclusions, its own and inherited, as name@version.")
-    workflow: WorkflowSpec | None
-    documentation: str | None
-    migration_notes: str | None = Field(alias="migrationNotes")
+    workflow: WorkflowSpec | None = Field(description="The saga it starts with a new item; null: none.")
+    documentation: str | None = Field(description="What it is for; null: none given.")
+    migration_notes: str | None = Field(alias="migrationNotes", description="What changed in this version; null: none.")
     schema_checked: bool = Field(
         alias="schemaChecked",
         description="Whether registration checked the blueprint against the type's JSON Schema (it needs a "
         "default or example for every parameter the blueprint uses); the structure is always checked.",
     )
-    created_by: str
-    created_at: datetime
+    created_by: str = Field(description="Who registered it.")
+    created_at: datetime = Field(description="When.")
 
 
 class InstantiateRequest(BaseModel):
@@ -172,7 +189,7 @@ class InstantiateRequest(BaseModel):
     version: Annotated[str, StringConstraints(min_length=5, max_length=32)] | None = Field(
         default=None, description="Default: the latest version (pre-releases only when asked for by version)."
     )
-    parameters: dict[str, Any] = Field(default_factory=dict)
+    parameters: dict[str, Any] = Field(default_factory=dict, description="The template's parameters by name.")
     tenant: str | None = Field(default=None, min_length=1, max_length=64, description="Default: the token's.")
     parent_id: str | None = Field(default=None, max_length=96, description="An item the new one is part of.")
     idempotence_key: str | None = Field(
@@ -181,15 +198,15 @@ class InstantiateRequest(BaseModel):
         max_length=200,
         description="A retry with the same key and parameters answers what the first did; other parameters: 409.",
     )
-    due_at: AwareDatetime | None = None
+    due_at: AwareDatetime | None = Field(default=None, description="The new item's due time; null: none.")
 
 
 class Instantiated(BaseModel):
     """What an instantiation created: the template's item first, then its inclusions' (children)."""
 
-    template_id: str = Field(alias="templateId")
-    created: bool
-    items: list[WorkItemRead]
+    template_id: str = Field(alias="templateId", description="The template instantiated: tpl:<name>:<version>.")
+    created: bool = Field(description="False: a retry with the same idempotence key; the items are the first call's.")
+    items: list[WorkItemRead] = Field(description="The template's item first, then its inclusions', depth first.")
     saga_id: str | None = Field(default=None, alias="sagaId", description="The workflow's saga, if it has one.")
 
     model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
