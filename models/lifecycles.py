@@ -94,6 +94,7 @@ CANONICAL = Lifecycle(
 
 # The next-work doc's statuses. The doc gives no transition table; this one lets work be
 # started, blocked and unblocked, handed to review, sent back, and cancelled while still open.
+# Done work whose compensation plan ran is rolled_back (the spec's task items carry a plan).
 WORK = Lifecycle(
     name="work",
     initial="todo",
@@ -102,8 +103,9 @@ WORK = Lifecycle(
         "in_progress": ("blocked", "review", "done", "cancelled"),
         "blocked": ("todo", "in_progress", "cancelled"),
         "review": ("done", "in_progress", "cancelled"),
+        "done": ("rolled_back",),
     },
-    terminal=frozenset({"done", "cancelled"}),
+    terminal=frozenset({"done", "cancelled", "rolled_back"}),
     resolved=frozenset({"done", "cancelled"}),
     succeeded=frozenset({"done"}),
     start={"todo": "in_progress", "blocked": "in_progress"},
@@ -112,7 +114,7 @@ WORK = Lifecycle(
     fail={"todo": "cancelled", "in_progress": "cancelled", "blocked": "cancelled", "review": "cancelled"},
     send_back={"review": "in_progress"},
     close=_cancel_from(("todo", "in_progress", "blocked", "review"), "cancelled"),
-    description="The next-work doc: todo, in_progress, blocked, review, done, cancelled.",
+    description="The next-work doc: todo, in_progress, blocked, review, done, cancelled (and rolled_back).",
 )
 
 # The task-workflow doc, origin "backlog": finished work waits for the user's review, who

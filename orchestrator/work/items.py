@@ -280,7 +280,25 @@ def _apply_offer(item: WorkItem, offer: HumanOffer | AgentOffer) -> None:
 
 def _document(data: dict[str, Any]) -> dict[str, Any]:
     """What a type's JSON Schema sees: the item as submitted, without the envelope fields."""
-    return {k: v for k, v in data.items() if k not in ("idempotence_key", "tenant", "version")}
+    return {k: v for k, v in data.items() if k not in _ENVELOPE}
+
+
+# Fields a type's JSON Schema does not see: checked by the API's own models, and (the spec's
+# fields added later) unknown to schemas registered before them, which may forbid other fields.
+_ENVELOPE = frozenset(
+    {
+        "idempotence_key",
+        "tenant",
+        "version",
+        "raci",
+        "related_goals",
+        "risk_assessment",
+        "templates_applied",
+        "timeout_ms",
+        "overall_timeout_ms",
+        "compensation",
+    }
+)
 
 
 def _request_hash(tenant: str, body: WorkItemCreate) -> str:
