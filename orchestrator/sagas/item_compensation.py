@@ -301,6 +301,11 @@ def _what_to_run(
             f"work item {item.id} is still {item.status}: compensate an item that has ended (done or failed)",
             details=[{"path": "status", "message": f"is {item.status}, open"}],
         )
+    if item.status == LIFECYCLES[item.lifecycle].undone:
+        raise Conflict(
+            f"work item {item.id} is {item.status} already: its compensation ran",
+            details=[{"path": "status", "message": item.status}],
+        )
     plan = CompensationPlan.model_validate(item.compensation)
     run_steps = run_steps_of(session, item)
     if failed_step is not None and failed_step not in run_steps | _targets(plan):
@@ -357,9 +362,4 @@ def _refuse_while_running(session: Session, item: WorkItem) -> None:
         raise Conflict(
             f"a compensation of {item.id} is under way ({running}); wait for it to end",
             details=[{"path": "compensation", "message": f"{running} is running"}],
-        )
-    if item.status == "rolled_back":
-        raise Conflict(
-            f"work item {item.id} is rolled back already",
-            details=[{"path": "status", "message": "rolled_back"}],
         )

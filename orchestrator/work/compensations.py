@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models.enums import SagaState
-from models.lifecycles import LIFECYCLES, is_valid_transition
+from models.lifecycles import LIFECYCLES
 from models.tables import SagaRun
 from models.work_tables import WorkItem, WorkItemCompensation
 from orchestrator.work import audit, remediation
@@ -25,7 +25,6 @@ from orchestrator.work.items import touch
 # Every compensation saga's template name starts so: the engine's end-of-saga hook reads the
 # compensations table for these only, not for every saga that ends.
 TEMPLATE_PREFIX = "workitem-compensation."
-ROLLED_BACK = "rolled_back"
 
 
 class RunStatus(StrEnum):
@@ -52,9 +51,9 @@ def saga_ended(session: Session, saga: SagaRun, now: datetime) -> None:
         if item is None:
             return
         lifecycle = LIFECYCLES[item.lifecycle]
-        if is_valid_transition(lifecycle, item.status, ROLLED_BACK):
+        if lifecycle.undone is not None and item.status in lifecycle.succeeded and not item.is_open:
             before = item.status
-            item.status = ROLLED_BACK
+            item.status = lifecycle.undone
             touch(item)
             audit.record(
                 session,
@@ -62,7 +61,7 @@ def saga_ended(session: Session, saga: SagaRun, now: datetime) -> None:
                 "rolled_back",
                 actor,
                 from_status=before,
-                to_status=ROLLED_BACK,
+                to_status=item.status,
                 reason=run.reason,
                 details={"compensation": run.id, "saga_id": saga_id},
             )
