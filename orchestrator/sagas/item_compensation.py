@@ -54,6 +54,8 @@ from orchestrator.work.compensations import TEMPLATE_PREFIX, RunStatus
 from orchestrator.work.views import load_item
 
 TEMPLATE_VERSION = "1.0.0"
+# Where the input of a compensation run names its item (and what its actions' keys are made of).
+ITEM_KEY = "work_item_id"
 # The longest backoff the plan's doubling reaches, and a handler attempt's timeout: the engine's.
 MAX_BACKOFF_MS = 300_000
 
@@ -163,9 +165,19 @@ def applicable(item: WorkItem, plan: CompensationPlan, failed_step: str | None) 
 
 
 def build_template(
-    tenant: str, plan: CompensationPlan, steps: list[CompensationStep], actions: dict[str, Action]
+    tenant: str,
+    plan: CompensationPlan,
+    steps: list[CompensationStep],
+    actions: dict[str, Action],
+    *,
+    keyed: bool,
 ) -> TemplateSpec:
-    """The saga template that runs ``steps`` (already in run order) with the plan's retries."""
+    """The saga template that runs ``steps`` (already in run order) with the plan's retries.
+
+    ``keyed`` (the input is an object, carrying ``work_item_id``): each action's idempotence key is
+    the item's and the action's, the same in every run of the item's plan, so a run asked for again
+    after one that failed does not redo what the first run's actions did (the worker's dedup, or
+    the handler's own, answers them) and only what failed runs again."""
     retry = RetryPolicy(
         max_attempts=plan.retry_policy.max_retries + 1,
         initial_ms=plan.retry_policy.backoff_ms,
@@ -183,6 +195,7 @@ def build_template(
                 capability=actions[step.action_id].capability,
                 handler=step.action_id,
                 retry=retry,
+                idempotence_key=f"workitem:{{input.{ITEM_KEY}}}:{name}" if keyed else None,
             )
         )
     body = {
@@ -228,7 +241,7 @@ def compensate(
         if found is not None:
             return Started(found, False, [])
         plan, steps, actions = _what_to_run(session, item, failed_step)
-        spec = build_template(item.tenant, plan, steps, actions)
+        spec = build_template(item.tenant, plan, steps, actions, keyed=isinstance(_saga_input(session, item), dict))
     register_template(sessions, spec, tenant=item.tenant)
     try:
         with sessions.begin() as session:
@@ -238,8 +251,8 @@ def compensate(
                 return Started(found, False, [])
             _refuse_while_running(session, item)
             plan, steps, actions = _what_to_run(session, item, failed_step)
-            spec = build_template(item.tenant, plan, steps, actions)
             saga_input = _saga_input(session, item)
+            spec = build_template(item.tenant, plan, steps, actions, keyed=isinstance(saga_input, dict))
             now = utcnow()
             engine = SagaEngine(session.uow, SqlSagaStore(session), settings, now)
             saga = start_saga(
@@ -329,12 +342,14 @@ def _targets(plan: CompensationPlan) -> frozenset[str]:
 
 def _saga_input(session: Session, item: WorkItem) -> Any:
     """What the actions are given: the input of the item's saga (what the handlers it undoes were
-    given), else the item's payload (the spec's "input for agent")."""
+    given), else the item's payload (the spec's "input for agent"); an object gets the item's id
+    under ``work_item_id`` too (handlers' models ignore fields they do not declare)."""
+    given: Any = item.payload
     if item.saga_id is not None:
         saga = session.get(SagaRun, item.saga_id)
         if saga is not None:
-            return saga.input
-    return item.payload
+            given = saga.input
+    return {**given, ITEM_KEY: item.id} if isinstance(given, dict) else given
 
 
 def _by_key(session: Session, item_id: str, key: str, digest: str) -> WorkItemCompensation | None:

@@ -170,5 +170,13 @@ def test_a_compensation_that_gives_up_opens_a_remediation_item(stack: Stack) -> 
     history = stack.api.get(f"{ITEMS}/{item['id']}/history").json()
     actions = [e["action"] for e in history]
     assert "compensation_failed" in actions and "remediation_opened" in actions
-    # A new compensation may be asked for once this one has ended.
-    assert stack.api.post(f"{ITEMS}/{item['id']}/compensate").status_code == 202
+    # A new compensation may be asked for once this one has ended. Each action's idempotence key is
+    # the item's and the action's, so what the first run undid is not undone twice.
+    again = stack.api.post(f"{ITEMS}/{item['id']}/compensate")
+    assert again.status_code == 202, again.text
+    eventually(
+        lambda: [r["compensationStatus"] for r in stack.runs(item["id"])] == ["failed", "failed"],
+        timeout=60,
+        what="the second compensation to give up",
+    )
+    assert stack.h.effects(tag) == ["undo_two"]
