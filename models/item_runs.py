@@ -23,7 +23,7 @@ class RunLog(BaseModel):
     outcome: str = Field(description="running, succeeded, failed, lost, timed_out, deferred or cancelled.")
     worker: str | None = Field(default=None, description="The worker that reported it; null: none yet.")
     error: str | None = Field(default=None, description="Why it failed; null: it did not.")
-    ended_at: datetime | None = Field(default=None, description="When it ended; null: it has not.")
+    endedAt: datetime | None = Field(default=None, description="When it ended; null: it has not.")
 
 
 class RunStep(BaseModel):

@@ -92,7 +92,7 @@ def _logs(session: Session, saga_ids: list[str]) -> dict[tuple[str, int], list[R
                 outcome=a.outcome.value,
                 worker=a.worker,
                 error=a.error,
-                ended_at=a.finished_at,
+                endedAt=a.finished_at,
             )
         )
     return found
