@@ -110,3 +110,6 @@ class TimerKind(StrEnum):
     sla_escalate = "sla_escalate"
     lease_expiry = "lease_expiry"
     stall_check = "stall_check"  # the holder's progress, checked against its stall ladder
+    item_timeout = "item_timeout"  # timeout_ms from its start
+    item_overall_timeout = "item_overall_timeout"  # overall_timeout_ms from its creation
+    item_due = "item_due"  # its due_at

@@ -11,18 +11,14 @@ registered, never changes.
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from models.item_plans import SEMVER, SEMVER_PATTERN
 from models.work_api import WorkItemRead
 
-SEMVER = re.compile(
-    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
-    r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?$"
-)
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._:-]{0,99}$"
 # "name" (its latest version when registered) or "name@1.2.3" (that version).
 REF_PATTERN = r"^[a-z0-9][a-z0-9._:-]{0,99}(@[0-9A-Za-z.+-]{1,32})?$"
@@ -35,15 +31,6 @@ ParamName = Annotated[str, StringConstraints(pattern=PARAM_NAME)]
 # Pydantic checks a dict's key pattern but does not say so in the JSON Schema; the OpenAPI should.
 _NAMED_PARAMS: dict[str, Any] = {"propertyNames": {"pattern": PARAM_NAME}}
 ParamType = Literal["string", "integer", "number", "boolean", "date", "datetime", "timespan", "enum", "object", "array"]
-
-
-def semver_key(version: str) -> tuple[int, int, int, int, str]:
-    """A version's sort key: a pre-release sorts before its release (1.0.0-rc.1 < 1.0.0)."""
-    match = SEMVER.match(version)
-    if match is None:
-        raise ValueError(f"{version!r} is not a SemVer version (MAJOR.MINOR.PATCH[-PRERELEASE])")
-    major, minor, patch, pre = match.groups()
-    return int(major), int(minor), int(patch), 0 if pre else 1, pre or ""
 
 
 class ParamSpec(BaseModel):
@@ -115,7 +102,7 @@ class ItemTemplateCreate(BaseModel):
     )
 
     name: TemplateName = Field(description='A name such as "change:pci"; the template\'s id is tpl:<name>:<version>.')
-    version: Annotated[str, StringConstraints(min_length=5, max_length=32, pattern=SEMVER.pattern)] = Field(
+    version: Annotated[str, StringConstraints(min_length=5, max_length=32, pattern=SEMVER_PATTERN)] = Field(
         description="SemVer: 1.2.0, or a pre-release such as 2.0.0-rc.1"
     )
     title: str | None = Field(default=None, max_length=200, description="What the catalog calls it.")
@@ -146,7 +133,7 @@ class ItemTemplateCreate(BaseModel):
 
     @model_validator(mode="after")
     def _semver(self) -> ItemTemplateCreate:
-        if SEMVER.match(self.version) is None:
+        if SEMVER.fullmatch(self.version) is None:
             raise ValueError(f"version {self.version!r} is not SemVer (MAJOR.MINOR.PATCH[-PRERELEASE])")
         return self
 

@@ -36,6 +36,9 @@ class Lifecycle:
     # The status that means "waiting on something" (where an SLA's pause parks an item): it may be
     # started again by hand, but it is not work to hand out; None: the lifecycle has none.
     paused: str | None = None
+    # The terminal status a succeeded item moves to when its compensation plan has run (the spec's
+    # done -> rolled_back); None: the lifecycle has none, and the item keeps its status.
+    undone: str | None = None
     description: str = ""
 
     @property
@@ -64,6 +67,8 @@ class Lifecycle:
             for source, target in getattr(self, action).items():
                 if target not in self.transitions.get(source, ()):
                     raise ValueError(f"lifecycle {self.name}: {action} {source} -> {target} is not a transition")
+        if self.undone is not None and self.undone not in self.terminal:
+            raise ValueError(f"lifecycle {self.name}: undone status {self.undone} is not terminal")
 
 
 def _cancel_from(statuses: tuple[str, ...], to: str) -> dict[str, str]:
@@ -89,11 +94,14 @@ CANONICAL = Lifecycle(
     paused="waiting",
     complete={"in_progress": "review", "review": "done"},
     fail={"in_progress": "failed", "review": "failed"},
+    undone="rolled_back",
     description="The work-items spec: planned, in_progress, waiting, review, done, failed, rolled_back.",
 )
 
 # The next-work doc's statuses. The doc gives no transition table; this one lets work be
 # started, blocked and unblocked, handed to review, sent back, and cancelled while still open.
+# Done work whose compensation plan ran is rolled_back (the spec's task items carry a plan); only
+# the plan's run moves it there, not a transition by hand.
 WORK = Lifecycle(
     name="work",
     initial="todo",
@@ -103,7 +111,7 @@ WORK = Lifecycle(
         "blocked": ("todo", "in_progress", "cancelled"),
         "review": ("done", "in_progress", "cancelled"),
     },
-    terminal=frozenset({"done", "cancelled"}),
+    terminal=frozenset({"done", "cancelled", "rolled_back"}),
     resolved=frozenset({"done", "cancelled"}),
     succeeded=frozenset({"done"}),
     start={"todo": "in_progress", "blocked": "in_progress"},
@@ -112,7 +120,8 @@ WORK = Lifecycle(
     fail={"todo": "cancelled", "in_progress": "cancelled", "blocked": "cancelled", "review": "cancelled"},
     send_back={"review": "in_progress"},
     close=_cancel_from(("todo", "in_progress", "blocked", "review"), "cancelled"),
-    description="The next-work doc: todo, in_progress, blocked, review, done, cancelled.",
+    undone="rolled_back",
+    description="The next-work doc: todo, in_progress, blocked, review, done, cancelled (and rolled_back).",
 )
 
 # The task-workflow doc, origin "backlog": finished work waits for the user's review, who

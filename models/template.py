@@ -4,24 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
+from models.item_plans import NAME, SEMVER, SEMVER_PATTERN
 from models.keytemplate import placeholders
 from models.schemas import SchemaProblem, check_schema, validator_for
 from models.sla import SlaSpec
 from models.step_item import CompletionPolicy, WorkItemStepSpec
 
-# MAJOR.MINOR.PATCH[-PRERELEASE], matched whole (\Z: "$" would let a trailing newline through).
-# No +BUILD metadata: SemVer gives it no precedence, so two versions that differ only by it would
-# tie for "latest".
-SEMVER = re.compile(r"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-([0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?\Z")
-# The same rule for the OpenAPI (ECMA-262, where "$" is the very end). Only in the schema: the
-# validator below says why a version is refused (build metadata, ...) better than "no match".
-SEMVER_PATTERN = r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$"
-NAME = r"^[A-Za-z][A-Za-z0-9_.\-]{0,199}$"
+# SEMVER (matched whole, no +BUILD: it gives no precedence, so two versions differing only by it
+# would tie for "latest"), SEMVER_PATTERN (the same for the OpenAPI) and NAME live in models.item_plans.
 CAPABILITY = r"^[a-z0-9][a-z0-9_\-]{0,99}$"
 
 

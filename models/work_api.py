@@ -17,6 +17,7 @@ from pydantic import (
 )
 
 from models.agents import RiskLevel
+from models.item_plans import CompensationPlan, GoalCode, Raci, RiskAssessment, TemplateApplied, TimeoutMs
 from models.lifecycles import TypeLifecycle
 from models.principal import SCOPE_PATTERN, PrincipalType
 from models.sla import SlaSpec, StallSpec
@@ -110,6 +111,54 @@ def _no_status(data: Any) -> Any:
     return data
 
 
+RACI = "Who is responsible, accountable, consulted and informed (user:<id> or agent:<id> each); null: none."
+GOALS = "Codes of the goals the work serves (also accepted as relatedGoals), e.g. GOAL-FINSERV-001; each once."
+RISK = "The change's risk assessment (also accepted as riskAssessment); null: none."
+TEMPLATES = "The work-item templates, by id and version, it was made from (also accepted as templatesApplied)."
+TIMEOUT = (
+    "Once started, it must end within this many ms, or it fails with the reason timeout (also accepted as "
+    "timeoutMs); null: no limit."
+)
+OVERALL = (
+    "From its creation, it must end within this many ms, or it fails with the reason overall_timeout (also "
+    "accepted as overallTimeoutMs); null: no limit."
+)
+COMPENSATION = (
+    "How its external effects are undone (§6): POST .../compensate runs the plan as a saga. Each action_id "
+    "must be a handler a saga template of the tenant registers (422 otherwise). Null: no plan."
+)
+# The spec's spelling of a field, accepted for ours (models.item_plans does the same for its fields).
+SPEC_SPELLINGS = {
+    "relatedGoals": "related_goals",
+    "riskAssessment": "risk_assessment",
+    "templatesApplied": "templates_applied",
+    "timeoutMs": "timeout_ms",
+    "overallTimeoutMs": "overall_timeout_ms",
+    "dueAt": "due_at",
+}
+
+
+def _accept_spellings(spellings: dict[str, str]) -> Any:
+    def rename(data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        out = dict(data)
+        for theirs, ours in spellings.items():
+            if theirs in out:
+                if ours in out:
+                    raise ValueError(f"give {ours} or {theirs}, not both")
+                out[ours] = out.pop(theirs)
+        return out
+
+    return rename
+
+
+def _goals_unique(value: list[str]) -> list[str]:
+    if len(value) != len(set(value)):
+        raise ValueError("a goal is listed twice")
+    return value
+
+
 class WorkItemCreate(BaseModel):
     """A request to create a work item: its type, title, tenant, offer, assignee, payload, SLA and idempotence key.
 
@@ -162,7 +211,9 @@ class WorkItemCreate(BaseModel):
         default_factory=dict, description="Anything else to keep with the item; workyard does not read it."
     )
     due_at: AwareDatetime | None = Field(
-        default=None, description="When it should be done (with a time zone); informational, see sla for timers."
+        default=None,
+        description="When it must be done by (with a time zone; also accepted as dueAt): an item still open then "
+        "fails with the reason due (a durable timer). Null: no date.",
     )
     origin: Literal["backlog", "chat"] | None = Field(
         default=None,
@@ -193,8 +244,21 @@ class WorkItemCreate(BaseModel):
             "body is a 409. Or send an Idempotency-Key header (both: they must agree)."
         ),
     )
+    raci: Raci | None = Field(default=None, description=RACI)
+    related_goals: list[GoalCode] = Field(default_factory=list, max_length=50, description=GOALS)
+    risk_assessment: RiskAssessment | None = Field(default=None, description=RISK)
+    templates_applied: list[TemplateApplied] = Field(default_factory=list, max_length=20, description=TEMPLATES)
+    timeout_ms: TimeoutMs | None = Field(default=None, description=TIMEOUT)
+    overall_timeout_ms: TimeoutMs | None = Field(default=None, description=OVERALL)
+    compensation: CompensationPlan | None = Field(default=None, description=COMPENSATION)
 
     _reject_status = model_validator(mode="before")(_no_status)
+    _spellings = model_validator(mode="before")(_accept_spellings(SPEC_SPELLINGS))
+
+    @field_validator("related_goals")
+    @classmethod
+    def _goals_once(cls, value: list[str]) -> list[str]:
+        return _goals_unique(value)
 
 
 def no_null(schema: dict[str, Any]) -> None:
@@ -209,6 +273,8 @@ def no_null(schema: dict[str, Any]) -> None:
 # Fields of an update that cannot be null, and what to send to empty them instead.
 _NOT_NULL = {
     "title": "",
+    "related_goals": " ([] empties it)",
+    "templates_applied": " ([] empties it)",
     "priority": "",
     "labels": " ([] empties it)",
     "dependencies": " ([] empties it)",
@@ -268,12 +334,35 @@ class WorkItemUpdate(BaseModel):
     metadata: dict[str, Any] | None = Field(
         default=None, description="The metadata, replacing the old one whole; null empties it (as {})."
     )
-    due_at: AwareDatetime | None = Field(default=None, description="A new due time (with a time zone); null clears it.")
+    due_at: AwareDatetime | None = Field(
+        default=None, description="A new due time (with a time zone; re-armed); null clears it."
+    )
     offer: Offer | None = Field(
         default=None, description="A new offer; null restores the default (people with the work:claim scope)."
     )
+    raci: Raci | None = Field(default=None, description="A new RACI matrix; null clears it.")
+    related_goals: list[GoalCode] | None = Field(
+        default=None, max_length=50, json_schema_extra=no_null, description="The goal codes, replacing the old ones."
+    )
+    risk_assessment: RiskAssessment | None = Field(default=None, description="A new risk assessment; null clears it.")
+    templates_applied: list[TemplateApplied] | None = Field(
+        default=None, max_length=20, json_schema_extra=no_null, description="The templates applied, replacing them."
+    )
+    timeout_ms: TimeoutMs | None = Field(
+        default=None, description="A new timeout from its start (re-armed if it has started); null clears it."
+    )
+    overall_timeout_ms: TimeoutMs | None = Field(
+        default=None, description="A new timeout from its creation (re-armed); null clears it."
+    )
+    compensation: CompensationPlan | None = Field(default=None, description="A new compensation plan; null clears it.")
 
     _reject_status = model_validator(mode="before")(_no_status)
+    _spellings = model_validator(mode="before")(_accept_spellings(SPEC_SPELLINGS))
+
+    @field_validator("related_goals")
+    @classmethod
+    def _goals_once(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else _goals_unique(value)
 
     @field_validator(*_NOT_NULL, mode="before")
     @classmethod
@@ -385,6 +474,15 @@ class WorkItemRead(BaseModel):
     stalled_at: datetime | None = Field(
         default=None, description="When its holder was found stalled (beating without progress); null: it is not."
     )
+    raci: Raci | None = Field(default=None, description="Its RACI matrix; null: none.")
+    related_goals: list[str] = Field(default_factory=list, description="Codes of the goals it serves.")
+    risk_assessment: RiskAssessment | None = Field(default=None, description="Its risk assessment; null: none.")
+    templates_applied: list[TemplateApplied] = Field(
+        default_factory=list, description="The work-item templates it was made from."
+    )
+    timeout_ms: int | None = Field(default=None, description="Its limit from its start, in ms; null: none.")
+    overall_timeout_ms: int | None = Field(default=None, description="Its limit from its creation, in ms; null: none.")
+    compensation: CompensationPlan | None = Field(default=None, description="Its compensation plan; null: none.")
     created_at: datetime = Field(description="When it was created.")
     updated_at: datetime = Field(description="When it last changed.")
     started_at: datetime | None = Field(description="When work on it started; null: not yet.")

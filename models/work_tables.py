@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import JSON, Float, ForeignKey, Index, String, Table, Text, UniqueConstraint, text
+from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Index, String, Table, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, utcnow
@@ -106,6 +106,16 @@ class WorkItem(Base):
     # A human-in-the-loop requirement the routing rule that placed the item put on it:
     # {"required", "gates", "rule_id"} (the gates themselves are enforced elsewhere); null: none.
     hitl: Mapped[dict[str, Any] | None]
+    # The spec's §2 fields (models.item_plans): RACI, goal codes, risk assessment, templates applied.
+    raci: Mapped[dict[str, Any] | None]
+    related_goals: Mapped[list[str]] = mapped_column(JSON, default=list)
+    risk_assessment: Mapped[dict[str, Any] | None]
+    templates_applied: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    # Item-level timeouts (§3), each a durable timer: from its start, and from its creation.
+    timeout_ms: Mapped[int | None] = mapped_column(BigInteger)
+    overall_timeout_ms: Mapped[int | None] = mapped_column(BigInteger)
+    # How its external effects are undone (§6, models.item_plans.CompensationPlan); null: no plan.
+    compensation: Mapped[dict[str, Any] | None]
     # Set when a saga step waits on the item: which attempt of which step its outcome answers.
     saga_id: Mapped[str | None] = mapped_column(String(36))
     saga_step: Mapped[str | None] = mapped_column(String(200))
@@ -136,6 +146,33 @@ Index(
     postgresql_where=text(OFFERED_PREDICATE.format(true="true")),
     sqlite_where=text(OFFERED_PREDICATE.format(true="1")),
 )
+
+
+class WorkItemCompensation(Base):
+    """One run of a work item's compensation plan: the saga that runs it, and the request that
+    asked for it (its idempotence key). At most one runs per item at a time."""
+
+    __tablename__ = "work_item_compensations"
+    __table_args__ = (
+        UniqueConstraint("item_id", "idempotence_key"),
+        Index("ix_work_item_compensations_item", "item_id", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    item_id: Mapped[str] = mapped_column(String(ID_LENGTH))
+    tenant: Mapped[str] = mapped_column(String(64))
+    saga_id: Mapped[str] = mapped_column(String(36), unique=True)
+    idempotence_key: Mapped[str] = mapped_column(String(255))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    # running, completed (every action ran) or failed (an action gave up: a remediation item was opened)
+    status: Mapped[str] = mapped_column(String(16), default="running")
+    requested_by: Mapped[str] = mapped_column(String(300))
+    reason: Mapped[str | None] = mapped_column(Text)
+    # The item's status when it was asked (where it returns to if the compensation fails).
+    from_status: Mapped[str] = mapped_column(String(32))
+    remediation_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    ended_at: Mapped[datetime | None]
 
 
 class WorkItemDependency(Base):
@@ -271,6 +308,7 @@ DELIVERIES = cast(Table, WebhookDelivery.__table__)
 DEPENDENCIES = cast(Table, WorkItemDependency.__table__)
 LABELS = cast(Table, WorkItemLabel.__table__)
 EVENTS = cast(Table, WorkItemEvent.__table__)
+COMPENSATIONS = cast(Table, WorkItemCompensation.__table__)
 
 
 class ItemTemplateRow(Base):

@@ -24,6 +24,7 @@ from orchestrator.api import (
     sagas,
     templates,
     webhooks,
+    work_item_runs,
     work_item_types,
     work_items,
 )
@@ -111,6 +112,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(templates.router)
     app.include_router(sagas.router)
     app.include_router(work_items.router)
+    app.include_router(work_item_runs.router)
     app.include_router(queues.router)
     app.include_router(work_item_types.router)
     app.include_router(item_templates.router)

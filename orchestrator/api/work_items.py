@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Response
 
+from models.principal import Scope
 from models.work_api import (
     PARTY_PATTERN,
     AllowedTransitions,
@@ -28,8 +29,10 @@ from orchestrator.api.auth import PrincipalDep
 from orchestrator.api.deps import get_wiring, mark_live, unit_of_work
 from orchestrator.api.errors import responses
 from orchestrator.errors import InvalidInput
+from orchestrator.sagas import item_compensation
 from orchestrator.service.wiring import Wiring
 from orchestrator.work import audit, claims, items, transitions, views
+from orchestrator.work.access import require, tenant_for_write
 
 router = APIRouter(prefix="/api/v1/work-items", tags=["work items"])
 WiringDep = Annotated[Wiring, Depends(get_wiring)]
@@ -77,6 +80,11 @@ def create_work_item(
                 details=[{"path": "idempotence_key", "message": "differs from the header"}],
             )
         body = body.model_copy(update={"idempotence_key": idempotency_key})
+    if body.compensation is not None:
+        # After the checks of who may write where, as create_item makes them, so a caller who may
+        # not create the item learns nothing from a plan's checks.
+        require(principal, Scope.work_write)
+        item_compensation.check_item_plan(wiring.sessions, tenant_for_write(principal, body.tenant), body.compensation)
     item, created = items.create_item(
         wiring.sessions, principal, body, max_payload_bytes=wiring.settings.work_item_max_payload_bytes
     )
@@ -157,6 +165,11 @@ def update_work_item(
     """Change fields. With ``version`` in the body (or ``If-Match: <version>``) the update applies
     only if the item is still at that version (409 otherwise)."""
     with unit_of_work(wiring) as session:
+        if body.compensation is not None:
+            require(principal, Scope.work_write)
+            current = views.load_item(session, principal, item_id)
+            run_steps = item_compensation.run_steps_of(session, current)
+            item_compensation.check_plan(session, current.tenant, body.compensation, run_steps=run_steps)
         return items.update_item(
             session,
             principal,

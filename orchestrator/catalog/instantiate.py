@@ -9,8 +9,8 @@ item gets a key of its own derived from it (the template's item the key itself, 
 workflow's saga has the key ``workitem:<item id>:workflow``, so a retry after the items were
 written and before the saga was started starts it once.
 
-Each item is audited ``instantiated`` with the template's id and those of the templates it
-extends (``templatesApplied``).
+Each item records the template it was made from and those that template extends
+(``templates_applied``, nearest first), and is audited ``instantiated`` with them.
 """
 
 from __future__ import annotations
@@ -111,6 +111,7 @@ def _plan(
     top = not path
     document = {
         **rendered,
+        "templates_applied": [{"template_id": i, "version": i.rpartition(":")[2]} for i in _lineage(session, row)],
         "type": row.type,
         "tenant": tenant,
         "idempotence_key": key,
@@ -157,7 +158,7 @@ def _create(
         request = request.model_copy(update={"parent_id": parent.id})
     item, fresh = insert_item(session, principal, tenant, request)
     if fresh:
-        applied = _lineage(session, plan.template)
+        applied = [t.template_id for t in request.templates_applied]
         audit.record(
             session,
             item,

@@ -30,10 +30,10 @@ from models.item_templates import (
     ItemTemplateRead,
     ParamSpec,
     WorkflowSpec,
-    semver_key,
 )
 from models.keytemplate import all_placeholders, render_value
 from models.principal import ALL_TENANTS, Principal, Scope
+from models.template import semver_key
 from models.work_api import WorkItemCreate
 from models.work_item_types import PARENT_TYPES
 from models.work_tables import ItemTemplateRow
@@ -45,7 +45,7 @@ from orchestrator.work.items import schema_document
 from orchestrator.work.types import get_type, validate_item
 
 # Fields of a work-item request the instantiation sets, not the blueprint.
-SET_BY_INSTANTIATION = ("type", "tenant", "parent_id", "idempotence_key")
+SET_BY_INSTANTIATION = ("type", "tenant", "parent_id", "idempotence_key", "templates_applied", "templatesApplied")
 
 
 def register(session: Session, principal: Principal, body: ItemTemplateCreate) -> tuple[ItemTemplateRead, bool]:
@@ -163,7 +163,7 @@ def _owners(tenant: str) -> list[str]:
     return [ALL_TENANTS] if tenant == ALL_TENANTS else [tenant, ALL_TENANTS]
 
 
-def _release_key(row: ItemTemplateRow) -> tuple[bool, tuple[int, int, int, int, str]]:
+def _release_key(row: ItemTemplateRow) -> tuple[bool, tuple[Any, ...]]:
     return "-" not in row.version, semver_key(row.version)
 
 

@@ -291,6 +291,7 @@ class SagaEngine:
             extra={"saga_state": state.value},
         )
         self.uow.drop_saga_timers(saga.id)
+        self.store.ended(saga, self.now)
         self.store.emit(
             saga,
             f"saga.{state.value}",

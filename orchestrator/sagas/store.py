@@ -25,7 +25,7 @@ from models.step_item import WorkItemStepSpec
 from models.tables import FENCING_SEQUENCE, GLOBAL_SCOPE, FanOutMember, FencingCounter, SagaRun, StepAttempt
 from models.template import TemplateSpec
 from models.work_tables import WorkItem
-from orchestrator.work import links, webhooks
+from orchestrator.work import compensations, links, webhooks
 from orchestrator.work.sla import actions as item_sla
 
 # A member whose outcome is one of these may have had its effect.
@@ -91,6 +91,9 @@ class SagaStore(Protocol):
 
     def open_follow_up(self, saga: SagaRun, now: datetime, **fields: Any) -> str:
         """An item for a person about the saga (a remediation, an approval to continue)."""
+
+    def ended(self, saga: SagaRun, now: datetime) -> None:
+        """The saga just ended (its state is set): settle what waits on that (a work item's compensation)."""
 
 
 class SqlSagaStore:
@@ -245,3 +248,6 @@ class SqlSagaStore:
 
     def open_follow_up(self, saga: SagaRun, now: datetime, **fields: Any) -> str:
         return links.open_saga_follow_up(self.session, saga, now, **fields)
+
+    def ended(self, saga: SagaRun, now: datetime) -> None:
+        compensations.saga_ended(self.session, saga, now)

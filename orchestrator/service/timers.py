@@ -31,7 +31,7 @@ from orchestrator.sagas.templates import template_of
 from orchestrator.service.dispatcher import Dispatcher
 from orchestrator.storage.db import SessionFactory, lock_sagas, reading
 from orchestrator.storage.unit_of_work import on_armed
-from orchestrator.work import stalls
+from orchestrator.work import stalls, timeouts
 from orchestrator.work.claims import fire_lease_timer
 from orchestrator.work.sla import actions as sla
 
@@ -52,6 +52,9 @@ ITEM_TIMERS: dict[TimerKind, ItemTimer] = {
     TimerKind.sla_escalate: sla.escalate,
     TimerKind.lease_expiry: fire_lease_timer,
     TimerKind.stall_check: stalls.fire,
+    TimerKind.item_timeout: timeouts.fire,
+    TimerKind.item_overall_timeout: timeouts.fire,
+    TimerKind.item_due: timeouts.fire,
 }
 
 

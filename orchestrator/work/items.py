@@ -26,7 +26,7 @@ from models.work_item_types import PARENT_REQUIRED, PARENT_TYPES
 from models.work_tables import DEPENDENCIES, LABELS, WorkItem, WorkItemDependency, WorkItemLabel
 from orchestrator.errors import Conflict, InvalidInput, PayloadTooLarge
 from orchestrator.storage.db import SessionFactory
-from orchestrator.work import audit, routing_hooks
+from orchestrator.work import audit, routing_hooks, timeouts
 from orchestrator.work.access import require, tenant_for_write
 from orchestrator.work.ids import work_item_id
 from orchestrator.work.links import report_outcome
@@ -76,6 +76,7 @@ def insert_item(session: Session, principal: Principal, tenant: str, body: WorkI
         _write_links(session, item.id, labels=body.labels, dependencies=body.dependencies)
         if body.sla is not None:
             sla.schedule(session, item, body.sla, item.created_at)
+        timeouts.arm_at_creation(session, item, item.created_at)
         audit.record(session, item, "created", principal.ref, to_status=item.status, details={"type": item.type})
         if item.assignee_id is not None:
             audit.record(
@@ -139,6 +140,13 @@ def _new_item(
         stall=body.stall.model_dump(mode="json") if body.stall else None,
         sla_breach_count=0,
         risk_level=body.risk_level.value if body.risk_level is not None else None,
+        raci=body.raci.model_dump(mode="json") if body.raci else None,
+        related_goals=body.related_goals,
+        risk_assessment=body.risk_assessment.model_dump(mode="json") if body.risk_assessment else None,
+        templates_applied=[t.model_dump(mode="json") for t in body.templates_applied],
+        timeout_ms=body.timeout_ms,
+        overall_timeout_ms=body.overall_timeout_ms,
+        compensation=body.compensation.model_dump(mode="json") if body.compensation else None,
         created_at=now,
         updated_at=now,
     )
@@ -195,9 +203,18 @@ def update_item(
         item.parent_id = body.parent_id
     if "dependencies" in changes:
         _check_dependencies(session, item.tenant, body.dependencies or [], item_id=item.id)
-    for name in ("title", "description", "priority", "payload", "due_at"):
+    for name in ("title", "description", "priority", "payload", "due_at", "timeout_ms", "overall_timeout_ms"):
         if name in changes:
             setattr(item, name, getattr(body, name))
+    for name in ("raci", "risk_assessment", "compensation"):
+        if name in changes:
+            value = getattr(body, name)
+            setattr(item, name, value.model_dump(mode="json") if value is not None else None)
+    if "related_goals" in changes:
+        item.related_goals = body.related_goals or []
+    if "templates_applied" in changes:
+        item.templates_applied = [t.model_dump(mode="json") for t in body.templates_applied or []]
+    timeouts.rearm(session, item, set(changes), utcnow())
     if "metadata" in changes:
         item.meta = body.metadata or {}
     if "reporter" in changes:
@@ -272,7 +289,25 @@ def _apply_offer(item: WorkItem, offer: HumanOffer | AgentOffer) -> None:
 
 def schema_document(data: dict[str, Any]) -> dict[str, Any]:
     """What a type's JSON Schema sees: the item as submitted, without the envelope fields."""
-    return {k: v for k, v in data.items() if k not in ("idempotence_key", "tenant", "version")}
+    return {k: v for k, v in data.items() if k not in _ENVELOPE}
+
+
+# Fields a type's JSON Schema does not see: checked by the API's own models, and (the spec's
+# fields added later) unknown to schemas registered before them, which may forbid other fields.
+_ENVELOPE = frozenset(
+    {
+        "idempotence_key",
+        "tenant",
+        "version",
+        "raci",
+        "related_goals",
+        "risk_assessment",
+        "templates_applied",
+        "timeout_ms",
+        "overall_timeout_ms",
+        "compensation",
+    }
+)
 
 
 def _request_hash(tenant: str, body: WorkItemCreate) -> str:
@@ -281,6 +316,18 @@ def _request_hash(tenant: str, body: WorkItemCreate) -> str:
         # Left out of the hash when not given, as it was before items had one: a retry of a create
         # made before the upgrade still finds its item.
         data.pop("risk_level", None)
+    for name in (
+        "raci",
+        "related_goals",
+        "risk_assessment",
+        "templates_applied",
+        "timeout_ms",
+        "overall_timeout_ms",
+        "compensation",
+    ):
+        # Likewise the spec's fields added later: left out when not given.
+        if not data.get(name):
+            data.pop(name, None)
     data["tenant"] = tenant
     return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 

@@ -22,7 +22,7 @@ from models.work_api import AllowedTransitions, WorkItemRead
 from models.work_tables import DEPENDENCIES, WorkItem
 from orchestrator.errors import Conflict, InvalidInput
 from orchestrator.storage.unit_of_work import uow_of
-from orchestrator.work import audit
+from orchestrator.work import audit, remediation
 from orchestrator.work.access import require
 from orchestrator.work.items import touch
 from orchestrator.work.links import report_outcome
@@ -111,7 +111,8 @@ def move(
     now = utcnow()
     item.status = to
     item.is_open = not is_terminal(lc, to)
-    if to in lc.start.values() and item.started_at is None:
+    first_start = to in lc.start.values() and item.started_at is None
+    if first_start:
         item.started_at = now
     if not item.is_open:
         item.completed_at = now
@@ -121,6 +122,12 @@ def move(
     touch(item)
     audit.record(session, item, action, actor, from_status=before, to_status=to, reason=reason, details=details)
     report_outcome(session, item, actor)
+    if first_start and item.is_open and item.timeout_ms is not None:
+        from orchestrator.work import timeouts  # imported here: it fails items with this module's move
+
+        timeouts.arm_at_start(session, item, now)
+    if remediation.opens_remediation(item, to):
+        remediation.on_failed(session, item, actor, now)
 
 
 def release_claim(item: WorkItem) -> None:

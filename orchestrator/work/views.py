@@ -12,6 +12,7 @@ from sqlalchemy import and_, literal, or_, select
 from sqlalchemy.orm import Session
 
 from models.base import utcnow
+from models.item_plans import CompensationPlan, Raci, RiskAssessment, TemplateApplied
 from models.principal import Principal, PrincipalType, Scope
 from models.sla import SlaSpec
 from models.work_api import (
@@ -176,6 +177,13 @@ def item_view(
         progress_at=item.progress_at,
         stalled_at=item.stalled_at,
         hitl=ItemHitl.model_validate(item.hitl) if item.hitl else None,
+        raci=Raci.model_validate(item.raci) if item.raci else None,
+        related_goals=item.related_goals or [],
+        risk_assessment=RiskAssessment.model_validate(item.risk_assessment) if item.risk_assessment else None,
+        templates_applied=[TemplateApplied.model_validate(t) for t in item.templates_applied or []],
+        timeout_ms=item.timeout_ms,
+        overall_timeout_ms=item.overall_timeout_ms,
+        compensation=CompensationPlan.model_validate(item.compensation) if item.compensation else None,
         created_at=item.created_at,
         updated_at=item.updated_at,
         started_at=item.started_at,

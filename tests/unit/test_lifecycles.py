@@ -44,8 +44,10 @@ def test_the_specs_canonical_machine() -> None:
 
 
 def test_the_next_work_docs_statuses() -> None:
-    assert set(WORK.statuses) == {"todo", "in_progress", "blocked", "review", "done", "cancelled"}
+    assert set(WORK.statuses) == {"todo", "in_progress", "blocked", "review", "done", "cancelled", "rolled_back"}
     assert WORK.resolved == {"done", "cancelled"}
+    # rolled_back is reached only by a compensation plan's run, never by hand.
+    assert WORK.undone == "rolled_back" and next_statuses(WORK, "done") == []
 
 
 @pytest.mark.parametrize("lifecycle", list(LIFECYCLES.values()), ids=list(LIFECYCLES))

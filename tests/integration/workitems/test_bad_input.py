@@ -125,7 +125,7 @@ def test_bad_transitions_are_refused_with_what_is_allowed(client: TestClient, pm
     item = create(client, pm, task())
     err = refused(client, "POST", f"{ITEMS}/{item['id']}/transition", 422, "invalid_input", pm, body={"to": "finished"})
     assert paths(err) == ["to"] and "'finished' is not a status of the work lifecycle" == err["message"]
-    assert err["details"][0]["message"] == "statuses: todo, in_progress, blocked, cancelled, review, done"
+    assert err["details"][0]["message"] == "statuses: todo, in_progress, blocked, cancelled, review, done, rolled_back"
 
     # A move the lifecycle does not allow: a 409 naming the allowed next statuses.
     item = create(client, pm, task())

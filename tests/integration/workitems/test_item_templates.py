@@ -96,6 +96,7 @@ def test_a_template_is_registered_read_and_instantiated(client: TestClient, auth
         "approvalPolicyId": "policy-change-pci-v1",
         "rollbackPlan": "restore the previous release",
     }
+    assert item["templates_applied"] == [{"template_id": "tpl:change:pci:1.0.0", "version": "1.0.0"}]
     instantiated = [e for e in history(client, item["id"], author) if e["action"] == "instantiated"]
     assert [e["details"]["templatesApplied"] for e in instantiated] == [["tpl:change:pci:1.0.0"]]
 
@@ -217,6 +218,11 @@ def test_a_template_extends_another_and_includes_others_as_child_items(
     assert change["payload"]["rollbackPlan"] == "restore the previous release"
     assert child["type"] == review_type and child["title"] == "Security review of vault"
     assert child["parent_id"] == change["id"]
+    assert [t["template_id"] for t in change["templates_applied"]] == [
+        "tpl:change:pci-strict:1.0.0",
+        "tpl:change:pci:1.0.0",
+    ]
+    assert child["templates_applied"] == [{"template_id": "tpl:review:security:1.0.0", "version": "1.0.0"}]
     applied = [
         e["details"]["templatesApplied"] for e in history(client, change["id"], author) if e["action"] == "instantiated"
     ]

@@ -45,6 +45,7 @@ class MemoryStore:
     cancelled: list[tuple[str, str]] = field(default_factory=list)
     item_actions: list[tuple[str, str, str | None, str]] = field(default_factory=list)
     remediations: list[dict[str, Any]] = field(default_factory=list)
+    ended_sagas: list[tuple[str, Any]] = field(default_factory=list)
     follow_ups: list[dict[str, Any]] = field(default_factory=list)
     last_token: int = 0
 
@@ -181,6 +182,9 @@ class MemoryStore:
     def open_remediation(self, saga: SagaRun, step: str, attempt: int, error: str, tenant: str, now: datetime) -> str:
         self.remediations.append({"saga": saga.id, "step": step, "error": error, "tenant": tenant})
         return f"remediation-{len(self.remediations)}"
+
+    def ended(self, saga: SagaRun, now: datetime) -> None:
+        self.ended_sagas.append((saga.id, saga.state))
 
     def last_attempt(self, saga_id: str, index: int, phase: Phase) -> int:
         numbers = [a.attempt for a in self.attempts if a.step_index == index and a.phase == phase]

@@ -1,7 +1,7 @@
 """work-item templates: the catalog's versioned blueprints of standard work
 
 Revision ID: 0025
-Revises: 0021
+Revises: 0024
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0025"
-down_revision = "0021"
+down_revision = "0024"
 branch_labels = None
 depends_on = None
 
