@@ -18,6 +18,8 @@ from orchestrator.api import (
     dead_letters,
     errors,
     metrics,
+    policies,
+    policy_gates,
     queues,
     routing,
     sagas,
@@ -115,6 +117,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(agents.router)
     app.include_router(routing.router)
     app.include_router(routing.items_router)
+    app.include_router(policies.router)
+    app.include_router(policy_gates.router)
     app.include_router(dead_letters.router)
     app.include_router(metrics.router)
     # MCP's own protocol (JSON-RPC over streamable HTTP), not an OpenAPI operation: left out of the
