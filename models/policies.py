@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from models.agents import RiskLevel
 
@@ -107,13 +107,10 @@ class PolicySpec(BaseModel):
         ),
     )
 
-    @model_validator(mode="after")
-    def _unique_checks(self) -> PolicySpec:
+    def repeated_checks(self) -> list[int]:
+        """Indexes of checks whose id (default: the kind) an earlier check has already."""
         names = [c.name for c in self.checks]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"checks need unique ids (default: the kind); repeated: {', '.join(duplicates)}")
-        return self
+        return [n for n, name in enumerate(names) if name in names[:n]]
 
     def check(self, name: str) -> PolicyCheck | None:
         return next((c for c in self.checks if c.name == name), None)

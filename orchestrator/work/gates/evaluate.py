@@ -235,5 +235,5 @@ def refuse(item: WorkItem, target: str, lacks: list[MissingItem]) -> GateUnmet:
     summary = "; ".join(m.message for m in lacks)
     return GateUnmet(
         f"cannot move {item.id} from {item.status} to {target}: the gate lacks {len(lacks)} thing(s): {summary}",
-        details=[m.model_dump(exclude_none=True) for m in lacks],
+        details=[m.model_dump(mode="json") for m in lacks],
     )

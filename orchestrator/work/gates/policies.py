@@ -17,7 +17,7 @@ from models.gate_tables import PolicyRow
 from models.policies import POLICY_FIELD, PolicyCreate, PolicyRead, PolicySpec
 from models.principal import ALL_TENANTS, Principal, Scope
 from models.work_tables import WorkItem
-from orchestrator.errors import Conflict, NotFound
+from orchestrator.errors import Conflict, InvalidInput, NotFound
 from orchestrator.work.access import require, tenant_for_write
 
 MAX_POLICIES_PER_TENANT = 1000
@@ -29,6 +29,12 @@ def register(session: Session, principal: Principal, body: PolicyCreate) -> tupl
     require(principal, Scope.policies_write)
     tenant = tenant_for_write(principal, body.tenant) if body.tenant or not principal.all_tenants else ALL_TENANTS
     spec = body.spec()
+    repeated = spec.repeated_checks()
+    if repeated:
+        raise InvalidInput(
+            "a policy's checks need unique ids (default: the kind): give each of the same kind an id",
+            details=[{"path": f"checks.{n}.id", "message": f"{spec.checks[n].name!r} again"} for n in repeated],
+        )
     document = spec.model_dump(mode="json", by_alias=True)
     latest = _latest(session, tenant, spec.id, lock=True)
     if latest is not None and latest.body == document:
