@@ -247,7 +247,7 @@ def test_evidence_is_immutable_and_its_digests_are_checked(client: TestClient, t
     url = f"/api/v1/work-items/{item['id']}/evidence"
     before = counts(client)
     digest = hashlib.sha256(b"scan report").hexdigest()
-    bad = [
+    bad: list[tuple[dict[str, Any], str]] = [
         ({"artifacts": [{"content": "scan report", "sha256": "0" * 64}]}, "artifacts.0.sha256"),
         ({"artifacts": [{"uri": "s3://bucket/report.pdf"}]}, "artifacts.0.sha256"),
         ({"artifacts": [{"uri": "s3://bucket/report.pdf", "sha256": "XYZ"}]}, "artifacts.0.sha256"),
