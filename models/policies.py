@@ -48,7 +48,10 @@ class Validator(BaseModel):
     capability: Annotated[str, Field(min_length=1, max_length=200)] = Field(
         description="The capability whose workers run it (queue cap.<capability>)."
     )
-    mode: Literal["sync", "async"] = "sync"
+    mode: Literal["sync", "async"] = Field(
+        default="sync",
+        description="sync: the gate waits for a passing run; async: it does not, and a failure opens remediation.",
+    )
 
 
 class PolicyCheck(BaseModel):
@@ -59,10 +62,14 @@ class PolicyCheck(BaseModel):
     id: CheckId | None = Field(
         default=None, description="How evidence and validations name the check; default: its kind (must be unique)."
     )
-    kind: CheckKind
-    framework: Annotated[str, Field(min_length=1, max_length=100)] | None = None
+    kind: CheckKind = Field(description="What the check is about.")
+    framework: Annotated[str, Field(min_length=1, max_length=100)] | None = Field(
+        default=None, description="The compliance framework (e.g. PCI-DSS); null: none."
+    )
     data_classification: Annotated[str, Field(min_length=1, max_length=100)] | None = Field(
-        default=None, alias="dataClassification"
+        description="The data classification it concerns (e.g. RESTRICTED); null: none.",
+        default=None,
+        alias="dataClassification",
     )
     max_risk_level: SpecRisk | None = Field(
         default=None,
@@ -70,7 +77,9 @@ class PolicyCheck(BaseModel):
         description="An item above this risk level needs evidence naming the check (a risk acceptance).",
     )
     required: bool = Field(default=False, description="The gate needs evidence (or a passing validator) for it.")
-    validator: Validator | None = None
+    validator: Validator | None = Field(
+        default=None, description="The handler that runs the check automatically; null: evidence satisfies it."
+    )
 
     @property
     def name(self) -> str:
@@ -85,8 +94,8 @@ class ApprovalStep(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    role: Role
-    action: Literal["approve"] = "approve"
+    role: Role = Field(description="The role (a group of the approver's token) whose member must approve.")
+    action: Literal["approve"] = Field(default="approve", description="What the step asks for: approve.")
 
 
 class PolicySpec(BaseModel):
@@ -94,10 +103,17 @@ class PolicySpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    id: PolicyId
-    description: Annotated[str, Field(max_length=2000)] = ""
-    checks: list[PolicyCheck] = Field(default_factory=list, max_length=50)
-    approval_steps: list[ApprovalStep] = Field(default_factory=list, max_length=10, alias="approvalSteps")
+    id: PolicyId = Field(description="The policy's id (what an item's approvalPolicyId names).")
+    description: Annotated[str, Field(max_length=2000)] = Field(default="", description="What the policy is for.")
+    checks: list[PolicyCheck] = Field(
+        description="Checks the gate needs evidence or passing validators for.", default_factory=list, max_length=50
+    )
+    approval_steps: list[ApprovalStep] = Field(
+        description="Approval steps, each by a different person.",
+        default_factory=list,
+        max_length=10,
+        alias="approvalSteps",
+    )
     gates: list[GateName] | None = Field(
         default=None,
         max_length=20,
@@ -130,16 +146,16 @@ class PolicyCreate(PolicySpec):
 class PolicyRead(PolicySpec):
     """One version of a policy as stored."""
 
-    tenant: str
-    version: int
-    created_by: str
-    created_at: datetime
+    tenant: str = Field(description="Whose: a tenant, or '*' (an operator's, shared by every tenant).")
+    version: int = Field(description="The version (1 and up).")
+    created_by: str = Field(description="Who registered this version.")
+    created_at: datetime = Field(description="When this version was registered.")
 
 
 class PolicyList(BaseModel):
     """The live policies a token sees."""
 
-    policies: list[PolicyRead]
+    policies: list[PolicyRead] = Field(description="The live version of each policy.")
 
 
 class ArtifactIn(BaseModel):
@@ -149,23 +165,36 @@ class ArtifactIn(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     id: EvidenceId | None = Field(default=None, description="Default: ART-<evidence id>-<n>.")
-    name: Annotated[str, Field(min_length=1, max_length=300)] | None = None
-    media_type: Annotated[str, Field(min_length=1, max_length=200)] | None = Field(default=None, alias="mediaType")
-    content: Annotated[str, Field(max_length=65_536)] | None = None
-    uri: Annotated[str, Field(min_length=1, max_length=2000)] | None = None
-    sha256: Sha256 | None = None
+    name: Annotated[str, Field(min_length=1, max_length=300)] | None = Field(
+        default=None, description="A name for people; null: none."
+    )
+    media_type: Annotated[str, Field(min_length=1, max_length=200)] | None = Field(
+        description="The content's media type; null: unknown.", default=None, alias="mediaType"
+    )
+    content: Annotated[str, Field(max_length=65_536)] | None = Field(
+        default=None, description="Inline content (text, up to 64 KiB): its SHA-256 is computed."
+    )
+    uri: Annotated[str, Field(min_length=1, max_length=2000)] | None = Field(
+        default=None, description="Where an external artifact is kept."
+    )
+    sha256: Sha256 | None = Field(
+        default=None,
+        description="The artifact's SHA-256 (64 lower-case hex digits): required with uri; must match inline content.",
+    )
 
 
 class ArtifactRead(BaseModel):
     """An artifact as stored: its id, digest, and inline content or external uri."""
 
-    id: str
-    name: str | None = None
-    media_type: str | None = Field(default=None, serialization_alias="mediaType")
-    uri: str | None = None
-    sha256: str
-    size: int | None = None
-    content: str | None = None
+    id: str = Field(description="The artifact's id.")
+    name: str | None = Field(default=None, description="A name for people; null: none.")
+    media_type: str | None = Field(
+        description="The media type; null: unknown.", default=None, serialization_alias="mediaType"
+    )
+    uri: str | None = Field(default=None, description="Where an external artifact is kept; null: inline.")
+    sha256: str = Field(description="The artifact's SHA-256.")
+    size: int | None = Field(default=None, description="Bytes of inline content; null: external.")
+    content: str | None = Field(default=None, description="Inline content; null: external.")
 
 
 class EvidenceCreate(BaseModel):
@@ -184,8 +213,10 @@ class EvidenceCreate(BaseModel):
     checks: list[CheckId] = Field(
         default_factory=list, max_length=50, description="The policy's checks this evidence satisfies."
     )
-    metadata: dict[str, Any] = Field(default_factory=dict)
-    artifacts: list[ArtifactIn] = Field(min_length=1, max_length=50)
+    metadata: dict[str, Any] = Field(description="Anything else to keep with the evidence.", default_factory=dict)
+    artifacts: list[ArtifactIn] = Field(
+        description="What the evidence is made of (1 to 50).", min_length=1, max_length=50
+    )
 
 
 class EvidenceRead(BaseModel):
@@ -193,16 +224,18 @@ class EvidenceRead(BaseModel):
 
     model_config = ConfigDict(populate_by_name=True)
 
-    id: str
-    policy_id: str | None = Field(serialization_alias="policyId")
-    policy_version: int | None = Field(serialization_alias="policyVersion")
-    work_item_id: str = Field(serialization_alias="workItemId")
-    evidence_type: str = Field(serialization_alias="evidenceType")
-    checks: list[str]
-    created_by: str = Field(serialization_alias="createdBy")
-    created_at: datetime = Field(serialization_alias="createdAt")
-    metadata: dict[str, Any]
-    artifacts: list[ArtifactRead]
+    id: str = Field(description="The evidence's id.")
+    policy_id: str | None = Field(description="The policy it is for; null: none.", serialization_alias="policyId")
+    policy_version: int | None = Field(description="The policy's version then.", serialization_alias="policyVersion")
+    work_item_id: str = Field(description="The item it is for.", serialization_alias="workItemId")
+    evidence_type: str = Field(description="What kind of evidence it is.", serialization_alias="evidenceType")
+    checks: list[str] = Field(description="The policy's checks it satisfies.")
+    created_by: str = Field(
+        description="Who wrote it (validator:<handler> for a validator's scan result).", serialization_alias="createdBy"
+    )
+    created_at: datetime = Field(description="When it was written.", serialization_alias="createdAt")
+    metadata: dict[str, Any] = Field(description="Anything else kept with it.")
+    artifacts: list[ArtifactRead] = Field(description="Its artifacts, each with its SHA-256.")
 
 
 class ApprovalCreate(BaseModel):
@@ -212,27 +245,32 @@ class ApprovalCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     step: int | None = Field(default=None, ge=0, le=9, description="The policy's approval step, by index.")
-    role: Role | None = None
-    decision: Decision
-    justification: Annotated[str, Field(min_length=1, max_length=4000)]
+    role: Role | None = Field(
+        default=None,
+        description="The step, by its role; null: by step, or the first pending step whose role the caller holds.",
+    )
+    decision: Decision = Field(description="approve or reject.")
+    justification: Annotated[str, Field(min_length=1, max_length=4000)] = Field(
+        description="Why: kept with the decision."
+    )
     evidence: list[EvidenceId] = Field(default_factory=list, max_length=50, description="Evidence ids it rests on.")
 
 
 class ApprovalRead(BaseModel):
     """One decision at a gate: who, when, why, on what evidence."""
 
-    id: str
-    work_item_id: str
-    policy_id: str | None
-    policy_version: int | None
+    id: str = Field(description="The decision's id.")
+    work_item_id: str = Field(description="The item.")
+    policy_id: str | None = Field(description="The item's policy then; null: hitl only.")
+    policy_version: int | None = Field(description="The policy's version then.")
     status: str = Field(description="The item's status when it was made: the gate out of it is what it decides.")
     step: int | None = Field(description="The approval step; null: a human-in-the-loop approval (no policy step).")
-    role: str | None
-    decision: Decision
-    approver: str
-    justification: str
-    evidence: list[str]
-    created_at: datetime
+    role: str | None = Field(description="The step's role; null: a hitl approval.")
+    decision: Decision = Field(description="approve or reject.")
+    approver: str = Field(description="Who decided (user:<id> or agent:<id>).")
+    justification: str = Field(description="Why.")
+    evidence: list[str] = Field(description="Evidence ids it rests on.")
+    created_at: datetime = Field(description="When.")
 
 
 class ValidationCreate(BaseModel):
@@ -240,28 +278,30 @@ class ValidationCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    check: CheckId
+    check: CheckId = Field(description="The id of the policy's check whose validator to run.")
 
 
 class ValidationRead(BaseModel):
     """One run of a check's validator and its outcome."""
 
-    id: str
-    work_item_id: str
-    policy_id: str
-    policy_version: int
-    check: str
-    handler: str
-    capability: str
-    mode: str
-    state: ValidationState
-    result: Any = None
-    error: str | None = None
-    evidence_id: str | None = None
-    remediation_item_id: str | None = None
-    requested_by: str
-    requested_at: datetime
-    finished_at: datetime | None = None
+    id: str = Field(description="The run's id.")
+    work_item_id: str = Field(description="The item.")
+    policy_id: str = Field(description="The item's policy.")
+    policy_version: int = Field(description="Its version then.")
+    check: str = Field(description="The check.")
+    handler: str = Field(description="The validator's handler.")
+    capability: str = Field(description="The capability whose workers run it.")
+    mode: str = Field(description="sync or async.")
+    state: ValidationState = Field(description="pending, passed or failed.")
+    result: Any = Field(default=None, description="What the handler returned; null: nothing yet.")
+    error: str | None = Field(default=None, description="Why it failed; null: it did not.")
+    evidence_id: str | None = Field(default=None, description="The scan_result evidence a passing run wrote.")
+    remediation_item_id: str | None = Field(
+        default=None, description="The remediation item a failing async run opened."
+    )
+    requested_by: str = Field(description="Who asked for the run (or whose transition dispatched it).")
+    requested_at: datetime = Field(description="When it was dispatched.")
+    finished_at: datetime | None = Field(default=None, description="When its result was recorded; null: pending.")
 
 
 class ValidationInput(BaseModel):
@@ -289,33 +329,39 @@ class ValidationVerdict(BaseModel):
 class MissingItem(BaseModel):
     """One thing a gated transition lacks (also one entry of a 409's details)."""
 
-    path: str
-    message: str
-    kind: Literal["policy", "approval", "rejected", "human_approval", "evidence", "validation", "risk"]
-    policy: str | None = None
-    step: int | None = None
-    role: str | None = None
-    check: str | None = None
-    state: str | None = None
+    path: str = Field(description="Where in the policy (or item) the missing thing is named.")
+    message: str = Field(description="What is missing, in words.")
+    kind: Literal["policy", "approval", "rejected", "human_approval", "evidence", "validation", "risk"] = Field(
+        description="policy, approval, rejected, human_approval, evidence, validation or risk."
+    )
+    policy: str | None = Field(default=None, description="The policy; null: not a policy's.")
+    step: int | None = Field(default=None, description="The approval step; null: not a step.")
+    role: str | None = Field(default=None, description="The step's role; null: not a step.")
+    check: str | None = Field(default=None, description="The check; null: not a check.")
+    state: str | None = Field(
+        default=None, description="The check's validator run: not_requested, pending or failed; null: not a validation."
+    )
 
 
 class GateRead(BaseModel):
     """The gates out of the item's current status, and what each still lacks."""
 
-    status: str
-    policy_id: str | None
-    policy_version: int | None
-    hitl: bool
-    pending_since: datetime | None
-    gates: list[GateStatus]
+    status: str = Field(description="The item's status.")
+    policy_id: str | None = Field(description="The policy the item names; null: none.")
+    policy_version: int | None = Field(description="The live version; null: none registered.")
+    hitl: bool = Field(description="Whether a person must approve (a hitl requirement).")
+    pending_since: datetime | None = Field(
+        description="When the item entered its status (the gate's round began); null: no gate."
+    )
+    gates: list[GateStatus] = Field(description="The gated transitions out of the status.")
 
 
 class GateStatus(BaseModel):
     """One gated transition out of the item's status: open, or what it lacks."""
 
-    to: str
-    open: bool
-    missing: list[MissingItem]
+    to: str = Field(description="The status the transition leads to.")
+    open: bool = Field(description="Whether it would pass now.")
+    missing: list[MissingItem] = Field(description="What it lacks.")
 
 
 GateRead.model_rebuild()
