@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import update
 
 from models.work_tables import WorkItem
+from orchestrator.metrics.instruments import INSTRUMENTS
 from tests.integration.workitems.conftest import Headers, TokenFactory, counts, error, sessions, task
 
 APPROVER_SCOPES = ("work:read", "work:approve")
@@ -59,6 +60,11 @@ def missing(response: Any) -> list[tuple[str, str]]:
     body = error(response)
     assert body["code"] == "gate_unmet"
     return [(d["kind"], d["path"]) for d in body["details"]]
+
+
+def approval_count() -> float:
+    """How many gates this process saw get their last approval (the latency histogram's count)."""
+    return INSTRUMENTS.get_sample_value("workyard_approval_seconds_count", {"gate": "policy"}) or 0.0
 
 
 def field(response: Any) -> str:
@@ -155,7 +161,10 @@ def test_a_gate_refuses_with_exactly_what_is_missing_then_lets_the_transition_th
     assert (first.json()["step"], first.json()["approver"], first.json()["evidence"]) == (0, "user:carol", ["ev-pci-1"])
     assert approve(client, carol, item["id"], evidence=["ev-pci-1"]).status_code == 200  # a retry adds nothing
     assert missing(client.post(done, json={"to": "done"}, headers=alice)) == [("approval", "approvalSteps.1")]
+    observed = approval_count()
     assert approve(client, dave, item["id"]).status_code == 201
+    # The approval that completed the gate's steps is observed once: the gate's approval latency.
+    assert approval_count() == observed + 1
 
     passed = client.post(done, json={"to": "done"}, headers=alice)
     assert passed.status_code == 200 and passed.json()["status"] == "done"
