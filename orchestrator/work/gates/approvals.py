@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from models.base import utcnow
 from models.gate_tables import ApprovalRow, EvidenceRow
 from models.policies import ApprovalCreate, ApprovalRead
-from models.principal import Principal, Scope
+from models.principal import Principal, PrincipalType, Scope
 from models.work_tables import WorkItem, WorkItemEvent
 from orchestrator.errors import Conflict, Forbidden, InvalidInput
 from orchestrator.metrics import instruments
@@ -137,6 +137,10 @@ def _step(
             )
     else:
         candidates = [n for n, s in enumerate(steps) if s.role in principal.groups]
+        if not candidates and gate.hitl and principal.type is PrincipalType.user:
+            # A person in none of the roles may still give the hitl approval (the steps may all
+            # have been approved by agents).
+            return None, None
     done = {r.step for r in decided if r.decision == "approve"}
     open_ones = [n for n in candidates if n not in done] or candidates
     for n in open_ones:

@@ -15,6 +15,10 @@ The rules, for a gated transition of an item that names a policy or has a hitl r
   a check with ``maxRiskLevel`` below the item's risk level needs evidence naming it too;
 - with hitl required, at least one approval in the round is a person's (a user's).
 
+Which transitions are gated: the policy's ``gates``; by default every transition into a status
+where the work counts as done, and planned->in_progress where the lifecycle has it. An item with
+hitl and no policy: the transitions into a done status only.
+
 Async validators never hold the transition: it dispatches the ones not yet run and flags the
 item for audit (``validations.run_async``).
 """
@@ -59,21 +63,24 @@ class Gate:
     hitl: bool
 
     def gated(self, source: str, target: str) -> bool:
-        names: set[str] = set()
-        if self.policy_id is not None:
-            names |= (
-                set(self.spec.gates)
-                if self.spec is not None and self.spec.gates is not None
-                else default_gates(self.lifecycle)
-            )
-        if self.hitl:
-            names |= default_gates(self.lifecycle)
+        if self.policy_id is None:
+            # A human in the loop without a policy: a person signs the work off, not its start.
+            names = completion_gates(self.lifecycle)
+        elif self.spec is not None and self.spec.gates is not None:
+            names = set(self.spec.gates)
+        else:
+            names = default_gates(self.lifecycle)
         return f"{source}->{target}" in names or f"*->{target}" in names
 
 
+def completion_gates(lifecycle: Lifecycle) -> set[str]:
+    """Every transition into a status where the work counts as done."""
+    return {f"*->{status}" for status in lifecycle.succeeded}
+
+
 def default_gates(lifecycle: Lifecycle) -> set[str]:
-    """Every transition into a status where the work counts as done, and planned->in_progress."""
-    names = {f"*->{status}" for status in lifecycle.succeeded}
+    """A policy's gates unless it names its own: the completion gates, and planned->in_progress."""
+    names = completion_gates(lifecycle)
     source, target = DEFAULT_START
     if target in lifecycle.transitions.get(source, ()):
         names.add(f"{source}->{target}")

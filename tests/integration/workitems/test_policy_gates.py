@@ -319,6 +319,25 @@ def test_hitl_needs_a_person(client: TestClient, token: TokenFactory) -> None:
     assert client.post(url, json={"to": "done"}, headers=alice).status_code == 200
 
 
+def test_hitl_with_a_policy_needs_one_person_among_the_approvers(client: TestClient, token: TokenFactory) -> None:
+    register(client, token, {**POLICY, "checks": []})
+    alice = token("user:alice")
+    item = client.post("/api/v1/work-items", json=change(), headers=alice).json()
+    with sessions(client).begin() as session:
+        session.execute(update(WorkItem).where(WorkItem.id == item["id"]).values(hitl={"required": True}))
+    to_review(client, alice, item["id"])
+    security = token("agent:scanner", scopes=APPROVER_SCOPES, groups=["Security Officer"])
+    lead = token("agent:planner", scopes=APPROVER_SCOPES, groups=["Agency Lead"])
+    assert approve(client, security, item["id"]).status_code == 201
+    assert approve(client, lead, item["id"]).status_code == 201
+    url = f"/api/v1/work-items/{item['id']}/transition"
+    assert missing(client.post(url, json={"to": "done"}, headers=alice)) == [("human_approval", "hitl")]
+    person = token("user:carol", scopes=APPROVER_SCOPES)
+    human = approve(client, person, item["id"])
+    assert human.status_code == 201 and human.json()["step"] is None
+    assert client.post(url, json={"to": "done"}, headers=alice).status_code == 200
+
+
 def test_another_tenant_sees_and_approves_nothing(client: TestClient, token: TokenFactory) -> None:
     register(client, token)
     alice = token("user:alice")
