@@ -123,10 +123,11 @@ def test_a_sync_validator_holds_the_gate_until_it_passes(stack: Harness, api: Te
     ]
     done = api.post(f"/api/v1/work-items/{item_id}/transition", json={"to": "done"}, headers=writer)
     assert done.status_code == 200, done.text
-    # Delivered twice, handled once (the worker's dedup), settled once.
-    assert int(stack.books.get(f"test:scans:{item_id}") or 0) == 1
+    # Delivered twice: the handler runs at least once (at-least-once, invariant 3); the run is
+    # settled once, and a second report changes nothing.
+    assert int(stack.books.get(f"test:scans:{item_id}") or 0) >= 1
     history = api.get(f"/api/v1/work-items/{item_id}/history", headers=writer).json()
-    assert [e["action"] for e in history].count("validation_passed") == 1
+    assert [e["action"] for e in history].count("validation_passed") == 1, history
 
 
 def test_a_failing_sync_validator_refuses_the_gate(stack: Harness, api: TestClient, writer: Any) -> None:

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from config import keys
@@ -48,6 +48,8 @@ from orchestrator.work.types import types_of
 from orchestrator.work.views import load_item
 
 PREFIX = "val-"
+# A run's state while the transaction settling it is open (never committed: it ends passed or failed).
+SETTLING = "settling"
 SYSTEM = "system"
 
 
@@ -176,8 +178,20 @@ def apply_reports(session: Session, reports: Iterable[StepReport], now: datetime
     for report in reports:
         if report.outcome is Outcome.deferred:
             continue  # not started yet (a busy mutex): the worker dispatches it again
-        row = session.scalar(select(ValidationRow).where(ValidationRow.id == report.saga_id).with_for_update())
-        if row is None or row.state != "pending":
+        # Taken by a conditional UPDATE, not a row lock: SQLite has none, and a report delivered
+        # twice may be applied by two batches at once. Only the one that moves it off pending settles it.
+        taken = session.execute(
+            update(ValidationRow)
+            .where(ValidationRow.id == report.saga_id, ValidationRow.state == "pending")
+            .values(state=SETTLING)
+            .execution_options(synchronize_session=False)
+        )
+        if getattr(taken, "rowcount", 0) != 1:
+            continue
+        row = session.scalar(
+            select(ValidationRow).where(ValidationRow.id == report.saga_id).execution_options(populate_existing=True)
+        )
+        if row is None:
             continue
         item = session.scalar(select(WorkItem).where(WorkItem.id == row.item_id).with_for_update())
         if item is None:

@@ -324,7 +324,11 @@ def test_hitl_with_a_policy_needs_one_person_among_the_approvers(client: TestCli
     alice = token("user:alice")
     item = client.post("/api/v1/work-items", json=change(), headers=alice).json()
     with sessions(client).begin() as session:
-        session.execute(update(WorkItem).where(WorkItem.id == item["id"]).values(hitl={"required": True}))
+        session.execute(
+            update(WorkItem)
+            .where(WorkItem.id == item["id"])
+            .values(hitl={"required": True, "gates": [], "rule_id": "r1"})
+        )
     to_review(client, alice, item["id"])
     security = token("agent:scanner", scopes=APPROVER_SCOPES, groups=["Security Officer"])
     lead = token("agent:planner", scopes=APPROVER_SCOPES, groups=["Agency Lead"])
