@@ -27,6 +27,10 @@ class Scope(StrEnum):
     agents_write = "agents:write"  # register, update and deregister any agent of the token's tenant
     agents_register = "agents:register"  # an agent registers, updates and deregisters itself only
     routing_write = "routing:write"  # register and disable routing rules, reroute work items
+    policies_read = "policies:read"  # list and read policies (the checks and approval steps of gates)
+    policies_write = "policies:write"  # register policies and new versions of them
+    # approve or reject at an item's gate; the approver must also be in the step's role (a group)
+    work_approve = "work:approve"
     metrics_read = "metrics:read"  # scrape GET /metrics (with an all-tenant token: its figures span every tenant)
     # list, read, replay and purge dead letters: an all-tenant token's only (a message nobody could
     # act on names no tenant one could trust, and may hold any tenant's data)

@@ -19,6 +19,8 @@ from orchestrator.api import (
     errors,
     item_templates,
     metrics,
+    policies,
+    policy_gates,
     queues,
     routing,
     sagas,
@@ -120,6 +122,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(agents.router)
     app.include_router(routing.router)
     app.include_router(routing.items_router)
+    app.include_router(policies.router)
+    app.include_router(policy_gates.router)
     app.include_router(dead_letters.router)
     app.include_router(metrics.router)
     # The operator page (/ui): HTML, left out of the OpenAPI document.

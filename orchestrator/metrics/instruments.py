@@ -54,6 +54,18 @@ SLA_BREACHES = Counter(
     registry=INSTRUMENTS,
 )
 
+# From a minute to a week: people approve in minutes to days.
+APPROVAL_BUCKETS_S = (60.0, 300.0, 900.0, 3600.0, 4 * 3600.0, 86_400.0, 3 * 86_400.0, 7 * 86_400.0)
+APPROVAL_SECONDS = Histogram(
+    "workyard_approval_seconds",
+    "Approval latency at work-item gates: from the item entering the gated status (the gate becoming "
+    "pending) to the approval that gave the gate the last one it needed. gate: policy (a policy's approval "
+    "steps) or hitl (a human in the loop, no policy).",
+    ["gate"],
+    buckets=APPROVAL_BUCKETS_S,
+    registry=INSTRUMENTS,
+)
+
 
 class BoundedValues:
     """At most ``limit`` distinct values of one label; any further one is :data:`OTHER`."""
@@ -95,3 +107,9 @@ def compensation(uow: UnitOfWork, outcome: str) -> None:
 def sla_breached(uow: UnitOfWork, kind: str) -> None:
     """A saga's or a work item's SLA was breached (``kind``: saga, work_item)."""
     uow.after_commit(lambda: SLA_BREACHES.labels(kind).inc())
+
+
+def approval_granted(uow: UnitOfWork, gate: str, pending_since: datetime, now: datetime) -> None:
+    """A gate got the last approval it needed (``gate``: policy or hitl): observed once committed."""
+    seconds = max(0.0, (now - pending_since).total_seconds())
+    uow.after_commit(lambda: APPROVAL_SECONDS.labels(gate).observe(seconds))

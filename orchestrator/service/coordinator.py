@@ -25,6 +25,7 @@ from orchestrator.sagas.store import SqlSagaStore
 from orchestrator.sagas.templates import template_of
 from orchestrator.service.dispatcher import Dispatcher
 from orchestrator.storage.db import SessionFactory, lock_sagas
+from orchestrator.work.gates import validations
 
 log = logging.getLogger(__name__)
 
@@ -94,13 +95,18 @@ class Coordinator:
     def handle(self, bodies: Sequence[Any], source: str = "workyard.orchestrator") -> BatchResult:
         """Apply a batch in one transaction, then publish what it dispatched."""
         messages = [parse_message(b, source) for b in bodies]
-        reports = [m for m in messages if isinstance(m, StepReport)]
+        steps = [m for m in messages if isinstance(m, StepReport)]
+        # A validator run's report (a policy check) settles the run, not a saga.
+        checks = [r for r in steps if validations.is_validation(r.saga_id)]
+        reports = [r for r in steps if not validations.is_validation(r.saga_id)]
         result = BatchResult()
         now = utcnow()
         with self.sessions.begin() as session:
             for letter in (m for m in messages if isinstance(m, DeadLetterReport)):
                 session.add(dead_letter_row(letter.source, letter.reason, letter.body, now))
                 result.dead_lettered += 1
+            if checks:
+                result.applied += validations.apply_reports(session, checks, now)
             # With the running attempts the reports answer: on PostgreSQL in the same round trip.
             sagas = lock_sagas(session, (r.saga_id for r in reports), running=True)
             held = session.uow.held.running_attempts(session, sagas)

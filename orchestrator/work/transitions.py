@@ -24,9 +24,13 @@ from orchestrator.errors import Conflict, InvalidInput
 from orchestrator.storage.unit_of_work import uow_of
 from orchestrator.work import audit, remediation
 from orchestrator.work.access import require
+from orchestrator.work.gates import passage as gates
 from orchestrator.work.items import touch
 from orchestrator.work.links import report_outcome
 from orchestrator.work.views import load_item, read_items
+
+# The actor of the system's own moves (SLA actions): not held at gates.
+SYSTEM = "system"
 
 
 def lifecycle_of(item: WorkItem) -> Lifecycle:
@@ -107,6 +111,7 @@ def move(
                 f"{item.id} cannot start: it waits on {', '.join(blockers)}",
                 details=[{"path": "dependencies", "message": "not resolved yet", "blocked_by": blockers}],
             )
+    passed = enforce_gate(session, item, to, actor)
     before = item.status
     now = utcnow()
     item.status = to
@@ -121,6 +126,8 @@ def move(
         uow_of(session).drop_item_timers(item.id)
     touch(item)
     audit.record(session, item, action, actor, from_status=before, to_status=to, reason=reason, details=details)
+    if passed is not None:
+        gates.passed(session, item, passed[0], passed[1], before, to, actor)
     report_outcome(session, item, actor)
     if first_start and item.is_open and item.timeout_ms is not None:
         from orchestrator.work import timeouts  # imported here: it fails items with this module's move
@@ -128,6 +135,21 @@ def move(
         timeouts.arm_at_start(session, item, now)
     if remediation.opens_remediation(item, to):
         remediation.on_failed(session, item, actor, now)
+
+
+def enforce_gate(session: Session, item: WorkItem, to: str, actor: str) -> tuple[gates.Gate, list[str]] | None:
+    """Refuse a gated transition that lacks something (409 listing each); the item's gate and the
+    approvals it passes on if it was gated, None if nothing gates it. The system's own moves (an SLA's cancel or
+    pause) are not held: gates stand between people and agents and the work."""
+    if actor == SYSTEM:
+        return None
+    gate = gates.gate_of(session, item)
+    if gate is None or not gate.gated(item.status, to):
+        return None
+    lacks = gates.missing(session, gate)
+    if lacks:
+        raise gates.refuse(item, to, lacks)
+    return gate, gates.approved(session, item)
 
 
 def release_claim(item: WorkItem) -> None:

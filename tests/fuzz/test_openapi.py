@@ -145,6 +145,23 @@ INEXPRESSIBLE = [
         r"^template .* made an invalid item: ",
         "an instantiated item must satisfy its type's JSON Schema, which is registered at run time",
     ),
+    Inexpressible(
+        r"^a policy's checks need unique ids ",
+        "a policy's checks are unique by id (default: the kind): uniqueItems compares whole items, not a key",
+    ),
+    Inexpressible(
+        r"^(an artifact is inline content or an external uri|artifact \d+: the declared sha256 is not the "
+        r"content's|artifact \d+ is external: declare its sha256|artifact ids must be unique)",
+        "an artifact's declared digest must be the SHA-256 of its content (no schema computes a hash), and it"
+        " is content or a uri with a digest, with ids unique by key",
+    ),
+    Inexpressible(
+        r"^(no policy |policy .* has no check|evidence naming checks needs a policy|workItemId .* is not the "
+        r"item of the path|no evidence .* on |the policy has \d+ approval step|no approval step of the policy "
+        r"has role|the item's gate has no approval steps)",
+        "evidence, approvals and validator runs name the item's policy, its checks and steps, and evidence"
+        " already written: runtime registries, and the item of the path",
+    ),
 ]
 
 

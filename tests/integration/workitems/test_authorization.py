@@ -30,12 +30,18 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from config.settings import Settings
+from models.policies import ApprovalCreate, PolicyCreate
 from models.principal import Principal, PrincipalType, Scope
 from models.routing import RoutingRuleCreate
-from orchestrator.api import auth, queues, routing, work_item_types, work_items
+from models.work_tables import WorkItem
+from orchestrator.api import auth, policies, policy_gates, queues, routing, work_item_types, work_items
 from orchestrator.api.app import create_app
 from orchestrator.routing import rules
 from orchestrator.work import audit
+from orchestrator.work.gates import approvals
+from orchestrator.work.gates import policies as policy_registry
+from orchestrator.work.gates.evaluate import gate_of
+from orchestrator.work.gates.validations import dispatch
 from orchestrator.work.tokens import create_token, revoke_token
 from tests.integration.workitems.conftest import Headers, TokenFactory, counts, error, sessions, task
 
@@ -45,6 +51,7 @@ PREFIXES = (
     "/api/v1/queues",
     "/api/v1/work-item-types",
     "/api/v1/routing-rules",
+    "/api/v1/policies",
 )
 EVERY_SCOPE = frozenset(s.value for s in Scope if s is not Scope.admin)
 # Shaped like a real id of the tenant the calls address, but never issued.
@@ -177,6 +184,99 @@ def _routed_item(ctx: Ctx) -> Call:
     return Call(f"/api/v1/work-items/{item_id}/routing", item_id=item_id, shows='"trigger":"created"')
 
 
+def _policy(ctx: Ctx, **body: Any) -> str:
+    """An acme policy, registered as acme's compliance officer would; its id."""
+    name = f"policy-{next(ctx.names)}"
+    registrar = Principal(PrincipalType.user, "co", "acme", frozenset({Scope.policies_write.value}))
+    with sessions(ctx.client).begin() as session:
+        policy_registry.register(session, registrar, PolicyCreate(id=name, **body))
+    return name
+
+
+def _new_policy(ctx: Ctx) -> Call:
+    name = f"policy-{next(ctx.names)}"
+    return Call("/api/v1/policies", {"id": name, "approvalSteps": [{"role": "lead"}]}, shows=f'"id":"{name}"')
+
+
+def _listed_policies(ctx: Ctx) -> Call:
+    return Call("/api/v1/policies", shows=_policy(ctx))
+
+
+def _on_policy(ctx: Ctx) -> Call:
+    name = _policy(ctx)
+    return Call(f"/api/v1/policies/{name}", item_id=name, shows='"version":1')
+
+
+def _hitl_item(ctx: Ctx) -> str:
+    """An acme item with a human in the loop (as a routing rule puts it), under way: the gate to
+    done needs a person."""
+    item_id = ctx.item()
+    with sessions(ctx.client).begin() as session:
+        item = session.get_one(WorkItem, item_id)
+        item.hitl = {"required": True, "gates": [], "rule_id": "r"}
+        item.status = "in_progress"
+    return item_id
+
+
+def _approve(ctx: Ctx) -> Call:
+    item_id = _hitl_item(ctx)
+    body = {"decision": "approve", "justification": "looked at it"}
+    return Call(f"/api/v1/work-items/{item_id}/approvals", body, item_id, shows='"decision":"approve"')
+
+
+def _approvals(ctx: Ctx) -> Call:
+    item_id = _hitl_item(ctx)
+    approver = Principal(PrincipalType.user, "boss", "acme", frozenset({Scope.work_approve.value}))
+    with sessions(ctx.client).begin() as session:
+        body = ApprovalCreate(decision="approve", justification="fine")
+        approvals.decide(session, approver, item_id, body)
+    return Call(f"/api/v1/work-items/{item_id}/approvals", item_id=item_id, shows='"approver":"user:boss"')
+
+
+def _gate(ctx: Ctx) -> Call:
+    item_id = _hitl_item(ctx)
+    return Call(f"/api/v1/work-items/{item_id}/gate", item_id=item_id, shows='"hitl":true')
+
+
+EVIDENCE = {"id": "ev-1", "evidenceType": "attachment", "artifacts": [{"content": "minutes"}]}
+
+
+def _evidence(ctx: Ctx) -> Call:
+    item_id = ctx.item()
+    return Call(f"/api/v1/work-items/{item_id}/evidence", EVIDENCE, item_id, shows='"evidenceType":"attachment"')
+
+
+def _listed_evidence(ctx: Ctx) -> Call:
+    item_id = ctx.item()
+    written = ctx.client.post(f"/api/v1/work-items/{item_id}/evidence", json=EVIDENCE, headers=ctx.setup)
+    assert written.status_code == 201, written.text
+    return Call(f"/api/v1/work-items/{item_id}/evidence", item_id=item_id, shows='"id":"ev-1"')
+
+
+def _validation(ctx: Ctx) -> tuple[str, str]:
+    """An acme item whose policy has a validator, with a run of it pending (its dispatch left in
+    the outbox: no broker here); the item's id and the run's."""
+    validator = {"handler": "scan", "capability": "scanner"}
+    policy = _policy(ctx, checks=[{"id": "scan", "kind": "security", "required": True, "validator": validator}])
+    item_id = ctx.item(payload={"approvalPolicyId": policy})
+    with sessions(ctx.client).begin() as session:
+        gate = gate_of(session, session.get_one(WorkItem, item_id))
+        assert gate is not None and gate.spec is not None
+        run = dispatch(session, gate, gate.spec.checks[0], "user:pm")
+        return item_id, run.id
+
+
+def _validate(ctx: Ctx) -> Call:
+    # The run is pending: asking again answers it (200) and dispatches nothing more.
+    item_id, run = _validation(ctx)
+    return Call(f"/api/v1/work-items/{item_id}/validations", {"check": "scan"}, item_id, shows=run)
+
+
+def _validations(ctx: Ctx) -> Call:
+    item_id, run = _validation(ctx)
+    return Call(f"/api/v1/work-items/{item_id}/validations", item_id=item_id, shows=run)
+
+
 def _fixed(path: str, body: Any = None, shows: str | None = None) -> Callable[[Ctx], Call]:
     return lambda ctx: Call(path, body, shows=shows)
 
@@ -238,6 +338,18 @@ ROWS = [
     Row("GET", "/api/v1/routing-rules", READ, 200, _listed_rules, other=200),
     Row("GET", "/api/v1/routing-rules/{rule_id}", READ, 200, _on_rule),
     Row("DELETE", "/api/v1/routing-rules/{rule_id}", ROUTE, 204, _on_rule, principal="user:u1"),
+    # policy gates: policies are a tenant's own (another registers and lists its own, finds none
+    # of acme's); approvals, evidence and validations are the item's.
+    Row("POST", "/api/v1/policies", Scope.policies_write, 201, _new_policy, other=201, principal="user:u1"),
+    Row("GET", "/api/v1/policies", Scope.policies_read, 200, _listed_policies, other=200),
+    Row("GET", "/api/v1/policies/{policy_id}", Scope.policies_read, 200, _on_policy),
+    Row("POST", ITEM + "/approvals", Scope.work_approve, 201, _approve, principal="user:u1"),
+    Row("GET", ITEM + "/approvals", READ, 200, _approvals),
+    Row("GET", ITEM + "/gate", READ, 200, _gate),
+    Row("POST", ITEM + "/evidence", WRITE, 201, _evidence, principal="user:u1"),
+    Row("GET", ITEM + "/evidence", READ, 200, _listed_evidence),
+    Row("POST", ITEM + "/validations", WRITE, 200, _validate, principal="user:u1"),
+    Row("GET", ITEM + "/validations", READ, 200, _validations),
     # next work and queues
     Row(
         "GET",
@@ -296,7 +408,15 @@ def _api_routes(app: Any) -> set[tuple[str, str]]:
     }
     declared = {
         (method, route.path)
-        for router in (work_items.router, queues.router, work_item_types.router, routing.router, routing.items_router)
+        for router in (
+            work_items.router,
+            queues.router,
+            work_item_types.router,
+            routing.router,
+            routing.items_router,
+            policies.router,
+            policy_gates.router,
+        )
         for route in router.routes
         if isinstance(route, APIRoute)
         for method in route.methods or ()
