@@ -18,6 +18,7 @@ from orchestrator.api import (
     dead_letters,
     errors,
     metrics,
+    pauses,
     queues,
     routing,
     sagas,
@@ -107,6 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # span and its access-log line.
     app.add_middleware(RequestContext)
     app.include_router(templates.router)
+    app.include_router(pauses.router)
     app.include_router(sagas.router)
     app.include_router(work_items.router)
     app.include_router(queues.router)
