@@ -23,6 +23,7 @@ from orchestrator.api import (
     routing,
     sagas,
     templates,
+    timers,
     webhooks,
     work_item_types,
     work_items,
@@ -118,6 +119,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(routing.router)
     app.include_router(routing.items_router)
     app.include_router(dead_letters.router)
+    app.include_router(timers.router)
     app.include_router(metrics.router)
     # MCP's own protocol (JSON-RPC over streamable HTTP), not an OpenAPI operation: left out of the
     # document, so the query check and the fuzzing, which work from the document, pass it by.

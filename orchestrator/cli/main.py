@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from orchestrator.cli import dead_letters, demo, items, mcp, ops, pauses, sagas, stack, templates, tokens
+from orchestrator.cli import dead_letters, demo, items, mcp, ops, pauses, sagas, stack, templates, tokens, webhooks
 from orchestrator.cli.base import main
 
 # Importing a noun's module registers its commands on ``main``.
-NOUNS = (stack, sagas, templates, pauses, items, dead_letters, tokens, ops, demo, mcp)
+NOUNS = (stack, sagas, templates, pauses, items, dead_letters, webhooks, tokens, ops, demo, mcp)
 
 __all__ = ["main"]
