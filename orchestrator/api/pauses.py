@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Path, Query
 from models.enums import PauseKind
 from models.pause_api import PauseAuditRead, PauseBody, PauseControlRead, PauseRead
 from models.principal import Principal, Scope
+from models.template import CAPABILITY
 from models.work_api import no_null
 from orchestrator.api.auth import needs
 from orchestrator.api.deps import get_wiring
@@ -27,7 +28,13 @@ WiringDep = Annotated[Wiring, Depends(get_wiring)]
 ControlDep = Annotated[Principal, needs(Scope.sagas_control)]
 TemplateName = Annotated[str, Path(min_length=1, max_length=200, description="The template's name.")]
 Capability = Annotated[
-    str, Path(min_length=1, max_length=100, description="The capability (its queue is cap.<capability>).")
+    str,
+    Path(
+        min_length=1,
+        max_length=100,
+        pattern=CAPABILITY,
+        description="The capability (its queue is cap.<capability>): lower-case letters, digits, _ and -.",
+    ),
 ]
 _ERRORS = responses(401, 403, 404, 409, 422)
 
