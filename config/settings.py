@@ -128,6 +128,15 @@ class Settings(BaseSettings):
         description="Let anyone who reaches the API read GET /metrics without a token. Off: it needs an "
         "all-tenant token with the metrics:read (or admin) scope, as its figures span every tenant.",
     )
+    pause_refresh_s: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="How often a process that dispatches reads again which templates and capabilities are "
+        "paused (one small query, not one per dispatch): a pause written elsewhere holds its dispatches within "
+        "this long, and an orchestrator sends what a resume left held (or a pause it had not yet seen held) "
+        "within as long.",
+    )
     metrics_max_age_s: float = Field(
         default=15.0,
         ge=1,

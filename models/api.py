@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
 from models.enums import Outcome, Phase, SagaControl, SagaState, StepState
+from models.pause_api import PauseRead
 
 
 class ErrorItem(BaseModel):
@@ -160,8 +161,16 @@ class SagaSummary(BaseModel):
         default=None, description="Since when an operator has paused it (nothing new is dispatched); null: not paused."
     )
     paused_ms: int = Field(
-        default=0, description="How long its earlier pauses lasted, in all: its deadline and SLA are later by as much."
+        default=0,
+        description="How long its clocks stood still in all, under its own pauses and those of its template or a "
+        "step's capability: its deadline and SLA are later by as much.",
     )
+    held_by: str | None = Field(
+        default=None,
+        description="The pause of its template or of a step's capability that holds its next dispatch, as "
+        "kind:tenant:name (e.g. capability:*:payments); null: none. Its clocks stand still meanwhile.",
+    )
+    held_at: datetime | None = Field(default=None, description="Since when that pause holds it; null: none does.")
     trace_id: str | None = Field(
         default=None,
         description="Its OpenTelemetry trace id (32 hex digits): one trace from the submit to its end; null: the "
@@ -334,6 +343,9 @@ class SagaRead(SagaSummary):
     )
     audit: list[SagaAuditRead] = Field(
         default_factory=list, description="Each operator's control of the saga (cancel, terminate), oldest first."
+    )
+    hold: PauseRead | None = Field(
+        default=None, description="The pause that held_by names (who paused it, when, why); null: none holds it."
     )
 
 

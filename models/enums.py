@@ -93,6 +93,13 @@ class Outcome(StrEnum):
         return self is not Outcome.deferred
 
 
+class PauseKind(StrEnum):
+    """What an operator may pause besides one saga: a template, or a capability queue."""
+
+    template = "template"
+    capability = "capability"
+
+
 class TimerKind(StrEnum):
     """Every kind of durable timer, declared once; the timer loop fires each by its handler in
     one table (``orchestrator.service.timers``). An attempt's own deadline is not a timer: it is

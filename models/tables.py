@@ -97,6 +97,14 @@ class SagaRun(Base):
     paused_ms: Mapped[int] = mapped_column(default=0)
     # The dispatch a pause held back ({"index": i, "phase": "forward"}), sent on resume.
     held: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # The pause of a template or a capability (its key, ``orchestrator.sagas.pause_book``) that
+    # holds that dispatch back, and since when (null: none holds it); resuming that pause sends
+    # what it held, oldest first.
+    held_by: Mapped[str | None] = mapped_column(String(300), index=True)
+    held_at: Mapped[datetime | None]
+    # Since when its deadline and SLA clocks stand still, for whichever pause (its own, or the
+    # pause of its template or of a step's capability); null: they run.
+    stopped_at: Mapped[datetime | None]
     # How many times an operator has rerun it: the steps run again get idempotence keys of the
     # rerun's own (a worker's stored result of an earlier run is not replayed for them).
     reruns: Mapped[int] = mapped_column(default=0)
@@ -122,6 +130,44 @@ class SagaAuditEntry(Base):
     action: Mapped[str] = mapped_column(String(32))
     reason: Mapped[str] = mapped_column(Text)
     # The saga's state before and after, and what the control did (steps stopped, items cancelled).
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class QueuePause(Base):
+    """An operator's pause of a template or of a capability queue: nothing new is dispatched for
+    the steps of that template, or on that capability, for the sagas of its tenant ("*": of every
+    tenant), until it is resumed (the row is deleted)."""
+
+    __tablename__ = "queue_pauses"
+    __table_args__ = (UniqueConstraint("kind", "tenant", "name"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    # "template" or "capability" (models.enums.PauseKind).
+    kind: Mapped[str] = mapped_column(String(16))
+    # Whose sagas it holds; "*": everybody's (only an all-tenants principal pauses so).
+    tenant: Mapped[str] = mapped_column(String(64))
+    # The template's name or the capability.
+    name: Mapped[str] = mapped_column(String(200))
+    paused_at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str] = mapped_column(String(300))
+    reason: Mapped[str] = mapped_column(Text)
+
+
+class PauseAuditEntry(Base):
+    """One pause or resume of a template or capability: who, when, why, and what it did."""
+
+    __tablename__ = "pause_audit"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str] = mapped_column(String(300))
+    # "pause" or "resume".
+    action: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(16))
+    tenant: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200))
+    reason: Mapped[str] = mapped_column(Text)
+    # A resume: how many held dispatches it sent.
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 

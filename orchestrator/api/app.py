@@ -19,12 +19,14 @@ from orchestrator.api import (
     errors,
     item_templates,
     metrics,
+    pauses,
     policies,
     policy_gates,
     queues,
     routing,
     sagas,
     templates,
+    timers,
     webhooks,
     work_item_runs,
     work_item_types,
@@ -112,6 +114,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # span and its access-log line.
     app.add_middleware(RequestContext)
     app.include_router(templates.router)
+    app.include_router(pauses.router)
     app.include_router(sagas.router)
     app.include_router(work_items.router)
     app.include_router(work_item_runs.router)
@@ -125,6 +128,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(policies.router)
     app.include_router(policy_gates.router)
     app.include_router(dead_letters.router)
+    app.include_router(timers.router)
     app.include_router(metrics.router)
     # The operator page (/ui): HTML, left out of the OpenAPI document.
     ui.install(app)

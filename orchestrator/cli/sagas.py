@@ -102,6 +102,10 @@ def _running(saga: SagaRead) -> str:
     """What the saga waits on now: its running attempts (step, attempt, worker), or its pause."""
     if saga.paused_at is not None:
         return "paused"
+    if saga.held_by is not None and saga.held_at is not None:
+        from orchestrator.sagas.timeline import held_line
+
+        return held_line(saga)
     running = [a for a in saga.attempts if a.outcome == "running"]
     if not running:
         return "waiting for its next step to be dispatched"

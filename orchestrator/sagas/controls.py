@@ -10,7 +10,7 @@ and changes nothing.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -18,11 +18,12 @@ from sqlalchemy.orm import Session
 
 from config.settings import Settings
 from models.base import utcnow
-from models.enums import Outcome, Phase, SagaControl, SagaState, StepState, TimerKind
+from models.enums import Outcome, Phase, SagaControl, SagaState, StepState
 from models.principal import ALL_TENANTS
-from models.tables import SagaAuditEntry, SagaRun, StepAttempt, Timer
+from models.tables import SagaAuditEntry, SagaRun, StepAttempt
 from models.template import TemplateSpec
 from orchestrator.errors import Conflict, NotFound
+from orchestrator.sagas.clocks import sync_clocks
 from orchestrator.sagas.deadlines import stop_and_compensate
 from orchestrator.sagas.engine import SagaEngine
 from orchestrator.sagas.rerun import plan as rerun_plan
@@ -42,12 +43,6 @@ _DONE = {
     SagaControl.retry_compensation: "compensation retried",
     SagaControl.rerun: "rerun",
 }
-# The saga's clocks, which stand still while it is paused. (A retry's pause is not a clock: due
-# while paused, its dispatch is held like any other.)
-CLOCKS = (TimerKind.saga_deadline, TimerKind.saga_sla_warn, TimerKind.saga_sla_breach, TimerKind.saga_sla_escalate)
-# How far a paused saga's clock timers are moved out: far enough that none comes due, near
-# enough that the date stays valid; resuming moves them back, less the time paused.
-PARKED = timedelta(days=365 * 1000)
 
 
 @dataclass(frozen=True)
@@ -83,7 +78,6 @@ def control_saga(
             raise NotFound(f"no saga with id {saga_id!r}")
         engine = SagaEngine(session.uow, SqlSagaStore(session), settings, now)
         why = f"{_DONE[action]} by {actor}: {reason}"
-        paused_at = saga.paused_at
         spec = template_of(session, saga)
         if action is SagaControl.rerun:
             start, new_input, steps = rerun_plan(saga, spec, from_step, input_patch, _last_outcomes(session, saga.id))
@@ -100,10 +94,10 @@ def control_saga(
             detail["closed"] = rerun(engine, saga, spec, start, new_input, steps, actor, why)
         else:
             detail = control(engine, saga, spec, action, why, actor)
-        if paused_at is not None and saga.paused_at is None and not saga.state.terminal:
-            _shift_clocks(session, saga.id, now - paused_at - PARKED, parked=True)
-        elif paused_at is None and saga.paused_at is not None:
-            _shift_clocks(session, saga.id, PARKED, parked=False)
+        if not saga.state.terminal:
+            # Stopped by a pause, started by a resume or a cancel (a saga that ended took its
+            # clocks along), unless a template's or capability's pause still holds it.
+            sync_clocks(session.uow, engine.store, saga, now)
         entry = SagaAuditEntry(saga_id=saga.id, at=now, actor=actor, action=action.value, reason=reason, detail=detail)
         session.add(entry)
     return Controlled(detail, session.uow.take_outgoing())
@@ -123,17 +117,6 @@ def _last_outcomes(session: Session, saga_id: str) -> dict[int, Outcome]:
     return {index: Outcome(outcome) for index, outcome in rows}
 
 
-def _shift_clocks(session: Session, saga_id: str, by: timedelta, *, parked: bool) -> None:
-    """Move the saga's clock timers (its deadline, its SLA's) by ``by``: those parked by its
-    pause (``parked``), or those not (parking them). A clock armed while the saga was paused (a
-    rerun's deadline) was never parked and is not moved back."""
-    horizon = utcnow() + PARKED / 2
-    query = select(Timer).where(Timer.saga_id == saga_id, Timer.kind.in_(CLOCKS))
-    query = query.where(Timer.due_at > horizon) if parked else query.where(Timer.due_at <= horizon)
-    for timer in session.scalars(query):
-        timer.due_at = timer.due_at + by
-
-
 def control(
     engine: SagaEngine, saga: SagaRun, spec: TemplateSpec, action: SagaControl, why: str, actor: str
 ) -> dict[str, Any]:
@@ -148,10 +131,11 @@ def control(
         return pause(engine, saga)
     if action is SagaControl.resume:
         return resume(engine, saga, spec)
-    # Cancelling or terminating a paused saga ends its pause: what it held back is not sent.
+    # Cancelling or terminating a paused or held saga ends its pause: what was held back is not
+    # sent (a compensation that follows may be held again, by its capability's pause).
     if saga.paused_at is not None:
         _unpause(saga, engine.now)
-        saga.held = None
+    saga.held = saga.held_by = saga.held_at = None
     stopped = [s.name for s in saga.steps if s.state in _UNDER_WAY]
     if action is SagaControl.cancel:
         cancel(engine, saga, spec, why)
@@ -203,8 +187,8 @@ def retry_compensation(engine: SagaEngine, saga: SagaRun, spec: TemplateSpec, wh
 
 
 def _unpause(saga: SagaRun, now: datetime) -> None:
+    # The time its clocks stood still is added up as they start again (orchestrator.sagas.clocks).
     assert saga.paused_at is not None
-    saga.paused_ms = (saga.paused_ms or 0) + int((now - saga.paused_at).total_seconds() * 1000)
     saga.paused_at = None
     saga.updated_at = now
 

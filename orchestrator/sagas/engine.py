@@ -29,6 +29,7 @@ from models.tables import SagaRun, StepAttempt, StepRun, Timer
 from models.template import StepSpec, TemplateSpec
 from orchestrator.metrics import instruments
 from orchestrator.sagas import sla
+from orchestrator.sagas.clocks import account, sync_clocks
 from orchestrator.sagas.deadlines import saga_deadline
 from orchestrator.sagas.keys import idempotence_key, task_id, timer_key
 from orchestrator.sagas.planner import GiveUp, after_failure, next_compensation, outcome_unknown
@@ -262,10 +263,14 @@ class SagaEngine:
         self._dispatch(saga, spec, index, Phase.forward)
 
     def send_held(self, saga: SagaRun, spec: TemplateSpec) -> None:
-        """The saga was resumed: dispatch what its pause held back, if anything."""
+        """The saga, or the template's or capability's pause that held it, was resumed: dispatch
+        what was held back, if anything (held again if another pause still holds it), and start
+        its clocks again if nothing holds it any more."""
         held, saga.held = saga.held, None
+        saga.held_by = saga.held_at = None
         if held is not None:
             self._dispatch(saga, spec, held["index"], Phase(held["phase"]))
+        sync_clocks(self.uow, self.store, saga, self.now)
 
     def finish(self, saga: SagaRun, state: SagaState) -> None:
         if state in (SagaState.compensated, SagaState.cancelled, SagaState.compensation_failed):
@@ -275,12 +280,11 @@ class SagaEngine:
         saga.state = state
         saga.finished_at = self.now
         saga.updated_at = self.now
-        if saga.paused_at is not None:
-            # What was under way when it was paused ended it: a pause ends with the saga (its
-            # clocks go with its timers, below), so a rerun of it is not held.
-            saga.paused_ms = (saga.paused_ms or 0) + int((self.now - saga.paused_at).total_seconds() * 1000)
-            saga.paused_at = None
-        saga.held = None
+        # What was under way when it was paused ended it: a pause of the saga ends with it, and
+        # its clocks go with its timers (below), so a rerun of it is not held.
+        saga.paused_at = None
+        account(saga, self.now)
+        saga.held = saga.held_by = saga.held_at = None
         # One line per saga that ends; the ordinary end only at DEBUG (it is the common case).
         log.log(
             logging.DEBUG if state is SagaState.completed else logging.INFO,
@@ -314,6 +318,17 @@ class SagaEngine:
             # Paused: nothing new goes out; resuming sends it (a saga runs one step at a time).
             saga.held = {"index": index, "phase": phase.value}
             return
+        pauses = self.store.pauses(self.settings.pause_refresh_s)
+        if pauses:
+            by = pauses.holding(saga.tenant, saga.template_name, handler_capability(spec.steps[index], phase))
+            if by is not None:
+                # Its template or capability is paused: held as by a pause of the saga, its
+                # clocks stopped, until that pause is resumed.
+                saga.held = {"index": index, "phase": phase.value}
+                saga.held_by, saga.held_at = by, self.now
+                saga.updated_at = self.now
+                sync_clocks(self.uow, self.store, saga, self.now)
+                return
         step = saga.steps[index]
         step.current_attempt += 1
         if phase is Phase.forward:

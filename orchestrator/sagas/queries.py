@@ -17,6 +17,7 @@ from models.tables import SagaAuditEntry, SagaRun, StepAttempt
 from models.template import TemplateSpec
 from models.work_tables import WorkItem
 from orchestrator.errors import NotFound
+from orchestrator.sagas.queue_pauses import held_by_pause
 from orchestrator.sagas.templates import template_of
 from orchestrator.storage.cursors import decode_cursor, encode_cursor
 
@@ -41,6 +42,8 @@ def read_saga(session: Session, saga_id: str, *, tenant: str = ALL_TENANTS) -> S
         select(SagaAuditEntry).where(SagaAuditEntry.saga_id == saga_id).order_by(SagaAuditEntry.id)
     ).all()
     read.audit = [SagaAuditRead.model_validate(entry) for entry in audit]
+    if saga.held_by is not None:
+        read.hold = held_by_pause(session, saga.held_by)
     return read
 
 

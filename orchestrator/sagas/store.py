@@ -10,10 +10,10 @@ decisions be unit-tested without a database.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
@@ -22,9 +22,19 @@ from models.lifecycles import LIFECYCLES
 from models.principal import ALL_TENANTS
 from models.sla import BreachAction
 from models.step_item import WorkItemStepSpec
-from models.tables import FENCING_SEQUENCE, GLOBAL_SCOPE, FanOutMember, FencingCounter, SagaRun, StepAttempt
+from models.tables import (
+    FENCING_SEQUENCE,
+    GLOBAL_SCOPE,
+    TIMERS,
+    FanOutMember,
+    FencingCounter,
+    SagaRun,
+    StepAttempt,
+)
 from models.template import TemplateSpec
 from models.work_tables import WorkItem
+from orchestrator.sagas.clocks import CLOCK_KINDS
+from orchestrator.sagas.pause_book import PauseBook, Pauses, book_of
 from orchestrator.work import compensations, links, webhooks
 from orchestrator.work.sla import actions as item_sla
 
@@ -36,6 +46,13 @@ class SagaStore(Protocol):
     """What the engine reads and writes besides the saga run it holds (see the module)."""
 
     def fencing_token(self) -> int: ...
+
+    def pauses(self, max_age_s: float) -> Pauses:
+        """The templates and capabilities paused, as known at most ``max_age_s`` ago."""
+
+    def shift_clocks(self, saga_id: str, by: timedelta, *, horizon: datetime, parked: bool) -> None:
+        """Move the saga's stored clock timers by ``by``: those due after ``horizon``
+        (``parked``), or those due by then (:mod:`orchestrator.sagas.clocks`)."""
 
     def emit(self, saga: SagaRun, event: str, payload: dict[str, Any], now: datetime) -> None:
         """Queue a webhook event about the saga in the transaction (for its tenant's webhooks)."""
@@ -101,6 +118,25 @@ class SqlSagaStore:
 
     def __init__(self, session: Session):
         self.session = session
+        self._book: PauseBook | None = None
+
+    def pauses(self, max_age_s: float) -> Pauses:
+        if self._book is None:
+            self._book = book_of(self.session)
+        return self._book.current(self.session, max_age_s)
+
+    def shift_clocks(self, saga_id: str, by: timedelta, *, horizon: datetime, parked: bool) -> None:
+        # Rare (a pause begins or ends): read the few rows and write them back, which SQLite's
+        # dates stored as text and PostgreSQL's both take.
+        beyond = TIMERS.c.due_at > horizon if parked else TIMERS.c.due_at <= horizon
+        query = select(TIMERS.c.key, TIMERS.c.due_at).where(
+            TIMERS.c.saga_id == saga_id, TIMERS.c.kind.in_(CLOCK_KINDS), beyond
+        )
+        rows = [{"k": key, "due": due + by} for key, due in self.session.execute(query)]
+        if rows:
+            self.session.execute(
+                update(TIMERS).where(TIMERS.c.key == bindparam("k")).values(due_at=bindparam("due")), rows
+            )
 
     def fencing_token(self) -> int:
         """Next fencing token, from the database so it grows even if Redis forgot everything.

@@ -31,6 +31,8 @@ def render_saga(saga: SagaRead) -> str:
     if saga.paused_at is not None:
         since = f"{saga.paused_at:%Y-%m-%d %H:%M:%S}"
         lines.append(f"  paused since {since}: nothing new is dispatched, its clocks stand still")
+    if saga.held_by is not None and saga.held_at is not None:
+        lines.append(f"  {held_line(saga)}: its next step waits, its clocks stand still")
     lines.append("  steps: " + "  ".join(f"{s.name}={s.state}" for s in saga.steps))
     if saga.sla is not None:
         due = saga.created_at + timedelta(milliseconds=saga.sla["target_ms"] + saga.paused_ms)
@@ -66,3 +68,14 @@ def sla_clock(due: datetime, breached_at: datetime | None, breaches: int) -> str
     if breached_at is None:
         return f"SLA due {due:%Y-%m-%d %H:%M:%S}"
     return f"SLA due {due:%Y-%m-%d %H:%M:%S}, breached at {breached_at:%H:%M:%S} ({breaches} time(s))"
+
+
+def held_line(saga: SagaRead) -> str:
+    """ "held since ... by the pause of capability payments (every tenant's sagas), by user:ops: why"."""
+    assert saga.held_by is not None and saga.held_at is not None
+    kind, tenant, name = saga.held_by.split(":", 2)
+    whose = "every tenant's sagas" if tenant == "*" else f"tenant {tenant}'s sagas"
+    line = f"held since {saga.held_at:%Y-%m-%d %H:%M:%S} by the pause of {kind} {name} ({whose})"
+    if saga.hold is not None:
+        line += f", paused by {saga.hold.actor}: {saga.hold.reason}"
+    return line

@@ -1,6 +1,6 @@
 """The orchestrator process: report consumer, outbox sweep, timer loop, webhook sender, the
-recovery of lost reports and of a Redis that lost its data, and Celery workers' presence in the
-agent registry, as threads."""
+recovery of lost reports and of a Redis that lost its data, Celery workers' presence in the
+agent registry, and the release of dispatches held by pauses no longer in force, as threads."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import start_http_server
 
+from orchestrator.sagas.queue_pauses import release_orphans
 from orchestrator.service.consumer import ReportConsumer
 from orchestrator.service.presence import WorkerPresenceFold
 from orchestrator.service.webhooks import WebhookSender
@@ -90,6 +91,19 @@ def run_orchestrator(wiring: Wiring, stop: threading.Event | None = None) -> Non
             target=_loop,
             args=("recovery", stop, RECOVERY_EVERY_S, wiring.recover),
             name="report-recovery",
+            daemon=True,
+        ),
+        threading.Thread(
+            # Every pause_refresh_s: reads this process's pauses afresh, and sends what a pause
+            # resumed meanwhile left held (one indexed query when nothing is held).
+            target=_loop,
+            args=(
+                "pause release",
+                stop,
+                settings.pause_refresh_s,
+                lambda: release_orphans(wiring.sessions, settings, wiring.dispatcher.publish),
+            ),
+            name="pause-release",
             daemon=True,
         ),
         threading.Thread(

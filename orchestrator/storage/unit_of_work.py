@@ -19,9 +19,9 @@ of work of its current transaction, written before the commit and discarded by a
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Table, event, insert, update
@@ -185,6 +185,17 @@ class UnitOfWork:
 
     def move_timer(self, key: str, due_at: datetime) -> None:
         self._timers.append(MoveTimer(key, due_at))
+
+    def shift_armed(
+        self, saga_id: str, kinds: Collection[str], by: timedelta, *, horizon: datetime, parked: bool
+    ) -> None:
+        """Move the saga's timers of ``kinds`` armed in this transaction (not yet written) by
+        ``by``: those due after ``horizon`` (``parked``), or those due by then."""
+        for change in self._timers:
+            if isinstance(change, ArmTimer):
+                row = change.row
+                if row["saga_id"] == saga_id and row["kind"] in kinds and (row["due_at"] > horizon) is parked:
+                    row["due_at"] = row["due_at"] + by
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` once the transaction has committed; never if it rolls back. For what

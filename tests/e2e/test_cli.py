@@ -670,3 +670,114 @@ def test_the_readmes_catalog_block_runs_as_written(stack_env: dict[str, str], tm
     assert ran.returncode == 0, f"{ran.stdout}\n{ran.stderr}"
     assert '"title":"PCIchangetopayments-db"' in ran.stdout.replace(" ", "")
     assert "change:pci 1.0.0" in ran.stdout
+
+
+def test_an_operator_pauses_and_resumes_a_capability_and_a_template(stack_env: dict[str, str]) -> None:
+    import json
+
+    def show(saga_id: str) -> str:
+        return workyard(stack_env, "saga", "show", saga_id).stdout
+
+    assert workyard(stack_env, "template", "add", str(SHOP)).returncode == 0
+    paused = workyard(stack_env, "capability", "pause", "payments", "--reason", "card processor down")
+    assert paused.returncode == 0, paused.stderr
+    assert "capability payments (every tenant) paused" in paused.stdout
+    again = workyard(stack_env, "capability", "pause", "payments", "--reason", "twice")
+    assert again.returncode == 1 and "paused already" in again.stderr and "Traceback" not in again.stderr
+    # Each step takes a while: the orchestrator has read the pause before charge_card would go out.
+    order = '{"order_id": "P-1", "amount": 2, "delay_ms": 1500}'
+    saga_id = workyard(stack_env, "saga", "submit", "shop.order", "--input", order).stdout.split()[1]
+    shown = eventually(lambda: "held since" in (s := show(saga_id)) and s, timeout=30, what="the hold")
+    assert "by the pause of capability payments (every tenant's sagas)" in shown
+    assert "card processor down" in shown and "charge_card=pending" in shown
+    listed = workyard(stack_env, "pauses", "list")
+    assert "capability" in listed.stdout and "payments" in listed.stdout and "1 held" in listed.stdout
+    [pause] = json.loads(workyard(stack_env, "pauses", "list", "--json").stdout)
+    assert (pause["kind"], pause["name"], pause["tenant"], pause["held"]) == ("capability", "payments", "*", 1)
+
+    resumed = workyard(stack_env, "capability", "resume", "payments", "--reason", "back up")
+    assert resumed.returncode == 0 and "capability payments (every tenant) resumed" in resumed.stdout
+    eventually(lambda: "state: completed" in show(saga_id), timeout=60, what="the saga to complete")
+
+    assert workyard(stack_env, "template", "pause", "shop.order", "--reason", "bad deploy").returncode == 0
+    submitted = workyard(stack_env, "saga", "submit", "shop.order", "--input", '{"order_id": "P-2", "amount": 1}')
+    held_id = submitted.stdout.split()[1]
+    assert "by the pause of template shop.order" in show(held_id)  # held as it was submitted
+    done = workyard(stack_env, "template", "resume", "shop.order", "--reason", "fixed", "--json")
+    assert done.returncode == 0 and json.loads(done.stdout)["resumed"] is True
+    eventually(lambda: "state: completed" in show(held_id), timeout=60, what="the held saga to complete")
+    history = json.loads(workyard(stack_env, "pauses", "history", "--json").stdout)
+    assert [(e["action"], e["kind"], e["name"]) for e in history[:4]] == [
+        ("resume", "template", "shop.order"),
+        ("pause", "template", "shop.order"),
+        ("resume", "capability", "payments"),
+        ("pause", "capability", "payments"),
+    ]
+    gone = workyard(stack_env, "template", "resume", "shop.order", "--reason", "again")
+    assert gone.returncode == 1 and "is not paused" in gone.stderr
+
+
+def test_webhooks_and_timers_over_the_api_only(stack_env: dict[str, str], tmp_path: Path) -> None:
+    import json
+
+    env = _over_http_only(stack_env, tmp_path)
+    headers = {"Authorization": f"Bearer {env['WORKYARD_TOKEN']}"}
+    # A public address (the test needs no answer from it: a delivery that fails is one to redeliver).
+    hook = httpx.post(
+        f"{env['WORKYARD_URL']}/api/v1/webhooks",
+        json={"url": "https://93.184.216.34/hook", "events": ["*"]},
+        headers=headers,
+    ).json()
+    listed = workyard(env, "webhooks", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert hook["id"] in listed.stdout and "enabled" in listed.stdout
+    assert hook["id"] in [h["id"] for h in json.loads(workyard(env, "webhooks", "list", "--json").stdout)]
+    shown = json.loads(workyard(env, "webhooks", "show", hook["id"]).stdout)
+    assert shown["url"] == "https://93.184.216.34/hook" and "secret" not in shown
+    disabled = workyard(env, "webhooks", "disable", hook["id"])
+    assert disabled.returncode == 0 and f"disabled {hook['id']}" in disabled.stdout and "disabled " in disabled.stdout
+    assert "enabled" in workyard(env, "webhooks", "enable", hook["id"]).stdout
+    rotated = workyard(env, "webhooks", "rotate-secret", hook["id"])
+    assert rotated.returncode == 0 and rotated.stdout.strip() and "not shown again" in rotated.stderr
+
+    # An event for it: a saga that ends.
+    assert workyard(env, "template", "add", str(SHOP)).returncode == 0
+    done = workyard(env, "saga", "submit", "shop.order", "--input", '{"order_id": "W-1", "amount": 1}', "--wait")
+    assert done.returncode == 0, done.stdout + done.stderr
+    deliveries = eventually(
+        lambda: json.loads(workyard(env, "webhooks", "--json").stdout) or None, timeout=30, what="a delivery"
+    )
+    delivery = deliveries[0]
+    assert delivery["webhook_id"] == hook["id"]
+    logged = workyard(env, "webhooks", "deliveries", "--webhook", hook["id"])
+    assert logged.returncode == 0 and delivery["event"] in logged.stdout
+    again = workyard(env, "webhooks", "redeliver", str(delivery["id"]))
+    assert again.returncode == 0 and f"delivery {delivery['id']} is due again" in again.stdout
+    missing = workyard(env, "webhooks", "redeliver", "999999999")
+    assert missing.returncode == 1 and "Traceback" not in missing.stderr
+    deleted = workyard(env, "webhooks", "delete", hook["id"])
+    assert deleted.returncode == 0 and f"deleted webhook {hook['id']}" in deleted.stdout
+    gone = workyard(env, "webhooks", "show", hook["id"])
+    assert gone.returncode == 1 and "Traceback" not in gone.stderr
+
+    # Timers: a saga waiting on a capability nobody consumes has a running attempt with a deadline.
+    stuck = tmp_path / "stuck.yaml"
+    stuck.write_text(
+        "name: e2e.timed\nversion: 1.0.0\ndeadline_ms: 3600000\n"
+        "steps:\n  - name: a\n    capability: nobody_here\n    handler: h\n"
+    )
+    assert workyard(env, "template", "add", str(stuck)).returncode == 0
+    saga_id = workyard(env, "saga", "submit", "e2e.timed").stdout.split()[1]
+    timers = workyard(env, "timers", "--saga", saga_id)
+    assert timers.returncode == 0, timers.stderr
+    assert "1 timer(s), 0 due now" in timers.stdout and "saga_deadline" in timers.stdout
+    assert f"saga {saga_id}  step a forward attempt 1" in timers.stdout
+    listing = json.loads(workyard(env, "timers", "--saga", saga_id, "--kind", "deadline", "--json").stdout)
+    assert listing["total"] == 0 and [d["step_name"] for d in listing["deadlines"]] == ["a"]
+    assert json.loads(workyard(env, "timers", "--due", "--saga", saga_id, "--json").stdout)["timers"] == []
+    bad = workyard(env, "timers", "--kind", "nope")
+    assert bad.returncode == 1 and "kind" in bad.stderr and "Traceback" not in bad.stderr
+    made = workyard(stack_env, "token", "create", "--principal", "user:t", "--tenant", "acme", "--scope", "sagas:read")
+    tenant = workyard(_over_http_only(stack_env, tmp_path, token=made.stdout.strip()), "timers")
+    assert tenant.returncode == 1 and "only an all-tenant token" in tenant.stderr
+    workyard(env, "saga", "terminate", saga_id, "--reason", "done looking")

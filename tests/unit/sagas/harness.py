@@ -25,6 +25,7 @@ from models.template import TemplateSpec
 from models.work_tables import WorkItem
 from orchestrator.errors import InvalidInput
 from orchestrator.sagas.engine import SagaEngine, new_step_runs
+from orchestrator.sagas.pause_book import NONE, Pauses
 from orchestrator.sagas.store import MAYBE_DONE
 from orchestrator.storage.unit_of_work import ArmTimer, CancelTimer, DropSagaTimers, UnitOfWork
 from orchestrator.work.links import ItemSpecError, item_values
@@ -52,6 +53,12 @@ class MemoryStore:
     def fencing_token(self) -> int:
         self.last_token += 1
         return self.last_token
+
+    def pauses(self, max_age_s: float) -> Pauses:
+        return NONE  # a template's or capability's pause is tested on real databases
+
+    def shift_clocks(self, saga_id: str, by: timedelta, *, horizon: datetime, parked: bool) -> None:
+        pass  # its timers are the scenario's, armed and fired through the unit of work
 
     def emit(self, saga: SagaRun, event: str, payload: dict[str, Any], now: datetime) -> None:
         self.events.append((event, payload))
