@@ -227,3 +227,39 @@ def print_breakdown(
     for group, mean in sorted(groups.items(), key=lambda kv: -kv[1]):
         print(f"  {'sum of means: ' + group:<76} {'':>7} {'':>7} {mean * 1000:7.2f} {mean / total * 100:5.1f}%")
     sys.stdout.flush()
+
+
+def print_broker_wait_by_credit(title: str, events: dict[str, dict[str, float]], prefetch: int) -> None:
+    """Split "published → worker received" by what the worker held when the dispatch was published.
+
+    A worker with acks late and a prefetch limit of ``prefetch`` takes no message while it holds
+    that many (received, not yet done): then a dispatch waits in the queue for a slot, and the
+    wait is the worker's capacity (or the host's CPU), not its consumer. A dispatch published while
+    the worker held fewer should be received within a broker round trip; a long wait there is the
+    consumer's own."""
+    held_spans = [
+        (t["task-received"], t["task-succeeded"])
+        for t in events.values()
+        if "task-received" in t and "task-succeeded" in t
+    ]
+    free: list[float] = []
+    full: list[float] = []
+    for times in events.values():
+        if not all(k in times for k in ("task-sent", "task-received")):
+            continue
+        sent = times["task-sent"]
+        held = sum(1 for received, done in held_spans if received <= sent < done)
+        (full if held >= prefetch else free).append(times["task-received"] - sent)
+    print(f"{title} (ms)", flush=True)
+    for label, values in (
+        (f"worker held fewer than {prefetch} (a slot free)", free),
+        (f"worker held {prefetch} (waits for a slot)", full),
+    ):
+        if values:
+            print(
+                f"  {label:<48} n {len(values):5d}  p50 {pct(values, 0.5) * 1000:7.2f}  "
+                f"p90 {pct(values, 0.9) * 1000:7.2f}  p99 {pct(values, 0.99) * 1000:7.2f}",
+                flush=True,
+            )
+        else:
+            print(f"  {label:<48} n     0", flush=True)

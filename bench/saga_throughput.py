@@ -70,7 +70,7 @@ from bench.pacing import (  # noqa: E402
     pace,
     postgres_conninfo,
 )
-from bench.saga_segments import SagaTimes, load_saga_times, print_breakdown  # noqa: E402
+from bench.saga_segments import SagaTimes, load_saga_times, print_breakdown, print_broker_wait_by_credit  # noqa: E402
 from bench.support import log, pct, proc_cpu_s, scratch_database  # noqa: E402
 from config.settings import Settings  # noqa: E402
 from models.tables import SagaRun  # noqa: E402
@@ -705,6 +705,12 @@ def main() -> None:
                         STEPS,
                         paced.events,
                     )
+                    if paced.events:
+                        print_broker_wait_by_credit(
+                            f"-- published → worker received, by what the worker held at the publish, {side}",
+                            paced.events,
+                            CONCURRENCY,
+                        )
                 gaps = [g for r in runs if r.side == "raw" and r.paced for g in r.paced.finish_to_seen]
                 if gaps:
                     print(

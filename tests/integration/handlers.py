@@ -24,6 +24,7 @@ class Behaviour(BaseModel):
     retryable: bool = True
     sleep_ms: int = 0
     hang_first_call: bool = False  # publish our pid and sleep: the test kills us mid-step
+    hold_until_released: bool = False  # run until the test pushes to test:release:<tag> (at most 120 s)
 
 
 class Cmd(BaseModel):
@@ -54,6 +55,9 @@ def _handle(ctx: StepContext, cmd: Cmd) -> dict[str, Any]:
     try:
         if behaviour.sleep_ms:
             time.sleep(behaviour.sleep_ms / 1000)
+        if behaviour.hold_until_released:
+            r.set(f"test:holding:{cmd.tag}", name)
+            r.blpop([f"test:release:{cmd.tag}"], timeout=120)
         if behaviour.fail_always or calls <= behaviour.fail_times:
             raise StepFailed(f"{name} failed on call {calls}", retryable=behaviour.retryable)
         # The side effect, made exactly-once with the idempotence key as a real service would.

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import threading
-from collections import Counter
+import time
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from orchestrator.sagas.templates import parse_template, register_template
 from tests.integration.harness import database_wiring, running_harness
 from tests.integration.templates import THREE_STEPS
 from tests.support import RedisTarget, eventually, kombu_envelope
+from workers.celery.events import EVENT_BUFFER_LIMIT, EVENT_FLUSH_S
 
 SAGAS = 10
 TASK_EVENTS = ("task-received", "task-started", "task-succeeded")
@@ -30,6 +32,8 @@ class EventTap:
         self.messages = 0
         self.sent_messages = 0  # messages carrying task-sent events
         self.events: list[dict[str, Any]] = []
+        # When each message of a worker's task events arrived, by the worker's hostname.
+        self.arrivals: defaultdict[str, list[float]] = defaultdict(list)
         self.lock = threading.Lock()
         # Decoded by hand: the envelope is kombu's, the body Celery's JSON event (or list of them).
         # Pub/sub channels span every Redis database: kombu prefixes its fanout channels with the
@@ -46,8 +50,10 @@ class EventTap:
         with self.lock:
             # Only the worker's own task events: task-sent comes from the publisher, heartbeats
             # from the worker's timer, each in a message of its own either way.
-            if any(e.get("type") in TASK_EVENTS for e in events):
+            task_events = [e for e in events if e.get("type") in TASK_EVENTS]
+            if task_events:
                 self.messages += 1
+                self.arrivals[str(task_events[0].get("hostname"))].append(time.monotonic())
             if any(e.get("type") == "task-sent" for e in events):
                 self.sent_messages += 1
             self.events.extend(events)
@@ -90,6 +96,15 @@ def test_every_step_reports_its_task_events_in_few_messages(
             messages = tap.messages
         # Sent one by one, 90 events take about 90 messages (Celery flushes at each loop tick).
         assert messages * 2 <= events, f"{events} task events came in {messages} messages"
+        # Each worker's main process flushes at most once per window (plus one at its buffer's
+        # limit): each flush is time in which it picks up no dispatch. One spare window for the
+        # jitter of a flush that a busy host ran late.
+        with tap.lock:
+            arrivals = {host: list(times) for host, times in tap.arrivals.items()}
+        for host, times in arrivals.items():
+            windows = (times[-1] - times[0]) / EVENT_FLUSH_S
+            bound = int(windows) + 2 + events // EVENT_BUFFER_LIMIT
+            assert len(times) <= bound, f"{host} sent {len(times)} event messages over {windows:.1f} windows"
 
 
 def test_dispatches_published_together_send_their_task_sent_events_in_one_message(

@@ -6,7 +6,15 @@ buffer at the next tick, so a worker running one short step at a time sends one 
 per event: three per step, each a round trip to the broker. This consumer flushes at most every
 ``EVENT_FLUSH_S`` instead, so a step's events travel together (as Celery's ``task.multi``, which
 Flower reads), and a busy worker sends one message for many steps. Celery still flushes at
-once when the buffer holds ``buffer_limit`` events.
+once when the buffer holds its limit, raised here to ``EVENT_BUFFER_LIMIT`` events.
+
+Why so seldom: the flush runs in the worker's main process, the one process that takes every
+dispatch off the broker, holds it, hands it to a pool process and acknowledges it, one message
+after another. Each flush (an event list through kombu's producer, a PUBLISH) is main-process
+CPU that no dispatch is picked up during; at 150 steps a second a 50 ms window made 20 flushes
+a second, and on a busy host, where the main process falls behind, more (each window then
+catches fewer events). The main process's CPU per step is what decides when it falls behind
+(the dispatches then wait in their queue: ``bench/saga_throughput.py`` splits that wait out).
 
 Events reach Flower up to ``EVENT_FLUSH_S`` later; nothing in workyard waits for them.
 
@@ -31,7 +39,9 @@ from workers.broker.reports import ReportQueue, report_queue
 
 log = logging.getLogger(__name__)
 
-EVENT_FLUSH_S = 0.05
+EVENT_FLUSH_S = 0.25
+# Celery flushes at once when this many events are buffered (its default: 24, eight steps).
+EVENT_BUFFER_LIMIT = 240
 
 
 class Consumer(CeleryConsumer):  # type: ignore[misc]
@@ -84,6 +94,10 @@ class Consumer(CeleryConsumer):  # type: ignore[misc]
         # Celery calls this (its name is in internals.REQUIRED_PRIVATE_NAMES) for each buffered event.
         if self.hub is None or self._event_flush_armed:
             return
+        dispatcher = getattr(self, "event_dispatcher", None)
+        if dispatcher is not None:
+            # Celery builds the dispatcher anew on each (re)connection, with its own limit.
+            dispatcher.buffer_limit = EVENT_BUFFER_LIMIT
         self._event_flush_armed = True
         self.hub.call_later(EVENT_FLUSH_S, self._flush_events_armed)
 
