@@ -107,7 +107,9 @@ def _plan(
 ) -> Planned:
     """The items to create for ``row`` with ``values``, each checked as a work-item request."""
     where = f"{path}item" if path else "item"
-    rendered = _render(row.effective["item"], values, where)
+    rendered = registry.with_policy(
+        _render(row.effective["item"], values, where), row.effective.get("approvalPolicyId")
+    )
     top = not path
     document = {
         **rendered,

@@ -32,6 +32,7 @@ from models.item_templates import (
     WorkflowSpec,
 )
 from models.keytemplate import all_placeholders, render_value
+from models.policies import POLICY_FIELD
 from models.principal import ALL_TENANTS, Principal, Scope
 from models.template import semver_key
 from models.work_api import WorkItemCreate
@@ -41,6 +42,7 @@ from orchestrator.catalog.params import check_spec, sample
 from orchestrator.errors import Conflict, InvalidInput, NotFound
 from orchestrator.sagas.templates import get_template
 from orchestrator.work.access import require
+from orchestrator.work.gates import policies
 from orchestrator.work.items import schema_document
 from orchestrator.work.types import get_type, validate_item
 
@@ -224,6 +226,9 @@ def _check(session: Session, owner: str, effective: dict[str, Any]) -> bool:
         if key in item:
             problems.append({"path": f"item.{key}", "message": "set when the template is instantiated, not here"})
     problems += _unknown_placeholders(item, declared, "item")
+    policy = effective.get("approvalPolicyId")
+    if policy is not None:
+        problems += _policy_problems(session, owner, policy, item)
     workflow = effective.get("workflow")
     if workflow is not None:
         problems += _unknown_placeholders(workflow.get("input", {}), declared | {"item.id"}, "workflow.input")
@@ -254,7 +259,7 @@ def _check(session: Session, owner: str, effective: dict[str, Any]) -> bool:
     if not problems:
         samples = {name: sample(spec) for name, spec in params.items()}
         values = {"params": {name: value for name, (value, _) in samples.items()}}
-        rendered = render_value(item, values)
+        rendered = with_policy(render_value(item, values), policy)
         try:
             request = WorkItemCreate.model_validate({**rendered, "type": effective["type"]})
         except ValidationError as exc:
@@ -275,9 +280,29 @@ def _check(session: Session, owner: str, effective: dict[str, Any]) -> bool:
     return schema_checked
 
 
+def _policy_problems(session: Session, owner: str, policy: str, item: Mapping[str, Any]) -> list[dict[str, str]]:
+    """The policy must be one the template's tenant can use (its own or a shared one), and the item
+    may not name another: the gate reads the item's payload, where instantiation puts this one."""
+    problems = []
+    if policies.live_for(session, owner, policy) is None:
+        problems.append({"path": "approvalPolicyId", "message": f"no policy {policy!r} (register it first)"})
+    named = (item.get("payload") or {}).get(POLICY_FIELD)
+    if named is not None and named != policy:
+        message = f"names policy {named!r}, the template {policy!r}"
+        problems.append({"path": f"item.payload.{POLICY_FIELD}", "message": message})
+    return problems
+
+
 def field_problems(exc: ValidationError, prefix: str) -> list[dict[str, str]]:
     """A request model's validation errors as problems naming their fields under ``prefix``."""
     return [{"path": ".".join([prefix, *(str(p) for p in e["loc"])]), "message": e["msg"]} for e in exc.errors()]
+
+
+def with_policy(item: dict[str, Any], policy: str | None) -> dict[str, Any]:
+    """The rendered item with the template's approval policy in its payload, where gates read it."""
+    if policy is None:
+        return item
+    return {**item, "payload": {**(item.get("payload") or {}), POLICY_FIELD: policy}}
 
 
 def _include_problems(included: ItemTemplateRow, given: Mapping[str, Any], path: str) -> list[dict[str, str]]:

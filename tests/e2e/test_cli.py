@@ -630,10 +630,24 @@ def test_an_operator_replays_and_purges_dead_letters(stack_env: dict[str, str], 
     assert back() == [] and "no dead letters" in workyard(env, "dead-letters").stdout
 
 
+def register_policy(stack_env: dict[str, str], path: Path) -> None:
+    """A policy registered with the operator's token (a shared one), as the README's block does."""
+    admin = (Path(stack_env["WORKYARD_DATA_DIR"]) / "admin-token").read_text().strip()
+    response = httpx.post(
+        f"{stack_env['WORKYARD_TEST_API']}/api/v1/policies",
+        content=path.read_bytes(),
+        headers={"Authorization": f"Bearer {admin}", "content-type": "application/json"},
+    )
+    assert response.status_code in (200, 201), response.text
+
+
 def test_the_catalog_registers_lists_shows_and_instantiates_a_template(stack_env: dict[str, str]) -> None:
     import json
 
     pci = ROOT / "examples" / "catalog" / "change.pci.yaml"
+    refused = workyard(stack_env, "catalog", "add", str(pci))  # its policy is not registered yet
+    assert refused.returncode != 0 and "approvalPolicyId" in refused.stderr and "Traceback" not in refused.stderr
+    register_policy(stack_env, ROOT / "examples" / "policies" / "policy-change-pci-v1.json")
     added = workyard(stack_env, "catalog", "add", str(pci))
     assert added.returncode == 0, added.stderr
     assert "tpl:change:pci:1.0.0" in added.stdout

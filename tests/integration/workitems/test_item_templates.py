@@ -52,8 +52,19 @@ def review_type(client: TestClient, token: TokenFactory) -> str:
     return "review"
 
 
+POLICY = {
+    "id": "policy-change-pci-v1",
+    "checks": [{"id": "pci", "kind": "compliance", "framework": "PCI-DSS", "required": True}],
+    "approvalSteps": [{"role": "Security Officer", "action": "approve"}],
+}
+
+
 @pytest.fixture
-def author(token: TokenFactory) -> Headers:
+def author(client: TestClient, token: TokenFactory) -> Headers:
+    """A tenant's author; the PCI policy its templates name is the operators' (shared with every tenant)."""
+    operator = token("user:root", scopes=["admin"], tenant="*")
+    response = client.post("/api/v1/policies", json=POLICY, headers=operator)
+    assert response.status_code == 201, response.text
     return token("user:ann", scopes=["templates:write", "work:read", "work:write", "sagas:write", "sagas:read"])
 
 
@@ -91,7 +102,7 @@ def test_a_template_is_registered_read_and_instantiated(client: TestClient, auth
     [item] = done["items"]
     assert item["type"] == "change" and item["title"] == "PCI change to payments-db"
     assert item["labels"] == ["pci"]
-    assert item["payload"] == {
+    assert item["payload"] == {  # the template's policy is in the payload, where the gate reads it
         "changeWindow": WINDOW,
         "approvalPolicyId": "policy-change-pci-v1",
         "rollbackPlan": "restore the previous release",
@@ -133,6 +144,7 @@ def test_the_same_version_again_is_a_no_op_and_other_content_is_a_409(client: Te
         ({"extends": "no-such-template"}, "extends"),
         ({"includes": [{"template": "no-such-template"}]}, "includes[0].template"),
         ({"workflow": {"template": "no-such-saga"}}, "workflow.template"),
+        ({"approvalPolicyId": "policy-nobody-registered"}, "approvalPolicyId"),
         # The example breaks the type's schema: the change window must be an object.
         (
             {"parameters": {**PCI["parameters"], "changeWindow": {"type": "string", "example": "soon"}}},
@@ -292,11 +304,35 @@ def test_a_changed_type_under_extends_is_refused(client: TestClient, author: Hea
     assert [d["path"] for d in error(response)["details"]] == ["type"]
 
 
+def test_an_instantiated_item_is_held_by_its_templates_policy_gate(
+    client: TestClient, author: Headers, token: TokenFactory
+) -> None:
+    # The blueprint names no policy; the template's goes into the payload.
+    item = {**PCI["item"], "payload": {k: v for k, v in PCI["item"]["payload"].items() if k != "approvalPolicyId"}}
+    register(client, {**PCI, "item": item}, author)
+    done = instantiate(client, "change:pci", {"parameters": {"system": "s", "changeWindow": WINDOW}}, author)
+    [change] = done["items"]
+    assert change["payload"]["approvalPolicyId"] == "policy-change-pci-v1"
+    gate = client.get(f"/api/v1/work-items/{change['id']}/gate", headers=author)
+    assert gate.status_code == 200, gate.text
+    assert "policy-change-pci-v1" in gate.text
+    # A blueprint naming another policy than the template's is refused.
+    other = {
+        **PCI,
+        "version": "1.0.1",
+        "item": {**PCI["item"], "payload": {**PCI["item"]["payload"], "approvalPolicyId": "x"}},
+    }
+    response = client.post(TEMPLATES, json=other, headers=author)
+    assert response.status_code == 422
+    assert "item.payload.approvalPolicyId" in [d["path"] for d in error(response)["details"]]
+
+
 def test_each_tenant_has_its_own_catalog_and_shares_the_operators(client: TestClient, token: TokenFactory) -> None:
     scopes = ["templates:write", "work:read", "work:write"]
+    operator = token("user:root", scopes=["admin"], tenant="*")
+    assert client.post("/api/v1/policies", json=POLICY, headers=operator).status_code == 201
     acme = token("user:ann", scopes=scopes, tenant="acme")
     globex = token("user:bob", scopes=scopes, tenant="globex")
-    operator = token("user:root", scopes=["admin"], tenant="*")
     register(client, PCI, acme)
     assert client.get(f"{TEMPLATES}/change:pci", headers=globex).status_code == 404
     response = client.post(f"{TEMPLATES}/change:pci/instantiate", json={"parameters": {}}, headers=globex)
@@ -311,7 +347,7 @@ def test_each_tenant_has_its_own_catalog_and_shares_the_operators(client: TestCl
     assert done["templateId"] == "tpl:change:pci:3.0.0" and done["items"][0]["tenant"] == "globex"
 
 
-def test_registering_needs_the_templates_scope(client: TestClient, token: TokenFactory) -> None:
+def test_registering_needs_the_templates_scope(client: TestClient, token: TokenFactory, author: Headers) -> None:
     worker = token("user:carl", scopes=["work:read", "work:write"])
     assert client.post(TEMPLATES, json=PCI, headers=worker).status_code == 403
 
