@@ -30,6 +30,7 @@ from models.work_tables import ItemTemplateRow, WorkItem
 from orchestrator.catalog import registry
 from orchestrator.catalog.params import bind
 from orchestrator.errors import InvalidInput
+from orchestrator.sagas.item_compensation import check_plan
 from orchestrator.sagas.submit import check_input, submit_saga
 from orchestrator.sagas.templates import get_template
 from orchestrator.storage.db import SessionFactory
@@ -139,9 +140,19 @@ def _plan(
         ) from exc
     check_size(request.payload, request.metadata, limit)
     check_offer(request.offer)
+    if request.compensation is not None:
+        try:
+            check_plan(session, tenant, request.compensation)
+        except InvalidInput as exc:
+            details = [{**d, "path": f"{where}.{d['path']}"} for d in exc.details or []]
+            raise InvalidInput(
+                f"template {row.name}@{row.version} made an invalid item: {exc.message}", details=details
+            ) from exc
     planned = Planned(row, request)
     for n, include in enumerate(row.effective["includes"]):
-        child = registry.find(session, tenant, *_ref(include["template"]))
+        # A pin names the including template's owner's version: a tenant's own template of the
+        # same name and version does not stand in for an operator's.
+        child = registry.find(session, row.tenant, *_ref(include["template"]))
         child_path = f"{path}includes[{n}]."
         given = _render(include.get("parameters", {}), values, f"{child_path}parameters")
         child_values = bind(_specs(child), given, where=f"{child_path}parameters")
@@ -177,11 +188,11 @@ def _create(
 def _lineage(session: Session, row: ItemTemplateRow) -> list[str]:
     """The template's id and those of the templates it extends, nearest first."""
     ids = [f"tpl:{row.name}:{row.version}"]
-    extends = row.spec.get("extends")
+    extends, current = row.spec.get("extends"), row
     while extends:
-        parent = registry.find(session, row.tenant, *_ref(extends))
+        parent = registry.find(session, current.tenant, *_ref(extends))
         ids.append(f"tpl:{parent.name}:{parent.version}")
-        extends = parent.spec.get("extends")
+        extends, current = parent.spec.get("extends"), parent
     return ids
 
 

@@ -31,7 +31,7 @@ from models.item_templates import (
     ParamSpec,
     WorkflowSpec,
 )
-from models.keytemplate import all_placeholders, render_value
+from models.keytemplate import KeyTemplateError, all_placeholders, render_value
 from models.policies import POLICY_FIELD
 from models.principal import ALL_TENANTS, Principal, Scope
 from models.template import semver_key
@@ -259,9 +259,12 @@ def _check(session: Session, owner: str, effective: dict[str, Any]) -> bool:
     if not problems:
         samples = {name: sample(spec) for name, spec in params.items()}
         values = {"params": {name: value for name, (value, _) in samples.items()}}
-        rendered = with_policy(render_value(item, values), policy)
         try:
+            rendered = with_policy(render_value(item, values), policy)
             request = WorkItemCreate.model_validate({**rendered, "type": effective["type"]})
+        except KeyTemplateError as exc:
+            # An object, array or timespan parameter inside a longer string: it has no text form.
+            problems.append({"path": "item", "message": str(exc)})
         except ValidationError as exc:
             problems += field_problems(exc, "item")
         else:

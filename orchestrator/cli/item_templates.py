@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -144,4 +145,15 @@ def _mapping(file: Path, what: str) -> dict[str, Any]:
         raise Failure(f"{file} is not valid YAML/JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise Failure(f"{file} does not hold {what}")
-    return data
+    return {str(k): _as_json(v) for k, v in data.items()}
+
+
+def _as_json(value: Any) -> Any:
+    """YAML reads an unquoted 2026-12-06 as a date: the API takes ISO 8601 text."""
+    if isinstance(value, dict):
+        return {k: _as_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_as_json(v) for v in value]
+    if isinstance(value, (date, datetime)):
+        return value.isoformat()
+    return value

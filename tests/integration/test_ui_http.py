@@ -202,6 +202,9 @@ def test_bad_input_is_a_page_with_the_message_never_a_500(api: Api, client: Test
     cases = [
         (client.get("/ui/sagas", params={"state": "bogus"}), 422, "is not a saga state"),
         (client.get("/ui/sagas", params={"since": "yesterday"}), 422, "since is not a time"),
+        # Before the calendar's first UTC instant, after its last: out of range, not a 500.
+        (client.get("/ui/sagas", params={"since": "0001-01-01T00:00:00+05:00"}), 422, "since is out of range"),
+        (client.get("/ui/sagas", params={"until": "9999-12-31T23:59:59-05:00"}), 422, "until is out of range"),
         (client.get("/ui/sagas", params={"cursor": "garbage"}), 422, "cursor"),
         (client.get("/ui/sagas/no-such-saga"), 404, "no saga"),
         (client.get("/ui/items/no-such-item"), 404, "no-such-item"),

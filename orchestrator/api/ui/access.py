@@ -148,4 +148,9 @@ def when(value: str | None, field: str) -> datetime | None:
             f"{field} is not a time (YYYY-MM-DDTHH:MM, UTC)",
             details=[{"path": f"query.{field}", "message": "not a time"}],
         ) from None
-    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+    try:
+        return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+05:00 lies before the calendar's first UTC instant
+        raise InvalidInput(
+            f"{field} is out of range", details=[{"path": f"query.{field}", "message": "out of range"}]
+        ) from None

@@ -392,3 +392,56 @@ def test_the_catalog_examples_register_checked_and_instantiate_with_their_exampl
         params = {name: spec["example"] for name, spec in body["parameters"].items() if "example" in spec}
         done = instantiate(client, body["name"], {"parameters": params}, author)
         assert [i["type"] for i in done["items"]] == [body["type"]], path.name
+
+
+def test_an_object_parameter_inside_a_longer_string_is_a_422_naming_the_item(
+    client: TestClient, author: Headers
+) -> None:
+    body = {
+        "name": "t1",
+        "version": "1.0.0",
+        "type": "task",
+        "parameters": {"o": {"type": "object", "example": {"a": 1}}},
+        "item": {"title": "x {params.o}", "description": "d"},
+    }
+    before = counts(client)
+    response = client.post(TEMPLATES, json=body, headers=author)
+    assert response.status_code == 422, response.text
+    assert [d["path"] for d in error(response)["details"]] == ["item"]
+    assert counts(client) == before
+
+
+def test_a_compensation_plan_in_a_blueprint_is_checked_when_instantiated(client: TestClient, author: Headers) -> None:
+    plan = {"steps": [{"action_id": "no_such_handler", "on": "any_failure", "target_step": "*"}]}
+    body = {
+        "name": "t2",
+        "version": "1.0.0",
+        "type": "task",
+        "item": {"title": "t", "description": "d", "compensation": plan},
+    }
+    register(client, body, author)
+    before = counts(client)
+    response = client.post(f"{TEMPLATES}/t2/instantiate", json={"parameters": {}}, headers=author)
+    assert response.status_code == 422, response.text
+    assert [d["path"] for d in error(response)["details"]] == ["item.compensation.steps.0.action_id"]
+    assert counts(client) == before
+
+
+def test_an_operators_template_includes_the_operators_pin_not_a_tenants_namesake(
+    client: TestClient, token: TokenFactory
+) -> None:
+    operator = token("user:root", scopes=["admin"], tenant="*")
+    acme = token("user:ann", scopes=["templates:write", "work:read", "work:write"], tenant="acme")
+    sub = {"name": "sub", "version": "1.0.0", "type": "task", "item": {"title": "shared sub", "description": "d"}}
+    register(client, sub, operator)
+    epic = {
+        "name": "main",
+        "version": "1.0.0",
+        "type": "epic",
+        "item": {"title": "main"},
+        "includes": [{"template": "sub"}],
+    }
+    register(client, epic, operator)
+    register(client, {**sub, "item": {"title": "acme sub", "description": "d"}}, acme)
+    done = instantiate(client, "main", {"parameters": {}}, acme)
+    assert [i["title"] for i in done["items"]] == ["main", "shared sub"]
