@@ -45,7 +45,7 @@ class Validator(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     handler: Annotated[str, Field(min_length=1, max_length=200)] = Field(description="The handler's name.")
-    capability: Annotated[str, Field(min_length=1, max_length=200)] = Field(
+    capability: Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[a-z0-9][a-z0-9_\-]{0,99}$")] = Field(
         description="The capability whose workers run it (queue cap.<capability>)."
     )
     mode: Literal["sync", "async"] = Field(

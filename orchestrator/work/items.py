@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from models.base import utcnow
 from models.lifecycles import is_terminal, lifecycle_for
+from models.policies import POLICY_FIELD
 from models.principal import Principal, Scope, scope_problem
 from models.work_api import (
     AgentOffer,
@@ -28,6 +29,7 @@ from orchestrator.errors import Conflict, InvalidInput, PayloadTooLarge
 from orchestrator.storage.db import SessionFactory
 from orchestrator.work import audit, routing_hooks, timeouts
 from orchestrator.work.access import require, tenant_for_write
+from orchestrator.work.gates.policies import policy_id_of as item_policy
 from orchestrator.work.ids import work_item_id
 from orchestrator.work.links import report_outcome
 from orchestrator.work.sla import clock as sla
@@ -191,6 +193,7 @@ def update_item(
     payload = changes.get("payload", item.payload)
     metadata = changes.get("metadata", item.meta)
     check_size(payload, metadata, max_payload_bytes)
+    _check_policy_kept(principal, item, payload)
     document = {
         "title": changes.get("title", item.title),
         "description": changes.get("description", item.description),
@@ -308,6 +311,21 @@ _ENVELOPE = frozenset(
         "compensation",
     }
 )
+
+
+def _check_policy_kept(principal: Principal, item: WorkItem, payload: Any) -> None:
+    """The policy an item names gates its work: whoever may edit the item may not drop it or swap
+    it for a weaker one (only someone who may write policies can). Naming one where there was none
+    only adds a gate."""
+    named = item_policy(item)
+    if named is None or principal.has(Scope.policies_write.value):
+        return
+    after = payload.get(POLICY_FIELD) if isinstance(payload, dict) else None
+    if after != named:
+        raise Conflict(
+            f"{item.id} is gated by policy {named!r}; changing or removing it needs the policies:write scope",
+            details=[{"path": f"payload.{POLICY_FIELD}", "message": f"stays {named!r}"}],
+        )
 
 
 def _request_hash(tenant: str, body: WorkItemCreate) -> str:

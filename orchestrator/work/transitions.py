@@ -146,7 +146,7 @@ def enforce_gate(session: Session, item: WorkItem, to: str, actor: str) -> tuple
     gate = gates.gate_of(session, item)
     if gate is None or not gate.gated(item.status, to):
         return None
-    lacks = gates.missing(session, gate)
+    lacks = gates.missing(session, gate, mover=actor)
     if lacks:
         raise gates.refuse(item, to, lacks)
     return gate, gates.approved(session, item)

@@ -28,7 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from models.gate_tables import ApprovalRow, EvidenceRow, PolicyRow, ValidationRow
@@ -105,13 +105,16 @@ def gate_of(session: Session, item: WorkItem) -> Gate | None:
 
 
 def entered_at(session: Session, item: WorkItem) -> datetime:
-    """When the item last entered its current status: where the gate's round began."""
+    """Where the gate's round began: when the item last entered its current status, or was last
+    edited (PATCH) since, whichever is later. An approval is of the item as it was then: after its
+    title, payload or plan changed, it needs approving again."""
     uow = uow_of(session)
     if uow.pending:
         uow.write(session)
     at = session.scalar(
         select(func.max(WorkItemEvent.at)).where(
-            WorkItemEvent.item_id == item.id, WorkItemEvent.to_status == item.status
+            WorkItemEvent.item_id == item.id,
+            or_(WorkItemEvent.to_status == item.status, WorkItemEvent.action == "updated"),
         )
     )
     return at if at is not None else item.created_at
@@ -126,8 +129,10 @@ def round_approvals(session: Session, item: WorkItem, since: datetime) -> list[A
     return [r for r in rows if r.status == item.status and r.created_at >= since]
 
 
-def missing(session: Session, gate: Gate) -> list[MissingItem]:
-    """Everything the gate out of the item's current status still lacks, in a stable order."""
+def missing(session: Session, gate: Gate, *, mover: str | None = None) -> list[MissingItem]:
+    """Everything the gate out of the item's current status still lacks, in a stable order. With
+    ``mover`` (who asks to pass it), approvals by the mover, the item's holder or its assignee do
+    not count (four eyes: who approved may not also carry the work through its gate)."""
     item = gate.item
     lacks: list[MissingItem] = []
     if gate.policy_id is not None and gate.spec is None:
@@ -153,6 +158,9 @@ def missing(session: Session, gate: Gate) -> list[MissingItem]:
                 )
             )
     approved = [r for r in approvals if r.decision == "approve"]
+    if mover is not None:
+        doers = {mover, _ref(item.claimed_by_type, item.claimed_by_id), _ref(item.assignee_type, item.assignee_id)}
+        approved = [r for r in approved if r.approver not in doers]
     spec = gate.spec
     if spec is not None:
         for n, step in enumerate(spec.approval_steps):
@@ -236,6 +244,10 @@ def latest_runs(session: Session, item_id: str) -> dict[str, ValidationRow]:
         select(ValidationRow).where(ValidationRow.item_id == item_id).order_by(ValidationRow.requested_at)
     ).all()
     return {r.check_name: r for r in rows}
+
+
+def _ref(kind: str | None, ident: str | None) -> str | None:
+    return f"{kind}:{ident}" if kind and ident else None
 
 
 def refuse(item: WorkItem, target: str, lacks: list[MissingItem]) -> GateUnmet:

@@ -79,8 +79,32 @@ def request(
         )
     latest = latest_runs(session, item.id).get(check.name)
     if latest is not None and latest.state == "pending":
-        return read(latest), False
+        assert gate.row is not None
+        stale = _stale(latest, gate.row.version, check)
+        if stale is None:
+            return read(latest), False
+        # A run that can no longer answer for the check (a lost message, a dead worker, a policy
+        # changed since): given up, so asking again dispatches a new one instead of waiting forever.
+        latest.state, latest.error, latest.finished_at = "failed", stale, utcnow()
     return read(dispatch(session, gate, check, principal.ref)), True
+
+
+# A pending run asked for again after this long is given up and run anew: a validator is a scan,
+# minutes at most; one that has not answered in an hour lost its message or its worker.
+PENDING_GIVE_UP_S = 3600.0
+
+
+def _stale(run: ValidationRow, live_version: int, check: PolicyCheck) -> str | None:
+    """Why a pending run no longer counts (None: it still may answer)."""
+    assert check.validator is not None
+    if run.policy_version != live_version or (run.handler, run.capability) != (
+        check.validator.handler,
+        check.validator.capability,
+    ):
+        return f"given up: the policy changed (now version {live_version}) before it answered"
+    if (utcnow() - run.requested_at).total_seconds() > PENDING_GIVE_UP_S:
+        return f"given up: no answer within {PENDING_GIVE_UP_S:.0f} s (asked again)"
+    return None
 
 
 def run_async(session: Session, gate: Gate, actor: str) -> None:

@@ -376,3 +376,89 @@ def test_an_operators_policy_is_shared_and_a_tenants_own_wins(client: TestClient
     assert client.get("/api/v1/policies/pci-change", headers=reader).json()["tenant"] == "*"
     register(client, token)
     assert client.get("/api/v1/policies/pci-change", headers=reader).json()["tenant"] == "acme"
+
+
+def approved_change(client: TestClient, token: TokenFactory) -> tuple[str, Headers, Headers, Headers]:
+    """A change in review with its evidence and both approval steps approved (by carol, then dave)."""
+    register(client, token)
+    alice = token("user:alice")
+    item_id = client.post("/api/v1/work-items", json=change(), headers=alice).json()["id"]
+    to_review(client, alice, item_id)
+    assert client.post(f"/api/v1/work-items/{item_id}/evidence", json=evidence(), headers=alice).status_code == 201
+    carol = token("user:carol", scopes=[*APPROVER_SCOPES, "work:write"], groups=["Security Officer"])
+    dave = token("user:dave", scopes=APPROVER_SCOPES, groups=["Agency Lead"])
+    assert approve(client, carol, item_id).status_code == 201
+    assert approve(client, dave, item_id).status_code == 201
+    return item_id, alice, carol, dave
+
+
+def test_the_items_policy_cannot_be_dropped_or_swapped_by_an_edit(client: TestClient, token: TokenFactory) -> None:
+    register(client, token)
+    alice = token("user:alice")
+    item = client.post(
+        "/api/v1/work-items",
+        json={"type": "task", "title": "t", "payload": {"approvalPolicyId": "pci-change"}},
+        headers=alice,
+    ).json()
+    for payload in ({"x": 1}, {"approvalPolicyId": "weaker"}):
+        response = client.patch(f"/api/v1/work-items/{item['id']}", json={"payload": payload}, headers=alice)
+        assert response.status_code == 409, response.text
+        assert [d["path"] for d in error(response)["details"]] == ["payload.approvalPolicyId"]
+    kept = client.patch(
+        f"/api/v1/work-items/{item['id']}", json={"payload": {"approvalPolicyId": "pci-change", "x": 1}}, headers=alice
+    )
+    assert kept.status_code == 200, kept.text
+
+
+def test_an_edit_after_approval_needs_approving_again(client: TestClient, token: TokenFactory) -> None:
+    item_id, alice, _, _ = approved_change(client, token)
+    edited = change()["payload"] | {"rollbackPlan": "none"}
+    assert client.patch(f"/api/v1/work-items/{item_id}", json={"payload": edited}, headers=alice).status_code == 200
+    refused = client.post(f"/api/v1/work-items/{item_id}/transition", json={"to": "done"}, headers=alice)
+    assert missing(refused) == [("approval", "approvalSteps.0"), ("approval", "approvalSteps.1")]
+
+
+def test_an_approver_may_not_carry_the_work_through_its_gate(client: TestClient, token: TokenFactory) -> None:
+    item_id, alice, carol, _ = approved_change(client, token)
+    done = f"/api/v1/work-items/{item_id}/transition"
+    assert missing(client.post(done, json={"to": "done"}, headers=carol)) == [("approval", "approvalSteps.0")]
+    assert client.post(done, json={"to": "done"}, headers=alice).status_code == 200
+
+
+def test_a_pending_validator_run_is_given_up_when_its_policy_changed(client: TestClient, token: TokenFactory) -> None:
+    scanned: dict[str, Any] = {
+        "id": "scanned",
+        "checks": [
+            {
+                "id": "scan",
+                "kind": "security",
+                "required": True,
+                "validator": {"handler": "scan", "capability": "nobody"},
+            }
+        ],
+        "gates": ["review->done"],
+    }
+    admin = token("user:compliance", scopes=["policies:write", "policies:read"])
+    bad = {
+        **scanned,
+        "checks": [{**scanned["checks"][0], "validator": {"handler": "scan", "capability": "Nobody Here"}}],
+    }
+    assert client.post("/api/v1/policies", json=bad, headers=admin).status_code == 422
+    register(client, token, scanned)
+    alice = token("user:alice")
+    item_id = client.post("/api/v1/work-items", json=change("scanned"), headers=alice).json()["id"]
+    runs = f"/api/v1/work-items/{item_id}/validations"
+    first = client.post(runs, json={"check": "scan"}, headers=alice)
+    assert first.status_code == 202 and first.json()["state"] == "pending"
+    # Nobody consumes cap.nobody: asking again answers the same pending run...
+    assert client.post(runs, json={"check": "scan"}, headers=alice).json()["id"] == first.json()["id"]
+    # ...until the policy is mended: then the old run is given up and a new one dispatched.
+    mended = {
+        **scanned,
+        "checks": [{**scanned["checks"][0], "validator": {"handler": "scan", "capability": "scanner"}}],
+    }
+    register(client, token, mended)
+    second = client.post(runs, json={"check": "scan"}, headers=alice)
+    assert second.status_code == 202 and second.json()["id"] != first.json()["id"], second.text
+    states = {r["id"]: r["state"] for r in client.get(runs, headers=alice).json()}
+    assert states == {first.json()["id"]: "failed", second.json()["id"]: "pending"}
