@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Path, Response
 
 from models.item_runs import CompensateRequest, RunDocument
+from models.principal import Scope
 from orchestrator.api.auth import PrincipalDep
 from orchestrator.api.deps import get_wiring
 from orchestrator.api.errors import responses
@@ -68,7 +69,8 @@ def compensate_work_item(
     if not started.created:
         response.status_code = 200
     with wiring.sessions() as session:
-        return item_runs.run_of(session, principal, item_id, started.run.saga_id)
+        # Its answer is the run it started: a caller who may compensate (work:write) sees it.
+        return item_runs.run_of(session, principal, item_id, started.run.saga_id, scope=Scope.work_write)
 
 
 @router.get("/{item_id}/runs", response_model=list[RunDocument], responses=responses(*AUTH, 404))

@@ -9,21 +9,29 @@ from typing import Any
 import click
 
 from orchestrator.cli.base import Failure, current_settings, main, open_wiring
-from orchestrator.cli.remote import Api, echo_json, json_option, over_api, segment, when
+from orchestrator.cli.remote import Api, connect, echo_json, json_option, over_api, segment, when
 
 
 @main.group("webhooks", invoke_without_command=True)
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 500), help="The most deliveries.")
 @click.option("--webhook", "webhook_id", default=None, help="Only this webhook's deliveries.")
 @json_option
-@over_api
+@click.option("--token", envvar="WORKYARD_TOKEN", default=None, help="Bearer token (without a command).")
+@click.option("--url", envvar="WORKYARD_URL", default=None, help="The workyard API (without a command).")
 @click.pass_context
-def webhooks_group(ctx: click.Context, api: Api, limit: int, webhook_id: str | None, as_json: bool) -> None:
+def webhooks_group(
+    ctx: click.Context, limit: int, webhook_id: str | None, as_json: bool, token: str | None, url: str | None
+) -> None:
     """The webhook delivery log, newest first: event, state, attempts, last answer (without a
     command); and the webhooks themselves (list, show, delete, disable, enable, rotate-secret,
     redeliver, rekey), each with its own --url/--token (WORKYARD_URL/WORKYARD_TOKEN)."""
-    if ctx.invoked_subcommand is None:
+    if ctx.invoked_subcommand is not None:
+        return  # the command connects, if it talks to the API at all (rekey opens the database)
+    api = connect(url, token)
+    try:
         _deliveries(api, limit, webhook_id, as_json)
+    finally:
+        api.close()
 
 
 @webhooks_group.command("deliveries")

@@ -39,9 +39,12 @@ def _own_status(state: SagaState) -> CompensationStatus:
     return "none"
 
 
-def runs_of(session: Session, principal: Principal, item_id: str) -> list[RunDocument]:
-    """The item's runs: its own saga first, then its compensation runs, oldest first."""
-    require(principal, Scope.work_read)
+def runs_of(
+    session: Session, principal: Principal, item_id: str, *, scope: Scope = Scope.work_read
+) -> list[RunDocument]:
+    """The item's runs: its own saga first, then its compensation runs, oldest first. ``scope``:
+    the one the caller needs (the answer to a compensate is its run, under work:write)."""
+    require(principal, scope)
     item = load_item(session, principal, item_id)
     runs = list(
         session.scalars(
@@ -67,8 +70,10 @@ def runs_of(session: Session, principal: Principal, item_id: str) -> list[RunDoc
     return documents
 
 
-def run_of(session: Session, principal: Principal, item_id: str, run_id: str) -> RunDocument:
-    for document in runs_of(session, principal, item_id):
+def run_of(
+    session: Session, principal: Principal, item_id: str, run_id: str, *, scope: Scope = Scope.work_read
+) -> RunDocument:
+    for document in runs_of(session, principal, item_id, scope=scope):
         if document.runId == run_id:
             return document
     raise NotFound(f"work item {item_id} has no run {run_id!r}")

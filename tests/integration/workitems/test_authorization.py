@@ -34,7 +34,16 @@ from models.policies import ApprovalCreate, PolicyCreate
 from models.principal import Principal, PrincipalType, Scope
 from models.routing import RoutingRuleCreate
 from models.work_tables import WorkItem
-from orchestrator.api import auth, policies, policy_gates, queues, routing, work_item_types, work_items
+from orchestrator.api import (
+    auth,
+    policies,
+    policy_gates,
+    queues,
+    routing,
+    work_item_runs,
+    work_item_types,
+    work_items,
+)
 from orchestrator.api.app import create_app
 from orchestrator.routing import rules
 from orchestrator.work import audit
@@ -253,6 +262,53 @@ def _listed_evidence(ctx: Ctx) -> Call:
     return Call(f"/api/v1/work-items/{item_id}/evidence", item_id=item_id, shows='"id":"ev-1"')
 
 
+UNDO_PLAN = {"steps": [{"action_id": "undo_it", "on": "any_failure", "target_step": "*"}]}
+
+
+def _compensable(ctx: Ctx) -> str:
+    """A done acme task whose plan names a handler a saga template of acme registers."""
+    with sessions(ctx.client).begin() as session:
+        author = create_token(
+            session, principal_type=PrincipalType.user, principal_id="tpl", tenant="acme", scopes=["templates:write"]
+        )
+    template = {
+        "name": "authz.undo",
+        "version": "1.0.0",
+        "steps": [{"name": "a", "capability": "c", "handler": "do_it", "compensate": "undo_it"}],
+    }
+    registered = ctx.client.post(
+        "/api/v1/templates", json=template, headers={"Authorization": f"Bearer {author.secret}"}
+    )
+    assert registered.status_code in (200, 201), registered.text
+    item_id = ctx.item(compensation=UNDO_PLAN)
+    for status in ("in_progress", "done"):
+        moved = ctx.client.post(f"/api/v1/work-items/{item_id}/transition", json={"to": status}, headers=ctx.setup)
+        assert moved.status_code == 200, moved.text
+    return item_id
+
+
+def _compensate(ctx: Ctx) -> Call:
+    item_id = _compensable(ctx)
+    return Call(f"/api/v1/work-items/{item_id}/compensate", {"reason": "undo"}, item_id, shows='"kind":"compensation"')
+
+
+def _compensated(ctx: Ctx) -> tuple[str, str]:
+    item_id = _compensable(ctx)
+    started = ctx.client.post(f"/api/v1/work-items/{item_id}/compensate", json={}, headers=ctx.setup)
+    assert started.status_code == 202, started.text
+    return item_id, str(started.json()["runId"])
+
+
+def _runs(ctx: Ctx) -> Call:
+    item_id, run_id = _compensated(ctx)
+    return Call(f"/api/v1/work-items/{item_id}/runs", item_id=item_id, shows=run_id)
+
+
+def _run(ctx: Ctx) -> Call:
+    item_id, run_id = _compensated(ctx)
+    return Call(f"/api/v1/work-items/{item_id}/runs/{run_id}", item_id=item_id, shows=run_id)
+
+
 def _validation(ctx: Ctx) -> tuple[str, str]:
     """An acme item whose policy has a validator, with a run of it pending (its dispatch left in
     the outbox: no broker here); the item's id and the run's."""
@@ -350,6 +406,9 @@ ROWS = [
     Row("GET", ITEM + "/evidence", READ, 200, _listed_evidence),
     Row("POST", ITEM + "/validations", WRITE, 200, _validate, principal="user:u1"),
     Row("GET", ITEM + "/validations", READ, 200, _validations),
+    Row("POST", ITEM + "/compensate", WRITE, 202, _compensate, principal="user:u1"),
+    Row("GET", ITEM + "/runs", READ, 200, _runs),
+    Row("GET", ITEM + "/runs/{run_id}", READ, 200, _run),
     # next work and queues
     Row(
         "GET",
@@ -416,6 +475,7 @@ def _api_routes(app: Any) -> set[tuple[str, str]]:
             routing.items_router,
             policies.router,
             policy_gates.router,
+            work_item_runs.router,
         )
         for route in router.routes
         if isinstance(route, APIRoute)
