@@ -43,10 +43,8 @@ from orchestrator.work.views import read_items
 
 @dataclass
 class Planned:
-    """An item to create: its request (parent set once the parent exists), the template it comes
-    from, and its inclusions."""
+    """An item to create: its request (parent set once the parent exists) and its inclusions'."""
 
-    template: ItemTemplateRow
     request: WorkItemCreate
     children: list[Planned] = field(default_factory=list)
 
@@ -148,7 +146,7 @@ def _plan(
             raise InvalidInput(
                 f"template {row.name}@{row.version} made an invalid item: {exc.message}", details=details
             ) from exc
-    planned = Planned(row, request)
+    planned = Planned(request)
     for n, include in enumerate(row.effective["includes"]):
         # A pin names the including template's owner's version: a tenant's own template of the
         # same name and version does not stand in for an operator's.
