@@ -9,10 +9,11 @@ Fields are spelled as the rest of the API spells them (snake_case); the spec's s
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from models.spellings import accept_spellings
 
 # A principal as RACI names one: user:<id> or agent:<id> (as models.work_api.PARTY_PATTERN, which
 # imports this module).
@@ -33,24 +34,6 @@ SEMVER_PATTERN = r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-
 TEMPLATE_ID = r"^[A-Za-z][A-Za-z0-9_.:+\-]{0,199}$"
 _STEP_NAME = re.compile(NAME.removeprefix("^").removesuffix("$"))
 RiskAssessmentLevel = Literal["LOW", "MEDIUM", "HIGH", "CRITICAL"]
-
-
-def _accept_spellings(spellings: dict[str, str]) -> Callable[[Any], Any]:
-    """A before-validator: the spec's spelling of a field stands for ours; both at once is refused.
-    (As models.routing's, which this module cannot import: routing imports the work API.)"""
-
-    def rename(data: Any) -> Any:
-        if not isinstance(data, dict):
-            return data
-        out = dict(data)
-        for theirs, ours in spellings.items():
-            if theirs in out:
-                if ours in out:
-                    raise ValueError(f"give {ours} or {theirs}, not both")
-                out[ours] = out.pop(theirs)
-        return out
-
-    return rename
 
 
 def _unique(values: list[str], what: str) -> list[str]:
@@ -90,7 +73,7 @@ class RiskAssessment(BaseModel):
     )
     notes: str | None = Field(default=None, max_length=20_000, description="Anything else the assessor wrote.")
 
-    _spellings = model_validator(mode="before")(_accept_spellings({"riskLevel": "risk_level"}))
+    _spellings = model_validator(mode="before")(accept_spellings({"riskLevel": "risk_level"}))
 
 
 class TemplateApplied(BaseModel):
@@ -108,7 +91,7 @@ class TemplateApplied(BaseModel):
         description="The template's semantic version (MAJOR.MINOR.PATCH[-PRERELEASE]).",
     )
 
-    _spellings = model_validator(mode="before")(_accept_spellings({"templateId": "template_id"}))
+    _spellings = model_validator(mode="before")(accept_spellings({"templateId": "template_id"}))
 
     @field_validator("version")
     @classmethod
@@ -143,7 +126,7 @@ class CompensationStep(BaseModel):
     )
 
     _spellings = model_validator(mode="before")(
-        _accept_spellings({"actionId": "action_id", "targetStep": "target_step"})
+        accept_spellings({"actionId": "action_id", "targetStep": "target_step"})
     )
 
     @field_validator("target_step")
@@ -165,7 +148,7 @@ class CompensationRetry(BaseModel):
     )
 
     _spellings = model_validator(mode="before")(
-        _accept_spellings({"maxRetries": "max_retries", "backoffMs": "backoff_ms"})
+        accept_spellings({"maxRetries": "max_retries", "backoffMs": "backoff_ms"})
     )
 
 
@@ -187,7 +170,7 @@ class CompensationPlan(BaseModel):
         default_factory=CompensationRetry, description="Retries of each action (also accepted as retryPolicy)."
     )
 
-    _spellings = model_validator(mode="before")(_accept_spellings({"retryPolicy": "retry_policy"}))
+    _spellings = model_validator(mode="before")(accept_spellings({"retryPolicy": "retry_policy"}))
 
     @model_validator(mode="after")
     def _once(self) -> CompensationPlan:

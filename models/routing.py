@@ -10,7 +10,6 @@ Field names are snake_case like the rest of the API; the spec's camelCase spelli
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal, get_args
 
@@ -18,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from models.agents import AgentType
 from models.sla import ACTIONS, BreachAction
+from models.spellings import accept_spellings
 from models.work_api import WorkItemRead
 
 Strategy = Literal["priority", "capacity_aware", "round_robin", "cost_minimizing"]
@@ -39,24 +39,6 @@ STRATEGIES = (
     "capacity relative to capacity; round_robin: the next after the last one this rule chose, in ref order; "
     "cost_minimizing: the lowest cost_per_item, then the most free capacity."
 )
-
-
-def _accept_spellings(spellings: dict[str, str]) -> Callable[[Any], Any]:
-    """A before-validator: the spec's spelling of a field (``costBudget``) stands for ours
-    (``cost_budget``); both at once is refused rather than one silently winning."""
-
-    def rename(data: Any) -> Any:
-        if not isinstance(data, dict):
-            return data
-        out = dict(data)
-        for theirs, ours in spellings.items():
-            if theirs in out:
-                if ours in out:
-                    raise ValueError(f"give {ours} or {theirs}, not both")
-                out[ours] = out.pop(theirs)
-        return out
-
-    return rename
 
 
 class PriorityRange(BaseModel):
@@ -95,7 +77,7 @@ class RuleMatch(BaseModel):
     )
     priority: PriorityRange | None = Field(default=None, description="The item's priority is in this range; null: any.")
 
-    _spellings = model_validator(mode="before")(_accept_spellings({"type": "types"}))
+    _spellings = model_validator(mode="before")(accept_spellings({"type": "types"}))
 
 
 class CapabilitySelector(BaseModel):
@@ -110,7 +92,7 @@ class CapabilitySelector(BaseModel):
         description="At least this proficiency in it (also accepted as `minProficiency`); null: any.",
     )
 
-    _spellings = model_validator(mode="before")(_accept_spellings({"minProficiency": "min_proficiency"}))
+    _spellings = model_validator(mode="before")(accept_spellings({"minProficiency": "min_proficiency"}))
 
 
 class MembershipSelector(BaseModel):
@@ -157,7 +139,7 @@ class DataResidency(BaseModel):
         "an agent that declares no regions is out.",
     )
 
-    _spellings = model_validator(mode="before")(_accept_spellings({"allowedRegions": "allowed_regions"}))
+    _spellings = model_validator(mode="before")(accept_spellings({"allowedRegions": "allowed_regions"}))
 
 
 def _escalate_has_one_group() -> dict[str, Any]:
@@ -186,7 +168,7 @@ class RuleEscalationStep(BaseModel):
         'to next; for the other actions, recorded with the step (e.g. ["assignee"]).',
     )
 
-    _spellings = model_validator(mode="before")(_accept_spellings({"afterMs": "after_ms"}))
+    _spellings = model_validator(mode="before")(accept_spellings({"afterMs": "after_ms"}))
 
     @model_validator(mode="after")
     def _escalate_names_one_group(self) -> RuleEscalationStep:
@@ -221,7 +203,7 @@ class RuleEscalation(BaseModel):
         default_factory=list, max_length=20, description="The ladder, each step at its after_ms (kept in that order)."
     )
 
-    _spellings = model_validator(mode="before")(_accept_spellings({"onTimeoutMs": "on_timeout_ms"}))
+    _spellings = model_validator(mode="before")(accept_spellings({"onTimeoutMs": "on_timeout_ms"}))
 
     @model_validator(mode="after")
     def _in_order(self) -> RuleEscalation:
@@ -305,7 +287,7 @@ class RoutingRuleSpec(BaseModel):
     )
 
     _spellings = model_validator(mode="before")(
-        _accept_spellings({"costBudget": "cost_budget", "dataResidency": "data_residency", "rerouteOn": "reroute_on"})
+        accept_spellings({"costBudget": "cost_budget", "dataResidency": "data_residency", "rerouteOn": "reroute_on"})
     )
 
     def groups(self) -> list[str]:

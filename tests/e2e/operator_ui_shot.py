@@ -19,10 +19,10 @@ from orchestrator.api.app import create_app
 from orchestrator.local.embedded import start_redis
 from orchestrator.sagas.controls import control_saga
 from tests.conftest import database_url
-from tests.integration.harness import Harness, stack_settings
+from tests.integration.harness import Harness, serving, stack_settings
 from tests.integration.templates import THREE_STEPS
 from tests.integration.test_ui_browser import CHROMIUM_FLAGS, ORDER, chromium_path, signed_in
-from tests.integration.ui_support import ADMIN_TOKEN, SESSION_SECRET, serving
+from tests.integration.ui_support import ADMIN_TOKEN, SESSION_SECRET
 from tests.support import eventually, redis_target_from_socket
 
 

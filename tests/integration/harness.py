@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import threading
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -10,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import redis
+import uvicorn
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
@@ -237,3 +240,18 @@ def still_working(harness: Harness, marker: str) -> None:
     saga_id = harness.submit("it.three", {"tag": uuid.uuid4().hex[:12]})
     assert harness.wait_final(saga_id, timeout=60).state == "completed"
     assert len(letters(harness, marker)) == 1
+
+
+@contextmanager
+def serving(app: FastAPI) -> Iterator[str]:
+    """``app`` served by uvicorn on a free port, in a thread, until the block ends; its base URL."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning"))
+    thread = threading.Thread(target=server.run, name="uvicorn-api", daemon=True)
+    thread.start()
+    try:
+        eventually(lambda: server.started or not thread.is_alive(), timeout=30, what="uvicorn to serve the API")
+        assert server.started, "uvicorn stopped before it served"
+        yield f"http://127.0.0.1:{server.config.port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)

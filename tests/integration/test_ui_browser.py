@@ -23,9 +23,9 @@ from models.principal import ALL_TENANTS
 from orchestrator.api.app import create_app
 from orchestrator.local.stack import WorkerSpec
 from tests.conftest import database_url
-from tests.integration.harness import HANDLERS, Harness, stack_settings
+from tests.integration.harness import HANDLERS, Harness, serving, stack_settings
 from tests.integration.templates import FAST_RETRY
-from tests.integration.ui_support import ADMIN_TOKEN, SESSION_SECRET, Api, serving, shown_state
+from tests.integration.ui_support import ADMIN_TOKEN, SESSION_SECRET, Api, shown_state
 from tests.support import ROOT, RedisTarget, eventually, need
 
 if TYPE_CHECKING:

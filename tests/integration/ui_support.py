@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 from fastapi import FastAPI
 
 from config.settings import Settings
@@ -26,8 +24,7 @@ from orchestrator.sagas.templates import parse_template, register_template
 from orchestrator.service.wiring import Wiring
 from orchestrator.work.tokens import IssuedToken, create_token, revoke_token
 from tests.conftest import migrated_database_url
-from tests.integration.harness import free_port
-from tests.support import RedisTarget, eventually
+from tests.support import RedisTarget
 
 ADMIN_TOKEN = "ui-admin-token-for-tests"
 SESSION_SECRET = "a-session-secret-for-the-operator-page-tests"
@@ -159,18 +156,3 @@ def shown_state(html: str) -> str:
     found = STATE.search(html)
     assert found is not None, html[-2000:]
     return found.group(1)
-
-
-@contextmanager
-def serving(app: FastAPI) -> Iterator[str]:
-    """``app`` served by uvicorn on a free port, in a thread, until the block ends; its base URL."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning"))
-    thread = threading.Thread(target=server.run, name="uvicorn-ui", daemon=True)
-    thread.start()
-    try:
-        eventually(lambda: server.started or not thread.is_alive(), timeout=30, what="uvicorn to serve the API")
-        assert server.started, "uvicorn stopped before it served"
-        yield f"http://127.0.0.1:{server.config.port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)

@@ -6,7 +6,6 @@ that relays to the same API."""
 from __future__ import annotations
 
 import sys
-import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -16,7 +15,6 @@ from typing import Any, TextIO
 
 import httpx2
 import pytest
-import uvicorn
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 from fastapi import FastAPI
 from mcp import Client, StdioServerParameters
@@ -32,8 +30,8 @@ from orchestrator.service.wiring import Wiring
 from orchestrator.storage.migrate import upgrade
 from orchestrator.work.tokens import create_token
 from tests.conftest import database_url
-from tests.integration.harness import free_port
-from tests.support import ROOT, RedisTarget, eventually
+from tests.integration.harness import serving
+from tests.support import ROOT, RedisTarget
 from workers.client import WorkyardClient
 
 TRANSPORTS = ["http", "stdio"]
@@ -108,21 +106,6 @@ def served(backend: str, redis_target: RedisTarget, tmp_path_factory: pytest.Tem
         upgrade(app.state.wiring.engine)
         with serving(app) as url:
             yield Served(url=url, app=app, tmp=tmp)
-
-
-@contextmanager
-def serving(app: FastAPI) -> Iterator[str]:
-    """``app`` served by uvicorn on a free port, in a thread, until the block ends; its base URL."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning"))
-    thread = threading.Thread(target=server.run, name="uvicorn-mcp", daemon=True)
-    thread.start()
-    try:
-        eventually(lambda: server.started or not thread.is_alive(), timeout=30, what="uvicorn to serve the API")
-        assert server.started, "uvicorn stopped before it served"
-        yield f"http://127.0.0.1:{server.config.port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
 
 
 class Mcp:
