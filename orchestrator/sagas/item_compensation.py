@@ -79,24 +79,20 @@ class Started:
 
 
 def known_actions(session: Session, tenant: str) -> dict[str, Action]:
-    """Every handler the tenant's templates name, as compensation first (a step's ``compensate``),
-    else as a step's own handler; the latest version of each template wins."""
+    """Every compensation handler (a step's ``compensate``) the tenant's templates name; the latest
+    version of each template wins. Only undo handlers: a plan is written by whoever may write the
+    item (``work:write``), and a step's forward handler run with the item's payload would be a
+    saga's side effect started without ``sagas:write``."""
     found: dict[str, Action] = {}
-    handlers: dict[str, Action] = {}
     for row in list_templates(session, tenant=tenant):
         if row.name.startswith(TEMPLATE_PREFIX):
             continue  # ours: they only repeat what other templates registered
         spec = TemplateSpec.model_validate(row.spec)
         names = frozenset(step.name for step in spec.steps)
         for step in spec.steps:
-            if step.capability is None:
-                continue
-            action = Action(step.capability, spec.name, names)
-            if step.compensate is not None:
-                found[step.compensate] = action
-            if step.kind == "handler" and step.handler is not None:
-                handlers[step.handler] = action
-    return {**handlers, **found}
+            if step.capability is not None and step.compensate is not None:
+                found[step.compensate] = Action(step.capability, spec.name, names)
+    return found
 
 
 def check_plan(
@@ -114,7 +110,8 @@ def check_plan(
             problems.append(
                 {
                     "path": f"compensation.steps.{n}.action_id",
-                    "message": f"no saga template of tenant {tenant!r} registers a handler {step.action_id!r}",
+                    "message": f"no saga template of tenant {tenant!r} registers a compensation (a step's "
+                    f"compensate) named {step.action_id!r}",
                 }
             )
             continue

@@ -173,6 +173,11 @@ BAD_FIELDS: list[tuple[dict[str, Any], str]] = [
         {"compensation": {"steps": [{"actionId": "drop_tables", "on": "any_failure", "targetStep": "*"}]}},
         "compensation.steps.0.action_id",
     ),
+    # A step's forward handler is no undo: running it would start a saga's side effect.
+    (
+        {"compensation": {"steps": [{"actionId": "one", "on": "any_failure", "targetStep": "*"}]}},
+        "compensation.steps.0.action_id",
+    ),
     (
         {"compensation": {"steps": [{"actionId": "undo_one", "on": "failure_of", "targetStep": "four"}]}},
         "compensation.steps.0.target_step",
