@@ -21,6 +21,7 @@ from models.item_plans import CompensationPlan, GoalCode, Raci, RiskAssessment, 
 from models.lifecycles import TypeLifecycle
 from models.principal import SCOPE_PATTERN, PrincipalType
 from models.sla import SlaSpec, StallSpec
+from models.spellings import accept_spellings
 
 Label = Annotated[str, Field(min_length=1, max_length=100)]
 CapabilityName = Annotated[str, Field(min_length=1, max_length=200)]
@@ -125,9 +126,10 @@ OVERALL = (
 )
 COMPENSATION = (
     "How its external effects are undone (§6): POST .../compensate runs the plan as a saga. Each action_id "
-    "must be a handler a saga template of the tenant registers (422 otherwise). Null: no plan."
+    "must be a compensation handler (a step's compensate) a saga template of the tenant registers (422 "
+    "otherwise). Null: no plan."
 )
-# The spec's spelling of a field, accepted for ours (models.item_plans does the same for its fields).
+# The spec's spelling of a field, accepted for ours (models.spellings).
 SPEC_SPELLINGS = {
     "relatedGoals": "related_goals",
     "riskAssessment": "risk_assessment",
@@ -136,21 +138,6 @@ SPEC_SPELLINGS = {
     "overallTimeoutMs": "overall_timeout_ms",
     "dueAt": "due_at",
 }
-
-
-def _accept_spellings(spellings: dict[str, str]) -> Any:
-    def rename(data: Any) -> Any:
-        if not isinstance(data, dict):
-            return data
-        out = dict(data)
-        for theirs, ours in spellings.items():
-            if theirs in out:
-                if ours in out:
-                    raise ValueError(f"give {ours} or {theirs}, not both")
-                out[ours] = out.pop(theirs)
-        return out
-
-    return rename
 
 
 def _goals_unique(value: list[str]) -> list[str]:
@@ -253,7 +240,7 @@ class WorkItemCreate(BaseModel):
     compensation: CompensationPlan | None = Field(default=None, description=COMPENSATION)
 
     _reject_status = model_validator(mode="before")(_no_status)
-    _spellings = model_validator(mode="before")(_accept_spellings(SPEC_SPELLINGS))
+    _spellings = model_validator(mode="before")(accept_spellings(SPEC_SPELLINGS))
 
     @field_validator("related_goals")
     @classmethod
@@ -357,7 +344,7 @@ class WorkItemUpdate(BaseModel):
     compensation: CompensationPlan | None = Field(default=None, description="A new compensation plan; null clears it.")
 
     _reject_status = model_validator(mode="before")(_no_status)
-    _spellings = model_validator(mode="before")(_accept_spellings(SPEC_SPELLINGS))
+    _spellings = model_validator(mode="before")(accept_spellings(SPEC_SPELLINGS))
 
     @field_validator("related_goals")
     @classmethod

@@ -255,3 +255,16 @@ def serving(app: FastAPI) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+def user_token(client: TestClient, tenant: str, scopes: list[str]) -> dict[str, str]:
+    """Headers with a new token of ``user:ann`` in ``tenant`` with ``scopes``, issued through the
+    client's own wiring."""
+    from models.principal import PrincipalType
+    from orchestrator.work.tokens import create_token
+
+    with client.app.state.wiring.sessions.begin() as session:  # type: ignore[attr-defined]
+        token = create_token(
+            session, principal_type=PrincipalType.user, principal_id="ann", tenant=tenant, scopes=scopes
+        )
+    return {"Authorization": f"Bearer {token.secret}"}

@@ -22,7 +22,7 @@ from models.work_tables import WorkItem
 from orchestrator.errors import Conflict, InvalidInput
 from orchestrator.sagas.controls import Controlled, control_saga
 from tests.conftest import BACKENDS
-from tests.integration.harness import Harness, admin_client
+from tests.integration.harness import Harness, admin_client, user_token
 from tests.integration.templates import THREE_STEPS
 from tests.support import RedisTarget, eventually
 
@@ -376,21 +376,11 @@ def client(request: pytest.FixtureRequest, tmp_path: Path, clean_redis: RedisTar
         yield test_client
 
 
-def _token(client: TestClient, tenant: str, scopes: list[str]) -> dict[str, str]:
-    from orchestrator.work.tokens import create_token
-
-    with client.app.state.wiring.sessions.begin() as session:  # type: ignore[attr-defined]
-        token = create_token(
-            session, principal_type=PrincipalType.user, principal_id="ann", tenant=tenant, scopes=scopes
-        )
-    return {"Authorization": f"Bearer {token.secret}"}
-
-
 def test_the_api_cancels_and_terminates_with_the_scope_in_the_tenant(client: TestClient) -> None:
     # No workers run here: each saga waits on its first step.
-    submitter = _token(client, "acme", ["sagas:write", "sagas:read"])
-    operator = _token(client, "acme", ["sagas:control", "sagas:read"])
-    stranger = _token(client, "globex", ["sagas:control", "sagas:read"])
+    submitter = user_token(client, "acme", ["sagas:write", "sagas:read"])
+    operator = user_token(client, "acme", ["sagas:control", "sagas:read"])
+    stranger = user_token(client, "globex", ["sagas:control", "sagas:read"])
     body = {"template": "it.three", "input": {"tag": "a"}}
     first = client.post("/api/v1/sagas", json=body, headers=submitter).json()["id"]
     second = client.post("/api/v1/sagas", json=body, headers=submitter).json()["id"]
@@ -441,8 +431,8 @@ def test_the_api_pauses_and_resumes(client: TestClient) -> None:
 
 
 def test_a_bulk_control_counts_first_and_acts_on_what_was_counted(client: TestClient) -> None:
-    operator = _token(client, "acme", ["sagas:control", "sagas:read", "sagas:write"])
-    stranger = _token(client, "globex", ["sagas:control", "sagas:read", "sagas:write"])
+    operator = user_token(client, "acme", ["sagas:control", "sagas:read", "sagas:write"])
+    stranger = user_token(client, "globex", ["sagas:control", "sagas:read", "sagas:write"])
     body = {"template": "it.three", "input": {"tag": "a"}}
     ours = [client.post("/api/v1/sagas", json=body, headers=operator).json()["id"] for _ in range(3)]
     theirs = client.post("/api/v1/sagas", json=body, headers=stranger).json()["id"]

@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from models.principal import PrincipalType
 from tests.conftest import BACKENDS
-from tests.integration.harness import admin_client
+from tests.integration.harness import admin_client, user_token
 from tests.integration.templates import THREE_STEPS
 from tests.support import RedisTarget
 
@@ -25,21 +24,11 @@ def client(request: pytest.FixtureRequest, tmp_path: Path, clean_redis: RedisTar
         yield test_client
 
 
-def _token(client: TestClient, tenant: str, scopes: list[str]) -> dict[str, str]:
-    from orchestrator.work.tokens import create_token
-
-    with client.app.state.wiring.sessions.begin() as session:  # type: ignore[attr-defined]
-        token = create_token(
-            session, principal_type=PrincipalType.user, principal_id="ann", tenant=tenant, scopes=scopes
-        )
-    return {"Authorization": f"Bearer {token.secret}"}
-
-
 def test_the_api_pauses_and_resumes_a_template_in_the_tenant(client: TestClient) -> None:
     # No workers run here: sagas wait on their first step, or are held.
-    operator = _token(client, "acme", ["sagas:control", "sagas:read", "sagas:write"])
-    reader = _token(client, "acme", ["sagas:read", "sagas:write"])
-    stranger = _token(client, "globex", ["sagas:control", "sagas:read", "sagas:write"])
+    operator = user_token(client, "acme", ["sagas:control", "sagas:read", "sagas:write"])
+    reader = user_token(client, "acme", ["sagas:read", "sagas:write"])
+    stranger = user_token(client, "globex", ["sagas:control", "sagas:read", "sagas:write"])
     reason = {"reason": "bad release of the warehouse service"}
 
     refused = client.post("/api/v1/templates/it.three/pause", json=reason, headers=reader)
@@ -90,7 +79,7 @@ def test_the_api_pauses_and_resumes_a_template_in_the_tenant(client: TestClient)
 
 
 def test_an_operator_pauses_a_capability_for_everybody(client: TestClient) -> None:
-    tenant = _token(client, "acme", ["sagas:control", "sagas:read", "sagas:write"])
+    tenant = user_token(client, "acme", ["sagas:control", "sagas:read", "sagas:write"])
     bad = client.post("/api/v1/capabilities/Not%20A%20Cap/pause", json={"reason": "x"})
     assert bad.status_code == 422 and bad.json()["error"]["details"][0]["path"].removeprefix("path.") == "capability"
 
