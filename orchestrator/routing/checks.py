@@ -115,8 +115,13 @@ def failing_stage(needs: Needs, c: Candidate) -> int | None:
     The checks' conditions without their words: a decision runs it for every candidate of every
     rule it tries (a thousand agents, a dozen rules), and words only for the verdicts it lists.
     ``tests/unit/routing/test_check_stages.py`` holds it to the worded checks below."""
+    return stage_given(c, static_stage(needs, c.spec))
+
+
+def stage_given(c: Candidate, stage: int | None) -> int | None:
+    """:func:`failing_stage`, the candidate's :func:`static_stage` for the needs known already
+    (a pool's screen worked it out once for every decision)."""
     spec = c.spec
-    stage = static_stage(needs, spec)
     if stage is not None and stage <= BUDGET:
         return stage
     if _spent_out(spec, c.spent):

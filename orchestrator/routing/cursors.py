@@ -13,15 +13,18 @@ moves it on): this decision may choose the agent the other one chooses, once, ra
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from models.routing_tables import CURSORS, RoutingCursor
+from models.routing_tables import CURSORS
 from orchestrator.routing.inputs import LiveRule
+from orchestrator.storage import driver_sql
 from orchestrator.storage.unit_of_work import uow_of
 
 
@@ -31,19 +34,43 @@ def cursor_for(session: Session, rule: LiveRule, tenant: str) -> str | None:
     key = (rule.tenant, rule.id, tenant)
     uow = uow_of(session)
     held = uow.cursors_held
-    query = select(RoutingCursor.last_ref).where(
-        RoutingCursor.rule_tenant == rule.tenant, RoutingCursor.rule_id == rule.id, RoutingCursor.tenant == tenant
-    )
+    params = {"rule_tenant": rule.tenant, "rule_id": rule.id, "tenant": tenant}
     # Waiting only while holding no cursor and no agent's hold (``hold``, which in turn waits only
     # while holding no other hold): whoever waits holds nothing another waits for, so there is no cycle.
     if (held or uow.agent_holds) and key not in held:
-        row = session.execute(query.with_for_update(skip_locked=True)).first()
+        row = _first(session, _TRY, params)
         if row is None:
-            return session.scalar(query)  # another router's turn (or never made): read, not held
+            row = _first(session, _PLAIN, params)  # another router's turn (or never made): read, not held
+            return None if row is None else str(row[0])
         held.add(key)
-        return row[0]
+        return str(row[0])
     held.add(key)
-    return session.scalar(query.with_for_update())
+    row = _first(session, _WAIT, params)
+    return None if row is None else str(row[0])
+
+
+def _first(
+    session: Session, statement: tuple[Select[Any], driver_sql.DriverStatement], params: dict[str, Any]
+) -> Sequence[Any] | None:
+    if driver_sql.supported(session):
+        # Past SQLAlchemy: a round-robin decision reads its cursor every time.
+        rows = driver_sql.fetch(session, statement[1], params)
+        return rows[0] if rows else None
+    return session.execute(statement[0], params).first()
+
+
+def _statements(query: Select[Any]) -> tuple[Select[Any], driver_sql.DriverStatement]:
+    return query, driver_sql.compile_statement(query)
+
+
+_QUERY = select(CURSORS.c.last_ref).where(
+    CURSORS.c.rule_tenant == bindparam("rule_tenant", type_=CURSORS.c.rule_tenant.type),
+    CURSORS.c.rule_id == bindparam("rule_id", type_=CURSORS.c.rule_id.type),
+    CURSORS.c.tenant == bindparam("tenant", type_=CURSORS.c.tenant.type),
+)
+_PLAIN = _statements(_QUERY)
+_WAIT = _statements(_QUERY.with_for_update())
+_TRY = _statements(_QUERY.with_for_update(skip_locked=True))
 
 
 def advance(session: Session, rule: LiveRule, tenant: str, ref: str, now: datetime) -> None:

@@ -37,7 +37,7 @@ def record(
     now: datetime,
 ) -> int:
     """Write the decision's row now (its id goes into the item's history); its id."""
-    listed, omitted = listing(decision.outcomes, decision.left_out)
+    listed, omitted = listing(decision.outcomes, decision.left_out, decision.unread)
     rule = decision.rule
     row = {
         "item_id": item.id,
@@ -59,13 +59,18 @@ def record(
     return int(session.execute(insert(DECISIONS).values(row).returning(DECISIONS.c.id)).scalar_one())
 
 
-def listing(outcomes: Sequence[CandidateOutcome], left_out: int = 0) -> tuple[list[dict[str, Any]], dict[str, int]]:
+def listing(
+    outcomes: Sequence[CandidateOutcome], left_out: int = 0, unread: int = 0
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """The verdicts a decision keeps, and how many it leaves out by check (outcomes come best
-    first; ``left_out`` agents were never read, for lacking a needed capability)."""
+    first; ``left_out`` agents were never read, for lacking a needed capability; ``unread``
+    ones, counted as ``unread``, because the strategy could rank none of them before the chosen)."""
     listed = [{"ref": o.ref, "verdict": o.verdict, "check": o.check, "why": o.why} for o in outcomes[:MAX_LISTED]]
     omitted = Counter(o.check or o.verdict for o in outcomes[MAX_LISTED:])
     if left_out:
         omitted["capabilities"] += left_out
+    if unread:
+        omitted["unread"] += unread
     return listed, dict(omitted)
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import URL, BindParameter, Select, bindparam, literal_column, select
+from sqlalchemy import URL, BindParameter, ColumnElement, ScalarSelect, Select, bindparam, literal_column, select
 from sqlalchemy.orm import Session
 
 from models.agent_tables import AGENTS, FLEET_STAMPS
@@ -115,6 +115,14 @@ def stamps_of(session: Session, tenant: str) -> Stamps:
     """The tenant's fleet stamps now: its own, and the operators'."""
     found: dict[str, str] = dict(session.execute(_STAMPS, {"tenants": sorted({tenant, ALL_TENANTS})}).all())
     return found.get(tenant), found.get(ALL_TENANTS)
+
+
+def stamp_columns(tenant: ColumnElement[str]) -> tuple[ScalarSelect[Any], ScalarSelect[Any]]:
+    """SQL: the fleet stamps of ``tenant``, as two columns (its own, the operators'), for a
+    statement that reads them along with something else."""
+    own = select(FLEET_STAMPS.c.stamp).where(FLEET_STAMPS.c.tenant == tenant).scalar_subquery()
+    operators = select(FLEET_STAMPS.c.stamp).where(FLEET_STAMPS.c.tenant == literal_column(f"'{ALL_TENANTS}'"))
+    return own, operators.scalar_subquery()
 
 
 def _key(session: Session, tenant: str) -> tuple[URL, str]:

@@ -37,7 +37,7 @@ nothing is locked; the load is still counted again, so both databases decide ali
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -143,20 +143,29 @@ def _held_load(session: Session, chosen: Candidate, item_id: str, now: datetime)
 
 def _counted_full(pool: Pool, filled: Mapping[str, Filled], holder: str | None) -> Pool:
     """The pool with each agent found full counted at least at its capacity, so the engine rejects it
-    for capacity, as it would had it read the load the hold counted."""
+    for capacity, as it would had it read the load the hold counted (the agents it reads later too)."""
     if not filled:
         return pool
-    agents: list[Candidate] = []
-    for candidate in pool.agents:
-        found = filled.get(candidate.ref)
-        if found is not None:
-            load = found.capacity if found.load is None else found.load
-            # The engine takes one off the holder's load (its claim on this very item); the hold's
-            # count left that item out already.
-            load += 1 if candidate.ref == holder else 0
-            candidate = replace(candidate, load=max(candidate.load, load))
-        agents.append(candidate)
-    return replace(pool, agents=agents)
+
+    def counted(candidates: Sequence[Candidate]) -> list[Candidate]:
+        agents: list[Candidate] = []
+        for candidate in candidates:
+            found = filled.get(candidate.ref)
+            if found is not None:
+                load = found.capacity if found.load is None else found.load
+                # The engine takes one off the holder's load (its claim on this very item); the hold's
+                # count left that item out already.
+                load += 1 if candidate.ref == holder else 0
+                candidate = replace(candidate, load=max(candidate.load, load))
+            agents.append(candidate)
+        return agents
+
+    read = pool.read
+    return replace(
+        pool,
+        agents=counted(pool.agents),
+        read=None if read is None else lambda unread: counted(read(unread)),
+    )
 
 
 def _told(decision: Decision, filled: Mapping[str, Filled]) -> Decision:

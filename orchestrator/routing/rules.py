@@ -13,7 +13,7 @@ import hashlib
 import json
 from typing import Any
 
-from sqlalchemy import URL, BindParameter, ScalarSelect, event, func, select, true
+from sqlalchemy import URL, BindParameter, ScalarSelect, any_, event, func, select, true
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, SessionTransaction
 
@@ -111,10 +111,12 @@ def live_rules(session: Session, tenant: str, *, stamp: Stamp | None = None) -> 
     return seen[tenant]
 
 
-def stamp_columns(owners: BindParameter[Any]) -> tuple[ScalarSelect[int], ScalarSelect[Any]]:
-    """SQL: the :data:`Stamp` of the rules of ``owners`` (a tenant and ``*``), as two columns."""
-    count = select(func.count()).select_from(RULES).where(RULES.c.tenant.in_(owners)).scalar_subquery()
-    newest = select(func.max(RULES.c.created_at)).where(RULES.c.tenant.in_(owners)).scalar_subquery()
+def stamp_columns(owners: BindParameter[Any], *, array: bool = False) -> tuple[ScalarSelect[int], ScalarSelect[Any]]:
+    """SQL: the :data:`Stamp` of the rules of ``owners`` (a tenant and ``*``), as two columns;
+    ``array``: ``owners`` is one array parameter (PostgreSQL), not an expanding list."""
+    of_owners = RULES.c.tenant == any_(owners) if array else RULES.c.tenant.in_(owners)
+    count = select(func.count()).select_from(RULES).where(of_owners).scalar_subquery()
+    newest = select(func.max(RULES.c.created_at)).where(of_owners).scalar_subquery()
     return count, newest
 
 

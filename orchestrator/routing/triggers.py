@@ -23,7 +23,7 @@ from orchestrator.agents import record_spend
 from orchestrator.errors import Conflict
 from orchestrator.routing import assign, cursors, decisions, engine, hold, rules, source
 from orchestrator.routing.checks import Needs
-from orchestrator.routing.facts import item_facts, labels_and_rules
+from orchestrator.routing.facts import item_facts, opening
 from orchestrator.storage.unit_of_work import uow_of
 from orchestrator.work import audit
 from orchestrator.work.access import require
@@ -135,17 +135,17 @@ def plan(
     session: Session, item: WorkItem, trigger: Trigger, *, exclude: frozenset[str], now: datetime
 ) -> engine.Decision | None:
     """The decision the item's rules make on ``trigger``, not carried out yet; None: no rule applies."""
-    labels, stamp = labels_and_rules(session, item)
-    live = rules.live_rules(session, item.tenant, stamp=stamp)
+    start = opening(session, item)
+    live = rules.live_rules(session, item.tenant, stamp=start.rules_stamp)
     if not live:
         return None
-    facts = item_facts(session, item, labels)
+    facts = item_facts(session, item, start.labels)
     matched = engine.matching(live, facts, trigger)
     if not matched:
         return None
 
     def pool_of(needs: Needs) -> engine.Pool:
-        return source.pool(session, item.tenant, now=now, needs=needs, routing=item.id)
+        return source.pool(session, item.tenant, now=now, needs=needs, routing=item.id, stamps=start.fleet_stamps)
 
     def route(pools: engine.PoolOf) -> engine.Decision | None:
         return engine.route(

@@ -16,6 +16,7 @@ from sqlalchemy import update
 from models.agent_tables import Agent
 from models.base import utcnow
 from models.principal import ALL_TENANTS
+from orchestrator.routing.engine import FIRST_READ
 from orchestrator.service.timers import TimerService
 from tests.integration.workitems.conftest import Headers, TokenFactory, error, sessions, task
 
@@ -471,3 +472,21 @@ def test_a_saga_step_may_not_lower_its_item_types_risk(fleet: Fleet, token: Toke
     shown = fleet.client.get(f"/api/v1/sagas/{saga.json()['id']}", headers=saga_ops).json()
     assert shown["state"] == "compensated", shown  # its one step failed: nothing to undo
     assert "risk_level low is below its type's (prod_change: high)" in json.dumps(shown)
+
+
+def test_a_large_pool_is_read_only_as_far_as_the_strategy_needs_and_the_rest_counted_unread(fleet: Fleet) -> None:
+    # 40 agents fit a sql rule, the cheapest first by name: a cost-minimizing decision reads the
+    # first FIRST_READ of them (by cost) and needs no more.
+    for n in range(40):
+        fleet.agent(f"sql-{n:02d}", capabilities=[{"name": "sql", "proficiency": "advanced"}], cost_per_item=n + 1)
+    fleet.rule(id="db", match={"labels": ["db"]}, selectors=SQL, strategy="cost_minimizing")
+    item = fleet.item(labels=["db"])
+    assert assignee(item) == "agent:sql-00"
+    [decision] = fleet.decisions(item["id"])
+    unread = 40 - FIRST_READ
+    assert decision["omitted"] == {"unread": unread}
+    assert [c["ref"] for c in decision["candidates"]][:2] == ["agent:sql-00", "agent:sql-01"]
+    assert len(decision["candidates"]) == FIRST_READ
+    assert decision["reason"].endswith(
+        f"{FIRST_READ} of 40 agents found to fit, {unread} not read (by the strategy none of them could come before it)"
+    ), decision["reason"]

@@ -3,17 +3,19 @@ when none does, the decision keeps the first matching rule's verdicts."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
+from unittest import mock
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from models.agents import Candidate
+from orchestrator.routing import engine
 from orchestrator.routing.checks import Needs, state_decides, static_stage
-from orchestrator.routing.engine import Pool, RuledOut, matches, matching, route, whole
+from orchestrator.routing.engine import Pool, RuledOut, Unread, matches, matching, route, whole
 from orchestrator.routing.inputs import ItemFacts
 from tests.unit.routing.drawn import asks, candidates
 from tests.unit.routing.fleet import agent, item, no_cursor, rule
@@ -186,3 +188,157 @@ def test_a_source_that_rules_agents_out_by_their_specs_changes_no_decision(
     assert screened.reason == read_whole.reason
     assert screened.outcomes == read_whole.outcomes
     assert screened.rule == read_whole.rule
+
+
+def in_turn(fleet: list[Candidate], reads: list[int], depths: dict[str, int] | None = None) -> Callable[[Needs], Pool]:
+    """A pool source as ``source.pool`` is for a large fleet: agents ruled out by their specs as
+    ``screening`` does, every other one unread, its state read only when the engine asks (how many
+    at a time goes into ``reads``)."""
+    by_ref = {c.ref: c for c in fleet}
+
+    def pool_of(needs: Needs) -> Pool:
+        unread: list[Unread] = []
+        out: list[RuledOut] = []
+        for c in fleet:
+            stage = static_stage(needs, c.spec)
+            if state_decides(c.spec, stage):
+                unread.append(Unread(c.ref, c.tenant, c.spec, stage))
+            else:
+                assert stage is not None
+                out.append(RuledOut(c.ref, c.tenant, c.spec, stage))
+
+        def read(agents: Sequence[Unread]) -> list[Candidate]:
+            reads.append(len(agents))
+            return [by_ref[a.ref] for a in agents]
+
+        return Pool((), ruled_out=out, unread=unread, read=read, depths={} if depths is None else depths)
+
+    return pool_of
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(asks(), st.sampled_from(STRATEGIES)), min_size=1, max_size=3),
+    st.lists(candidates(), min_size=1, max_size=30),
+    st.sets(st.sampled_from(("agent:a0", "agent:a1"))),
+    st.sampled_from((None, "agent:a12")),
+    st.integers(1, 8),
+)
+def test_reading_agents_in_the_strategys_order_chooses_as_reading_them_all_would(
+    asked: list[tuple[tuple[dict[str, Any], ItemFacts], str]],
+    drawn: list[Candidate],
+    exclude: set[str],
+    cursor: str | None,
+    first_read: int,
+) -> None:
+    fleet = [replace(c, ref=f"agent:a{n:02d}") for n, c in enumerate(drawn)]
+    facts = asked[0][0][1]
+    rules = [rule(f"r{n}", priority=n, strategy=strategy, **body) for n, ((body, _), strategy) in enumerate(asked)]
+    args: dict[str, Any] = {"trigger": "created", "cursor_of": lambda _: cursor, "exclude": frozenset(exclude)}
+    read_whole = route(rules, facts, whole(fleet), **args)
+    reads: list[int] = []
+    depths: dict[str, int] = {}
+    with mock.patch.object(engine, "FIRST_READ", first_read):
+        lazy = route(rules, facts, in_turn(fleet, reads, depths), **args)
+        again = route(rules, facts, in_turn(fleet, [], depths), **args)  # starting as deep as the last needed
+    assert read_whole is not None and lazy is not None and again is not None
+    assert (lazy.rule, lazy.chosen) == (read_whole.rule, read_whole.chosen)
+    assert (again.rule, again.chosen) == (read_whole.rule, read_whole.chosen)
+    if lazy.chosen is None:
+        # Nobody fits: every agent was read, and the verdicts are the whole read's.
+        assert lazy.unread == 0 and lazy.outcomes == read_whole.outcomes and lazy.reason == read_whole.reason
+    else:
+        # Those read keep their verdicts; the others are counted, never listed.
+        listed = {o.ref: o for o in lazy.outcomes}
+        assert all(o == listed[o.ref] for o in read_whole.outcomes if o.ref in listed and o.verdict != "eligible")
+        assert len(lazy.outcomes) + lazy.unread == len(read_whole.outcomes)
+
+
+def test_a_large_pool_is_read_only_as_deep_as_the_strategy_needs() -> None:
+    # 100 agents that all fit; the most proficient (by ref: a00) fits, so the first read settles it.
+    fleet = [agent(f"a{n:02d}", caps={"sql": "expert" if n < 10 else "novice"}, capacity=2) for n in range(100)]
+    reads: list[int] = []
+    sql = rule("sql", strategy="priority", selectors=[{"kind": "capability", "value": "sql"}])
+    decision = route([sql], item(), in_turn(fleet, reads), trigger="created", cursor_of=no_cursor)
+    assert decision is not None and decision.chosen is not None and decision.chosen.ref == "agent:a00"
+    assert reads == [engine.FIRST_READ]
+    assert decision.unread == 100 - engine.FIRST_READ
+    assert decision.reason.endswith(
+        f"{engine.FIRST_READ} of 100 agents found to fit, {100 - engine.FIRST_READ} not read "
+        "(by the strategy none of them could come before it)"
+    ), decision.reason
+
+
+def test_a_pool_whose_best_agents_filled_up_is_read_as_deep_as_last_time_in_one_go() -> None:
+    # The 40 cheapest are full: the first decision reads FIRST_READ, then the rest; the next starts
+    # as deep as the first had to go.
+    fleet = [agent(f"a{n:02d}", cost_per_item=n, capacity=1, load=1 if n < 40 else 0) for n in range(100)]
+    cheap = rule("cheap", strategy="cost_minimizing")
+    depths: dict[str, int] = {}
+    first: list[int] = []
+    decision = route([cheap], item(), in_turn(fleet, first, depths), trigger="created", cursor_of=no_cursor)
+    assert decision is not None and decision.chosen is not None and decision.chosen.ref == "agent:a40"
+    assert first == [engine.FIRST_READ, 100 - engine.FIRST_READ]
+    assert depths == {"cost_minimizing": 41}  # up to a40: no agent after it could cost less
+    second: list[int] = []
+    decision = route([cheap], item(), in_turn(fleet, second, depths), trigger="created", cursor_of=no_cursor)
+    assert decision is not None and decision.chosen is not None and decision.chosen.ref == "agent:a40"
+    assert second == [41]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.lists(st.sampled_from(("db", "web", "urgent", "eu", "us")), max_size=2, unique=True),
+            st.integers(0, 3),
+        ),
+        min_size=0,
+        max_size=40,
+    ),
+    st.sets(st.sampled_from(("db", "web", "urgent", "eu", "us", "other"))),
+)
+def test_matching_by_the_label_index_finds_what_checking_every_rule_finds(
+    drawn: list[tuple[list[str], int]], labels: set[str]
+) -> None:
+    rules = [rule(f"r{n:02d}", priority=p, match={"labels": names}) for n, (names, p) in enumerate(drawn)]
+    facts = item(labels=labels)
+    every = sorted((r for r in rules if matches(r, facts)), key=lambda r: (-r.spec.priority, r.operators, r.id))
+    assert matching(rules, facts, "created") == every
+    assert matching(rules, facts, "created") == every  # the second time from the kept index
+
+
+@st.composite
+def busy_fleets(draw: st.DrawFn) -> list[Candidate]:
+    """Agents that differ only in what the strategies rank by and in their state: most of them fit."""
+    size = draw(st.integers(1, 40))
+    return [
+        agent(
+            f"a{n:02d}",
+            caps={"sql": draw(st.sampled_from(("novice", "intermediate", "advanced", "expert")))},
+            capacity=draw(st.integers(1, 4)),
+            load=draw(st.integers(0, 4)),
+            liveness=draw(st.sampled_from(("live", "live", "live", "dead"))),
+            cost_per_item=draw(st.sampled_from((1.0, 2.0, 3.0))),
+        )
+        for n in range(size)
+    ]
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    busy_fleets(),
+    st.sampled_from(STRATEGIES),
+    st.sampled_from((None, "agent:a05", "agent:a20")),
+    st.integers(1, 6),
+)
+def test_in_a_busy_fleet_each_strategy_read_in_turn_chooses_the_agent_a_whole_read_chooses(
+    fleet: list[Candidate], strategy: str, cursor: str | None, first_read: int
+) -> None:
+    sql = rule("sql", strategy=strategy, selectors=[{"kind": "capability", "value": "sql"}])
+    args: dict[str, Any] = {"trigger": "created", "cursor_of": lambda _: cursor}
+    read_whole = route([sql], item(), whole(fleet), **args)
+    with mock.patch.object(engine, "FIRST_READ", first_read):
+        lazy = route([sql], item(), in_turn(fleet, []), **args)
+    assert read_whole is not None and lazy is not None
+    assert lazy.chosen == read_whole.chosen
