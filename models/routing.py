@@ -377,9 +377,10 @@ class RoutingDecisionRead(BaseModel):
         "then rejected; at most 100, the rest counted in `omitted`)."
     )
     omitted: dict[str, int] = Field(
-        description="Agents left out of `candidates`, counted by the check they failed; `unread`: agents whose "
-        "state (load, liveness, spend) was never read, because the rule's strategy could rank none of them "
-        "before the chosen one (a pool of more than 32 agents is read in the strategy's order, as far as needed)."
+        description="Agents left out of `candidates`, counted by the check they failed; `unread`: agents that "
+        "pass every check their profile decides but whose state (load, liveness, spend) was never read, because "
+        "the rule's strategy could rank none of them before the chosen one (a pool of more than 32 agents is "
+        "read in the strategy's order, as far as needed)."
     )
     chosenAssignee: str | None = Field(description="The agent the item was given to, as agent:<id>; null: none fit.")
     previousAssignee: str | None = Field(description="Its assignee before the decision; null: none.")

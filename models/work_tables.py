@@ -14,6 +14,13 @@ from models.tables import BigId
 
 ID_LENGTH = 96
 OFFERED_PREDICATE = "is_open = {true} AND deleted_at IS NULL AND claimed_by_id IS NULL AND assignee_id IS NULL"
+# An agent's load as routing counts it (``orchestrator.routing.loads``): the open items it holds a
+# claim on, and the open items routed to it that it has not taken up yet.
+AGENT_CLAIMS_PREDICATE = "claimed_by_type = 'agent' AND is_open = {true} AND deleted_at IS NULL"
+AGENT_WAITING_PREDICATE = (
+    "assignee_type = 'agent' AND is_open = {true} AND deleted_at IS NULL "
+    "AND claimed_by_id IS NULL AND started_at IS NULL"
+)
 
 
 class WorkItem(Base):
@@ -145,6 +152,26 @@ Index(
     *QUEUE_ORDER,
     postgresql_where=text(OFFERED_PREDICATE.format(true="true")),
     sqlite_where=text(OFFERED_PREDICATE.format(true="1")),
+)
+
+# Each agent's load, counted for every candidate a routing decision reads: partial, so a count is
+# a probe into the few open items of agents whatever else the table keeps, and it reads only the
+# index (where the visibility map allows) for the conditions the predicate leaves (tenant, lease).
+Index(
+    "ix_work_items_agent_claims",
+    WorkItem.claimed_by_id,
+    WorkItem.tenant,
+    WorkItem.lease_expires_at,
+    postgresql_where=text(AGENT_CLAIMS_PREDICATE.format(true="true")),
+    sqlite_where=text(AGENT_CLAIMS_PREDICATE.format(true="1")),
+)
+Index(
+    "ix_work_items_agent_waiting",
+    WorkItem.assignee_id,
+    WorkItem.tenant,
+    WorkItem.id,
+    postgresql_where=text(AGENT_WAITING_PREDICATE.format(true="true")),
+    sqlite_where=text(AGENT_WAITING_PREDICATE.format(true="1")),
 )
 
 

@@ -14,7 +14,7 @@ from typing import NamedTuple
 from models.agents import AgentSpec, Candidate
 from models.routing import RETRIGGERS, Trigger, Verdict
 from orchestrator.routing.checks import CHECKS, Needs, failing_stage, needs_of, stage_given, why_failed
-from orchestrator.routing.inputs import ItemFacts, LiveRule
+from orchestrator.routing.inputs import ItemFacts, LiveRule, LiveRules
 from orchestrator.routing.strategies import Key, bound_of, key_of, ranked, why_chosen
 
 # How many verdicts a decision lists by name, with the reason in words (the rest are counted by check).
@@ -149,41 +149,11 @@ def matching(rules: Sequence[LiveRule], facts: ItemFacts, trigger: Trigger) -> l
     priority first, a tenant's own before an operator's, then by id."""
     found = [
         r
-        for r in _may_match(rules, facts)
+        # A tenant's live rules come with an index by label: only those that could match are checked.
+        for r in (rules.may_match(facts.labels) if isinstance(rules, LiveRules) else rules)
         if matches(r, facts) and (trigger not in RETRIGGERS or trigger in r.conditions.retriggers)
     ]
     return sorted(found, key=lambda r: (-r.spec.priority, r.operators, r.id))
-
-
-def _may_match(rules: Sequence[LiveRule], facts: ItemFacts) -> Sequence[LiveRule]:
-    """The rules that could match the item by its labels: those that name none, and those that name
-    one of its labels first. A tenant's few hundred rules, each asking for a label or two, would
-    otherwise all be checked for every item; the index is made once per list of rules (the live
-    rules are read once per change and kept)."""
-    if len(rules) <= _INDEX_ABOVE:
-        return rules
-    kept = _LABEL_INDEXES.get(id(rules))
-    if kept is None or kept[0] is not rules:  # an id is reused once its object is gone
-        if len(_LABEL_INDEXES) >= _LABEL_INDEXES_MAX:
-            _LABEL_INDEXES.clear()
-        unlabelled: list[LiveRule] = []
-        by_label: dict[str, list[LiveRule]] = {}
-        for rule in rules:
-            labels = rule.conditions.labels
-            if labels:
-                by_label.setdefault(min(labels), []).append(rule)
-            else:
-                unlabelled.append(rule)
-        kept = _LABEL_INDEXES[id(rules)] = (rules, unlabelled, by_label)
-    _, unlabelled, by_label = kept
-    return [*unlabelled, *(rule for label in facts.labels for rule in by_label.get(label, ()))]
-
-
-_INDEX_ABOVE = 16
-# id of a list of rules -> (the list, kept alive so that its id names it, its rules that name no
-# label, the others by the least label they name)
-_LABEL_INDEXES: dict[int, tuple[Sequence[LiveRule], list[LiveRule], dict[str, list[LiveRule]]]] = {}
-_LABEL_INDEXES_MAX = 64
 
 
 def evaluate(
@@ -213,16 +183,17 @@ def evaluate(
     for unread_out in ruled_out:
         sorting.out.append((_EXCLUDED if unread_out.ref in exclude else unread_out.stage, unread_out.ref, unread_out))
     sorting.sort(candidates)
-    skipped = 0
+    skipped = gone = 0
     if unread:
         assert read is not None, "a pool with unread agents reads them"
-        skipped = _read_in_turn(rule, needs, cursor, unread, read, sorting, {} if depths is None else depths)
+        skipped, gone = _read_in_turn(rule, needs, cursor, unread, read, sorting, {} if depths is None else depths)
     fit, out = sorting.fit, sorting.out
     # The rejected that got furthest first: they are the ones worth reading.
     out.sort(key=lambda entry: (-entry[0], entry[1]))
     worded = max(0, LISTED - len(fit))
     rejected = tuple(_verdict(stage, needs, candidate, words=n < worded) for n, (stage, _, candidate) in enumerate(out))
-    total = len(candidates) + len(ruled_out) + len(unread) + left_out
+    # An agent deregistered since the fleet was read no longer serves the tenant: not counted.
+    total = len(candidates) + len(ruled_out) + len(unread) - gone + left_out
     if not fit:
         return Evaluation(rule, None, _none_fit(total, rejected, left_out), rejected, left_out)
     order = ranked(rule.spec.strategy, fit, needs, cursor)
@@ -270,10 +241,6 @@ class _Sorting:
                 out.append((stage, candidate.ref, candidate))
 
 
-# Sorts after every bound: an agent that fails a check by its spec is read last, only when none fits.
-_NEVER: Key = (float("inf"),)
-
-
 def _read_in_turn(
     rule: LiveRule,
     needs: Needs,
@@ -282,34 +249,47 @@ def _read_in_turn(
     read: ReadState,
     sorting: _Sorting,
     depths: MutableMapping[str, int],
-) -> int:
+) -> tuple[int, int]:
     """Read the unread agents into ``sorting`` in the order of the strategy's bound, until the best
     that fits has a key no unread agent's bound can beat (or all are read): first as many as
     ``depths`` says the last decision needed (at least ``FIRST_READ``), then, if that did not
-    settle it, the rest. How many were never read; ``depths`` learns how many were needed."""
+    settle it, the rest. Agents whose spec fails a check whatever their state (their spend says
+    only which check, the budget or that one) are read with the first: they never fit, and their
+    verdict is worded as a whole read would word it. How many were never read, and how many read
+    were gone (deregistered since the fleet was read); ``depths`` learns how many were needed."""
     strategy = rule.spec.strategy
     key, bound = key_of(strategy, needs, cursor), bound_of(strategy, needs, cursor)
+    hopeless: list[Unread] = []
     turns: list[tuple[Key, Unread]] = []
     for agent in unread:
         if agent.ref in sorting.exclude:  # failed this item before: out whatever its state
             sorting.out.append((_EXCLUDED, agent.ref, RuledOut(agent.ref, agent.tenant, agent.spec, _EXCLUDED)))
+        elif agent.stage is not None:
+            hopeless.append(agent)
         else:
-            turns.append((_NEVER if agent.stage is not None else bound(agent.ref, agent.spec), agent))
+            turns.append((bound(agent.ref, agent.spec), agent))
     turns.sort(key=lambda turn: turn[0])
     best = min(map(key, sorting.fit), default=None)
-    done, size = 0, max(FIRST_READ, depths.get(strategy, 0))
-    while done < len(turns) and (best is None or turns[done][0] < best):
-        batch = [agent for _, agent in turns[done : done + size]]
-        done += len(batch)
+    done, gone, size = 0, 0, max(FIRST_READ, depths.get(strategy, 0))
+    while True:
+        more = done < len(turns) and (best is None or turns[done][0] < best)
+        if not (more or hopeless):
+            break
+        taken = [agent for _, agent in turns[done : done + size]] if more else []
+        batch = [*hopeless, *taken]
+        done += len(taken)
+        hopeless = []
         size = len(turns)  # the first read did not settle it: the rest in one round trip
         found = len(sorting.fit)
+        agents = read(batch)
+        gone += len(batch) - len(agents)
         # The screen that made the pool worked out each one's static stage for needs like these.
-        sorting.sort(read(batch), {agent.ref: agent.stage for agent in batch})
+        sorting.sort(agents, {agent.ref: agent.stage for agent in batch})
         least = min(map(key, sorting.fit[found:]), default=None)
         if least is not None and (best is None or least < best):
             best = least
     depths[strategy] = _needed(turns, best, key, sorting.fit)
-    return len(turns) - done
+    return len(turns) - done, gone
 
 
 def _needed(
@@ -353,9 +333,10 @@ def _verdict(stage: int, needs: Needs, candidate: Candidate | RuledOut, *, words
 
 def _ruled_out_verdict(agent: RuledOut, needs: Needs) -> CandidateOutcome:
     """The verdict on an agent its spec rules out: the same for every decision with needs like these
-    (its words read only the spec, and of the needs what the screen key, the risk and the
-    human in the loop name), so worded once."""
-    key = (id(agent.spec), agent.ref, agent.stage, needs.screen_key, needs.risk, needs.hitl)
+    (its words read only the spec, and of the needs what the screen key, the order the capabilities
+    are asked in, the risk and the human in the loop name), so worded once."""
+    # The capabilities in the order the rule asks them too: the words name the first one missing.
+    key = (id(agent.spec), agent.ref, agent.stage, needs.screen_key, tuple(needs.capabilities), needs.risk, needs.hitl)
     kept = _RULED_OUT_WORDS.get(key)
     if kept is None or kept[0] is not agent.spec:  # an id is reused once its object is gone
         if len(_RULED_OUT_WORDS) >= _RULED_OUT_WORDS_MAX:

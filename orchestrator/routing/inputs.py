@@ -3,6 +3,7 @@ facts of one work item, and the live rules."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -78,3 +79,28 @@ class LiveRule:
     def label(self) -> str:
         owner = "operator rule" if self.operators else "rule"
         return f"{owner} {self.id} v{self.version}"
+
+
+class LiveRules(list[LiveRule]):
+    """A tenant's live rules as read once per change and kept: with an index of them by label, made
+    the first time an item is matched against them (a few hundred rules, each asking for a label or
+    two, would otherwise all be checked for every item)."""
+
+    _index: tuple[list[LiveRule], dict[str, list[LiveRule]]] | None = None
+
+    def may_match(self, labels: Iterable[str]) -> list[LiveRule]:
+        """The rules that could match an item with these labels: those that name none, and those
+        whose least label is one of them (a rule matches only an item with all of its labels)."""
+        index = self._index
+        if index is None:
+            unlabelled: list[LiveRule] = []
+            by_label: dict[str, list[LiveRule]] = {}
+            for rule in self:
+                named = rule.conditions.labels
+                if named:
+                    by_label.setdefault(min(named), []).append(rule)
+                else:
+                    unlabelled.append(rule)
+            index = self._index = (unlabelled, by_label)
+        unlabelled, by_label = index
+        return [*unlabelled, *(rule for label in labels for rule in by_label.get(label, ()))]

@@ -22,7 +22,7 @@ from models.principal import ALL_TENANTS, Principal, Scope
 from models.routing import RoutingRuleCreate, RoutingRuleDetail, RoutingRuleRead, RoutingRuleSpec
 from models.routing_tables import RULES, RoutingRuleRow
 from orchestrator.errors import Conflict, Forbidden, InvalidInput, NotFound
-from orchestrator.routing.inputs import LiveRule
+from orchestrator.routing.inputs import LiveRule, LiveRules
 from orchestrator.storage.unit_of_work import WorkSession
 from orchestrator.work.access import require, tenant_for_write
 from orchestrator.work.tokens import unknown_groups
@@ -33,7 +33,7 @@ _PARSED_MAX = 20_000
 _parsed: dict[str, RoutingRuleSpec] = {}
 _live: dict[tuple[str, int, str], LiveRule] = {}
 # (database, tenant) -> ((rule rows, newest row's time), the live rules then)
-_lists: dict[tuple[URL, str], tuple[tuple[int, Any], list[LiveRule]]] = {}
+_lists: dict[tuple[URL, str], tuple[tuple[int, Any], LiveRules]] = {}
 _SESSION_KEY = "routing.live_rules"
 
 
@@ -99,13 +99,13 @@ def listed(session: Session, principal: Principal, tenant: str | None) -> list[R
 Stamp = tuple[int, Any]
 
 
-def live_rules(session: Session, tenant: str, *, stamp: Stamp | None = None) -> list[LiveRule]:
+def live_rules(session: Session, tenant: str, *, stamp: Stamp | None = None) -> LiveRules:
     """The enabled live rules that may apply to the tenant's items: its own and the operators'.
     ``stamp``: the tenant's :data:`Stamp`, if the caller read it already (``stamp_columns``).
 
     Read once per transaction and tenant: the timer loop fires hundreds of lease and SLA timers
     in one transaction, each a re-routing trigger."""
-    seen: dict[str, list[LiveRule]] = session.info.setdefault(_SESSION_KEY, {})
+    seen: dict[str, LiveRules] = session.info.setdefault(_SESSION_KEY, {})
     if tenant not in seen:
         seen[tenant] = _load_live(session, tenant, stamp)
     return seen[tenant]
@@ -126,7 +126,7 @@ def _forget_live(session: Session, transaction: SessionTransaction) -> None:
         session.info.pop(_SESSION_KEY, None)
 
 
-def _load_live(session: Session, tenant: str, stamp: Stamp | None) -> list[LiveRule]:
+def _load_live(session: Session, tenant: str, stamp: Stamp | None) -> LiveRules:
     owners = sorted({tenant, ALL_TENANTS})
     # Rule rows are only ever added (a change is a new version, a disabling too): how many there
     # are and when the newest was written say whether the tenant's rules changed since the list
@@ -147,7 +147,7 @@ def _load_live(session: Session, tenant: str, stamp: Stamp | None) -> list[LiveR
     return live
 
 
-def _read_live(session: Session, owners: list[str]) -> list[LiveRule]:
+def _read_live(session: Session, owners: list[str]) -> LiveRules:
     keys = session.execute(
         select(RULES.c.tenant, RULES.c.version, RULES.c.body_hash).where(
             RULES.c.tenant.in_(owners), RULES.c.is_latest == true(), RULES.c.enabled == true()
@@ -164,7 +164,7 @@ def _read_live(session: Session, owners: list[str]) -> list[LiveRule]:
             select(RULES.c.body, RULES.c.body_hash).where(RULES.c.body_hash.in_(missing))
         ):
             specs[digest] = _parsed[digest] = RoutingRuleSpec.model_validate(body)
-    live: list[LiveRule] = []
+    live = LiveRules()
     for owner, version, digest in keys:
         # Kept too: a LiveRule works out its match conditions once.
         rule = _live.get((owner, version, digest))

@@ -78,7 +78,10 @@ def pool(
     decision lists that many by name, so each gets its own verdict ("lacks capability x").
 
     ``stamps``: the tenant's fleet stamps, if the caller read them already (``facts.opening``);
-    a fleet kept under others is read again."""
+    a fleet kept under others is read again. A decision so sees the registry as of its first
+    statement: a change committed while it runs (a few milliseconds) reaches the next decision,
+    as one committed just after it would; its agents' load, liveness and spend are read later,
+    and an agent deregistered meanwhile is not found then, and left out."""
     if needs is not None:
         capabilities = needs.capabilities.keys()
     if stamps is None:
@@ -88,10 +91,11 @@ def pool(
         fleet = fleets.read(session, tenant)
     members, ruled_out, depths = _screened(fleet, capabilities, needs, narrow_above)
     read = _Reader(session, tenant, now, routing)
-    if needs is None or len(members) <= FIRST_READ:
-        found = read(members)
-        return Pool(found, left_out=len(fleet.members) - len(found) - len(ruled_out), ruled_out=ruled_out)
+    # Serving agents that lack a capability asked (one deregistered since the fleet was read, and so
+    # not read, serves no more: it is in no count).
     left_out = len(fleet.members) - len(members) - len(ruled_out)
+    if needs is None or len(members) <= FIRST_READ:
+        return Pool(read(members), left_out=left_out, ruled_out=ruled_out)
     return Pool((), left_out=left_out, ruled_out=ruled_out, unread=members, read=read, depths=depths)
 
 

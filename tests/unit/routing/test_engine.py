@@ -16,6 +16,7 @@ from models.agents import Candidate
 from orchestrator.routing import engine
 from orchestrator.routing.checks import Needs, state_decides, static_stage
 from orchestrator.routing.engine import Pool, RuledOut, Unread, matches, matching, route, whole
+from orchestrator.routing.hold import Filled, _counted_full
 from orchestrator.routing.inputs import ItemFacts
 from tests.unit.routing.drawn import asks, candidates
 from tests.unit.routing.fleet import agent, item, no_cursor, rule
@@ -141,9 +142,11 @@ def test_each_rule_asks_for_the_pool_of_what_it_needs_and_agents_left_out_count_
     assert "none of 2 agents fits (capabilities 1, liveness 1)" in decision.reason
 
 
-def screening(fleet: list[Candidate]) -> Callable[[Needs], Pool]:
+def screening(fleet: list[Candidate], gone: frozenset[str] = frozenset()) -> Callable[[Needs], Pool]:
     """A pool source as ``source.pool`` is with needs: the agents whose specs fail a check
-    whatever their state are ruled out, their state unread."""
+    whatever their state are ruled out, their state unread. ``gone``: agents deregistered after
+    the fleet was read: not found when their state is read (one ruled out is still listed, until
+    the fleet is read again)."""
 
     def pool_of(needs: Needs) -> Pool:
         read: list[Candidate] = []
@@ -151,7 +154,8 @@ def screening(fleet: list[Candidate]) -> Callable[[Needs], Pool]:
         for c in fleet:
             stage = static_stage(needs, c.spec)
             if state_decides(c.spec, stage):
-                read.append(c)
+                if c.ref not in gone:
+                    read.append(c)
             else:
                 assert stage is not None
                 out.append(RuledOut(c.ref, c.tenant, c.spec, stage))
@@ -190,10 +194,13 @@ def test_a_source_that_rules_agents_out_by_their_specs_changes_no_decision(
     assert screened.rule == read_whole.rule
 
 
-def in_turn(fleet: list[Candidate], reads: list[int], depths: dict[str, int] | None = None) -> Callable[[Needs], Pool]:
+def in_turn(
+    fleet: list[Candidate], reads: list[int], depths: dict[str, int] | None = None, gone: frozenset[str] = frozenset()
+) -> Callable[[Needs], Pool]:
     """A pool source as ``source.pool`` is for a large fleet: agents ruled out by their specs as
     ``screening`` does, every other one unread, its state read only when the engine asks (how many
-    at a time goes into ``reads``)."""
+    at a time goes into ``reads``). ``gone``: agents deregistered after the fleet was read (their
+    state is not found)."""
     by_ref = {c.ref: c for c in fleet}
 
     def pool_of(needs: Needs) -> Pool:
@@ -209,7 +216,7 @@ def in_turn(fleet: list[Candidate], reads: list[int], depths: dict[str, int] | N
 
         def read(agents: Sequence[Unread]) -> list[Candidate]:
             reads.append(len(agents))
-            return [by_ref[a.ref] for a in agents]
+            return [by_ref[a.ref] for a in agents if a.ref not in gone]
 
         return Pool((), ruled_out=out, unread=unread, read=read, depths={} if depths is None else depths)
 
@@ -223,6 +230,7 @@ def in_turn(fleet: list[Candidate], reads: list[int], depths: dict[str, int] | N
     st.sets(st.sampled_from(("agent:a0", "agent:a1"))),
     st.sampled_from((None, "agent:a12")),
     st.integers(1, 8),
+    st.sets(st.sampled_from(("agent:a03", "agent:a07", "agent:a11"))),
 )
 def test_reading_agents_in_the_strategys_order_chooses_as_reading_them_all_would(
     asked: list[tuple[tuple[dict[str, Any], ItemFacts], str]],
@@ -230,17 +238,20 @@ def test_reading_agents_in_the_strategys_order_chooses_as_reading_them_all_would
     exclude: set[str],
     cursor: str | None,
     first_read: int,
+    gone: set[str],
 ) -> None:
     fleet = [replace(c, ref=f"agent:a{n:02d}") for n, c in enumerate(drawn)]
     facts = asked[0][0][1]
     rules = [rule(f"r{n}", priority=n, strategy=strategy, **body) for n, ((body, _), strategy) in enumerate(asked)]
     args: dict[str, Any] = {"trigger": "created", "cursor_of": lambda _: cursor, "exclude": frozenset(exclude)}
-    read_whole = route(rules, facts, whole(fleet), **args)
+    # Agents deregistered between the fleet's read and their state's serve the tenant no more.
+    lost = frozenset(gone)
+    read_whole = route(rules, facts, screening(fleet, lost), **args)
     reads: list[int] = []
     depths: dict[str, int] = {}
     with mock.patch.object(engine, "FIRST_READ", first_read):
-        lazy = route(rules, facts, in_turn(fleet, reads, depths), **args)
-        again = route(rules, facts, in_turn(fleet, [], depths), **args)  # starting as deep as the last needed
+        lazy = route(rules, facts, in_turn(fleet, reads, depths, lost), **args)
+        again = route(rules, facts, in_turn(fleet, [], depths, lost), **args)  # starting as deep as the last needed
     assert read_whole is not None and lazy is not None and again is not None
     assert (lazy.rule, lazy.chosen) == (read_whole.rule, read_whole.chosen)
     assert (again.rule, again.chosen) == (read_whole.rule, read_whole.chosen)
@@ -248,10 +259,20 @@ def test_reading_agents_in_the_strategys_order_chooses_as_reading_them_all_would
         # Nobody fits: every agent was read, and the verdicts are the whole read's.
         assert lazy.unread == 0 and lazy.outcomes == read_whole.outcomes and lazy.reason == read_whole.reason
     else:
-        # Those read keep their verdicts; the others are counted, never listed.
+        # Those read keep their verdicts; the others are counted, never listed, and the reason
+        # counts the same agents (but one deregistered and never read, which nothing tells apart).
         listed = {o.ref: o for o in lazy.outcomes}
         assert all(o == listed[o.ref] for o in read_whole.outcomes if o.ref in listed and o.verdict != "eligible")
-        assert len(lazy.outcomes) + lazy.unread == len(read_whole.outcomes)
+        # An agent whose spec fails a check is read (or ruled out) whatever the strategy: listed.
+        static = ("capabilities", "autonomy", "data_boundary", "safety")
+        assert all(o.ref in listed for o in read_whole.outcomes if o.check in static)
+        counted = len(lazy.outcomes) + lazy.unread
+        assert len(read_whole.outcomes) <= counted <= len(read_whole.outcomes) + len(gone)
+        if not gone:
+            assert (
+                read_whole.reason.split("; ")[-1].split(" agents")[0].split(" of ")[1]
+                == (lazy.reason.split("; ")[-1].split(" agents")[0].split(" of ")[1])
+            )
 
 
 def test_a_large_pool_is_read_only_as_deep_as_the_strategy_needs() -> None:
@@ -340,5 +361,31 @@ def test_in_a_busy_fleet_each_strategy_read_in_turn_chooses_the_agent_a_whole_re
     read_whole = route([sql], item(), whole(fleet), **args)
     with mock.patch.object(engine, "FIRST_READ", first_read):
         lazy = route([sql], item(), in_turn(fleet, []), **args)
+    assert read_whole is not None and lazy is not None
+    assert lazy.chosen == read_whole.chosen
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    busy_fleets(),
+    st.sampled_from(STRATEGIES),
+    st.dictionaries(st.integers(0, 39), st.one_of(st.none(), st.integers(0, 4)), max_size=4),
+    st.integers(1, 6),
+)
+def test_agents_the_hold_found_full_are_counted_full_in_the_agents_read_later_too(
+    fleet: list[Candidate], strategy: str, filled: dict[int, int | None], first_read: int
+) -> None:
+    # The capacity hold decides again with the agents it found full counted full (``hold._counted_full``):
+    # over a pool read in turn, that must hold for the agents read after the wrapping as well.
+    found_full = {f"agent:a{n:02d}": Filled(load, 4) for n, load in filled.items()}
+    sql = rule("sql", strategy=strategy, selectors=[{"kind": "capability", "value": "sql"}])
+
+    def counted(pool_of: Callable[[Needs], Pool]) -> Callable[[Needs], Pool]:
+        return lambda needs: _counted_full(pool_of(needs), found_full, None)
+
+    args: dict[str, Any] = {"trigger": "created", "cursor_of": no_cursor}
+    read_whole = route([sql], item(), counted(whole(fleet)), **args)
+    with mock.patch.object(engine, "FIRST_READ", first_read):
+        lazy = route([sql], item(), counted(in_turn(fleet, [])), **args)
     assert read_whole is not None and lazy is not None
     assert lazy.chosen == read_whole.chosen
