@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from models.base import utcnow
 from models.work_tables import WorkItem, WorkItemEvent
 from orchestrator.storage.unit_of_work import uow_of
+from orchestrator.traceability import actions
 
 
 def record(
@@ -42,6 +43,13 @@ def record(
             "at": utcnow(),
         }
     )
+    traced(session, item, action, actor, details)
+
+
+def traced(session: Session, item: WorkItem, action: str, actor: str, details: dict[str, Any] | None) -> None:
+    """An agent's action (spec §13), written with its audit row: :func:`record` calls it, and so
+    does the one audit row written without it (a claim on PostgreSQL, ``claim_statement``)."""
+    actions.record(session, item.id, item.tenant, action, actor, details)
 
 
 def history(session: Session, item_id: str) -> list[WorkItemEvent]:
