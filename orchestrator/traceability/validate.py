@@ -10,8 +10,8 @@ goalToWorkItemLinkage
     An active goal of the tenant that no live (not deleted) work item names in ``relatedGoals``.
     For one item: the codes it names that are not an active goal of its tenant's registry.
 workItemToActionLinkage
-    A work item whose audit trail holds more agent claims, starts, completions, failures and
-    evidence attachments than it has actions: an agent worked on it and the action is missing.
+    A work item whose audit trail holds more claims, starts, completions, failures and evidence
+    attachments by one agent than that agent has actions on it: the action is missing.
     Items only people worked on need no actions and are never listed.
 actionToArtifactLinkage
     A completion or evidence action with no artifact (claims, starts and failures produce none).
@@ -146,11 +146,13 @@ def _goals(session: Session, d: _Dialect, one: bool, params: dict[str, Any]) -> 
 
 
 def _items_without_actions(session: Session, one: bool, params: dict[str, Any]) -> tuple[list[str], int]:
+    # Per item and agent: another agent's actions do not stand for this one's.
     sql = (
-        "SELECT e.item_id AS id FROM work_item_events e "
+        "SELECT DISTINCT x.item_id AS id FROM (SELECT e.item_id FROM work_item_events e "
         f"WHERE e.tenant = :tenant {_only(one, 'e')} AND e.actor LIKE 'agent:%' AND e.action IN ({_TRACED}) "
-        "GROUP BY e.item_id "
-        "HAVING count(*) > (SELECT count(*) FROM agent_actions a WHERE a.item_id = e.item_id)"
+        "GROUP BY e.item_id, e.actor "
+        "HAVING count(*) > (SELECT count(*) FROM agent_actions a "
+        "WHERE a.item_id = e.item_id AND 'agent:' || a.agent_id = e.actor)) AS x"
     )
     return _listed(session, sql, params)
 
