@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import delete, insert, select
 
 from models.base import utcnow
-from models.gate_tables import EvidenceRow
+from models.gate_tables import EvidenceRow, PolicyRow
 from models.trace_tables import ACTIONS, GOALS, AgentActionRow, ArtifactRow
 from models.work_tables import COMPENSATIONS, EVENTS, WorkItem
 from orchestrator.traceability.ids import action_id, artifact_id
@@ -260,6 +260,32 @@ def test_validation_finds_each_kind_of_broken_link(client: TestClient, token: To
     assert validate(client, pm, itemId=item_id)["checks"]["approvalTraceability"]["passed"] is False
     other = agent_item(client, pm, related_goals=["GOAL-FINSERV-001"])
     assert validate(client, pm, itemId=other)["overallStatus"] == "complete"
+    # A gate passed under a policy version with approval steps, naming no approval (no human in the loop).
+    gated = agent_item(client, pm, related_goals=["GOAL-FINSERV-001"])
+    with sessions(client).begin() as session:
+        session.add(
+            PolicyRow(
+                tenant="acme",
+                id="pol-1",
+                version=1,
+                is_latest=True,
+                body={"id": "pol-1", "approvalSteps": [{"role": "lead"}]},
+                body_hash="x",
+                created_by="user:co",
+            )
+        )
+        details = {"transition": "review->done", "policy": "pol-1", "policy_version": 1, "hitl": False}
+        session.execute(
+            insert(EVENTS).values(
+                item_id=gated,
+                tenant="acme",
+                action="gate_passed",
+                actor="user:pm",
+                details={**details, "approvals": [], "evidence": []},
+                at=utcnow(),
+            )
+        )
+    assert validate(client, pm, itemId=gated)["checks"]["approvalTraceability"]["missingApprovals"] == [gated]
     # Globex's own validation is untouched by acme's breakage.
     assert validate(client, globex)["overallStatus"] == "complete"
 
