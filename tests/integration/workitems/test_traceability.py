@@ -326,3 +326,14 @@ def test_validation_refuses_bad_input(client: TestClient, token: TokenFactory) -
     assert validate(client, operator, itemId=item_id)["tenant"] == "acme"
     with sessions(client)() as session:
         assert session.get(WorkItem, item_id) is not None
+
+
+def test_a_claim_from_the_queue_is_an_action_too(client: TestClient, token: TokenFactory) -> None:
+    # On PostgreSQL claim-next is one statement that writes its audit row itself: its action too.
+    pm, agent = token("user:pm"), token("agent:a1", scopes=AGENT_SCOPES)
+    item_id = agent_item(client, pm)
+    taken = client.post("/api/v1/queues/claim-next", headers=agent)
+    assert taken.status_code == 200 and taken.json()["id"] == item_id, taken.text
+    actions = client.get(f"/api/v1/work-items/{item_id}/trace", headers=pm).json()["actions"]
+    assert [(a["actionId"], a["kind"]) for a in actions] == [(action_id(item_id, "a1", 1), "claimed")]
+    assert validate(client, pm)["overallStatus"] == "complete"
