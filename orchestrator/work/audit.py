@@ -30,6 +30,7 @@ def record(
     reason: str | None = None,
     details: dict[str, Any] | None = None,
 ) -> None:
+    at = utcnow()
     uow_of(session).audit.append(
         {
             "item_id": item.id,
@@ -40,16 +41,12 @@ def record(
             "to_status": to_status,
             "reason": reason,
             "details": details or {},
-            "at": utcnow(),
+            "at": at,
         }
     )
-    traced(session, item, action, actor, details)
-
-
-def traced(session: Session, item: WorkItem, action: str, actor: str, details: dict[str, Any] | None) -> None:
-    """An agent's action (spec §13), written with its audit row: :func:`record` calls it, and so
-    does the one audit row written without it (a claim on PostgreSQL, ``claim_statement``)."""
-    actions.record(session, item.id, item.tenant, action, actor, details)
+    # An agent's action (spec §13), in the same transaction and at the same time. (The one audit
+    # row not written here, a claim on PostgreSQL, writes its action in its statement: claim_statement.)
+    actions.record(session, item.id, item.tenant, action, actor, details, at)
 
 
 def history(session: Session, item_id: str) -> list[WorkItemEvent]:

@@ -150,8 +150,6 @@ def _claim_at_once(
     if agent and item.stall is not None:
         # Its own stall ladder: the statement left its clock to this.
         stalls.arm(session, item, default_stall_after_s, now)
-    # The statement wrote the claim's audit row; its action (spec §13) is written here.
-    audit.traced(session, item, "claimed", principal.ref, None)
     types = types_of(session, {item.type})
     return item_view(item, claimed.labels, claimed.dependencies, types.get(item.type))
 
