@@ -17,6 +17,7 @@ from orchestrator.api import (
     agents,
     dead_letters,
     errors,
+    goals,
     item_templates,
     metrics,
     pauses,
@@ -27,6 +28,7 @@ from orchestrator.api import (
     sagas,
     templates,
     timers,
+    traceability,
     webhooks,
     work_item_runs,
     work_item_types,
@@ -127,6 +129,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(routing.items_router)
     app.include_router(policies.router)
     app.include_router(policy_gates.router)
+    app.include_router(goals.router)
+    app.include_router(traceability.router)
     app.include_router(dead_letters.router)
     app.include_router(timers.router)
     app.include_router(metrics.router)

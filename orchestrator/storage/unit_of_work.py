@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import flag_modified
 
 from models.tables import ATTEMPTS, FAN_OUT_MEMBERS, OUTBOX, TIMERS, SagaRun, StepAttempt, StepRun
+from models.trace_tables import ACTIONS, ARTIFACTS
 from models.work_tables import EVENTS, WorkItem
 from orchestrator.storage.bulk import delete_where_in, insert_returning_ids, insert_rows
 from orchestrator.storage.held import Held
@@ -116,6 +117,10 @@ class UnitOfWork:
         self.attempts: list[dict[str, Any]] = []
         self.members: list[dict[str, Any]] = []
         self.audit: list[dict[str, Any]] = []
+        # Agents' actions on work items and their artifacts (``orchestrator.traceability.actions``),
+        # written with the audit rows they go with.
+        self.actions: list[dict[str, Any]] = []
+        self.artifacts: list[dict[str, Any]] = []
         # The saga runs, step runs and attempts the transaction holds, written as it commits.
         self.held = Held()
         self.locked_items: dict[str, WorkItem] = {}
@@ -230,7 +235,14 @@ class UnitOfWork:
     @property
     def pending(self) -> bool:
         return bool(
-            self.held or self.attempts or self.members or self.audit or self._outbox or self._timers or self._published
+            self.held
+            or self.attempts
+            or self.members
+            or self.audit
+            or self.actions
+            or self._outbox
+            or self._timers
+            or self._published
         )
 
     # -- writing -------------------------------------------------------------------------------
@@ -245,6 +257,7 @@ class UnitOfWork:
         session.flush()  # sagas, steps and items first: the rows below refer to them
         attempts, members, audit, timers, outbox = self.attempts, self.members, self.audit, self._timers, self._outbox
         self.attempts, self.members, self.audit, self._timers, self._outbox = [], [], [], [], []
+        actions, artifacts, self.actions, self.artifacts = self.actions, self.artifacts, [], []
         self._note_armed(timers, attempts)
         # None of these is read back: on PostgreSQL they go in one round trip. (The inserts are
         # "inline": no RETURNING of generated keys, which a pipeline cannot answer in time.)
@@ -262,6 +275,10 @@ class UnitOfWork:
                 _write_timers(session, change)
             if audit:
                 session.execute(insert(EVENTS).inline(), audit)
+            if actions:
+                session.execute(insert(ACTIONS).inline(), actions)
+            if artifacts:
+                session.execute(insert(ARTIFACTS).inline(), artifacts)
             published, self._published = self._published, []
             delete_where_in(session, OUTBOX, "id", published)
         if outbox:
@@ -284,6 +301,7 @@ class UnitOfWork:
     def discard(self) -> None:
         """The transaction rolled back: nothing buffered happened."""
         self.attempts, self.members, self.audit, self._outbox, self._timers = [], [], [], [], []
+        self.actions, self.artifacts = [], []
         self._published = []
         self.armed_at = None
         self._after_commit = []

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from models.base import utcnow
 from models.work_tables import WorkItem, WorkItemEvent
 from orchestrator.storage.unit_of_work import uow_of
+from orchestrator.traceability import actions
 
 
 def record(
@@ -29,6 +30,7 @@ def record(
     reason: str | None = None,
     details: dict[str, Any] | None = None,
 ) -> None:
+    at = utcnow()
     uow_of(session).audit.append(
         {
             "item_id": item.id,
@@ -39,9 +41,12 @@ def record(
             "to_status": to_status,
             "reason": reason,
             "details": details or {},
-            "at": utcnow(),
+            "at": at,
         }
     )
+    # An agent's action (spec §13), in the same transaction and at the same time. (The one audit
+    # row not written here, a claim on PostgreSQL, writes its action in its statement: claim_statement.)
+    actions.record(session, item.id, item.tenant, action, actor, details, at)
 
 
 def history(session: Session, item_id: str) -> list[WorkItemEvent]:

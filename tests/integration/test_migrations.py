@@ -12,7 +12,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, inspect, text
 from sqlalchemy.sql.elements import ClauseElement
 
-from models import agent_tables, gate_tables, routing_tables, tables, work_tables  # noqa: F401  (every table on Base.metadata)
+from models import agent_tables, gate_tables, routing_tables, tables, trace_tables, work_tables  # noqa: F401  (every table on Base.metadata)
 from models.base import Base
 from orchestrator.storage.db import make_engine
 from orchestrator.storage.migrate import upgrade

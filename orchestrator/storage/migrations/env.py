@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
-from models import agent_tables, gate_tables, routing_tables, tables, work_tables  # noqa: F401  (registers the tables on Base.metadata)
+from models import agent_tables, gate_tables, routing_tables, tables, trace_tables, work_tables  # noqa: F401  (registers the tables on Base.metadata)
 from models.base import Base
 
 config = context.config

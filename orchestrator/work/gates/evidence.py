@@ -114,6 +114,8 @@ def write(
         actor,
         details={
             "evidence": evidence_id,
+            # The body's digest: what names the evidence as an agent's artifact (spec §13).
+            "sha256": body_hash,
             "type": evidence_type,
             "policy": policy_id,
             "checks": checks,

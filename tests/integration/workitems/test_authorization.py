@@ -36,10 +36,12 @@ from models.routing import RoutingRuleCreate
 from models.work_tables import WorkItem
 from orchestrator.api import (
     auth,
+    goals,
     policies,
     policy_gates,
     queues,
     routing,
+    traceability,
     work_item_runs,
     work_item_types,
     work_items,
@@ -61,6 +63,8 @@ PREFIXES = (
     "/api/v1/work-item-types",
     "/api/v1/routing-rules",
     "/api/v1/policies",
+    "/api/v1/goals",
+    "/api/v1/traceability",
 )
 EVERY_SCOPE = frozenset(s.value for s in Scope if s is not Scope.admin)
 # Shaped like a real id of the tenant the calls address, but never issued.
@@ -333,6 +337,33 @@ def _validations(ctx: Ctx) -> Call:
     return Call(f"/api/v1/work-items/{item_id}/validations", item_id=item_id, shows=run)
 
 
+def _goal(ctx: Ctx) -> str:
+    """An acme goal, registered as acme's planner would; its code."""
+    code = f"GOAL-AUTHZ-{next(ctx.names):03d}"
+    made = ctx.client.post("/api/v1/goals", json={"code": code, "title": "a goal"}, headers=ctx.setup)
+    assert made.status_code == 201, made.text
+    return code
+
+
+def _new_goal(ctx: Ctx) -> Call:
+    code = f"GOAL-NEW-{next(ctx.names):03d}"
+    return Call("/api/v1/goals", {"code": code, "title": "a goal"}, shows=f'"code":"{code}"')
+
+
+def _listed_goals(ctx: Ctx) -> Call:
+    return Call("/api/v1/goals", shows=_goal(ctx))
+
+
+def _on_goal(ctx: Ctx) -> Call:
+    code = _goal(ctx)
+    return Call(f"/api/v1/goals/{code}", item_id=code, shows=f'"code":"{code}"')
+
+
+def _traceability_report(ctx: Ctx) -> Call:
+    # An acme goal no item names: acme's report lists it, and another tenant's never does.
+    return Call("/api/v1/traceability/validate", shows=_goal(ctx))
+
+
 def _fixed(path: str, body: Any = None, shows: str | None = None) -> Callable[[Ctx], Call]:
     return lambda ctx: Call(path, body, shows=shows)
 
@@ -409,6 +440,13 @@ ROWS = [
     Row("POST", ITEM + "/compensate", WRITE, 202, _compensate, principal="user:u1"),
     Row("GET", ITEM + "/runs", READ, 200, _runs),
     Row("GET", ITEM + "/runs/{run_id}", READ, 200, _run),
+    # traceability: goals are a tenant's own (another registers and lists its own, finds none of
+    # acme's); an item's trace is the item's; the validation covers the caller's tenant only.
+    Row("POST", "/api/v1/goals", WRITE, 201, _new_goal, other=201, principal="user:u1"),
+    Row("GET", "/api/v1/goals", READ, 200, _listed_goals, other=200),
+    Row("GET", "/api/v1/goals/{code}", READ, 200, _on_goal),
+    Row("GET", ITEM + "/trace", READ, 200, _on_item("/trace", shows='"actions":[]')),
+    Row("GET", "/api/v1/traceability/validate", READ, 200, _traceability_report, other=200),
     # next work and queues
     Row(
         "GET",
@@ -476,6 +514,8 @@ def _api_routes(app: Any) -> set[tuple[str, str]]:
             policies.router,
             policy_gates.router,
             work_item_runs.router,
+            goals.router,
+            traceability.router,
         )
         for route in router.routes
         if isinstance(route, APIRoute)

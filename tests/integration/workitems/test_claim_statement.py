@@ -25,6 +25,7 @@ from sqlalchemy import JSON, Engine, Table, func, select, update
 from models.base import Base
 from models.principal import Principal, PrincipalType
 from models.tables import OUTBOX, TIMERS
+from models.trace_tables import ACTIONS
 from models.work_api import WorkItemCreate
 from models.work_tables import EVENTS, WORK_ITEMS, WorkItem
 from orchestrator.storage.db import SessionFactory, make_engine, make_session_factory
@@ -148,13 +149,15 @@ def rows(engine: Engine) -> dict[str, list[dict[str, Any]]]:
         (TIMERS, (TIMERS.c.key,)),
         (OUTBOX, (OUTBOX.c.id,)),
         (Base.metadata.tables["webhook_deliveries"], ()),
+        # The agents' actions (spec §13): their ids are deterministic, so compared too.
+        (ACTIONS, (ACTIONS.c.item_id, ACTIONS.c.agent_id, ACTIONS.c.sequence)),
     ]
     with engine.connect() as conn:
         for table, order in tables:
             json_columns = [c for c in table.c if isinstance(c.type, JSON)]
             query = select(*table.c, *(c.is_(None).label(f"{c.name}__is_null") for c in json_columns))
             found[table.name] = [
-                {k: v for k, v in row._mapping.items() if k != "id" or table is WORK_ITEMS}
+                {k: v for k, v in row._mapping.items() if k != "id" or table in (WORK_ITEMS, ACTIONS)}
                 for row in conn.execute(query.order_by(*order))
             ]
     return found

@@ -1,0 +1,93 @@
+"""Recording agents' actions on work items, and their artifacts, as the audit trail records them.
+
+Every audit row goes through ``orchestrator.work.audit``, which calls :func:`record`: an action is
+written exactly when its audit row is, in the same transaction. The one exception is a claim on
+PostgreSQL, one statement that writes its audit row itself (``orchestrator.work.claim_statement``):
+it writes the claim's action the same way, numbered and spelled as here. A retried idempotent
+call writes no audit row (claims and transitions answer a retry from what the first call did),
+so it makes no second action.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from models.trace_tables import ACTIONS
+from orchestrator.storage.unit_of_work import uow_of
+from orchestrator.traceability.ids import action_id, artifact_id
+
+# The audit actions that are an agent's action on the item (spec §13: claim, start, complete,
+# fail, and evidence attached). Others (heartbeats, releases, resumes) are not work done.
+TRACED = frozenset({"claimed", "started", "completed", "failed", "evidence"})
+# Those whose digest names an artifact: the audit detail that holds it, and the artifact's type.
+_ARTIFACTS = {"completed": ("result_sha256", "output"), "evidence": ("sha256", "evidence")}
+
+
+def agent_of(actor: str) -> str | None:
+    """The agent's id if ``actor`` is an agent (``agent:<id>``), else None."""
+    kind, _, ident = actor.partition(":")
+    return ident if kind == "agent" and ident else None
+
+
+def record(
+    session: Session,
+    item_id: str,
+    tenant: str,
+    action: str,
+    actor: str,
+    details: Mapping[str, Any] | None,
+    at: datetime,
+) -> str | None:
+    """Write the action (and its artifact) if ``actor`` is an agent and ``action`` is traced; its
+    id. ``at``: when, as its audit row says."""
+    agent = agent_of(actor)
+    if agent is None or action not in TRACED:
+        return None
+    uow = uow_of(session)
+    # The item's row is locked by the call that changes it (a claim's UPDATE, a transition's FOR
+    # UPDATE), so nobody else numbers this item's actions meanwhile; the unique constraint on
+    # (item, agent, sequence) would refuse a second writer that did. Rows are buffered in the
+    # unit of work and written with the audit rows (no ORM object, no flush: a claim's hot path);
+    # one this transaction buffered already is the last, else the database has it.
+    buffered = [r["sequence"] for r in uow.actions if r["item_id"] == item_id and r["agent_id"] == agent]
+    if buffered:
+        last: int | None = max(buffered)
+    else:
+        last = session.execute(
+            select(func.max(ACTIONS.c.sequence)).where(ACTIONS.c.item_id == item_id, ACTIONS.c.agent_id == agent)
+        ).scalar()
+    sequence = (last or 0) + 1
+    act = action_id(item_id, agent, sequence)
+    uow.actions.append(
+        {
+            "id": act,
+            "tenant": tenant,
+            "item_id": item_id,
+            "agent_id": agent,
+            "sequence": sequence,
+            "kind": action,
+            "at": at,
+        }
+    )
+    produced = _ARTIFACTS.get(action)
+    digest = (details or {}).get(produced[0]) if produced else None
+    if produced is not None and isinstance(digest, str):
+        ref = (details or {}).get("evidence") if action == "evidence" else None
+        uow.artifacts.append(
+            {
+                "id": artifact_id(act, produced[1], digest),
+                "tenant": tenant,
+                "item_id": item_id,
+                "action_id": act,
+                "artifact_type": produced[1],
+                "sha256": digest,
+                "ref": ref if isinstance(ref, str) else None,
+                "created_at": at,
+            }
+        )
+    return act

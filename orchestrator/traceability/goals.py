@@ -1,0 +1,78 @@
+"""A tenant's goal registry: the goals work items name in ``relatedGoals`` (spec §2, §13)."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from models.base import utcnow
+from models.principal import Principal, Scope
+from models.trace_tables import GoalRow
+from models.traceability import GoalCreate, GoalRead
+from orchestrator.errors import Conflict, NotFound
+from orchestrator.work.access import require, tenant_for_write
+
+
+def view(row: GoalRow) -> GoalRead:
+    return GoalRead(
+        code=row.code,
+        tenant=row.tenant,
+        title=row.title,
+        description=row.description,
+        status=row.status,  # only active or retired are written
+        created_by=row.created_by,
+        created_at=row.created_at,
+    )
+
+
+def register(session: Session, principal: Principal, body: GoalCreate) -> GoalRead:
+    """Add a goal to the tenant's registry; a code the tenant registered before is a 409 (codes
+    are names items keep: one never changes meaning)."""
+    require(principal, Scope.work_write)
+    tenant = tenant_for_write(principal, body.tenant)
+    conflict = Conflict(
+        f"goal {body.code} is registered already in tenant {tenant}",
+        details=[{"path": "code", "message": "already registered"}],
+    )
+    if session.get(GoalRow, (tenant, body.code)) is not None:
+        raise conflict
+    row = GoalRow(
+        tenant=tenant,
+        code=body.code,
+        title=body.title,
+        description=body.description,
+        status=body.status,
+        created_by=principal.ref,
+        created_at=utcnow(),
+    )
+    try:
+        with session.begin_nested():
+            session.add(row)
+            session.flush()
+    except IntegrityError:  # registered concurrently
+        raise conflict from None
+    return view(row)
+
+
+def listed(session: Session, principal: Principal, status: str | None) -> list[GoalRead]:
+    """The goals the principal's tenant registered (every tenant's for an all-tenant token), by code."""
+    require(principal, Scope.work_read)
+    query = select(GoalRow).order_by(GoalRow.tenant, GoalRow.code)
+    if not principal.all_tenants:
+        query = query.where(GoalRow.tenant == principal.tenant)
+    if status is not None:
+        query = query.where(GoalRow.status == status)
+    return [view(row) for row in session.scalars(query)]
+
+
+def one(session: Session, principal: Principal, code: str) -> GoalRead:
+    """One goal of the principal's tenant; another tenant's is a 404, as a missing one."""
+    require(principal, Scope.work_read)
+    query = select(GoalRow).where(GoalRow.code == code)
+    if not principal.all_tenants:
+        query = query.where(GoalRow.tenant == principal.tenant)
+    row = session.scalars(query.order_by(GoalRow.tenant).limit(1)).first()
+    if row is None:
+        raise NotFound(f"no goal {code!r}")
+    return view(row)
