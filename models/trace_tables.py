@@ -78,6 +78,17 @@ class ArtifactRow(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class TraceEpochRow(Base):
+    """When this database began recording actions (one row, written by the migration that made the
+    tables): an agent's work audited before then has no actions, and validation does not judge it."""
+
+    __tablename__ = "trace_epoch"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    started_at: Mapped[datetime] = mapped_column()
+
+
 GOALS = cast(Table, GoalRow.__table__)
+TRACE_EPOCH = cast(Table, TraceEpochRow.__table__)
 ACTIONS = cast(Table, AgentActionRow.__table__)
 ARTIFACTS = cast(Table, ArtifactRow.__table__)

@@ -34,6 +34,18 @@ class GoalCreate(BaseModel):
     )
 
 
+class GoalUpdate(BaseModel):
+    """A change to a registered goal: its words, or retiring it (its code never changes)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: str | None = Field(default=None, min_length=1, max_length=500, description="What the goal is, in a line.")
+    description: str | None = Field(default=None, max_length=10_000, description="More about the goal.")
+    status: GoalStatus | None = Field(
+        default=None, description="active: work is expected to serve it; retired: no longer (validation skips it)."
+    )
+
+
 class GoalRead(BaseModel):
     """A registered goal."""
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Path, Query
 
 from models.item_plans import GOAL_PATTERN
 from models.principal import Principal, Scope
-from models.traceability import GoalCreate, GoalRead
+from models.traceability import GoalCreate, GoalRead, GoalUpdate
 from orchestrator.api.auth import needs
 from orchestrator.api.deps import get_wiring
 from orchestrator.api.errors import responses
@@ -50,3 +50,13 @@ def one_goal(code: CodePath, wiring: WiringDep, principal: Annotated[Principal, 
     """One goal of the tenant; another tenant's is a 404, as a missing one."""
     with wiring.sessions() as session:
         return goals.one(session, principal, code)
+
+
+@router.patch("/{code}", response_model=GoalRead, responses=responses(401, 403, 404, 422))
+def update_goal(
+    code: CodePath, body: GoalUpdate, wiring: WiringDep, principal: Annotated[Principal, needs(Scope.work_write)]
+) -> GoalRead:
+    """Change a goal's title or description, or retire it (``status``: retired; validation then
+    no longer asks for work that serves it) or bring it back. Its code never changes."""
+    with wiring.sessions.begin() as session:
+        return goals.update(session, principal, code, body)

@@ -3,7 +3,8 @@
 Every audit row goes through ``orchestrator.work.audit``, which calls :func:`record`: an action is
 written exactly when its audit row is, in the same transaction. The one exception is a claim on
 PostgreSQL, one statement that writes its audit row itself (``orchestrator.work.claim_statement``):
-it writes the claim's action the same way, numbered and spelled as here. A retried idempotent
+``orchestrator.work.claims`` records its action here right after it, once the row is locked (the
+statement's own reads would number it from before the lock). A retried idempotent
 call writes no audit row (claims and transitions answer a retry from what the first call did),
 so it makes no second action.
 """

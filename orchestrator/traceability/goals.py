@@ -7,10 +7,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from models.base import utcnow
-from models.principal import Principal, Scope
+from models.principal import ALL_TENANTS, Principal, Scope
 from models.trace_tables import GoalRow
-from models.traceability import GoalCreate, GoalRead
-from orchestrator.errors import Conflict, NotFound
+from models.traceability import GoalCreate, GoalRead, GoalUpdate
+from orchestrator.errors import Conflict, InvalidInput, NotFound
 from orchestrator.work.access import require, tenant_for_write
 
 
@@ -31,6 +31,12 @@ def register(session: Session, principal: Principal, body: GoalCreate) -> GoalRe
     are names items keep: one never changes meaning)."""
     require(principal, Scope.work_write)
     tenant = tenant_for_write(principal, body.tenant)
+    if tenant == ALL_TENANTS:
+        # Work items name goals of their own tenant: a goal of every tenant would be no one's.
+        raise InvalidInput(
+            "a goal belongs to one tenant; name it in tenant",
+            details=[{"path": "tenant", "message": "a tenant, not '*'"}],
+        )
     conflict = Conflict(
         f"goal {body.code} is registered already in tenant {tenant}",
         details=[{"path": "code", "message": "already registered"}],
@@ -69,10 +75,28 @@ def listed(session: Session, principal: Principal, status: str | None) -> list[G
 def one(session: Session, principal: Principal, code: str) -> GoalRead:
     """One goal of the principal's tenant; another tenant's is a 404, as a missing one."""
     require(principal, Scope.work_read)
+    return view(_found(session, principal, code))
+
+
+def update(session: Session, principal: Principal, code: str, body: GoalUpdate) -> GoalRead:
+    """Change a goal's words or status (retire it, or bring it back); its code stays."""
+    require(principal, Scope.work_write)
+    row = _found(session, principal, code, lock=True)
+    for field in body.model_fields_set:
+        value = getattr(body, field)
+        if value is None:
+            raise InvalidInput(f"{field} cannot be null", details=[{"path": field, "message": "leave it out instead"}])
+        setattr(row, field, value)
+    session.flush()
+    return view(row)
+
+
+def _found(session: Session, principal: Principal, code: str, *, lock: bool = False) -> GoalRow:
     query = select(GoalRow).where(GoalRow.code == code)
     if not principal.all_tenants:
         query = query.where(GoalRow.tenant == principal.tenant)
-    row = session.scalars(query.order_by(GoalRow.tenant).limit(1)).first()
+    query = query.order_by(GoalRow.tenant).limit(1)
+    row = session.scalars(query.with_for_update() if lock else query).first()
     if row is None:
         raise NotFound(f"no goal {code!r}")
-    return view(row)
+    return row

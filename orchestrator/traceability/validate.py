@@ -12,7 +12,8 @@ goalToWorkItemLinkage
 workItemToActionLinkage
     A work item whose audit trail holds more claims, starts, completions, failures and evidence
     attachments by one agent than that agent has actions on it: the action is missing.
-    Items only people worked on need no actions and are never listed.
+    Items only people worked on need no actions and are never listed, nor is work audited before
+    the database began recording actions (``trace_epoch``, written by the migration).
 actionToArtifactLinkage
     A completion or evidence action with no artifact (claims, starts and failures produce none).
 deterministicIds
@@ -150,6 +151,8 @@ def _items_without_actions(session: Session, one: bool, params: dict[str, Any]) 
     sql = (
         "SELECT DISTINCT x.item_id AS id FROM (SELECT e.item_id FROM work_item_events e "
         f"WHERE e.tenant = :tenant {_only(one, 'e')} AND e.actor LIKE 'agent:%' AND e.action IN ({_TRACED}) "
+        # Work audited before this database began recording actions has none: not judged.
+        "AND e.at >= coalesce((SELECT t.started_at FROM trace_epoch t WHERE t.id = 1), e.at) "
         "GROUP BY e.item_id, e.actor "
         "HAVING count(*) > (SELECT count(*) FROM agent_actions a "
         "WHERE a.item_id = e.item_id AND 'agent:' || a.agent_id = e.actor)) AS x"
@@ -205,11 +208,18 @@ def _compensations(session: Session, d: _Dialect, one: bool, params: dict[str, A
 
 
 def _approvals(session: Session, d: _Dialect, one: bool, params: dict[str, Any]) -> tuple[list[str], int]:
-    policy = d.detail.format("policy")
+    policy, owner = d.detail.format("policy"), d.detail.format("policy_tenant")
+    # The policy the gate passed under: the one its passage names (``policy_tenant``); a passage
+    # recorded before that was written names none, and then it is the gate's own resolution: the
+    # tenant's policy of that id if it has one, else the operators' shared one.
+    whose = (
+        f"(p.tenant = {owner} OR ({owner} IS NULL AND (p.tenant = e.tenant OR (p.tenant = '*' AND NOT EXISTS "
+        "(SELECT 1 FROM policies o WHERE o.tenant = e.tenant AND o.id = p.id)))))"
+    )
     sql = (
         "SELECT DISTINCT e.item_id AS id FROM work_item_events e "
         f"WHERE e.tenant = :tenant {_only(one, 'e')} AND e.action = 'gate_passed' AND ({d.no_approvals}) "
-        f"AND ({d.hitl} OR EXISTS (SELECT 1 FROM policies p WHERE p.tenant IN (e.tenant, '*') "
+        f"AND ({d.hitl} OR EXISTS (SELECT 1 FROM policies p WHERE p.tenant IN (e.tenant, '*') AND {whose} "
         f"AND p.id = {policy} AND {d.policy_version} AND {d.policy_has_steps}))"
     )
     return _listed(session, sql, params)

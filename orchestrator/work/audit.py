@@ -45,7 +45,7 @@ def record(
         }
     )
     # An agent's action (spec §13), in the same transaction and at the same time. (The one audit
-    # row not written here, a claim on PostgreSQL, writes its action in its statement: claim_statement.)
+    # row not written here, a claim on PostgreSQL, has its action recorded by ``claims`` after it.)
     actions.record(session, item.id, item.tenant, action, actor, details, at)
 
 

@@ -40,13 +40,10 @@ from sqlalchemy import (
     JSON,
     ColumnElement,
     Float,
-    Insert,
     Select,
     String,
-    Text,
     and_,
     bindparam,
-    cast,
     delete,
     func,
     insert,
@@ -66,7 +63,6 @@ from sqlalchemy.sql.selectable import CTE
 from models.base import UTCDateTime, transient
 from models.enums import TimerKind
 from models.tables import TIMERS
-from models.trace_tables import ACTIONS
 from models.work_tables import DEPENDENCIES, EVENTS, LABELS, WORK_ITEMS, WorkItem
 from orchestrator.storage import driver_sql
 from orchestrator.storage.driver_sql import DriverStatement
@@ -160,9 +156,6 @@ def build(probes: Sequence[Select[Any]], *, lease: bool, stall: bool) -> DriverS
     )
     ctes_written = [audit]
     if lease:
-        # An agent's claim is an action (spec §13, orchestrator.traceability.actions), written
-        # here as its audit row is.
-        ctes_written.append(_action(taken, now).cte("action"))
         epoch = func.json_build_object(_key("lease_epoch"), taken.c.lease_epoch)
         ctes_written.append(_arm(taken, TimerKind.lease_expiry, epoch, expires, now).cte("lease"))
         # The stall clock is armed here only for items without their own ladder; the caller arms theirs.
@@ -265,34 +258,6 @@ def stall_params(due: datetime, rungs: list[dict[str, object]]) -> dict[str, Any
 def _aggregate(column: ColumnElement[str], where: ColumnElement[bool]) -> ColumnElement[Any]:
     """The item's values of ``column`` (labels, dependencies) as one JSON array, in order; null for none."""
     return select(func.json_agg(aggregate_order_by(column, column))).where(where).scalar_subquery()
-
-
-def _action(taken: CTE, now: ColumnElement[Any]) -> Insert:
-    """The claim's action row: numbered after the agent's last action on the item (the row is
-    locked by ``taken``), its id as ``orchestrator.traceability.ids.action_id`` builds it."""
-    agent = bindparam("ident", type_=String())
-    last = (
-        select(func.coalesce(func.max(ACTIONS.c.sequence), 0))
-        .where(ACTIONS.c.item_id == taken.c.id, ACTIONS.c.agent_id == agent)
-        .scalar_subquery()
-    )
-    numbered = select(taken.c.id, taken.c.tenant, (last + 1).label("sequence")).subquery("numbered")
-    digits = cast(numbered.c.sequence, Text())
-    # {sequence:03d}: at least three digits, more once past 999.
-    padded = func.lpad(digits, func.greatest(3, func.length(digits)), "0")
-    action_id = literal_column("'ACT-'", String()) + numbered.c.id + "-" + agent + "-" + padded
-    return insert(ACTIONS).from_select(
-        ["id", "tenant", "item_id", "agent_id", "sequence", "kind", "at"],
-        select(
-            action_id,
-            numbered.c.tenant,
-            numbered.c.id,
-            agent,
-            numbered.c.sequence,
-            literal_column("'claimed'", String()),
-            now,
-        ),
-    )
 
 
 def _key(name: str) -> ColumnElement[Any]:

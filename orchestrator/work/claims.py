@@ -31,6 +31,7 @@ from orchestrator.agents import record_spend
 from orchestrator.errors import Conflict, Forbidden, InvalidInput, PayloadTooLarge
 from orchestrator.storage.driver_sql import DriverStatement
 from orchestrator.storage.unit_of_work import uow_of
+from orchestrator.traceability import actions
 from orchestrator.work import audit, claim_statement, offers, routing_hooks, stalls
 from orchestrator.work.access import require
 from orchestrator.work.items import touch
@@ -147,9 +148,14 @@ def _claim_at_once(
         # The pick's holder's lease lapsed unswept: the expiry is recorded before the claim.
         _take(session, item, principal, now, ttl_s, default_ttl_s, default_stall_after_s)
         return read_items(session, [item])[0]
-    if agent and item.stall is not None:
-        # Its own stall ladder: the statement left its clock to this.
-        stalls.arm(session, item, default_stall_after_s, now)
+    if agent:
+        # An agent's claim is an action (spec §13), numbered after the agent's last on the item. Not
+        # in the statement: its reads share the snapshot taken before it locked the row, and an
+        # action the agent committed on the item meanwhile (evidence) would be numbered again.
+        actions.record(session, item.id, item.tenant, "claimed", principal.ref, None, now)
+        if item.stall is not None:
+            # Its own stall ladder: the statement left its clock to this.
+            stalls.arm(session, item, default_stall_after_s, now)
     types = types_of(session, {item.type})
     return item_view(item, claimed.labels, claimed.dependencies, types.get(item.type))
 

@@ -36,6 +36,8 @@ def passed(
             "transition": f"{source}->{target}",
             "policy": gate.policy_id,
             "policy_version": gate.row.version if gate.row is not None else None,
+            # Whose policy: a tenant's own and an operator's shared one may have the same id.
+            "policy_tenant": gate.row.tenant if gate.row is not None else None,
             "hitl": gate.hitl,
             "approvals": approvals,
             "evidence": evidence,

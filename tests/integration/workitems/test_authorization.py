@@ -359,6 +359,11 @@ def _on_goal(ctx: Ctx) -> Call:
     return Call(f"/api/v1/goals/{code}", item_id=code, shows=f'"code":"{code}"')
 
 
+def _retire_goal(ctx: Ctx) -> Call:
+    code = _goal(ctx)
+    return Call(f"/api/v1/goals/{code}", {"status": "retired"}, item_id=code, shows='"status":"retired"')
+
+
 def _traceability_report(ctx: Ctx) -> Call:
     # An acme goal no item names: acme's report lists it, and another tenant's never does.
     return Call("/api/v1/traceability/validate", shows=_goal(ctx))
@@ -445,6 +450,7 @@ ROWS = [
     Row("POST", "/api/v1/goals", WRITE, 201, _new_goal, other=201, principal="user:u1"),
     Row("GET", "/api/v1/goals", READ, 200, _listed_goals, other=200),
     Row("GET", "/api/v1/goals/{code}", READ, 200, _on_goal),
+    Row("PATCH", "/api/v1/goals/{code}", WRITE, 200, _retire_goal, principal="user:u1"),
     Row("GET", ITEM + "/trace", READ, 200, _on_item("/trace", shows='"actions":[]')),
     Row("GET", "/api/v1/traceability/validate", READ, 200, _traceability_report, other=200),
     # next work and queues

@@ -4,6 +4,7 @@ tenants kept apart, bad input refused naming the field."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -11,10 +12,11 @@ from sqlalchemy import delete, insert, select
 
 from models.base import utcnow
 from models.gate_tables import EvidenceRow, PolicyRow
-from models.trace_tables import ACTIONS, GOALS, AgentActionRow, ArtifactRow
+from models.trace_tables import ACTIONS, GOALS, TRACE_EPOCH, AgentActionRow, ArtifactRow
 from models.work_tables import COMPENSATIONS, EVENTS, WorkItem
 from orchestrator.traceability.ids import action_id, artifact_id
 from tests.integration.workitems.conftest import Headers, TokenFactory, counts, error, sessions, task
+from tests.integration.workitems.test_policy_gates import POLICY, change, to_review
 
 MISSING_GOAL = "GOAL-NOPE-999"
 AGENT_SCOPES = ["work:read", "work:write", "work:claim"]
@@ -337,3 +339,93 @@ def test_a_claim_from_the_queue_is_an_action_too(client: TestClient, token: Toke
     actions = client.get(f"/api/v1/work-items/{item_id}/trace", headers=pm).json()["actions"]
     assert [(a["actionId"], a["kind"]) for a in actions] == [(action_id(item_id, "a1", 1), "claimed")]
     assert validate(client, pm)["overallStatus"] == "complete"
+
+
+def test_a_gate_passed_under_the_tenants_own_policy_is_not_held_to_the_operators_of_the_same_id(
+    client: TestClient, token: TokenFactory
+) -> None:
+    # The operators share a policy with two approval steps; acme has its own of the same id and
+    # version with none, and its own is the one its gate applies: no approval was needed.
+    operator = token("user:ops", tenant="*", scopes=["policies:write", "policies:read"])
+    assert client.post("/api/v1/policies", json={**POLICY, "checks": []}, headers=operator).status_code == 201
+    admin = token("user:compliance", scopes=["policies:write", "policies:read"])
+    own = {**POLICY, "checks": [], "approvalSteps": []}
+    assert client.post("/api/v1/policies", json=own, headers=admin).status_code == 201
+    alice = token("user:alice")
+    item_id = client.post("/api/v1/work-items", json=change(), headers=alice).json()["id"]
+    to_review(client, alice, item_id)
+    assert (
+        client.post(f"/api/v1/work-items/{item_id}/transition", json={"to": "done"}, headers=alice).status_code == 200
+    )
+    report = client.get("/api/v1/traceability/validate", headers=alice).json()
+    assert report["checks"]["approvalTraceability"]["missingApprovals"] == []
+    # A passage recorded before it named whose policy it was: the gate's own resolution (the tenant's).
+    with sessions(client).begin() as session:
+        row = session.scalars(select(EVENTS.c.id).where(EVENTS.c.item_id == item_id, EVENTS.c.action == "gate_passed"))
+        event_id = row.one()
+        details = session.execute(select(EVENTS.c.details).where(EVENTS.c.id == event_id)).scalar_one()
+        session.execute(
+            EVENTS.update()
+            .where(EVENTS.c.id == event_id)
+            .values(details={k: v for k, v in details.items() if k != "policy_tenant"})
+        )
+    report = client.get("/api/v1/traceability/validate", headers=alice).json()
+    assert report["checks"]["approvalTraceability"]["missingApprovals"] == []
+
+
+def test_agents_work_audited_before_recording_began_is_not_judged(client: TestClient, token: TokenFactory) -> None:
+    # An agent's claim audited before the upgrade that made the tables: no action exists for it.
+    pm = token("user:pm")
+    item_id = client.post("/api/v1/work-items", json=task(), headers=pm).json()["id"]
+    with sessions(client).begin() as session:
+        epoch = session.execute(select(TRACE_EPOCH.c.started_at)).scalar_one()
+        session.execute(
+            insert(EVENTS).values(
+                item_id=item_id, tenant="acme", action="claimed", actor="agent:old-bot", details={}, at=epoch
+            )
+        )
+        session.execute(TRACE_EPOCH.update().values(started_at=epoch + timedelta(seconds=1)))
+    report = client.get("/api/v1/traceability/validate", headers=pm).json()
+    assert report["checks"]["workItemToActionLinkage"]["orphanedWorkItems"] == []
+    # Had recording begun before it, the action would be missing.
+    with sessions(client).begin() as session:
+        session.execute(TRACE_EPOCH.update().values(started_at=epoch - timedelta(seconds=1)))
+    report = client.get("/api/v1/traceability/validate", headers=pm).json()
+    assert report["checks"]["workItemToActionLinkage"]["orphanedWorkItems"] == [item_id]
+    assert report["overallStatus"] == "broken"
+
+
+def test_a_goal_can_be_retired_renamed_and_brought_back_but_not_recoded(
+    client: TestClient, token: TokenFactory
+) -> None:
+    planner = token("user:planner", scopes=("work:read", "work:write"))
+    made = client.post("/api/v1/goals", json={"code": "GOAL-OPS-001", "title": "Quiet nights"}, headers=planner)
+    assert made.status_code == 201, made.text
+    report = client.get("/api/v1/traceability/validate", headers=planner).json()
+    assert report["checks"]["goalToWorkItemLinkage"]["orphanedGoals"] == ["GOAL-OPS-001"]
+    retired = client.patch(
+        "/api/v1/goals/GOAL-OPS-001", json={"status": "retired", "title": "Quieter"}, headers=planner
+    )
+    assert retired.status_code == 200, retired.text
+    assert (retired.json()["status"], retired.json()["title"]) == ("retired", "Quieter")
+    report = client.get("/api/v1/traceability/validate", headers=planner).json()
+    assert report["checks"]["goalToWorkItemLinkage"]["orphanedGoals"] == [] and report["overallStatus"] == "complete"
+    back = client.patch("/api/v1/goals/GOAL-OPS-001", json={"status": "active"}, headers=planner)
+    assert back.status_code == 200 and back.json()["status"] == "active"
+    # Bad input names the field and changes nothing; a code is never changed; another tenant's is a 404.
+    for body, field in (({"code": "GOAL-OPS-002"}, "code"), ({"status": "gone"}, "status"), ({"title": None}, "title")):
+        refused = client.patch("/api/v1/goals/GOAL-OPS-001", json=body, headers=planner)
+        assert refused.status_code == 422, refused.text
+        assert field in refused.text
+    other = token("user:g", scopes=("work:read", "work:write"), tenant="globex")
+    assert client.patch("/api/v1/goals/GOAL-OPS-001", json={"status": "retired"}, headers=other).status_code == 404
+    assert client.get("/api/v1/goals/GOAL-OPS-001", headers=planner).json()["status"] == "active"
+
+
+def test_a_goal_belongs_to_one_tenant_not_to_every_tenant(client: TestClient, token: TokenFactory) -> None:
+    operator = token("user:ops", tenant="*", scopes=("work:read", "work:write"))
+    body = {"code": "GOAL-ALL-001", "title": "Everyone's", "tenant": "*"}
+    refused = client.post("/api/v1/goals", json=body, headers=operator)
+    assert refused.status_code == 422, refused.text
+    assert error(refused)["details"][0]["path"] == "tenant"
+    assert client.post("/api/v1/goals", json={**body, "tenant": "acme"}, headers=operator).status_code == 201

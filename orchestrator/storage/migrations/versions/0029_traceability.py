@@ -56,8 +56,19 @@ def upgrade() -> None:
     op.create_index("ix_artifacts_action", "artifacts", ["action_id"])
     op.create_index("ix_artifacts_tenant_item", "artifacts", ["tenant", "item_id"])
 
+    # When recording began: an agent's work audited before has no actions (validation skips it).
+    # The database's clock, so a schema made by replaying these statements gets its own moment.
+    op.create_table(
+        "trace_epoch",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_trace_epoch")),
+    )
+    op.execute("INSERT INTO trace_epoch (id, started_at) VALUES (1, CURRENT_TIMESTAMP)")
+
 
 def downgrade() -> None:
+    op.drop_table("trace_epoch")
     op.drop_table("artifacts")
     op.drop_table("agent_actions")
     op.drop_table("goals")
