@@ -139,8 +139,9 @@ def check_capacity_held(client: TestClient) -> None:
     held = held_by(client)
     assert held.get("cheap", 0) <= CHEAP_CAPACITY, f"cheap was routed more than its capacity: {held}"
     # Every item went somewhere valid: cheap to its capacity (its claim and one routed), dear the rest.
-    assert held == {"cheap": CHEAP_CAPACITY, "dear": ROUTERS + 1 - CHEAP_CAPACITY}, held
     made = routing_decisions(client)
+    # On a failure, the decisions' reasons say which router chose what, and why.
+    assert held == {"cheap": CHEAP_CAPACITY, "dear": ROUTERS + 1 - CHEAP_CAPACITY}, (held, [d.reason for d in made])
     assert len(made) == ROUTERS
     again = [d for d in made if d.chosenAssignee == "agent:dear"]
     # Those that chose again say why, in the reason and in cheap's verdict: it filled up meanwhile.
