@@ -25,18 +25,21 @@ wait for a hold, nor a hold for them.
 Lock order: a router holds the row locks of the items it routes (its trigger took them: the API
 call, the timer loop's ``lock_items`` in id order; or it created them) and then waits for at most
 one hold per transaction; any further hold in the same transaction (another item it routes, or the
-next agent after the first filled up) is only tried, and one held elsewhere counts as full for
-that decision. So holds cannot wait on each other in a cycle: a transaction waiting for a hold
-holds none. What a holder does after its hold (record the decision, advance a round-robin cursor,
-a failure's spend) waits for nobody that waits for a hold; a transaction that went on to lock an
-item another router holds while waiting for its hold would close a cycle, as the round-robin
-cursor's lock could already, and PostgreSQL would end one of them. On SQLite the transaction holds
-the database's write lock from its start (``BEGIN IMMEDIATE``): no other router runs meanwhile, so
-nothing is locked; the load is still counted again, so both databases decide alike.
+next agent after the first filled up) is only tried (a few times over about 40 ms: a router that
+commits lets its holds go one at a time, and on a busy host it may be descheduled between two), and
+one still held elsewhere counts as full for that decision. So holds cannot wait on each other in a
+cycle: a transaction waiting for a hold holds none. What a holder does after its hold (record the
+decision, advance a round-robin cursor, a failure's spend) waits for nobody that waits for a hold;
+a transaction that went on to lock an item another router holds while waiting for its hold would
+close a cycle, as the round-robin cursor's lock could already, and PostgreSQL would end one of
+them. On SQLite the transaction holds the database's write lock from its start (``BEGIN
+IMMEDIATE``): no other router runs meanwhile, so nothing is locked; the load is still counted
+again, so both databases decide alike.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -56,6 +59,11 @@ from orchestrator.storage.unit_of_work import uow_of
 
 # Agents a decision may find filled up, one after another, before it chooses nobody.
 MAX_HOLDS = 4
+# A hold only tried (this transaction has one already) is tried this many times, the pauses
+# growing from this long (about 40 ms in all), before the agent counts as full for the decision.
+TRIES = 5
+TRY_PAUSE_S = 0.004
+_pause = time.sleep
 # The engine's decision with the pools it is given (``engine.route`` over the item's rules).
 Route = Callable[[PoolOf], Decision | None]
 
@@ -135,6 +143,13 @@ def _held_load(session: Session, chosen: Candidate, item_id: str, now: datetime)
     # committed. Both go in one round trip; the server runs the recount once the hold is taken.
     session.flush()  # sent past the session: it must see this transaction's own changes
     [held], [[load]] = select_in_turn(session, [(lock, key), recount])
+    tries = 1
+    while lock is _TRY and not held[0] and tries < TRIES:
+        # A router that finished lets its holds go one at a time as it commits: the one it still
+        # has may be free a moment later. Tried again, never waited for (no cycle can form).
+        _pause(TRY_PAUSE_S * tries)
+        [held], [[load]] = select_in_turn(session, [(lock, key), recount])
+        tries += 1
     if lock is _TRY and not held[0]:
         return None
     holds.add((chosen.tenant, agent_id))

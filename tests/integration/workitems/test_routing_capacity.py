@@ -289,6 +289,44 @@ def test_a_second_hold_in_one_transaction_is_not_waited_for(fleet: TestClient, m
     assert verdict(decision, "agent:cheap") == ("rejected", "capacity", note)
 
 
+@postgres_only
+def test_a_second_hold_let_go_a_moment_later_is_taken(fleet: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The router that holds the agent commits (here: ends) between two tries: the hold is taken
+    and the agent chosen, not counted full. (A router that commits lets its holds go one at a
+    time; on a busy host it may be descheduled in between.)"""
+    factory = sessions(fleet)
+    first, second = new_item(fleet, title="first"), new_item(fleet, title="second")
+    add_rule(fleet)
+    other = factory()
+    other.begin()
+    elsewhere = new_item(fleet, title="elsewhere", assignee={"type": "agent", "id": "dear"})
+    held = other.get(WorkItem, elsewhere, with_for_update=True)
+    assert held is not None
+    triggers.decide(other, held, "manual", "user:ops")  # holds cheap, giving it its last place
+    pauses: list[float] = []
+
+    def other_ends(seconds: float) -> None:
+        pauses.append(seconds)
+        if len(pauses) == 1:
+            other.rollback()  # its holds go; cheap has room again
+            other.close()
+
+    monkeypatch.setattr(hold, "_pause", other_ends)
+    try:
+        with factory.begin() as session:
+            for item_id, exclude in ((first, frozenset({"agent:cheap"})), (second, frozenset())):
+                item = session.get(WorkItem, item_id, with_for_update=True)
+                assert item is not None
+                triggers.decide(session, item, "manual", "user:ops", exclude=exclude)
+    finally:
+        if not pauses:
+            other.rollback()
+            other.close()
+    assert len(pauses) == 1
+    [decision] = routing_decisions_of(fleet, second)
+    assert decision.chosenAssignee == "agent:cheap", decision.reason
+
+
 def routing_decisions_of(client: TestClient, item_id: str) -> list[RoutingDecisionRead]:
     with sessions(client)() as session:
         return decisions.for_item(session, item_id)
