@@ -7,10 +7,10 @@ memory instead (``fleet``: who serves it, their parsed specs, who declares which
 :func:`pool` reads only what changes all the time, for the agents a rule can choose (those that
 declare what it needs): each one's load, last heartbeat and spend. The fleet's stamps come with
 the decision's first statement (``facts.opening``), so a registry change since is seen and the
-fleet read again. It uses the
-registry's helpers (``liveness``, ``spent_now``) and counts load as the registry's ``loads``
-does; ``tests/integration/workitems/test_routing_source.py`` holds it equal to ``candidates()``
-(plus the items routed to an agent and not claimed yet, which routing counts as load).
+fleet read again. It uses the registry's helpers (``liveness``, ``spent_now``) and counts load as
+the registry's ``loads`` does; ``tests/integration/workitems/test_routing_source.py`` holds it
+equal to ``candidates()`` (plus the items routed to an agent and not claimed yet, which routing
+counts as load).
 """
 
 from __future__ import annotations
