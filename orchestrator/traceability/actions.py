@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from models.trace_tables import ACTIONS
+from orchestrator.storage import driver_sql
 from orchestrator.storage.unit_of_work import uow_of
 from orchestrator.traceability.ids import action_id, artifact_id
 
@@ -92,3 +93,28 @@ def record(
             }
         )
     return act
+
+
+def record_claim(session: Session, item_id: str, tenant: str, agent: str, at: datetime) -> None:
+    """An agent's claim made by the one-statement claim (PostgreSQL), recorded right after it: one
+    statement past SQLAlchemy, numbered there after the agent's last action on the item (the claim
+    holds the item's row, so nobody else numbers its actions meanwhile), spelled as
+    :func:`ids.action_id` spells it. Through :func:`record` when this transaction has actions of
+    the agent on the item not written yet."""
+    uow = uow_of(session)
+    if any(r["item_id"] == item_id and r["agent_id"] == agent for r in uow.actions):
+        record(session, item_id, tenant, "claimed", f"agent:{agent}", None, at)
+        return
+    driver_sql.execute(session, _CLAIMED, {"item": item_id, "agent": agent, "tenant": tenant, "at": at})
+
+
+# {sequence:03d}: at least three digits, more once past 999 (``ids.action_id``).
+_CLAIMED = driver_sql.DriverStatement(
+    "INSERT INTO agent_actions (id, tenant, item_id, agent_id, sequence, kind, at) "
+    "SELECT 'ACT-' || $1::varchar || '-' || $2::varchar || '-' "
+    "|| lpad(n::text, greatest(3, length(n::text)), '0'), $3::varchar, $1::varchar, $2::varchar, n, 'claimed', "
+    "$4::timestamptz "
+    "FROM (SELECT coalesce(max(a.sequence), 0) + 1 AS n FROM agent_actions a "
+    "WHERE a.item_id = $1::varchar AND a.agent_id = $2::varchar) AS next",
+    ("item", "agent", "tenant", "at"),
+)

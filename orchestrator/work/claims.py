@@ -152,7 +152,7 @@ def _claim_at_once(
         # An agent's claim is an action (spec §13), numbered after the agent's last on the item. Not
         # in the statement: its reads share the snapshot taken before it locked the row, and an
         # action the agent committed on the item meanwhile (evidence) would be numbered again.
-        actions.record(session, item.id, item.tenant, "claimed", principal.ref, None, now)
+        actions.record_claim(session, item.id, item.tenant, principal.id, now)
         if item.stall is not None:
             # Its own stall ladder: the statement left its clock to this.
             stalls.arm(session, item, default_stall_after_s, now)
