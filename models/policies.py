@@ -347,7 +347,7 @@ class GateRead(BaseModel):
     """The gates out of the item's current status, and what each still lacks."""
 
     status: str = Field(description="The item's status.")
-    policy_id: str | None = Field(description="The policy the item names; null: none.")
+    policy_id: str | None = Field(description="The policy gating the item (its own, else its type's); null: none.")
     policy_version: int | None = Field(description="The live version; null: none registered.")
     hitl: bool = Field(description="Whether a person must approve (a hitl requirement).")
     pending_since: datetime | None = Field(

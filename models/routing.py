@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from models.agents import AgentType
+from models.hitl import Hitl
 from models.sla import ACTIONS, BreachAction
 from models.spellings import accept_spellings
 from models.work_api import WorkItemRead
@@ -214,18 +215,6 @@ class RuleEscalation(BaseModel):
     def groups(self) -> list[str]:
         """Every group the ladder may offer the item to."""
         return [s.recipients[0] for s in self.steps if s.action == "escalate"]
-
-
-class Hitl(BaseModel):
-    """A human in the loop: the item needs a person's approval at named gates. Routing records the
-    requirement on the item and gives such items only to agents of autonomy L2 (supervised) or more."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    required: bool = Field(default=True, description="Whether a person must approve; false: no requirement.")
-    gates: list[Name] = Field(
-        default_factory=list, max_length=20, description="Where approval is needed (e.g. privacy_review)."
-    )
 
 
 class Fallback(BaseModel):

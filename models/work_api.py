@@ -17,8 +17,10 @@ from pydantic import (
 )
 
 from models.agents import RiskLevel
+from models.hitl import Hitl
 from models.item_plans import CompensationPlan, GoalCode, Raci, RiskAssessment, TemplateApplied, TimeoutMs
 from models.lifecycles import TypeLifecycle
+from models.policies import PolicyId
 from models.principal import SCOPE_PATTERN, PrincipalType
 from models.sla import SlaSpec, StallSpec
 from models.spellings import accept_spellings
@@ -664,6 +666,19 @@ class WorkItemTypeCreate(BaseModel):
         description="How much harm its items can do: sets the least autonomy (L1 for low ... L4 for critical) an "
         "agent needs; an item may raise it.",
     )
+    approval_policy_id: PolicyId | None = Field(
+        default=None,
+        alias="approvalPolicyId",
+        description=(
+            "The policy that gates every item of this type (an operator's, registered first; a tenant's own "
+            "policy of the same id gates that tenant's items). An item may name only this policy; null: none."
+        ),
+    )
+    hitl: Hitl | None = Field(
+        default=None,
+        description="A human in the loop for every item of this type: a person must approve its completion; "
+        "null: none.",
+    )
 
     @field_validator("capabilities")
     @classmethod
@@ -694,6 +709,13 @@ class WorkItemTypeRead(BaseModel):
     risk_level: RiskLevel = Field(
         default=RiskLevel.low, description="How much harm its items can do (low, medium, high, critical)."
     )
+    approval_policy_id: str | None = Field(
+        default=None,
+        validation_alias="approvalPolicyId",
+        serialization_alias="approvalPolicyId",
+        description="The policy that gates every item of this type; null: none.",
+    )
+    hitl: Hitl | None = Field(default=None, description="A human in the loop for every item of this type; null: none.")
 
 
 class WebhookCreate(BaseModel):

@@ -12,12 +12,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from models.agents import RiskLevel
+from models.hitl import Hitl
 
 
 @dataclass(frozen=True)
 class WorkItemType:
-    """A work-item type: the JSON Schema its items must satisfy, the lifecycle they follow, and
-    what an agent needs to be given one: capabilities, and autonomy enough for its risk level."""
+    """A work-item type: the JSON Schema its items must satisfy, the lifecycle they follow, what an
+    agent needs to be given one (capabilities, and autonomy enough for its risk level), and what
+    gates its items (a policy, a human in the loop)."""
 
     name: str
     description: str
@@ -26,6 +28,10 @@ class WorkItemType:
     builtin: bool = True
     capabilities: tuple[str, ...] = ()
     risk_level: RiskLevel = RiskLevel.low
+    # Change control for every item of the type (spec §7): the policy that gates them, and a
+    # person's approval of their completion.
+    approval_policy_id: str | None = None
+    hitl: Hitl | None = None
 
 
 RISK_ORDER: tuple[RiskLevel, ...] = tuple(RiskLevel)  # low to critical

@@ -251,6 +251,10 @@ class WorkItemTypeRow(Base):
     # (models.agents.RiskLevel) that sets the least autonomy.
     capabilities: Mapped[list[str]] = mapped_column(JSON, default=list)
     risk_level: Mapped[str] = mapped_column(String(16), default="low")
+    # What gates every item of the type: a policy id (resolved per item's tenant), a hitl
+    # requirement ({required, gates}).
+    approval_policy_id: Mapped[str | None] = mapped_column(String(100))
+    hitl: Mapped[dict[str, Any] | None]
     created_by: Mapped[str] = mapped_column(String(300))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 

@@ -81,4 +81,6 @@ def type_view(item_type: WorkItemType) -> WorkItemTypeRead:
         builtin=item_type.builtin,
         capabilities=list(item_type.capabilities),
         risk_level=item_type.risk_level,
+        approval_policy_id=item_type.approval_policy_id,
+        hitl=item_type.hitl,
     )

@@ -255,6 +255,10 @@ def _check(session: Session, owner: str, effective: dict[str, Any]) -> bool:
     if count > MAX_ITEMS:
         problems.append({"path": "includes", "message": f"would create {count} items; at most {MAX_ITEMS}"})
     item_type = get_type(session, effective["type"])  # an unknown type: a 422 naming "type"
+    gating = item_type.approval_policy_id
+    if policy is not None and gating is not None and policy != gating:
+        message = f"{item_type.name} items are gated by policy {gating!r}; a template may name only that one"
+        problems.append({"path": "approvalPolicyId", "message": message})
     schema_checked = False
     if not problems:
         samples = {name: sample(spec) for name, spec in params.items()}

@@ -61,7 +61,8 @@ def item_facts(session: Session, item: WorkItem, labels: Iterable[str] | None = 
         capabilities=tuple(required_capabilities(item_type, offered)),
         actions=_names(meta.get("actions")),
         datasets=_names(meta.get("datasets")),
-        hitl=bool(item.hitl and item.hitl.get("required")),
+        # A person approves it if its routing rule or its type says so.
+        hitl=bool(item.hitl and item.hitl.get("required")) or bool(item_type.hitl and item_type.hitl.required),
         assignee=_ref(item.assignee_type, item.assignee_id),
         holder=_ref(item.claimed_by_type, item.claimed_by_id),
     )

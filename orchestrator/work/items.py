@@ -34,7 +34,7 @@ from orchestrator.work.ids import work_item_id
 from orchestrator.work.links import report_outcome
 from orchestrator.work.sla import clock as sla
 from orchestrator.work.tokens import unknown_groups
-from orchestrator.work.types import check_risk, get_type, validate_item
+from orchestrator.work.types import check_policy, check_risk, get_type, validate_item
 from orchestrator.work.views import load_item, read_items
 
 ID_ATTEMPTS = 5
@@ -99,6 +99,7 @@ def _new_item(
     item_type = get_type(session, body.type)
     validate_item(item_type, schema_document(body.model_dump(mode="json", exclude_none=True)))
     check_risk(item_type, body.risk_level)
+    check_policy(item_type, body.payload)
     lifecycle = lifecycle_for(item_type.lifecycle, body.origin)
     _check_parent(session, tenant, body.type, body.parent_id, item_id=None)
     _check_dependencies(session, tenant, body.dependencies, item_id=None)
@@ -200,7 +201,9 @@ def update_item(
         "payload": payload,
         "metadata": metadata,
     }
-    validate_item(get_type(session, item.type), schema_document({k: v for k, v in document.items() if v is not None}))
+    item_type = get_type(session, item.type)
+    validate_item(item_type, schema_document({k: v for k, v in document.items() if v is not None}))
+    check_policy(item_type, payload)
     if "parent_id" in changes:
         _check_parent(session, item.tenant, item.type, body.parent_id, item_id=item.id)
         item.parent_id = body.parent_id

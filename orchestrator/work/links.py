@@ -36,7 +36,7 @@ from orchestrator.work import audit, routing_hooks
 from orchestrator.work.ids import work_item_id
 from orchestrator.work.sla import clock as sla_clock
 from orchestrator.work.sla.follow_ups import open_follow_up
-from orchestrator.work.types import check_risk, get_type, validate_item
+from orchestrator.work.types import check_policy, check_risk, get_type, validate_item
 
 SAGA_ORIGIN = "saga"
 
@@ -94,6 +94,7 @@ def open_item(
     item_type = get_type(session, item_spec.type)
     try:
         check_risk(item_type, item_spec.risk_level)
+        check_policy(item_type, rendered["payload"])
     except InvalidInput as exc:
         raise ItemSpecError(str(exc)) from exc
     validate_item(

@@ -15,13 +15,16 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from models.agents import RiskLevel
+from models.hitl import Hitl
 from models.lifecycles import TYPE_LIFECYCLES
-from models.principal import Principal
+from models.policies import POLICY_FIELD
+from models.principal import ALL_TENANTS, Principal
 from models.schemas import SchemaProblem, check_schema, validator_for
 from models.work_api import WorkItemTypeCreate
 from models.work_item_types import BUILTIN_TYPES, RISK_ORDER, WorkItemType
 from models.work_tables import WorkItemTypeRow
 from orchestrator.errors import Conflict, InvalidInput
+from orchestrator.work.gates.policies import live_for
 
 _REQUIRED = re.compile(r"^'(.+)' is a required property$")
 
@@ -63,6 +66,14 @@ def register_type(session: Session, body: WorkItemTypeCreate, principal: Princip
             f"schema is not a valid JSON Schema for workyard: {exc.path}: {exc.message}",
             details=[{"path": exc.path, "message": exc.message}],
         ) from exc
+    policy = body.approval_policy_id
+    if policy is not None and live_for(session, ALL_TENANTS, policy) is None:
+        # Types are every tenant's: the policy gating one must be there for every tenant.
+        raise InvalidInput(
+            f"no operator's policy {policy!r}: register it first with an all-tenant token (POST /api/v1/policies)",
+            details=[{"path": "approvalPolicyId", "message": f"no policy {policy!r} of tenant *"}],
+        )
+    hitl = body.hitl.model_dump(mode="json") if body.hitl is not None and body.hitl.required else None
     existing = session.get(WorkItemTypeRow, body.name)
     if existing is None:
         session.add(
@@ -73,6 +84,8 @@ def register_type(session: Session, body: WorkItemTypeCreate, principal: Princip
                 lifecycle=body.lifecycle,
                 capabilities=body.capabilities,
                 risk_level=body.risk_level.value,
+                approval_policy_id=policy,
+                hitl=hitl,
                 created_by=principal.ref,
             )
         )
@@ -91,12 +104,16 @@ def register_type(session: Session, body: WorkItemTypeCreate, principal: Princip
         existing.description,
         existing.capabilities,
         existing.risk_level,
+        existing.approval_policy_id,
+        existing.hitl,
     ) == (
         body.json_schema,
         body.lifecycle,
         body.description,
         body.capabilities,
         body.risk_level.value,
+        policy,
+        hitl,
     )
     if not same:
         raise Conflict(f"type {body.name!r} is already registered with another definition; types are immutable")
@@ -165,6 +182,8 @@ def _from_row(row: WorkItemTypeRow) -> WorkItemType:
         builtin=False,
         capabilities=tuple(row.capabilities),
         risk_level=RiskLevel(row.risk_level),
+        approval_policy_id=row.approval_policy_id,
+        hitl=Hitl.model_validate(row.hitl) if row.hitl else None,
     )
 
 
@@ -176,4 +195,16 @@ def check_risk(item_type: WorkItemType, risk_level: RiskLevel | None) -> None:
             f"risk_level {risk_level.value} is below its type's ({item_type.name}: {item_type.risk_level.value}); "
             "an item may raise its type's risk level, never lower it",
             details=[{"path": "risk_level", "message": f"at least {item_type.risk_level.value} for {item_type.name}"}],
+        )
+
+
+def check_policy(item_type: WorkItemType, payload: Any) -> None:
+    """An item of a type gated by a policy names that policy or none (its type's gates it then): it
+    may not swap it for another."""
+    gating = item_type.approval_policy_id
+    named = payload.get(POLICY_FIELD) if isinstance(payload, dict) else None
+    if gating is not None and named is not None and named != gating:
+        raise InvalidInput(
+            f"items of type {item_type.name} are gated by policy {gating!r}; an item may not name another",
+            details=[{"path": f"payload.{POLICY_FIELD}", "message": f"{gating!r} or none"}],
         )

@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 from models.gate_tables import ApprovalRow, EvidenceRow, PolicyRow, ValidationRow
 from models.lifecycles import LIFECYCLES, Lifecycle
 from models.policies import MissingItem, PolicySpec
-from models.work_item_types import RISK_ORDER, effective_risk
+from models.work_item_types import RISK_ORDER, WorkItemType, effective_risk
 from models.work_tables import WorkItem, WorkItemEvent
 from orchestrator.errors import Conflict
 from orchestrator.storage.unit_of_work import uow_of
@@ -87,10 +87,23 @@ def default_gates(lifecycle: Lifecycle) -> set[str]:
     return names
 
 
+def policy_of(session: Session, item: WorkItem) -> str | None:
+    """The policy gating an item: the one it names, else its type's (an item may name only that)."""
+    return _policy(item, types_of(session, [item.type]).get(item.type))
+
+
+def _policy(item: WorkItem, item_type: WorkItemType | None) -> str | None:
+    return policy_id_of(item) or (item_type.approval_policy_id if item_type is not None else None)
+
+
 def gate_of(session: Session, item: WorkItem) -> Gate | None:
-    """The item's gate, or None when nothing gates it (no policy named, no hitl required)."""
-    policy_id = policy_id_of(item)
-    hitl = bool(item.hitl and item.hitl.get("required"))
+    """The item's gate, or None when nothing gates it (no policy named by it or its type, no hitl
+    required by its routing rule or its type)."""
+    item_type = types_of(session, [item.type]).get(item.type)
+    policy_id = _policy(item, item_type)
+    hitl = bool(item.hitl and item.hitl.get("required")) or bool(
+        item_type is not None and item_type.hitl is not None and item_type.hitl.required
+    )
     if policy_id is None and not hitl:
         return None
     found = live_for(session, item.tenant, policy_id) if policy_id is not None else None

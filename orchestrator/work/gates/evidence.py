@@ -24,7 +24,8 @@ from models.work_tables import WorkItem
 from orchestrator.errors import Conflict, InvalidInput
 from orchestrator.work import audit
 from orchestrator.work.access import require
-from orchestrator.work.gates.policies import live_for, policy_id_of
+from orchestrator.work.gates.evaluate import policy_of
+from orchestrator.work.gates.policies import live_for
 from orchestrator.work.views import load_item
 
 
@@ -41,7 +42,7 @@ def attach(session: Session, principal: Principal, item_id: str, body: EvidenceC
     existing = session.get(EvidenceRow, (item.tenant, body.id))
     if existing is not None:
         return _same(existing, digest), False
-    policy_id = body.policy_id or policy_id_of(item)
+    policy_id = body.policy_id or policy_of(session, item)
     version = _check_policy(session, item, policy_id, body)
     artifacts = [_artifact(body.id, n, a.model_dump()) for n, a in enumerate(body.artifacts)]
     ids = [a["id"] for a in artifacts]
