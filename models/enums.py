@@ -120,3 +120,5 @@ class TimerKind(StrEnum):
     item_timeout = "item_timeout"  # timeout_ms from its start
     item_overall_timeout = "item_overall_timeout"  # overall_timeout_ms from its creation
     item_due = "item_due"  # its due_at
+    # Of a policy check's validator run (fired under the run's item's row lock, once the item ended too):
+    validation_give_up = "validation_give_up"  # a run that never answered is given up

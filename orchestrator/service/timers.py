@@ -33,6 +33,7 @@ from orchestrator.storage.db import SessionFactory, lock_sagas, reading
 from orchestrator.storage.unit_of_work import on_armed
 from orchestrator.work import stalls, timeouts
 from orchestrator.work.claims import fire_lease_timer
+from orchestrator.work.gates import validations
 from orchestrator.work.sla import actions as sla
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,7 @@ ITEM_TIMERS: dict[TimerKind, ItemTimer] = {
     TimerKind.item_timeout: timeouts.fire,
     TimerKind.item_overall_timeout: timeouts.fire,
     TimerKind.item_due: timeouts.fire,
+    TimerKind.validation_give_up: validations.give_up,
 }
 
 

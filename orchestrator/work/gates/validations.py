@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from pydantic import ValidationError
 from sqlalchemy import select, update
@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from config import keys
 from models.base import utcnow
-from models.enums import Outcome, Phase
+from models.enums import Outcome, Phase, TimerKind
 from models.gate_tables import ValidationRow
 from models.messages import StepDispatch, StepReport
 from models.policies import (
@@ -35,6 +35,7 @@ from models.policies import (
     ValidationVerdict,
 )
 from models.principal import Principal, Scope
+from models.tables import Timer
 from models.work_item_types import effective_risk
 from models.work_tables import WorkItem
 from orchestrator.errors import Conflict, InvalidInput
@@ -86,11 +87,12 @@ def request(
         # A run that can no longer answer for the check (a lost message, a dead worker, a policy
         # changed since): given up, so asking again dispatches a new one instead of waiting forever.
         latest.state, latest.error, latest.finished_at = "failed", stale, utcnow()
+        uow_of(session).cancel_timer(_timer_key(latest.id))
     return read(dispatch(session, gate, check, principal.ref)), True
 
 
-# A pending run asked for again after this long is given up and run anew: a validator is a scan,
-# minutes at most; one that has not answered in an hour lost its message or its worker.
+# A pending run is given up after this long (by its timer, or when asked for again): a validator
+# is a scan, minutes at most; one that has not answered in an hour lost its message or its worker.
 PENDING_GIVE_UP_S = 3600.0
 
 
@@ -149,6 +151,10 @@ def dispatch(session: Session, gate: Gate, check: PolicyCheck, actor: str) -> Va
     )
     session.add(row)
     session.flush()
+    # Not bound to the item: an async run goes on after its item ended (and dropped its timers).
+    uow_of(session).arm_timer(
+        _timer_key(row.id), TimerKind.validation_give_up, now + timedelta(seconds=PENDING_GIVE_UP_S), now
+    )
     item_type = types_of(session, [item.type]).get(item.type)
     given = ValidationInput(
         work_item_id=item.id,
@@ -202,27 +208,54 @@ def apply_reports(session: Session, reports: Iterable[StepReport], now: datetime
     for report in reports:
         if report.outcome is Outcome.deferred:
             continue  # not started yet (a busy mutex): the worker dispatches it again
-        # Taken by a conditional UPDATE, not a row lock: SQLite has none, and a report delivered
-        # twice may be applied by two batches at once. Only the one that moves it off pending settles it.
-        taken = session.execute(
-            update(ValidationRow)
-            .where(ValidationRow.id == report.saga_id, ValidationRow.state == "pending")
-            .values(state=SETTLING)
-            .execution_options(synchronize_session=False)
-        )
-        if getattr(taken, "rowcount", 0) != 1:
+        taken = _take(session, report.saga_id)
+        if taken is None:
             continue
-        row = session.scalar(
-            select(ValidationRow).where(ValidationRow.id == report.saga_id).execution_options(populate_existing=True)
-        )
-        if row is None:
-            continue
-        item = session.scalar(select(WorkItem).where(WorkItem.id == row.item_id).with_for_update())
-        if item is None:
-            continue
+        row, item = taken
         _settle(session, row, item, report, now)
         applied += 1
     return applied
+
+
+def give_up(session: Session, timer: Timer, _item: WorkItem | None, now: datetime) -> None:
+    """A run's give-up timer fired: if it is pending still, it failed, and says why (an async
+    run's failure opens remediation as any failure does); asked for again, the check runs anew."""
+    taken = _take(session, timer.key.removeprefix(f"{TimerKind.validation_give_up.value}:"))
+    if taken is None:
+        return  # it answered, or was given up when asked for again
+    row, item = taken
+    row.state, row.finished_at = "failed", now
+    row.error = f"given up: no answer within {PENDING_GIVE_UP_S:.0f} s"
+    _concluded(session, row, item, now, SYSTEM)
+
+
+def _timer_key(run_id: str) -> str:
+    return f"{TimerKind.validation_give_up.value}:{run_id}"
+
+
+def _take(session: Session, run_id: str) -> tuple[ValidationRow, WorkItem] | None:
+    """The run, if this transaction is the one to settle it (it was pending), and its item row-locked.
+
+    Taken by a conditional UPDATE, not a row lock: SQLite has none, and a report delivered twice
+    (or a report and the give-up timer) may be applied by two transactions at once. Only the one
+    that moves it off pending settles it."""
+    taken = session.execute(
+        update(ValidationRow)
+        .where(ValidationRow.id == run_id, ValidationRow.state == "pending")
+        .values(state=SETTLING)
+        .execution_options(synchronize_session=False)
+    )
+    if getattr(taken, "rowcount", 0) != 1:
+        return None
+    row = session.scalar(
+        select(ValidationRow).where(ValidationRow.id == run_id).execution_options(populate_existing=True)
+    )
+    if row is None:
+        return None
+    item = session.scalar(select(WorkItem).where(WorkItem.id == row.item_id).with_for_update())
+    if item is None:
+        return None
+    return row, item
 
 
 def _settle(session: Session, row: ValidationRow, item: WorkItem, report: StepReport, now: datetime) -> None:
@@ -268,7 +301,13 @@ def _settle(session: Session, row: ValidationRow, item: WorkItem, report: StepRe
             actor=f"validator:{row.handler}",
         )
         row.evidence_id = evidence_id if written is not None else None
-    elif row.mode == "async":
+    uow_of(session).cancel_timer(_timer_key(row.id))
+    _concluded(session, row, item, now, f"validator:{row.handler}")
+
+
+def _concluded(session: Session, row: ValidationRow, item: WorkItem, now: datetime, actor: str) -> None:
+    """A run has passed or failed: a failed async one opens remediation; either is audited."""
+    if row.state == "failed" and row.mode == "async":
         row.remediation_item_id = open_follow_up(
             session,
             now,
@@ -292,7 +331,7 @@ def _settle(session: Session, row: ValidationRow, item: WorkItem, report: StepRe
         session,
         item,
         "validation_passed" if row.state == "passed" else "validation_failed",
-        f"validator:{row.handler}",
+        actor,
         reason=row.error,
         details={
             "validation": row.id,
