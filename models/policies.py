@@ -32,6 +32,8 @@ ValidationState = Literal["pending", "passed", "failed"]
 
 # The item's payload field that names its policy (the spec's ChangeWorkItem.approvalPolicyId).
 POLICY_FIELD = "approvalPolicyId"
+# The key a retiring version adds to the live version's document (never a field of a policy's own).
+RETIRED = "retired"
 # The evidence a passing validator writes by itself.
 SCAN_RESULT = "scan_result"
 
@@ -150,6 +152,11 @@ class PolicyRead(PolicySpec):
     version: int = Field(description="The version (1 and up).")
     created_by: str = Field(description="Who registered this version.")
     created_at: datetime = Field(description="When this version was registered.")
+    retired: bool = Field(
+        default=False,
+        description="Whether this version retired the policy (DELETE): it gates nothing new; registering "
+        "the policy again brings it back.",
+    )
 
 
 class PolicyList(BaseModel):

@@ -63,3 +63,26 @@ def get_policy(
     operators'. Needs policies:read."""
     with wiring.sessions() as session:
         return policies.detail(session, principal, policy_id, version)
+
+
+Tenant = Annotated[
+    str | None,
+    Query(
+        min_length=1,
+        max_length=64,
+        json_schema_extra=no_null,
+        description="Whose policy, for an all-tenant token (left out: the operators'); a tenant's token: its own.",
+    ),
+]
+
+
+@router.delete("/{policy_id}", status_code=204, responses=responses(401, 403, 404, 409, 422))
+def retire_policy(
+    policy_id: PolicyIdPath, wiring: WiringDep, principal: PrincipalDep, tenant: Tenant = None
+) -> Response:
+    """Retire a policy: a new version that gates nothing new, so no item, type or template may name
+    it (its versions stay readable; registering it again brings it back). A 409 while open items or
+    a work-item type still name it. Needs policies:write; an operator's policy takes an all-tenant token."""
+    with wiring.sessions.begin() as session:
+        policies.retire(session, principal, policy_id, tenant)
+    return Response(status_code=204)

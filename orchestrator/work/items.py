@@ -29,6 +29,7 @@ from orchestrator.errors import Conflict, InvalidInput, PayloadTooLarge
 from orchestrator.storage.db import SessionFactory
 from orchestrator.work import audit, routing_hooks, timeouts
 from orchestrator.work.access import require, tenant_for_write
+from orchestrator.work.gates import policies
 from orchestrator.work.gates.policies import policy_id_of as item_policy
 from orchestrator.work.ids import work_item_id
 from orchestrator.work.links import report_outcome
@@ -100,6 +101,7 @@ def _new_item(
     validate_item(item_type, schema_document(body.model_dump(mode="json", exclude_none=True)))
     check_risk(item_type, body.risk_level)
     check_policy(item_type, body.payload)
+    policies.check_usable(session, tenant, body.payload)
     lifecycle = lifecycle_for(item_type.lifecycle, body.origin)
     _check_parent(session, tenant, body.type, body.parent_id, item_id=None)
     _check_dependencies(session, tenant, body.dependencies, item_id=None)
@@ -204,6 +206,8 @@ def update_item(
     item_type = get_type(session, item.type)
     validate_item(item_type, schema_document({k: v for k, v in document.items() if v is not None}))
     check_policy(item_type, payload)
+    if "payload" in changes:
+        policies.check_usable(session, item.tenant, payload)
     if "parent_id" in changes:
         _check_parent(session, item.tenant, item.type, body.parent_id, item_id=item.id)
         item.parent_id = body.parent_id

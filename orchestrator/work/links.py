@@ -33,6 +33,7 @@ from models.work_tables import LABELS, WorkItem
 from orchestrator.errors import InvalidInput
 from orchestrator.storage.unit_of_work import uow_of
 from orchestrator.work import audit, routing_hooks
+from orchestrator.work.gates import policies
 from orchestrator.work.ids import work_item_id
 from orchestrator.work.sla import clock as sla_clock
 from orchestrator.work.sla.follow_ups import open_follow_up
@@ -95,6 +96,7 @@ def open_item(
     try:
         check_risk(item_type, item_spec.risk_level)
         check_policy(item_type, rendered["payload"])
+        policies.check_usable(session, saga.tenant, rendered["payload"])
     except InvalidInput as exc:
         raise ItemSpecError(str(exc)) from exc
     validate_item(

@@ -8,16 +8,16 @@ import hashlib
 import json
 from typing import Any
 
-from sqlalchemy import select, true
+from sqlalchemy import func, select, true
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from models.base import utcnow
 from models.gate_tables import PolicyRow
-from models.policies import POLICY_FIELD, PolicyCreate, PolicyRead, PolicySpec
+from models.policies import POLICY_FIELD, RETIRED, PolicyCreate, PolicyRead, PolicySpec
 from models.principal import ALL_TENANTS, Principal, Scope
-from models.work_tables import WorkItem
-from orchestrator.errors import Conflict, InvalidInput, NotFound
+from models.work_tables import WorkItem, WorkItemTypeRow
+from orchestrator.errors import Conflict, Forbidden, InvalidInput, NotFound
 from orchestrator.work.access import require, tenant_for_write
 
 MAX_POLICIES_PER_TENANT = 1000
@@ -62,6 +62,73 @@ def register(session: Session, principal: Principal, body: PolicyCreate) -> tupl
     return read(row), True
 
 
+def retire(session: Session, principal: Principal, policy_id: str, tenant: str | None) -> PolicyRead:
+    """Retire a policy: a new version that gates nothing new (its versions stay readable; registering
+    it again brings it back). Refused while open items or a work-item type name it: their gates
+    would hold for good. Retiring a retired policy adds nothing."""
+    require(principal, Scope.policies_write)
+    owner = tenant_for_write(principal, tenant) if tenant or not principal.all_tenants else ALL_TENANTS
+    latest = _latest(session, owner, policy_id, lock=True)
+    if latest is None:
+        if owner != ALL_TENANTS and _latest(session, ALL_TENANTS, policy_id) is not None:
+            raise Forbidden(f"policy {policy_id!r} is an operator's; only an all-tenant token may retire it")
+        raise NotFound(f"no policy {policy_id!r}")
+    if latest.body.get(RETIRED):
+        return read(latest)
+    users = _users(session, owner, policy_id)
+    if users:
+        raise Conflict(
+            f"policy {policy_id!r} still gates work: {'; '.join(users)}; finish or move that work first",
+            details=[{"path": "id", "message": user} for user in users],
+        )
+    latest.is_latest = False
+    document = {**latest.body, RETIRED: True}
+    row = PolicyRow(
+        tenant=owner,
+        id=policy_id,
+        version=latest.version + 1,
+        is_latest=True,
+        body=document,
+        body_hash=_digest(document),
+        created_by=principal.ref,
+        created_at=utcnow(),
+    )
+    session.add(row)
+    session.flush()
+    return read(row)
+
+
+def _users(session: Session, owner: str, policy_id: str) -> list[str]:
+    """What the policy of ``owner`` gates still: open items naming it, types naming it (an operator's)."""
+    users: list[str] = []
+    named = WorkItem.payload[POLICY_FIELD].as_string() == policy_id
+    query = select(func.count(), func.min(WorkItem.id)).where(named, WorkItem.is_open, WorkItem.deleted_at.is_(None))
+    if owner != ALL_TENANTS:
+        query = query.where(WorkItem.tenant == owner)
+    count, first = session.execute(query).one()
+    if count:
+        users.append(f"{count} open item(s) name it (first {first})")
+    if owner == ALL_TENANTS:
+        types = session.scalars(select(WorkItemTypeRow.name).where(WorkItemTypeRow.approval_policy_id == policy_id))
+        users += [f"work-item type {name} names it" for name in types]
+    return users
+
+
+def check_usable(session: Session, tenant: str, payload: Any) -> None:
+    """An item may not name a retired policy (one registered, none of its tenant's or the operators'
+    versions live): it would hold the item's gates for good. A policy never registered may be named
+    (registered later, it gates the item)."""
+    policy_id = payload.get(POLICY_FIELD) if isinstance(payload, dict) else None
+    if not isinstance(policy_id, str) or not policy_id:
+        return
+    rows = [row for owner in (tenant, ALL_TENANTS) if (row := _latest(session, owner, policy_id)) is not None]
+    if rows and all(row.body.get(RETIRED) for row in rows):
+        raise InvalidInput(
+            f"policy {policy_id!r} is retired; name a live policy (or register it again)",
+            details=[{"path": f"payload.{POLICY_FIELD}", "message": f"{policy_id!r} is retired"}],
+        )
+
+
 def listed(session: Session, principal: Principal) -> list[PolicyRead]:
     """The live version of every policy the principal sees: its tenant's and the operators'."""
     require(principal, Scope.policies_read)
@@ -100,10 +167,12 @@ def policy_id_of(item: WorkItem) -> str | None:
 
 
 def live_for(session: Session, tenant: str, policy_id: str) -> tuple[PolicyRow, PolicySpec] | None:
-    """The live version of a policy as an item of ``tenant`` sees it: its tenant's, else the operators'."""
+    """The live version of a policy as an item of ``tenant`` sees it: its tenant's, else the
+    operators'; a retired one is none."""
     for owner in (tenant, ALL_TENANTS):
         row = _latest(session, owner, policy_id)
-        if row is not None:
+        # A retired policy of the tenant's own no longer overrides the operators' of the same id.
+        if row is not None and not row.body.get(RETIRED):
             return row, PolicySpec.model_validate(row.body)
     return None
 

@@ -435,6 +435,7 @@ ROWS = [
     Row("POST", "/api/v1/policies", Scope.policies_write, 201, _new_policy, other=201, principal="user:u1"),
     Row("GET", "/api/v1/policies", Scope.policies_read, 200, _listed_policies, other=200),
     Row("GET", "/api/v1/policies/{policy_id}", Scope.policies_read, 200, _on_policy),
+    Row("DELETE", "/api/v1/policies/{policy_id}", Scope.policies_write, 204, _on_policy, principal="user:u1"),
     Row("POST", ITEM + "/approvals", Scope.work_approve, 201, _approve, principal="user:u1"),
     Row("GET", ITEM + "/approvals", READ, 200, _approvals),
     Row("GET", ITEM + "/gate", READ, 200, _gate),
@@ -610,6 +611,10 @@ def test_authorization_matrix(client: TestClient, token: TokenFactory, row: Row)
         assert call.shows in response.text
     if row.method == "DELETE" and row.route.startswith("/api/v1/work-items"):
         assert client.get(call.path, headers=setup).status_code == 404
+    elif row.method == "DELETE" and row.route.startswith("/api/v1/policies"):
+        # A policy is retired, not removed: its versions stay readable.
+        reader = token("user:auditor", scopes=["policies:read"])
+        assert '"retired":true' in client.get(call.path, headers=reader).text
     elif row.method == "DELETE":
         # A routing rule is disabled, not removed: its versions stay readable.
         assert '"enabled":false' in client.get(call.path, headers=setup).text
