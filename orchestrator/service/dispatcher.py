@@ -3,6 +3,12 @@
 A row is deleted once the broker has taken its message. Deletions are batched: the coordinator
 and the timer loop fold them into their next transaction, and a short timer flushes what is
 left, so publishing costs no transaction of its own under load.
+
+The task-sent events of the dispatches (Flower's view of each step being sent) are gathered
+the same way and sent by that timer, as one message for everything published in its window:
+the API publishes each submit's first step on its own, and a message per submit for its event
+was a tenth of what a submit cost the API. They reach Flower up to ``FLUSH_AFTER_S`` later, as
+a worker's own task events do (``workers.celery.events``); nothing in workyard waits for them.
 """
 
 from __future__ import annotations
@@ -31,7 +37,8 @@ from workers.broker.reports import ReportQueue, report_queue
 log = logging.getLogger(__name__)
 
 SWEEP_BATCH = 500
-# How long published rows may wait for a transaction to delete them before one is opened.
+# How long published rows may wait for a transaction to delete them before one is opened, and
+# the task-sent events of their dispatches before they are sent.
 FLUSH_AFTER_S = 0.2
 
 
@@ -79,6 +86,8 @@ class Dispatcher:
         self._published: list[int] = []
         self._lock = threading.Lock()
         self._flush_timer: threading.Timer | None = None
+        # The task-sent events of what was published since the last flush.
+        self._sent_events: list[Any] = []
         # Every timer started and maybe still flushing (one that fired is no longer _flush_timer).
         self._timers: list[threading.Timer] = []
 
@@ -121,8 +130,8 @@ class Dispatcher:
                         grace_s=self.settings.watchdog_grace_s,
                         sent_events=sent_events,
                     )
-            sent_events.send(producer)
         with self._lock:
+            self._sent_events += sent_events.take()
             self._published.extend(r.id for r in rows)
             if self._flush_timer is None:
                 timer = threading.Timer(FLUSH_AFTER_S, self.flush)
@@ -138,9 +147,15 @@ class Dispatcher:
         uow_of(session).forget_published(ids)
 
     def flush(self) -> None:
-        """Delete published rows now, in a transaction of their own."""
+        """Send the gathered task-sent events, and delete published rows, now (in a transaction
+        of their own)."""
         with self._lock:
             self._flush_timer = None
+            events, self._sent_events = self._sent_events, []
+        if events:
+            self._send_events(events)
+        if not self._published:
+            return
         try:
             with self.sessions.begin() as session:
                 self.delete_published(session)
@@ -158,8 +173,16 @@ class Dispatcher:
             timer.cancel()
             if timer is not threading.current_thread():
                 timer.join()
-        if self._published:
+        if self._published or self._sent_events:
             self.flush()
+
+    def _send_events(self, events: list[Any]) -> None:
+        try:
+            with self.app.producer_or_acquire() as producer:
+                SentEvents(self._event_dispatcher, events).send(producer)
+        except Exception as exc:
+            # The tasks went out: only Flower's view of them being sent is lost.
+            log.warning("could not send %d task-sent event(s): %s", len(events), exc)
 
     def sweep(self) -> int:
         """Re-publish rows left unpublished for longer than ``outbox_sweep_after_s``."""
