@@ -42,10 +42,12 @@ SWEEP_BATCH = 500
 FLUSH_AFTER_S = 0.2
 
 
-def _batched(producer: Any) -> AbstractContextManager[Any]:
-    """One broker round trip for a whole batch where the transport can (kombu 5.7+ on Redis)."""
+def _batched(producer: Any, messages: int) -> AbstractContextManager[Any]:
+    """One broker round trip for a whole batch where the transport can (kombu 5.7+ on Redis).
+    A single message (a submit's first step) goes as it is: a batch of one is the same round
+    trip with a pipeline's bookkeeping around it."""
     batch = getattr(producer, "batch", None)
-    return batch() if batch is not None else nullcontext()
+    return batch() if batch is not None and messages > 1 else nullcontext()
 
 
 def _publish_spans(rows: Sequence[Publishable], stack: ExitStack) -> None:
@@ -111,7 +113,7 @@ class Dispatcher:
         if tracing.enabled():
             _publish_spans(rows, spans)
         sent_events = SentEvents(self._event_dispatcher)
-        with spans, self.app.producer_or_acquire() as producer, _batched(producer):
+        with spans, self.app.producer_or_acquire() as producer, _batched(producer, len(rows) * self.copies):
             for row in rows:
                 payload = row.payload
                 for _ in range(self.copies):
