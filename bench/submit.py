@@ -12,9 +12,10 @@ calling as one tenant's token would: 1 and 16 of them, each sending single submi
 with its own idempotence key. The CPU figures are the API process's alone (``/proc``), divided by
 the sagas it accepted.
 
-It ends with two lines: ``http submits per second (batch, postgres): N`` (the best batch rate on
-PostgreSQL) and ``api cpu ms per submit: X.X`` (single submits, one client, SQLite: the figure
-the performance issue measured).
+It ends with three lines: ``http submits per second (batch, postgres): N`` (the best batch rate
+on PostgreSQL), ``api cpu ms per submit (postgres): X.X`` (single submits, one client) and
+``api cpu ms per submit: X.X (target <= 2.0: met | not met; load average L)`` (single submits,
+one client, SQLite: the figure the performance issue measured, beside the load at the end).
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ TEMPLATE = {
 TENANT = "bench"
 CLIENTS = (1, 16)
 BATCH_SIZE = 1000
+# The API's CPU for one single submit (one client, SQLite) the performance issue asks for.
+TARGET_CPU_MS = 2.0
 
 
 @dataclass(frozen=True)
@@ -268,12 +271,21 @@ def main() -> None:
         print(run.line(), flush=True)
     batch_pg = [r.rate for label, r in runs.items() if label.startswith("postgres, batch")]
     single = runs.get("sqlite, single, 1 client")
+    single_pg = runs.get("postgres, single, 1 client")
     if batch_pg:
         print(f"http submits per second (batch, postgres): {max(batch_pg):.0f}")
     else:
         print("http submits per second (batch, postgres): n/a (no PostgreSQL, or no batch runs)")
+    if single_pg is not None:
+        print(f"api cpu ms per submit (postgres): {single_pg.cpu_ms_per_saga:.1f}")
     if single is not None:
-        print(f"api cpu ms per submit: {single.cpu_ms_per_saga:.1f}")
+        # CPU per request grows with the machine's load (caches, frequency, other processes):
+        # the figure is only comparable beside the load it was measured at.
+        verdict = "met" if round(single.cpu_ms_per_saga, 1) <= TARGET_CPU_MS else "not met"
+        print(
+            f"api cpu ms per submit: {single.cpu_ms_per_saga:.1f} "
+            f"(target <= {TARGET_CPU_MS}: {verdict}; load average {load[0]:.2f} at the end)"
+        )
 
 
 if __name__ == "__main__":

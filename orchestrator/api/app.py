@@ -98,6 +98,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         description=DESCRIPTION,
         generate_unique_id_function=operation_id,
+        # workyard makes each request's span itself (orchestrator.api.context, with its own
+        # tracer provider, which FastAPI does not see); FastAPI's telemetry would only ask
+        # OpenTelemetry's global providers, on every request, whether any was configured.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
         # What any request may be answered, whatever its route: no valid token (401), a body that
         # is malformed JSON (400), too large (413), sent as another media type (415), input the gate
         # refuses (422), the database away (503).

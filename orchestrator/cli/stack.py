@@ -79,6 +79,8 @@ def api() -> None:
     # uvicorn's own lines go through workyard's logging set-up (its format, JSON or text), and
     # its access log gives way to workyard's (orchestrator.api.context), which names the
     # request id and the principal.
+    # Its HTTP parser and event loop are its "auto" choice: httptools and uvloop, which workyard
+    # depends on (C, where h11 and asyncio's loop are Python); h11 and asyncio where they are missing.
     uvicorn.run(
         create_app(settings),
         host=settings.api_host,

@@ -24,7 +24,7 @@ from models.principal import ALL_TENANTS
 from models.problems import summary
 from models.tables import SAGAS, STEPS, SagaRun, StepRun
 from models.template import TemplateSpec
-from orchestrator.errors import Conflict, InvalidInput
+from orchestrator.errors import Conflict, InvalidInput, OrchestratorError
 from orchestrator.sagas.engine import SagaEngine, new_step_runs
 from orchestrator.sagas.keys import step_values
 from orchestrator.sagas.store import SqlSagaStore
@@ -110,12 +110,12 @@ def _submit(
     tenant: str,
 ) -> Submitted:
     digest = input_hash(template, input)
+    # Most keys are new: the saga is written without looking its key up first (a statement, on
+    # PostgreSQL a round trip, on the path every upstream request takes). A key in use already
+    # fails the insert on the (tenant, idempotence_key) constraint, as a concurrent submit with
+    # the same key does, and is answered as before: with the saga it names, or a 409.
     try:
         with sessions.begin() as session:
-            if idempotence_key is not None:
-                existing = _existing(session, tenant, idempotence_key, digest)
-                if existing is not None:
-                    return Submitted(existing, False, [])
             spec = get_template(session, template, version, tenant=tenant)
             check_input(spec, input)
             now = utcnow()
@@ -126,8 +126,9 @@ def _submit(
             # Plain INSERTs of the new rows: the ORM's unit of work costs more than the SQL here,
             # on the path every upstream request takes. The objects stay out of the session.
             session.uow.write(session, first=new_rows([saga]))
-    except IntegrityError:
-        # Another request with the same key won the race; answer with its saga.
+    except (IntegrityError, OrchestratorError):
+        # A key in use answers with its saga even where this input would now be refused (its
+        # template since retired, or changed): the key names the job, whatever came after.
         if idempotence_key is None:
             raise
         with sessions.begin() as session:

@@ -3,6 +3,12 @@
 A row is deleted once the broker has taken its message. Deletions are batched: the coordinator
 and the timer loop fold them into their next transaction, and a short timer flushes what is
 left, so publishing costs no transaction of its own under load.
+
+The task-sent events of the dispatches (Flower's view of each step being sent) are gathered
+the same way and sent by that timer, as one message for everything published in its window:
+the API publishes each submit's first step on its own, and a message per submit for its event
+was a tenth of what a submit cost the API. They reach Flower up to ``FLUSH_AFTER_S`` later, as
+a worker's own task events do (``workers.celery.events``); nothing in workyard waits for them.
 """
 
 from __future__ import annotations
@@ -31,14 +37,17 @@ from workers.broker.reports import ReportQueue, report_queue
 log = logging.getLogger(__name__)
 
 SWEEP_BATCH = 500
-# How long published rows may wait for a transaction to delete them before one is opened.
+# How long published rows may wait for a transaction to delete them before one is opened, and
+# the task-sent events of their dispatches before they are sent.
 FLUSH_AFTER_S = 0.2
 
 
-def _batched(producer: Any) -> AbstractContextManager[Any]:
-    """One broker round trip for a whole batch where the transport can (kombu 5.7+ on Redis)."""
+def _batched(producer: Any, messages: int) -> AbstractContextManager[Any]:
+    """One broker round trip for a whole batch where the transport can (kombu 5.7+ on Redis).
+    A single message (a submit's first step) goes as it is: a batch of one is the same round
+    trip with a pipeline's bookkeeping around it."""
     batch = getattr(producer, "batch", None)
-    return batch() if batch is not None else nullcontext()
+    return batch() if batch is not None and messages > 1 else nullcontext()
 
 
 def _publish_spans(rows: Sequence[Publishable], stack: ExitStack) -> None:
@@ -79,6 +88,8 @@ class Dispatcher:
         self._published: list[int] = []
         self._lock = threading.Lock()
         self._flush_timer: threading.Timer | None = None
+        # The task-sent events of what was published since the last flush.
+        self._sent_events: list[Any] = []
         # Every timer started and maybe still flushing (one that fired is no longer _flush_timer).
         self._timers: list[threading.Timer] = []
 
@@ -102,7 +113,7 @@ class Dispatcher:
         if tracing.enabled():
             _publish_spans(rows, spans)
         sent_events = SentEvents(self._event_dispatcher)
-        with spans, self.app.producer_or_acquire() as producer, _batched(producer):
+        with spans, self.app.producer_or_acquire() as producer, _batched(producer, len(rows) * self.copies):
             for row in rows:
                 payload = row.payload
                 for _ in range(self.copies):
@@ -121,8 +132,8 @@ class Dispatcher:
                         grace_s=self.settings.watchdog_grace_s,
                         sent_events=sent_events,
                     )
-            sent_events.send(producer)
         with self._lock:
+            self._sent_events += sent_events.take()
             self._published.extend(r.id for r in rows)
             if self._flush_timer is None:
                 timer = threading.Timer(FLUSH_AFTER_S, self.flush)
@@ -138,9 +149,15 @@ class Dispatcher:
         uow_of(session).forget_published(ids)
 
     def flush(self) -> None:
-        """Delete published rows now, in a transaction of their own."""
+        """Send the gathered task-sent events, and delete published rows, now (in a transaction
+        of their own)."""
         with self._lock:
             self._flush_timer = None
+            events, self._sent_events = self._sent_events, []
+        if events:
+            self._send_events(events)
+        if not self._published:
+            return
         try:
             with self.sessions.begin() as session:
                 self.delete_published(session)
@@ -158,8 +175,16 @@ class Dispatcher:
             timer.cancel()
             if timer is not threading.current_thread():
                 timer.join()
-        if self._published:
+        if self._published or self._sent_events:
             self.flush()
+
+    def _send_events(self, events: list[Any]) -> None:
+        try:
+            with self.app.producer_or_acquire() as producer:
+                SentEvents(self._event_dispatcher, events).send(producer)
+        except Exception as exc:
+            # The tasks went out: only Flower's view of them being sent is lost.
+            log.warning("could not send %d task-sent event(s): %s", len(events), exc)
 
     def sweep(self) -> int:
         """Re-publish rows left unpublished for longer than ``outbox_sweep_after_s``."""

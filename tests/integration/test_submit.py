@@ -1,5 +1,6 @@
-"""Submitting sagas: concurrent requests with one idempotence key start one saga, and the
-pipelined writes of a submit fail as SQLAlchemy errors (SQLite and PostgreSQL)."""
+"""Submitting sagas: concurrent requests with one idempotence key start one saga, a key in use
+answers its saga whatever came after, and the pipelined writes of a submit fail as SQLAlchemy
+errors (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from models.tables import OUTBOX, SAGAS, SagaRun
+from orchestrator.errors import Conflict, InvalidInput
 from orchestrator.sagas.submit import Submitted, submit_saga
 from orchestrator.sagas.templates import parse_template, register_template
 from orchestrator.service.wiring import Wiring
@@ -79,3 +81,24 @@ def test_a_failed_write_in_a_pipeline_is_a_sqlalchemy_error_and_writes_nothing(w
     with wiring.sessions() as session:
         assert session.scalar(select(func.count()).select_from(SagaRun)) == 1
         assert session.scalar(select(func.count()).select_from(OUTBOX)) == 1  # the first saga's only
+
+
+def test_a_key_in_use_answers_its_saga_even_where_its_input_would_now_be_refused(wiring: Wiring) -> None:
+    name = template(wiring)
+    first = submit_saga(wiring.sessions, wiring.settings, template=name, input={"n": 1}, idempotence_key="job-7")
+    # The template's next version asks for more than the job sent: a new job would be a 422.
+    steps = [{"name": "one", "capability": "alpha", "handler": "one"}]
+    stricter = {"type": "object", "required": ["m"], "properties": {"m": {"type": "integer"}}}
+    register_template(
+        wiring.sessions,
+        parse_template({"name": name, "version": "2.0.0", "input_schema": stricter, "steps": steps}),
+    )
+    with pytest.raises(InvalidInput):
+        submit_saga(wiring.sessions, wiring.settings, template=name, input={"n": 1}, idempotence_key="job-8")
+    again = submit_saga(wiring.sessions, wiring.settings, template=name, input={"n": 1}, idempotence_key="job-7")
+    assert (again.saga.id, again.created, again.outbox) == (first.saga.id, False, [])
+    # The key with another template (one that does not even exist) is still the key's conflict.
+    with pytest.raises(Conflict):
+        submit_saga(wiring.sessions, wiring.settings, template="no.such", input={"n": 1}, idempotence_key="job-7")
+    with wiring.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(SagaRun).where(SagaRun.template_name == name)) == 1

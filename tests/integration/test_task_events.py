@@ -1,4 +1,5 @@
-"""Flower's view of a worker: every step's task events arrive, batched into few broker messages."""
+"""Flower's view of a worker and of the dispatches: every step's task events, and every dispatch's
+task-sent event, arrive, batched into few broker messages."""
 
 from __future__ import annotations
 
@@ -14,9 +15,11 @@ import pytest
 
 from orchestrator.sagas.submit import submit_saga
 from orchestrator.sagas.templates import parse_template, register_template
+from orchestrator.service.dispatcher import FLUSH_AFTER_S
+from tests.faults.servers import RedisServer
 from tests.integration.harness import database_wiring, running_harness
 from tests.integration.templates import THREE_STEPS
-from tests.support import RedisTarget, eventually, kombu_envelope
+from tests.support import RedisTarget, eventually, kombu_envelope, redis_target_from_url
 from workers.celery.events import EVENT_BUFFER_LIMIT, EVENT_FLUSH_S
 
 SAGAS = 10
@@ -129,3 +132,69 @@ def test_dispatches_published_together_send_their_task_sent_events_in_one_messag
         assert {(e["name"], e["queue"]) for e in events} == {("workyard.step", "cap.alpha")}
         with tap.lock:
             assert tap.sent_messages == 1, f"{SAGAS} task-sent events came in {tap.sent_messages} messages"
+
+
+def _sent(tap: EventTap) -> list[dict[str, Any]]:
+    with tap.lock:
+        return [e for e in tap.events if e.get("type") == "task-sent"]
+
+
+def test_dispatches_published_one_by_one_send_their_task_sent_events_together(
+    tmp_path: Path, clean_redis: RedisTarget, tap: EventTap
+) -> None:
+    # As the API publishes: each submit's first step on its own, right after its transaction.
+    with database_wiring("sqlite", tmp_path, clean_redis) as wiring:
+        register_template(wiring.sessions, parse_template(THREE_STEPS))
+        submitted = [
+            submit_saga(wiring.sessions, wiring.settings, template="it.three", input={"tag": f"o{n}"})
+            for n in range(SAGAS)
+        ]
+        started = time.monotonic()
+        for one in submitted:
+            wiring.dispatcher.publish(one.outbox)
+        publishing_s = time.monotonic() - started
+        published_at = time.time()
+
+        eventually(lambda: len(_sent(tap)) >= SAGAS, timeout=10, what="a task-sent event per dispatch")
+        events = _sent(tap)
+        assert sorted(e["uuid"] for e in events) == sorted(one.outbox[0].payload["task_id"] for one in submitted)
+        # Each event is stamped when its task was sent, not when the gathered events went out.
+        assert all(e["timestamp"] <= published_at for e in events)
+        # One message per flush window the publishing spanned (one spare for a window's edge),
+        # not one per dispatch.
+        bound = int(publishing_s / FLUSH_AFTER_S) + 2
+        with tap.lock:
+            messages = tap.sent_messages
+        assert messages <= min(bound, SAGAS - 1), f"{SAGAS} task-sent events came in {messages} messages"
+
+
+def test_a_closing_dispatcher_sends_the_task_sent_events_it_gathered(
+    tmp_path: Path, clean_redis: RedisTarget, tap: EventTap
+) -> None:
+    # A process that stops (the API shutting down) sends what it gathered, not waiting for its timer.
+    with database_wiring("sqlite", tmp_path, clean_redis) as wiring:
+        register_template(wiring.sessions, parse_template(THREE_STEPS))
+        one = submit_saga(wiring.sessions, wiring.settings, template="it.three", input={"tag": "closing"})
+        wiring.dispatcher.publish(one.outbox)
+        wiring.dispatcher.close()
+        task_id = one.outbox[0].payload["task_id"]
+        eventually(lambda: [e for e in _sent(tap) if e["uuid"] == task_id], timeout=10, what="the task-sent event")
+
+
+def test_a_dispatcher_whose_broker_is_gone_still_closes(tmp_path: Path) -> None:
+    # The embedded stack stops its Redis along with the API: the events the API gathered cannot
+    # be sent, and trying for ever (kombu's default) kept the API from stopping.
+    server = RedisServer(tmp_path / "redis", appendfsync=None)
+    server.start()
+    try:
+        with database_wiring("sqlite", tmp_path, redis_target_from_url(server.url(0))) as wiring:
+            register_template(wiring.sessions, parse_template(THREE_STEPS))
+            one = submit_saga(wiring.sessions, wiring.settings, template="it.three", input={"tag": "gone"})
+            wiring.dispatcher.publish(one.outbox)
+            server.kill()
+            closing = threading.Thread(target=wiring.dispatcher.close, daemon=True)
+            closing.start()
+            closing.join(timeout=60)
+            assert not closing.is_alive(), "the dispatcher kept trying to send its task-sent events"
+    finally:
+        server.stop()

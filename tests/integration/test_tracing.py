@@ -8,6 +8,10 @@ A saga that compensates: ``first`` succeeds, ``second`` fails for good, ``first`
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -206,3 +210,46 @@ def test_a_saga_submitted_untraced_has_no_trace_id_and_its_messages_no_tracepare
     assert [row.payload["body"]["traceparent"] for row in submitted.outbox] == [None]
     with wiring.sessions() as session:
         assert read_saga(session, submitted.saga.id).trace_id is None
+
+
+# Run in a process of its own: OpenTelemetry's global tracer provider can be set once per process.
+_GLOBAL_PROVIDER_SCRIPT = """
+import json, sys, tempfile
+from fastapi.testclient import TestClient
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from config import tracing
+from config.settings import Settings
+from orchestrator.api.app import create_app
+
+exporter = InMemorySpanExporter()
+provider = TracerProvider()
+provider.add_span_processor(SimpleSpanProcessor(exporter))
+# As setup_tracing installs it: the global provider, and workyard's.
+trace.set_tracer_provider(provider)
+tracing.use_provider(provider)
+with tempfile.TemporaryDirectory() as data:
+    app = create_app(Settings(data_dir=data, database_url=f"sqlite:///{data}/workyard.db"))
+    with TestClient(app) as client:
+        assert client.get("/healthz").status_code == 200
+print(json.dumps(sorted(span.name for span in exporter.get_finished_spans())))
+"""
+
+
+def test_a_traced_api_makes_one_span_per_request(tmp_path: Path) -> None:
+    # With the SDK installed as the global provider (as OTEL_* configuration does), FastAPI's own
+    # telemetry made a second server span per request, and spans for its dependencies and
+    # serialisation: workyard's request span is the one.
+    done = subprocess.run(
+        [sys.executable, "-c", _GLOBAL_PROVIDER_SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == ["GET /healthz"]

@@ -194,11 +194,14 @@ def prepare_event(dispatcher: Any, type: str, fields: dict[str, Any]) -> Any:
     return dispatcher._prepare_event(type, fields)
 
 
-def publish_events(dispatcher: Any, events: list[Any], producer: Any, routing_key: str) -> None:
+def publish_events(
+    dispatcher: Any, events: list[Any], producer: Any, routing_key: str, retry_policy: dict[str, Any]
+) -> None:
     """Publish prepared events as one message (with ``task.multi``, a list Flower reads) on an
-    open producer, with the dispatcher's exchange and serializer; Celery's public ``send`` takes
-    one event and buffers on its own."""
-    dispatcher._publish(events, producer, routing_key, retry=True)
+    open producer, with the dispatcher's exchange and serializer, retrying a lost connection as
+    ``retry_policy`` says (kombu's default retries for ever); Celery's public ``send`` takes one
+    event and buffers on its own."""
+    dispatcher._publish(events, producer, routing_key, retry=True, retry_policy=retry_policy)
 
 
 def flush_task_events(consumer: Any) -> None:

@@ -23,6 +23,10 @@ log = logging.getLogger(__name__)
 
 DEFAULT_EXCHANGE = ""
 _QUEUES: dict[str, Queue] = {}
+# Task-sent events are only Flower's view: a broker that is away (or gone, as the embedded stack
+# stops its Redis along with the API) gets a few tries over about half a second, not kombu's
+# default of trying for ever, which would hold up a process that is stopping.
+EVENT_RETRY_POLICY = {"max_retries": 3, "interval_start": 0, "interval_step": 0.1, "interval_max": 0.2}
 # The queues declared on each broker connection. kombu caches declarations too, but only after
 # binding a copy of the queue to the channel (and, with retry, wrapping the call) on every
 # publish: ~0.2 ms each. A queue is declared once per connection here; a connection kombu
@@ -58,12 +62,13 @@ class SentEvents:
     Celery's ``send_task`` publishes a task's task-sent event as a message of its own, through the
     event dispatcher it is given: as this one, it only gathers them. :meth:`send` then publishes
     them as Celery's ``task.multi`` (a list of events, as a worker's batched task events travel,
-    which Flower reads): one message per batch of dispatches instead of one per dispatch.
+    which Flower reads): one message per batch of dispatches instead of one per dispatch. A
+    publisher may also :meth:`take` them, to send those of many batches together later.
     """
 
-    def __init__(self, dispatcher: Any):
+    def __init__(self, dispatcher: Any, events: list[Any] | None = None):
         self._dispatcher = dispatcher
-        self._events: list[Any] = []
+        self._events: list[Any] = list(events or [])
 
     @classmethod
     def dispatcher_for(cls, app: Celery) -> Any:
@@ -77,12 +82,18 @@ class SentEvents:
         """What ``send_task`` calls for each task it sends."""
         self._events.append(internals.prepare_event(self._dispatcher, type, fields))
 
-    def send(self, producer: Any) -> None:
+    def take(self) -> list[Any]:
+        """The events gathered so far (prepared, each stamped when its task was sent), handed over
+        once."""
         events, self._events = self._events, []
+        return events
+
+    def send(self, producer: Any) -> None:
+        events = self.take()
         if not events:
             return
         try:
-            internals.publish_events(self._dispatcher, events, producer, "task.multi")
+            internals.publish_events(self._dispatcher, events, producer, "task.multi", EVENT_RETRY_POLICY)
         except Exception as exc:
             # The tasks went out: only Flower's view of them being sent is lost.
             log.warning("could not send %d task-sent event(s): %s", len(events), exc)
