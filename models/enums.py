@@ -120,3 +120,5 @@ class TimerKind(StrEnum):
     item_timeout = "item_timeout"  # timeout_ms from its start
     item_overall_timeout = "item_overall_timeout"  # overall_timeout_ms from its creation
     item_due = "item_due"  # its due_at
+    # Of a tenant (no saga, no item): its nightly traceability validation, re-armed each time it fires.
+    trace_validation = "trace_validation"
