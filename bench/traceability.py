@@ -37,13 +37,14 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import Engine, text  # noqa: E402
 
-from bench.support import DEFAULT_DATABASE_URL, loadavg, log, scratch_database  # noqa: E402
+from bench.support import DEFAULT_DATABASE_URL, loadavg, log, pct, scratch_database  # noqa: E402
 from models.principal import Principal, PrincipalType, Scope  # noqa: E402
 from orchestrator.storage.db import make_engine, make_session_factory  # noqa: E402
 from orchestrator.storage.migrate import upgrade  # noqa: E402
@@ -261,6 +262,104 @@ def run_validation(engine: Engine, runs: int, n: int) -> float:
     return median
 
 
+def run_realtime(engine: Engine, transitions: int) -> float:
+    """``transitions`` agent items created, claimed, started and completed as the API does them,
+    one transaction each; the real-time check's time in each (the sum of its calls there)."""
+    from models.work_api import WorkItemCreate
+    from orchestrator.work import claims, items
+
+    try:
+        from orchestrator.traceability import realtime
+    except ImportError:  # a checkout from before the check: the calls' own times only, to compare
+        realtime = None  # type: ignore[assignment]
+
+    factory = make_session_factory(engine)
+    user = Principal(PrincipalType.user, "bench", TENANT, frozenset({Scope.work_read.value, Scope.work_write.value}))
+    agent = Principal(
+        PrincipalType.agent,
+        "agent-rt",
+        TENANT,
+        frozenset({Scope.work_read.value, Scope.work_write.value, Scope.work_claim.value}),
+    )
+    spent: list[float] = []
+    original = realtime.check if realtime is not None else None
+
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        assert original is not None
+        started = time.perf_counter()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            spent.append(time.perf_counter() - started)
+
+    checks: dict[str, list[float]] = {"create": [], "claim": [], "start": [], "complete": []}
+    calls: dict[str, list[float]] = {name: [] for name in checks}
+
+    def measured(name: str, call: Any) -> Any:
+        spent.clear()
+        started = time.perf_counter()
+        result = call()
+        calls[name].append(time.perf_counter() - started)
+        checks[name].append(sum(spent))
+        return result
+
+    if realtime is not None:
+        realtime.check = timed  # audit.py calls it through the module
+    before_cpu, before_pg = cpu_s(), backend_cpu_s(engine)
+    started = time.perf_counter()
+    try:
+        for n in range(transitions):
+            body = WorkItemCreate.model_validate(
+                {
+                    "type": "task",
+                    "title": f"Real-time {n}",
+                    "description": "bench",
+                    "offer": {"type": "agent"},
+                    "relatedGoals": [f"GOAL-{TENANT.upper()}-{n % GOALS:04d}"],
+                }
+            )
+            made = measured("create", lambda b=body: items.create_item(factory, user, b, max_payload_bytes=1 << 20))
+            item_id = made[0].id
+            with factory.begin() as session:
+                claimed = measured(
+                    "claim", lambda s=session, i=item_id: claims.claim(s, agent, i, ttl_s=None, default_ttl_s=60.0)
+                )
+            epoch = claimed.lease_epoch
+            with factory.begin() as session:
+                measured(
+                    "start", lambda s=session, i=item_id, e=epoch: claims.start(s, agent, i, e, default_ttl_s=60.0)
+                )
+            with factory.begin() as session:
+                measured(
+                    "complete",
+                    lambda s=session, i=item_id, e=epoch, r={"n": n}: claims.complete(s, agent, i, e, r),
+                )
+    finally:
+        if realtime is not None and original is not None:
+            realtime.check = original
+    wall = time.perf_counter() - started
+    after_pg = backend_cpu_s(engine)
+    pg = f"{after_pg - before_pg:.1f}" if before_pg is not None and after_pg is not None else "n/a"
+    for name in checks:
+        print(
+            f"  {name:8s} check p50 {pct(checks[name], 0.5) * 1e3:.2f} ms, p99 {pct(checks[name], 0.99) * 1e3:.2f} ms; "
+            f"the whole call p50 {pct(calls[name], 0.5) * 1e3:.2f} ms, p99 {pct(calls[name], 0.99) * 1e3:.2f} ms",
+            flush=True,
+        )
+    print(
+        f"{transitions} items x create/claim/start/complete in {wall:.1f} s wall, "
+        f"bench CPU {cpu_s() - before_cpu:.1f} s, PostgreSQL CPU {pg} s, load {loadavg()} "
+        "(a claim on PostgreSQL is one statement: no audit.record, no check)",
+        flush=True,
+    )
+    if realtime is None:
+        print("no real-time check in this checkout", flush=True)
+        return 0.0
+    p99 = pct([t for name in ("create", "start", "complete") for t in checks[name]], 0.99)
+    print(f"traceability real-time check p99: {p99 * 1e3:.1f} ms", flush=True)
+    return p99
+
+
 def explain(engine: Engine) -> None:
     """EXPLAIN ANALYZE of each check's statement, as the validation runs it."""
     from sqlalchemy import event
@@ -309,6 +408,8 @@ def main() -> None:
             if args.explain:
                 explain(engine)
             run_validation(engine, args.runs, args.items)
+            if args.transitions:
+                run_realtime(engine, args.transitions)
         finally:
             engine.dispose()
 
