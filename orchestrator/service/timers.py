@@ -147,9 +147,10 @@ class TimerService:
         started = time.monotonic()
         if not force and self._nightly_armed is not None and started - self._nightly_armed < NIGHTLY_ARM_EVERY_S:
             return 0
-        self._nightly_armed = started
         with self.sessions.begin() as session:
-            return nightly.ensure_armed(session, self.settings.trace_validation_hour, self.clock())
+            changed = nightly.ensure_armed(session, self.settings.trace_validation_hour, self.clock())
+        self._nightly_armed = started  # only once done: a failed attempt is tried again next pass
+        return changed
 
     def _pause(self) -> float:
         """How long an idle loop sleeps: until the next due time, at most ``timer_poll_s``."""

@@ -5,8 +5,8 @@ and completion"): the chain of the one item an audit row is about, checked as th
 touches, not at the tenant:
 
 - its goal link: on a creation or a change of status, every code the item names in
-  ``relatedGoals`` must be an active goal of its tenant (one primary-key read, only for items
-  that name goals);
+  ``relatedGoals`` must be an active goal of its tenant, if the tenant keeps a goal registry (one
+  primary-key read, only for items that name goals; a second only when one is not active);
 - the action just recorded: an agent's claim, start, completion, failure or evidence has its
   action, and the agent's audited work on the item as many actions as the audit trail says (one
   statement over the item's own rows, by its indexes);
@@ -82,6 +82,11 @@ def _goals(session: Session, item_id: str, tenant: str, codes: Sequence[str]) ->
             select(GOALS.c.code).where(GOALS.c.tenant == tenant, GOALS.c.code.in_(wanted), GOALS.c.status == "active")
         )
     )
+    if active.issuperset(wanted):
+        return []
+    # A tenant that keeps no goal registry names goals as labels: nothing there to link to.
+    if session.scalar(select(GOALS.c.code).where(GOALS.c.tenant == tenant).limit(1)) is None:
+        return []
     return [
         Finding("goalToWorkItemLinkage", code, item_id, f"{item_id} names {code}, which is not an active goal")
         for code in wanted

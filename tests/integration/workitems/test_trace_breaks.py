@@ -5,6 +5,7 @@ tenant; and for each broken link, once: an audit row, a webhook POST, a remediat
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,6 +27,7 @@ from orchestrator.traceability.nightly import key_of, next_run
 from tests.integration.workitems.conftest import Headers, TokenFactory, sessions, task
 from tests.integration.workitems.test_traceability import AGENT_SCOPES, agent_item, goal, validate
 from tests.integration.workitems.test_webhooks import Clock, allow_private, register
+from tests.support import eventually
 from tests.webhook_receiver import Receiver, webhook_receiver
 
 
@@ -79,6 +81,9 @@ def test_an_item_naming_a_goal_not_registered_is_a_broken_link_raised_once(
     client: TestClient, ops: Headers, receiver: Receiver
 ) -> None:
     register(client, ops, receiver.url, ["traceability.broken"])
+    # A tenant that keeps no goal registry names goals as it likes.
+    agent_item(client, ops, related_goals=["GOAL-UNREG-1"])
+    assert break_rows(client) == []
     client.post("/api/v1/goals", json=goal(), headers=ops)
     whole = agent_item(client, ops, related_goals=["GOAL-FINSERV-001"])
     assert break_rows(client) == [] and remediations(client) == []
@@ -230,14 +235,15 @@ def test_the_nightly_validation_is_a_timer_per_tenant_that_raises_each_break_onc
     agent = token("agent:a1", scopes=AGENT_SCOPES)
     token("user:g", tenant="globex")
     item_id = agent_item(client, ops)
-    other = client.post(
-        "/api/v1/work-items", json=task(title="theirs"), headers=token("user:g2", tenant="globex")
-    )
+    other = client.post("/api/v1/work-items", json=task(title="theirs"), headers=token("user:g2", tenant="globex"))
     assert other.status_code == 201, other.text
     epoch = work(client, agent, item_id)
-    assert client.post(
-        f"/api/v1/work-items/{item_id}/complete", json={"lease_epoch": epoch, "result": 1}, headers=agent
-    ).status_code == 200
+    assert (
+        client.post(
+            f"/api/v1/work-items/{item_id}/complete", json={"lease_epoch": epoch, "result": 1}, headers=agent
+        ).status_code
+        == 200
+    )
     assert break_rows(client) == []
     # Broken behind the real-time check's back: a completion's artifact, a gate passage's approval.
     completed = action_id(item_id, "a1", 3)
@@ -323,3 +329,19 @@ def test_the_nightly_hour_is_a_setting_and_a_new_tenant_is_armed(
     }
     with sessions(client)() as session:
         assert session.scalar(select(func.count()).select_from(Timer)) == 2
+
+
+def test_a_running_timer_loop_arms_the_nightly_validation_itself(client: TestClient, ops: Headers) -> None:
+    agent_item(client, ops)
+    w = wiring(client)
+    service = TimerService(w.sessions, w.settings, w.dispatcher)
+    stop = threading.Event()
+    loop = threading.Thread(target=service.run, args=(stop,), daemon=True)
+    loop.start()
+    try:
+        eventually(lambda: "acme" in timers_of_kind(client), timeout=10, what="the nightly timer of acme")
+    finally:
+        stop.set()
+        service.wake.set()
+        loop.join(timeout=10)
+    assert not loop.is_alive()
