@@ -1,10 +1,10 @@
 """The nightly traceability validation (spec §13.1, "Daily: nightly batch validation"): one
 durable timer per tenant (kind ``trace_validation``, key ``trace_validation:<tenant>``), due at the
 configured hour (UTC, ``WORKYARD_TRACE_VALIDATION_HOUR``). Firing runs the tenant's full
-validation in the timer's transaction, records what it finds broken (``breaks``: once per broken
-link, so the same break found again tomorrow opens nothing new) and moves the timer to the same
-hour the next day. Being a row, the timer survives restarts; a process that dies mid-run leaves it
-due, and the next timer loop runs it again.
+validation (right after the timer batch commits, in a transaction of its own), records what it
+finds broken (``breaks``: once per broken link, so the same break found again tomorrow opens
+nothing new) and moves the timer to the same hour the next day. Being a row, the timer survives
+restarts; a process that dies mid-run leaves it due again within ``TAKEN_FOR``.
 
 Which tenants: every tenant with work items or goals. The timer loop arms the missing ones as it
 starts and then hourly (:func:`ensure_armed`), and moves existing ones when the hour is changed.
@@ -16,11 +16,12 @@ with more breaks of one kind has the rest recorded on the following nights.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from datetime import datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import Engine, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -30,12 +31,19 @@ from models.tables import TIMERS, Timer
 from models.trace_tables import ACTIONS, ARTIFACTS
 from models.traceability import TraceabilityValidation
 from models.work_tables import WorkItem, WorkItemCompensation
+from orchestrator.storage.db import make_session_factory
+from orchestrator.storage.unit_of_work import uow_of
 from orchestrator.traceability.realtime import Finding
 from orchestrator.traceability.validate import validate
 from orchestrator.work import trace_alerts
 
+log = logging.getLogger(__name__)
+
 KIND = TimerKind.trace_validation
 FOUND_BY = "nightly"
+# How long a fired timer is held by the run it started: if that run has not moved it to the next
+# night by then (its process died), it comes due again.
+TAKEN_FOR = timedelta(hours=1)
 
 # Every tenant with work items or goals: a walk of the tenant indexes (one probe per tenant, not a
 # scan of a million items).
@@ -92,15 +100,35 @@ def ensure_armed(session: Session, hour: int, now: datetime) -> int:
 
 
 def fire(session: Session, timer: Timer, item: WorkItem | None, now: datetime) -> None:
-    """The tenant's nightly validation: run it, raise what is newly broken, come back tomorrow."""
+    """The tenant's night has come: take the timer for ``TAKEN_FOR`` and run the validation once
+    this batch has committed, in a transaction of its own (:func:`_validate_and_rearm`).
+
+    Not in the batch's transaction: that one holds the row locks of the other timers' items (a
+    lease expiry's, an SLA's) and a million items take seconds to validate; agents' calls on those
+    items would wait as long. A process that dies before the run ends leaves the timer due again
+    ``TAKEN_FOR`` later, and a timer loop then runs it."""
     tenant = timer.payload.get("tenant")
     hour = timer.payload.get("hour")
     if not isinstance(tenant, str) or not isinstance(hour, int):
         return  # not one of ours to re-arm: the loop deletes it
-    run(session, tenant, now)
+    taken_until = now + TAKEN_FOR
     # Moved into the future, the timer stays (the loop deletes only timers still due).
-    timer.due_at = next_run(now, hour)
-    ensure_armed(session, hour, now)
+    timer.due_at = taken_until
+    bind = session.get_bind()
+    engine = bind if isinstance(bind, Engine) else bind.engine
+    key = timer.key
+    uow_of(session).after_commit(lambda: _validate_and_rearm(engine, key, tenant, hour, taken_until, now))
+
+
+def _validate_and_rearm(engine: Engine, key: str, tenant: str, hour: int, taken_until: datetime, now: datetime) -> None:
+    with make_session_factory(engine).begin() as session:
+        timer = session.scalar(select(Timer).where(Timer.key == key).with_for_update())
+        if timer is None or timer.due_at != taken_until:
+            return  # deleted, or moved since (the hour changed): not this run's any more
+        run(session, tenant, now)
+        timer.due_at = next_run(now, hour)
+        ensure_armed(session, hour, now)
+    log.info("traceability validated for tenant %s; next run %s", tenant, next_run(now, hour).isoformat())
 
 
 def run(session: Session, tenant: str, now: datetime) -> tuple[TraceabilityValidation, int]:

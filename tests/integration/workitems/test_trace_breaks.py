@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, func, insert, select, text
 
 from models.base import utcnow
 from models.enums import TimerKind
@@ -23,7 +23,7 @@ from orchestrator.service.timers import TimerService
 from orchestrator.service.webhooks import WebhookSender
 from orchestrator.traceability import realtime
 from orchestrator.traceability.ids import action_id
-from orchestrator.traceability.nightly import key_of, next_run
+from orchestrator.traceability.nightly import TAKEN_FOR, key_of, next_run
 from tests.integration.workitems.conftest import Headers, TokenFactory, sessions, task
 from tests.integration.workitems.test_traceability import AGENT_SCOPES, agent_item, goal, validate
 from tests.integration.workitems.test_webhooks import Clock, allow_private, register
@@ -345,3 +345,36 @@ def test_a_running_timer_loop_arms_the_nightly_validation_itself(client: TestCli
         service.wake.set()
         loop.join(timeout=10)
     assert not loop.is_alive()
+
+
+def test_a_nightly_run_that_dies_leaves_its_timer_due_again_within_the_hour(client: TestClient, ops: Headers) -> None:
+    item_id = agent_item(client, ops)
+    with sessions(client).begin() as session:
+        session.execute(
+            insert(EVENTS).values(
+                item_id=item_id,
+                tenant="acme",
+                action="gate_passed",
+                actor="user:ops",
+                details={"transition": "review->done", "hitl": True, "approvals": [], "evidence": []},
+                at=utcnow(),
+            )
+        )
+    w = wiring(client)
+    clock = Clock(datetime.now(UTC))
+    service = TimerService(w.sessions, w.settings, w.dispatcher, clock=clock)
+    service.arm_nightly()
+    due = timers_of_kind(client)["acme"].due_at
+    # The run fails halfway (a table it reads is gone for the moment), as a process dying would leave it.
+    with sessions(client).begin() as session:
+        session.execute(text("ALTER TABLE trace_epoch RENAME TO trace_epoch_away"))
+    clock.now = due + timedelta(seconds=1)
+    service.tick()
+    assert break_rows(client) == []
+    assert timers_of_kind(client)["acme"].due_at == clock.now + TAKEN_FOR
+    with sessions(client).begin() as session:
+        session.execute(text("ALTER TABLE trace_epoch_away RENAME TO trace_epoch"))
+    clock.now += TAKEN_FOR
+    service.tick()
+    assert [(r["check_name"], r["found_by"]) for r in break_rows(client)] == [("approvalTraceability", "nightly")]
+    assert timers_of_kind(client)["acme"].due_at == due + timedelta(days=1)
