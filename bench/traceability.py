@@ -7,7 +7,8 @@ WORKYARD_DATABASE_URL), migrated to head, is seeded in SQL (INSERT … SELECT ge
 row crosses the wire) with --items work items of one tenant (``acme``) and a twentieth as many of
 another (``globex``, which the validation must skip), then ANALYZEd. Then the tenant's full
 validation (``orchestrator.traceability.validate``, what GET /api/v1/traceability/validate runs)
-runs --runs times, each in its own transaction; the last line says the median.
+runs --runs times, each in its own transaction; the last line says the median. The small
+tenant's validation is timed as often.
 
 The seeded mix (per ``acme`` item; ``globex`` alike):
 - 70% name one of 500 goals in ``relatedGoals``; 520 active goals (20 that no item names) and
@@ -232,6 +233,26 @@ def backend_cpu_s(engine: Engine) -> float | None:
     return total if found else None
 
 
+def run_small_tenant(engine: Engine, runs: int) -> None:
+    """The validation of the small tenant beside the large one (what its nightly run costs)."""
+    factory = make_session_factory(engine)
+    principal = Principal(PrincipalType.user, "bench", OTHER, frozenset({Scope.work_read.value}))
+    walls = []
+    for _ in range(runs):
+        before_pg = backend_cpu_s(engine)
+        started = time.perf_counter()
+        with factory.begin() as session:
+            report = validate(session, principal, None)
+        walls.append(time.perf_counter() - started)
+        after_pg = backend_cpu_s(engine)
+        pg = f"{after_pg - before_pg:.1f}" if before_pg is not None and after_pg is not None else "n/a"
+        print(
+            f"validation of {OTHER} beside it: {walls[-1]:.2f} s wall, PostgreSQL CPU {pg} s, load {loadavg()}, "
+            f"status {report.overall_status}",
+            flush=True,
+        )
+
+
 def run_validation(engine: Engine, runs: int, n: int) -> float:
     factory = make_session_factory(engine)
     principal = Principal(PrincipalType.user, "bench", TENANT, frozenset({Scope.work_read.value}))
@@ -438,6 +459,7 @@ def main() -> None:
             if args.explain:
                 explain(engine)
             run_validation(engine, args.runs, args.items)
+            run_small_tenant(engine, args.runs)
             run_nightly(engine)
             if args.transitions:
                 run_realtime(engine, args.transitions)

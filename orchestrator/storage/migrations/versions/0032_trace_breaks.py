@@ -1,5 +1,6 @@
 """trace_breaks: broken links of traceability chains, found by the real-time check or the nightly
-validation, recorded once each (the work-items spec §13, "Broken Chain Resolution")
+validation, recorded once each (the work-items spec §13, "Broken Chain Resolution"); a partial
+index of the audit rows the validation reads by tenant
 
 Revision ID: 0032
 Revises: 0029
@@ -32,7 +33,18 @@ def upgrade() -> None:
         sa.UniqueConstraint("tenant", "check_name", "subject", name=op.f("uq_trace_breaks_tenant_check_name_subject")),
     )
     op.create_index("ix_trace_breaks_item", "trace_breaks", ["item_id"])
+    # A tenant's audit rows the traceability validation reads (agents' work, gate passages): a small
+    # tenant's nightly run no longer reads every tenant's audit trail. Partial: other rows skip it.
+    traced = sa.text("action IN ('claimed', 'completed', 'evidence', 'failed', 'gate_passed', 'started')")
+    op.create_index(
+        "ix_work_item_events_traced",
+        "work_item_events",
+        ["tenant", "action"],
+        postgresql_where=traced,
+        sqlite_where=traced,
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_work_item_events_traced", table_name="work_item_events")
     op.drop_table("trace_breaks")
