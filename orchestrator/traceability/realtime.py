@@ -5,14 +5,15 @@ and completion"): the chain of the one item an audit row is about, checked as th
 touches, not at the tenant:
 
 - its goal link: on a creation or a change of status, every code the item names in
-  ``relatedGoals`` must be an active goal of its tenant, if the tenant keeps a goal registry (one
-  primary-key read, only for items that name goals; a second only when one is not active);
+  ``relatedGoals`` must be an active goal of its tenant, if the tenant keeps a goal registry;
 - the action just recorded: an agent's claim, start, completion, failure or evidence has its
-  action, and the agent's audited work on the item as many actions as the audit trail says (one
-  statement over the item's own rows, by its indexes);
+  action, and the agent's audited work on the item as many actions as the audit trail says;
 - its artifacts: a completion's or evidence's action has its artifact;
 - its approvals: a gate passage that needed an approval (a human in the loop, or a policy version
   with approval steps) names one.
+
+Both are read in one statement (primary-key reads of the goals, counts over the item's own rows
+by its indexes); a second reads which codes, only when one is not active.
 
 What it finds is handed back as :class:`Finding`s (a broken link, spelled as the validation's
 check names it); the caller records each once (``breaks``) and notifies. Rows this transaction
@@ -25,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import bindparam, select, text
 from sqlalchemy.orm import Session
 
 from models.gate_tables import PolicyRow
@@ -60,33 +61,58 @@ def check(
     """The broken links of item ``item_id``'s chain that this audit row (``action`` by ``actor``)
     shows; ``action_id``: the agent action recorded with it (None if none was)."""
     found: list[Finding] = []
+    wanted = sorted({c for c in related_goals or () if isinstance(c, str)})
+    if not (action == "created" or to_status is not None):
+        wanted = []
+    agent = agent_of(actor) if action in TRACED else None
     # No autoflush: these reads must not write the item's pending changes one statement early
     # (the unit of work writes them with the audit rows).
     with session.no_autoflush:
-        if (action == "created" or to_status is not None) and related_goals:
-            found += _goals(session, item_id, tenant, related_goals)
-        agent = agent_of(actor)
-        if agent is not None and action in TRACED:
-            found += _actions(session, item_id, agent, action, action_id)
+        # One round trip for what the database must say: how many of the codes are active goals,
+        # and how far the agent's audited work and its actions on the item are apart.
+        active, gap = _read(session, item_id, tenant, wanted, agent)
+        if active is not None and active < len(wanted):
+            found += _goals(session, item_id, tenant, wanted)
+        if agent is not None and gap is not None:
+            found += _actions(session, item_id, agent, action, action_id, gap)
         if action == "gate_passed":
             found += _approval(session, item_id, tenant, details or {})
     return found
 
 
-def _goals(session: Session, item_id: str, tenant: str, codes: Sequence[str]) -> list[Finding]:
-    wanted = sorted({c for c in codes if isinstance(c, str)})
-    if not wanted:
+def _read(
+    session: Session, item_id: str, tenant: str, wanted: list[str], agent: str | None
+) -> tuple[int | None, int | None]:
+    """(active goals among ``wanted``, the agent's audited work less its actions): None for what
+    was not asked."""
+    if not wanted and agent is None:
+        return None, None
+    parts: list[str] = []
+    params: dict[str, Any] = {"item": item_id, "tenant": tenant, "actor": f"agent:{agent}", "agent": agent}
+    if wanted:
+        parts.append(_ACTIVE)
+        params["codes"] = wanted
+    if agent is not None:
+        parts.append(_ACTION_GAP)
+    statement = text("SELECT " + ", ".join(parts))
+    if wanted:
+        statement = statement.bindparams(bindparam("codes", expanding=True))
+    row = session.execute(statement, params).one()
+    active = int(row[0]) if wanted else None
+    gap = int(row[-1]) if agent is not None else None
+    return active, gap
+
+
+def _goals(session: Session, item_id: str, tenant: str, wanted: list[str]) -> list[Finding]:
+    """Which of ``wanted`` are no active goal (read only when some are not)."""
+    # A tenant that keeps no goal registry names goals as labels: nothing there to link to.
+    if session.scalar(select(GOALS.c.code).where(GOALS.c.tenant == tenant).limit(1)) is None:
         return []
     active = set(
         session.scalars(
             select(GOALS.c.code).where(GOALS.c.tenant == tenant, GOALS.c.code.in_(wanted), GOALS.c.status == "active")
         )
     )
-    if active.issuperset(wanted):
-        return []
-    # A tenant that keeps no goal registry names goals as labels: nothing there to link to.
-    if session.scalar(select(GOALS.c.code).where(GOALS.c.tenant == tenant).limit(1)) is None:
-        return []
     return [
         Finding("goalToWorkItemLinkage", code, item_id, f"{item_id} names {code}, which is not an active goal")
         for code in wanted
@@ -94,23 +120,24 @@ def _goals(session: Session, item_id: str, tenant: str, codes: Sequence[str]) ->
     ]
 
 
+_ACTIVE = "(SELECT count(*) FROM goals g WHERE g.tenant = :tenant AND g.status = 'active' AND g.code IN :codes)"
 # The agent's audited work on the item that needs an action (since recording began), less the
 # actions it has: what the database holds. The buffered rows of this transaction are added in Python.
-_ACTION_GAP = text(
-    "SELECT (SELECT count(*) FROM work_item_events e WHERE e.item_id = :item AND e.actor = :actor "
+_ACTION_GAP = (
+    "(SELECT count(*) FROM work_item_events e WHERE e.item_id = :item AND e.actor = :actor "
     "AND e.action IN ('claimed', 'started', 'completed', 'failed', 'evidence') "
     "AND e.at >= coalesce((SELECT t.started_at FROM trace_epoch t WHERE t.id = 1), e.at)) "
     "- (SELECT count(*) FROM agent_actions a WHERE a.item_id = :item AND a.agent_id = :agent)"
 )
 
 
-def _actions(session: Session, item_id: str, agent: str, action: str, action_id: str | None) -> list[Finding]:
+def _actions(session: Session, item_id: str, agent: str, action: str, action_id: str | None, gap: int) -> list[Finding]:
+    """``gap``: the agent's audited work on the item less its actions, as the database has them."""
     found: list[Finding] = []
     uow = uow_of(session)
     actor = f"agent:{agent}"
     audited = sum(1 for r in uow.audit if r["item_id"] == item_id and r["actor"] == actor and r["action"] in TRACED)
     recorded = sum(1 for r in uow.actions if r["item_id"] == item_id and r["agent_id"] == agent)
-    gap = int(session.scalar(_ACTION_GAP, {"item": item_id, "actor": actor, "agent": agent}) or 0)
     if action_id is None or gap + audited - recorded > 0:
         found.append(
             Finding(

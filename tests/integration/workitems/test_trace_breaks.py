@@ -378,3 +378,19 @@ def test_a_nightly_run_that_dies_leaves_its_timer_due_again_within_the_hour(clie
     service.tick()
     assert [(r["check_name"], r["found_by"]) for r in break_rows(client)] == [("approvalTraceability", "nightly")]
     assert timers_of_kind(client)["acme"].due_at == due + timedelta(days=1)
+
+
+def test_an_agents_start_finds_the_goal_its_item_serves_retired(
+    client: TestClient, ops: Headers, token: TokenFactory
+) -> None:
+    agent = token("agent:a1", scopes=AGENT_SCOPES)
+    client.post("/api/v1/goals", json=goal(), headers=ops)
+    client.post("/api/v1/goals", json=goal("GOAL-OPS-2"), headers=ops)
+    item_id = agent_item(client, ops, related_goals=["GOAL-FINSERV-001", "GOAL-OPS-2"])
+    retired = client.patch("/api/v1/goals/GOAL-OPS-2", json={"status": "retired"}, headers=ops)
+    assert retired.status_code == 200, retired.text
+    assert break_rows(client) == []
+    work(client, agent, item_id)  # the start: the agent's work and the item's goals, read together
+    assert [(r["check_name"], r["subject"], r["item_id"]) for r in break_rows(client)] == [
+        ("goalToWorkItemLinkage", "GOAL-OPS-2", item_id)
+    ]
