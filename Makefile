@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo up test faults fuzz lint format bench bench-sagas bench-submit bench-next-work bench-claims bench-timers bench-routing bench-metrics clean
+.PHONY: install demo up test faults fuzz lint format bench bench-sagas bench-submit bench-next-work bench-claims bench-timers bench-routing bench-metrics bench-traceability clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "workyard needs Python 3.11 or newer; set PYTHON=python3.11")'
@@ -63,7 +63,7 @@ format: $(STAMP)
 # The work-item benchmarks need a PostgreSQL: WORKYARD_DATABASE_URL, else the one CI machines run.
 BENCH_PG ?= $(or $(WORKYARD_DATABASE_URL),postgresql+psycopg://postgres@127.0.0.1:5432/test)
 
-bench: bench-sagas bench-submit bench-next-work bench-claims bench-timers bench-routing bench-metrics  ## every benchmark below (about 17 minutes)
+bench: bench-sagas bench-submit bench-next-work bench-claims bench-timers bench-routing bench-metrics bench-traceability  ## every benchmark below (about 20 minutes)
 
 bench-sagas: $(STAMP)  ## saga throughput of workyard (SQLite, PostgreSQL) against raw Celery chains
 	WORKYARD_BENCH_DATABASE_URL='$(BENCH_PG)' $(BIN)/python bench/saga_throughput.py
@@ -87,6 +87,9 @@ bench-routing: $(STAMP)  ## routing decision p50/p99 over 1,000 registered agent
 
 bench-metrics: $(STAMP)  ## /metrics scrape p50/p99 with 100,000 sagas and 100,000 items stored (PostgreSQL)
 	$(BIN)/python bench/metrics_scrape.py --database-url '$(BENCH_PG)'
+
+bench-traceability: $(STAMP)  ## a tenant's traceability validation over 1,000,000 items; the real-time check's p99 (PostgreSQL)
+	$(BIN)/python bench/traceability.py --database-url '$(BENCH_PG)'
 
 clean:
 	rm -rf $(VENV) .workyard .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

@@ -113,6 +113,12 @@ class Settings(BaseSettings):
     work_item_max_payload_bytes: int = Field(
         default=256 * 1024, ge=1024, description="Largest payload plus metadata a work item may carry."
     )
+    trace_validation_hour: int = Field(
+        default=2,
+        ge=0,
+        le=23,
+        description="The hour (UTC, 0-23) at which each tenant's traceability chains are validated every night.",
+    )
     remediation_tenant: str = Field(
         default="ops", min_length=1, max_length=64, description="Tenant of remediation items for failed compensations."
     )

@@ -122,3 +122,5 @@ class TimerKind(StrEnum):
     item_due = "item_due"  # its due_at
     # Of a policy check's validator run (fired under the run's item's row lock, once the item ended too):
     validation_give_up = "validation_give_up"  # a run that never answered is given up
+    # Of a tenant (no saga, no item): its nightly traceability validation, re-armed each time it fires.
+    trace_validation = "trace_validation"

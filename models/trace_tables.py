@@ -13,6 +13,7 @@ from sqlalchemy import Index, String, Table, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, utcnow
+from models.tables import BigId
 from models.work_tables import ID_LENGTH
 
 # ACT-{item id}-{agent id}-{sequence}: an item id, an agent id (255) and room for the rest.
@@ -88,7 +89,35 @@ class TraceEpochRow(Base):
     started_at: Mapped[datetime] = mapped_column()
 
 
+class TraceBreakRow(Base):
+    """A broken link of a traceability chain, found by the real-time check (as an item was created,
+    moved or completed) or by the nightly validation. Recorded once per broken link (its check
+    and subject): a break found again, night after night, is the same break, not a new one."""
+
+    __tablename__ = "trace_breaks"
+    __table_args__ = (
+        UniqueConstraint("tenant", "check_name", "subject"),
+        Index("ix_trace_breaks_item", "item_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    tenant: Mapped[str] = mapped_column(String(64))
+    # The validation's check it fails (goalToWorkItemLinkage, workItemToActionLinkage, ...).
+    check_name: Mapped[str] = mapped_column(String(40))
+    # What is broken, as that check lists it: a goal code, an item, action or compensation id.
+    subject: Mapped[str] = mapped_column(String(ARTIFACT_ID_LENGTH))
+    # The work item it concerns (null when none could be named: an id held by no row of ours).
+    item_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))
+    detail: Mapped[str] = mapped_column(Text)
+    # realtime or nightly.
+    found_by: Mapped[str] = mapped_column(String(16))
+    found_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The remediation item opened for it (null: none could be, the item being gone).
+    remediation_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))
+
+
 GOALS = cast(Table, GoalRow.__table__)
 TRACE_EPOCH = cast(Table, TraceEpochRow.__table__)
 ACTIONS = cast(Table, AgentActionRow.__table__)
 ARTIFACTS = cast(Table, ArtifactRow.__table__)
+TRACE_BREAKS = cast(Table, TraceBreakRow.__table__)

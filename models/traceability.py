@@ -85,6 +85,28 @@ class ArtifactRead(BaseModel):
     created_at: datetime = Field(alias="createdAt", description="When it was recorded.")
 
 
+class BrokenLinkRead(BaseModel):
+    """A broken link of a traceability chain, as the real-time check or the nightly validation
+    recorded it (once per link)."""
+
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
+
+    check: str = Field(
+        description="The validation check it fails: goalToWorkItemLinkage, workItemToActionLinkage, "
+        "actionToArtifactLinkage, deterministicIds, compensationTraceability or approvalTraceability."
+    )
+    subject: str = Field(description="What is broken, as that check lists it: a goal code, an item, action or run id.")
+    work_item_id: str | None = Field(alias="workItemId", description="The work item it concerns (null: none known).")
+    detail: str = Field(description="What is wrong, in a sentence.")
+    found_by: Literal["realtime", "nightly"] = Field(
+        alias="foundBy", description="realtime: as the item was created, moved or completed; nightly: the schedule."
+    )
+    found_at: datetime = Field(alias="foundAt", description="When it was first found.")
+    remediation_id: str | None = Field(
+        alias="remediationId", description="The remediation item opened for it (null: none, the item being gone)."
+    )
+
+
 class TraceRead(BaseModel):
     """A work item's trace: the goals it serves, the actions agents took on it, what they produced."""
 
@@ -97,6 +119,9 @@ class TraceRead(BaseModel):
     )
     actions: list[ActionRead] = Field(description="Agents' actions on it, oldest first.")
     artifacts: list[ArtifactRead] = Field(description="What those actions produced, oldest first.")
+    broken_links: list[BrokenLinkRead] = Field(
+        alias="brokenLinks", description="Broken links of its chain found so far, oldest first (each recorded once)."
+    )
 
 
 class _Check(BaseModel):
@@ -213,3 +238,10 @@ class TraceabilityValidation(BaseModel):
         "no record is wrong); broken: a recorded link is missing or an id is wrong.",
     )
     recommended_actions: list[str] = Field(alias="recommendedActions", description="What to do about each failure.")
+    recorded_breaks: list[BrokenLinkRead] = Field(
+        alias="recordedBreaks",
+        description="Broken links the real-time check and the nightly validation recorded (each once), newest "
+        "first: the tenant's, or the one item's. At most 100. They do not change overallStatus, which "
+        "says what the checks find now.",
+    )
+    recorded_breaks_count: int = Field(alias="recordedBreaksCount", description="How many in all.")

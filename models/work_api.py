@@ -43,6 +43,7 @@ WebhookEvent = Literal[
     "saga.sla_warning",
     "saga.sla_breached",
     "saga.escalated",
+    "traceability.broken",
 ]
 WEBHOOK_EVENTS: tuple[str, ...] = get_args(WebhookEvent)
 # What a webhook may subscribe to: one event, or "*" for all (one Literal: one error, listing all).

@@ -16,6 +16,8 @@ ID_LENGTH = 96
 OFFERED_PREDICATE = "is_open = {true} AND deleted_at IS NULL AND claimed_by_id IS NULL AND assignee_id IS NULL"
 # An agent's load as routing counts it (``orchestrator.routing.loads``): the open items it holds a
 # claim on, and the open items routed to it that it has not taken up yet.
+# The audit actions the traceability validation reads by tenant (``orchestrator.traceability.validate``).
+TRACED_EVENTS_PREDICATE = "action IN ('claimed', 'completed', 'evidence', 'failed', 'gate_passed', 'started')"
 AGENT_CLAIMS_PREDICATE = "claimed_by_type = 'agent' AND is_open = {true} AND deleted_at IS NULL"
 AGENT_WAITING_PREDICATE = (
     "assignee_type = 'agent' AND is_open = {true} AND deleted_at IS NULL "
@@ -224,7 +226,19 @@ class WorkItemEvent(Base):
     """The audit trail: every change to a work item, who made it, when, from and to what."""
 
     __tablename__ = "work_item_events"
-    __table_args__ = (Index("ix_work_item_events_item", "item_id", "id"),)
+    __table_args__ = (
+        Index("ix_work_item_events_item", "item_id", "id"),
+        # A tenant's rows the traceability validation reads (agents' work, gate passages): without
+        # it, validating a small tenant reads every tenant's audit trail. Partial: most other rows
+        # (transitions, heartbeats, SLA notes) are written without touching it.
+        Index(
+            "ix_work_item_events_traced",
+            "tenant",
+            "action",
+            postgresql_where=text(TRACED_EVENTS_PREDICATE),
+            sqlite_where=text(TRACED_EVENTS_PREDICATE),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     item_id: Mapped[str] = mapped_column(String(ID_LENGTH))

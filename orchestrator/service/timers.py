@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -31,6 +32,7 @@ from orchestrator.sagas.templates import template_of
 from orchestrator.service.dispatcher import Dispatcher
 from orchestrator.storage.db import SessionFactory, lock_sagas, reading
 from orchestrator.storage.unit_of_work import on_armed
+from orchestrator.traceability import nightly
 from orchestrator.work import stalls, timeouts
 from orchestrator.work.claims import fire_lease_timer
 from orchestrator.work.gates import validations
@@ -57,7 +59,10 @@ ITEM_TIMERS: dict[TimerKind, ItemTimer] = {
     TimerKind.item_overall_timeout: timeouts.fire,
     TimerKind.item_due: timeouts.fire,
     TimerKind.validation_give_up: validations.give_up,
+    TimerKind.trace_validation: nightly.fire,  # a tenant's, not an item's: no item to lock
 }
+# How often a timer loop arms the nightly validation of tenants that have none yet (new tenants).
+NIGHTLY_ARM_EVERY_S = 3600.0
 
 
 class TimerService:
@@ -83,6 +88,8 @@ class TimerService:
         self.wake = threading.Event()
         # Until when the loop sleeps; None while it is awake (it then ticks again anyway).
         self._asleep_until: datetime | None = None
+        # When this loop last armed the tenants' nightly validations (monotonic; None: not yet).
+        self._nightly_armed: float | None = None
 
     def tick(self) -> int:
         """Fire the timers due now and time out the attempts past their deadline; returns how many.
@@ -124,6 +131,7 @@ class TimerService:
                 if stop.is_set():
                     return
                 try:
+                    self.arm_nightly()
                     if tick():
                         continue
                     pause = self._pause()
@@ -134,6 +142,17 @@ class TimerService:
                 self.wake.wait(pause)
         finally:
             stop_alarm()
+
+    def arm_nightly(self, *, force: bool = False) -> int:
+        """Arm the nightly traceability validation of tenants that have none (as the loop starts,
+        then hourly), and move them to the configured hour; how many were armed or moved."""
+        started = time.monotonic()
+        if not force and self._nightly_armed is not None and started - self._nightly_armed < NIGHTLY_ARM_EVERY_S:
+            return 0
+        with self.sessions.begin() as session:
+            changed = nightly.ensure_armed(session, self.settings.trace_validation_hour, self.clock())
+        self._nightly_armed = started  # only once done: a failed attempt is tried again next pass
+        return changed
 
     def _pause(self) -> float:
         """How long an idle loop sleeps: until the next due time, at most ``timer_poll_s``."""

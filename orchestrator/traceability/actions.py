@@ -27,7 +27,7 @@ from orchestrator.traceability.ids import action_id, artifact_id
 # fail, and evidence attached). Others (heartbeats, releases, resumes) are not work done.
 TRACED = frozenset({"claimed", "started", "completed", "failed", "evidence"})
 # Those whose digest names an artifact: the audit detail that holds it, and the artifact's type.
-_ARTIFACTS = {"completed": ("result_sha256", "output"), "evidence": ("sha256", "evidence")}
+ARTIFACT_OF = {"completed": ("result_sha256", "output"), "evidence": ("sha256", "evidence")}
 
 
 def agent_of(actor: str) -> str | None:
@@ -76,7 +76,7 @@ def record(
             "at": at,
         }
     )
-    produced = _ARTIFACTS.get(action)
+    produced = ARTIFACT_OF.get(action)
     digest = (details or {}).get(produced[0]) if produced else None
     if produced is not None and isinstance(digest, str):
         ref = (details or {}).get("evidence") if action == "evidence" else None

@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 from models.principal import Principal, Scope
 from models.trace_tables import AgentActionRow, ArtifactRow, GoalRow
 from models.traceability import ActionRead, ArtifactRead, TraceRead
+from orchestrator.traceability import breaks
 from orchestrator.traceability.goals import view
 from orchestrator.work.access import require
 from orchestrator.work.views import load_item
@@ -45,4 +46,5 @@ def trace(session: Session, principal: Principal, item_id: str) -> TraceRead:
             )
             for a in artifacts
         ],
+        broken_links=[breaks.view(row) for row in breaks.of_item(session, item.id)],
     )

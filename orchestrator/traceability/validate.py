@@ -41,12 +41,13 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from models.base import utcnow
 from models.enums import TERMINAL_SAGA_STATES
 from models.principal import Principal, Scope
+from models.trace_tables import TRACE_BREAKS
 from models.traceability import (
     MAX_LISTED,
     ActionLinkage,
@@ -59,6 +60,7 @@ from models.traceability import (
     WorkItemLinkage,
 )
 from orchestrator.errors import InvalidInput
+from orchestrator.traceability import breaks
 from orchestrator.traceability.actions import TRACED
 from orchestrator.work.access import require
 from orchestrator.work.views import load_item
@@ -273,6 +275,12 @@ def validate(session: Session, principal: Principal, item_id: str | None) -> Tra
             passed=not approval_count, missing_approvals=approvals, missing_approvals_count=approval_count
         ),
     )
+    if one:
+        recorded = list(breaks.of_item(session, str(item_id)))[::-1][:MAX_LISTED]
+        recorded_count = int(session.scalar(select(func.count()).where(TRACE_BREAKS.c.item_id == item_id)) or 0)
+    else:
+        rows, recorded_count = breaks.of_tenant(session, tenant, MAX_LISTED)
+        recorded = list(rows)
     return TraceabilityValidation(
         validation_id=f"VAL-{uuid.uuid4().hex}",
         timestamp=utcnow(),
@@ -281,6 +289,8 @@ def validate(session: Session, principal: Principal, item_id: str | None) -> Tra
         checks=checks,
         overall_status=_status(checks),
         recommended_actions=_recommended(checks),
+        recorded_breaks=[breaks.view(row) for row in recorded],
+        recorded_breaks_count=recorded_count,
     )
 
 

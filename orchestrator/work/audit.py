@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from models.base import utcnow
 from models.work_tables import WorkItem, WorkItemEvent
 from orchestrator.storage.unit_of_work import uow_of
-from orchestrator.traceability import actions
+from orchestrator.traceability import actions, realtime
 
 
 def record(
@@ -46,7 +46,24 @@ def record(
     )
     # An agent's action (spec §13), in the same transaction and at the same time. (The one audit
     # row not written here, a claim on PostgreSQL, has its action recorded by ``claims`` after it.)
-    actions.record(session, item.id, item.tenant, action, actor, details, at)
+    act = actions.record(session, item.id, item.tenant, action, actor, details, at)
+    # The real-time check of the item's chain (spec §13.1): what this row touches, read as it is written.
+    found = realtime.check(
+        session,
+        item_id=item.id,
+        tenant=item.tenant,
+        related_goals=item.related_goals,
+        action=action,
+        actor=actor,
+        to_status=to_status,
+        details=details,
+        action_id=act,
+    )
+    if found:
+        # Imported here: raising a break opens a remediation item, whose creation is audited here.
+        from orchestrator.work import trace_alerts
+
+        trace_alerts.raise_breaks(session, item.tenant, found, "realtime", at)
 
 
 def history(session: Session, item_id: str) -> list[WorkItemEvent]:

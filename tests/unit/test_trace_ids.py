@@ -4,7 +4,10 @@ parts giving the same id."""
 from __future__ import annotations
 
 import hashlib
+import re
 
+from models.work_tables import TRACED_EVENTS_PREDICATE
+from orchestrator.traceability.actions import TRACED
 from orchestrator.traceability.ids import action_id, artifact_id
 
 ITEM = "WI-FINSERV-CHANGE-20251030-A3F9B2C4D5"
@@ -23,3 +26,8 @@ def test_an_artifact_id_is_its_action_type_and_content_hash() -> None:
     assert artifact_id(action, "log", digest) == f"ART-{action}-log-{digest[:6].upper()}"
     assert artifact_id(action, "log", digest) == artifact_id(action, "log", hashlib.sha256(b"the log").hexdigest())
     assert artifact_id(action, "log", digest) != artifact_id(action, "log", hashlib.sha256(b"another").hexdigest())
+
+
+def test_the_audit_index_of_traceability_holds_every_action_the_validation_reads_by_tenant() -> None:
+    # A partial index that missed one would leave its check reading every tenant's audit trail.
+    assert set(re.findall(r"'(\w+)'", TRACED_EVENTS_PREDICATE)) == TRACED | {"gate_passed"}

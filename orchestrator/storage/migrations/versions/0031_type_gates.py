@@ -1,7 +1,7 @@
 """a work-item type's gates: the policy that gates every item of the type, and its human in the loop
 
-Revision ID: 0033
-Revises: 0029
+Revision ID: 0031
+Revises: 0030
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0033"
-down_revision = "0029"
+revision = "0031"
+down_revision = "0030"
 branch_labels = None
 depends_on = None
 
