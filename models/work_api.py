@@ -671,8 +671,8 @@ class WorkItemTypeCreate(BaseModel):
         default=None,
         alias="approvalPolicyId",
         description=(
-            "The policy that gates every item of this type (an operator's, registered first; a tenant's own "
-            "policy of the same id gates that tenant's items). An item may name only this policy; null: none."
+            "The operators' policy that gates every item of this type (registered first; a tenant's own policy "
+            "of the same id does not loosen it). An item may name only this policy; null: none."
         ),
     )
     hitl: Hitl | None = Field(

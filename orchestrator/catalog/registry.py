@@ -256,9 +256,13 @@ def _check(session: Session, owner: str, effective: dict[str, Any]) -> bool:
         problems.append({"path": "includes", "message": f"would create {count} items; at most {MAX_ITEMS}"})
     item_type = get_type(session, effective["type"])  # an unknown type: a 422 naming "type"
     gating = item_type.approval_policy_id
-    if policy is not None and gating is not None and policy != gating:
+    if gating is not None:
         message = f"{item_type.name} items are gated by policy {gating!r}; a template may name only that one"
-        problems.append({"path": "approvalPolicyId", "message": message})
+        if policy is not None and policy != gating:
+            problems.append({"path": "approvalPolicyId", "message": message})
+        named = (item.get("payload") or {}).get(POLICY_FIELD)
+        if isinstance(named, str) and named != gating and not all_placeholders(named):
+            problems.append({"path": f"item.payload.{POLICY_FIELD}", "message": message})
     schema_checked = False
     if not problems:
         samples = {name: sample(spec) for name, spec in params.items()}

@@ -175,6 +175,9 @@ class SqlSagaStore:
     ) -> list[str]:
         if members is None:
             return [links.open_item(self.session, saga, spec, index, phase, attempt, item_spec, now)]
+        for n, each in members:
+            # All or none: a member that cannot be made fails the step before any item is opened.
+            links.checked_item(self.session, saga, spec, index, item_spec, member=n, each=each)
         return [
             links.open_item(self.session, saga, spec, index, phase, attempt, item_spec, now, member=n, each=each)
             for n, each in members

@@ -57,24 +57,19 @@ def item_values(saga: SagaRun, spec: TemplateSpec, step: StepSpec) -> dict[str, 
     }
 
 
-def open_item(
+def checked_item(
     session: Session,
     saga: SagaRun,
     spec: TemplateSpec,
     index: int,
-    phase: Phase,
-    attempt: int,
     item_spec: WorkItemStepSpec,
-    now: datetime,
     *,
     member: int | None = None,
     each: Any = None,
-) -> str:
-    """Create the item a step attempt waits on; returns its id.
-
-    The id comes from the saga, step, phase and attempt, so opening the same attempt twice (a
-    redelivered timer, a retried transaction) names the same item.
-    """
+) -> dict[str, Any]:
+    """The item a step attempt would open, rendered from the saga's data and checked against its
+    type (schema, risk, policy): raises ``ItemSpecError`` or ``InvalidInput`` if it cannot be made.
+    A fan-out checks every member this way before opening any, so none is left open alone."""
     step = spec.steps[index]
     values = item_values(saga, spec, step)
     if member is not None:
@@ -103,6 +98,29 @@ def open_item(
         item_type,
         {k: rendered[k] for k in ("title", "description", "payload") if rendered[k] is not None},
     )
+    return dict(rendered)
+
+
+def open_item(
+    session: Session,
+    saga: SagaRun,
+    spec: TemplateSpec,
+    index: int,
+    phase: Phase,
+    attempt: int,
+    item_spec: WorkItemStepSpec,
+    now: datetime,
+    *,
+    member: int | None = None,
+    each: Any = None,
+) -> str:
+    """Create the item a step attempt waits on; returns its id.
+
+    The id comes from the saga, step, phase and attempt, so opening the same attempt twice (a
+    redelivered timer, a retried transaction) names the same item.
+    """
+    step = spec.steps[index]
+    rendered = checked_item(session, saga, spec, index, item_spec, member=member, each=each)
     if saga.tenant == ALL_TENANTS:
         raise ItemSpecError("a saga of no tenant opens no work items: submit it for a tenant")
     # A saga's items open in its own tenant, whatever the template says (registration refused

@@ -18,13 +18,13 @@ from models.agents import RiskLevel
 from models.hitl import Hitl
 from models.lifecycles import TYPE_LIFECYCLES
 from models.policies import POLICY_FIELD
-from models.principal import ALL_TENANTS, Principal
+from models.principal import Principal
 from models.schemas import SchemaProblem, check_schema, validator_for
 from models.work_api import WorkItemTypeCreate
 from models.work_item_types import BUILTIN_TYPES, RISK_ORDER, WorkItemType
 from models.work_tables import WorkItemTypeRow
 from orchestrator.errors import Conflict, InvalidInput
-from orchestrator.work.gates.policies import live_for
+from orchestrator.work.gates.policies import operators_live
 
 _REQUIRED = re.compile(r"^'(.+)' is a required property$")
 
@@ -67,7 +67,7 @@ def register_type(session: Session, body: WorkItemTypeCreate, principal: Princip
             details=[{"path": exc.path, "message": exc.message}],
         ) from exc
     policy = body.approval_policy_id
-    if policy is not None and live_for(session, ALL_TENANTS, policy) is None:
+    if policy is not None and not operators_live(session, policy):
         # Types are every tenant's: the policy gating one must be there for every tenant.
         raise InvalidInput(
             f"no operator's policy {policy!r}: register it first with an all-tenant token (POST /api/v1/policies)",

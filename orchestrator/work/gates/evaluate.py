@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session
 from models.gate_tables import ApprovalRow, EvidenceRow, PolicyRow, ValidationRow
 from models.lifecycles import LIFECYCLES, Lifecycle
 from models.policies import MissingItem, PolicySpec
+from models.principal import ALL_TENANTS
 from models.work_item_types import RISK_ORDER, WorkItemType, effective_risk
 from models.work_tables import WorkItem, WorkItemEvent
 from orchestrator.errors import Conflict
@@ -96,6 +97,22 @@ def _policy(item: WorkItem, item_type: WorkItemType | None) -> str | None:
     return policy_id_of(item) or (item_type.approval_policy_id if item_type is not None else None)
 
 
+def live_policy(session: Session, item: WorkItem, policy_id: str) -> tuple[PolicyRow, PolicySpec] | None:
+    """The live version of ``policy_id`` as it gates ``item`` (see :func:`_live`)."""
+    return _live(session, item, types_of(session, [item.type]).get(item.type), policy_id)
+
+
+def _live(
+    session: Session, item: WorkItem, item_type: WorkItemType | None, policy_id: str
+) -> tuple[PolicyRow, PolicySpec] | None:
+    """A type's policy is the operators' (a type is every tenant's, and a tenant's own policy of
+    the same id may not loosen the gate the operators put on it); else the item's tenant's own,
+    falling back to the operators'."""
+    if item_type is not None and item_type.approval_policy_id == policy_id:
+        return live_for(session, ALL_TENANTS, policy_id)
+    return live_for(session, item.tenant, policy_id)
+
+
 def gate_of(session: Session, item: WorkItem) -> Gate | None:
     """The item's gate, or None when nothing gates it (no policy named by it or its type, no hitl
     required by its routing rule or its type)."""
@@ -106,7 +123,7 @@ def gate_of(session: Session, item: WorkItem) -> Gate | None:
     )
     if policy_id is None and not hitl:
         return None
-    found = live_for(session, item.tenant, policy_id) if policy_id is not None else None
+    found = _live(session, item, item_type, policy_id) if policy_id is not None else None
     return Gate(
         item=item,
         lifecycle=LIFECYCLES[item.lifecycle],

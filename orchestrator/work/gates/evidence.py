@@ -24,8 +24,7 @@ from models.work_tables import WorkItem
 from orchestrator.errors import Conflict, InvalidInput
 from orchestrator.work import audit
 from orchestrator.work.access import require
-from orchestrator.work.gates.evaluate import policy_of
-from orchestrator.work.gates.policies import live_for
+from orchestrator.work.gates.evaluate import live_policy, policy_of
 from orchestrator.work.views import load_item
 
 
@@ -197,7 +196,7 @@ def _check_policy(session: Session, item: WorkItem, policy_id: str | None, body:
                 details=[{"path": "policyId", "message": "required when checks are named"}],
             )
         return None
-    found = live_for(session, item.tenant, policy_id)
+    found = live_policy(session, item, policy_id)
     if found is None:
         raise InvalidInput(
             f"no policy {policy_id!r}",

@@ -68,11 +68,14 @@ def retire(session: Session, principal: Principal, policy_id: str, tenant: str |
     would hold for good. Retiring a retired policy adds nothing."""
     require(principal, Scope.policies_write)
     owner = tenant_for_write(principal, tenant) if tenant or not principal.all_tenants else ALL_TENANTS
+    # Taken before anything is read: a create or a type naming the policy meanwhile either
+    # committed already (and is counted below) or waits, then finds it retired.
+    _anchor(session, [owner], policy_id, exclusive=True)
     latest = _latest(session, owner, policy_id, lock=True)
     if latest is None:
-        if owner != ALL_TENANTS and _latest(session, ALL_TENANTS, policy_id) is not None:
+        if not principal.all_tenants and _latest(session, ALL_TENANTS, policy_id) is not None:
             raise Forbidden(f"policy {policy_id!r} is an operator's; only an all-tenant token may retire it")
-        raise NotFound(f"no policy {policy_id!r}")
+        raise NotFound(f"no policy {policy_id!r}" + (f" of tenant {owner!r}" if owner != ALL_TENANTS else ""))
     if latest.body.get(RETIRED):
         return read(latest)
     users = _users(session, owner, policy_id)
@@ -121,12 +124,31 @@ def check_usable(session: Session, tenant: str, payload: Any) -> None:
     policy_id = payload.get(POLICY_FIELD) if isinstance(payload, dict) else None
     if not isinstance(policy_id, str) or not policy_id:
         return
+    _anchor(session, [tenant, ALL_TENANTS], policy_id, exclusive=False)
     rows = [row for owner in (tenant, ALL_TENANTS) if (row := _latest(session, owner, policy_id)) is not None]
     if rows and all(row.body.get(RETIRED) for row in rows):
         raise InvalidInput(
             f"policy {policy_id!r} is retired; name a live policy (or register it again)",
             details=[{"path": f"payload.{POLICY_FIELD}", "message": f"{policy_id!r} is retired"}],
         )
+
+
+def operators_live(session: Session, policy_id: str) -> bool:
+    """Whether the operators' policy of this id is live, held so until the transaction ends (a
+    retire waits for it; see :func:`_anchor`)."""
+    _anchor(session, [ALL_TENANTS], policy_id, exclusive=False)
+    return live_for(session, ALL_TENANTS, policy_id) is not None
+
+
+def _anchor(session: Session, owners: list[str], policy_id: str, *, exclusive: bool) -> None:
+    """Row-lock the first version of each owner's policy of this id, a row no write ever changes:
+    retiring takes it exclusively, naming the policy (an item, a type) shares it, so a retire and
+    a use of the policy happen one after the other and each sees the other's outcome. (SQLite runs
+    one writer at a time: no lock is needed there, and none is taken.)"""
+    query = select(PolicyRow.tenant).where(
+        PolicyRow.tenant.in_(owners), PolicyRow.id == policy_id, PolicyRow.version == 1
+    )
+    session.execute(query.with_for_update(read=not exclusive))
 
 
 def listed(session: Session, principal: Principal) -> list[PolicyRead]:

@@ -236,9 +236,17 @@ def _timer_key(run_id: str) -> str:
 def _take(session: Session, run_id: str) -> tuple[ValidationRow, WorkItem] | None:
     """The run, if this transaction is the one to settle it (it was pending), and its item row-locked.
 
-    Taken by a conditional UPDATE, not a row lock: SQLite has none, and a report delivered twice
-    (or a report and the give-up timer) may be applied by two transactions at once. Only the one
-    that moves it off pending settles it."""
+    The item is locked first, as a request for the check locks it before it gives up a stale run:
+    the same order everywhere, so the two never wait on each other. The run is then taken by a
+    conditional UPDATE, not a row lock: SQLite has none, and a report delivered twice (or a report
+    and the give-up timer) may be applied by two transactions at once. Only the one that moves it
+    off pending settles it."""
+    item_id = session.scalar(select(ValidationRow.item_id).where(ValidationRow.id == run_id))
+    if item_id is None:
+        return None
+    item = session.scalar(select(WorkItem).where(WorkItem.id == item_id).with_for_update())
+    if item is None:
+        return None
     taken = session.execute(
         update(ValidationRow)
         .where(ValidationRow.id == run_id, ValidationRow.state == "pending")
@@ -251,9 +259,6 @@ def _take(session: Session, run_id: str) -> tuple[ValidationRow, WorkItem] | Non
         select(ValidationRow).where(ValidationRow.id == run_id).execution_options(populate_existing=True)
     )
     if row is None:
-        return None
-    item = session.scalar(select(WorkItem).where(WorkItem.id == row.item_id).with_for_update())
-    if item is None:
         return None
     return row, item
 

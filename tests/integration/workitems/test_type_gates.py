@@ -182,3 +182,35 @@ def test_an_item_of_a_type_with_a_human_in_the_loop_goes_only_to_a_supervised_ag
     assert why == "autonomy L1 is below L2, which an item with a human in the loop needs"
     # A task (no human in the loop) goes to the more proficient one.
     assert fleet.item(offer={"type": "agent"})["assignee"] == {"type": "agent", "id": "solo"}
+
+
+def test_a_tenants_own_policy_of_the_same_id_does_not_loosen_a_types_gate(
+    client: TestClient, token: TokenFactory
+) -> None:
+    gated_type(client, token)
+    tenants = token("user:compliance", scopes=["policies:write", "policies:read"])
+    lax = {"id": "vendor-change", "approvalSteps": [], "gates": ["review->done"]}
+    assert client.post("/api/v1/policies", json=lax, headers=tenants).status_code == 201
+    alice = token("user:alice")
+    for payload in ({}, {"approvalPolicyId": "vendor-change"}):
+        item_id = item(client, alice, **payload).json()["id"]
+        to_review(client, alice, item_id)
+        done = client.post(f"/api/v1/work-items/{item_id}/transition", json={"to": "done"}, headers=alice)
+        assert missing(done) == [("approval", "approvalSteps.0")], payload
+
+
+def test_a_template_naming_another_policy_in_its_items_payload_is_refused(
+    client: TestClient, token: TokenFactory
+) -> None:
+    gated_type(client, token)
+    author = token("user:ann", scopes=["templates:write", "work:read", "work:write"])
+    template = {
+        "name": "vendor:keys",
+        "version": "1.0.0",
+        "title": "vendor key rotation",
+        "type": "vendor.change",
+        "item": {"title": "rotate the vendor's keys", "payload": {"approvalPolicyId": "a-weaker-one"}},
+    }
+    refused = client.post("/api/v1/work-item-templates", json=template, headers=author)
+    assert refused.status_code == 422, refused.text
+    assert "item.payload.approvalPolicyId" in [d["path"] for d in error(refused)["details"]]
