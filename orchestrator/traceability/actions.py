@@ -4,7 +4,9 @@ Every audit row goes through ``orchestrator.work.audit``, which calls :func:`rec
 written exactly when its audit row is, in the same transaction. The one exception is a claim on
 PostgreSQL, one statement that writes its audit row itself (``orchestrator.work.claim_statement``):
 ``orchestrator.work.claims`` records its action here right after it, once the row is locked (the
-statement's own reads would number it from before the lock). A retried idempotent
+statement's own reads would number it from before the lock); a claim batch
+(``orchestrator.work.claim_batches``) writes its claims' actions together before it commits. A
+retried idempotent
 call writes no audit row (claims and transitions answer a retry from what the first call did),
 so it makes no second action.
 """
