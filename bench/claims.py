@@ -6,12 +6,14 @@
 A fresh PostgreSQL schema ``bench_cl_<random>`` on the database named by --database-url (or
 WORKYARD_DATABASE_URL), migrated to head, gets --items open, unassigned tasks offered to agents
 (``{offer_type: 'agent'}``) in one tenant, and PostgreSQL's statistics are brought up to date
-(``ANALYZE``, as autovacuum would after such a load). Then --claimers threads, each with its own
-session and each claim in its own transaction (as the API does), call ``claim_next`` until it
-finds nothing. Prints claims/s, p50/p99 claim latency, the CPU a claim costs (the claimers' Python
-process; on PostgreSQL also their backends, read from /proc when the server is local),
-and checks that every item was claimed exactly once (by the claimers' own tally and by the audit
-trail). The schema (or SQLite file) is dropped unless --keep.
+(``ANALYZE``, as autovacuum would after such a load). Then --claimers threads, as the API's
+request threads do, call claim-next until it finds nothing, through the API's own path: the
+process's claim batcher (``orchestrator/work/claim_batches.py``, with the server's default
+settings unless --transactions / --batch-max say otherwise), which runs a few claim transactions
+at once, each claiming for every call waiting. Prints claims/s, p50/p99 claim latency, the CPU a
+claim costs (the claimers' Python process; on PostgreSQL also their backends, read from /proc
+when the server is local), and checks that every item was claimed exactly once (by the
+claimers' own tally and by the audit trail). The schema (or SQLite file) is dropped unless --keep.
 """
 
 from __future__ import annotations
@@ -43,18 +45,20 @@ from bench.support import (  # noqa: E402
     proc_cpu_s,
     scratch_database,
 )
+from config.settings import Settings  # noqa: E402
 from models.principal import Principal, PrincipalType  # noqa: E402
 from models.work_tables import EVENTS, WORK_ITEMS, WorkItem, WorkItemEvent  # noqa: E402
 from orchestrator.storage.db import make_engine, make_session_factory  # noqa: E402
 from orchestrator.storage.migrate import upgrade  # noqa: E402
-from orchestrator.work.claims import claim_next  # noqa: E402
+from orchestrator.work.claim_batches import ClaimBatcher  # noqa: E402
 
 TENANT = "acme"
 BATCH = 1_000
 
 
 def claims_engine(url: str, claimers: int) -> Engine:
-    """workyard's engine, with a connection for every claimer (make_engine's PostgreSQL pool holds 15)."""
+    """workyard's engine, with a connection for every claimer (make_engine's PostgreSQL pool holds
+    15), so that the pool is never what claimers wait for."""
     return make_engine(url, pool_size=claimers, max_overflow=0)
 
 
@@ -150,8 +154,10 @@ def backends_cpu_s(pids: list[int]) -> float | None:
     return sum(r for r in readings if r is not None) if pids and None not in readings else None
 
 
-def run_claimers(engine: Engine, claimers: int, total: int) -> tuple[list[Claimer], float, float, Cpu]:
-    sessions = make_session_factory(engine)
+def run_claimers(
+    engine: Engine, claimers: int, total: int, transactions: int, batch_max: int
+) -> tuple[list[Claimer], float, float, Cpu]:
+    batcher = ClaimBatcher(make_session_factory(engine), transactions=transactions, batch_max=batch_max)
     pids = backend_pids(engine, claimers)
     workers = [Claimer(agent(n)) for n in range(claimers)]
     barrier = threading.Barrier(claimers + 1)
@@ -163,8 +169,7 @@ def run_claimers(engine: Engine, claimers: int, total: int) -> tuple[list[Claime
         try:
             while True:
                 started = time.perf_counter()
-                with sessions.begin() as session:
-                    item = claim_next(session, me.principal, ttl_s=None, default_ttl_s=300)
+                item = batcher.claim_next(me.principal, ttl_s=None, default_ttl_s=300)
                 elapsed = time.perf_counter() - started
                 if item is None:
                     break
@@ -237,13 +242,27 @@ def main() -> None:
         default=os.environ.get("WORKYARD_DATABASE_URL", DEFAULT_DATABASE_URL),
         help="PostgreSQL URL; a scratch schema is made in it (default WORKYARD_DATABASE_URL or the local test DB)",
     )
+    defaults = Settings.model_fields
+    parser.add_argument(
+        "--transactions",
+        type=int,
+        default=defaults["work_claim_transactions"].default,
+        help="claim transactions at once (default: the server's, WORKYARD_WORK_CLAIM_TRANSACTIONS's default)",
+    )
+    parser.add_argument(
+        "--batch-max",
+        type=int,
+        default=defaults["work_claim_batch_max"].default,
+        help="claims one transaction serves at most (default: the server's)",
+    )
     parser.add_argument("--sqlite", action="store_true", help="run on a SQLite file instead of PostgreSQL")
     parser.add_argument("--keep", action="store_true", help="keep the scratch schema / SQLite file")
     args = parser.parse_args()
     backend = "SQLite" if args.sqlite else "PostgreSQL"
     print(
         f"{args.claimers} claimers draining {args.items:,} agent-offered items on {backend}, "
-        f"one transaction per claim, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}",
+        f"at most {args.transactions} claim transactions of up to {args.batch_max} claims, "
+        f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}",
         flush=True,
     )
     with scratch_database(None if args.sqlite else args.database_url, prefix="bench_cl", keep=args.keep) as url:
@@ -254,7 +273,7 @@ def main() -> None:
             ids = seed(engine, args.items, args.seed)
             log(f"  seeded {len(ids):,} items in {time.perf_counter() - started:.1f} s")
             floor = commit_floor(engine)
-            workers, start, end, cpu = run_claimers(engine, args.claimers, len(ids))
+            workers, start, end, cpu = run_claimers(engine, args.claimers, len(ids), args.transactions, args.batch_max)
             problems = verify(engine, ids, workers)
         finally:
             engine.dispose()

@@ -88,6 +88,17 @@ class Settings(BaseSettings):
         description="An agent that beats its lease this long without reporting progress is stalled (notified), "
         "unless the item names its own stall ladder.",
     )
+    work_claim_transactions: int = Field(
+        default=3,
+        ge=1,
+        le=64,
+        description="Claim transactions one API process runs at once. Claim-next calls that find them busy wait "
+        "in the process and are claimed together by the next one (one commit for all), instead of each holding "
+        "a database connection and contending for the head of the queue.",
+    )
+    work_claim_batch_max: int = Field(
+        default=32, ge=1, le=1000, description="The most claim-next calls one claim transaction serves."
+    )
     agent_stale_after_s: float = Field(
         default=90.0,
         gt=0,

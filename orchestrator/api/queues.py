@@ -13,7 +13,7 @@ from orchestrator.api.auth import PrincipalDep
 from orchestrator.api.deps import get_wiring, mark_live
 from orchestrator.api.errors import responses
 from orchestrator.service.wiring import Wiring
-from orchestrator.work import claims, next_work, queues
+from orchestrator.work import next_work, queues
 
 router = APIRouter(prefix="/api/v1", tags=["queues"])
 WiringDep = Annotated[Wiring, Depends(get_wiring)]
@@ -110,12 +110,11 @@ def group_queue(
 def claim_next(wiring: WiringDep, principal: PrincipalDep, body: ClaimRequest | None = None) -> WorkItemRead | Response:
     """Claim the best available item (204 when the queue is empty)."""
     mark_live(wiring, principal)
-    with wiring.sessions.begin() as session:
-        item = claims.claim_next(
-            session,
-            principal,
-            ttl_s=body.ttl_s if body else None,
-            default_ttl_s=wiring.settings.work_lease_ttl_s,
-            default_stall_after_s=wiring.settings.work_stall_after_s,
-        )
+    # Concurrent calls share a claim transaction (claim_batches): one commit for several claims.
+    item = wiring.claim_batcher.claim_next(
+        principal,
+        ttl_s=body.ttl_s if body else None,
+        default_ttl_s=wiring.settings.work_lease_ttl_s,
+        default_stall_after_s=wiring.settings.work_stall_after_s,
+    )
     return item if item is not None else Response(status_code=204)

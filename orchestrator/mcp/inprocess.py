@@ -55,10 +55,11 @@ class InProcessBackend:
             return queues.available(session=session, principal=self.principal, limit=limit, cursor=cursor)
 
     def claim_next(self, *, ttl_s: float | None = None) -> WorkItemRead | None:
-        with self._writing() as session:
-            return claims.claim_next(
-                session=session,
-                principal=self.principal,
+        # As the route does: through the process's claim batcher (claim_batches).
+        mark_live(self.wiring, self.principal, "mcp")
+        with _database_errors():
+            return self.wiring.claim_batcher.claim_next(
+                self.principal,
                 ttl_s=ttl_s,
                 default_ttl_s=self._default_ttl_s,
                 default_stall_after_s=self.wiring.settings.work_stall_after_s,

@@ -17,6 +17,7 @@ from orchestrator.service.recovery import ReportRecovery
 from orchestrator.service.redis_loss import RedisLoss
 from orchestrator.service.timers import TimerService
 from orchestrator.storage.db import SessionFactory, make_engine, make_session_factory
+from orchestrator.work.claim_batches import ClaimBatcher
 from orchestrator.work.webhook_targets import Resolver, system_resolver
 from workers.broker.reports import redis_server
 from workers.celery.app import broker_redis_client, create_app, redis_client
@@ -39,6 +40,15 @@ class Wiring:
     @cached_property
     def sessions(self) -> SessionFactory:
         return make_session_factory(self.engine)
+
+    @cached_property
+    def claim_batcher(self) -> ClaimBatcher:
+        """This process's claim-next calls, claimed a few transactions at a time (see claim_batches)."""
+        return ClaimBatcher(
+            self.sessions,
+            transactions=self.settings.work_claim_transactions,
+            batch_max=self.settings.work_claim_batch_max,
+        )
 
     @cached_property
     def app(self) -> Celery:

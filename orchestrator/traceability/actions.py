@@ -4,7 +4,9 @@ Every audit row goes through ``orchestrator.work.audit``, which calls :func:`rec
 written exactly when its audit row is, in the same transaction. The one exception is a claim on
 PostgreSQL, one statement that writes its audit row itself (``orchestrator.work.claim_statement``):
 ``orchestrator.work.claims`` records its action here right after it, once the row is locked (the
-statement's own reads would number it from before the lock). A retried idempotent
+statement's own reads would number it from before the lock); a claim batch
+(``orchestrator.work.claim_batches``) writes its claims' actions together before it commits. A
+retried idempotent
 call writes no audit row (claims and transitions answer a retry from what the first call did),
 so it makes no second action.
 """
@@ -105,7 +107,33 @@ def record_claim(session: Session, item_id: str, tenant: str, agent: str, at: da
     if any(r["item_id"] == item_id and r["agent_id"] == agent for r in uow.actions):
         record(session, item_id, tenant, "claimed", f"agent:{agent}", None, at)
         return
+    deferred = session.info.get(_DEFERRED)
+    if deferred is not None:
+        deferred.append((item_id, agent, tenant, at))
+        return
     driver_sql.execute(session, _CLAIMED, {"item": item_id, "agent": agent, "tenant": tenant, "at": at})
+
+
+# The session.info key of the claims' actions a claim batch writes together (see defer_claims).
+_DEFERRED = "workyard_deferred_claim_actions"
+
+
+def defer_claims(session: Session) -> None:
+    """From now on in this transaction, :func:`record_claim` keeps its actions for
+    :func:`write_claims`, which writes them in one statement (a claim batch of
+    ``orchestrator.work.claim_batches``: one round trip for its claims' actions, not one each).
+    Only for a transaction that claims each item once and records no other action of the
+    claiming agents on the claimed items before ``write_claims``: their numbers are taken then."""
+    session.info[_DEFERRED] = []
+
+
+def write_claims(session: Session) -> None:
+    """Write the actions :func:`record_claim` kept since :func:`defer_claims`, each numbered after
+    its agent's last on its item (the claims hold the items' rows, so nobody numbers them meanwhile)."""
+    deferred: list[tuple[str, str, str, datetime]] = session.info.pop(_DEFERRED, None) or []
+    if deferred:
+        items, agents, tenants, ats = (list(column) for column in zip(*deferred, strict=True))
+        driver_sql.execute(session, _CLAIMS, {"items": items, "agents": agents, "tenants": tenants, "ats": ats})
 
 
 # {sequence:03d}: at least three digits, more once past 999 (``ids.action_id``).
@@ -117,4 +145,14 @@ _CLAIMED = driver_sql.DriverStatement(
     "FROM (SELECT coalesce(max(a.sequence), 0) + 1 AS n FROM agent_actions a "
     "WHERE a.item_id = $1::varchar AND a.agent_id = $2::varchar) AS next",
     ("item", "agent", "tenant", "at"),
+)
+# The same for many claims at once (distinct items), from arrays.
+_CLAIMS = driver_sql.DriverStatement(
+    "INSERT INTO agent_actions (id, tenant, item_id, agent_id, sequence, kind, at) "
+    "SELECT 'ACT-' || c.item || '-' || c.agent || '-' || lpad(next.n::text, greatest(3, length(next.n::text)), '0'), "
+    "c.tenant, c.item, c.agent, next.n, 'claimed', c.at "
+    "FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::timestamptz[]) AS c(item, agent, tenant, at) "
+    "CROSS JOIN LATERAL (SELECT coalesce(max(a.sequence), 0) + 1 AS n FROM agent_actions a "
+    "WHERE a.item_id = c.item AND a.agent_id = c.agent) AS next",
+    ("items", "agents", "tenants", "ats"),
 )

@@ -76,11 +76,13 @@ def claim_next(
     ttl_s: float | None,
     default_ttl_s: float,
     default_stall_after_s: float | None = None,
+    now: datetime | None = None,
 ) -> WorkItemRead | None:
     """Claim the best item offered to the principal that it can go to work on now (see
-    ``actionable``): highest priority, then oldest."""
+    ``actionable``): highest priority, then oldest. ``now``: the claim's time, when the caller
+    claims for several principals in one transaction (``claim_batches``)."""
     require(principal, Scope.work_claim)
-    now = utcnow()
+    now = now or utcnow()
     # Three probes instead of one OR-ed query, so that each walks an index in queue order and
     # stops at its first free row: the open queue (the partial index ix_work_items_offered), items
     # assigned to the caller, and items whose holder's lease lapsed. Then the best of the three.

@@ -1,0 +1,56 @@
+"""What the claim statement reads on PostgreSQL: not every item claimed before it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from orchestrator.storage.db import make_session_factory
+from orchestrator.work import claim_statement, claims, stalls
+from tests.integration.workitems.test_claim_statement import TTL_S, agent, create, database
+
+
+def nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield plan
+    for child in plan.get("Plans", ()):
+        yield from nodes(child)
+
+
+@pytest.mark.postgres
+def test_the_lapsed_lease_probe_does_not_read_every_claimed_item(tmp_path: Path) -> None:
+    """Statistics taken before anything was claimed (as after a bulk load) once sent the
+    lapsed-lease probe through every claimed item of the tenant on every claim, none of them
+    lapsed: a claim's cost grew with the number of items claimed."""
+    held, free = 60, 10
+    with database("postgres", tmp_path) as engine:
+        sessions = make_session_factory(engine)
+        for n in range(held + free):
+            create(sessions, f"item-{n}", offer={"type": "agent"})
+        with engine.begin() as conn:
+            conn.exec_driver_sql("ANALYZE")
+        for n in range(held):
+            with sessions.begin() as session:
+                assert claims.claim_next(session, agent(f"a{n}"), ttl_s=None, default_ttl_s=TTL_S) is not None
+        me, now = agent("me"), datetime.now(UTC)
+        params = claims._probe_params(me, now) | claim_statement.claim_params(
+            "agent", me.id, me.ref, now, None, now + timedelta(seconds=TTL_S)
+        )
+        params |= claim_statement.stall_params(*stalls.first_rung(stalls.default_ladder(900.0), now))
+        statement = claims._statement(claims._shape(me), False, True)
+        with sessions.begin() as session:
+            claim_statement.plan_generically(session)
+            driver = session.connection().connection.driver_connection
+            assert isinstance(driver, psycopg.Connection)
+            cursor = psycopg.RawCursor(driver)
+            cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + statement.sql, statement.values(params))
+            row = cursor.fetchone()
+            assert row is not None
+            plan = row[0][0]["Plan"]
+            session.rollback()
+    removed = [(n["Index Name"], n.get("Rows Removed by Filter", 0)) for n in nodes(plan) if "Index Name" in n]
+    assert max(count for _, count in removed) < held, removed
