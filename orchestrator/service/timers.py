@@ -11,6 +11,7 @@ the attempt is still running, so a second process (or a report that came first) 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -63,6 +64,65 @@ ITEM_TIMERS: dict[TimerKind, ItemTimer] = {
 }
 # How often a timer loop arms the nightly validation of tenants that have none yet (new tenants).
 NIGHTLY_ARM_EVERY_S = 3600.0
+# After arming them failed: how long before the loop tries again (it keeps ticking meanwhile).
+NIGHTLY_ARM_RETRY_S = 60.0
+
+
+class ValidationWorker:
+    """The one thread that runs a timer service's nightly validations, one after another, off the
+    timer loop: a tenant's run takes seconds at a million items, and lease expiries, SLA and saga
+    timers must not wait for every tenant due at that hour.
+
+    Started by the first run handed to it; a daemon, so a process stopping never waits for a run
+    (the run's timer, held for ``nightly.TAKEN_FOR``, comes due again). Runs still queued when it
+    stops are dropped the same way; a run handed over after that starts a thread anew."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._queue: queue.Queue[Callable[[], None] | None] | None = None
+
+    def submit(self, run: Callable[[], None]) -> None:
+        with self._lock:
+            if self._queue is None:
+                self._queue = queue.Queue()
+                threading.Thread(target=self._work, args=(self._queue,), name="trace-validations", daemon=True).start()
+            self._queue.put(run)
+
+    def idle(self, timeout: float) -> bool:
+        """Wait until every run handed over so far has ended (at most ``timeout`` s); whether they have."""
+        deadline = time.monotonic() + timeout
+        while (q := self._queue) is not None and q.unfinished_tasks:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
+    def stop(self) -> None:
+        """Drop the runs not started and end the thread after the one running (never waits for it)."""
+        with self._lock:
+            q, self._queue = self._queue, None
+        if q is None:
+            return
+        while True:
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                break
+            q.task_done()
+        q.put(None)
+
+    @staticmethod
+    def _work(q: queue.Queue[Callable[[], None] | None]) -> None:
+        while True:
+            run = q.get()
+            try:
+                if run is None:
+                    return
+                run()
+            except Exception:
+                log.exception("a nightly traceability validation failed; its timer comes due again")
+            finally:
+                q.task_done()
 
 
 class TimerService:
@@ -90,6 +150,8 @@ class TimerService:
         self._asleep_until: datetime | None = None
         # When this loop last armed the tenants' nightly validations (monotonic; None: not yet).
         self._nightly_armed: float | None = None
+        # Where the nightly validations its timers start run (not in the loop's thread).
+        self.validations = ValidationWorker()
 
     def tick(self) -> int:
         """Fire the timers due now and time out the attempts past their deadline; returns how many.
@@ -131,7 +193,12 @@ class TimerService:
                 if stop.is_set():
                     return
                 try:
+                    # Apart from the tick: arming failing (a database hiccup, a tenant count past
+                    # what one statement takes) must not stop every other timer from firing.
                     self.arm_nightly()
+                except Exception:
+                    log.exception("arming the nightly traceability validations failed; trying again later")
+                try:
                     if tick():
                         continue
                     pause = self._pause()
@@ -142,6 +209,7 @@ class TimerService:
                 self.wake.wait(pause)
         finally:
             stop_alarm()
+            self.validations.stop()
 
     def arm_nightly(self, *, force: bool = False) -> int:
         """Arm the nightly traceability validation of tenants that have none (as the loop starts,
@@ -149,9 +217,14 @@ class TimerService:
         started = time.monotonic()
         if not force and self._nightly_armed is not None and started - self._nightly_armed < NIGHTLY_ARM_EVERY_S:
             return 0
-        with self.sessions.begin() as session:
-            changed = nightly.ensure_armed(session, self.settings.trace_validation_hour, self.clock())
-        self._nightly_armed = started  # only once done: a failed attempt is tried again next pass
+        try:
+            with self.sessions.begin() as session:
+                changed = nightly.ensure_armed(session, self.settings.trace_validation_hour, self.clock())
+        except Exception:
+            # Tried again NIGHTLY_ARM_RETRY_S later, not on every pass of the loop.
+            self._nightly_armed = started - NIGHTLY_ARM_EVERY_S + NIGHTLY_ARM_RETRY_S
+            raise
+        self._nightly_armed = started
         return changed
 
     def _pause(self) -> float:
@@ -237,6 +310,9 @@ class TimerService:
             self.dispatcher.delete_published(session)
         # Dispatches, and reports of work items an SLA ended (cancel) for the sagas waiting on them.
         self.dispatcher.publish(session.uow.take_outgoing())
+        # The tenants' nightly validations these timers started: after the publish, on the worker.
+        for run in session.info.pop(nightly.RUNS, []):
+            self.validations.submit(run)
         return fired
 
     # -- attempts past their deadline --------------------------------------------------------

@@ -19,7 +19,8 @@ of work of its current transaction, written before the commit and discarded by a
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -208,6 +209,15 @@ class UnitOfWork:
         rolls back and is tried again counts once."""
         self._after_commit.append(callback)
 
+    def mark(self) -> dict[str, Any]:
+        """What this transaction has buffered so far, to go back to (:func:`savepoint`)."""
+        return {name: _copy(value) for name, value in vars(self).items() if name in _RESTORED}
+
+    def restore(self, mark: dict[str, Any]) -> None:
+        """Forget what was buffered since ``mark``: the savepoint that buffered it rolled back."""
+        for name, value in mark.items():
+            setattr(self, name, _copy(value))
+
     def committed(self) -> None:
         """The transaction committed: run what waited for it (a callback that fails is logged)."""
         callbacks, self._after_commit = self._after_commit, []
@@ -372,6 +382,45 @@ def _after_commit(session: Session) -> None:
 def _after_rollback(session: Session) -> None:
     assert isinstance(session, WorkSession)
     session.uow.discard()
+
+
+# The buffers a savepoint's rollback takes back (the saga runs held, ``held``, are not: nothing run
+# inside a savepoint takes one).
+_RESTORED = frozenset(
+    {
+        "attempts",
+        "members",
+        "audit",
+        "actions",
+        "artifacts",
+        "locked_items",
+        "agent_holds",
+        "cursors_held",
+        "outgoing",
+        "_outbox",
+        "_published",
+        "_timers",
+        "_after_commit",
+    }
+)
+
+
+def _copy(value: Any) -> Any:
+    return value.copy() if isinstance(value, list | dict | set) else value
+
+
+@contextmanager
+def savepoint(session: Session) -> Iterator[None]:
+    """A savepoint whose rollback also forgets what was buffered in it (audit rows, outbox rows,
+    timer changes): a failure inside leaves the transaction as it was before, to carry on."""
+    uow = uow_of(session)
+    mark = uow.mark()
+    try:
+        with session.begin_nested():
+            yield
+    except BaseException:
+        uow.restore(mark)
+        raise
 
 
 def uow_of(session: Session) -> UnitOfWork:

@@ -1,7 +1,8 @@
 """The nightly traceability validation (spec §13.1, "Daily: nightly batch validation"): one
 durable timer per tenant (kind ``trace_validation``, key ``trace_validation:<tenant>``), due at the
 configured hour (UTC, ``WORKYARD_TRACE_VALIDATION_HOUR``). Firing runs the tenant's full
-validation (right after the timer batch commits, in a transaction of its own), records what it
+validation (once the timer batch commits, on the timer service's validation worker, not in the
+timer loop: in a transaction of its own), records what it
 finds broken (``breaks``: once per broken link, so the same break found again tomorrow opens
 nothing new) and moves the timer to the same hour the next day. Being a row, the timer survives
 restarts; a process that dies mid-run leaves it due again within ``TAKEN_FOR``.
@@ -10,15 +11,17 @@ Which tenants: every tenant with work items or goals. The timer loop arms the mi
 starts and then hourly (:func:`ensure_armed`), and moves existing ones when the hour is changed.
 
 Goals no item names make a tenant's status ``incomplete`` (a gap in planning, nothing recorded is
-wrong): they are not breaks, and open nothing. Each check lists at most 100 ids a night; a tenant
-with more breaks of one kind has the rest recorded on the following nights.
+wrong): they are not breaks, and open nothing. Each check lists at most 100 ids a night, leaving
+out those on file already; a tenant with more breaks of one kind has the rest recorded on the
+following nights.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, time, timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy import Engine, select, text
@@ -44,6 +47,12 @@ FOUND_BY = "nightly"
 # How long a fired timer is held by the run it started: if that run has not moved it to the next
 # night by then (its process died), it comes due again.
 TAKEN_FOR = timedelta(hours=1)
+
+# Timers armed per INSERT: PostgreSQL takes at most 65,535 parameters a statement (5 a row here).
+ARM_CHUNK = 1000
+# Where a timer batch's session collects the runs its nightly timers start, once it has committed:
+# the timer service hands them to its validation worker (``TimerService``).
+RUNS = "trace_validation_runs"
 
 # Every tenant with work items or goals: a walk of the tenant indexes (one probe per tenant, not a
 # scan of a million items).
@@ -76,8 +85,9 @@ def ensure_armed(session: Session, hour: int, now: datetime) -> int:
             timer.due_at = next_run(now, hour)
             changed += 1
     missing = sorted(tenants - set(armed))
-    if missing:
-        dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    for start in range(0, len(missing), ARM_CHUNK):
+        chunk = missing[start : start + ARM_CHUNK]
         # Another orchestrator arming the same tenant at once: its timer stands, ours is dropped.
         session.execute(
             dialect.insert(TIMERS)
@@ -90,23 +100,26 @@ def ensure_armed(session: Session, hour: int, now: datetime) -> int:
                         "due_at": next_run(now, hour),
                         "created_at": now,
                     }
-                    for tenant in missing
+                    for tenant in chunk
                 ]
             )
             .on_conflict_do_nothing(index_elements=["key"])
         )
-        changed += len(missing)
+    changed += len(missing)
     return changed
 
 
 def fire(session: Session, timer: Timer, item: WorkItem | None, now: datetime) -> None:
-    """The tenant's night has come: take the timer for ``TAKEN_FOR`` and run the validation once
-    this batch has committed, in a transaction of its own (:func:`_validate_and_rearm`).
+    """The tenant's night has come: take the timer for ``TAKEN_FOR`` and, once this batch has
+    committed, hand the validation (:func:`_validate_and_rearm`, a transaction of its own) to the
+    timer service (``session.info[RUNS]``), which runs it on its validation worker.
 
     Not in the batch's transaction: that one holds the row locks of the other timers' items (a
     lease expiry's, an SLA's) and a million items take seconds to validate; agents' calls on those
-    items would wait as long. A process that dies before the run ends leaves the timer due again
-    ``TAKEN_FOR`` later, and a timer loop then runs it."""
+    items would wait as long. Nor in the timer loop's thread: lease expiries, SLA and saga timers
+    would wait for every tenant due at that hour. A process that dies before the run ends (or a
+    run still queued then) leaves the timer due again ``TAKEN_FOR`` later, and a timer loop then
+    runs it; the earlier run, if it comes, finds the timer no longer its own and does nothing."""
     tenant = timer.payload.get("tenant")
     hour = timer.payload.get("hour")
     if not isinstance(tenant, str) or not isinstance(hour, int):
@@ -117,7 +130,10 @@ def fire(session: Session, timer: Timer, item: WorkItem | None, now: datetime) -
     bind = session.get_bind()
     engine = bind if isinstance(bind, Engine) else bind.engine
     key = timer.key
-    uow_of(session).after_commit(lambda: _validate_and_rearm(engine, key, tenant, hour, taken_until, now))
+    runs: list[Callable[[], None]] = session.info.setdefault(RUNS, [])
+    job = partial(_validate_and_rearm, engine, key, tenant, hour, taken_until, now)
+    # Only once committed: a batch that rolls back starts nothing.
+    uow_of(session).after_commit(lambda: runs.append(job))
 
 
 def _validate_and_rearm(engine: Engine, key: str, tenant: str, hour: int, taken_until: datetime, now: datetime) -> None:
@@ -126,15 +142,16 @@ def _validate_and_rearm(engine: Engine, key: str, tenant: str, hour: int, taken_
         if timer is None or timer.due_at != taken_until:
             return  # deleted, or moved since (the hour changed): not this run's any more
         run(session, tenant, now)
+        # Only this tenant's timer: the other tenants' are the timer loop's (ensure_armed, hourly).
         timer.due_at = next_run(now, hour)
-        ensure_armed(session, hour, now)
     log.info("traceability validated for tenant %s; next run %s", tenant, next_run(now, hour).isoformat())
 
 
 def run(session: Session, tenant: str, now: datetime) -> tuple[TraceabilityValidation, int]:
     """Validate ``tenant`` and raise its breaks; the report and how many breaks were new."""
     principal = Principal(PrincipalType.user, "traceability", tenant, frozenset({Scope.work_read.value}))
-    report = validate(session, principal, None)
+    # Only what is not on file yet: breaks past the first 100 of a kind get their night too.
+    report = validate(session, principal, None, unrecorded=True)
     return report, trace_alerts.raise_breaks(session, tenant, findings(session, report), FOUND_BY, now)
 
 

@@ -13,7 +13,10 @@ touches, not at the tenant:
   with approval steps) names one.
 
 Both are read in one statement (primary-key reads of the goals, counts over the item's own rows
-by its indexes); a second reads which codes, only when one is not active.
+by its indexes), with whether the tenant keeps a goal registry at all and which codes are broken
+links on file already; a second reads which codes, only when one is not active and not on file
+in a tenant with a registry. (A tenant naming goals as labels, and an item naming a retired
+code whose break was recorded long ago, so cost nothing more on each change.)
 
 What it finds is handed back as :class:`Finding`s (a broken link, spelled as the validation's
 check names it); the caller records each once (``breaks``) and notifies. Rows this transaction
@@ -70,8 +73,8 @@ def check(
     with session.no_autoflush:
         # One round trip for what the database must say: how many of the codes are active goals,
         # and how far the agent's audited work and its actions on the item are apart.
-        active, gap = _read(session, item_id, tenant, wanted, agent)
-        if active is not None and active < len(wanted):
+        unknown, gap = _read(session, item_id, tenant, wanted, agent)
+        if unknown:
             found += _goals(session, item_id, tenant, wanted)
         if agent is not None and gap is not None:
             found += _actions(session, item_id, agent, action, action_id, gap)
@@ -83,43 +86,56 @@ def check(
 def _read(
     session: Session, item_id: str, tenant: str, wanted: list[str], agent: str | None
 ) -> tuple[int | None, int | None]:
-    """(active goals among ``wanted``, the agent's audited work less its actions): None for what
-    was not asked."""
+    """(how many of ``wanted`` are neither an active goal nor a break on file, 0 if the tenant keeps
+    no goal registry; the agent's audited work less its actions): None for what was not asked."""
     if not wanted and agent is None:
         return None, None
     parts: list[str] = []
     params: dict[str, Any] = {"item": item_id, "tenant": tenant, "actor": f"agent:{agent}", "agent": agent}
     if wanted:
-        parts.append(_ACTIVE)
+        parts += [_REGISTRY, _ACTIVE, _ON_FILE, _ACTIVE_ON_FILE]
         params["codes"] = wanted
+        params["check"] = GOAL_CHECK
     if agent is not None:
         parts.append(_ACTION_GAP)
     statement = text("SELECT " + ", ".join(parts))
     if wanted:
         statement = statement.bindparams(bindparam("codes", expanding=True))
     row = session.execute(statement, params).one()
-    active = int(row[0]) if wanted else None
+    unknown: int | None = None
+    if wanted:
+        registry, active, on_file, both = (int(v or 0) for v in row[:4])
+        # Codes either active or on file: active + on file - those both (re-activated since).
+        unknown = len(wanted) - (active + on_file - both) if registry else 0
     gap = int(row[-1]) if agent is not None else None
-    return active, gap
+    return unknown, gap
 
 
 def _goals(session: Session, item_id: str, tenant: str, wanted: list[str]) -> list[Finding]:
-    """Which of ``wanted`` are no active goal (read only when some are not)."""
-    # A tenant that keeps no goal registry names goals as labels: nothing there to link to.
-    if session.scalar(select(GOALS.c.code).where(GOALS.c.tenant == tenant).limit(1)) is None:
-        return []
+    """Which of ``wanted`` are no active goal (read only when some are not, in a tenant with a registry)."""
     active = set(
         session.scalars(
             select(GOALS.c.code).where(GOALS.c.tenant == tenant, GOALS.c.code.in_(wanted), GOALS.c.status == "active")
         )
     )
     return [
-        Finding("goalToWorkItemLinkage", code, item_id, f"{item_id} names {code}, which is not an active goal")
+        Finding(GOAL_CHECK, code, item_id, f"{item_id} names {code}, which is not an active goal")
         for code in wanted
         if code not in active
     ]
 
 
+GOAL_CHECK = "goalToWorkItemLinkage"
+# A tenant that keeps no goal registry names goals as labels: nothing there to link to.
+_REGISTRY = "(SELECT count(*) FROM (SELECT 1 AS x FROM goals r WHERE r.tenant = :tenant LIMIT 1) AS r)"
+_ON_FILE = (
+    "(SELECT count(*) FROM trace_breaks b WHERE b.tenant = :tenant AND b.check_name = :check AND b.subject IN :codes)"
+)
+_ACTIVE_ON_FILE = (
+    "(SELECT count(*) FROM goals g WHERE g.tenant = :tenant AND g.status = 'active' AND g.code IN :codes "
+    "AND EXISTS (SELECT 1 FROM trace_breaks b WHERE b.tenant = :tenant AND b.check_name = :check "
+    "AND b.subject = g.code))"
+)
 _ACTIVE = "(SELECT count(*) FROM goals g WHERE g.tenant = :tenant AND g.status = 'active' AND g.code IN :codes)"
 # The agent's audited work on the item that needs an action (since recording began), less the
 # actions it has: what the database holds. The buffered rows of this transaction are added in Python.

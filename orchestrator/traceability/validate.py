@@ -123,12 +123,26 @@ def _only(one: bool, alias: str, column: str = "item_id") -> str:
     return f"AND {alias}.{column} = :item" if one else ""
 
 
-def _listed(session: Session, sql: str, params: dict[str, Any]) -> tuple[list[str], int]:
-    """The first MAX_LISTED ids ``sql`` (one column, ``id``) finds, in order, and how many in all."""
-    ids = list(
-        session.scalars(text(f"SELECT x.id FROM ({sql}) AS x ORDER BY x.id LIMIT :cap"), {**params, "cap": MAX_LISTED})
+def _listed(session: Session, sql: str, params: dict[str, Any], check: str | None = None) -> tuple[list[str], int]:
+    """The first MAX_LISTED ids ``sql`` (one column, ``id``) finds, in order, and how many in all.
+
+    With ``params["unrecorded"]`` (the nightly run), ids already on file as breaks of ``check`` are
+    left out of the list (not of the count): each night lists up to MAX_LISTED breaks not recorded
+    yet, so a tenant with more has the rest recorded on the following nights."""
+    skip = check is not None and bool(params.get("unrecorded"))
+    unrecorded = (
+        "WHERE NOT EXISTS (SELECT 1 FROM trace_breaks b WHERE b.tenant = :tenant AND b.check_name = :check "
+        "AND b.subject = x.id) "
+        if skip
+        else ""
     )
-    if len(ids) < MAX_LISTED:
+    ids = list(
+        session.scalars(
+            text(f"SELECT x.id FROM ({sql}) AS x {unrecorded}ORDER BY x.id LIMIT :cap"),
+            {**params, "cap": MAX_LISTED, "check": check},
+        )
+    )
+    if len(ids) < MAX_LISTED and not skip:
         return ids, len(ids)
     return ids, int(session.scalar(text(f"SELECT count(*) FROM ({sql}) AS x"), params) or 0)
 
@@ -159,7 +173,7 @@ def _items_without_actions(session: Session, one: bool, params: dict[str, Any]) 
         "HAVING count(*) > (SELECT count(*) FROM agent_actions a "
         "WHERE a.item_id = e.item_id AND 'agent:' || a.agent_id = e.actor)) AS x"
     )
-    return _listed(session, sql, params)
+    return _listed(session, sql, params, "workItemToActionLinkage")
 
 
 def _actions_without_artifacts(session: Session, one: bool, params: dict[str, Any]) -> tuple[list[str], int]:
@@ -168,7 +182,7 @@ def _actions_without_artifacts(session: Session, one: bool, params: dict[str, An
         "AND a.kind IN ('completed', 'evidence') "
         "AND NOT EXISTS (SELECT 1 FROM artifacts r WHERE r.action_id = a.id)"
     )
-    return _listed(session, sql, params)
+    return _listed(session, sql, params, "actionToArtifactLinkage")
 
 
 def _duplicates(session: Session, one: bool, params: dict[str, Any]) -> tuple[list[str], int]:
@@ -179,7 +193,7 @@ def _duplicates(session: Session, one: bool, params: dict[str, Any]) -> tuple[li
         f"UNION ALL SELECT r.id FROM artifacts r WHERE r.tenant = :tenant {_only(one, 'r')}"
         ") AS u GROUP BY u.id HAVING count(*) > 1"
     )
-    return _listed(session, sql, params)
+    return _listed(session, sql, params, "deterministicIds")
 
 
 def _invalid(session: Session, d: _Dialect, one: bool, params: dict[str, Any]) -> tuple[list[str], int]:
@@ -191,7 +205,7 @@ def _invalid(session: Session, d: _Dialect, one: bool, params: dict[str, Any]) -
         f"UNION ALL SELECT r.id FROM artifacts r WHERE r.tenant = :tenant {_only(one, 'r')} "
         "AND r.id <> 'ART-' || r.action_id || '-' || r.artifact_type || '-' || upper(substr(r.sha256, 1, 6))"
     )
-    return _listed(session, sql, params)
+    return _listed(session, sql, params, "deterministicIds")
 
 
 def _compensations(session: Session, d: _Dialect, one: bool, params: dict[str, Any]) -> tuple[list[str], int]:
@@ -206,7 +220,7 @@ def _compensations(session: Session, d: _Dialect, one: bool, params: dict[str, A
         " OR (c.status = 'failed' AND c.remediation_id IS NULL)"
         f" OR (c.status = 'running' AND (s.id IS NULL OR s.state IN ({_TERMINAL}))))"
     )
-    return _listed(session, sql, params)
+    return _listed(session, sql, params, "compensationTraceability")
 
 
 def _approvals(session: Session, d: _Dialect, one: bool, params: dict[str, Any]) -> tuple[list[str], int]:
@@ -224,11 +238,15 @@ def _approvals(session: Session, d: _Dialect, one: bool, params: dict[str, Any])
         f"AND ({d.hitl} OR EXISTS (SELECT 1 FROM policies p WHERE p.tenant IN (e.tenant, '*') AND {whose} "
         f"AND p.id = {policy} AND {d.policy_version} AND {d.policy_has_steps}))"
     )
-    return _listed(session, sql, params)
+    return _listed(session, sql, params, "approvalTraceability")
 
 
-def validate(session: Session, principal: Principal, item_id: str | None) -> TraceabilityValidation:
-    """Run the six checks over the principal's tenant (or, with ``item_id``, that item's chain)."""
+def validate(
+    session: Session, principal: Principal, item_id: str | None, *, unrecorded: bool = False
+) -> TraceabilityValidation:
+    """Run the six checks over the principal's tenant (or, with ``item_id``, that item's chain).
+    ``unrecorded``: list only what is not on file as a break already (the nightly run's lists,
+    each count still of all)."""
     require(principal, Scope.work_read)
     if item_id is not None:
         tenant = load_item(session, principal, item_id).tenant
@@ -240,7 +258,7 @@ def validate(session: Session, principal: Principal, item_id: str | None) -> Tra
     else:
         tenant = principal.tenant
     d = _dialect(session)
-    params: dict[str, Any] = {"tenant": tenant, "item": item_id}
+    params: dict[str, Any] = {"tenant": tenant, "item": item_id, "unrecorded": unrecorded}
     one = item_id is not None
     goals, goal_count = _goals(session, d, one, params)
     items, item_count = _items_without_actions(session, one, params)

@@ -274,6 +274,7 @@ def test_the_nightly_validation_is_a_timer_per_tenant_that_raises_each_break_onc
     # Its night: both tenants validated; acme's two breaks recorded, notified and remediated.
     clock.now = due + timedelta(seconds=1)
     assert service.tick() >= 2  # with the agent's lease and stall clocks, long due by then
+    assert service.validations.idle(30)  # the validations run on the service's worker
     rows = break_rows(client)
     assert sorted((r["check_name"], r["subject"], r["found_by"]) for r in rows) == [
         ("actionToArtifactLinkage", completed, "nightly"),
@@ -298,6 +299,7 @@ def test_the_nightly_validation_is_a_timer_per_tenant_that_raises_each_break_onc
     restarted = TimerService(wiring(client).sessions, wiring(client).settings, wiring(client).dispatcher, clock=clock)
     assert restarted.arm_nightly() == 0  # every tenant has its timer
     assert restarted.tick() == 2
+    assert restarted.validations.idle(30)
     assert len(break_rows(client)) == 2 and len(remediations(client)) == 2
     assert deliver(client, clock) == 0
     assert timers_of_kind(client)["acme"].due_at == due + timedelta(days=2)
@@ -370,12 +372,14 @@ def test_a_nightly_run_that_dies_leaves_its_timer_due_again_within_the_hour(clie
         session.execute(text("ALTER TABLE trace_epoch RENAME TO trace_epoch_away"))
     clock.now = due + timedelta(seconds=1)
     service.tick()
+    assert service.validations.idle(30)
     assert break_rows(client) == []
     assert timers_of_kind(client)["acme"].due_at == clock.now + TAKEN_FOR
     with sessions(client).begin() as session:
         session.execute(text("ALTER TABLE trace_epoch_away RENAME TO trace_epoch"))
     clock.now += TAKEN_FOR
     service.tick()
+    assert service.validations.idle(30)
     assert [(r["check_name"], r["found_by"]) for r in break_rows(client)] == [("approvalTraceability", "nightly")]
     assert timers_of_kind(client)["acme"].due_at == due + timedelta(days=1)
 
