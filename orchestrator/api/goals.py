@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Path, Query
 from models.item_plans import GOAL_PATTERN
 from models.principal import Principal, Scope
 from models.traceability import GoalCreate, GoalRead, GoalUpdate
+from models.work_api import no_null
 from orchestrator.api.auth import needs
 from orchestrator.api.deps import get_wiring
 from orchestrator.api.errors import responses
@@ -17,6 +18,16 @@ from orchestrator.traceability import goals
 
 router = APIRouter(prefix="/api/v1/goals", tags=["traceability"])
 WiringDep = Annotated[Wiring, Depends(get_wiring)]
+Tenant = Annotated[
+    str | None,
+    Query(
+        min_length=1,
+        max_length=64,
+        json_schema_extra=no_null,
+        description="Whose goal, for an all-tenant token (needed when more than one tenant has the code); "
+        "a tenant's token: its own.",
+    ),
+]
 CodePath = Annotated[
     str, Path(description="The goal's code, such as GOAL-FINSERV-001.", max_length=96, pattern=GOAL_PATTERN)
 ]
@@ -46,17 +57,23 @@ def list_goals(
 
 
 @router.get("/{code}", response_model=GoalRead, responses=responses(401, 403, 404, 422))
-def one_goal(code: CodePath, wiring: WiringDep, principal: Annotated[Principal, needs(Scope.work_read)]) -> GoalRead:
+def one_goal(
+    code: CodePath, wiring: WiringDep, principal: Annotated[Principal, needs(Scope.work_read)], tenant: Tenant = None
+) -> GoalRead:
     """One goal of the tenant; another tenant's is a 404, as a missing one."""
     with wiring.sessions() as session:
-        return goals.one(session, principal, code)
+        return goals.one(session, principal, code, tenant)
 
 
 @router.patch("/{code}", response_model=GoalRead, responses=responses(401, 403, 404, 422))
 def update_goal(
-    code: CodePath, body: GoalUpdate, wiring: WiringDep, principal: Annotated[Principal, needs(Scope.work_write)]
+    code: CodePath,
+    body: GoalUpdate,
+    wiring: WiringDep,
+    principal: Annotated[Principal, needs(Scope.work_write)],
+    tenant: Tenant = None,
 ) -> GoalRead:
     """Change a goal's title or description, or retire it (``status``: retired; validation then
     no longer asks for work that serves it) or bring it back. Its code never changes."""
     with wiring.sessions.begin() as session:
-        return goals.update(session, principal, code, body)
+        return goals.update(session, principal, code, body, tenant)

@@ -72,16 +72,16 @@ def listed(session: Session, principal: Principal, status: str | None) -> list[G
     return [view(row) for row in session.scalars(query)]
 
 
-def one(session: Session, principal: Principal, code: str) -> GoalRead:
+def one(session: Session, principal: Principal, code: str, tenant: str | None = None) -> GoalRead:
     """One goal of the principal's tenant; another tenant's is a 404, as a missing one."""
     require(principal, Scope.work_read)
-    return view(_found(session, principal, code))
+    return view(_found(session, principal, code, tenant))
 
 
-def update(session: Session, principal: Principal, code: str, body: GoalUpdate) -> GoalRead:
+def update(session: Session, principal: Principal, code: str, body: GoalUpdate, tenant: str | None = None) -> GoalRead:
     """Change a goal's words or status (retire it, or bring it back); its code stays."""
     require(principal, Scope.work_write)
-    row = _found(session, principal, code, lock=True)
+    row = _found(session, principal, code, tenant, lock=True)
     for field in body.model_fields_set:
         value = getattr(body, field)
         if value is None:
@@ -91,11 +91,19 @@ def update(session: Session, principal: Principal, code: str, body: GoalUpdate) 
     return view(row)
 
 
-def _found(session: Session, principal: Principal, code: str, *, lock: bool = False) -> GoalRow:
-    query = select(GoalRow).where(GoalRow.code == code)
-    if not principal.all_tenants:
-        query = query.where(GoalRow.tenant == principal.tenant)
-    query = query.order_by(GoalRow.tenant).limit(1)
+def _found(session: Session, principal: Principal, code: str, tenant: str | None, *, lock: bool = False) -> GoalRow:
+    """The goal of this code: of the token's tenant; for an all-tenant token, of ``tenant``, or of
+    the one tenant that has the code (several: a 422 asking which, never one picked for it)."""
+    if principal.all_tenants and tenant is None:
+        owners = session.scalars(select(GoalRow.tenant).where(GoalRow.code == code).order_by(GoalRow.tenant)).all()
+        if len(owners) > 1:
+            raise InvalidInput(
+                f"goal {code} is registered in {len(owners)} tenants: name one in tenant",
+                details=[{"path": "tenant", "message": f"one of {', '.join(owners)}"}],
+            )
+        tenant = owners[0] if owners else None
+    owner = tenant if principal.all_tenants else tenant_for_write(principal, tenant)
+    query = select(GoalRow).where(GoalRow.code == code, GoalRow.tenant == owner)
     row = session.scalars(query.with_for_update() if lock else query).first()
     if row is None:
         raise NotFound(f"no goal {code!r}")

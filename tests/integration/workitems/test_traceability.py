@@ -429,3 +429,29 @@ def test_a_goal_belongs_to_one_tenant_not_to_every_tenant(client: TestClient, to
     assert refused.status_code == 422, refused.text
     assert error(refused)["details"][0]["path"] == "tenant"
     assert client.post("/api/v1/goals", json={**body, "tenant": "acme"}, headers=operator).status_code == 201
+
+
+def test_an_operator_names_the_tenant_of_a_goal_code_more_than_one_tenant_has(
+    client: TestClient, token: TokenFactory
+) -> None:
+    acme, globex = token("user:pm"), token("user:g", tenant="globex")
+    assert client.post("/api/v1/goals", json=goal(), headers=acme).status_code == 201
+    operator = token("user:op", tenant="*")
+    url = "/api/v1/goals/GOAL-FINSERV-001"
+    # One tenant has the code: it is that tenant's.
+    assert client.get(url, headers=operator).json()["tenant"] == "acme"
+    assert client.post("/api/v1/goals", json=goal(title="theirs"), headers=globex).status_code == 201
+    # Two have it: which one is asked, never picked, and an edit changes neither.
+    for response in (
+        client.get(url, headers=operator),
+        client.patch(url, json={"status": "retired"}, headers=operator),
+    ):
+        assert response.status_code == 422 and error(response)["details"][0]["path"] == "tenant", response.text
+    assert client.get(url, headers=acme).json()["status"] == client.get(url, headers=globex).json()["status"]
+    retired = client.patch(f"{url}?tenant=globex", json={"status": "retired"}, headers=operator)
+    assert retired.status_code == 200 and retired.json()["tenant"] == "globex"
+    assert client.get(f"{url}?tenant=globex", headers=operator).json()["status"] == "retired"
+    assert client.get(url, headers=acme).json()["status"] == "active"
+    assert client.get(f"{url}?tenant=initech", headers=operator).status_code == 404
+    # A tenant's token names only its own tenant.
+    assert client.get(f"{url}?tenant=globex", headers=acme).status_code == 403
