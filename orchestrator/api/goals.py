@@ -9,10 +9,10 @@ from fastapi import APIRouter, Depends, Path, Query
 from models.item_plans import GOAL_PATTERN
 from models.principal import Principal, Scope
 from models.traceability import GoalCreate, GoalRead, GoalUpdate
-from models.work_api import no_null
 from orchestrator.api.auth import needs
 from orchestrator.api.deps import get_wiring
 from orchestrator.api.errors import responses
+from orchestrator.api.params import tenant_query
 from orchestrator.service.wiring import Wiring
 from orchestrator.traceability import goals
 
@@ -20,12 +20,9 @@ router = APIRouter(prefix="/api/v1/goals", tags=["traceability"])
 WiringDep = Annotated[Wiring, Depends(get_wiring)]
 Tenant = Annotated[
     str | None,
-    Query(
-        min_length=1,
-        max_length=64,
-        json_schema_extra=no_null,
-        description="Whose goal, for an all-tenant token (needed when more than one tenant has the code); "
-        "a tenant's token: its own.",
+    tenant_query(
+        "Whose goal, for an all-tenant token (needed when more than one tenant has the code); "
+        "a tenant's token: its own."
     ),
 ]
 CodePath = Annotated[

@@ -17,6 +17,7 @@ from models.work_api import no_null
 from orchestrator.api.auth import PrincipalDep
 from orchestrator.api.deps import get_wiring
 from orchestrator.api.errors import responses
+from orchestrator.api.params import tenant_query
 from orchestrator.service.wiring import Wiring
 from orchestrator.work.gates import policies
 
@@ -67,12 +68,7 @@ def get_policy(
 
 Tenant = Annotated[
     str | None,
-    Query(
-        min_length=1,
-        max_length=64,
-        json_schema_extra=no_null,
-        description="Whose policy, for an all-tenant token (left out: the operators'); a tenant's token: its own.",
-    ),
+    tenant_query("Whose policy, for an all-tenant token (left out: the operators'); a tenant's token: its own."),
 ]
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Response
 
 from models.routing import (
     RerouteRequest,
@@ -21,10 +21,10 @@ from models.routing import (
     RoutingRuleList,
     RoutingRuleRead,
 )
-from models.work_api import no_null
 from orchestrator.api.auth import PrincipalDep
 from orchestrator.api.deps import get_wiring, unit_of_work
 from orchestrator.api.errors import responses
+from orchestrator.api.params import tenant_query
 from orchestrator.routing import decisions, rules, triggers
 from orchestrator.service.wiring import Wiring
 from orchestrator.work import views
@@ -36,13 +36,9 @@ RuleId = Annotated[str, Path(description="The rule's id.")]
 ItemId = Annotated[str, Path(description="The work item's id.")]
 Tenant = Annotated[
     str | None,
-    Query(
-        min_length=1,
-        max_length=64,
-        # No null in the schema: a query parameter is absent or a string.
-        json_schema_extra=no_null,
-        description="Whose rule: for an all-tenant token, the tenant (default '*', the operators' rules); a "
-        "tenant's token may name its own tenant or '*'.",
+    tenant_query(
+        "Whose rule: for an all-tenant token, the tenant (default '*', the operators' rules); a "
+        "tenant's token may name its own tenant or '*'."
     ),
 ]
 

@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, select, text
+from sqlalchemy import TextClause, bindparam, select, text
 from sqlalchemy.orm import Session
 
 from models.gate_tables import PolicyRow
@@ -90,18 +90,11 @@ def _read(
     no goal registry; the agent's audited work less its actions): None for what was not asked."""
     if not wanted and agent is None:
         return None, None
-    parts: list[str] = []
     params: dict[str, Any] = {"item": item_id, "tenant": tenant, "actor": f"agent:{agent}", "agent": agent}
     if wanted:
-        parts += [_REGISTRY, _ACTIVE, _ON_FILE, _ACTIVE_ON_FILE]
         params["codes"] = wanted
         params["check"] = GOAL_CHECK
-    if agent is not None:
-        parts.append(_ACTION_GAP)
-    statement = text("SELECT " + ", ".join(parts))
-    if wanted:
-        statement = statement.bindparams(bindparam("codes", expanding=True))
-    row = session.execute(statement, params).one()
+    row = session.execute(_statement(bool(wanted), agent is not None), params).one()
     unknown: int | None = None
     if wanted:
         registry, active, on_file, both = (int(v or 0) for v in row[:4])
@@ -109,6 +102,25 @@ def _read(
         unknown = len(wanted) - (active + on_file - both) if registry else 0
     gap = int(row[-1]) if agent is not None else None
     return unknown, gap
+
+
+def _statement(goals: bool, agent: bool) -> TextClause:
+    """The read for what is asked (goals, an agent's work, or both), built once each: it runs on
+    every audited change, and building it anew cost about 40 µs each time."""
+    key = (goals, agent)
+    statement = _STATEMENTS.get(key)
+    if statement is None:
+        parts = [_REGISTRY, _ACTIVE, _ON_FILE, _ACTIVE_ON_FILE] if goals else []
+        if agent:
+            parts.append(_ACTION_GAP)
+        statement = text("SELECT " + ", ".join(parts))
+        if goals:
+            statement = statement.bindparams(bindparam("codes", expanding=True))
+        statement = _STATEMENTS[key] = statement
+    return statement
+
+
+_STATEMENTS: dict[tuple[bool, bool], TextClause] = {}
 
 
 def _goals(session: Session, item_id: str, tenant: str, wanted: list[str]) -> list[Finding]:

@@ -12,20 +12,20 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import delete, func, insert, select, text
+from sqlalchemy import delete, func, select, text
 
 from models.base import utcnow
 from models.enums import TimerKind
 from models.tables import Timer
 from models.trace_tables import TRACE_BREAKS, AgentActionRow, ArtifactRow
-from models.work_tables import EVENTS, WorkItem
+from models.work_tables import WorkItem
 from orchestrator.service.timers import TimerService
 from orchestrator.service.webhooks import WebhookSender
 from orchestrator.traceability import realtime
 from orchestrator.traceability.ids import action_id
 from orchestrator.traceability.nightly import TAKEN_FOR, key_of, next_run
 from tests.integration.workitems.conftest import Headers, TokenFactory, sessions, task
-from tests.integration.workitems.test_traceability import AGENT_SCOPES, agent_item, goal, validate
+from tests.integration.workitems.test_traceability import AGENT_SCOPES, agent_item, goal, unapproved_gate, validate
 from tests.integration.workitems.test_webhooks import Clock, allow_private, register
 from tests.support import eventually
 from tests.webhook_receiver import Receiver, webhook_receiver
@@ -249,16 +249,7 @@ def test_the_nightly_validation_is_a_timer_per_tenant_that_raises_each_break_onc
     completed = action_id(item_id, "a1", 3)
     with sessions(client).begin() as session:
         session.execute(delete(ArtifactRow).where(ArtifactRow.action_id == completed))
-        session.execute(
-            insert(EVENTS).values(
-                item_id=item_id,
-                tenant="acme",
-                action="gate_passed",
-                actor="user:ops",
-                details={"transition": "review->done", "hitl": True, "approvals": [], "evidence": []},
-                at=utcnow(),
-            )
-        )
+        unapproved_gate(session, item_id, "user:ops", hitl=True)
 
     hour = wiring(client).settings.trace_validation_hour
     now = datetime.now(UTC)
@@ -352,16 +343,7 @@ def test_a_running_timer_loop_arms_the_nightly_validation_itself(client: TestCli
 def test_a_nightly_run_that_dies_leaves_its_timer_due_again_within_the_hour(client: TestClient, ops: Headers) -> None:
     item_id = agent_item(client, ops)
     with sessions(client).begin() as session:
-        session.execute(
-            insert(EVENTS).values(
-                item_id=item_id,
-                tenant="acme",
-                action="gate_passed",
-                actor="user:ops",
-                details={"transition": "review->done", "hitl": True, "approvals": [], "evidence": []},
-                at=utcnow(),
-            )
-        )
+        unapproved_gate(session, item_id, "user:ops", hitl=True)
     w = wiring(client)
     clock = Clock(datetime.now(UTC))
     service = TimerService(w.sessions, w.settings, w.dispatcher, clock=clock)

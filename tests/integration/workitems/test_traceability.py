@@ -32,6 +32,21 @@ def validate(client: TestClient, headers: Headers, **params: str) -> dict[str, A
     return dict(response.json())
 
 
+def unapproved_gate(session: Any, item_id: str, actor: str, **details: Any) -> None:
+    """An audit row of a gate passed with no approval (written behind the checks' back), its
+    ``details`` those of the passage (hitl, policy and version)."""
+    session.execute(
+        insert(EVENTS).values(
+            item_id=item_id,
+            tenant="acme",
+            action="gate_passed",
+            actor=actor,
+            details={"transition": "review->done", **details, "approvals": [], "evidence": []},
+            at=utcnow(),
+        )
+    )
+
+
 def agent_item(client: TestClient, setup: Headers, **extra: Any) -> str:
     response = client.post("/api/v1/work-items", json=task(offer={"type": "agent"}, **extra), headers=setup)
     assert response.status_code == 201, response.text
@@ -227,16 +242,7 @@ def test_validation_finds_each_kind_of_broken_link(client: TestClient, token: To
 
     # A gate a person had to sign off, passed with no approval; a failed compensation with no remediation.
     with sessions(client).begin() as session:
-        session.execute(
-            insert(EVENTS).values(
-                item_id=item_id,
-                tenant="acme",
-                action="gate_passed",
-                actor="user:pm",
-                details={"transition": "review->done", "policy": None, "hitl": True, "approvals": [], "evidence": []},
-                at=utcnow(),
-            )
-        )
+        unapproved_gate(session, item_id, "user:pm", policy=None, hitl=True)
         session.execute(
             insert(COMPENSATIONS).values(
                 id="run-1",
@@ -276,17 +282,7 @@ def test_validation_finds_each_kind_of_broken_link(client: TestClient, token: To
                 created_by="user:co",
             )
         )
-        details = {"transition": "review->done", "policy": "pol-1", "policy_version": 1, "hitl": False}
-        session.execute(
-            insert(EVENTS).values(
-                item_id=gated,
-                tenant="acme",
-                action="gate_passed",
-                actor="user:pm",
-                details={**details, "approvals": [], "evidence": []},
-                at=utcnow(),
-            )
-        )
+        unapproved_gate(session, gated, "user:pm", policy="pol-1", policy_version=1, hitl=False)
     assert validate(client, pm, itemId=gated)["checks"]["approvalTraceability"]["missingApprovals"] == [gated]
     # Globex's own validation is untouched by acme's breakage.
     assert validate(client, globex)["overallStatus"] == "complete"
