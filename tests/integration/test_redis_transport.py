@@ -435,3 +435,30 @@ def test_a_process_whose_clock_runs_ahead_does_not_give_back_what_others_hold(
         monkeypatch.undo()
         assert client.llen(queue.name) == 0, "a sweeper whose clock runs ahead gave back live consumers' messages"
         _reports.acknowledge(received)
+
+
+def test_a_consumer_draining_without_an_event_loop_sweeps_about_once_a_second(own_redis: RedisTarget) -> None:
+    """The orchestrator's report consumer drains its connection (no event loop), and kombu asks
+    for a sweep for messages to give back after every poll that found nothing: at 150 reports a
+    second that was 150 sweeps (four round trips each) where one a second is what recovery needs.
+    A sweep runs at most every half ``unacked_restore_interval``; asked again later, it runs."""
+    queue = capability_queue("transport-sweep-throttle")
+    client = own_redis.client()
+    options = {"unacked_restore_interval": 1, "unacked_restore_throttle": 1}
+    with Connection(own_redis.broker_url, transport_options=options) as conn:
+        _empty(queue, conn.default_channel)
+        _reports, consumer = _collecting(conn, queue, [], 10)
+        with consumer:
+            before = _calls(client, "time")
+            started = time.monotonic()
+            for _ in range(100):
+                with pytest.raises(TimeoutError):
+                    conn.drain_events(timeout=0)
+            elapsed = time.monotonic() - started
+            swept = _calls(client, "time") - before
+            # The first poll sweeps; a slow host may reach the next half second, and sweep again.
+            assert 1 <= swept <= 1 + int(elapsed / 0.5), f"{swept} sweeps in {elapsed:.2f} s of 100 polls"
+            time.sleep(0.6)
+            with pytest.raises(TimeoutError):
+                conn.drain_events(timeout=0)
+            assert _calls(client, "time") - before == swept + 1, "asked again after half a second: no sweep"

@@ -126,6 +126,7 @@ class QoS(kombu_redis.QoS):
         self._held: set[str] = set()
         self._kept = False  # whether the process's keeper renews what this QoS holds
         self._renew_script: Any = None
+        self._swept_at: float | None = None  # time.monotonic() of this QoS's last sweep
 
     def append(self, message: Any, delivery_tag: str) -> None:
         if not self._kept:
@@ -167,9 +168,19 @@ class QoS(kombu_redis.QoS):
         """Give back what has been held longer than the visibility timeout, as kombu does, but
         on Redis's clock: every process scores and sweeps on the same clock, so a process whose
         own clock runs ahead neither gives back what live processes hold nor keeps, when it
-        dies, its own messages from coming back (the timeout is seconds, not an hour). Every
-        call sweeps (workyard sets kombu's throttle to 1)."""
+        dies, its own messages from coming back (the timeout is seconds, not an hour).
+
+        At most one sweep every half ``unacked_restore_interval`` (a second): kombu asks on its
+        event loop's timer every interval, but a consumer that drains its connection instead
+        (the orchestrator's report consumer) is asked after every poll that found nothing,
+        which at 150 reports a second was 150 sweeps of four round trips each. Half, so that a
+        timer that fires a little early still sweeps every interval."""
         kombu: Any = self.channel
+        now = time.monotonic()
+        every = float(getattr(kombu, "unacked_restore_interval", 0) or 0) / 2
+        if self._swept_at is not None and now - self._swept_at < every:
+            return
+        self._swept_at = now
         with kombu.conn_or_acquire() as client:
             seconds, micros = client.time()
             ceil = seconds + micros / 1_000_000 - float(self.visibility_timeout)
