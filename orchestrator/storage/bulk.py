@@ -25,9 +25,11 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
+from orchestrator.storage.pipeline import json_values, write, write_returning
+
 # (dialect name, table, columns, returning) -> the statement: built once per shape.
 _STATEMENTS: dict[tuple[str, str, tuple[str, ...], bool], TextClause] = {}
-_INSERTS: dict[tuple[str, bool], Executable] = {}
+_INSERTS: dict[tuple[str, bool | None], Executable] = {}
 _DELETES: dict[tuple[str, str, str], Delete] = {}
 
 
@@ -38,9 +40,9 @@ def insert_rows(session: Session, table: Table, rows: list[dict[str, Any]]) -> N
         return
     dialect = session.get_bind().dialect
     if dialect.name != "postgresql":
-        session.execute(_executemany(table, returning=False), rows)
+        write(session, _executemany(table, returning=False), rows)
         return
-    session.execute(_statement(dialect, table, tuple(rows[0]), returning=False), {"rows": _document(rows)})
+    write(session, _statement(dialect, table, tuple(rows[0]), returning=False), {"rows": _document(rows)})
 
 
 def insert_returning_ids(session: Session, table: Table, rows: list[dict[str, Any]]) -> list[int]:
@@ -50,11 +52,15 @@ def insert_returning_ids(session: Session, table: Table, rows: list[dict[str, An
         return []
     dialect = session.get_bind().dialect
     if dialect.name != "postgresql":
-        return list(session.scalars(_executemany(table, returning=True), rows))
+        if len(rows) > 1:
+            return list(session.scalars(_executemany(table, returning=True), rows))
+        # The one row of a batch at a steady pace: past SQLAlchemy's execution.
+        [(new_id,)] = write_returning(session, _insert_one(table), rows[0])
+        return [new_id]
     statement = _statement(dialect, table, tuple(rows[0]), returning=True)
     # Inserted in the rows' order, so a serial key ascends in it (what SQLAlchemy's own sorted
     # RETURNING relies on there too).
-    return sorted(session.scalars(statement, {"rows": _document(rows)}))
+    return sorted(row[0] for row in write_returning(session, statement, {"rows": _document(rows)}))
 
 
 def _executemany(table: Table, *, returning: bool) -> Executable:
@@ -66,6 +72,13 @@ def _executemany(table: Table, *, returning: bool) -> Executable:
         statement = _INSERTS[key] = (
             built.returning(table.c.id, sort_by_parameter_order=True) if returning else built.inline()
         )
+    return statement
+
+
+def _insert_one(table: Table) -> Executable:
+    statement = _INSERTS.get((table.name, None))
+    if statement is None:
+        statement = _INSERTS[(table.name, None)] = insert(table).returning(table.c.id)
     return statement
 
 
@@ -92,9 +105,9 @@ def delete_where_in(session: Session, table: Table, column: str, values: Collect
         if dialect == "postgresql":
             condition = target == func.any(bindparam("values", type_=ARRAY(target.type)))
         else:
-            condition = target.in_(bindparam("values", expanding=True))
+            condition = target.in_(json_values("values"))
         statement = _DELETES[key] = delete(table).where(condition)
-    session.execute(statement, {"values": list(values)})
+    write(session, statement, {"values": list(values)})
 
 
 def _statement(dialect: Dialect, table: Table, columns: tuple[str, ...], *, returning: bool) -> TextClause:

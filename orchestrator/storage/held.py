@@ -29,7 +29,7 @@ from sqlalchemy.sql import Update
 from models.base import Base, transient
 from models.enums import Outcome
 from models.tables import ATTEMPTS, SAGAS, STEPS, SagaRun, StepAttempt, StepRun
-from orchestrator.storage.pipeline import select_in_turn
+from orchestrator.storage.pipeline import json_values, select_in_turn, write
 
 M = TypeVar("M", bound=Base)
 
@@ -43,11 +43,11 @@ _UNIFORM: dict[str, tuple[str, ...]] = {
 
 
 def _among(column: ColumnElement[Any], postgresql: bool) -> ColumnElement[bool]:
-    """``column`` among the parameter ``ids``: one array parameter on PostgreSQL (a statement
-    sent past SQLAlchemy cannot expand an IN list), else an expanding IN."""
+    """``column`` among the parameter ``ids``, one parameter however many (a statement sent
+    past SQLAlchemy cannot expand an IN list): an array on PostgreSQL, a JSON array on SQLite."""
     if postgresql:
         return column == func.any(bindparam("ids", type_=ARRAY(column.type)))
-    return column.in_(bindparam("ids", expanding=True))
+    return column.in_(json_values("ids"))
 
 
 class _Reads:
@@ -185,7 +185,7 @@ class Held:
             groups.setdefault((type(instance), names), []).append(row)
             self._rows[n] = (instance, after)
         for (cls, _names), rows in groups.items():
-            session.execute(_KINDS[cls].update, rows)
+            write(session, _KINDS[cls].update, rows)
 
     def clear(self) -> None:
         self.sagas.clear()

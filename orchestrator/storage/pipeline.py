@@ -6,9 +6,10 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Dialect, Executable
+from sqlalchemy import JSON, Connection, Dialect, Executable, Select, bindparam, func, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import ValuesBase
 
 
 @contextmanager
@@ -53,44 +54,135 @@ def select_in_turn(session: Session, statements: Sequence[tuple[Executable, Mapp
     connection = session.connection()
     driver: Any = connection.connection.driver_connection
     pipeline = getattr(driver, "pipeline", None)
-    if connection.dialect.driver != "psycopg" or pipeline is None:
+    compiled = [_compiled(statement, connection.dialect) for statement, _ in statements]
+    ready = [
+        (sql, bind(params), convert) for (sql, bind, convert), (_, params) in zip(compiled, statements, strict=True)
+    ]
+    sent = [(sql, params, convert) for sql, params, convert in ready if sql is not None]
+    if len(sent) < len(ready) or connection.dialect.driver not in ("psycopg", "pysqlite"):
         return [[tuple(row) for row in session.execute(statement, dict(params))] for statement, params in statements]
-    ready = [(_compiled(statement, connection.dialect), params) for statement, params in statements]
-    try:
+    with _driver_errors(connection):
+        if pipeline is None:
+            # SQLite runs in this process: no round trips to save, only SQLAlchemy's execution.
+            return [convert(_run(connection, sql, params).fetchall()) for sql, params, convert in sent]
         with pipeline():
-            cursors = [driver.execute(sql, bind(params), prepare=True) for (sql, bind, _), params in ready]
-        return [convert(cursor.fetchall()) for cursor, ((_, _, convert), _) in zip(cursors, ready, strict=True)]
+            cursors = [_run(connection, sql, params) for sql, params, _ in sent]
+        return [convert(cursor.fetchall()) for cursor, (_, _, convert) in zip(cursors, sent, strict=True)]
+
+
+def json_values(name: str) -> Select[Any]:
+    """``SELECT value FROM json_each(:name)``: the values of one parameter, a list sent as a JSON
+    array, for ``column IN (...)`` on SQLite (an expanding IN is rendered anew per execution)."""
+    return select(func.json_each(bindparam(name, type_=JSON)).table_valued("value").c.value)
+
+
+def write(session: Session, statement: Executable, params: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> None:
+    """Run a statement whose answer nobody reads (an INSERT, UPDATE or DELETE; an executemany
+    for a sequence of parameter sets) past SQLAlchemy's execution, which costs more Python than
+    running a small statement: compiled once per dialect (for an INSERT or UPDATE with no
+    VALUES of its own, for the columns the parameters name, as SQLAlchemy's executemany does)
+    and its parameters converted by their types as SQLAlchemy would. Inside :func:`pipelined`
+    it joins the pipeline. A statement that cannot be compiled once (an expanding IN) goes
+    through SQLAlchemy. Errors are SQLAlchemy's types; the engine's ``before_cursor_execute``
+    listeners still see the statement."""
+    many = not isinstance(params, Mapping)
+    rows: Sequence[Mapping[str, Any]] = params if many else [params]  # type: ignore[assignment,list-item]
+    if not rows:
+        return
+    connection = session.connection()
+    sql, bind, _ = _compiled(statement, connection.dialect, tuple(rows[0]))
+    if sql is None or connection.dialect.driver not in ("psycopg", "pysqlite"):
+        session.execute(statement, list(rows) if many else dict(rows[0]))
+        return
+    with _driver_errors(connection):
+        if many and len(rows) > 1:
+            _run_many(connection, sql, [bind(row) for row in rows])
+        else:
+            _run(connection, sql, bind(rows[0]))
+
+
+def write_returning(session: Session, statement: Executable, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+    """:func:`write` for one statement that returns rows (``RETURNING``): its rows, converted as
+    SQLAlchemy would. Not inside :func:`pipelined` (its rows are read at once)."""
+    connection = session.connection()
+    sql, bind, convert = _compiled(statement, connection.dialect, tuple(params))
+    if sql is None or connection.dialect.driver not in ("psycopg", "pysqlite"):
+        return [tuple(row) for row in session.execute(statement, dict(params))]
+    with _driver_errors(connection):
+        return convert(_run(connection, sql, bind(params)).fetchall())
+
+
+def _run(connection: Connection, sql: str, params: Any) -> Any:
+    """Execute on the driver's connection; the driver's cursor."""
+    driver: Any = connection.connection.driver_connection
+    if connection._has_events or connection.engine._has_events:
+        connection.dispatch.before_cursor_execute(connection, None, sql, params, None, False)
+    if connection.dialect.driver == "psycopg":
+        # Prepared once per connection: the statement's text never changes.
+        return driver.execute(sql, params, prepare=True)
+    return driver.execute(sql, params)
+
+
+def _run_many(connection: Connection, sql: str, params: list[Any]) -> None:
+    driver: Any = connection.connection.driver_connection
+    if connection._has_events or connection.engine._has_events:
+        connection.dispatch.before_cursor_execute(connection, None, sql, params, None, True)
+    driver.cursor().executemany(sql, params)
+
+
+@contextmanager
+def _driver_errors(connection: Connection) -> Iterator[None]:
+    """The driver's errors raised as SQLAlchemy's (what callers, and ``is_transient``, expect)."""
+    try:
+        yield
     except DBAPIError:
         raise
     except connection.dialect.loaded_dbapi.Error as exc:
         raise DBAPIError.instance(None, None, exc, connection.dialect.loaded_dbapi.Error) from exc
 
 
-# What a statement compiles to for a dialect: its SQL, what turns parameters into the driver's,
-# and what turns the driver's rows into SQLAlchemy's values.
-_Ready = tuple[str, Callable[[Mapping[str, Any]], dict[str, Any]], Callable[[list[Any]], list[Any]]]
-_ready: dict[tuple[Executable, str, str], _Ready] = {}
+# What a statement compiles to for a dialect: its SQL (None where it cannot be compiled once:
+# an expanding IN), what turns parameters into the driver's (a dict, or a tuple for a positional
+# paramstyle such as SQLite's), and what turns the driver's rows into SQLAlchemy's values.
+_Ready = tuple[str | None, Callable[[Mapping[str, Any]], Any], Callable[[list[Any]], list[Any]]]
+_ready: dict[tuple[Executable, str, str, tuple[str, ...] | None], _Ready] = {}
 
 
-def _compiled(statement: Executable, dialect: Dialect) -> _Ready:
-    key = (statement, dialect.name, dialect.driver)
+def _compiled(statement: Executable, dialect: Dialect, column_keys: tuple[str, ...] | None = None) -> _Ready:
+    """``column_keys``: for an INSERT or UPDATE without VALUES of its own, the columns the
+    parameters set (each parameter named after its column, as in SQLAlchemy's executemany)."""
+    keys = column_keys if isinstance(statement, ValuesBase) and not statement._values else None
+    key = (statement, dialect.name, dialect.driver, keys)
     found = _ready.get(key)
     if found is None:
-        compiled = statement.compile(dialect=dialect)  # type: ignore[attr-defined]
-        processors = {
-            name: processor
-            for name, bound in compiled.binds.items()
-            if (processor := bound.type.bind_processor(dialect)) is not None
+        options = {"column_keys": list(keys)} if keys is not None else {}
+        compiled = statement.compile(dialect=dialect, **options)  # type: ignore[attr-defined]
+        # The dialect's own processors, as SQLAlchemy's execution applies them (a JSON value
+        # wrapped for psycopg, a datetime formatted for SQLite).
+        processors = {name: processor for name, processor in compiled._bind_processors.items() if processor}
+        order = compiled.positiontup if dialect.positional else None
+        # Columns the parameters leave out whose defaults SQLAlchemy computes in Python as it
+        # executes: a constant is filled in here; anything else keeps the statement with
+        # SQLAlchemy (below).
+        prefetch = [*getattr(compiled, "insert_prefetch", ()), *getattr(compiled, "update_prefetch", ())]
+        constants = {
+            column.key: column.default.arg
+            for column in prefetch
+            if column.default is not None and column.default.is_scalar
         }
+        computed = len(constants) < len(prefetch)
 
-        def bind(params: Mapping[str, Any]) -> dict[str, Any]:
-            values: dict[str, Any] = compiled.construct_params(dict(params))
+        def bind(params: Mapping[str, Any]) -> Any:
+            values: dict[str, Any] = compiled.construct_params(constants | dict(params) if constants else dict(params))
             for name, processor in processors.items():
                 if name in values:
                     values[name] = processor(values[name])
-            return values
+            return values if order is None else tuple(values[name] for name in order)
 
-        found = _ready[key] = (compiled.string, bind, _converter(statement, dialect))
+        sql: str | None = compiled.string
+        if "POSTCOMPILE" in compiled.string or computed:
+            sql = None  # rendered, or completed, per execution by SQLAlchemy
+        found = _ready[key] = (sql, bind, _converter(statement, dialect))
     return found
 
 
