@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from models.enums import PauseKind
 from models.principal import ALL_TENANTS
 from models.tables import QueuePause
+from orchestrator.storage.pipeline import select_in_turn
 
 
 def pause_key(kind: PauseKind | str, tenant: str, name: str) -> str:
@@ -73,7 +74,8 @@ def read_pauses(session: Session) -> Pauses:
     """The pauses in force, read now."""
     templates: dict[str, set[str]] = {}
     capabilities: dict[str, set[str]] = {}
-    for kind, tenant, name in session.execute(_READ):
+    [rows] = select_in_turn(session, [(_READ, {})])
+    for kind, tenant, name in rows:
         (templates if kind == PauseKind.template else capabilities).setdefault(name, set()).add(tenant)
     return Pauses(
         {n: frozenset(ts) for n, ts in templates.items()}, {n: frozenset(ts) for n, ts in capabilities.items()}

@@ -36,6 +36,7 @@ from config.settings import Settings
 from models.base import utcnow
 from models.work_tables import Webhook, WebhookDelivery
 from orchestrator.storage.db import SessionFactory, reading
+from orchestrator.storage.pipeline import select_in_turn
 from orchestrator.storage.secret_box import SecretKeyError, secret_box
 from orchestrator.work.webhook_targets import Resolver, TargetRefused, system_resolver
 from orchestrator.work.webhooks import signature
@@ -258,15 +259,19 @@ class WebhookSender:
 def _anything_due(session: Session, now: datetime) -> bool:
     """Whether any pending delivery the sender would lease is due: a disabled webhook's wait
     (and would otherwise make every idle tick a leasing transaction), a deleted one's are dropped."""
-    first = session.scalar(
-        select(func.min(WebhookDelivery.next_attempt_at))
-        .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
-        .where(
-            WebhookDelivery.state == "pending",
-            or_(Webhook.disabled_at.is_(None), Webhook.deleted_at.is_not(None)),
-        )
-    )
+    [[(first,)]] = select_in_turn(session, [(_FIRST_DUE, {})])
     return first is not None and first <= now
+
+
+# The idle tick's statement, built once (building it cost as much as running it).
+_FIRST_DUE = (
+    select(func.min(WebhookDelivery.next_attempt_at))
+    .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
+    .where(
+        WebhookDelivery.state == "pending",
+        or_(Webhook.disabled_at.is_(None), Webhook.deleted_at.is_not(None)),
+    )
+)
 
 
 def _leased_per_tenant(session: Session, now: datetime) -> Counter[str]:

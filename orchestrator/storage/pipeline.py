@@ -62,8 +62,9 @@ def select_in_turn(session: Session, statements: Sequence[tuple[Executable, Mapp
     if len(sent) < len(ready) or connection.dialect.driver not in ("psycopg", "pysqlite"):
         return [[tuple(row) for row in session.execute(statement, dict(params))] for statement, params in statements]
     with _driver_errors(connection):
-        if pipeline is None:
-            # SQLite runs in this process: no round trips to save, only SQLAlchemy's execution.
+        if pipeline is None or len(sent) == 1:
+            # SQLite runs in this process: no round trips to save, only SQLAlchemy's execution
+            # (and one statement alone is one round trip without a pipeline's sync).
             return [convert(_run(connection, sql, params).fetchall()) for sql, params, convert in sent]
         with pipeline():
             cursors = [_run(connection, sql, params) for sql, params, _ in sent]
