@@ -147,6 +147,9 @@ def _driver_errors(connection: Connection) -> Iterator[None]:
 # paramstyle such as SQLite's), and what turns the driver's rows into SQLAlchemy's values.
 _Ready = tuple[str | None, Callable[[Mapping[str, Any]], Any], Callable[[list[Any]], list[Any]]]
 _ready: dict[tuple[Executable, str, str, tuple[str, ...] | None], _Ready] = {}
+# Statements are meant to be built once (module constants): one built per call would be a new
+# key every time. Past this many the cache starts afresh rather than grow without end.
+_READY_MAX = 4096
 
 
 def _compiled(statement: Executable, dialect: Dialect, column_keys: tuple[str, ...] | None = None) -> _Ready:
@@ -156,6 +159,8 @@ def _compiled(statement: Executable, dialect: Dialect, column_keys: tuple[str, .
     key = (statement, dialect.name, dialect.driver, keys)
     found = _ready.get(key)
     if found is None:
+        if len(_ready) >= _READY_MAX:
+            _ready.clear()
         options = {"column_keys": list(keys)} if keys is not None else {}
         compiled = statement.compile(dialect=dialect, **options)  # type: ignore[attr-defined]
         # The dialect's own processors, as SQLAlchemy's execution applies them (a JSON value
