@@ -71,7 +71,7 @@ from bench.pacing import (  # noqa: E402
     postgres_conninfo,
 )
 from bench.saga_segments import SagaTimes, load_saga_times, print_breakdown, print_broker_wait_by_credit  # noqa: E402
-from bench.support import log, pct, proc_cpu_s, scratch_database  # noqa: E402
+from bench.support import log, pct, proc_cpu_s, scratch_database, stop_cleanly_on_sigterm  # noqa: E402
 from config.settings import Settings  # noqa: E402
 from models.tables import SagaRun  # noqa: E402
 from orchestrator.local.embedded import start_redis  # noqa: E402
@@ -737,4 +737,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    stop_cleanly_on_sigterm()
     main()

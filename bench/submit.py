@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
-from bench.support import log, pct, proc_cpu_s, scratch_database  # noqa: E402
+from bench.support import log, pct, proc_cpu_s, scratch_database, stop_cleanly_on_sigterm  # noqa: E402
 from config.settings import Settings  # noqa: E402
 from models.principal import PrincipalType  # noqa: E402
 from orchestrator.local.stack import Stack, StackOptions  # noqa: E402
@@ -289,4 +289,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    stop_cleanly_on_sigterm()
     main()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import uuid
@@ -24,6 +25,13 @@ DEFAULT_DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 # Priorities of seeded work items, drawn uniformly from this list (so 50 is the most common).
 PRIORITIES = (10, 30, 50, 50, 50, 70, 90)
+
+
+def stop_cleanly_on_sigterm() -> None:
+    """A SIGTERM (``timeout``, ``kill``) ends the benchmark as Ctrl-C would: its ``finally``
+    blocks run, so the stack, the Redis server and the scratch schema it started go with it
+    (by default the signal ends the process at once and leaves them running)."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
 
 def log(message: str) -> None:
