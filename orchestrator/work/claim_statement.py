@@ -102,20 +102,34 @@ def supported(session: Session) -> bool:
 
 
 def plan_generically(session: Session) -> None:
-    """Have PostgreSQL run this transaction's claim statements on their one generic plan.
+    """Have PostgreSQL run this transaction's claim statements on their one generic plan, one
+    that reads by index only.
 
     It would otherwise weigh the generic plan against planning each claim anew, from its
     estimate for the lapsed-lease probe: a range of ``ix_work_items_lease`` (``< :now``), whose
     share of the table it takes for 0.5% when it does not know ``:now``. Over some thousands of
     items that looks dearer than planning, and every claim was planned (about 0.8 ms of the
     server's CPU). The generic plan is the right one: lapsed leases are few (the timer loop
-    returns their items within seconds). ``SET LOCAL``: it ends with the transaction."""
+    returns their items within seconds).
+
+    Every read of a claim transaction is a lookup by key (an item's timers, its labels, an
+    agent's actions on it) or a walk of an index in queue order. A sequential scan is never the
+    right plan there, yet the planner picks one for a table its statistics say is small, and a
+    table that was small at the last ``ANALYZE`` (timers, agents' actions) grows by a row or two
+    with every claim: the ``claimed`` actions of a batch were numbered over a scan of every
+    agent's action (0.33 ms a claim at 2,000 actions), and a claim without the stall clock
+    looked for its item's stall timer over a scan of every timer (0.67 ms at 2,000), the cost
+    of a claim growing with the claims since statistics were taken. So sequential scans are off
+    in the transaction, and the plan kept is an index one. ``set_config(..., true)``: as ``SET
+    LOCAL``, it ends with the transaction."""
     if supported(session):
         session.connection().exec_driver_sql(GENERIC_PLANS)
 
 
 # What plan_generically runs (a pipeline of claims sends it first: ``claim_pipeline``).
-GENERIC_PLANS = "SET LOCAL plan_cache_mode = force_generic_plan"
+GENERIC_PLANS = (
+    "SELECT set_config('plan_cache_mode', 'force_generic_plan', true), set_config('enable_seqscan', 'off', true)"
+)
 
 
 def build(probes: Sequence[Select[Any]], *, lease: bool, stall: bool) -> DriverStatement:
@@ -196,11 +210,10 @@ def build(probes: Sequence[Select[Any]], *, lease: bool, stall: bool) -> DriverS
             due = bindparam("stall_due", type_=TIMERS.c.due_at.type)
             ctes_written.append(_arm(taken, TimerKind.stall_check, payload, due, now, default_ladder).cte("stall"))
         else:
-            ctes_written.append(
-                delete(TIMERS)
-                .where(TIMERS.c.key == _timer_key(TimerKind.stall_check, taken.c.id), default_ladder)
-                .cte("stall")
-            )
+            # The key as a value (a subquery of the one row taken), so that the timer is looked
+            # up by its unique index: joined to ``taken``, the planner walked every timer.
+            key = select(_timer_key(TimerKind.stall_check, taken.c.id)).where(default_ladder).scalar_subquery()
+            ctes_written.append(delete(TIMERS).where(TIMERS.c.key == key).cte("stall"))
 
     # One row when a probe found one: the pick, and the item as claimed (all null when its
     # previous holder's lease lapsed: then nothing was written).
