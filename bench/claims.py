@@ -9,11 +9,13 @@ WORKYARD_DATABASE_URL), migrated to head, gets --items open, unassigned tasks of
 (``ANALYZE``, as autovacuum would after such a load). Then --claimers threads, as the API's
 request threads do, call claim-next until it finds nothing, through the API's own path: the
 process's claim batcher (``orchestrator/work/claim_batches.py``, with the server's default
-settings unless --transactions / --batch-max say otherwise), which runs a few claim transactions
-at once, each claiming for every call waiting. Prints claims/s, p50/p99 claim latency, the CPU a
-claim costs (the claimers' Python process; on PostgreSQL also their backends, read from /proc
-when the server is local), and checks that every item was claimed exactly once (by the
-claimers' own tally and by the audit trail). The schema (or SQLite file) is dropped unless --keep.
+settings unless --transactions / --batch-max say otherwise, and with the server's default stall
+clock, WORKYARD_WORK_STALL_AFTER_S, armed by every claim as the API's claims arm it, unless
+--without-stall), which runs a few claim transactions at once, each claiming for every call
+waiting. Prints claims/s, p50/p99 claim latency, the CPU a claim costs (the claimers' Python
+process; on PostgreSQL also their backends, read from /proc when the server is local), and
+checks that every item was claimed exactly once (by the claimers' own tally and by the audit
+trail). The schema (or SQLite file) is dropped unless --keep.
 """
 
 from __future__ import annotations
@@ -58,8 +60,14 @@ BATCH = 1_000
 
 def claims_engine(url: str, claimers: int) -> Engine:
     """workyard's engine, with a connection for every claimer (make_engine's PostgreSQL pool holds
-    15), so that the pool is never what claimers wait for."""
-    return make_engine(url, pool_size=claimers, max_overflow=0)
+    15), so that the pool is never what claimers wait for, handed out most recently used first.
+
+    The claim batcher uses at most --transactions connections at once. From a first-in first-out
+    pool of 50 its few hundred transactions went each to the connection idle longest: every one
+    of the 50 backends prepared and planned the claim statement and loaded its catalog caches
+    for a handful of batches (about 0.7 ms of the backends' CPU a claim, measured). A long-running
+    API process's few pooled connections have all done that long since; so have these."""
+    return make_engine(url, pool_size=claimers, max_overflow=0, pool_use_lifo=True)
 
 
 def seed(engine: Engine, count: int, seed: int) -> list[str]:
@@ -155,7 +163,7 @@ def backends_cpu_s(pids: list[int]) -> float | None:
 
 
 def run_claimers(
-    engine: Engine, claimers: int, total: int, transactions: int, batch_max: int
+    engine: Engine, claimers: int, total: int, transactions: int, batch_max: int, stall_after_s: float | None
 ) -> tuple[list[Claimer], float, float, Cpu]:
     batcher = ClaimBatcher(make_session_factory(engine), transactions=transactions, batch_max=batch_max)
     pids = backend_pids(engine, claimers)
@@ -169,7 +177,9 @@ def run_claimers(
         try:
             while True:
                 started = time.perf_counter()
-                item = batcher.claim_next(me.principal, ttl_s=None, default_ttl_s=300)
+                item = batcher.claim_next(
+                    me.principal, ttl_s=None, default_ttl_s=300, default_stall_after_s=stall_after_s
+                )
                 elapsed = time.perf_counter() - started
                 if item is None:
                     break
@@ -255,13 +265,21 @@ def main() -> None:
         default=defaults["work_claim_batch_max"].default,
         help="claims one transaction serves at most (default: the server's)",
     )
+    parser.add_argument(
+        "--without-stall",
+        action="store_true",
+        help="claims arm no stall clock (as this bench's claims did before 2026-12-05, night); "
+        "default: the server's WORKYARD_WORK_STALL_AFTER_S, as the API's claims",
+    )
     parser.add_argument("--sqlite", action="store_true", help="run on a SQLite file instead of PostgreSQL")
     parser.add_argument("--keep", action="store_true", help="keep the scratch schema / SQLite file")
     args = parser.parse_args()
     backend = "SQLite" if args.sqlite else "PostgreSQL"
+    stall_after_s: float | None = None if args.without_stall else defaults["work_stall_after_s"].default
     print(
         f"{args.claimers} claimers draining {args.items:,} agent-offered items on {backend}, "
         f"at most {args.transactions} claim transactions of up to {args.batch_max} claims, "
+        f"stall clock {'off' if stall_after_s is None else f'{stall_after_s:g} s'}, "
         f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}",
         flush=True,
     )
@@ -273,7 +291,9 @@ def main() -> None:
             ids = seed(engine, args.items, args.seed)
             log(f"  seeded {len(ids):,} items in {time.perf_counter() - started:.1f} s")
             floor = commit_floor(engine)
-            workers, start, end, cpu = run_claimers(engine, args.claimers, len(ids), args.transactions, args.batch_max)
+            workers, start, end, cpu = run_claimers(
+                engine, args.claimers, len(ids), args.transactions, args.batch_max, stall_after_s
+            )
             problems = verify(engine, ids, workers)
         finally:
             engine.dispose()

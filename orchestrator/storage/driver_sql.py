@@ -87,6 +87,36 @@ def execute(session: Session, statement: DriverStatement, params: dict[str, Any]
         driver.cursor_factory = factory
 
 
+def pipelined(
+    session: Session, statements: Sequence[tuple[DriverStatement, dict[str, Any]]], *, first: str | None = None
+) -> list[tuple[Any, ...] | None]:
+    """Run ``statements`` in the session's transaction, all sent before any answer is awaited
+    (psycopg's pipeline mode), and return each one's first row (None for none). ``first``: a
+    statement without parameters or rows sent ahead of them (a ``SET LOCAL``).
+
+    The server still runs them one after the other, in order, each seeing what those before it
+    wrote: only the waits for the answers in between are saved (a round trip each, and on a busy
+    machine the wake-ups of both processes). A failure of one fails the transaction, and the
+    statements after it are not run; it is raised (psycopg's error, not SQLAlchemy's). Prepared
+    once per connection like :func:`execute`'s; the caller flushes first."""
+    driver = _driver(session)
+    cursors: list[psycopg.RawCursor[tuple[Any, ...]]] = []
+    with driver.pipeline():
+        if first is not None:
+            driver.execute(first)
+        for statement, params in statements:
+            cursor = psycopg.RawCursor(driver)
+            cursor.execute(statement.sql, statement.values(params), prepare=True)
+            cursors.append(cursor)
+    return [cursor.fetchone() for cursor in cursors]
+
+
+def _driver(session: Session) -> psycopg.Connection[Any]:
+    driver = session.connection().connection.driver_connection
+    assert isinstance(driver, psycopg.Connection)  # see supported()
+    return driver
+
+
 def fetch(session: Session, statement: DriverStatement, params: dict[str, Any]) -> Sequence[Row[*tuple[Any, ...]]]:
     """The rows of ``statement``, after flushing the session's pending changes."""
     session.flush()

@@ -29,13 +29,16 @@ from __future__ import annotations
 import threading
 from collections import deque
 from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy.orm import Session
 
 from models.base import utcnow
 from models.principal import Principal, Scope
 from models.work_api import WorkItemRead
 from orchestrator.storage.db import SessionFactory
 from orchestrator.traceability import actions
-from orchestrator.work import claim_statement, claims
+from orchestrator.work import claim_pipeline, claim_statement, claims
 from orchestrator.work.access import require
 
 
@@ -149,24 +152,12 @@ class ClaimBatcher:
         session = self._sessions()
         try:
             session.begin()
-            claim_statement.plan_generically(session)
             # Each item is claimed once in the batch and nothing else acts on it: the claims'
             # traceability actions go in one statement before the commit.
             actions.defer_claims(session)
             now = utcnow()
-            items: list[WorkItemRead | None] = []
             try:
-                for call in batch:
-                    items.append(
-                        claims.claim_next(
-                            session,
-                            call.principal,
-                            ttl_s=call.ttl_s,
-                            default_ttl_s=call.default_ttl_s,
-                            default_stall_after_s=call.default_stall_after_s,
-                            now=now,
-                        )
-                    )
+                items = self._claim_in(session, batch, now)
                 actions.write_claims(session)
             except Exception as exc:
                 session.rollback()
@@ -177,6 +168,28 @@ class ClaimBatcher:
             return items
         finally:
             session.close()
+
+    def _claim_in(self, session: Session, batch: list[_Call], now: datetime) -> list[WorkItemRead | None]:
+        if len(batch) > 1 and claim_statement.supported(session):
+            # The batch's claim statements sent together (claim_pipeline). A call alone goes the
+            # way below: its failure is then SQLAlchemy's, as every other call's is.
+            return claim_pipeline.claim_next_together(
+                session,
+                [claim_pipeline.Ask(c.principal, c.ttl_s, c.default_ttl_s, c.default_stall_after_s) for c in batch],
+                now,
+            )
+        claim_statement.plan_generically(session)
+        return [
+            claims.claim_next(
+                session,
+                call.principal,
+                ttl_s=call.ttl_s,
+                default_ttl_s=call.default_ttl_s,
+                default_stall_after_s=call.default_stall_after_s,
+                now=now,
+            )
+            for call in batch
+        ]
 
 
 class _ClaimFailed(Exception):

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -67,6 +67,7 @@ from models.work_tables import DEPENDENCIES, EVENTS, LABELS, WORK_ITEMS, WorkIte
 from orchestrator.storage import driver_sql
 from orchestrator.storage.driver_sql import DriverStatement
 from orchestrator.storage.unit_of_work import uow_of
+from orchestrator.work.views import ItemValues
 
 # The item comes back as one JSON object (``to_json``): a row of sixty columns cost more to
 # describe and convert, in psycopg and SQLAlchemy, than the rest of the claim's Python. Its
@@ -78,15 +79,21 @@ _FLOATS = tuple(c.name for c in WORK_ITEMS.c if isinstance(c.type, Float))
 
 @dataclass(frozen=True)
 class Claimed:
-    """What the statement answered: the item as the database has it now (not attached to the
-    session when claimed here, which instead forgets its own copy; attached when not), whether
-    this statement claimed it (False: the pick's previous holder's lease lapsed, and the
-    caller takes it over), and if it did the item's labels and dependencies."""
+    """What the statement answered. Either it claimed the item: ``values``, the item as the
+    database has it now (plain values, as the view reads them; the session forgets its own copy
+    of the item if it had one), with its labels and dependencies. Or it picked an item whose
+    previous holder's lease lapsed, and left it: ``lapsed``, that item loaded into the session,
+    for the caller to take over."""
 
-    item: WorkItem
-    labels: list[str] | None
-    dependencies: list[str] | None
-    taken: bool
+    values: ItemValues | None = None
+    labels: list[str] = field(default_factory=list)
+    dependencies: list[str] = field(default_factory=list)
+    lapsed: WorkItem | None = None
+
+    def item(self) -> WorkItem:
+        """The item claimed as a (transient) ORM object, for what needs one (its own stall ladder)."""
+        assert self.values is not None
+        return transient(WorkItem, **vars(self.values))
 
 
 def supported(session: Session) -> bool:
@@ -95,16 +102,34 @@ def supported(session: Session) -> bool:
 
 
 def plan_generically(session: Session) -> None:
-    """Have PostgreSQL run this transaction's claim statements on their one generic plan.
+    """Have PostgreSQL run this transaction's claim statements on their one generic plan, one
+    that reads by index only.
 
     It would otherwise weigh the generic plan against planning each claim anew, from its
     estimate for the lapsed-lease probe: a range of ``ix_work_items_lease`` (``< :now``), whose
     share of the table it takes for 0.5% when it does not know ``:now``. Over some thousands of
     items that looks dearer than planning, and every claim was planned (about 0.8 ms of the
     server's CPU). The generic plan is the right one: lapsed leases are few (the timer loop
-    returns their items within seconds). ``SET LOCAL``: it ends with the transaction."""
+    returns their items within seconds).
+
+    Every read of a claim transaction is a lookup by key (an item's timers, its labels, an
+    agent's actions on it) or a walk of an index in queue order. A sequential scan is never the
+    right plan there, yet the planner picks one for a table its statistics say is small, and a
+    table that was small at the last ``ANALYZE`` (timers, agents' actions) grows by a row or two
+    with every claim: the ``claimed`` actions of a batch were numbered over a scan of every
+    agent's action (0.33 ms a claim at 2,000 actions), and a claim without the stall clock
+    looked for its item's stall timer over a scan of every timer (0.67 ms at 2,000), the cost
+    of a claim growing with the claims since statistics were taken. So sequential scans are off
+    in the transaction, and the plan kept is an index one. ``set_config(..., true)``: as ``SET
+    LOCAL``, it ends with the transaction."""
     if supported(session):
-        session.connection().exec_driver_sql("SET LOCAL plan_cache_mode = force_generic_plan")
+        session.connection().exec_driver_sql(GENERIC_PLANS)
+
+
+# What plan_generically runs (a pipeline of claims sends it first: ``claim_pipeline``).
+GENERIC_PLANS = (
+    "SELECT set_config('plan_cache_mode', 'force_generic_plan', true), set_config('enable_seqscan', 'off', true)"
+)
 
 
 def build(probes: Sequence[Select[Any]], *, lease: bool, stall: bool) -> DriverStatement:
@@ -185,11 +210,10 @@ def build(probes: Sequence[Select[Any]], *, lease: bool, stall: bool) -> DriverS
             due = bindparam("stall_due", type_=TIMERS.c.due_at.type)
             ctes_written.append(_arm(taken, TimerKind.stall_check, payload, due, now, default_ladder).cte("stall"))
         else:
-            ctes_written.append(
-                delete(TIMERS)
-                .where(TIMERS.c.key == _timer_key(TimerKind.stall_check, taken.c.id), default_ladder)
-                .cte("stall")
-            )
+            # The key as a value (a subquery of the one row taken), so that the timer is looked
+            # up by its unique index: joined to ``taken``, the planner walked every timer.
+            key = select(_timer_key(TimerKind.stall_check, taken.c.id)).where(default_ladder).scalar_subquery()
+            ctes_written.append(delete(TIMERS).where(TIMERS.c.key == key).cte("stall"))
 
     # One row when a probe found one: the pick, and the item as claimed (all null when its
     # previous holder's lease lapsed: then nothing was written).
@@ -210,30 +234,43 @@ def build(probes: Sequence[Select[Any]], *, lease: bool, stall: bool) -> DriverS
 def run(session: Session, statement: DriverStatement, params: dict[str, Any]) -> Claimed | None:
     """Run a statement of :func:`build` with ``params`` (see there): the item claimed (or
     picked: see :class:`Claimed`), or None when no probe found one."""
-    uow = uow_of(session)
-    if uow.pending:
-        # What the transaction buffered so far happened first: its audit rows and timer changes
-        # are written ahead of this statement's, which would otherwise overtake them.
-        uow.write(session)
-    else:
-        session.flush()  # the ORM's own changes (a driver-level statement does not autoflush)
+    flush(session)
     # At the driver's level, the text prepared once per connection (psycopg rewrote this 9 kB
     # statement's placeholders on every call: 150 us a claim).
-    result = driver_sql.execute(session, statement, params)
-    row = result.first()
+    return claimed(session, driver_sql.execute(session, statement, params).first())
+
+
+def flush(session: Session) -> None:
+    """Write what the transaction changed and buffered so far, for a claim statement to see it
+    (a driver-level statement does not autoflush)."""
+    uow = uow_of(session)
+    if uow.pending:
+        # Its audit rows and timer changes are written ahead of the statement's, which would
+        # otherwise overtake them.
+        uow.write(session)
+    else:
+        session.flush()  # the ORM's own changes
+
+
+def lapsed(row: Sequence[Any] | None) -> bool:
+    """Whether a claim statement's answer is a pick it did not claim: its previous holder's lease lapsed."""
+    return row is not None and row[1] is None
+
+
+def claimed(session: Session, row: Sequence[Any] | None) -> Claimed | None:
+    """What a claim statement's row says (see :class:`Claimed`); None for no row, nothing to claim."""
     if row is None:
         return None
     picked_id, values, labels, dependencies = row
     if values is None:
         # Not claimed: its previous holder's lease lapsed. This transaction holds its row lock.
-        lapsed = select(WorkItem).where(WorkItem.id == picked_id).execution_options(populate_existing=True)
-        return Claimed(session.scalars(lapsed).one(), None, None, taken=False)
-    item = transient(WorkItem, **_loaded(values))
+        pick = select(WorkItem).where(WorkItem.id == picked_id).execution_options(populate_existing=True)
+        return Claimed(lapsed=session.scalars(pick).one())
     loaded = session.identity_map.get(Session.identity_key(WorkItem, picked_id))
     if loaded is not None:
         # The session's own copy of the item is out of date: it reloads when next read.
         session.expire(loaded)
-    return Claimed(item, list(labels or ()), list(dependencies or ()), taken=True)
+    return Claimed(ItemValues(**_loaded(values)), list(labels or ()), list(dependencies or ()))
 
 
 def claim_params(
@@ -263,9 +300,10 @@ def _loaded(values: dict[str, Any]) -> dict[str, Any]:
     return {_ATTRIBUTES[name]: value for name, value in values.items()}
 
 
-def stall_params(due: datetime, rungs: list[dict[str, object]]) -> dict[str, Any]:
-    """The parameters of a statement built with ``stall``: the stall clock's first rung."""
-    return {"stall_due": due, "stall_rungs": json.dumps(rungs)}
+def stall_params(due: datetime, rungs: list[dict[str, object]] | str) -> dict[str, Any]:
+    """The parameters of a statement built with ``stall``: the stall clock's first rung (its
+    rungs as a list, or as JSON text already)."""
+    return {"stall_due": due, "stall_rungs": rungs if isinstance(rungs, str) else json.dumps(rungs)}
 
 
 def _aggregate(column: ColumnElement[str], where: ColumnElement[bool]) -> ColumnElement[Any]:

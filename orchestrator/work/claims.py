@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -135,29 +135,85 @@ def _claim_at_once(
     by_id: bool = False,
 ) -> WorkItemRead | None:
     """``_take`` on PostgreSQL: the pick and the claim in one statement (``claim_statement``)."""
+    statement, params = at_once(principal, params, now, ttl_s, default_ttl_s, default_stall_after_s, by_id=by_id)
+    claimed = claim_statement.run(session, statement, params)
+    return answer(session, principal, claimed, now, ttl_s, default_ttl_s, default_stall_after_s)
+
+
+def next_at_once(
+    principal: Principal, now: datetime, ttl_s: float | None, default_ttl_s: float, default_stall_after_s: float | None
+) -> tuple[DriverStatement, dict[str, Any]]:
+    """claim-next on PostgreSQL as one statement and its parameters, to run where the caller
+    runs it (``claim_pipeline``: with others); then :func:`answer` what it answered."""
+    require(principal, Scope.work_claim)
+    params = _probe_params(principal, now)
+    return at_once(principal, params, now, ttl_s, default_ttl_s, default_stall_after_s, by_id=False)
+
+
+def at_once(
+    principal: Principal,
+    params: dict[str, Any],
+    now: datetime,
+    ttl_s: float | None,
+    default_ttl_s: float,
+    default_stall_after_s: float | None,
+    *,
+    by_id: bool,
+) -> tuple[DriverStatement, dict[str, Any]]:
+    """The claim statement for the principal, and its parameters (``params``, the probes', with the claim's)."""
     agent = principal.type is PrincipalType.agent
     expires = now + timedelta(seconds=ttl_s or default_ttl_s) if agent else None
     params |= claim_statement.claim_params(principal.type.value, principal.id, principal.ref, now, ttl_s, expires)
-    rungs = stalls.default_ladder(default_stall_after_s) if agent else []
-    if rungs:
-        params |= claim_statement.stall_params(*stalls.first_rung(rungs, now))
-    statement = _statement(_shape(principal), by_id, bool(rungs))
-    claimed = claim_statement.run(session, statement, params)
+    stall = agent and default_stall_after_s is not None
+    if stall:
+        params |= claim_statement.stall_params(*_first_rung(default_stall_after_s, now))
+    return _statement(_shape(principal), by_id, stall), params
+
+
+def _first_rung(default_stall_after_s: float | None, now: datetime) -> tuple[datetime, str]:
+    """The server's stall ladder's first rung for a clock started ``now``: when it is due, and
+    the rungs as the timer's payload holds them (JSON text)."""
+    after, rungs = _default_rungs(default_stall_after_s)
+    return now + after, rungs
+
+
+@lru_cache(maxsize=8)
+def _default_rungs(default_stall_after_s: float | None) -> tuple[timedelta, str]:
+    # Once per setting: building the ladder's models and their JSON for every claim cost more
+    # than a tenth of a claim's Python.
+    start = datetime(2000, 1, 1, tzinfo=UTC)
+    due, rungs = stalls.first_rung(stalls.default_ladder(default_stall_after_s), start)
+    return due - start, json.dumps(rungs)
+
+
+def answer(
+    session: Session,
+    principal: Principal,
+    claimed: claim_statement.Claimed | None,
+    now: datetime,
+    ttl_s: float | None,
+    default_ttl_s: float,
+    default_stall_after_s: float | None,
+) -> WorkItemRead | None:
+    """What a claim statement of :func:`at_once` answered, finished: the item claimed (its
+    traceability action, its own stall ladder, a pick whose holder's lease lapsed taken over
+    through the ORM), or None when there was nothing to claim."""
     if claimed is None:
         return None
-    item = claimed.item
-    if not claimed.taken or claimed.labels is None or claimed.dependencies is None:
+    if claimed.lapsed is not None:
         # The pick's holder's lease lapsed unswept: the expiry is recorded before the claim.
-        _take(session, item, principal, now, ttl_s, default_ttl_s, default_stall_after_s)
-        return read_items(session, [item])[0]
-    if agent:
+        _take(session, claimed.lapsed, principal, now, ttl_s, default_ttl_s, default_stall_after_s)
+        return read_items(session, [claimed.lapsed])[0]
+    item = claimed.values
+    assert item is not None
+    if principal.type is PrincipalType.agent:
         # An agent's claim is an action (spec §13), numbered after the agent's last on the item. Not
         # in the statement: its reads share the snapshot taken before it locked the row, and an
         # action the agent committed on the item meanwhile (evidence) would be numbered again.
         actions.record_claim(session, item.id, item.tenant, principal.id, now)
         if item.stall is not None:
             # Its own stall ladder: the statement left its clock to this.
-            stalls.arm(session, item, default_stall_after_s, now)
+            stalls.arm(session, claimed.item(), default_stall_after_s, now)
     types = types_of(session, {item.type})
     return item_view(item, claimed.labels, claimed.dependencies, types.get(item.type))
 

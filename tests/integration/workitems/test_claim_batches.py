@@ -7,13 +7,15 @@ from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select, text
+from sqlalchemy import select, text, update
 from sqlalchemy.exc import DataError
 
+from models.base import utcnow
 from models.principal import Principal, PrincipalType
 from models.trace_tables import AgentActionRow
 from models.work_api import WorkItemCreate, WorkItemRead
@@ -185,6 +187,34 @@ def test_a_call_that_fails_in_a_batch_fails_alone(client: TestClient, backend: s
     assert audited(client) == Counter(got)
     assert [i for i in items if holders[i][0] is None] == [i for i in items if i not in got]
     assert batcher.running == 0 and batcher.waiting == 0
+
+
+def test_calls_of_a_batch_that_pick_the_same_lapsed_lease_take_it_over_once(client: TestClient, backend: str) -> None:
+    """Both calls of a batch find the item whose holder's lease lapsed the best. On PostgreSQL
+    their claim statements run before the first takes it over (they are sent together), so the
+    second one's pick is that item too: it is claimed again once the takeover is written, and
+    gets the next item instead of taking the same one over a second time."""
+    lapsed = create(client, offer={"type": "agent"}, priority=90)
+    following = create(client, offer={"type": "agent"}, priority=50)
+    for_people = create(client, offer={"type": "human"}, priority=10)
+    batcher = ClaimBatcher(sessions(client), transactions=1, batch_max=32)
+    dead = batcher.claim_next(agent("dead"), ttl_s=60, default_ttl_s=300)
+    assert dead is not None and dead.id == lapsed
+    with sessions(client).begin() as session:
+        past = utcnow() - timedelta(seconds=1)
+        session.execute(update(WorkItem).where(WorkItem.id == lapsed).values(lease_expires_at=past))
+
+    # The head's claim (a person's: not the agents' items) holds the transaction; a and b queue.
+    head, rest = queue_behind_a_held_claim(client, backend, batcher, person("ann"), agent("a"), agent("b"))
+
+    assert results([head, *rest]) == [for_people, lapsed, following]
+    holders = claimed(client)
+    assert holders[lapsed][0] == "a" and holders[following][0] == "b"
+    assert audited(client) == Counter([lapsed, lapsed, following, for_people])  # dead's claim, then a's
+    with sessions(client)() as session:
+        expired = session.scalars(select(WorkItemEvent.item_id).where(WorkItemEvent.action == "lease_expired")).all()
+        epoch = session.scalar(select(WorkItem.lease_epoch).where(WorkItem.id == lapsed))
+    assert expired == [lapsed] and epoch == 2
 
 
 def test_a_call_without_the_claim_scope_is_refused_before_it_queues(client: TestClient) -> None:
