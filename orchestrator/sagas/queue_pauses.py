@@ -36,7 +36,7 @@ from orchestrator.sagas.engine import SagaEngine
 from orchestrator.sagas.pause_book import book_of, pause_key
 from orchestrator.sagas.store import SqlSagaStore
 from orchestrator.sagas.templates import template_of
-from orchestrator.storage.db import SessionFactory, lock_sagas
+from orchestrator.storage.db import SessionFactory, lock_sagas, reading
 from orchestrator.storage.pipeline import select_in_turn
 from orchestrator.storage.unit_of_work import Outgoing
 
@@ -180,7 +180,8 @@ def release_orphans(sessions: SessionFactory, settings: Settings, publish: Publi
     had not yet seen the resume, or a resume whose process died while sending); how many. Also
     reads this process's pauses afresh. One query on an index when nothing is held."""
     now = utcnow()
-    with sessions() as session:
+    # Only reads: on SQLite without the write lock (the coordinator's) every second.
+    with reading(sessions) as session:
         pauses = book_of(session).refresh(session)
         [held] = select_in_turn(session, [(_HELD_BY, {})])
         keys = {key for (key,) in held if key is not None}
