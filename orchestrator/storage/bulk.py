@@ -105,7 +105,7 @@ def delete_where_in(session: Session, table: Table, column: str, values: Collect
         if dialect == "postgresql":
             condition = target == func.any(bindparam("values", type_=ARRAY(target.type)))
         else:
-            condition = target.in_(json_values("values"))
+            condition = target.in_(json_values("values", target))
         statement = _DELETES[key] = delete(table).where(condition)
     write(session, statement, {"values": list(values)})
 

@@ -47,7 +47,7 @@ def _among(column: ColumnElement[Any], postgresql: bool) -> ColumnElement[bool]:
     past SQLAlchemy cannot expand an IN list): an array on PostgreSQL, a JSON array on SQLite."""
     if postgresql:
         return column == func.any(bindparam("ids", type_=ARRAY(column.type)))
-    return column.in_(json_values("ids"))
+    return column.in_(json_values("ids", column))
 
 
 class _Reads:

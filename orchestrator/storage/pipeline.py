@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import JSON, Connection, Dialect, Executable, Select, bindparam, func, select
+from sqlalchemy import JSON, ColumnElement, Connection, Dialect, Executable, Select, bindparam, cast, func, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import ValuesBase
@@ -27,14 +27,9 @@ def pipelined(session: Session) -> Iterator[None]:
     if connection.dialect.driver != "psycopg" or pipeline is None:
         yield
         return
-    try:
-        with pipeline():
-            yield
-    except DBAPIError:
-        raise
-    except connection.dialect.loaded_dbapi.Error as exc:
-        # Raised as the pipeline synced on leaving the block: wrap it as SQLAlchemy would have.
-        raise DBAPIError.instance(None, None, exc, connection.dialect.loaded_dbapi.Error) from exc
+    # Raised as the pipeline synced on leaving the block: handled as SQLAlchemy would have.
+    with _driver_errors(connection), pipeline():
+        yield
 
 
 def select_in_turn(session: Session, statements: Sequence[tuple[Executable, Mapping[str, Any]]]) -> list[list[Any]]:
@@ -55,12 +50,13 @@ def select_in_turn(session: Session, statements: Sequence[tuple[Executable, Mapp
     driver: Any = connection.connection.driver_connection
     pipeline = getattr(driver, "pipeline", None)
     compiled = [_compiled(statement, connection.dialect) for statement, _ in statements]
-    ready = [
-        (sql, bind(params), convert) for (sql, bind, convert), (_, params) in zip(compiled, statements, strict=True)
-    ]
-    sent = [(sql, params, convert) for sql, params, convert in ready if sql is not None]
-    if len(sent) < len(ready) or connection.dialect.driver not in ("psycopg", "pysqlite"):
+    if any(sql is None for sql, _, _ in compiled) or connection.dialect.driver not in ("psycopg", "pysqlite"):
         return [[tuple(row) for row in session.execute(statement, dict(params))] for statement, params in statements]
+    sent = [
+        (sql, bind(params), convert)
+        for (sql, bind, convert), (_, params) in zip(compiled, statements, strict=True)
+        if sql is not None
+    ]
     with _driver_errors(connection):
         if pipeline is None or len(sent) == 1:
             # SQLite runs in this process: no round trips to save, only SQLAlchemy's execution
@@ -71,10 +67,13 @@ def select_in_turn(session: Session, statements: Sequence[tuple[Executable, Mapp
         return [convert(cursor.fetchall()) for cursor, (_, _, convert) in zip(cursors, sent, strict=True)]
 
 
-def json_values(name: str) -> Select[Any]:
-    """``SELECT value FROM json_each(:name)``: the values of one parameter, a list sent as a JSON
-    array, for ``column IN (...)`` on SQLite (an expanding IN is rendered anew per execution)."""
-    return select(func.json_each(bindparam(name, type_=JSON)).table_valued("value").c.value)
+def json_values(name: str, column: ColumnElement[Any]) -> Select[Any]:
+    """``SELECT CAST(value AS <column's type>) FROM json_each(:name)``: the values of one
+    parameter, a list sent as a JSON array, for ``column IN (...)`` on SQLite (an expanding IN is
+    rendered anew per execution). Cast to the column's type: ``json_each`` keeps a JSON number a
+    number, which a text column's value never equals, where an expanding IN's parameter would."""
+    value = func.json_each(bindparam(name, type_=JSON)).table_valued("value").c.value
+    return select(cast(value, column.type))
 
 
 def write(session: Session, statement: Executable, params: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> None:
@@ -133,13 +132,15 @@ def _run_many(connection: Connection, sql: str, params: list[Any]) -> None:
 
 @contextmanager
 def _driver_errors(connection: Connection) -> Iterator[None]:
-    """The driver's errors raised as SQLAlchemy's (what callers, and ``is_transient``, expect)."""
+    """The driver's errors handled as SQLAlchemy handles them: raised as its types (what callers,
+    and ``is_transient``, expect), and a connection the server closed invalidated, so that the
+    rollback after it does not fail in turn and hide the server's reason."""
     try:
         yield
     except DBAPIError:
         raise
     except connection.dialect.loaded_dbapi.Error as exc:
-        raise DBAPIError.instance(None, None, exc, connection.dialect.loaded_dbapi.Error) from exc
+        connection._handle_dbapi_exception(exc, None, None, None, None)
 
 
 # What a statement compiles to for a dialect: its SQL (None where it cannot be compiled once:
@@ -170,11 +171,15 @@ def _compiled(statement: Executable, dialect: Dialect, column_keys: tuple[str, .
         # Columns the parameters leave out whose defaults SQLAlchemy computes in Python as it
         # executes: a constant is filled in here; anything else keeps the statement with
         # SQLAlchemy (below).
-        prefetch = [*getattr(compiled, "insert_prefetch", ()), *getattr(compiled, "update_prefetch", ())]
+        # (An INSERT's are its columns' ``default``, an UPDATE's their ``onupdate``.)
+        prefetch = [
+            *((c, c.default) for c in getattr(compiled, "insert_prefetch", ())),
+            *((c, c.onupdate) for c in getattr(compiled, "update_prefetch", ())),
+        ]
         constants = {
-            column.key: column.default.arg
-            for column in prefetch
-            if column.default is not None and column.default.is_scalar
+            column.key: default.arg
+            for column, default in prefetch
+            if default is not None and getattr(default, "is_scalar", False)
         }
         computed = len(constants) < len(prefetch)
 

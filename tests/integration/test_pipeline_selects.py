@@ -8,6 +8,7 @@ the engine's listeners."""
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -15,12 +16,27 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, bindparam, event, func, insert, literal_column, select, text, update
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy import (
+    Column,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    bindparam,
+    event,
+    func,
+    insert,
+    literal_column,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from models.base import utcnow
 from models.tables import OUTBOX, SAGAS
-from orchestrator.storage.db import make_engine, make_session_factory
+from orchestrator.storage.db import is_transient, make_engine, make_session_factory
 from orchestrator.storage.migrate import upgrade
 from orchestrator.storage.pipeline import json_values, pipelined, select_in_turn, write_returning
 from orchestrator.storage.pipeline import write as write_past
@@ -170,7 +186,7 @@ def test_rows_written_past_sqlalchemy_read_back_as_rows_written_through_it(engin
     if raw:
         assert raw["past-1"][1:] == raw["via-1"][1:]
     with sessions.begin() as session:
-        among = SAGAS.c.id.in_(json_values("ids")) if engine.dialect.name == "sqlite" else None
+        among = SAGAS.c.id.in_(json_values("ids", SAGAS.c.id)) if engine.dialect.name == "sqlite" else None
         if among is not None:
             write_past(session, SAGAS.delete().where(among), {"ids": ours})
         else:
@@ -200,3 +216,90 @@ def test_a_write_past_sqlalchemy_fails_as_sqlalchemy_would_and_is_seen_by_listen
     assert ("INSERT", False) in seen and ("INSERT", True) in seen
     with sessions() as session:
         assert set(session.scalars(select(SAGAS.c.id))) == {"dup"}  # the failed transaction wrote nothing
+
+
+def _scratch_table(engine: Engine) -> Table:
+    """A table of the test's own: a text key, and columns with a constant default and onupdate."""
+    table = Table(
+        f"scratch_{uuid.uuid4().hex[:8]}",
+        MetaData(),
+        Column("key", String(20), primary_key=True),
+        Column("name", String(20)),
+        Column("revision", Integer, default=0, onupdate=7),
+        Column("touched", Integer, default=1, onupdate=lambda: 2),
+    )
+    table.create(engine)
+    return table
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_update_past_sqlalchemy_takes_the_columns_onupdate_as_sqlalchemy_would(engine: Engine) -> None:
+    """A constant ``onupdate`` is filled in (not the column's INSERT default); a computed one
+    keeps the statement with SQLAlchemy. Row "a" is updated by SQLAlchemy, row "b" past it."""
+    table = _scratch_table(engine)
+    sessions = make_session_factory(engine)
+    try:
+        with sessions.begin() as session:
+            session.execute(insert(table), [{"key": "a", "name": "x"}, {"key": "b", "name": "x"}])
+        by_key = update(table).where(table.c.key == bindparam("k"))
+        with sessions.begin() as session:
+            session.execute(by_key, {"k": "a", "name": "y"})
+            write_past(session, by_key, {"k": "b", "name": "y"})
+        with sessions() as session:
+            rows = {r.key: tuple(r[1:]) for r in session.execute(select(table))}
+        assert rows["a"] == rows["b"] == ("y", 7, 2)
+    finally:
+        table.drop(engine)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_select_past_sqlalchemy_that_cannot_be_compiled_once_goes_through_it(engine: Engine) -> None:
+    """An expanding IN over a typed column: rendered per execution by SQLAlchemy, not sent past
+    it with its whole list handed to the type's processor."""
+    write(engine, "q.in")
+    sessions = make_session_factory(engine)
+    typed = select(OUTBOX.c.queue).where(OUTBOX.c.created_at.in_(bindparam("at", expanding=True)))
+    with sessions.begin() as session:
+        [rows, [(count,)]] = select_in_turn(
+            session, [(typed, {"at": [utcnow()]}), (_COUNT, {"queue": "q.in", "now": utcnow()})]
+        )
+    assert rows == [] and count == 1
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_json_values_match_a_column_as_an_in_list_would(engine: Engine) -> None:
+    """A number among the values matches a text key, as an expanding IN's parameter would (a
+    JSON number is not text to SQLite); text matches an integer key."""
+    table = _scratch_table(engine)
+    sessions = make_session_factory(engine)
+    try:
+        write(engine, "q.json")
+        among_keys = table.c.key.in_(json_values("keys", table.c.key))
+        with sessions.begin() as session:
+            session.execute(insert(table), [{"key": "1"}, {"key": "2"}, {"key": "x'y"}])
+            write_past(session, table.delete().where(among_keys), {"keys": [1, "x'y"]})
+        with sessions() as session:
+            assert set(session.scalars(select(table.c.key))) == {"2"}
+            [ids] = select_in_turn(session, [(select(OUTBOX.c.id).where(OUTBOX.c.queue == "q.json"), {})])
+            [(found,)] = ids
+            among = select(OUTBOX.c.queue).where(OUTBOX.c.id.in_(json_values("ids", OUTBOX.c.id)))
+            assert select_in_turn(session, [(among, {"ids": [str(found)]})]) == [[("q.json",)]]
+    finally:
+        table.drop(engine)
+
+
+@postgres_only
+def test_a_connection_the_server_closed_is_invalidated_and_its_reason_raised(engine: Engine) -> None:
+    """As on SQLAlchemy's own path: the session's connection is thrown away (its rollback does
+    not fail in turn), and what is raised is the server's reason, a transient error."""
+    sessions = make_session_factory(engine)
+    with pytest.raises(OperationalError) as raised, sessions.begin() as session:
+        pid = session.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        with engine.connect() as other:
+            other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        write_past(session, insert(SAGAS), _saga_row("after-terminate"))
+    assert raised.value.connection_invalidated
+    assert "terminat" in str(raised.value.orig)
+    assert is_transient(raised.value)
+    with sessions() as session:  # the pool gave a live connection again
+        assert session.execute(select(literal_column("1"))).scalar_one() == 1

@@ -117,6 +117,11 @@ return #ARGV
 """
 
 
+# However long kombu's own interval (10 s unless set, as workyard sets it to 1 s), a sweep is
+# not put off for longer than this: an explicit ask soon after another still sweeps.
+SWEEP_AT_MOST_EVERY_S = 0.5
+
+
 class QoS(kombu_redis.QoS):
     """kombu's Redis QoS, knowing which deliveries the batch pop script already recorded as unacknowledged."""
 
@@ -170,14 +175,15 @@ class QoS(kombu_redis.QoS):
         own clock runs ahead neither gives back what live processes hold nor keeps, when it
         dies, its own messages from coming back (the timeout is seconds, not an hour).
 
-        At most one sweep every half ``unacked_restore_interval`` (a second): kombu asks on its
-        event loop's timer every interval, but a consumer that drains its connection instead
-        (the orchestrator's report consumer) is asked after every poll that found nothing,
-        which at 150 reports a second was 150 sweeps of four round trips each. Half, so that a
-        timer that fires a little early still sweeps every interval."""
+        At most one sweep every half ``unacked_restore_interval`` (workyard's: a second), and
+        every half second at most: kombu asks on its event loop's timer every interval, but a
+        consumer that drains its connection instead (the orchestrator's report consumer) is
+        asked after every poll that found nothing, which at 150 reports a second was 150 sweeps
+        of four round trips each. Half, so that a timer that fires a little early still sweeps
+        every interval."""
         kombu: Any = self.channel
         now = time.monotonic()
-        every = float(getattr(kombu, "unacked_restore_interval", 0) or 0) / 2
+        every = min(SWEEP_AT_MOST_EVERY_S, float(getattr(kombu, "unacked_restore_interval", 0) or 0) / 2)
         if self._swept_at is not None and now - self._swept_at < every:
             return
         self._swept_at = now
