@@ -39,6 +39,7 @@ from orchestrator.api.context import RequestContext
 from orchestrator.api.gate import InputGate
 from orchestrator.api.limits import BodyLimit
 from orchestrator.api.query import strict_query
+from orchestrator.api.submit_path import SubmitPath, submit_route
 from orchestrator.api.ui import app as ui
 from orchestrator.mcp.http import McpEndpoint
 from orchestrator.service.wiring import Wiring
@@ -111,7 +112,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.wiring = wiring
     errors.install(app)
-    # Middleware added later runs earlier: the token, then the body's size, then its content.
+    # Middleware added later runs earlier: the token, then the body's size, then its content,
+    # then (innermost, after every check at the door) the submit path upstream systems call.
+    app.add_middleware(SubmitPath, wiring=wiring, route=submit_route(sagas.router.routes))
     app.add_middleware(InputGate)
     app.add_middleware(BodyLimit, max_bytes=wiring.settings.max_request_bytes)
     # Added late, so it runs early: no body is read for a caller without a valid token.

@@ -46,6 +46,23 @@ def json_response(model: BaseModel, status: int) -> Response:
     return Response(model.model_dump_json(), status_code=status, media_type="application/json")
 
 
+def api_error_response(exc: Exception) -> Response:
+    """What the app's exception handlers answer for ``exc`` raised by an API operation (not a
+    /ui page): for code that answers a request itself (``orchestrator.api.submit_path``)."""
+    if isinstance(exc, OrchestratorError):
+        response = error_response(exc.status, exc.code, exc.message, exc.details)
+        if exc.status == 401:
+            response.headers["WWW-Authenticate"] = "Bearer"  # RFC 9110: a 401 names the scheme it wants
+        return response
+    if isinstance(exc, SQLAlchemyError):
+        if is_transient(exc):
+            return unavailable_response(exc)
+        log.error("unhandled database error", exc_info=exc)
+        return error_response(500, "internal", "internal error; the server log has the details")
+    log.error("unhandled error", exc_info=exc)
+    return error_response(500, "internal", "internal error; the server log has the details")
+
+
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI entries for the error statuses an endpoint can answer."""
     return {status: {"model": ErrorBody} for status in statuses}
@@ -56,10 +73,7 @@ def install(app: FastAPI) -> None:
     async def _ours(request: Request, exc: OrchestratorError) -> Response:
         if is_ui_path(request.url.path):
             return page_response(exc.status, exc.message)
-        response = error_response(exc.status, exc.code, exc.message, exc.details)
-        if exc.status == 401:
-            response.headers["WWW-Authenticate"] = "Bearer"  # RFC 9110: a 401 names the scheme it wants
-        return response
+        return api_error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
@@ -94,17 +108,17 @@ def install(app: FastAPI) -> None:
                 log.warning("answering 503: %s: %s", type(exc).__name__, exc)
                 return page_response(503, "the database is unavailable or busy; retry shortly", {"Retry-After": "1"})
             return unavailable_response(exc)
-        log.exception("unhandled database error")
         if is_ui_path(request.url.path):
+            log.exception("unhandled database error")
             return page_response(500, "internal error; the server log has the details")
-        return error_response(500, "internal", "internal error; the server log has the details")
+        return api_error_response(exc)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("unhandled error")
         if is_ui_path(request.url.path):
+            log.exception("unhandled error")
             return page_response(500, "internal error; the server log has the details")
-        return error_response(500, "internal", "internal error; the server log has the details")
+        return api_error_response(exc)
 
 
 def _allowed(request: Request) -> list[str]:
