@@ -16,8 +16,7 @@ datetimes, None, and JSON documents for JSON columns.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Collection
-from dataclasses import dataclass
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
@@ -40,9 +39,6 @@ def insert_rows(session: Session, table: Table, rows: list[dict[str, Any]]) -> N
     if not rows:
         return
     dialect = session.get_bind().dialect
-    if dialect.name == "sqlite" and (driver := _driver_insert(dialect, table, tuple(rows[0]), returning=False)):
-        session.connection().exec_driver_sql(driver.sql, [driver.values(row) for row in rows])
-        return
     if dialect.name != "postgresql":
         write(session, _executemany(table, returning=False), rows)
         return
@@ -55,61 +51,16 @@ def insert_returning_ids(session: Session, table: Table, rows: list[dict[str, An
     if not rows:
         return []
     dialect = session.get_bind().dialect
-    if (
-        dialect.name == "sqlite"
-        and len(rows) == 1
-        and (driver := _driver_insert(dialect, table, tuple(rows[0]), returning=True))
-    ):
-        # One row (a submit's first dispatch): SQLite answers a RETURNING of a single INSERT.
-        return [session.connection().exec_driver_sql(driver.sql, driver.values(rows[0])).scalar_one()]
     if dialect.name != "postgresql":
         if len(rows) > 1:
             return list(session.scalars(_executemany(table, returning=True), rows))
-        # The one row of a batch at a steady pace: past SQLAlchemy's execution.
+        # The one row of a batch at a steady pace, or of a submit: past SQLAlchemy's execution.
         [(new_id,)] = write_returning(session, _insert_one(table), rows[0])
         return [new_id]
     statement = _statement(dialect, table, tuple(rows[0]), returning=True)
     # Inserted in the rows' order, so a serial key ascends in it (what SQLAlchemy's own sorted
     # RETURNING relies on there too).
     return sorted(row[0] for row in write_returning(session, statement, {"rows": _document(rows)}))
-
-
-@dataclass(frozen=True)
-class _DriverInsert:
-    """An INSERT compiled for SQLite once: its SQL (``?`` placeholders), and per placeholder the
-    row's key and the column type's bind processor (what SQLAlchemy would apply to the value)."""
-
-    sql: str
-    binds: tuple[tuple[str, Callable[[Any], Any] | None], ...]
-
-    def values(self, row: dict[str, Any]) -> tuple[Any, ...]:
-        return tuple(row[key] if process is None else process(row[key]) for key, process in self.binds)
-
-
-# (table, columns, returning) -> the compiled insert, or None where one cannot stand in for
-# SQLAlchemy's (a column left out that has a default SQLAlchemy would fill in).
-_DRIVER_INSERTS: dict[tuple[str, tuple[str, ...], bool], _DriverInsert | None] = {}
-
-
-def _driver_insert(
-    dialect: Dialect, table: Table, columns: tuple[str, ...], *, returning: bool
-) -> _DriverInsert | None:
-    """The rows' INSERT as SQL the driver runs with a tuple per row (SQLite). SQLAlchemy's own
-    execution of a statement (the session's, its compiled cache's lookup, its parameter
-    processing) costs several times what SQLite takes to run it, on the path of every submit;
-    ``exec_driver_sql`` still raises SQLAlchemy's errors (a key in use: ``IntegrityError``) and
-    fires its events."""
-    key = (table.name, columns, returning)
-    if key not in _DRIVER_INSERTS:
-        statement = insert(table).returning(table.c.id) if returning else insert(table)
-        compiled: Any = statement.compile(dialect=dialect, column_keys=list(columns))
-        names = tuple(compiled.positiontup or ())
-        if set(names) != set(columns):
-            _DRIVER_INSERTS[key] = None
-        else:
-            binds = tuple((name, compiled.binds[name].type._cached_bind_processor(dialect)) for name in names)
-            _DRIVER_INSERTS[key] = _DriverInsert(compiled.string, binds)
-    return _DRIVER_INSERTS[key]
 
 
 def _executemany(table: Table, *, returning: bool) -> Executable:
