@@ -41,7 +41,7 @@ class InputGate:
         while more:
             message: Message = await receive()
             if message["type"] != "http.request":
-                await self.app(scope, _replay([message]), send)  # the client left: nothing to check
+                await self.app(scope, replay([message]), send)  # the client left: nothing to check
                 return
             chunks.append(message.get("body", b""))
             more = bool(message.get("more_body"))
@@ -59,10 +59,12 @@ class InputGate:
                 return
             except ValueError:
                 pass  # malformed JSON (or not UTF-8): the framework answers 400 malformed_json
-        await self.app(scope, _replay([{"type": "http.request", "body": body, "more_body": False}]), send)
+        await self.app(scope, replay([{"type": "http.request", "body": body, "more_body": False}]), send)
 
 
-def _replay(messages: list[Message]) -> Any:
+def replay(messages: list[Message]) -> Any:
+    """An ASGI ``receive`` that hands out ``messages`` (a body already read), then a disconnect."""
+
     async def receive() -> Message:
         if messages:
             return messages.pop(0)

@@ -30,12 +30,11 @@ from models.api import SagaCreate
 from models.principal import Principal, Scope
 from orchestrator.api.auth import PRINCIPAL_KEY
 from orchestrator.api.errors import api_error_response, json_response
+from orchestrator.api.gate import Message, replay
 from orchestrator.service.wiring import Wiring
 
 PATH = "/api/v1/sagas"
 _IDEMPOTENCY_HEADER = b"idempotency-key"
-
-Message = dict[str, Any]
 
 
 class SubmitPath:
@@ -59,13 +58,13 @@ class SubmitPath:
             message = await receive()
             messages.append(message)
             if message["type"] != "http.request":
-                await self.app(scope, _replay(messages), send)
+                await self.app(scope, replay(messages), send)
                 return
             more = bool(message.get("more_body"))
         body = _valid_body(b"".join(m.get("body", b"") for m in messages))
         if body is None:
             # Left to the route, which says what is wrong as it always has.
-            await self.app(scope, _replay(messages), send)
+            await self.app(scope, replay(messages), send)
             return
         # Imported here: orchestrator.api.sagas builds the routers, which import the app's parts.
         from orchestrator.api.sagas import submit
@@ -76,7 +75,7 @@ class SubmitPath:
             response = json_response(saga, 202 if created else 200)
         except Exception as exc:
             response = api_error_response(exc)
-        await response(scope, _replay([]), send)
+        await response(scope, replay([]), send)
 
 
 def _plain_submit(scope: dict[str, Any]) -> Principal | None:
@@ -112,15 +111,6 @@ def _valid_body(raw: bytes) -> SagaCreate | None:
         return SagaCreate.model_validate(json.loads(raw))
     except (ValueError, ValidationError):
         return None
-
-
-def _replay(messages: list[Message]) -> Any:
-    async def receive() -> Message:
-        if messages:
-            return messages.pop(0)
-        return {"type": "http.disconnect"}
-
-    return receive
 
 
 def submit_route(routes: list[Any]) -> APIRoute:
