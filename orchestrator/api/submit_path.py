@@ -25,12 +25,14 @@ from typing import Any
 import anyio.to_thread
 from fastapi.routing import APIRoute
 from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 
 from models.api import SagaCreate
 from models.principal import Principal, Scope
 from orchestrator.api.auth import PRINCIPAL_KEY
 from orchestrator.api.errors import api_error_response, json_response
 from orchestrator.api.gate import Message, replay
+from orchestrator.errors import OrchestratorError
 from orchestrator.service.wiring import Wiring
 
 PATH = "/api/v1/sagas"
@@ -73,7 +75,9 @@ class SubmitPath:
         try:
             saga, created = await anyio.to_thread.run_sync(submit, self.wiring, principal, body)
             response = json_response(saga, 202 if created else 200)
-        except Exception as exc:
+        except (OrchestratorError, SQLAlchemyError) as exc:
+            # What the app's handlers answer for the route. Anything else goes on up, as from
+            # the route: through the request's span (marked an error) to the server error page.
             response = api_error_response(exc)
         await response(scope, replay([]), send)
 

@@ -26,6 +26,8 @@ from sqlalchemy.dialects.postgresql import psycopg as psycopg_dialect
 from sqlalchemy.engine import CursorResult, Row
 from sqlalchemy.orm import Session
 
+from orchestrator.storage.pipeline import driver_errors
+
 # The psycopg dialect: what statements are compiled for, once (``supported`` checks the session's).
 DIALECT = psycopg_dialect.dialect()  # type: ignore[no-untyped-call]
 _PLACEHOLDER = re.compile(r"%%|%\((\w+)\)s")
@@ -97,11 +99,12 @@ def pipelined(
     The server still runs them one after the other, in order, each seeing what those before it
     wrote: only the waits for the answers in between are saved (a round trip each, and on a busy
     machine the wake-ups of both processes). A failure of one fails the transaction, and the
-    statements after it are not run; it is raised (psycopg's error, not SQLAlchemy's). Prepared
-    once per connection like :func:`execute`'s; the caller flushes first."""
+    statements after it are not run; it is raised as SQLAlchemy's error, a connection the server
+    closed invalidated (``storage.pipeline.driver_errors``). Prepared once per connection like
+    :func:`execute`'s; the caller flushes first."""
     driver = _driver(session)
     cursors: list[psycopg.RawCursor[tuple[Any, ...]]] = []
-    with driver.pipeline():
+    with driver_errors(session.connection()), driver.pipeline():
         if first is not None:
             driver.execute(first)
         for statement, params in statements:

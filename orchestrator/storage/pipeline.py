@@ -28,7 +28,7 @@ def pipelined(session: Session) -> Iterator[None]:
         yield
         return
     # Raised as the pipeline synced on leaving the block: handled as SQLAlchemy would have.
-    with _driver_errors(connection), pipeline():
+    with driver_errors(connection), pipeline():
         yield
 
 
@@ -57,7 +57,7 @@ def select_in_turn(session: Session, statements: Sequence[tuple[Executable, Mapp
         for (sql, bind, convert), (_, params) in zip(compiled, statements, strict=True)
         if sql is not None
     ]
-    with _driver_errors(connection):
+    with driver_errors(connection):
         if pipeline is None or len(sent) == 1:
             # SQLite runs in this process: no round trips to save, only SQLAlchemy's execution
             # (and one statement alone is one round trip without a pipeline's sync).
@@ -94,7 +94,7 @@ def write(session: Session, statement: Executable, params: Mapping[str, Any] | S
     if sql is None or connection.dialect.driver not in ("psycopg", "pysqlite"):
         session.execute(statement, list(rows) if many else dict(rows[0]))
         return
-    with _driver_errors(connection):
+    with driver_errors(connection):
         if many and len(rows) > 1:
             _run_many(connection, sql, [bind(row) for row in rows])
         else:
@@ -108,7 +108,7 @@ def write_returning(session: Session, statement: Executable, params: Mapping[str
     sql, bind, convert = _compiled(statement, connection.dialect, tuple(params))
     if sql is None or connection.dialect.driver not in ("psycopg", "pysqlite"):
         return [tuple(row) for row in session.execute(statement, dict(params))]
-    with _driver_errors(connection):
+    with driver_errors(connection):
         return convert(_run(connection, sql, bind(params)).fetchall())
 
 
@@ -131,7 +131,7 @@ def _run_many(connection: Connection, sql: str, params: list[Any]) -> None:
 
 
 @contextmanager
-def _driver_errors(connection: Connection) -> Iterator[None]:
+def driver_errors(connection: Connection) -> Iterator[None]:
     """The driver's errors handled as SQLAlchemy handles them: raised as its types (what callers,
     and ``is_transient``, expect), and a connection the server closed invalidated, so that the
     rollback after it does not fail in turn and hide the server's reason."""

@@ -46,7 +46,7 @@ class Ask:
 def claim_next_together(session: Session, asks: Sequence[Ask], now: datetime) -> list[WorkItemRead | None]:
     """``claims.claim_next`` for each of ``asks`` in order, in the session's transaction, all at
     ``now``: what each would have got claiming alone after the ones ahead of it. A statement
-    that fails raises (psycopg's error), and the transaction is then to be rolled back."""
+    that fails raises (SQLAlchemy's error), and the transaction is then to be rolled back."""
     statements = [
         claims.next_at_once(ask.principal, now, ask.ttl_s, ask.default_ttl_s, ask.default_stall_after_s) for ask in asks
     ]

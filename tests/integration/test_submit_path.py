@@ -99,3 +99,24 @@ def test_the_path_answers_what_the_route_answers(client: TestClient, monkeypatch
     assert [s[0] for s in by_path] == [202, 202, 409, 404, 404, 422, 403, 202]
     # Keys of the same length ("p-same", "r-same"): the answers are of the same length too.
     assert by_path == by_route
+
+
+def test_an_unexpected_failure_goes_on_up_as_from_the_route(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A submit that fails with neither workyard's nor the database's error is not answered by
+    the path: it goes on up, as from the route, through the request's span (marked an error)
+    to the app's last handler, whose 500 is the same either way."""
+    from orchestrator.api import sagas as sagas_api
+
+    def boom(*_args: Any, **_kwargs: Any) -> Any:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(sagas_api, "submit_saga", boom)
+    unexpected = TestClient(client.app, raise_server_exceptions=False, headers=dict(client.headers))
+    body = {"template": "it.three", "input": {"tag": "a"}}
+    by_path = unexpected.post("/api/v1/sagas", json=body)
+    monkeypatch.setattr(submit_path, "_plain_submit", lambda _scope: None)
+    by_route = unexpected.post("/api/v1/sagas", json=body)
+    assert by_path.status_code == by_route.status_code == 500
+    assert (by_path.text, dict(by_path.headers)) == (by_route.text, dict(by_route.headers))

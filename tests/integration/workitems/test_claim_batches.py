@@ -251,3 +251,37 @@ def test_batched_claims_record_each_agents_action_numbered_after_its_last(client
         [(again, "a", 1), (again, "a", 2), (top, "z", 1)]
     )
     assert {r.id for r in rows} == {action_id(r.item_id, r.agent_id, r.sequence) for r in rows}
+
+
+def test_a_batch_whose_connection_the_server_closes_is_claimed_again_alone(
+    client: TestClient, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server ends the backend of a batch's transaction as its claims go out together: the
+    connection is thrown away as SQLAlchemy would, the batch rolled back, and each call claims
+    alone on a fresh connection (not every call answered "the connection is lost")."""
+    if backend == "sqlite":
+        pytest.skip("a batch's claims go out together on PostgreSQL only")
+    from orchestrator.storage import driver_sql
+
+    for _ in range(4):
+        create(client, offer={"type": "agent"})
+    factory = sessions(client)
+    pipelined = driver_sql.pipelined
+    ended: list[int] = []
+
+    def ending_its_backend(session: Any, statements: Any, **options: Any) -> Any:
+        if not ended:
+            pid = session.execute(text("SELECT pg_backend_pid()")).scalar_one()
+            with factory() as other:
+                other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            ended.append(pid)
+        return pipelined(session, statements, **options)
+
+    monkeypatch.setattr(driver_sql, "pipelined", ending_its_backend)
+    batcher = ClaimBatcher(factory, transactions=1, batch_max=32)
+    head, rest = queue_behind_a_held_claim(client, backend, batcher, agent("h"), agent("a"), agent("b"), agent("c"))
+    got = results([head, *rest])
+    assert ended, "the batch's claims never went out together"
+    assert None not in got and len(set(got)) == 4
+    holders = claimed(client)
+    assert sorted(holders[i][0] or "" for i in got) == ["a", "b", "c", "h"]
