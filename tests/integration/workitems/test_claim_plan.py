@@ -47,13 +47,7 @@ def test_the_lapsed_lease_probe_does_not_read_every_claimed_item(tmp_path: Path)
         statement = claims._statement(claims._shape(me), False, True)
         with sessions.begin() as session:
             claim_statement.plan_generically(session)
-            driver = session.connection().connection.driver_connection
-            assert isinstance(driver, psycopg.Connection)
-            cursor = psycopg.RawCursor(driver)
-            cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + statement.sql, statement.values(params))
-            row = cursor.fetchone()
-            assert row is not None
-            plan = row[0][0]["Plan"]
+            plan = explain(session, statement, params)
             session.rollback()
     removed = [(n["Index Name"], n.get("Rows Removed by Filter", 0)) for n in nodes(plan) if "Index Name" in n]
     assert max(count for _, count in removed) < held, removed
