@@ -47,6 +47,7 @@ from bench.support import (  # noqa: E402
     proc_cpu_s,
     scratch_database,
 )
+from config import heap  # noqa: E402
 from config.settings import Settings  # noqa: E402
 from models.principal import Principal, PrincipalType  # noqa: E402
 from models.work_tables import EVENTS, WORK_ITEMS, WorkItem, WorkItemEvent  # noqa: E402
@@ -166,6 +167,8 @@ def run_claimers(
     engine: Engine, claimers: int, total: int, transactions: int, batch_max: int, stall_after_s: float | None
 ) -> tuple[list[Claimer], float, float, Cpu]:
     batcher = ClaimBatcher(make_session_factory(engine), transactions=transactions, batch_max=batch_max)
+    # As the API process does once started, before it serves (its lifespan).
+    heap.settle()
     pids = backend_pids(engine, claimers)
     workers = [Claimer(agent(n)) for n in range(claimers)]
     barrier = threading.Barrier(claimers + 1)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -11,6 +10,7 @@ from fastapi import Depends, FastAPI
 from fastapi.routing import APIRoute
 from starlette.routing import Route
 
+from config import heap
 from config.settings import Settings, get_settings
 from models.documents import MAX_DEPTH
 from orchestrator.api import (
@@ -65,10 +65,6 @@ HTTP), which is not described here. `/metrics` needs an all-tenant token with `m
 unless the server lets anyone scrape it (`WORKYARD_METRICS_PUBLIC`)."""
 
 
-# The collector's thresholds in the API process (Python's defaults: 700, 10, 10).
-GC_THRESHOLDS = (50_000, 50, 100)
-
-
 def operation_id(route: APIRoute) -> str:
     """``claim_work_item`` -> ``claimWorkItem``: an operation's id in the OpenAPI document."""
     first, *rest = route.name.split("_")
@@ -81,14 +77,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # Everything alive now (modules, mappers, schemas: most of the heap) lives as long as the
-        # process: out of the collector's sight, a full collection no longer walks it each time
-        # requests have made enough garbage to trigger one.
-        gc.freeze()
-        # A batch submit builds thousands of objects that live until it commits: at the default
-        # thresholds the collector walked them over and over, a tenth of a batch's CPU. Young
-        # collections a seventieth as often cost a few MB of garbage held a little longer.
-        gc.set_threshold(*GC_THRESHOLDS)
+        # Everything alive now lives as long as the process: out of the collector's sight.
+        heap.settle()
         async with mcp.running():
             yield
         wiring.close()

@@ -7,6 +7,7 @@ import threading
 
 import click
 
+from config import heap
 from orchestrator.cli.base import Failure, admin_token, current_settings, handlers_from_cwd, main, open_wiring
 
 # -- running the stack ---------------------------------------------------------------------------
@@ -63,7 +64,9 @@ def orchestrator() -> None:
     from orchestrator.service.loops import run_orchestrator
 
     setup_tracing("workyard-orchestrator")
-    run_orchestrator(open_wiring())
+    wiring = open_wiring()
+    heap.settle()
+    run_orchestrator(wiring)
 
 
 @main.command()

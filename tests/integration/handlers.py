@@ -7,6 +7,7 @@ Behaviour is chosen per step by the saga input: ``behaviour[<step>]`` or
 
 from __future__ import annotations
 
+import gc
 import os
 import time
 from functools import cache
@@ -92,3 +93,9 @@ for _name, _cap in [
     ("undo_fan_each", "beta"),
 ]:
     _register(_name, _cap)
+
+
+@step("heap", capability="alpha")
+def heap(ctx: StepContext, cmd: Cmd) -> dict[str, Any]:
+    """The pool process's garbage collector as a step finds it (config.heap)."""
+    return {"frozen": gc.get_freeze_count(), "thresholds": list(gc.get_threshold())}

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from config import heap
 from models.api import SagaRead
 from models.work_tables import WorkItem
 from tests.integration.harness import Harness
@@ -170,3 +171,16 @@ def test_a_failed_handler_fan_out_compensates_each_member_that_succeeded(harness
     assert effects[-1] == "one:compensate"
     # Decided at the fourth failure: from then on at most 6 could succeed.
     assert "FanOutFailed: 4 of 10 members failed, 7 must succeed" in (saga.error or "")
+
+
+def test_a_worker_pool_process_keeps_its_startup_heap_out_of_the_collectors_sight(harness: Harness) -> None:
+    # config.heap: a full collection in a pool process would walk everything the worker imported,
+    # holding the step (and the worker's slot) meanwhile.
+    harness.register(
+        {"name": "it.heap", "version": "1.0.0", "steps": [{"name": "heap", "capability": "alpha", "handler": "heap"}]}
+    )
+    saga = harness.wait_final(harness.submit("it.heap", {"tag": _tag()}))
+    assert saga.state == "completed"
+    found = saga.results["heap"]
+    assert found["frozen"] > 10_000, found
+    assert tuple(found["thresholds"]) == heap.THRESHOLDS

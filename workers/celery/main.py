@@ -9,6 +9,7 @@ from typing import Any
 
 from celery import signals
 
+from config import heap
 from config.keys import capability_queue
 from config.logging import enter_log_context, leave_log_context
 from config.settings import Settings
@@ -60,6 +61,10 @@ def _leave_log_context(task_id: str | None = None, **_: Any) -> None:
         leave_log_context(token)
 
 
+def _settle_heap(**_: Any) -> None:
+    heap.settle()
+
+
 def run_worker(
     settings: Settings,
     capabilities: list[str],
@@ -102,6 +107,9 @@ def run_worker(
     signals.task_prerun.connect(_enter_log_context, weak=False)
     signals.task_postrun.connect(_leave_log_context, weak=False)
     signals.worker_init.connect(keep, weak=False)
+    # Before the pool forks (its processes inherit the frozen heap), and in each pool process.
+    signals.worker_init.connect(_settle_heap, weak=False)
+    signals.worker_process_init.connect(_settle_heap, weak=False)
     signals.worker_ready.connect(announce, weak=False)
     signals.worker_shutdown.connect(withdraw, weak=False)
     try:
@@ -112,6 +120,8 @@ def run_worker(
         signals.task_prerun.disconnect(_enter_log_context)
         signals.task_postrun.disconnect(_leave_log_context)
         signals.worker_init.disconnect(keep)
+        signals.worker_init.disconnect(_settle_heap)
+        signals.worker_process_init.disconnect(_settle_heap)
         signals.worker_ready.disconnect(announce)
         signals.worker_shutdown.disconnect(withdraw)
         withdraw()
