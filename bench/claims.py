@@ -7,15 +7,16 @@ A fresh PostgreSQL schema ``bench_cl_<random>`` on the database named by --datab
 WORKYARD_DATABASE_URL), migrated to head, gets --items open, unassigned tasks offered to agents
 (``{offer_type: 'agent'}``) in one tenant, and PostgreSQL's statistics are brought up to date
 (``ANALYZE``, as autovacuum would after such a load). Then --claimers threads, as the API's
-request threads do, call claim-next until it finds nothing, through the API's own path: the
-process's claim batcher (``orchestrator/work/claim_batches.py``, with the server's default
+request threads do, call claim-next until it finds nothing, through the API's own path, in a
+process settled as the API's is before it serves (``config.heap``): the process's claim batcher (``orchestrator/work/claim_batches.py``, with the server's default
 settings unless --transactions / --batch-max say otherwise, and with the server's default stall
 clock, WORKYARD_WORK_STALL_AFTER_S, armed by every claim as the API's claims arm it, unless
 --without-stall), which runs a few claim transactions at once, each claiming for every call
 waiting. Prints claims/s, p50/p99 claim latency, the CPU a claim costs (the claimers' Python
 process; on PostgreSQL also their backends, read from /proc when the server is local), and
 checks that every item was claimed exactly once (by the claimers' own tally and by the audit
-trail). The schema (or SQLite file) is dropped unless --keep.
+trail). The schema (or SQLite file) is dropped unless --keep. It ends with
+``claims per second at 50 claimers: N``.
 """
 
 from __future__ import annotations
@@ -332,9 +333,10 @@ def main() -> None:
             print(f"FAILED: {problem}", flush=True)
         sys.exit(1)
     print(f"verified: each of the {len(ids):,} items claimed exactly once (claimers' tally and audit trail agree)")
-    print(
-        f"claims: {rate:.1f} claims/s, p99 {pct(latencies, 0.99) * 1000:.1f} ms ({args.claimers} claimers, {backend})"
-    )
+    p99_ms = pct(latencies, 0.99) * 1000
+    print(f"claims: {rate:.1f} claims/s, p99 {p99_ms:.1f} ms ({args.claimers} claimers, {backend})")
+    # The line the performance issue reads (its target: >= 1,000 a second, p99 <= 100 ms, 50 claimers, PostgreSQL).
+    print(f"claims per second at {args.claimers} claimers: {rate:.0f}")
 
 
 if __name__ == "__main__":
