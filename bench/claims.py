@@ -8,7 +8,8 @@ WORKYARD_DATABASE_URL), migrated to head, gets --items open, unassigned tasks of
 (``{offer_type: 'agent'}``) in one tenant, and PostgreSQL's statistics are brought up to date
 (``ANALYZE``, as autovacuum would after such a load). Then --claimers threads, as the API's
 request threads do, call claim-next until it finds nothing, through the API's own path, in a
-process settled as the API's is before it serves (``config.heap``): the process's claim batcher (``orchestrator/work/claim_batches.py``, with the server's default
+process settled as the API's is before it serves (``config.heap``): the process's claim
+batcher (``orchestrator/work/claim_batches.py``, with the server's default
 settings unless --transactions / --batch-max say otherwise, and with the server's default stall
 clock, WORKYARD_WORK_STALL_AFTER_S, armed by every claim as the API's claims arm it, unless
 --without-stall), which runs a few claim transactions at once, each claiming for every call
@@ -169,7 +170,7 @@ def run_claimers(
 ) -> tuple[list[Claimer], float, float, Cpu]:
     batcher = ClaimBatcher(make_session_factory(engine), transactions=transactions, batch_max=batch_max)
     # As the API process does once started, before it serves (its lifespan).
-    heap.settle()
+    heap.settle(heap.BATCH_THRESHOLDS)
     pids = backend_pids(engine, claimers)
     workers = [Claimer(agent(n)) for n in range(claimers)]
     barrier = threading.Barrier(claimers + 1)

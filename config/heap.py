@@ -12,18 +12,20 @@ from __future__ import annotations
 
 import gc
 
-# Python's defaults are 700, 10, 10. A batch (of submits, of reports) builds thousands of objects
-# that live until it commits: at the defaults the collector walked them over and over, a tenth of a
-# batch submit's CPU. Young collections a seventieth as often cost a few MB of garbage held a little
-# longer.
-THRESHOLDS = (50_000, 50, 100)
+# For the API (Python's defaults are 700, 10, 10). A batch submit builds thousands of objects that
+# live until it commits: at the defaults the collector walked them over and over, a tenth of a
+# batch submit's CPU. Young collections a seventieth as often hold garbage longer: a few MB for
+# workyard's own objects, but as much as the cycles hold, so not where handlers (anyone's code)
+# run: a handler that keeps a caught exception beside a large payload would keep thousands of them.
+BATCH_THRESHOLDS = (50_000, 50, 100)
 
 
-def settle() -> None:
+def settle(thresholds: tuple[int, int, int] | None = None) -> None:
     """Call once the process has started, before it serves: freeze what is alive out of the
-    collector's sight, set the thresholds.
+    collector's sight; ``thresholds``, if given, become the collector's.
 
     In a process that forks workers (Celery's prefork pool), call it before the fork: the pool
     processes inherit the frozen heap, and their collections do not touch (and copy) its pages."""
     gc.freeze()
-    gc.set_threshold(*THRESHOLDS)
+    if thresholds is not None:
+        gc.set_threshold(*thresholds)

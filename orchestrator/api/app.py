@@ -78,7 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Everything alive now lives as long as the process: out of the collector's sight.
-        heap.settle()
+        heap.settle(heap.BATCH_THRESHOLDS)
         async with mcp.running():
             yield
         wiring.close()

@@ -7,7 +7,6 @@ from typing import Any
 
 from sqlalchemy import select
 
-from config import heap
 from models.api import SagaRead
 from models.work_tables import WorkItem
 from tests.integration.harness import Harness
@@ -183,4 +182,5 @@ def test_a_worker_pool_process_keeps_its_startup_heap_out_of_the_collectors_sigh
     assert saga.state == "completed"
     found = saga.results["heap"]
     assert found["frozen"] > 10_000, found
-    assert tuple(found["thresholds"]) == heap.THRESHOLDS
+    # Python's own: handlers are anyone's code, whose cycles may hold much (config.heap).
+    assert tuple(found["thresholds"]) == (700, 10, 10)
