@@ -9,9 +9,10 @@ from typing import Any
 
 import psycopg
 import pytest
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from orchestrator.storage.db import make_session_factory
+from orchestrator.storage.db import SessionFactory, make_session_factory
 from orchestrator.storage.driver_sql import DriverStatement
 from orchestrator.traceability import actions
 from orchestrator.work import claim_statement, claims, stalls
@@ -24,6 +25,18 @@ def nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield from nodes(child)
 
 
+def claimed_after_statistics(engine: Engine, sessions: SessionFactory, held: int, free: int) -> list[str]:
+    """``held + free`` agent-offered items, PostgreSQL's statistics taken of them (as after a bulk
+    load), then ``held`` of them claimed, one claim a transaction; the items' ids."""
+    ids = [create(sessions, f"item-{n}", offer={"type": "agent"}) for n in range(held + free)]
+    with engine.begin() as conn:
+        conn.exec_driver_sql("ANALYZE")
+    for n in range(held):
+        with sessions.begin() as session:
+            assert claims.claim_next(session, agent(f"a{n}"), ttl_s=None, default_ttl_s=TTL_S) is not None
+    return ids
+
+
 @pytest.mark.postgres
 def test_the_lapsed_lease_probe_does_not_read_every_claimed_item(tmp_path: Path) -> None:
     """Statistics taken before anything was claimed (as after a bulk load) once sent the
@@ -32,13 +45,7 @@ def test_the_lapsed_lease_probe_does_not_read_every_claimed_item(tmp_path: Path)
     held, free = 60, 10
     with database("postgres", tmp_path) as engine:
         sessions = make_session_factory(engine)
-        for n in range(held + free):
-            create(sessions, f"item-{n}", offer={"type": "agent"})
-        with engine.begin() as conn:
-            conn.exec_driver_sql("ANALYZE")
-        for n in range(held):
-            with sessions.begin() as session:
-                assert claims.claim_next(session, agent(f"a{n}"), ttl_s=None, default_ttl_s=TTL_S) is not None
+        claimed_after_statistics(engine, sessions, held, free)
         me, now = agent("me"), datetime.now(UTC)
         params = claims._probe_params(me, now) | claim_statement.claim_params(
             "agent", me.id, me.ref, now, None, now + timedelta(seconds=TTL_S)
@@ -74,12 +81,7 @@ def test_a_claim_transaction_reads_timers_and_actions_by_key_not_all_of_them(tmp
     held, free = 60, 10
     with database("postgres", tmp_path) as engine:
         sessions = make_session_factory(engine)
-        ids = [create(sessions, f"item-{n}", offer={"type": "agent"}) for n in range(held + free)]
-        with engine.begin() as conn:
-            conn.exec_driver_sql("ANALYZE")
-        for n in range(held):
-            with sessions.begin() as session:
-                assert claims.claim_next(session, agent(f"a{n}"), ttl_s=None, default_ttl_s=TTL_S) is not None
+        ids = claimed_after_statistics(engine, sessions, held, free)
         me, now = agent("me"), datetime.now(UTC)
         statement, params = claims.next_at_once(me, now, None, TTL_S, None)  # no stall clock: its timer deleted
         batch = {"items": [ids[-1]], "agents": [me.id], "tenants": [me.tenant], "ats": [now]}
